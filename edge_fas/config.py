@@ -1,0 +1,262 @@
+"""The one YAML configuration file, validated at start.
+
+Each section is a dataclass; each field carries its help text and constraints in `metadata`. An
+unknown key or a bad value fails with the key, the value and what was expected. Every option also
+has a CLI flag, `--section-key` (e.g. `--decision-window 5`), generated from the same fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge_fas.errors import ConfigError
+
+
+def opt(default, help: str, choices=None, min=None, max=None, cli: bool = True):
+    """A config field with its help text and constraints."""
+    md = {"help": help, "choices": choices, "min": min, "max": max, "cli": cli}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=md)
+    return field(default=default, metadata=md)
+
+
+@dataclass
+class CameraConfig:
+    spec: str = opt("synthetic", "camera to open: realsense[:SERIAL], openni[:URI], orbbec[:SERIAL], "
+                                 "synthetic[:SCENARIO], replay:PATH")
+    width: int = opt(640, "stream width (pixels), all streams", min=64, max=4096)
+    height: int = opt(480, "stream height (pixels), all streams", min=48, max=4096)
+    fps: int = opt(30, "frames per second", min=1, max=300)
+    emitter: str = opt("on", "IR projector: on, off, or alternate (speckle-free IR on every other frame)",
+                       choices=["on", "off", "alternate"])
+    allowed_serials: list = opt([], "serial numbers allowed to drive decisions (empty: any)")
+    openni_prefer: str = opt("color", "OpenNI2 devices that cannot stream colour and IR together: which to take",
+                             choices=["color", "ir"])
+    reconnect_timeout_s: float = opt(30.0, "give up reconnecting a lost camera after this long (0: never)", min=0)
+    stall_timeout_s: float = opt(2.0, "a stream with no frame for this long counts as stalled", min=0.1)
+
+
+@dataclass
+class CalibrationConfig:
+    file: str | None = opt(None, "rig calibration YAML; empty: the camera's factory calibration")
+    max_reprojection_px: float = opt(2.0, "registration quality limit (pixels) checked at start", min=0)
+
+
+@dataclass
+class ModelConfig:
+    artifact: str | None = opt(None, "model artifact folder; empty: the bundled demo model")
+    runtime: str = opt("auto", "inference runtime", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    device: str = opt("auto", "inference device: auto, cpu, cuda, cuda:N")
+    threads: int = opt(0, "CPU threads for inference (0: runtime default)", min=0, max=256)
+
+
+@dataclass
+class DecisionConfig:
+    threshold: float | None = opt(None, "attack-score threshold; empty: the artifact's operating threshold",
+                                  min=0.0, max=1.0)
+    window: int = opt(5, "frames in the decision window", min=1, max=300)
+    min_live_frames: int = opt(4, "consistent live frames in the window needed to say live", min=1, max=300)
+    hysteresis: float = opt(0.05, "score margin needed to flip a standing verdict", min=0.0, max=0.5)
+    required_modalities: list = opt(["rgb", "depth", "ir"], "modalities a live verdict needs")
+    min_distance_m: float = opt(0.25, "nearest working distance (m)", min=0.0)
+    max_distance_m: float = opt(1.5, "farthest working distance (m)", min=0.0)
+    max_skew_ms: float = opt(40.0, "largest timestamp skew between streams of one frame set (ms)", min=0.0)
+    max_frame_age_ms: float = opt(500.0, "older frames are stale (ms)", min=0.0)
+
+
+@dataclass
+class DetectorConfig:
+    min_score: float = opt(0.5, "face detector confidence threshold", min=0.0, max=1.0)
+    dark_rgb_mean: float = opt(40.0, "mean colour brightness below which faces are searched in IR", min=0, max=255)
+    select: str = opt("largest", "which face to judge when there are several", choices=["largest", "closest", "center"])
+    smoothing: float = opt(0.6, "tracker smoothing of the face box (0: none)", min=0.0, max=0.99)
+    crop_scale: float = opt(1.4, "crop square side relative to the detected face box", min=1.0, max=3.0)
+
+
+@dataclass
+class GuiConfig:
+    fullscreen: bool = opt(False, "kiosk mode: fullscreen, large banner, no controls")
+    show_maps: bool = opt(True, "blend spoof-trace / uncertainty maps over the face")
+    map_alpha: float = opt(0.5, "opacity of the blended maps", min=0.0, max=1.0)
+
+
+@dataclass
+class RecordConfig:
+    path: str | None = opt(None, "record the session to this path (.db3, .oni, or a session folder)")
+    queue_frames: int = opt(120, "writer queue length; a take stops cleanly if the disk cannot keep up", min=1)
+
+
+@dataclass
+class WebhookConfig:
+    url: str | None = opt(None, "POST each verdict as JSON to this URL")
+    timeout_s: float = opt(1.0, "HTTP timeout per attempt", min=0.05, max=60)
+    retries: int = opt(2, "retries after a failed POST", min=0, max=10)
+    only_changes: bool = opt(True, "post only when the verdict changes")
+
+
+@dataclass
+class Config:
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    gui: GuiConfig = field(default_factory=GuiConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _check_value(key: str, value: Any, f: dataclasses.Field, hint) -> Any:
+    """Coerce and check one value against its field; raise ConfigError naming key, value and expectation."""
+    md = f.metadata
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args and typing.get_origin(hint) is not list else hint
+    if isinstance(value, str) and optional and value.strip().lower() in ("", "null", "none", "~"):
+        value = None
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r}: got null, expected a {getattr(base, '__name__', base)}")
+    origin = typing.get_origin(base) or base
+    try:
+        if origin is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+                value = value.lower() in ("true", "yes", "1", "on")
+            elif not isinstance(value, bool):
+                raise TypeError
+        elif origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            value = int(value)
+        elif origin is float:
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value)
+        elif origin is str:
+            if isinstance(value, bool) and md.get("choices") and "on" in md["choices"]:
+                value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            value = str(value)
+        elif origin is list:
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v]
+            if not isinstance(value, list):
+                raise TypeError
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: got {value!r} ({type(value).__name__}), "
+                          f"expected {getattr(origin, '__name__', origin)} — {md.get('help', '')}") from None
+    if md.get("choices") and value not in md["choices"]:
+        raise ConfigError(f"config key {key!r}: got {value!r}, expected one of {', '.join(map(str, md['choices']))}")
+    if md.get("min") is not None and value < md["min"]:
+        raise ConfigError(f"config key {key!r}: got {value!r}, expected at least {md['min']}")
+    if md.get("max") is not None and value > md["max"]:
+        raise ConfigError(f"config key {key!r}: got {value!r}, expected at most {md['max']}")
+    return value
+
+
+def config_from_dict(data: dict | None, where: str = "config") -> Config:
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of sections, got {type(data).__name__}")
+    sections = _sections()
+    unknown = set(data) - set(sections)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected sections: {', '.join(sections)}")
+    built = {}
+    for name, cls in sections.items():
+        raw = data.get(name) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: section {name!r} must be a mapping, got {raw!r}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        bad = set(raw) - set(fields)
+        if bad:
+            key = sorted(bad)[0]
+            raise ConfigError(f"{where}: unknown key '{name}.{key}' (value {raw[key]!r}); "
+                              f"keys of section {name!r}: {', '.join(fields)}")
+        kwargs = {k: _check_value(f"{name}.{k}", v, fields[k], hints[k]) for k, v in raw.items()}
+        built[name] = cls(**kwargs)
+    cfg = Config(**built)
+    _check_cross(cfg)
+    return cfg
+
+
+def _check_cross(cfg: Config) -> None:
+    d = cfg.decision
+    if d.min_live_frames > d.window:
+        raise ConfigError(f"config key 'decision.min_live_frames': got {d.min_live_frames}, expected at most "
+                          f"decision.window ({d.window})")
+    if d.min_distance_m >= d.max_distance_m:
+        raise ConfigError(f"config keys 'decision.min_distance_m' ({d.min_distance_m}) and 'decision.max_distance_m' "
+                          f"({d.max_distance_m}): expected min < max")
+    bad = [m for m in d.required_modalities if m not in ("rgb", "depth", "ir")]
+    if bad:
+        raise ConfigError(f"config key 'decision.required_modalities': got {bad}, expected a subset of rgb, depth, ir")
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Load the YAML file (if any), apply dotted overrides {"decision.window": 5}, validate."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; write one with `edge-fas run --print-config > {p}`")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})
+        if data[section] is None:
+            data[section] = {}
+        data[section][key] = value
+    return config_from_dict(data, where=str(path) if path else "config")
+
+
+# ---- CLI flags ----------------------------------------------------------------------------------
+
+def add_config_arguments(parser: argparse.ArgumentParser, sections: list[str] | None = None) -> None:
+    """Add --config and one flag per option (`--section-key`) to a subcommand's parser."""
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (see `--print-config`)")
+    parser.add_argument("--print-config", action="store_true", help="print the effective config as YAML and exit")
+    for name, cls in _sections().items():
+        if sections is not None and name not in sections:
+            continue
+        group = parser.add_argument_group(f"config section '{name}'")
+        for f in dataclasses.fields(cls):
+            if not f.metadata.get("cli", True):
+                continue
+            flag = f"--{name}-{f.name}".replace("_", "-")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            group.add_argument(flag, dest=f"cfg__{name}__{f.name}", default=None, metavar="V",
+                               help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {}
+    for k, v in vars(args).items():
+        if k.startswith("cfg__") and v is not None:
+            _, section, key = k.split("__", 2)
+            overrides[f"{section}.{key}"] = v  # strings; _check_value coerces them by the field's type
+    return load_config(getattr(args, "config", None), overrides)
