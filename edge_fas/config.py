@@ -77,7 +77,6 @@ class DetectorConfig:
     dark_rgb_mean: float = opt(40.0, "mean colour brightness below which faces are searched in IR", min=0, max=255)
     select: str = opt("largest", "which face to judge when there are several", choices=["largest", "closest", "center"])
     smoothing: float = opt(0.6, "tracker smoothing of the face box (0: none)", min=0.0, max=0.99)
-    crop_scale: float = opt(1.4, "crop square side relative to the detected face box", min=1.0, max=3.0)
 
 
 @dataclass

@@ -1,0 +1,130 @@
+"""The one shared preprocessing: face crop, resize and per-modality normalisation.
+
+Dataset transforms, export checks and the live pipeline all call these functions, so training and
+inference see identical inputs (DESIGN.md, "Preprocessing is one function"). The parameters travel
+in every model artifact's manifest.
+
+- colour: RGB scaled to [0, 1], then (x - mean) / std per channel.
+- depth: robust centring on the median of the valid face pixels and scaling by 1.4826 * MAD, with the
+  scale floored at `depth_min_scale_mm` so a flat print's sensor noise is not blown up into "relief";
+  nearer is positive; clipped to +-`depth_clip`; holes stay 0 and are reported in `depth_valid`.
+- IR: per-crop normalisation, (x - mean) / max(std, `ir_min_std`) with x in [0, 1]; the floor keeps a
+  dark, flat screen dark instead of stretching its noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+from edge_fas.errors import CalibrationError, ConfigError
+from edge_fas.types import FaceCrop, FrameSet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    size: int = 224  # model input side (pixels)
+    crop_scale: float = 1.4  # crop square side relative to the detected face box's longer side
+    rgb_mean: tuple[float, float, float] = IMAGENET_MEAN
+    rgb_std: tuple[float, float, float] = IMAGENET_STD
+    depth_min_scale_mm: float = 10.0
+    depth_clip: float = 4.0
+    ir_min_std: float = 0.05
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rgb_mean"], d["rgb_std"] = list(self.rgb_mean), list(self.rgb_std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessParams":
+        allowed = {f.name for f in fields(cls)}
+        unknown = set(d) - allowed
+        if unknown:
+            raise ConfigError(f"preprocessing parameters: unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}")
+        d = dict(d)
+        for k in ("rgb_mean", "rgb_std"):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(**d)
+
+
+def square_box(box, scale: float) -> tuple[float, float, float, float]:
+    """The square of side scale * max(w, h) centred on box (x0, y0, x1, y1); may extend past the image."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = scale * max(x1 - x0, y1 - y0) / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def _warp(img: np.ndarray, box, size: int, interpolation: int) -> np.ndarray:
+    """Resample the square `box` of img to size x size; outside the image is 0."""
+    x0, y0, x1, y1 = box
+    s = size / (x1 - x0)
+    # pixel centres: dst (u + 0.5) = s * (src (x + 0.5) - x0)
+    m = np.array([[s, 0, -s * x0 + 0.5 * s - 0.5], [0, s, -s * y0 + 0.5 * s - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(img, m, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def crop_face(frames: FrameSet, box, params: PreprocessParams) -> FaceCrop:
+    """Crop the face square around `box` (colour pixels) from all modalities and normalise them."""
+    if (frames.depth is not None or frames.ir is not None) and not frames.registered and frames.rgb is not None:
+        raise CalibrationError("crop_face needs depth and IR registered to colour; call "
+                               "edge_fas.calibration.register_to_color(frames) first")
+    sq = square_box(box, params.crop_scale)
+    n = params.size
+    rgb = _warp(frames.rgb, sq, n, cv2.INTER_AREA if (sq[2] - sq[0]) > n else cv2.INTER_LINEAR) \
+        if frames.rgb is not None else None
+    depth_mm = None
+    if frames.depth is not None:
+        d = _warp(frames.depth, sq, n, cv2.INTER_NEAREST)  # nearest: never blend face and background depth
+        depth_mm = d.astype(np.float32) * np.float32(frames.depth_scale * 1000.0)
+    ir = _warp(frames.ir, sq, n, cv2.INTER_LINEAR) if frames.ir is not None else None
+    crop = normalise_crop(rgb, depth_mm, ir, params)
+    crop.box = tuple(int(round(v)) for v in sq)
+    return crop
+
+
+def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.ndarray | None,
+                   params: PreprocessParams) -> FaceCrop:
+    """Normalise already-cropped size x size images. depth_mm: distance in mm (0 = hole), larger = farther."""
+    n = params.size
+    present = np.array([rgb is not None, depth_mm is not None, ir is not None])
+    for name, a in (("rgb", rgb), ("depth", depth_mm), ("ir", ir)):
+        if a is not None and a.shape[:2] != (n, n):
+            raise ValueError(f"{name} crop is {a.shape[:2]}, expected {(n, n)} (PreprocessParams.size)")
+
+    if rgb is not None:
+        x = rgb.astype(np.float32) / 255.0
+        x = (x - np.asarray(params.rgb_mean, np.float32)) / np.asarray(params.rgb_std, np.float32)
+        rgb_t = np.ascontiguousarray(x.transpose(2, 0, 1))
+    else:
+        rgb_t = np.zeros((3, n, n), np.float32)
+
+    valid = np.zeros((n, n), bool)
+    depth_t = np.zeros((1, n, n), np.float32)
+    if depth_mm is not None:
+        valid = depth_mm > 0
+        # statistics over the central face region (the crop is 1.4x the face), fall back to the whole crop
+        c0, c1 = int(n * 0.25), int(n * 0.75)
+        centre = depth_mm[c0:c1, c0:c1][valid[c0:c1, c0:c1]]
+        vals = centre if centre.size >= 16 else depth_mm[valid]
+        if vals.size:
+            med = float(np.median(vals))
+            scale = max(1.4826 * float(np.median(np.abs(vals - med))), params.depth_min_scale_mm)
+            d = np.clip((med - depth_mm) / scale, -params.depth_clip, params.depth_clip)
+            depth_t[0] = np.where(valid, d, 0.0).astype(np.float32)
+
+    ir_t = np.zeros((1, n, n), np.float32)
+    if ir is not None:
+        x = ir.astype(np.float32) / (65535.0 if ir.dtype == np.uint16 else 255.0)
+        if x.ndim == 3:
+            x = x[..., 0]
+        ir_t[0] = (x - x.mean()) / max(float(x.std()), params.ir_min_std)
+
+    return FaceCrop(rgb=rgb_t, depth=depth_t, ir=ir_t, present=present, depth_valid=valid)
