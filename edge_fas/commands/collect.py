@@ -1,0 +1,13 @@
+"""`edge-fas collect`: placeholder until its issue lands (see README status)."""
+
+from edge_fas.errors import EdgeFasError
+
+HELP = "collect (not implemented yet)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise EdgeFasError("`edge-fas collect` is not implemented yet in this build; see the README's status table")
