@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
@@ -40,6 +43,31 @@ def face_model_bytes() -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Silence LiteRT's C++ INFO lines (written straight to fd 2) while the detector starts and stops.
+
+    Python exceptions still propagate; set EDGE_FAS_NATIVE_LOGS=1 to see the native output.
+    """
+    if os.environ.get("EDGE_FAS_NATIVE_LOGS"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceDetector:
     """BlazeFace short-range (faces within ~2 m). Use as a context manager or call close()."""
 
@@ -53,7 +81,9 @@ class FaceDetector:
             running_mode=RunningMode.IMAGE,
             min_detection_confidence=min_score,
         )
-        self._detector = _MpFaceDetector.create_from_options(options)
+        self._first_call = True
+        with _quiet_native_logs():
+            self._detector = _MpFaceDetector.create_from_options(options)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB (H, W, 3) or grey (H, W) uint8 image, best score first."""
@@ -66,7 +96,13 @@ class FaceDetector:
         if image.dtype != np.uint8:
             raise ValueError(f"face detection needs a uint8 image, got {image.dtype}")
         h, w = image.shape[:2]
-        result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        if self._first_call:  # LiteRT logs its set-up notes on the first inference
+            with _quiet_native_logs():
+                result = self._detector.detect(mp_image)
+            self._first_call = False
+        else:
+            result = self._detector.detect(mp_image)
         out = []
         for d in result.detections:
             b = d.bounding_box
@@ -80,7 +116,8 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._detector is not None:
-            self._detector.close()
+            with _quiet_native_logs():
+                self._detector.close()
             self._detector = None
 
     def __enter__(self):

@@ -1,0 +1,219 @@
+"""`edge-fas doctor`: what is usable on this machine, and for what is not, why.
+
+Each check returns a Check(name, ok, detail, core). The core checks (the package's own imports, the
+bundled face model, ONNX Runtime, torch) decide the exit code; the rest (cameras, GPUs, TensorRT, GUI)
+are optional: a kiosk without a RealSense is not broken, it just cannot use one.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    core: bool = False
+    info: dict = field(default_factory=dict)
+
+
+def _version(module_name: str) -> tuple[object | None, str]:
+    try:
+        m = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any import failure is a reason to report
+        return None, f"{type(e).__name__}: {e}"
+    return m, str(getattr(m, "__version__", "") or "")
+
+
+def check_face_model() -> Check:
+    try:
+        from edge_fas.face import FACE_MODEL_SHA256, FaceDetector, face_model_bytes
+        face_model_bytes()
+        import numpy as np
+        with FaceDetector() as det:
+            det.detect(np.zeros((128, 128, 3), np.uint8))
+        return Check("face-model", True, f"mediapipe BlazeFace short-range, sha256 {FACE_MODEL_SHA256[:12]}... verified",
+                     core=True)
+    except Exception as e:  # noqa: BLE001
+        return Check("face-model", False, f"{type(e).__name__}: {e}", core=True)
+
+
+def check_mediapipe() -> Check:
+    m, v = _version("mediapipe")
+    return Check("mediapipe", m is not None, f"mediapipe {v}" if m else f"not importable ({v}); pip install mediapipe",
+                 core=True)
+
+
+def check_onnxruntime() -> Check:
+    m, v = _version("onnxruntime")
+    if m is None:
+        return Check("onnxruntime", False, f"not importable ({v}); pip install onnxruntime", core=True)
+    providers = m.get_available_providers()
+    return Check("onnxruntime", True, f"onnxruntime {v}, providers: {', '.join(providers)}", core=True,
+                 info={"providers": providers})
+
+
+def check_torch() -> Check:
+    m, v = _version("torch")
+    if m is None:
+        return Check("torch", False, f"not importable ({v}); pip install -c constraints.txt torch", core=True)
+    return Check("torch", True, f"torch {v}", core=True, info={"version": v})
+
+
+def check_cuda() -> Check:
+    m, _ = _version("torch")
+    if m is None:
+        return Check("cuda", False, "torch is not importable")
+    if not m.cuda.is_available():
+        why = "torch is a CPU-only build" if m.version.cuda is None else "no CUDA device or driver visible"
+        return Check("cuda", False, f"no CUDA: {why}")
+    names = [m.cuda.get_device_name(i) for i in range(m.cuda.device_count())]
+    caps = [".".join(map(str, m.cuda.get_device_capability(i))) for i in range(m.cuda.device_count())]
+    return Check("cuda", True, f"CUDA {m.version.cuda}: {', '.join(names)}", info={"devices": names, "capability": caps})
+
+
+def check_tensorrt() -> Check:
+    m, v = _version("tensorrt")
+    if m is None:
+        return Check("tensorrt", False, "not installed (pip install 'edge-fas[tensorrt]' on a machine with an NVIDIA GPU; "
+                                        "on Jetson it comes with JetPack)")
+    return Check("tensorrt", True, f"TensorRT {v}")
+
+
+def check_realsense() -> Check:
+    m, v = _version("pyrealsense2")
+    if m is None:
+        hint = " (Debian: apt install libusb-1.0-0)" if "libusb" in v else ""
+        return Check("realsense", False, f"pyrealsense2 not importable: {v}{hint}; pip install 'edge-fas[realsense]'")
+    try:
+        devices = _list("edge_fas.drivers.realsense")
+        if devices is None:
+            ctx = m.context()
+            devices = [{"model": d.get_info(m.camera_info.name), "serial": d.get_info(m.camera_info.serial_number)}
+                       for d in ctx.query_devices()]
+    except Exception as e:  # noqa: BLE001
+        return Check("realsense", True, f"pyrealsense2 {v}; listing devices failed: {e}")
+    return Check("realsense", True, f"pyrealsense2 {v}; {_devices_line(devices)}", info={"devices": devices})
+
+
+def check_openni() -> Check:
+    m, v = _version("openni.openni2")
+    if m is None:
+        return Check("openni2", False, f"openni not importable: {v}; pip install 'edge-fas[orbbec]'")
+    lib = ctypes.util.find_library("OpenNI2")
+    if lib is None and not any(os.path.exists(os.path.join(d, "libOpenNI2.so.0"))
+                               for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib")):
+        return Check("openni2", False, "the OpenNI2 runtime library is missing (Debian: apt install libopenni2-0)")
+    try:
+        devices = _list("edge_fas.drivers.openni")
+    except Exception as e:  # noqa: BLE001
+        return Check("openni2", False, f"OpenNI2 did not initialise: {e}")
+    if devices is None:
+        return Check("openni2", True, "openni importable and libOpenNI2 present (device listing arrives with the OpenNI2 driver)")
+    return Check("openni2", True, f"OpenNI2 runtime; {_devices_line(devices)}", info={"devices": devices})
+
+
+def check_orbbec() -> Check:
+    try:
+        devices = _list("edge_fas.drivers.orbbec")
+    except Exception as e:  # noqa: BLE001
+        return Check("orbbec-sdk", False, f"pyorbbecsdk unusable: {e}")
+    if devices is None:
+        spec = importlib.util.find_spec("pyorbbecsdk")
+        return Check("orbbec-sdk", spec is not None, "pyorbbecsdk installed" if spec else
+                     "pyorbbecsdk not installed (pip install --no-deps pyorbbecsdk-community; Linux wheels only)")
+    return Check("orbbec-sdk", True, f"pyorbbecsdk; {_devices_line(devices)}", info={"devices": devices})
+
+
+def check_gui() -> Check:
+    m, v = _version("PyQt6.QtWidgets")
+    if m is None:
+        return Check("gui", False, f"PyQt6 not importable: {v}; pip install 'edge-fas[gui]' (Debian: the xcb libraries, "
+                                   "see the Makefile)")
+    platform_name = os.environ.get("QT_QPA_PLATFORM", "")
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if display:
+        return Check("gui", True, f"PyQt6 importable, display {display}")
+    if platform_name == "offscreen":
+        return Check("gui", True, "PyQt6 importable, offscreen rendering only (QT_QPA_PLATFORM=offscreen)")
+    return Check("gui", False, "PyQt6 importable but no display (DISPLAY unset): use --headless, xvfb-run, or "
+                               "QT_QPA_PLATFORM=offscreen for screenshots")
+
+
+def check_demo_model() -> Check:
+    try:
+        from edge_fas.runtime import default_artifact
+    except ImportError:
+        return Check("demo-model", False, "the runtime module is not part of this build yet")
+    try:
+        path = default_artifact()
+        from edge_fas.artifact import load_artifact
+        art = load_artifact(path)
+        name = getattr(art, "manifest", {}).get("model", "?") if isinstance(getattr(art, "manifest", None), dict) else "?"
+        return Check("demo-model", True, f"bundled demo artifact {path} ({name}), hashes verified")
+    except Exception as e:  # noqa: BLE001
+        return Check("demo-model", False, f"{type(e).__name__}: {e}")
+
+
+def _list(module_name: str):
+    """Devices from a driver module's list_devices(), or None when the driver has none yet."""
+    try:
+        mod = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("edge_fas"):
+            return None
+        raise
+    fn = getattr(mod, "list_devices", None)
+    return None if fn is None else fn()
+
+
+def _devices_line(devices: list[dict]) -> str:
+    if not devices:
+        return "no devices connected"
+    parts = []
+    for d in devices:
+        s = f"{d.get('model', '?')} serial {d.get('serial', '?')}"
+        if d.get("firmware"):
+            s += f" fw {d['firmware']}"
+        if d.get("profiles"):
+            s += f" ({len(d['profiles'])} profiles)"
+        parts.append(s)
+    return f"{len(devices)} device(s): " + "; ".join(parts)
+
+
+CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, check_demo_model, check_cuda,
+          check_tensorrt, check_realsense, check_openni, check_orbbec, check_gui]
+
+
+def run_checks() -> list[Check]:
+    out = []
+    for fn in CHECKS:
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - a broken check must not hide the others
+            out.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {type(e).__name__}: {e}"))
+    return out
+
+
+def main(as_json: bool = False) -> int:
+    from edge_fas import __version__
+    checks = run_checks()
+    core_ok = all(c.ok for c in checks if c.core)
+    if as_json:
+        print(json.dumps({"edge_fas": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+                          "core_ok": core_ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        print(f"edge-fas {__version__} on Python {sys.version.split()[0]}, {platform.platform()}")
+        for c in checks:
+            mark = "ok  " if c.ok else ("FAIL" if c.core else "--  ")
+            print(f"  [{mark}] {c.name:<12} {c.detail}")
+        print("core: ok" if core_ok else "core: BROKEN (see FAIL lines)")
+    return 0 if core_ok else 1
