@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from edge_fas.errors import CalibrationError
+from edge_fas.preprocess import PreprocessParams, crop_face, normalise_crop, square_box
+from edge_fas.types import FrameSet
+
+
+def test_square_box_is_centred_and_scaled():
+    x0, y0, x1, y1 = square_box((100, 50, 200, 250), 1.5)
+    assert (x0 + x1) / 2 == 150 and (y0 + y1) / 2 == 150
+    assert x1 - x0 == pytest.approx(300) and y1 - y0 == pytest.approx(300)
+
+
+def _scene():
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 0] = xx % 256
+    rgb[..., 1] = yy % 256
+    # a dome 60 mm high in front of a wall at 600 mm, centred at (160, 120)
+    r2 = ((xx - 160) ** 2 + (yy - 120) ** 2) / 50.0 ** 2
+    depth = np.where(r2 < 1, 600 - 60 * np.sqrt(np.clip(1 - r2, 0, 1)), 900).astype(np.uint16)
+    depth[0:10, :] = 0  # a hole band
+    ir = (100 + 50 * (r2 < 1)).astype(np.uint8)
+    return FrameSet(rgb=rgb, depth=depth, ir=ir, depth_scale=0.001, registered=True)
+
+
+def test_crop_face_geometry_and_normalisation():
+    p = PreprocessParams(size=64, crop_scale=1.0)
+    crop = crop_face(_scene(), (110, 70, 210, 170), p)
+    assert crop.rgb.shape == (3, 64, 64) and crop.depth.shape == (1, 64, 64) and crop.ir.shape == (1, 64, 64)
+    assert crop.present.tolist() == [True, True, True]
+    # the red channel encodes x: the crop starts near x=110 and ends near x=210
+    red = crop.rgb[0] * p.rgb_std[0] + p.rgb_mean[0]
+    assert red[32, 0] * 255 == pytest.approx(110.5, abs=2) and red[32, -1] * 255 == pytest.approx(208.5, abs=2)
+    # depth: nearer is positive; the apex is in front of the face's median, the wall far behind (clipped)
+    d = crop.depth[0]
+    assert d[32, 32] > 0.2 and d[32, 32] == d.max()
+    assert d[1, 1] == -p.depth_clip
+
+
+def test_flat_surface_noise_is_not_inflated_into_relief():
+    rng = np.random.default_rng(0)
+    depth_mm = (500 + rng.normal(0, 1.0, (64, 64))).astype(np.float32)  # a print: flat, 1 mm noise
+    crop = normalise_crop(None, depth_mm, None, PreprocessParams(size=64))
+    assert np.abs(crop.depth).max() < 0.6  # floored scale: 1 mm noise stays well under one unit
+    assert crop.present.tolist() == [False, True, False] and not crop.rgb.any() and not crop.ir.any()
+
+
+def test_holes_stay_zero_and_masked():
+    depth_mm = np.full((32, 32), 700, np.float32)
+    depth_mm[5:9, 5:9] = 0
+    crop = normalise_crop(None, depth_mm, None, PreprocessParams(size=32))
+    assert not crop.depth_valid[5:9, 5:9].any() and (crop.depth[0, 5:9, 5:9] == 0).all()
+
+
+def test_unregistered_frames_are_refused():
+    fs = _scene().replace(registered=False)
+    with pytest.raises(CalibrationError, match="register_to_color"):
+        crop_face(fs, (110, 70, 210, 170), PreprocessParams(size=32))
+
+
+def test_params_round_trip_and_unknown_keys():
+    p = PreprocessParams(size=112, crop_scale=1.3)
+    assert PreprocessParams.from_dict(p.to_dict()) == p
+    with pytest.raises(Exception, match="unknown key"):
+        PreprocessParams.from_dict({"size": 3, "blur": 1})
