@@ -1,0 +1,266 @@
+"""What stands in front of the rig, per species: a textured height field with its materials.
+
+Each species is an `Atlas`: colour, alpha, height (metres towards the camera), near-IR albedo, depth
+drop-out propensity (specular surfaces) and gloss on one pixel grid, plus where the face's landmarks
+lie on it. The physics that tells attacks from faces lives here:
+
+- bona_fide: the full head relief; skin's bright, smooth near-IR reflectance; glasses cause depth drop-outs.
+- print: a sheet of paper (flat, or bent along a cylinder by up to ~15 mm) carrying the whole photo with
+  a white margin; halftone dots, desaturated, warm, lifted blacks; near-IR shows the paper (bright, flat)
+  with only the carbon-black ink faintly; sharp sheet edges.
+- replay: a flat screen with a black bezel showing the photo; emissive (scene light does not shade it),
+  display gamma and blue cast, sub-pixel stripes that alias into moire; a screen shows almost nothing
+  in near-IR (dark face region) and its glass makes specular depth drop-outs.
+- rigid_mask: a resin mask over the wearer's face: face-shaped but smoothed, shallower relief, standing
+  off the face; uniform bright resin near-IR; eye holes where the real eyes show; painted, glossy.
+- paper_mask: a printed face cut out and held in front of the face: low cylindrical relief, paper
+  near-IR, halftone, eye holes, the wearer's hair and body around it.
+- flexible_mask: silicone, the subtle one: relief close to a face (slightly smoothed), near-skin albedo with
+  less variation, a seam at its border, a little sheen.
+- partial: a bona fide face wearing printed paper glasses: a flat band over the eyes in paper material.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_fas.sim.face_photo import (FACE_AXES, FACE_CENTER, LANDMARKS, PHOTO_ROWS, PIXEL_M, expression_warp,
+                                     face_coords, person_layers, to_face_frame)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One simulated identity: the photo with a skin tone, relief depth and expression."""
+
+    tone: float = 1.0
+    relief_gain: float = 1.0
+    smile: float = 0.0
+    brows: float = 0.0
+    bend_m: float = 0.0  # paper bend for print attacks (signed, metres at the sheet's centre)
+
+
+@dataclass
+class Atlas:
+    species: str
+    color: np.ndarray  # H x W x 3 float32 in [0, 1], unlit albedo (emissive areas: displayed radiance)
+    alpha: np.ndarray  # H x W float32
+    height: np.ndarray  # H x W float32, metres towards the camera
+    ir_albedo: np.ndarray  # H x W float32
+    specular: np.ndarray  # H x W float32 in [0, 1]: propensity of depth drop-outs
+    emissive: np.ndarray  # H x W float32 in [0, 1]: 1 where the surface emits (screens)
+    gloss: float  # strength of the specular highlight under the key light
+    origin: tuple[float, float]  # atlas pixel that sits at the object's origin (the face centre)
+    scale_m: float  # metres per atlas pixel
+    landmarks: dict  # name -> (x, y) atlas pixels, incl. "face_outline" as an N x 2 array
+    face_height: float  # mean height of the face region (for the face box's projection)
+
+
+def _luminance(c):
+    return 0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2]
+
+
+def _tone(color, skin, tone):
+    # darker skin reduces blue most; blend by the skin mask so hair, cap and clothes keep their colour
+    gains = np.array([tone, tone ** 1.15, tone ** 1.35], np.float32)
+    return color * (1.0 - skin[..., None]) + np.clip(color * gains, 0, 1) * skin[..., None]
+
+
+def halftone(color: np.ndarray, period: float = 3.2) -> np.ndarray:
+    """A printer's look: rotated dot screens per ink, desaturation, warm paper, lifted blacks."""
+    h, w = color.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty_like(color)
+    for ch, angle in enumerate((15.0, 75.0, 0.0)):
+        t = np.radians(angle)
+        u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+        screen = 0.5 + 0.25 * (np.cos(2 * np.pi * u / period) + np.cos(2 * np.pi * v / period))
+        ink = 1.0 - color[..., ch]
+        out[..., ch] = 1.0 - np.clip((ink - screen) * 3.0 + ink, 0.0, 1.0) * 0.9
+    lum = _luminance(out)[..., None]
+    out = 0.75 * out + 0.25 * lum  # printers desaturate
+    out = 0.08 + 0.86 * out  # paper white is not white, black ink is not black
+    return np.clip(out * np.array([1.03, 1.0, 0.9], np.float32), 0, 1)
+
+
+def _faint_ink_ir(color):
+    # most inks are transparent at 850 nm; the carbon black that makes the darkest tones is not
+    darkness = np.clip(1.0 - _luminance(color) * 1.6, 0.0, 1.0)
+    return (0.82 - 0.22 * darkness).astype(np.float32)
+
+
+def _landmarks(offset=(0.0, 0.0), scale=1.0):
+    ox, oy = offset
+    marks = {k: (v[0] * scale + ox, v[1] * scale + oy) for k, v in LANDMARKS.items()}
+    t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    a, b = FACE_AXES
+    c, s = np.cos(np.radians(-6.5)), np.sin(np.radians(-6.5))
+    ex, ey = a * np.cos(t), b * np.sin(t)
+    outline = np.stack([FACE_CENTER[0] + c * ex - s * ey, FACE_CENTER[1] + s * ex + c * ey], 1)
+    # the detector's box spans brow to chin; the ellipse's top reaches the cap, so trim it a little
+    outline[:, 1] = np.maximum(outline[:, 1], FACE_CENTER[1] - 0.85 * b)
+    marks["face_outline"] = outline * scale + np.array([ox, oy])
+    return marks
+
+
+def _person(subject: Subject):
+    p = person_layers()
+    color = _tone(p.color, p.skin, subject.tone)
+    ir = p.ir_albedo * np.where(p.skin > 0.5, 0.9 + 0.1 * subject.tone, 1.0)
+    height = p.height + (subject.relief_gain - 1.0) * p.face_relief
+    layers = dict(color=color, alpha=p.alpha.copy(), height=height.astype(np.float32), ir=ir.astype(np.float32),
+                  specular=p.specular.copy())
+    if subject.smile or subject.brows:
+        mx, my = expression_warp(color.shape[:2], subject.smile, subject.brows)
+        for k in ("color", "height", "ir"):
+            layers[k] = cv2.remap(layers[k], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return p, layers
+
+
+def _face_height(height, face_mask):
+    return float((height * face_mask).sum() / max(face_mask.sum(), 1.0))
+
+
+def build_atlas(species: str, subject: Subject) -> Atlas:
+    builder = _BUILDERS.get(species)
+    if builder is None:
+        from edge_fas.errors import ConfigError
+
+        raise ConfigError(f"synthetic species {species!r} is unknown; expected one of {', '.join(_BUILDERS)}")
+    return builder(subject)
+
+
+def _bona_fide(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    zero = np.zeros_like(L["alpha"])
+    return Atlas("bona_fide", L["color"], L["alpha"], L["height"], L["ir"], L["specular"], zero, gloss=0.06,
+                 origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
+                 face_height=_face_height(L["height"], p.face_mask))
+
+
+def _sheet(content: np.ndarray, margin: int, fill: float):
+    h, w = content.shape[:2]
+    out = np.full((h + 2 * margin, w + 2 * margin) + content.shape[2:], fill, np.float32)
+    out[margin:margin + h, margin:margin + w] = content
+    return out
+
+
+def _print(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    margin = 28
+    color = _sheet(halftone(L["color"][:PHOTO_ROWS]), margin, 0.93)  # the photo printed with a white margin
+    h, w = color.shape[:2]
+    x = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
+    half = w / 2.0
+    height = (0.07 + subject.bend_m * (1.0 - ((x - half) / half) ** 2)).astype(np.float32)
+    alpha = np.ones((h, w), np.float32)
+    ir = _faint_ink_ir(color)
+    ir[:margin], ir[-margin:], ir[:, :margin], ir[:, -margin:] = 0.84, 0.84, 0.84, 0.84
+    origin = (FACE_CENTER[0] + margin, FACE_CENTER[1] + margin)
+    fm = _sheet(p.face_mask[:PHOTO_ROWS], margin, 0.0)
+    return Atlas("print", color, alpha, height, ir, np.zeros_like(alpha), np.zeros_like(alpha), gloss=0.03,
+                 origin=origin, scale_m=PIXEL_M, landmarks=_landmarks((margin, margin)),
+                 face_height=_face_height(height, fm))
+
+
+def _replay(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    h0, w0 = PHOTO_ROWS, L["color"].shape[1]
+    shown = np.clip(L["color"][:PHOTO_ROWS], 0, 1) ** 1.25 * np.array([0.92, 0.97, 1.1], np.float32)  # display gamma, blue cast
+    y, x = np.mgrid[0:h0, 0:w0].astype(np.float32)
+    stripes = np.stack([0.5 + 0.5 * np.cos(2 * np.pi * (x / 2.6 - k / 3.0)) for k in range(3)], -1)
+    shown = shown * (0.78 + 0.3 * stripes)  # RGB sub-pixel columns: alias into moire at most distances
+    shown *= (0.9 + 0.08 * np.cos(2 * np.pi * y / 2.3))[..., None]  # pixel rows
+    glare = np.clip(1.0 - np.abs((x - 0.9 * y) / (0.35 * w0)), 0, 1)[..., None] * 0.12  # reflection of a lamp
+    bezel = 30
+    color = _sheet(np.clip(shown + glare, 0, 1), bezel, 0.04)
+    emissive = _sheet(np.ones((h0, w0), np.float32), bezel, 0.0)
+    h, w = color.shape[:2]
+    alpha = np.ones((h, w), np.float32)
+    height = np.full((h, w), 0.07, np.float32)
+    rng = np.random.default_rng(7)
+    blobs = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 12)
+    blobs = (blobs - blobs.min()) / (np.ptp(blobs) + 1e-6)
+    specular = np.clip((blobs - 0.55) * 3.0, 0, 0.9) * emissive  # glossy glass: patches of drop-outs
+    ir = 0.03 + 0.02 * (1.0 - emissive)  # LCDs emit no near-IR and absorb most of it
+    fm = _sheet(p.face_mask[:PHOTO_ROWS], bezel, 0.0)
+    return Atlas("replay", color, alpha, height, ir.astype(np.float32), specular.astype(np.float32), emissive,
+                 gloss=0.0, origin=(FACE_CENTER[0] + bezel, FACE_CENTER[1] + bezel), scale_m=PIXEL_M,
+                 landmarks=_landmarks((bezel, bezel)), face_height=_face_height(height, fm))
+
+
+def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species=""):
+    """Composite a mask onto the wearer: the mask inside mask_alpha, the wearer outside and through the eye holes."""
+    m = mask_alpha * (1.0 - p.eye_holes) if eye_holes else mask_alpha
+    color = L["color"] * (1 - m[..., None]) + mask_color * m[..., None]
+    height = np.where(m > 0.5, mask_height, L["height"]).astype(np.float32)
+    ir = (L["ir"] * (1 - m) + mask_ir * m).astype(np.float32)
+    specular = (L["specular"] * (1 - m)).astype(np.float32)
+    return Atlas(species, color.astype(np.float32), L["alpha"], height, ir, specular, np.zeros_like(m), gloss=gloss,
+                 origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
+                 face_height=_face_height(height, p.face_mask))
+
+
+def _mask_region(p, grow=1.06):
+    fx, fy = face_coords(p.alpha.shape)
+    a, b = FACE_AXES
+    inside = (((fx / (a * grow)) ** 2 + ((fy + 8.0) / (b * grow)) ** 2) <= 1.0).astype(np.float32)
+    return cv2.GaussianBlur(inside, (3, 3), 0.7)
+
+
+def _rigid_mask(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    region = _mask_region(p)
+    smooth = cv2.GaussianBlur(p.face_relief, (0, 0), 9.0)  # moulded: no fine relief, rounded nose
+    height = 0.012 + 0.75 * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
+    painted = cv2.GaussianBlur(L["color"], (0, 0), 1.6)
+    painted = np.clip((painted - 0.5) * 1.15 + 0.5 + np.array([0.03, 0.0, -0.02], np.float32), 0, 1)
+    ir = 0.86 + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
+    return _over_face(p, L, region, height, painted, ir, gloss=0.25, species="rigid_mask")
+
+
+def _paper_mask(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    region = _mask_region(p, grow=1.0)
+    fx, _ = face_coords(p.alpha.shape)
+    a = FACE_AXES[0]
+    tip = float(p.face_relief.max())
+    height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
+    printed = halftone(L["color"])
+    return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"]), gloss=0.02,
+                      species="paper_mask")
+
+
+def _flexible_mask(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    region = _mask_region(p, grow=1.1)
+    height = 0.004 + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), 3.0)
+    skin_like = cv2.GaussianBlur(L["color"], (0, 0), 1.0)
+    lum = _luminance(skin_like)[..., None]
+    skin_like = np.clip(0.85 * skin_like + 0.15 * lum + np.array([0.03, 0.0, 0.0], np.float32), 0, 1)
+    ir_face = L["ir"]
+    ir = 0.57 + 0.5 * (ir_face - float(ir_face[region > 0.5].mean()))  # silicone: near skin, less variation
+    seam = cv2.morphologyEx((region > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    skin_like = skin_like * (1.0 - 0.25 * seam[..., None])
+    return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32), gloss=0.14,
+                      species="flexible_mask")
+
+
+def _partial(subject: Subject) -> Atlas:
+    p, L = _person(subject)
+    fx, fy = face_coords(p.alpha.shape)
+    ey = 0.5 * (to_face_frame(LANDMARKS["eye_right"])[1] + to_face_frame(LANDMARKS["eye_left"])[1])
+    band = ((np.abs(fy - ey) < 26.0) & (np.abs(fx) < 86.0)).astype(np.float32)
+    band = cv2.GaussianBlur(band, (3, 3), 0.7)
+    level = float(np.percentile(L["height"][band > 0.5], 95)) + 0.006  # paper glasses rest on the nose bridge
+    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8))
+    shifted = np.roll(printed, (2, 3), (0, 1))  # the printed eyes are not exactly the wearer's
+    atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted), eye_holes=False,
+                       gloss=0.02, species="partial")
+    return atlas
+
+
+_BUILDERS = {"bona_fide": _bona_fide, "print": _print, "replay": _replay, "rigid_mask": _rigid_mask,
+             "paper_mask": _paper_mask, "flexible_mask": _flexible_mask, "partial": _partial}

@@ -1,0 +1,204 @@
+"""Rendering a presentation into one camera, and the sensor models that turn it into raw frames.
+
+Geometry: the presentation is a height field over a plane (its atlas). For each camera pixel the ray
+is intersected with the plane raised by the height found at the previous guess (parallax mapping,
+three fixed-point steps on a half-resolution grid), which is exact for a flat surface and within a fraction of a millimetre for
+a face's gentle relief at 0.35-1.2 m. The plane-to-pixel maps are separable sums, and the lookups are
+cv2.remap calls, so a 640x480 frame set renders in a few milliseconds on one core.
+
+Sensor models (parameters from the domain, edge_fas.sim.domains):
+- depth: sigma(z) = k z^2 noise (white plus a low-frequency blotch), drop-outs at depth edges, the
+  active-stereo occlusion shadow left of foreground objects, on dark and specular surfaces, random
+  pixels, and outside the working range; millimetre quantisation.
+- IR: albedo x (emitter falloff 1/z^2 + ambient near-IR), the emitter's dot pattern (speckle) shifting
+  with disparity, read noise; the IR imager is the depth imager (same pixels).
+- colour: key + ambient light with gloss, exposure, white balance, gamma, read noise, motion blur,
+  optics softness (rendering at lower resolution for low-resolution domains).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_fas.calibration import Intrinsics
+from edge_fas.sim.presentations import Atlas
+
+PARALLAX_STEPS = 3  # ray/height-field fixed-point steps
+
+
+@dataclass
+class View:
+    """One camera's fixed state: intrinsics, world-to-camera pose, and its normalised ray grids
+    (full resolution, and a half-resolution grid whose pixel centres match cv2.resize's)."""
+
+    intrinsics: Intrinsics
+    R: np.ndarray  # world -> camera rotation
+    t: np.ndarray  # world -> camera translation (metres)
+
+    def __post_init__(self):
+        k = self.intrinsics
+        self.xn = ((np.arange(k.width, dtype=np.float32) - k.cx) / k.fx)[None, :]
+        self.yn = ((np.arange(k.height, dtype=np.float32) - k.cy) / k.fy)[:, None]
+        cw, ch = (k.width + 1) // 2, (k.height + 1) // 2
+        self.coarse_xn = ((2.0 * np.arange(cw, dtype=np.float32) + 0.5 - k.cx) / k.fx)[None, :]
+        self.coarse_yn = ((2.0 * np.arange(ch, dtype=np.float32) + 0.5 - k.cy) / k.fy)[:, None]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.intrinsics.height, self.intrinsics.width
+
+    def ray_dot(self, v: np.ndarray, coarse: bool = False) -> np.ndarray:
+        """v . (x_n, y_n, 1) for every pixel, v in this camera's frame."""
+        xn, yn = (self.coarse_xn, self.coarse_yn) if coarse else (self.xn, self.yn)
+        return (np.float32(v[0]) * xn + np.float32(v[1]) * yn + np.float32(v[2])).astype(np.float32)
+
+    def project(self, points_world: np.ndarray) -> np.ndarray:
+        p = points_world @ self.R.T + self.t
+        k = self.intrinsics
+        return np.stack([k.fx * p[:, 0] / p[:, 2] + k.cx, k.fy * p[:, 1] / p[:, 2] + k.cy], 1)
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the presentation's origin (the face centre) is, and how it is turned (world = colour camera)."""
+
+    x: float
+    y: float
+    z: float
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    scale_x: float = 1.0  # face width / photo's face width
+    scale_y: float = 1.0
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(right, down, towards-camera) unit vectors in world coordinates."""
+        y, p, r = np.radians([self.yaw_deg, self.pitch_deg, self.roll_deg])
+        ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+        rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+        rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+        rot = ry @ rx @ rz
+        return rot[:, 0], rot[:, 1], -rot[:, 2]
+
+    def origin(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.z])
+
+    def atlas_to_world(self, atlas: Atlas, px: np.ndarray, heights: np.ndarray) -> np.ndarray:
+        eu, ev, en = self.axes()
+        a = (px[:, 0] - atlas.origin[0]) * atlas.scale_m * self.scale_x
+        b = (px[:, 1] - atlas.origin[1]) * atlas.scale_m * self.scale_y
+        return self.origin() + a[:, None] * eu + b[:, None] * ev + np.asarray(heights)[:, None] * en
+
+
+MISS_M = 100.0  # depth given to rays that miss the presentation's plane
+
+
+@dataclass
+class Surface:
+    """A presentation seen by one camera: depth along the optical axis and the atlas lookup maps."""
+
+    z: np.ndarray  # H x W float32 metres (MISS_M where the plane is not hit)
+    map_x: np.ndarray
+    map_y: np.ndarray
+
+
+def trace_surface(view: View, atlas: Atlas, pose: Pose) -> Surface:
+    """Intersect every pixel's ray with the presentation. The fixed-point steps run on a half-resolution
+    grid (the maps are smooth), then the maps are upsampled for the full-resolution texture lookups."""
+    eu, ev, en = (view.R @ v for v in pose.axes())
+    c = view.R @ pose.origin() + view.t
+    dn = view.ray_dot(en, coarse=True)
+    dn = np.minimum(dn, np.float32(-1e-4))  # rays (nearly) parallel to the plane miss it
+    inv_dn = np.float32(1.0) / dn
+    kn, ku, kv = float(en @ c), float(eu @ c), float(ev @ c)
+    sx = 1.0 / (atlas.scale_m * pose.scale_x)
+    sy = 1.0 / (atlas.scale_m * pose.scale_y)
+    du = view.ray_dot(eu * sx, coarse=True)
+    dv = view.ray_dot(ev * sy, coarse=True)
+    ox, oy = np.float32(atlas.origin[0] - ku * sx), np.float32(atlas.origin[1] - kv * sy)
+    hh: np.ndarray | float = atlas.face_height
+    for step in range(PARALLAX_STEPS):
+        s = (np.float32(kn) + hh) * inv_dn
+        map_x = s * du + ox
+        map_y = s * dv + oy
+        if step < PARALLAX_STEPS - 1:
+            hh = cv2.remap(atlas.height, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    s = np.where(s > 0, np.minimum(s, np.float32(MISS_M)), np.float32(MISS_M))
+    size = (view.shape[1], view.shape[0])
+    up = [cv2.resize(a.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) for a in (s, map_x, map_y)]
+    return Surface(z=up[0], map_x=up[1], map_y=up[2])
+
+
+def plane_depth(view: View, distance_m: float, tilt_deg: float = 0.0) -> np.ndarray:
+    """Depth of a wall facing the colour camera at `distance_m`, turned by `tilt_deg` about the vertical."""
+    t = np.radians(tilt_deg)
+    n_world = np.array([np.sin(t), 0.0, -np.cos(t)])  # towards the camera
+    point = np.array([0.0, 0.0, distance_m])
+    n = view.R @ n_world
+    c = view.R @ point + view.t
+    return (float(n @ c) / view.ray_dot(n)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Lighting:
+    azimuth_deg: float  # key light direction, in the presentation's frame
+    elevation_deg: float
+    ambient: float  # fraction of light that is ambient
+    intensity: float = 1.0
+
+
+def light_atlas(atlas: Atlas, lighting: Lighting) -> tuple[np.ndarray, np.ndarray]:
+    """Bake the light into the atlas: colour as H x W x 4 uint8 (RGB + alpha) and IR geometry as
+    H x W x 4 float32 (height, lit IR albedo, drop-out propensity, alpha)."""
+    gy, gx = np.gradient(atlas.height / atlas.scale_m)
+    norm = np.sqrt(1.0 + gx * gx + gy * gy)
+    az, el = np.radians(lighting.azimuth_deg), np.radians(lighting.elevation_deg)
+    lu, lv, ln = np.sin(az) * np.cos(el), -np.sin(el), np.cos(az) * np.cos(el)
+    lambert = np.clip((-gx * lu - gy * lv + ln) / norm, 0.0, 1.0)
+    shade = lighting.ambient + (1.0 - lighting.ambient) * lambert
+    half = np.array([lu, lv, ln + 1.0]) / np.linalg.norm([lu, lv, ln + 1.0])
+    spec = atlas.gloss * np.clip((-gx * half[0] - gy * half[1] + half[2]) / norm, 0, 1) ** 24
+    lit = atlas.color * (shade * lighting.intensity)[..., None] + spec[..., None]
+    lit = lit * (1.0 - atlas.emissive[..., None]) + atlas.color * atlas.emissive[..., None] * 0.95
+    rgba = np.dstack([np.clip(lit, 0, 1), atlas.alpha]) * 255.0
+    ir_shade = 1.0 / norm  # the emitter sits at the camera: lit head-on
+    geometry = np.dstack([atlas.height, atlas.ir_albedo * ir_shade, atlas.specular, atlas.alpha]).astype(np.float32)
+    return np.ascontiguousarray(rgba.astype(np.uint8)), np.ascontiguousarray(geometry)
+
+
+class NoisePools:
+    """Pre-drawn random fields, sliced at random offsets per frame: noise without drawing 300k numbers a frame."""
+
+    PAD = 96
+
+    def __init__(self, shape: tuple[int, int], seed: int):
+        h, w = shape
+        rng = np.random.default_rng(seed)
+        big = (h + self.PAD, w + self.PAD)
+        self.white = rng.standard_normal(big).astype(np.float32)
+        low = cv2.GaussianBlur(rng.standard_normal(big).astype(np.float32), (0, 0), 9.0)
+        self.low = (low / (low.std() + 1e-6)).astype(np.float32)
+        self.uniform = rng.random(big).astype(np.float32)
+        dots = (rng.random((h + self.PAD, w + 4 * self.PAD)) < 0.09).astype(np.float32)
+        dots = cv2.GaussianBlur(dots, (0, 0), 0.75)
+        self.dots = (dots / dots.mean()).astype(np.float32)  # the emitter's pattern, mean 1
+        self.color = rng.standard_normal(big + (3,)).astype(np.float32)
+        self.shape = shape
+
+    def slice(self, pool: np.ndarray, rng: np.random.Generator, shape=None) -> np.ndarray:
+        h, w = shape or self.shape
+        oy = int(rng.integers(0, pool.shape[0] - h + 1))
+        ox = int(rng.integers(0, pool.shape[1] - w + 1))
+        return pool[oy:oy + h, ox:ox + w]
+
+
+def shadow_band(foreground: np.ndarray, width_px: int) -> np.ndarray:
+    """Background pixels within `width_px` left of a foreground edge: the stereo occlusion shadow."""
+    if width_px < 1:
+        return np.zeros_like(foreground, dtype=bool)
+    kernel = np.ones((1, width_px), np.uint8)
+    grown = cv2.dilate(foreground.astype(np.uint8), kernel, anchor=(0, 0))
+    return (grown > 0) & ~foreground
