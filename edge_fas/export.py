@@ -1,0 +1,201 @@
+"""Export a trained model to an artifact folder (model.onnx + checkpoint + manifest.yaml) and check
+that ONNX Runtime reproduces PyTorch on a few hundred frame sets before the artifact is written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edge_fas
+from edge_fas import artifact as art
+from edge_fas.errors import ArtifactError, EdgeFasError
+from edge_fas.preprocess import PreprocessParams
+from edge_fas.runtime.base import OUTPUT_ORDER, check_batch
+
+OPSET = 17
+SCORE_ATOL = 1e-4
+
+
+def _plain(value):
+    """Make a config value YAML-safe (tuples -> lists, odd objects -> str)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class _OnnxWrapper:
+    """Fixed positional signature (rgb, depth, ir, present float 0/1) -> tuple of outputs in `names` order."""
+
+    def __new__(cls, model, names):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, rgb, depth, ir, present):
+                out = self.model(rgb, depth, ir, present > 0.5)
+                return tuple(out[n] for n in names)
+
+        return Wrapped().eval()
+
+
+def output_names_of(model, size: int) -> list[str]:
+    """Which of the canonical outputs this model produces (one tiny forward pass)."""
+    import torch
+    b = random_batch(size, 2, np.random.default_rng(0))
+    with torch.inference_mode():
+        out = model(*(torch.from_numpy(b[k]) for k in ("rgb", "depth", "ir")), torch.from_numpy(b["present"]) > 0.5)
+    if "score" not in out:
+        raise EdgeFasError(f"model {getattr(model, 'name', '?')} returns {sorted(out)} without 'score'; cannot export")
+    return [n for n in OUTPUT_ORDER if out.get(n) is not None]
+
+
+def random_batch(size: int, n: int, rng: np.random.Generator, drop_modalities: bool = True) -> dict:
+    """Inputs shaped like normalised crops (roughly unit variance), with some modalities missing."""
+    present = np.ones((n, 3), np.float32)
+    if drop_modalities and n > 1:
+        present[1::4, 2] = 0  # IR missing on every 4th sample
+        present[3::8, 1] = 0  # depth missing on some
+    b = {"rgb": rng.standard_normal((n, 3, size, size), dtype=np.float32),
+         "depth": rng.standard_normal((n, 1, size, size), dtype=np.float32),
+         "ir": rng.standard_normal((n, 1, size, size), dtype=np.float32),
+         "present": present}
+    for i, m in enumerate(("rgb", "depth", "ir")):
+        b[m] *= present[:, i, None, None, None]  # a missing modality is zeros, as crop_face gives
+    return b
+
+
+def parity_batches(size: int, count: int, batch: int, seed: int = 0):
+    """`count` frame sets in batches: rendered synthetic-rig crops when the rig is usable, else random."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < count:
+        n = min(batch, count - done)
+        yield random_batch(size, n, rng)
+        done += n
+
+
+def torch_outputs(model, batch: dict, names) -> dict[str, np.ndarray]:
+    import torch
+    with torch.inference_mode():
+        out = model(*(torch.from_numpy(batch[k]) for k in ("rgb", "depth", "ir")),
+                    torch.from_numpy(batch["present"]) > 0.5)
+    return {n: out[n].float().numpy() for n in names}
+
+
+def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, batch: int = 8,
+                 atol: float = SCORE_ATOL, seed: int = 0) -> dict:
+    """Run PyTorch and ONNX Runtime (CPU, float32) on the same inputs; raise if scores diverge by > atol."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    worst = {n: 0.0 for n in names}
+    seen = 0
+    for b in parity_batches(size, count, batch, seed):
+        b = check_batch(b, size)
+        ref = torch_outputs(model, b, names)
+        got = dict(zip(names, sess.run(list(names), b)))
+        for n in names:
+            if ref[n].shape != got[n].shape:
+                raise ArtifactError(f"export parity: output {n} has shape {got[n].shape} in ONNX, {ref[n].shape} in "
+                                    "PyTorch; the model has a shape that does not export (dynamic batch?)")
+            d = np.abs(ref[n].astype(np.float64) - got[n]).reshape(len(ref[n]), -1).max(axis=1)
+            worst[n] = max(worst[n], float(d.max()))
+        if worst["score"] > atol:
+            i = int(np.argmax(np.abs(ref["score"].reshape(-1) - got["score"].reshape(-1))))
+            raise ArtifactError(
+                f"export parity failed: ONNX Runtime score differs from PyTorch by {worst['score']:.2e} "
+                f"(limit {atol:.0e}) at frame set {seen + i} (torch {float(ref['score'].reshape(-1)[i]):.6f}, "
+                f"onnx {float(got['score'].reshape(-1)[i]):.6f}, present {b['present'][i].tolist()}); "
+                "a layer exports differently: check the model for training-only or random ops in eval mode")
+        seen += len(b["rgb"])
+    return {"frame_sets": seen, "score_atol": atol, "max_abs_diff": {n: float(f"{v:.3g}") for n, v in worst.items()},
+            "inputs": "random unit-variance crops with missing modalities", "seed": seed}
+
+
+def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None:
+    import torch
+    wrapped = _OnnxWrapper(model, names)
+    b = random_batch(size, 2, np.random.default_rng(1))
+    args = tuple(torch.from_numpy(b[k]) for k in art.INPUT_NAMES)
+    dyn = {k: {0: "batch"} for k in list(art.INPUT_NAMES) + list(names)}
+    import warnings
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(wrapped, args, str(path), input_names=list(art.INPUT_NAMES), output_names=list(names),
+                          dynamic_axes=dyn, opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
+                 threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
+                 parity_batch: int = 8, atol: float = SCORE_ATOL, preprocess: PreprocessParams | None = None,
+                 overwrite: bool = False) -> art.Artifact:
+    """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
+    forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise EdgeFasError(f"{out} exists and is not empty; pass --force to replace it")
+        for name in [art.MANIFEST, art.ONNX, art.CHECKPOINT, "model.int8.onnx"]:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    size = int(getattr(model, "input_size", 0) or (preprocess.size if preprocess else 0))
+    if not size:
+        raise EdgeFasError("the model has no input_size; give preprocess=PreprocessParams(size=...)")
+    params = preprocess or PreprocessParams()
+    params = PreprocessParams.from_dict({**params.to_dict(), "size": size})
+    names = output_names_of(model, size)
+    t0 = time.perf_counter()
+    export_onnx(model, out / art.ONNX, size, names)
+    parity = check_parity(model, out / art.ONNX, size, names, count=parity_count, batch=parity_batch, atol=atol)
+    parity["seconds"] = round(time.perf_counter() - t0, 1)
+    files = [art.ONNX]
+    if checkpoint is not None:
+        shutil.copyfile(checkpoint, out / art.CHECKPOINT)
+        files.append(art.CHECKPOINT)
+    import torch
+    manifest = {
+        "format": art.FORMAT,
+        "model": {"name": str(getattr(model, "name", type(model).__name__)), "preset": getattr(model, "preset", None),
+                  "config": _plain(getattr(model, "config", {})),
+                  "parameters": int(sum(p.numel() for p in model.parameters()))},
+        "inputs": {"rgb": ["batch", 3, size, size], "depth": ["batch", 1, size, size], "ir": ["batch", 1, size, size],
+                   "present": ["batch", 3], "dtype": "float32", "present_meaning": "1 = modality present (rgb, depth, ir)"},
+        "outputs": names,
+        "preprocess": params.to_dict(),
+        "threshold": {"value": float(threshold), "split": str(threshold_split)},
+        "training": _plain(training or {"summary": "unknown (the checkpoint carried no training summary)"}),
+        "export": {"edge_fas": edge_fas.__version__, "torch": str(torch.__version__), "opset": OPSET,
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parity": parity},
+    }
+    art.write_manifest(out, manifest, files)
+    return art.load_artifact(out)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: float | None = None,
+                      **kw) -> art.Artifact:
+    """Export a checkpoint saved by edge_fas.models.save_checkpoint (threshold/split/training from its meta)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise EdgeFasError(f"checkpoint {checkpoint} does not exist; train one with `edge-fas train`")
+    from edge_fas.models import load_checkpoint
+    model, info = load_checkpoint(checkpoint)
+    info = info or {}
+    meta = info.get("meta", info)
+    thr = threshold if threshold is not None else meta.get("threshold")
+    split = meta.get("threshold_split") or meta.get("split")
+    if thr is None:
+        thr, split = 0.5, "none: the checkpoint carried no operating threshold, 0.5 used; set --threshold"
+    elif threshold is not None:
+        split = "given on the export command line"
+    training = meta.get("training") or meta.get("data")
+    if isinstance(training, str):
+        training = {"summary": training}
+    return export_model(model, out, checkpoint=checkpoint, threshold=float(thr), threshold_split=str(split),
+                        training=training, **kw)

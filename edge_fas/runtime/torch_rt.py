@@ -1,0 +1,91 @@
+"""PyTorch backend: the checkpoint in the artifact, eager on CPU / CUDA; half precision and a
+captured CUDA graph for one fixed batch size on GPU (other batch sizes run eagerly)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_fas.artifact import Artifact
+from edge_fas.errors import ArtifactError, EdgeFasError
+from edge_fas.runtime.base import OUTPUT_ORDER, Runtime
+
+
+def load_model(artifact: Artifact):
+    """The torch model from the artifact's checkpoint (hash already verified by load_artifact)."""
+    ckpt = artifact.checkpoint_path
+    if ckpt is None:
+        raise ArtifactError(f"artifact {artifact.folder} has no checkpoint.pt, so the torch runtime cannot run it; "
+                            "use runtime onnxruntime, or export with the checkpoint included")
+    from edge_fas.models import load_checkpoint
+    model, _info = load_checkpoint(ckpt)
+    return model
+
+
+def model_inputs(torch, batch: dict[str, np.ndarray], device, dtype):
+    """numpy batch -> the model's forward arguments (present as a bool mask)."""
+    t = {k: torch.from_numpy(batch[k]).to(device=device, dtype=dtype, non_blocking=True) for k in ("rgb", "depth", "ir")}
+    t["present"] = torch.from_numpy(batch["present"]).to(device) > 0.5
+    return t
+
+
+def select_outputs(out: dict, names) -> dict:
+    return {k: out[k] for k in names if out.get(k) is not None}
+
+
+class TorchRuntime(Runtime):
+    kind = "torch"
+
+    def __init__(self, artifact: Artifact, device: str = "cpu", threads: int = 0, reason: str = "", model=None,
+                 half: bool = False, cuda_graph_batch: int | None = None):
+        import torch
+
+        self.torch = torch
+        if threads and device == "cpu":
+            torch.set_num_threads(int(threads))
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EdgeFasError(f"device {device} asked for, but this PyTorch has no usable CUDA; use device=cpu")
+        if (half or cuda_graph_batch) and dev.type != "cuda":
+            raise EdgeFasError("half precision and CUDA graphs are GPU options; drop them or use device=cuda")
+        self.model = (model if model is not None else load_model(artifact)).eval().to(dev)
+        self.dtype = torch.float16 if half else torch.float32
+        if half:
+            self.model.half()
+        self.dev = dev
+        self.names = [n for n in OUTPUT_ORDER if n in artifact.output_names] or ["score"]
+        self.graph = None
+        self.graph_batch = cuda_graph_batch
+        super().__init__(artifact, str(dev), reason or f"torch {torch.__version__} on {dev}"
+                         + (" half" if half else "") + (f" CUDA graph b={cuda_graph_batch}" if cuda_graph_batch else ""))
+
+    def _eager(self, t: dict) -> dict:
+        with self.torch.inference_mode():
+            return select_outputs(self.model(t["rgb"], t["depth"], t["ir"], t["present"]), self.names)
+
+    def _capture(self, t: dict) -> None:
+        """Record one forward pass as a CUDA graph over static input/output tensors."""
+        torch = self.torch
+        self.static_in = {k: v.clone() for k, v in t.items()}
+        s = torch.cuda.Stream(self.dev)
+        s.wait_stream(torch.cuda.current_stream(self.dev))
+        with torch.cuda.stream(s):
+            for _ in range(3):  # warm-up on a side stream, as CUDA graph capture requires
+                self._eager(self.static_in)
+        torch.cuda.current_stream(self.dev).wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.static_out = select_outputs(self.model(*(self.static_in[k] for k in ("rgb", "depth", "ir", "present"))),
+                                             self.names)
+
+    def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t = model_inputs(self.torch, batch, self.dev, self.dtype)
+        if self.graph_batch and batch["rgb"].shape[0] == self.graph_batch:
+            if self.graph is None:
+                self._capture(t)
+            for k, v in t.items():
+                self.static_in[k].copy_(v)
+            self.graph.replay()
+            out = self.static_out
+        else:
+            out = self._eager(t)
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
