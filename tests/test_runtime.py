@@ -1,21 +1,40 @@
 """Runtimes on CPU against a tiny exported model: same answers from ONNX Runtime and torch, the
 manifest facts exposed, bad input refused. (Real models: tests/test_export_models.py.)"""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _tiny_model import Tiny  # noqa: E402
+from edge_fas.errors import ArtifactError, EdgeFasError
+from edge_fas.export import export_model, random_batch
+from edge_fas.preprocess import PreprocessParams
+from edge_fas.runtime import load_runtime
+from edge_fas.types import ModelOutput
 
-from edge_fas.errors import ArtifactError, EdgeFasError  # noqa: E402
-from edge_fas.export import export_model, random_batch  # noqa: E402
-from edge_fas.preprocess import PreprocessParams  # noqa: E402
-from edge_fas.runtime import load_runtime  # noqa: E402
-from edge_fas.types import ModelOutput  # noqa: E402
+
+class Tiny(nn.Module):
+    """A tiny stand-in with the models' interface (name, preset, input_size, forward -> dict)."""
+
+    name, preset, input_size = "tiny", "edge", 32
+    config = {"width": 4}
+
+    def __init__(self, trace=False):
+        super().__init__()
+        self.enc = nn.ModuleList(nn.Conv2d(c, 4, 3, stride=4) for c in (3, 1, 1))
+        self.head = nn.Linear(12, 1)
+        self.trace = nn.Conv2d(4, 1, 1) if trace else None
+
+    def forward(self, rgb, depth, ir, present=None):
+        if present is None:
+            present = torch.ones(rgb.shape[0], 3, dtype=torch.bool)
+        feats = [e(x).relu() for e, x in zip(self.enc, (rgb, depth, ir))]
+        pooled = torch.cat([f.mean((2, 3)) * present[:, i:i + 1].float() for i, f in enumerate(feats)], 1)
+        logits = self.head(pooled)[:, 0]
+        out = {"logits": logits, "score": torch.sigmoid(logits)}
+        if self.trace is not None:
+            out["trace"] = self.trace(feats[0])
+        return out
 
 
 @pytest.fixture(scope="module")
