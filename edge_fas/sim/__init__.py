@@ -10,6 +10,7 @@ Rig), scenario (scripted sequences for the synthetic camera).
 """
 
 from edge_fas.sim.domains import ATTACK_SPECIES, DOMAIN_TABLE, DOMAINS, SPECIES, Domain, get_domain
+from edge_fas.sim.render import Pose
 from edge_fas.sim.rig import Rig
 
-__all__ = ["Rig", "DOMAINS", "SPECIES", "ATTACK_SPECIES", "DOMAIN_TABLE", "Domain", "get_domain"]
+__all__ = ["Rig", "Pose", "DOMAINS", "SPECIES", "ATTACK_SPECIES", "DOMAIN_TABLE", "Domain", "get_domain"]

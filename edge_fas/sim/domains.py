@@ -10,7 +10,7 @@ Each domain stands for one family; the numbers are plausible for that family's s
 - "wmca":   WMCA / HQ-WMCA-like. Studio lighting, high-quality colour, 35 mm baseline, the widest
             attack mix (masks, partial attacks, prints, replays).
 - "padisi": PADISI-Face-like. Bright, cool light, strong ambient near-IR (daylight through a
-            window), 50 mm baseline, noisier depth, many mask types.
+            window), 48 mm baseline, noisier depth, many mask types.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ DOMAIN_TABLE: dict[str, Domain] = {
                         "partial": 2}),
     "padisi": Domain(
         name="padisi", description="PADISI-like: bright cool light, daylight near-IR, wide baseline",
-        baseline_m=0.05, color_hfov_deg=65.0, depth_hfov_deg=85.0, depth_min_m=0.3, depth_max_m=3.5,
+        baseline_m=0.048, color_hfov_deg=65.0, depth_hfov_deg=85.0, depth_min_m=0.3, depth_max_m=3.5,
         wall_m=(2.5, 3.2), noise_mm_per_m2=3.0, hole_rate=0.008, edge_hole_px=3,
         color_scale=0.75, color_noise=2.5, white_balance=(0.9, 1.0, 1.15), exposure=(1.0, 1.3),
         gamma=1.1, motion_blur_px=5.0, ambient=(0.3, 0.55), light_spread_deg=35.0, ir_ambient=0.35,

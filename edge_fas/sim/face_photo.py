@@ -29,6 +29,9 @@ LANDMARKS = {
     "mouth": (273.0, 274.0),
     "ear_right": (179.0, 233.0),
     "ear_left": (359.0, 215.0),
+    # not BlazeFace points: on the cheekbones below the eyes, for relief checks
+    "cheek_right": (214.0, 240.0),
+    "cheek_left": (318.0, 230.0),
 }
 FACE_CENTER = (268.0, 236.0)  # centre of the face ellipse
 FACE_AXES = (92.0, 112.0)  # semi-axes in photo pixels

@@ -5,8 +5,8 @@ drop-out propensity (specular surfaces) and gloss on one pixel grid, plus where 
 lie on it. The physics that tells attacks from faces lives here:
 
 - bona_fide: the full head relief; skin's bright, smooth near-IR reflectance; glasses cause depth drop-outs.
-- print: a sheet of paper (flat, or bent along a cylinder by up to ~15 mm) carrying the whole photo with
-  a white margin; halftone dots, desaturated, warm, lifted blacks; near-IR shows the paper (bright, flat)
+- print: a sheet of paper (flat, or bent into a cylinder of 25-50 cm radius) carrying the whole photo
+  with a white margin; halftone dots, desaturated, warm, lifted blacks; near-IR shows the paper (bright, flat)
   with only the carbon-black ink faintly; sharp sheet edges.
 - replay: a flat screen with a black bezel showing the photo; emissive (scene light does not shade it),
   display gamma and blue cast, sub-pixel stripes that alias into moire; a screen shows almost nothing
@@ -39,7 +39,7 @@ class Subject:
     relief_gain: float = 1.0
     smile: float = 0.0
     brows: float = 0.0
-    bend_m: float = 0.0  # paper bend for print attacks (signed, metres at the sheet's centre)
+    bend: float = 0.0  # print attacks: curvature of the bent sheet (1/metres; + bulges towards the camera)
 
 
 @dataclass
@@ -154,7 +154,12 @@ def _print(subject: Subject) -> Atlas:
     h, w = color.shape[:2]
     x = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
     half = w / 2.0
-    height = (0.07 + subject.bend_m * (1.0 - ((x - half) / half) ** 2)).astype(np.float32)
+    height = np.full((h, w), 0.07, np.float32)
+    if subject.bend:  # a cylinder of radius 1/|bend| about the sheet's vertical centre line
+        radius = 1.0 / abs(subject.bend)
+        xm = np.clip((x - half) * PIXEL_M, -0.99 * radius, 0.99 * radius)
+        sag = np.sqrt(radius ** 2 - xm ** 2) - np.sqrt(max(radius ** 2 - (half * PIXEL_M) ** 2, 0.0))
+        height += (np.sign(subject.bend) * sag).astype(np.float32)
     alpha = np.ones((h, w), np.float32)
     ir = _faint_ink_ir(color)
     ir[:margin], ir[-margin:], ir[:, :margin], ir[:, -margin:] = 0.84, 0.84, 0.84, 0.84

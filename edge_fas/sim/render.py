@@ -103,11 +103,14 @@ class Surface:
     z: np.ndarray  # H x W float32 metres (MISS_M where the plane is not hit)
     map_x: np.ndarray
     map_y: np.ndarray
+    coarse_x: np.ndarray  # the same maps at half resolution (for smooth quantities such as shading)
+    coarse_y: np.ndarray
 
 
-def trace_surface(view: View, atlas: Atlas, pose: Pose) -> Surface:
+def trace_surface(view: View, prepared: "PreparedAtlas", pose: Pose) -> Surface:
     """Intersect every pixel's ray with the presentation. The fixed-point steps run on a half-resolution
     grid (the maps are smooth), then the maps are upsampled for the full-resolution texture lookups."""
+    atlas = prepared.atlas
     eu, ev, en = (view.R @ v for v in pose.axes())
     c = view.R @ pose.origin() + view.t
     dn = view.ray_dot(en, coarse=True)
@@ -125,11 +128,11 @@ def trace_surface(view: View, atlas: Atlas, pose: Pose) -> Surface:
         map_x = s * du + ox
         map_y = s * dv + oy
         if step < PARALLAX_STEPS - 1:
-            hh = cv2.remap(atlas.height, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            hh = cv2.remap(prepared.height, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     s = np.where(s > 0, np.minimum(s, np.float32(MISS_M)), np.float32(MISS_M))
     size = (view.shape[1], view.shape[0])
     up = [cv2.resize(a.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) for a in (s, map_x, map_y)]
-    return Surface(z=up[0], map_x=up[1], map_y=up[2])
+    return Surface(z=up[0], map_x=up[1], map_y=up[2], coarse_x=map_x, coarse_y=map_y)
 
 
 def plane_depth(view: View, distance_m: float, tilt_deg: float = 0.0) -> np.ndarray:
@@ -150,23 +153,50 @@ class Lighting:
     intensity: float = 1.0
 
 
-def light_atlas(atlas: Atlas, lighting: Lighting) -> tuple[np.ndarray, np.ndarray]:
-    """Bake the light into the atlas: colour as H x W x 4 uint8 (RGB + alpha) and IR geometry as
-    H x W x 4 float32 (height, lit IR albedo, drop-out propensity, alpha)."""
+@dataclass
+class PreparedAtlas:
+    """An atlas packed for remapping: the arrays each camera looks up, and the atlas's metadata."""
+
+    atlas: Atlas  # metadata (origin, scale, landmarks); its big arrays are released after packing
+    rgba: np.ndarray  # H x W x 4 uint8: albedo RGB, alpha
+    normals: np.ndarray  # H x W x 4 float32: surface normal (right, down, towards camera), emissive
+    geometry: np.ndarray  # H x W x 4 float32: height, IR albedo lit head-on, drop-out propensity, alpha
+    height: np.ndarray  # H x W float32 (also geometry[..., 0]; contiguous for the parallax lookups)
+
+
+def prepare_atlas(atlas: Atlas) -> PreparedAtlas:
     gy, gx = np.gradient(atlas.height / atlas.scale_m)
-    norm = np.sqrt(1.0 + gx * gx + gy * gy)
+    inv_norm = 1.0 / np.sqrt(1.0 + gx * gx + gy * gy)
+    normals = np.dstack([-gx * inv_norm, -gy * inv_norm, inv_norm, atlas.emissive]).astype(np.float32)
+    rgba = (np.dstack([np.clip(atlas.color, 0, 1), atlas.alpha]) * 255.0 + 0.5).astype(np.uint8)
+    # the emitter sits at the camera, so IR is lit head-on: albedo x cos(normal, optical axis)
+    geometry = np.dstack([atlas.height, atlas.ir_albedo * inv_norm, atlas.specular, atlas.alpha]).astype(np.float32)
+    meta = Atlas(atlas.species, color=None, alpha=None, height=None, ir_albedo=None, specular=None, emissive=None,
+                 gloss=atlas.gloss, origin=atlas.origin, scale_m=atlas.scale_m, landmarks=atlas.landmarks,
+                 face_height=atlas.face_height)
+    return PreparedAtlas(meta, np.ascontiguousarray(rgba), np.ascontiguousarray(normals),
+                         np.ascontiguousarray(geometry), np.ascontiguousarray(atlas.height.astype(np.float32)))
+
+
+def shading(normals: np.ndarray, lighting: Lighting, gloss: float) -> tuple[np.ndarray, np.ndarray]:
+    """Diffuse factor and additive highlight (0..255) for remapped atlas normals: a key light plus
+    ambient, a glossy highlight; emissive pixels (screens) keep their own radiance (factor 0.95)."""
     az, el = np.radians(lighting.azimuth_deg), np.radians(lighting.elevation_deg)
-    lu, lv, ln = np.sin(az) * np.cos(el), -np.sin(el), np.cos(az) * np.cos(el)
-    lambert = np.clip((-gx * lu - gy * lv + ln) / norm, 0.0, 1.0)
-    shade = lighting.ambient + (1.0 - lighting.ambient) * lambert
-    half = np.array([lu, lv, ln + 1.0]) / np.linalg.norm([lu, lv, ln + 1.0])
-    spec = atlas.gloss * np.clip((-gx * half[0] - gy * half[1] + half[2]) / norm, 0, 1) ** 24
-    lit = atlas.color * (shade * lighting.intensity)[..., None] + spec[..., None]
-    lit = lit * (1.0 - atlas.emissive[..., None]) + atlas.color * atlas.emissive[..., None] * 0.95
-    rgba = np.dstack([np.clip(lit, 0, 1), atlas.alpha]) * 255.0
-    ir_shade = 1.0 / norm  # the emitter sits at the camera: lit head-on
-    geometry = np.dstack([atlas.height, atlas.ir_albedo * ir_shade, atlas.specular, atlas.alpha]).astype(np.float32)
-    return np.ascontiguousarray(rgba.astype(np.uint8)), np.ascontiguousarray(geometry)
+    light = np.array([np.sin(az) * np.cos(el), -np.sin(el), np.cos(az) * np.cos(el)], np.float32)
+    half = light + np.array([0, 0, 1], np.float32)
+    half /= np.linalg.norm(half)
+    nx, ny, nz, emissive = cv2.split(normals)
+    lambert = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
+    lit = np.float32(lighting.ambient * lighting.intensity) + np.float32((1 - lighting.ambient) * lighting.intensity) * lambert
+    lit += emissive * (np.float32(0.95) - lit)
+    if gloss <= 0:
+        return lit, np.zeros_like(lit)
+    h = np.clip(nx * half[0] + ny * half[1] + nz * half[2], 0.0, 1.0)
+    h3 = h * h * h
+    h24 = h3 * h3
+    h24 *= h24
+    h24 *= h24  # h ** 24 by squaring: a tight highlight
+    return lit, np.float32(255.0 * gloss) * h24 * (1.0 - emissive)
 
 
 class NoisePools:

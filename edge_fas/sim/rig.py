@@ -26,22 +26,35 @@ import numpy as np
 from edge_fas.calibration import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.sim.domains import DOMAINS, SPECIES, Domain, get_domain
 from edge_fas.sim.presentations import Atlas, Subject, build_atlas
-from edge_fas.sim.render import (Lighting, NoisePools, Pose, View, light_atlas, plane_depth, shadow_band,
-                                 trace_surface)
+from edge_fas.sim.render import (Lighting, NoisePools, Pose, PreparedAtlas, View, plane_depth, prepare_atlas, shading,
+                                 shadow_band, trace_surface)
 from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
 
 DISTANCE_RANGE_M = (0.35, 1.2)
 STEREO_BASELINE_M = 0.05  # between the two IR imagers of an active-stereo depth camera
 
 
-@functools.lru_cache(maxsize=48)
-def _atlas(species: str, subject: Subject) -> Atlas:
-    return build_atlas(species, subject)
+SUBJECTS_PER_DOMAIN = 6  # identities per domain (the face photo varied); sample index % 6 picks one
 
 
-@functools.lru_cache(maxsize=24)
-def _lit(species: str, subject: Subject, lighting: Lighting):
-    return light_atlas(_atlas(species, subject), lighting)
+@functools.lru_cache(maxsize=48)  # ~12 MB each; 7 species x 6 subjects of one domain fit
+def _prepared(species: str, subject: Subject) -> PreparedAtlas:
+    if species != "print":
+        subject = Subject(subject.tone, subject.relief_gain, subject.smile, subject.brows, 0.0)  # bend is print-only
+    return prepare_atlas(build_atlas(species, subject))
+
+
+def _subject_pool(domain: Domain, seed: int) -> list[Subject]:
+    rng = np.random.default_rng(_stable_hash("subjects", seed, domain.name))
+    pool = []
+    for k in range(SUBJECTS_PER_DOMAIN):
+        pool.append(Subject(
+            tone=float(domain.skin_tones[k % len(domain.skin_tones)]),
+            relief_gain=round(float(rng.uniform(0.9, 1.15)), 3),
+            smile=round(float(rng.uniform(0.2, 1.0)), 2) if k % 2 else 0.0,
+            brows=round(float(rng.uniform(0.3, 1.0)), 2) if k % 3 == 2 else 0.0,
+            bend=round(float(rng.choice([-1, 1]) * rng.uniform(2.0, 4.0)), 2) if k % 2 == 0 else 0.0))
+    return pool
 
 
 def _stable_hash(*parts) -> int:
@@ -61,12 +74,11 @@ class Sample:
 
     def __init__(self, domain: Domain, seed: int, species: str, index: int):
         rng = np.random.default_rng(_stable_hash(seed, domain.name, species, index))
-        self.subject = Subject(
-            tone=float(rng.choice(domain.skin_tones)),
-            relief_gain=float(rng.uniform(0.9, 1.15)),
-            smile=float(rng.uniform(0.0, 1.0)) if rng.random() < 0.5 else 0.0,
-            brows=float(rng.uniform(0.0, 1.0)) if rng.random() < 0.3 else 0.0,
-            bend_m=float(rng.uniform(-0.015, 0.015)) if (species == "print" and rng.random() < 0.5) else 0.0)
+        subject = _subject_pool(domain, seed)[int(index) % SUBJECTS_PER_DOMAIN]
+        if species != "print":
+            subject = Subject(subject.tone, subject.relief_gain, subject.smile, subject.brows, 0.0)
+        self.subject_id = int(index) % SUBJECTS_PER_DOMAIN
+        self.subject = subject
         self.distance = float(rng.uniform(*DISTANCE_RANGE_M))
         reach = 0.18 * self.distance
         scale = 0.9 if species == "replay" else 1.0  # a screen shows the face a little under life size
@@ -139,19 +151,25 @@ class Rig:
             raise ConfigError(f"synthetic species {species!r} is unknown; expected one of {', '.join(SPECIES)}")
         return Sample(self.domain, self.seed, species, int(index))
 
-    def render(self, species: str, index: int, t: float = 0.0, emitter_on: bool | None = None) -> FrameSet:
-        """Raw, unregistered colour, depth and IR of sample `index` of `species` at time `t` (seconds)."""
+    def render(self, species: str, index: int, t: float = 0.0, emitter_on: bool | None = None,
+               pose: Pose | None = None) -> FrameSet:
+        """Raw, unregistered colour, depth and IR of sample `index` of `species` at time `t` (seconds).
+
+        pose: place the presentation explicitly (tests, calibration targets) instead of the sample's pose."""
         sample = self.sample(species, index)
-        pose, speed = sample.pose_at(float(t))
+        if pose is None:
+            pose, speed = sample.pose_at(float(t))
+        else:
+            speed = 0.0
+            sample.distance = float(pose.z)
         emitter_on = self.emitter if emitter_on is None else bool(emitter_on)
         frame_rng = np.random.default_rng(_stable_hash(self.seed, self.domain.name, species, index, round(t * 1000)))
-        rgba, geometry = _lit(species, sample.subject, sample.lighting)
-        atlas = _atlas(species, sample.subject)
+        prepared = _prepared(species, sample.subject)
         wall_c, wall_d = self._wall(sample)
 
-        rgb = self._render_color(atlas, rgba, pose, wall_c, sample, speed, frame_rng)
-        depth, ir = self._render_depth_ir(atlas, geometry, pose, wall_d, sample, emitter_on, frame_rng)
-        truth = self._truth(species, atlas, pose, sample)
+        rgb = self._render_color(prepared, pose, wall_c, sample, speed, frame_rng)
+        depth, ir = self._render_depth_ir(prepared, pose, wall_d, sample, emitter_on, frame_rng)
+        truth = self._truth(species, prepared, pose, sample)
         stamp = float(t) * 1000.0
         return FrameSet(rgb=rgb, depth=depth, ir=ir, depth_scale=0.001,
                         timestamps={"rgb": stamp, "depth": stamp, "ir": stamp}, counters={},
@@ -189,16 +207,21 @@ class Rig:
             self._walls["gamma"] = np.clip(255.0 * (np.arange(256) / 255.0) ** self.domain.gamma, 0, 255).astype(np.uint8)
         return self._walls["gamma"]
 
-    def _render_color(self, atlas, rgba, pose, wall_z, sample, speed, rng) -> np.ndarray:
+    def _render_color(self, prepared, pose, wall_z, sample, speed, rng) -> np.ndarray:
         d = self.domain
         view = self.color_view
-        surface = trace_surface(view, atlas, pose)
-        px = cv2.remap(rgba, surface.map_x, surface.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=(0, 0, 0, 0))
-        in_front = (surface.z < wall_z).astype(np.float32)
-        alpha = (px[..., 3].astype(np.float32) * np.float32(1.0 / 255.0) * in_front)[..., None]
+        surface = trace_surface(view, prepared, pose)
+        remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
+        # shading varies smoothly: compute it on the half-resolution grid, then upsample
+        normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
+        lit, highlight = shading(normals, sample.lighting, prepared.atlas.gloss)
+        lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
+        r, g, b, a = cv2.split(px)
+        alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
         wall = self._wall_texture(view.shape) * np.float32(0.6 + 0.4 * sample.lighting.intensity)
-        image = wall + alpha * (px[..., :3].astype(np.float32) - wall)
+        shaded = cv2.merge([c.astype(np.float32) * lit + highlight for c in (r, g, b)])
+        image = wall + alpha[..., None] * (shaded - wall)
         if view.shape != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         blur = int(round(d.motion_blur_px * speed))
@@ -210,11 +233,11 @@ class Rig:
         lut = self._gamma_lut()
         return cv2.LUT(rgb, lut) if lut is not None else rgb
 
-    def _render_depth_ir(self, atlas, geometry, pose, wall_z, sample, emitter_on, rng):
+    def _render_depth_ir(self, prepared, pose, wall_z, sample, emitter_on, rng):
         d = self.domain
         view = self.depth_view
-        surface = trace_surface(view, atlas, pose)
-        g = cv2.remap(geometry, surface.map_x, surface.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+        surface = trace_surface(view, prepared, pose)
+        g = cv2.remap(prepared.geometry, surface.map_x, surface.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                       borderValue=(0, 0, 0, 0))
         fg = (g[..., 3] > 0.5) & (surface.z < wall_z)
         fgf = fg.astype(np.float32)
@@ -264,20 +287,24 @@ class Rig:
             self._walls[key] = (0.45 * tex).astype(np.float32)
         return self._walls[key]
 
-    def _truth(self, species, atlas, pose, sample) -> GroundTruth:
+    def _truth(self, species, prepared, pose, sample) -> GroundTruth:
+        atlas = prepared.atlas
         outline = atlas.landmarks["face_outline"]
         pts = pose.atlas_to_world(atlas, outline, np.full(len(outline), atlas.face_height * 0.6))
         xy = self.full_color_view.project(pts)
         x0, y0 = np.floor(xy.min(0)).astype(int)
         x1, y1 = np.ceil(xy.max(0)).astype(int)
         box = (max(0, x0), max(0, y0), min(self.width, x1), min(self.height, y1))
-        names = ("eye_right", "eye_left", "nose", "mouth")
+        names = ("eye_right", "eye_left", "nose", "mouth", "cheek_right", "cheek_left")
         marks = np.array([atlas.landmarks[n] for n in names], np.float64)
-        heights = [float(atlas.height[int(round(m[1])), int(round(m[0]))]) for m in marks]
-        kp = self.full_color_view.project(pose.atlas_to_world(atlas, marks, heights))
+        heights = [float(prepared.height[int(round(m[1])), int(round(m[0]))]) for m in marks]
+        world = pose.atlas_to_world(atlas, marks, heights)
+        kp = self.full_color_view.project(world)
+        kp_depth = self.depth_view.project(world)
         return GroundTruth(label=0 if species == "bona_fide" else 1, species=species, domain=self.domain.name,
                            face_box=box, distance_m=round(sample.distance, 4),
-                           extra={"keypoints": {n: [round(float(v), 1) for v in p] for n, p in zip(names, kp)},
+                           extra={"subject": sample.subject_id, "keypoints": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp)},
+                                  "keypoints_depth": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp_depth)},
                                   "yaw_deg": pose.yaw_deg, "pitch_deg": pose.pitch_deg})
 
 
