@@ -1,13 +1,46 @@
-"""`edge-fas export`: placeholder until its issue lands (see README status)."""
+"""`edge-fas export`: checkpoint -> artifact folder (model.onnx, checkpoint.pt, manifest.yaml), parity-checked."""
+
+from __future__ import annotations
 
 from edge_fas.errors import EdgeFasError
 
-HELP = "export (not implemented yet)"
+HELP = "export a trained checkpoint to a verified model artifact (ONNX + manifest)"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("checkpoint", help="checkpoint file written by `edge-fas train`")
+    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="operating threshold (default: the one recorded in the checkpoint)")
+    parser.add_argument("--parity", type=int, default=256, metavar="N",
+                        help="frame sets on which PyTorch and ONNX Runtime must agree (default 256)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write a statically quantised int8 model for CPU-only kiosks, its accuracy "
+                             "change measured on held-out synthetic data")
+    parser.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
 
 
-def run(args):
-    raise EdgeFasError("`edge-fas export` is not implemented yet in this build; see the README's status table")
+def run(args) -> int:
+    from edge_fas.export import export_checkpoint
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise EdgeFasError(f"--threshold {args.threshold}: an attack-score threshold lies in [0, 1]")
+    if args.parity < 1:
+        raise EdgeFasError("--parity must be at least 1")
+    art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
+                            overwrite=args.force)
+    if args.int8:
+        from edge_fas.runtime.quantize import add_int8
+        art = add_int8(art)
+    m = art.manifest
+    p = m["export"]["parity"]
+    print(f"wrote {art.folder}: {m['model']['name']} ({m['model']['preset']}), input {art.input_size}px, "
+          f"outputs {', '.join(m['outputs'])}")
+    print(f"parity: {p['frame_sets']} frame sets, max |score diff| {p['max_abs_diff']['score']:.2e} "
+          f"(limit {p['score_atol']:.0e})")
+    print(f"threshold {art.threshold:.4f} (split: {m['threshold']['split']})")
+    if m.get("int8"):
+        q = m["int8"]
+        print(f"int8: {q['file']}, {q['accuracy_change']}")
+    for name, e in m["files"].items():
+        print(f"  {name}  {e['bytes']} bytes  sha256 {e['sha256'][:16]}…")
+    return 0

@@ -65,7 +65,7 @@ class OrtRuntime(Runtime):
         self._dev_id = dev_id
         self._outputs = [o.name for o in self.session.get_outputs()]
         device = "cpu" if provider == "cpu" else f"cuda:{dev_id}"
-        super().__init__(artifact, device, reason or f"onnxruntime {ort.__version__} with {provider}")
+        super().__init__(artifact, device, reason or f"onnxruntime {ort.__version__} with {provider}" + (" int8" if int8 else ""))
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.on_gpu:

@@ -1,0 +1,71 @@
+"""Export: parity failures are caught and located, folders are not silently overwritten, int8
+quantisation records its measured change, and `edge-fas bench` prints a table (tiny model)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_fas.cli import main
+from edge_fas.errors import ArtifactError, EdgeFasError
+from edge_fas.export import export_model, random_batch
+from edge_fas.runtime import load_artifact, load_runtime
+from edge_fas.runtime.quantize import add_int8
+from test_runtime import Tiny
+
+
+class Noisy(Tiny):
+    """Adds noise at inference: PyTorch and ONNX Runtime draw different numbers, so parity must fail."""
+
+    def forward(self, rgb, depth, ir, present=None):
+        out = super().forward(rgb, depth, ir, present)
+        out["score"] = out["score"] + 0.01 * torch.rand_like(out["score"])
+        return out
+
+
+def test_parity_failure_names_the_frame_set(tmp_path):
+    torch.manual_seed(0)
+    with pytest.raises(ArtifactError, match=r"parity failed: .* at frame set \d+"):
+        export_model(Noisy(), tmp_path / "a", parity_count=8)
+    assert not (tmp_path / "a" / "manifest.yaml").exists()  # no artifact is left behind looking valid
+
+
+def test_manifest_records_parity_and_refuses_overwrite(tmp_path):
+    torch.manual_seed(0)
+    a = export_model(Tiny(), tmp_path, parity_count=8, threshold=0.3, threshold_split="dev")
+    p = a.manifest["export"]["parity"]
+    assert p["frame_sets"] == 8 and p["max_abs_diff"]["score"] <= 1e-4
+    assert a.manifest["inputs"]["rgb"] == ["batch", 3, 32, 32]
+    with pytest.raises(EdgeFasError, match="--force"):
+        export_model(Tiny(), tmp_path, parity_count=8)
+
+
+def test_int8_is_written_hashed_and_measured(tmp_path):
+    torch.manual_seed(0)
+    a = export_model(Tiny(), tmp_path, parity_count=8, threshold=0.4)
+    rng = np.random.default_rng(0)
+    held = random_batch(32, 32, rng)
+    labels = (load_runtime(a, device="cpu").infer(held).score >= 0.4).astype(int)
+    a = add_int8(a, calibration=random_batch(32, 16, rng), held_out=(held, labels))
+    ch = a.manifest["int8"]["accuracy_change"]
+    assert ch["accuracy_float32"] == 1.0 and 0.0 <= ch["accuracy_int8"] <= 1.0
+    assert "model.int8.onnx" in load_artifact(tmp_path).manifest["files"]
+    q = load_runtime(tmp_path, kind="onnxruntime", device="cpu", int8=True)
+    assert "int8" in q.reason
+    diff = np.abs(q.infer(held).score - load_runtime(tmp_path, device="cpu").infer(held).score)
+    assert diff.max() == pytest.approx(ch["score_abs_diff_max"], rel=0.01)
+
+
+def test_bench_command_prints_table_and_json(tmp_path, capsys):
+    torch.manual_seed(0)
+    export_model(Tiny(), tmp_path, parity_count=4)
+    assert main(["bench", "--artifact", str(tmp_path), "--batch", "1,2", "--iters", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "machine: cpu=" in out and "p99 ms" in out and "onnxruntime" in out
+    assert "skipped torch" in out or "torch" not in out.split("p99 ms")[1]  # no checkpoint -> torch not timed
+    assert main(["bench", "--artifact", str(tmp_path), "--runtime", "onnxruntime", "--batch", "2",
+                 "--iters", "2", "--warmup", "0", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["results"]
+    assert [r["batch"] for r in res] == [2] and res[0]["p50_ms"] > 0
+    assert main(["bench", "--artifact", str(tmp_path), "--batch", "x"]) == 2
