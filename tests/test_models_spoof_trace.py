@@ -1,0 +1,212 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_fas.models.resnet import ResNet
+from edge_fas.models.spoof_trace import CrossModalFusion, SpoofTraceNet
+
+# tiny but complete: every piece of the paper preset, at a size that runs in milliseconds
+TINY = dict(input_size=32, layers=(1, 1, 1), width=8, dec_channels=(16, 8, 8, 8), n_res=1,
+            cls_width=8, disc_width=4, fusion_reduction=4)
+
+
+def tiny(preset="edge", **kw):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SpoofTraceNet(preset, **{**TINY, **kw})
+
+
+def make_batch(n=4, s=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    label = torch.arange(n) % 2
+    rgb = torch.randn(n, 3, s, s, generator=g) * 0.3
+    depth = torch.randn(n, 1, s, s, generator=g) * 0.3
+    ir = torch.randn(n, 1, s, s, generator=g) * 0.3
+    # attacks carry a visible, learnable artefact: a stripe pattern in RGB, flat depth
+    stripes = (torch.arange(s) % 4 < 2).float().view(1, 1, 1, s)
+    rgb = rgb + label.view(-1, 1, 1, 1) * stripes
+    depth = depth * (1 - label.view(-1, 1, 1, 1).float())
+    return dict(rgb=rgb, depth=depth, ir=ir, present=torch.ones(n, 3, dtype=torch.bool), label=label)
+
+
+def test_presets_and_contract_attributes():
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paper = SpoofTraceNet("paper")
+    assert paper.input_size == 256 and paper.modalities == ("rgb", "depth")
+    assert paper.trace_channels == ("rgb_r", "rgb_g", "rgb_b", "depth")
+    assert paper.paper_training["lr"] == 5e-5 and paper.paper_training["batch_size"] == 4
+    assert paper.config["alphas"] == (0.25, 100, 1, 100, 1, 10, 1, 1)
+    # encoders are ResNet-50's stem + first three stages
+    enc = sum(p.numel() for p in paper.encoders["rgb"].parameters())
+    with torch.device("meta"):
+        r50 = ResNet()
+    assert enc == sum(p.numel() for n, p in r50.named_parameters() if not n.startswith(("layer4", "fc")))
+    edge = tiny()
+    assert edge.output_names == ("logits", "score", "trace") and edge.name == "spoof_trace"
+    again = tiny(edge.preset, **edge.config)
+    assert [tuple(p.shape) for p in again.parameters()] == [tuple(p.shape) for p in edge.parameters()]
+    with pytest.raises(ValueError, match="multiple of 16"):
+        SpoofTraceNet("edge", input_size=100)
+    with pytest.raises(ValueError, match="unknown option"):
+        SpoofTraceNet("edge", depthh=3)
+
+
+def test_forward_shapes_and_missing_modality():
+    net = tiny().eval()
+    b = make_batch()
+    out = net(b["rgb"], b["depth"], b["ir"])
+    assert out["logits"].shape == (4,) and out["score"].shape == (4,) and out["trace"].shape == (4, 5, 32, 32)
+    assert torch.allclose(torch.sigmoid(out["logits"]), out["score"], atol=1e-5)
+    assert set(out) == {"logits", "score", "trace"}
+    # depth marked absent: its trace is zero and whatever sits in the depth input is ignored
+    present = torch.tensor([[True, False, True]] * 4)
+    a = net(b["rgb"], b["depth"], b["ir"], present)
+    c = net(b["rgb"], torch.randn_like(b["depth"]) * 5, b["ir"], present)
+    assert torch.count_nonzero(a["trace"][:, 3]) == 0
+    assert torch.allclose(a["score"], c["score"]) and torch.allclose(a["trace"], c["trace"])
+    assert not torch.allclose(a["trace"][:, :3], out["trace"][:, :3])  # depth did reach the RGB stream before
+    with pytest.raises(ValueError, match="depth must be"):
+        net(b["rgb"], b["depth"][:, :, :30, :30], b["ir"])
+
+
+def test_fusion_gate_shapes_and_equations():
+    torch.manual_seed(0)
+    fus = CrossModalFusion(8, 2, reduction=4)
+    f_rgb, f_dep = torch.randn(2, 8, 5, 6), torch.randn(2, 8, 5, 6)
+    present = torch.ones(2, 2)
+    out, gates = fus([f_rgb, f_dep], present)
+    assert gates.shape == (2, 2, 5, 6)
+    assert torch.allclose(gates.sum(dim=(2, 3)), torch.full((2, 2), 30.0))  # softmax over positions x H*W
+    pooled = torch.cat([f_rgb.mean((2, 3)), f_dep.mean((2, 3))], 1)
+    w_rgb = torch.sigmoid(fus.mlps[0](pooled))[:, :, None, None]
+    w_dep = torch.sigmoid(fus.mlps[1](pooled))[:, :, None, None]
+    dep_rec = w_rgb * f_rgb + f_dep  # Eq. 4: depth recalibrated by the filtered RGB
+    rgb_rec = w_dep * f_dep + f_rgb
+    assert torch.allclose(out[1], dep_rec * gates[:, 1:2], atol=1e-6)
+    assert torch.allclose(out[0], rgb_rec * gates[:, 0:1], atol=1e-6)
+    # an absent RGB stream contributes nothing to depth's recalibration
+    out2, gates2 = fus([f_rgb, f_dep], torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+    assert torch.allclose(out2[1][0], (f_dep * gates2[:, 1:2])[0], atol=1e-6)
+
+
+def _constant_discriminators(net, value):
+    for group in (net.disc_live, net.disc_spoof):
+        for msd in group.values():
+            for d in msd.scales:
+                last = d.net[-1]
+                nn.init.zeros_(last.weight)
+                nn.init.constant_(last.bias, value)
+
+
+def test_adversarial_loss_signs():
+    net = tiny(modalities=("rgb", "depth")).train()
+    b = make_batch()
+    _constant_discriminators(net, 0.25)
+    out = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    pairs = net._pairs(b["label"])
+    # Eq. 6: generator pushes D(I_hat) and D(I_live + T_spoof) to 0 -> 2 terms x 0.25^2 per modality
+    assert net.loss(b, out, pairs=pairs)["G"].item() == pytest.approx(2 * 2 * 0.0625)
+    # Eq. 7: generated -> 1 ((0.25-1)^2 twice), real -> 0 (0.25^2 twice), per modality
+    ld = net.discriminator_loss(b, out["_gen"]["traces"], out["_present"], pairs)
+    assert ld.item() == pytest.approx(2 * (2 * 0.5625 + 2 * 0.0625))
+
+
+def test_intensity_penalises_live_traces_far_more():
+    net = tiny(modalities=("rgb", "depth")).train()
+    for m in net.modalities:
+        nn.init.zeros_(net.decoders[m].out.weight)
+        nn.init.constant_(net.decoders[m].out.bias, 0.5 if m == "rgb" else 0.0)
+    b = make_batch()
+    live = {**b, "label": torch.zeros(4, dtype=torch.long)}
+    spoof = {**b, "label": torch.ones(4, dtype=torch.long)}
+    il = net.loss(live, net(b["rgb"], b["depth"], b["ir"]))["intensity"].item()
+    isp = net.loss(spoof, net(b["rgb"], b["depth"], b["ir"]))["intensity"].item()
+    assert il == pytest.approx(0.5) and isp == pytest.approx(0.5e-4)
+
+
+def test_center_update_and_loss():
+    net = tiny(modalities=("rgb",))
+    feats = {"rgb": torch.tensor([[1.0] * 8, [3.0] * 8])}
+    net._update_centers(feats, torch.tensor([0, 1]), torch.ones(2, 1))
+    # c_j -= 0.5 * (c_j - x) / 2 from zero
+    assert torch.allclose(net.center_rgb, torch.tensor([[0.25] * 8, [0.75] * 8]))
+
+
+def test_identity_loss_hook_gradients():
+    net = tiny(modalities=("rgb", "depth")).train()
+    face = nn.Sequential(nn.Conv2d(3, 4, 3, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net.set_identity_net(face)
+    assert not any(n.startswith("identity") for n in net.state_dict())
+    b = make_batch()
+    nn.init.constant_(net.decoders["rgb"].out.bias, 0.3)
+    terms = net.loss(b, net(b["rgb"], b["depth"], b["ir"]))
+    assert terms["id"].item() > 0
+    terms["id"].backward()
+    assert net.decoders["rgb"].out.bias.grad.abs().sum() > 0
+    assert all(p.grad is None for p in face.parameters())
+    assert net.decoders["depth"].out.bias.grad is None or net.decoders["depth"].out.bias.grad.abs().sum() == 0
+
+
+def test_consistency_step_reaches_generator_only():
+    net = tiny(modalities=("rgb", "depth")).train()
+    b = make_batch()
+    out = net(b["rgb"], b["depth"], b["ir"])
+    pairs = net._pairs(b["label"])
+    traces = {m: t + 0.2 for m, t in out["_gen"]["traces"].items()}
+    lc = net.consistency_loss(b, traces, out["_present"], pairs, mix=torch.tensor([0.3, 1.0]))
+    assert lc.item() > 0
+    lc.backward()
+    assert net.encoders["depth"].conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.discriminator_parameters())
+    # a batch without both classes has no synthesised spoofs
+    assert net._pairs(torch.zeros(4, dtype=torch.long)) is None
+
+
+def test_load_pretrained_encoders(tmp_path):
+    ref = ResNet(layers=(1, 1, 1, 1), width=8)
+    sd = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    torch.save(sd, tmp_path / "r50.pth")
+    net = tiny(modalities=("rgb", "depth"), pretrained=str(tmp_path / "r50.pth"))
+    assert torch.equal(net.encoders["rgb"].layer3[0].conv3.weight, sd["layer3.0.conv3.weight"])
+    assert torch.allclose(net.encoders["depth"].conv1.weight, sd["conv1.weight"].mean(1, keepdim=True) * 3)
+
+
+def test_three_step_training_overfits_small_batch():
+    torch.manual_seed(0)
+    net = tiny(modalities=("rgb", "depth"))
+    b = make_batch(n=16)
+    opts = net.make_optimisers(lr=2e-3)
+    d_before = [p.clone() for p in net.discriminator_parameters()][:2]
+    first = None
+    for i in range(12):
+        r = net.train_step(b, opts)
+        first = first or r
+    assert set(r) >= {"total", "G", "intensity", "e", "id", "cls", "center", "D", "consistency"}
+    assert r["cls"] < first["cls"] and r["e"] < first["e"]
+    assert any(not torch.equal(a, p) for a, p in zip(d_before, net.discriminator_parameters()))
+    net.eval()
+    s = net(b["rgb"], b["depth"], b["ir"])["score"]
+    assert s[b["label"] == 1].mean() > s[b["label"] == 0].mean()
+
+
+def test_onnx_export_dynamic_batch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = tiny(modalities=("rgb", "depth")).eval()
+    b = make_batch(n=2)
+    args = (b["rgb"][:1], b["depth"][:1], b["ir"][:1], b["present"][:1])
+    path = tmp_path / "st.onnx"
+    names = ["rgb", "depth", "ir", "present"]
+    torch.onnx.export(net, args, str(path), opset_version=17, dynamo=False, input_names=names,
+                      output_names=list(net.output_names),
+                      dynamic_axes={n: {0: "batch"} for n in names + list(net.output_names)})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {n: b[n].numpy() for n in names}
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    ref = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    for k in net.output_names:
+        np.testing.assert_allclose(got[k], ref[k].detach().numpy(), atol=1e-4, rtol=1e-3)
