@@ -159,3 +159,73 @@ def resnet50(in_chans: int = 3, num_classes: int = 1000, num_stages: int = 4, pr
     if pretrained:
         net.load_torchvision(pretrained)
     return net
+
+
+# ---- ArcFace IResNet (face recognition; the spoof-trace identity loss uses IResNet-18) ----------
+# Parameter names follow insightface's recognition/arcface_torch/backbones/iresnet.py so its
+# released .pth state dicts load by key.
+
+
+class IBasicBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch, eps=1e-5)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch, eps=1e-5)
+        self.prelu = nn.PReLU(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch, eps=1e-5)
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch, eps=1e-5))
+
+    def forward(self, x):
+        y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        return y + (x if self.downsample is None else self.downsample(x))
+
+
+class IResNet(nn.Module):
+    """ArcFace IResNet: 112 x 112 RGB in [-1, 1] -> (B, num_features) embedding."""
+
+    def __init__(self, layers=(2, 2, 2, 2), num_features: int = 512, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
+        self.prelu = nn.PReLU(width)
+        ch = width
+        for i, n in enumerate(layers):
+            out = width * 2**i
+            blocks = [IBasicBlock(ch, out, 2)] + [IBasicBlock(out, out) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            ch = out
+        self.bn2 = nn.BatchNorm2d(ch, eps=1e-5)
+        self.dropout = nn.Dropout(0.0)
+        self.fc = nn.Linear(ch * 7 * 7, num_features)  # 112 / 2**4 = 7
+        self.features = nn.BatchNorm1d(num_features, eps=1e-5)
+
+    def forward(self, x):
+        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.dropout(torch.flatten(self.bn2(x), 1))
+        return self.features(self.fc(x))
+
+    def load_insightface(self, path) -> None:
+        """Load an insightface arcface_torch state dict file; ArtifactError naming the file otherwise."""
+        if not os.path.isfile(path):
+            raise ArtifactError(f"ArcFace weights: {path} does not exist; pass the path of an insightface arcface_torch iresnet .pth")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        own = self.state_dict()
+        missing = sorted(set(own) - set(sd))
+        wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+        if missing or wrong:
+            raise ArtifactError(f"ArcFace weights: {path} does not fit IResNet (missing {missing[:3]}, wrong shape {wrong[:3]}); "
+                                "use an insightface arcface_torch iresnet18 state dict")
+        self.load_state_dict({k: sd[k] for k in own})
+
+
+def iresnet18(weights=None) -> IResNet:
+    net = IResNet((2, 2, 2, 2))
+    if weights:
+        net.load_insightface(weights)
+    return net

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_fas.models.resnet import RESNET50_LAYERS, ResNet
+from edge_fas.models.resnet import RESNET50_LAYERS, ResNet, iresnet18
 
 MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "ir": 1}
 MODALITY_INDEX = {"rgb": 0, "depth": 1, "ir": 2}
@@ -192,7 +192,8 @@ class SpoofTraceNet(nn.Module):
     name = "spoof_trace"
     output_names = ("logits", "score", "trace")
 
-    def __init__(self, preset: str = "edge", pretrained=None, identity_net: nn.Module | None = None, **overrides):
+    def __init__(self, preset: str = "edge", pretrained=None, identity_net: nn.Module | None = None,
+                 identity_weights=None, **overrides):
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"spoof_trace: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
@@ -245,6 +246,8 @@ class SpoofTraceNet(nn.Module):
         for m in self.modalities:  # Eq. 10 centers: row 0 live, row 1 spoof
             self.register_buffer(f"center_{m}", torch.zeros(2, d3))
         self.identity_net = None
+        if identity_net is None and identity_weights:
+            identity_net = iresnet18(identity_weights)  # the paper's ArcFace ResNet-18
         self.set_identity_net(identity_net)
         if pretrained:
             self.load_pretrained(pretrained)
@@ -257,6 +260,9 @@ class SpoofTraceNet(nn.Module):
 
     def set_identity_net(self, net: nn.Module | None) -> None:
         """Plug the face-recognition net of Eq. 8: maps RGB in [-1, 1], (B, 3, 112, 112) -> (B, D).
+
+        build("spoof_trace", identity_weights="r18.pth") loads an insightface arcface_torch
+        IResNet-18 state dict (models/resnet.py) as the paper does.
 
         It is frozen (eval, no grad) and not saved in checkpoints. Without one L_id is 0.
         """
@@ -348,6 +354,9 @@ class SpoofTraceNet(nn.Module):
     def _identity_loss(self, rgb, rgb_hat, weight):
         if self.identity_net is None:
             return rgb.new_zeros(())
+        first = next(self.identity_net.parameters(), None)
+        if first is not None and first.device != rgb.device:  # not a submodule, so .to() did not move it
+            self.identity_net.to(rgb.device)
         mean = torch.tensor(self.rgb_mean, device=rgb.device).view(1, 3, 1, 1)
         std = torch.tensor(self.rgb_std, device=rgb.device).view(1, 3, 1, 1)
 

@@ -49,3 +49,23 @@ def test_load_rejects_wrong_shape_and_missing_file(tmp_path):
     del sd["layer2.0.bn1.weight"]
     with pytest.raises(ArtifactError, match="lacks key 'layer2.0.bn1.weight'"):
         ResNet(layers=(1, 1, 1, 1), width=8).load_torchvision(sd)
+
+
+def test_iresnet18_insightface_layout(tmp_path):
+    from edge_fas.models.resnet import IResNet, iresnet18
+
+    with torch.device("meta"):
+        net = iresnet18()
+    keys = set(net.state_dict())
+    assert {"conv1.weight", "prelu.weight", "layer1.0.bn1.running_mean", "layer1.0.downsample.0.weight",
+            "layer4.1.conv2.weight", "bn2.weight", "fc.weight", "features.running_var"} <= keys
+    assert sum(p.numel() for p in net.parameters()) == 24_025_600  # insightface r18
+    small = IResNet((1, 1, 1, 1), num_features=16, width=4)
+    sd = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in small.state_dict().items()}
+    torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "r.pth")
+    other = IResNet((1, 1, 1, 1), num_features=16, width=4)
+    other.load_insightface(tmp_path / "r.pth")
+    assert torch.equal(other.fc.weight, sd["fc.weight"])
+    assert other.eval()(torch.randn(2, 3, 112, 112)).shape == (2, 16)
+    with pytest.raises(ArtifactError, match="does not fit IResNet"):
+        IResNet((1, 1, 1, 1), num_features=8, width=4).load_insightface(tmp_path / "r.pth")

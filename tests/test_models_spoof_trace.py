@@ -210,3 +210,15 @@ def test_onnx_export_dynamic_batch(tmp_path):
     ref = net(b["rgb"], b["depth"], b["ir"], b["present"])
     for k in net.output_names:
         np.testing.assert_allclose(got[k], ref[k].detach().numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_identity_weights_file_builds_arcface(tmp_path):
+    from edge_fas.models.resnet import iresnet18
+
+    torch.save(iresnet18().state_dict(), tmp_path / "r18.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "identity loss is off" warning when weights are given
+        net = SpoofTraceNet("edge", identity_weights=str(tmp_path / "r18.pth"), **TINY)
+    assert net.identity_net is not None and not any(p.requires_grad for p in net.identity_net.parameters())
+    with pytest.warns(UserWarning, match="identity loss"):
+        SpoofTraceNet("edge", **TINY)
