@@ -324,6 +324,9 @@ class SpoofTraceNet(nn.Module):
         return cmap, score, torch.log(p) - torch.log1p(-p)
 
     def forward(self, rgb, depth, ir, present=None) -> dict:
+        return self._forward(rgb, depth, ir, present, extras=self.training)
+
+    def _forward(self, rgb, depth, ir, present, extras: bool) -> dict:
         if not torch.onnx.is_in_onnx_export():
             for name, x, c in (("rgb", rgb, 3), ("depth", depth, 1), ("ir", ir, 1)):
                 if x.dim() != 4 or x.shape[1] != c or x.shape[2] % 16 or x.shape[3] % 16:
@@ -337,7 +340,7 @@ class SpoofTraceNet(nn.Module):
             if m not in self.modalities:
                 score = score + 0.0 * inputs[m].flatten(1)[:, 0]
         out = {"logits": logits, "score": score, "trace": torch.cat([gen["traces"][m] for m in self.modalities], dim=1)}
-        if self.training:  # what loss() needs; never in the exported graph
+        if extras:  # what loss() needs; never in the exported graph
             out.update(_gen=gen, _cls_map=cmap, _present=pres)
         return out
 
@@ -374,12 +377,8 @@ class SpoofTraceNet(nn.Module):
     def _ensure_train_out(self, batch, out):
         if "_gen" in out:
             return out
-        was = self.training
-        self.train()
-        try:
-            return self.forward(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
-        finally:
-            self.train(was)
+        # an eval-mode output (validation): recompute with the loss extras, in the current mode
+        return self._forward(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"), extras=True)
 
     def loss(self, batch: dict, out: dict, pairs=None) -> dict:
         """Generator-step terms (Eq. 13) and their weighted sum "total"."""

@@ -222,3 +222,13 @@ def test_identity_weights_file_builds_arcface(tmp_path):
     assert net.identity_net is not None and not any(p.requires_grad for p in net.identity_net.parameters())
     with pytest.warns(UserWarning, match="identity loss"):
         SpoofTraceNet("edge", **TINY)
+
+
+def test_validation_loss_from_eval_output_keeps_batchnorm_stats():
+    net = tiny(modalities=("rgb", "depth")).eval()
+    b = make_batch()
+    stats = net.encoders["rgb"].bn1.running_mean.clone()
+    with torch.no_grad():
+        terms = net.loss(b, net(b["rgb"], b["depth"], b["ir"], b["present"]))
+    assert torch.isfinite(terms["total"]) and not net.training
+    assert torch.equal(stats, net.encoders["rgb"].bn1.running_mean)
