@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_fas.errors import ConfigError
 from edge_fas.models.resnet import RESNET50_LAYERS, ResNet, iresnet18
 
 MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "ir": 1}
@@ -196,23 +197,25 @@ class SpoofTraceNet(nn.Module):
                  identity_weights=None, **overrides):
         super().__init__()
         if preset not in PRESETS:
-            raise ValueError(f"spoof_trace: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+            raise ConfigError(f"spoof_trace: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
         unknown = set(overrides) - set(PRESETS[preset])
         if unknown:
-            raise ValueError(f"spoof_trace: unknown option(s) {sorted(unknown)}; known: {sorted(PRESETS[preset])}")
+            raise ConfigError(f"spoof_trace: unknown option(s) {sorted(unknown)}; known: {sorted(PRESETS[preset])}")
         cfg = {**PRESETS[preset], **overrides}
         cfg["modalities"] = tuple(cfg["modalities"])
         for k in ("layers", "dec_channels", "alphas"):
             cfg[k] = tuple(cfg[k])
         bad = [m for m in cfg["modalities"] if m not in MODALITY_CHANNELS]
         if bad or not cfg["modalities"] or len(set(cfg["modalities"])) != len(cfg["modalities"]):
-            raise ValueError(f"spoof_trace: modalities must be distinct names among {list(MODALITY_CHANNELS)}; got {cfg['modalities']}")
+            raise ConfigError(f"spoof_trace: modalities must be distinct names among {list(MODALITY_CHANNELS)}; got {cfg['modalities']}")
         cfg["modalities"] = tuple(sorted(cfg["modalities"], key=MODALITY_INDEX.get))
         if cfg["input_size"] % 16:
-            raise ValueError(f"spoof_trace: input_size must be a multiple of 16 (encoder stride); got {cfg['input_size']}")
+            raise ConfigError(f"spoof_trace: input_size must be a multiple of 16 (encoder stride); got {cfg['input_size']}")
         if len(cfg["layers"]) != 3 or len(cfg["dec_channels"]) != 4 or len(cfg["alphas"]) != 8:
-            raise ValueError("spoof_trace: layers needs 3 entries, dec_channels 4, alphas 8")
-        self.preset, self.config = preset, cfg
+            raise ConfigError("spoof_trace: layers needs 3 entries, dec_channels 4, alphas 8")
+        # config is plain (lists, not tuples) so it round-trips through YAML manifests and checkpoints
+        self.preset = preset
+        self.config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
         self.input_size = cfg["input_size"]
         self.modalities = cfg["modalities"]
         self.paper_training = dict(PAPER_TRAINING)

@@ -3,8 +3,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
+from edge_fas.errors import ConfigError
+from edge_fas.models import build
 from edge_fas.models.resnet import ResNet
 from edge_fas.models.spoof_trace import CrossModalFusion, SpoofTraceNet
 
@@ -40,7 +43,8 @@ def test_presets_and_contract_attributes():
     assert paper.input_size == 256 and paper.modalities == ("rgb", "depth")
     assert paper.trace_channels == ("rgb_r", "rgb_g", "rgb_b", "depth")
     assert paper.paper_training["lr"] == 5e-5 and paper.paper_training["batch_size"] == 4
-    assert paper.config["alphas"] == (0.25, 100, 1, 100, 1, 10, 1, 1)
+    assert paper.config["alphas"] == [0.25, 100, 1, 100, 1, 10, 1, 1]
+    assert yaml.safe_load(yaml.safe_dump(paper.config)) == paper.config
     # encoders are ResNet-50's stem + first three stages
     enc = sum(p.numel() for p in paper.encoders["rgb"].parameters())
     with torch.device("meta"):
@@ -48,12 +52,16 @@ def test_presets_and_contract_attributes():
     assert enc == sum(p.numel() for n, p in r50.named_parameters() if not n.startswith(("layer4", "fc")))
     edge = tiny()
     assert edge.output_names == ("logits", "score", "trace") and edge.name == "spoof_trace"
-    again = tiny(edge.preset, **edge.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = build("spoof_trace", edge.preset, **edge.config)
     assert [tuple(p.shape) for p in again.parameters()] == [tuple(p.shape) for p in edge.parameters()]
-    with pytest.raises(ValueError, match="multiple of 16"):
-        SpoofTraceNet("edge", input_size=100)
-    with pytest.raises(ValueError, match="unknown option"):
-        SpoofTraceNet("edge", depthh=3)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        build("spoof_trace", "edge", input_size=100)
+    with pytest.raises(ConfigError, match="unknown option"):
+        build("spoof_trace", "edge", depthh=3)
+    with pytest.raises(ConfigError, match="modalities"):
+        build("spoof_trace", "edge", modalities=("rgb", "thermal"))
 
 
 def test_forward_shapes_and_missing_modality():
