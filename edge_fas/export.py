@@ -69,14 +69,41 @@ def random_batch(size: int, n: int, rng: np.random.Generator, drop_modalities: b
     return b
 
 
-def parity_batches(size: int, count: int, batch: int, seed: int = 0):
-    """`count` frame sets in batches: rendered synthetic-rig crops when the rig is usable, else random."""
+def parity_batches(size: int, count: int, batch: int, seed: int = 0, source: str = "auto"):
+    """(description, iterator of batches) of `count` frame sets.
+
+    source "synthetic": registered, cropped synthetic-rig frame sets over all domains and species
+    (what a kiosk feeds the network); "random": unit-variance noise crops with missing modalities
+    (fast, and reaches input ranges the rig does not); "auto": synthetic when registration is
+    available in this build, else random."""
+    if source == "auto":
+        try:
+            from edge_fas.calibration import register_to_color  # noqa: F401
+            source = "synthetic"
+        except ImportError:
+            source = "random"
+    if source == "synthetic":
+        from edge_fas.runtime.quantize import synthetic_crops
+        params = PreprocessParams(size=size)
+
+        def gen():
+            done = 0
+            while done < count:
+                n = min(batch, count - done)
+                yield synthetic_crops(n, params, seed=seed, offset=done)[0]
+                done += n
+        return "synthetic rig crops (all domains and species), registered and cropped", gen()
+    if source != "random":
+        raise EdgeFasError(f"parity source {source!r}: use auto, synthetic or random")
     rng = np.random.default_rng(seed)
-    done = 0
-    while done < count:
-        n = min(batch, count - done)
-        yield random_batch(size, n, rng)
-        done += n
+
+    def gen_random():
+        done = 0
+        while done < count:
+            n = min(batch, count - done)
+            yield random_batch(size, n, rng)
+            done += n
+    return "random unit-variance crops with missing modalities", gen_random()
 
 
 def torch_outputs(model, batch: dict, names) -> dict[str, np.ndarray]:
@@ -88,7 +115,7 @@ def torch_outputs(model, batch: dict, names) -> dict[str, np.ndarray]:
 
 
 def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, batch: int = 8,
-                 atol: float = SCORE_ATOL, seed: int = 0) -> dict:
+                 atol: float = SCORE_ATOL, seed: int = 0, source: str = "auto") -> dict:
     """Run PyTorch and ONNX Runtime (CPU, float32) on the same inputs; raise if scores diverge by > atol."""
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -96,7 +123,8 @@ def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, bat
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     worst = {n: 0.0 for n in names}
     seen = 0
-    for b in parity_batches(size, count, batch, seed):
+    described, batches = parity_batches(size, count, batch, seed, source)
+    for b in batches:
         b = check_batch(b, size)
         ref = torch_outputs(model, b, names)
         got = dict(zip(names, sess.run(list(names), b)))
@@ -115,7 +143,7 @@ def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, bat
                 "a layer exports differently: check the model for training-only or random ops in eval mode")
         seen += len(b["rgb"])
     return {"frame_sets": seen, "score_atol": atol, "max_abs_diff": {n: float(f"{v:.3g}") for n, v in worst.items()},
-            "inputs": "random unit-variance crops with missing modalities", "seed": seed}
+            "inputs": described, "seed": seed}
 
 
 def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None:
@@ -133,8 +161,8 @@ def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None
 
 def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
-                 parity_batch: int = 8, atol: float = SCORE_ATOL, preprocess: PreprocessParams | None = None,
-                 overwrite: bool = False) -> art.Artifact:
+                 parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
+                 preprocess: PreprocessParams | None = None, overwrite: bool = False) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
     forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes."""
     out = Path(out)
@@ -153,7 +181,8 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     names = output_names_of(model, size)
     t0 = time.perf_counter()
     export_onnx(model, out / art.ONNX, size, names)
-    parity = check_parity(model, out / art.ONNX, size, names, count=parity_count, batch=parity_batch, atol=atol)
+    parity = check_parity(model, out / art.ONNX, size, names, count=parity_count, batch=parity_batch, atol=atol,
+                          source=parity_source)
     parity["seconds"] = round(time.perf_counter() - t0, 1)
     files = [art.ONNX]
     if checkpoint is not None:

@@ -6,6 +6,8 @@ score differences go into the manifest next to the int8 file, so a site can judg
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from edge_fas import artifact as art
@@ -14,7 +16,13 @@ from edge_fas.errors import EdgeFasError
 INT8_FILE = "model.int8.onnx"
 
 
-def synthetic_crops(count: int, params, seed: int = 0):
+@functools.lru_cache(maxsize=4)
+def _rigs(seed: int):
+    from edge_fas.sim import DOMAINS, Rig
+    return [Rig(d, seed=seed, width=320, height=240) for d in DOMAINS]
+
+
+def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
     """(batch dict, labels) of `count` registered, cropped synthetic frame sets over all domains and species."""
     try:
         from edge_fas.calibration import register_to_color
@@ -22,10 +30,10 @@ def synthetic_crops(count: int, params, seed: int = 0):
         raise EdgeFasError("int8 calibration on synthetic crops needs edge_fas.calibration.register_to_color, "
                            "which this build lacks") from e
     from edge_fas.preprocess import crop_face
-    from edge_fas.sim import DOMAINS, SPECIES, Rig
-    rigs = [Rig(d, seed=seed, width=320, height=240) for d in DOMAINS]
+    from edge_fas.sim import SPECIES
+    rigs = _rigs(seed)
     crops, labels = [], []
-    for i in range(count):
+    for i in range(offset, offset + count):
         rig = rigs[i % len(rigs)]
         species = SPECIES[(i // len(rigs)) % len(SPECIES)]
         frames = register_to_color(rig.render(species, index=i + 1000 * seed))
