@@ -1,0 +1,140 @@
+"""CropSet: normalised face crops of any source in memory, and the torch Dataset over them.
+
+Every loader (public datasets, sessions, the synthetic rig) ends in a CropSet: arrays in the
+FaceCrop layout (rgb 3xSxS, depth 1xSxS, ir 1xSxS, present (3,)) plus label (1 = attack, 0 = bona
+fide), PAI species and domain per sample. Crops are stored as float16 to halve memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edge_fas.types import FaceCrop
+
+__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate"]
+
+
+@dataclass
+class CropSet:
+    rgb: np.ndarray        # (N, 3, S, S) float16
+    depth: np.ndarray      # (N, 1, S, S) float16
+    ir: np.ndarray         # (N, 1, S, S) float16
+    present: np.ndarray    # (N, 3) bool
+    label: np.ndarray      # (N,) int64, 1 = attack
+    species: np.ndarray    # (N,) str
+    domain: np.ndarray     # (N,) str
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @classmethod
+    def from_crops(cls, crops: list[FaceCrop], labels, species, domains, meta=None) -> "CropSet":
+        if not crops:
+            raise ValueError("CropSet.from_crops: no crops given (the source produced no usable face)")
+        return cls(rgb=np.stack([c.rgb for c in crops]).astype(np.float16),
+                   depth=np.stack([c.depth for c in crops]).astype(np.float16),
+                   ir=np.stack([c.ir for c in crops]).astype(np.float16),
+                   present=np.stack([np.asarray(c.present, bool) for c in crops]),
+                   label=np.asarray(labels, np.int64), species=np.asarray(species, dtype=str),
+                   domain=np.asarray(domains, dtype=str), meta=dict(meta or {}))
+
+    def subset(self, idx) -> "CropSet":
+        idx = np.asarray(idx)
+        return CropSet(self.rgb[idx], self.depth[idx], self.ir[idx], self.present[idx], self.label[idx],
+                       self.species[idx], self.domain[idx], dict(self.meta))
+
+    @staticmethod
+    def concat(sets: list["CropSet"]) -> "CropSet":
+        if not sets:
+            raise ValueError("CropSet.concat: nothing to concatenate")
+        cat = lambda k: np.concatenate([getattr(s, k) for s in sets])  # noqa: E731
+        return CropSet(*(cat(k) for k in ("rgb", "depth", "ir", "present", "label", "species", "domain")),
+                       meta=dict(sets[0].meta))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, rgb=self.rgb, depth=self.depth, ir=self.ir, present=self.present, label=self.label,
+                 species=self.species, domain=self.domain)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CropSet":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["rgb"], z["depth"], z["ir"], z["present"], z["label"], z["species"], z["domain"])
+
+
+def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
+    """The papers' augmentations: horizontal flip, brightness/gamma on colour, cutout per modality."""
+    if rng.random() < 0.5:
+        rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
+    rgb = rgb * np.float32(rng.uniform(0.8, 1.2)) + np.float32(rng.uniform(-0.2, 0.2))  # in normalised units
+    if cutout > 0:
+        s = rgb.shape[-1]
+        for a in (rgb, depth, ir):
+            if rng.random() < cutout:
+                h = int(s * rng.uniform(0.15, 0.35))
+                y, x = rng.integers(0, s - h, 2)
+                a[..., y:y + h, x:x + h] = 0.0
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth), np.ascontiguousarray(ir)
+
+
+class CropDataset(Dataset):
+    """Torch view of a CropSet. Items are dicts: rgb, depth, ir (float32 tensors), present (bool),
+    label (long), index. `drop` maps a modality name to a probability of zeroing it (missing-modality
+    training)."""
+
+    MODS = ("rgb", "depth", "ir")
+
+    def __init__(self, crops: CropSet, augment: bool = False, seed: int = 0, cutout: float = 0.3,
+                 drop: dict | None = None):
+        self.crops, self.augment, self.seed, self.cutout = crops, augment, int(seed), float(cutout)
+        self.drop = dict(drop or {})
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int) -> dict:
+        c = self.crops
+        rgb, depth, ir = (c.rgb[i].astype(np.float32), c.depth[i].astype(np.float32), c.ir[i].astype(np.float32))
+        present = c.present[i].copy()
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+            rgb, depth, ir = _augment(rgb, depth, ir, rng, self.cutout)
+            arrays = [rgb, depth, ir]
+            for k, m in enumerate(self.MODS):
+                if present[k] and rng.random() < self.drop.get(m, 0.0) and present.sum() > 1:
+                    arrays[k][:] = 0.0
+                    present[k] = False
+            rgb, depth, ir = arrays
+        return {"rgb": torch.from_numpy(rgb), "depth": torch.from_numpy(depth), "ir": torch.from_numpy(ir),
+                "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])), "index": int(i)}
+
+
+def collate(items: list[dict]) -> dict:
+    out = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "ir", "present", "label")}
+    out["index"] = torch.tensor([it["index"] for it in items])
+    return out
+
+
+def balanced_sampler(labels, num_samples: int | None = None, seed: int = 0):
+    """WeightedRandomSampler giving bona fide and attack equal weight per draw."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    if np.any(counts == 0):
+        raise ValueError("balanced_sampler: one class has no samples; check the training split")
+    w = 1.0 / counts[labels]
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples or len(labels),
+                                                  replacement=True, generator=g)
