@@ -1,0 +1,231 @@
+"""The live viewer (PyQt6): `edge-fas run` without --headless opens it through `run_gui`.
+
+The window never waits for the pipeline: a QTimer polls `pipeline.latest()` and redraws only when a
+newer frame arrived, so the display keeps the camera's rate while the verdict shown is the latest
+one the (possibly slower) inference produced. Drawing is in edge_fas.apps.overlay (no Qt there).
+
+What the viewer reads from a pipeline Result (helper F's edge_fas.pipeline): `frames` (FrameSet),
+`verdict` (Verdict with box, score, threshold, reasons, latency_ms, output maps), `camera_status`
+(str) and the counters `fps_display`, `fps_decisions`, `dropped` (attributes, or keys of a
+`counters` dict). Missing pieces are shown as unknown rather than failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from PyQt6.QtCore import QSize, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QKeySequence, QShortcut
+from PyQt6.QtWidgets import (QApplication, QCheckBox, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout,
+                             QWidget)
+
+from edge_fas.apps import overlay
+from edge_fas.apps.widgets import Banner, ImageView, ScoreBar
+
+POLL_MS = 10  # poll faster than any camera so a new frame waits at most this long to be shown
+
+
+def _field(result, name, default=None):
+    """A Result field as attribute, or from its `counters` dict."""
+    if hasattr(result, name):
+        return getattr(result, name)
+    counters = getattr(result, "counters", None)
+    if isinstance(counters, dict):
+        return counters.get(name, default)
+    return default
+
+
+def _frame_key(result):
+    """What identifies the displayed frame: its counter/timestamp, else the object itself."""
+    frames = getattr(result, "frames", None)
+    if frames is None:
+        return id(result)
+    return (frames.counter, frames.timestamp_ms, id(frames))
+
+
+class ViewerWindow(QMainWindow):
+    """Colour view with overlay, banner, score bar, map toggle + legend, depth and IR views, status."""
+
+    frame_shown = pyqtSignal(int)  # number of frames displayed so far
+
+    def __init__(self, pipeline, config=None, kiosk: bool = False, poll_ms: int = POLL_MS, parent=None):
+        super().__init__(parent)
+        gui = getattr(config, "gui", None)
+        self.pipeline = pipeline
+        self.kiosk = bool(kiosk or getattr(gui, "fullscreen", False))
+        self.alpha = float(getattr(gui, "map_alpha", 0.5))
+        self.frames_shown = 0
+        self.last_result = None
+        self._last_key = None
+        self._shown_at: deque[float] = deque(maxlen=60)
+        self.setWindowTitle("edge-fas")
+
+        self.colour = ImageView("waiting for the camera…", parent=self)
+        self.banner = Banner(big=self.kiosk)
+        self.score_bar = ScoreBar()
+        self.map_toggle = QCheckBox("Show trace / uncertainty map")
+        self.map_toggle.setChecked(bool(getattr(gui, "show_maps", True)))
+        self.map_toggle.toggled.connect(self._redraw)
+        self.legend_bar = ImageView("", min_size=QSize(160, 14))
+        self.legend_bar.set_array(overlay.legend())
+        self.legend_text = QLabel("")
+        self.depth = ImageView("no depth")
+        self.ir = ImageView("no IR")
+        self.reasons = QLabel("")
+        self.reasons.setWordWrap(True)
+        self.status = QLabel("")
+        self.latency = QLabel("")
+        for label in (self.status, self.latency, self.reasons):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._build_layout()
+
+        if not self.kiosk:
+            QShortcut(QKeySequence("M"), self).activated.connect(self.map_toggle.toggle)
+        QShortcut(QKeySequence("Esc"), self).activated.connect(self.close)
+
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start(poll_ms)
+
+    def _build_layout(self) -> None:
+        side = QVBoxLayout()
+        side.addWidget(QLabel("depth"))
+        side.addWidget(self.depth, 1)
+        side.addWidget(QLabel("IR"))
+        side.addWidget(self.ir, 1)
+        side.addWidget(self.status)
+        side.addWidget(self.latency)
+        legend = QHBoxLayout()
+        legend.addWidget(self.map_toggle)
+        legend.addWidget(self.legend_bar)
+        legend.addWidget(self.legend_text, 1)
+        main = QVBoxLayout()
+        main.addWidget(self.banner)
+        main.addWidget(self.score_bar)
+        main.addWidget(self.reasons)
+        main.addWidget(self.colour, 1)
+        main.addLayout(legend)
+        self.side_panel = QWidget()
+        self.side_panel.setLayout(side)
+        top = QHBoxLayout()
+        top.addLayout(main, 3)
+        top.addWidget(self.side_panel, 1)
+        central = QWidget()
+        central.setLayout(top)
+        self.setCentralWidget(central)
+        if self.kiosk:  # kiosk: the banner and the view only; the operator cannot change anything
+            self.side_panel.hide()
+            self.map_toggle.hide()
+        self.resize(1100, 720)
+
+    # --- updates -----------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Called by the timer: redraw when the pipeline has a newer frame than the one shown."""
+        result = self.pipeline.latest()
+        if result is None:
+            return
+        key = _frame_key(result)
+        if key == self._last_key:
+            return
+        self._last_key = key
+        self.show_result(result)
+
+    def show_result(self, result) -> None:
+        self.last_result = result
+        self._redraw()
+        self.frames_shown += 1
+        self._shown_at.append(time.monotonic())
+        self.frame_shown.emit(self.frames_shown)
+
+    def display_fps(self) -> float:
+        """Frames actually drawn per second over the last 60."""
+        if len(self._shown_at) < 2:
+            return 0.0
+        span = self._shown_at[-1] - self._shown_at[0]
+        return (len(self._shown_at) - 1) / span if span > 0 else 0.0
+
+    def _redraw(self) -> None:
+        result = self.last_result
+        if result is None:
+            return
+        frames, verdict = getattr(result, "frames", None), getattr(result, "verdict", None)
+        kind = None
+        if frames is not None:
+            image, kind = overlay.render_overlay(frames, verdict, show_map=self.map_toggle.isChecked(),
+                                                 alpha=self.alpha)
+            self.colour.set_array(image)
+            if not self.kiosk:
+                self.depth.set_array(overlay.depth_view(frames))
+                self.ir.set_array(overlay.ir_view(frames))
+        self.legend_bar.setVisible(kind is not None)
+        self.legend_text.setText(overlay.legend_caption(kind) if kind else "")
+        name = None if verdict is None else verdict.verdict
+        self.banner.set_verdict(name)
+        self.score_bar.set_values(None if verdict is None else verdict.score,
+                                  None if verdict is None else verdict.threshold,
+                                  overlay.verdict_colour(verdict))
+        reasons = [] if verdict is None else list(verdict.reasons)
+        self.reasons.setText(("why: " + "; ".join(reasons)) if reasons and name != "live" else "")
+        self.status.setText(self.status_text(result))
+        self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
+
+    def status_text(self, result) -> str:
+        camera = _field(result, "camera_status") or _field(result, "status") or "unknown"
+        decisions = _field(result, "fps_decisions")
+        dropped = _field(result, "dropped")
+        parts = [f"camera {camera}", f"display {self.display_fps():.1f} fps"]
+        if decisions is not None:
+            parts.append(f"decisions {float(decisions):.1f}/s")
+        if dropped is not None:
+            parts.append(f"dropped {int(dropped)}")
+        return " · ".join(parts)
+
+
+def _application() -> QApplication:
+    app = QApplication.instance()
+    return app if app is not None else QApplication(["edge-fas"])
+
+
+def save_screenshot(window: QWidget, path) -> None:
+    """Save the window's contents as PNG (works offscreen and under Xvfb)."""
+    from pathlib import Path
+
+    from edge_fas.errors import EdgeFasError
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path), "PNG"):
+        raise EdgeFasError(f"could not write the screenshot {path}; check the folder is writable")
+
+
+def run_gui(pipeline, config=None, fullscreen: bool = False, screenshot=None, screenshot_after: int = 30,
+            timeout_s: float | None = None) -> int:
+    """Show the viewer on `pipeline` until the window closes; returns an exit code.
+
+    The caller owns the pipeline (starts it before and stops it after). With `screenshot`, the window
+    is saved as PNG after `screenshot_after` displayed frames and the GUI exits. `timeout_s` closes
+    the window after that many seconds (tests and unattended demos); exit code 1 if a requested
+    screenshot was not taken by then.
+    """
+    app = _application()
+    window = ViewerWindow(pipeline, config, kiosk=fullscreen)
+    taken = {"done": screenshot is None}
+
+    def on_frame(n: int) -> None:
+        if screenshot is not None and not taken["done"] and n >= screenshot_after:
+            save_screenshot(window, screenshot)
+            taken["done"] = True
+            window.close()
+
+    window.frame_shown.connect(on_frame)
+    if window.kiosk:
+        window.showFullScreen()
+    else:
+        window.show()
+    if timeout_s is not None:
+        QTimer.singleShot(int(timeout_s * 1000), window.close)
+    window.destroyed.connect(app.quit)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    app.exec()
+    return 0 if taken["done"] else 1

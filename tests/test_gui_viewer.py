@@ -1,0 +1,127 @@
+"""The viewer window under pytest-qt (offscreen), driven by a stand-in pipeline with Result fields."""
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from edge_fas.apps import overlay  # noqa: E402
+from edge_fas.apps.viewer import ViewerWindow, run_gui  # noqa: E402
+from edge_fas.apps.widgets import to_qimage  # noqa: E402
+from edge_fas.config import Config  # noqa: E402
+from edge_fas.types import FrameSet, ModelOutput, Verdict  # noqa: E402
+
+
+@dataclass
+class Result:
+    frames: FrameSet
+    verdict: Verdict | None
+    camera_status: str = "connected"
+    counters: dict = field(default_factory=lambda: {"fps_decisions": 12.5, "dropped": 3})
+
+
+def _frames(n, w=96, h=72):
+    rgb = np.full((h, w, 3), 90, np.uint8)
+    return FrameSet(rgb=rgb, depth=np.full((h, w), 600, np.uint16), ir=np.full((h, w), 70, np.uint8),
+                    counters={"rgb": n}, timestamps={"rgb": 33.3 * n})
+
+
+class StubPipeline:
+    """latest() returns whatever the test put there, like the pipeline's one-slot result mailbox."""
+
+    def __init__(self, result=None):
+        self.result = result
+        self.lock = threading.Lock()
+
+    def latest(self):
+        with self.lock:
+            return self.result
+
+    def put(self, result):
+        with self.lock:
+            self.result = result
+
+
+def _pixel(window, x, y):
+    c = window.colour.image().pixelColor(x, y)
+    return c.red(), c.green(), c.blue()
+
+
+def test_attack_verdict_banner_box_score_reasons(qtbot):
+    trace = np.ones((1, 3, 4, 4), np.float32)
+    v = Verdict("attack", score=0.93, threshold=0.4, box=(20, 10, 60, 50), reasons=["model: attack"],
+                latency_ms={"detection": 4.0, "inference": 20.0},
+                output=ModelOutput(score=np.array([0.93]), trace=trace))
+    pipe = StubPipeline(Result(_frames(1), v))
+    w = ViewerWindow(pipe, Config(), poll_ms=5)
+    qtbot.addWidget(w)
+    qtbot.waitUntil(lambda: w.frames_shown == 1, timeout=2000)
+    assert w.banner.text() == "ATTACK"
+    assert _pixel(w, 40, 10) == overlay.VERDICT_COLOURS["attack"]
+    assert w.score_bar.score == pytest.approx(0.93) and w.score_bar.threshold == pytest.approx(0.4)
+    assert "model: attack" in w.reasons.text()
+    assert "camera connected" in w.status.text() and "dropped 3" in w.status.text()
+    assert "12.5" in w.status.text()
+    assert "inference 20.0" in w.latency.text()
+    assert w.legend_text.text().startswith("spoof trace")
+    assert w.depth.image() is not None and w.ir.image() is not None
+    blended = _pixel(w, 40, 30)
+    assert blended != (90, 90, 90)
+    w.map_toggle.setChecked(False)  # toggle off: the face shows through, no legend
+    assert _pixel(w, 40, 30) == (90, 90, 90) and w.legend_text.text() == ""
+
+
+def test_redraws_only_new_frames_and_keeps_last_verdict(qtbot):
+    pipe = StubPipeline(None)
+    w = ViewerWindow(pipe, poll_ms=5)
+    qtbot.addWidget(w)
+    qtbot.wait(30)
+    assert w.frames_shown == 0 and w.banner.text() == "WAITING"
+    v = Verdict("unknown", reasons=["no face"])
+    pipe.put(Result(_frames(1), v))
+    qtbot.waitUntil(lambda: w.frames_shown == 1, timeout=2000)
+    qtbot.wait(40)
+    assert w.frames_shown == 1, "the same frame must not be redrawn"
+    assert w.banner.text() == "UNKNOWN" and "no face" in w.reasons.text()
+    for n in range(2, 6):  # new frames, same (slower) verdict: each is shown
+        pipe.put(Result(_frames(n), v))
+        qtbot.waitUntil(lambda n=n: w.frames_shown == n, timeout=2000)
+    assert w.display_fps() > 0
+
+
+def test_live_verdict_hides_reasons_and_kiosk_has_no_controls(qtbot):
+    v = Verdict("live", score=0.05, threshold=0.5, box=(10, 10, 50, 50), reasons=["window 5/5 live"])
+    pipe = StubPipeline(Result(_frames(1), v, camera_status="recording"))
+    cfg = Config()
+    cfg.gui.fullscreen = True
+    w = ViewerWindow(pipe, cfg, poll_ms=5)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.frames_shown == 1, timeout=2000)
+    assert w.kiosk and w.banner.text() == "LIVE" and w.reasons.text() == ""
+    assert not w.map_toggle.isVisible() and not w.side_panel.isVisible()
+    assert w.banner.font().pointSize() > 30
+
+
+def test_to_qimage_rejects_wrong_arrays():
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        to_qimage(np.zeros((4, 4), np.uint8))
+
+
+def test_run_gui_screenshot_after_frames(qtbot, tmp_path):
+    pipe = StubPipeline(Result(_frames(1), Verdict("live", score=0.1, threshold=0.5, box=(10, 10, 50, 50))))
+    counter = {"n": 1}
+
+    def latest():  # a fresh frame on each poll, like a camera
+        counter["n"] += 1
+        return Result(_frames(counter["n"]), pipe.result.verdict)
+
+    pipe.latest = latest
+    out = tmp_path / "shot.png"
+    assert run_gui(pipe, Config(), screenshot=out, screenshot_after=5, timeout_s=10) == 0
+    assert out.exists() and out.stat().st_size > 1000
+    assert run_gui(StubPipeline(None), Config(), screenshot=tmp_path / "no.png", timeout_s=0.2) == 1
+    assert not (tmp_path / "no.png").exists()
