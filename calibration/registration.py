@@ -1,0 +1,243 @@
+"""Registration of depth and IR into the colour camera: `register_to_color(frames) -> FrameSet`.
+
+A vectorised z-buffer forward warp with the same geometry as librealsense's rs.align (depth to colour):
+every depth pixel is a small square whose top-left and bottom-right corners are deprojected at its depth,
+moved into the colour camera and projected; the colour pixels of that rectangle receive the depth value,
+and where several depth pixels land on one colour pixel the nearest surface wins. Depth pixels whose
+rectangle leaves the colour image are dropped, colour pixels nothing lands on stay 0 (holes are not
+filled: a hole means "no measurement", never a guess). Values keep the depth camera's raw units, as rs.align
+does. IR follows the same geometry: when the IR imager is the depth imager (same intrinsics, same
+transform, as on a D4xx or an OpenNI sensor) each depth pixel carries its own IR value; otherwise the IR
+value is looked up where the depth pixel's 3D point projects into the IR camera.
+
+The per-pixel rays and rotated rays are cached per calibration, so a frame costs a few array passes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from edge_fas.calibration.rig import Extrinsics, Intrinsics, RigCalibration
+from edge_fas.errors import CalibrationError
+from edge_fas.types import FrameSet
+
+__all__ = ["register_to_color", "Registrar", "colocated"]
+
+MAX_SPLAT = 4  # widest rectangle (pixels) one depth pixel may cover; larger means a bad calibration
+
+
+def _intr_key(i: Intrinsics) -> tuple:
+    return (i.width, i.height, i.fx, i.fy, i.cx, i.cy, i.model, i.coeffs)
+
+
+def _distorted(i: Intrinsics) -> bool:
+    return i.model != "none" and any(abs(c) > 0 for c in i.coeffs)
+
+
+def colocated(cal: RigCalibration) -> bool:
+    """True when the IR imager is the depth imager (IR pixels are depth pixels)."""
+    if cal.ir is None or cal.depth is None:
+        return cal.ir is None
+    return (_intr_key(cal.ir) == _intr_key(cal.depth)
+            and np.allclose(cal.ir_to_color.R, cal.depth_to_color.R, atol=1e-9)
+            and np.allclose(cal.ir_to_color.t, cal.depth_to_color.t, atol=1e-9))
+
+
+def _rays(intr: Intrinsics, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Normalised rays (x/z, y/z, 1) of pixel coordinates, N x 3 float64."""
+    if _distorted(intr):
+        if intr.model == "kannala_brandt4":
+            pts = cv2.fisheye.undistortPoints(np.stack([px, py], -1).reshape(-1, 1, 2), intr.K, intr.dist[:4])
+        else:
+            pts = cv2.undistortPoints(np.stack([px, py], -1).reshape(-1, 1, 2).astype(np.float64), intr.K, intr.dist)
+        xy = pts.reshape(-1, 2)
+    else:
+        xy = np.stack([(px.ravel() - intr.cx) / intr.fx, (py.ravel() - intr.cy) / intr.fy], -1)
+    return np.concatenate([xy, np.ones((xy.shape[0], 1))], axis=1)
+
+
+def _project(intr: Intrinsics, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of N x 3 camera points (z > 0 assumed by the caller)."""
+    z = pts[:, 2]
+    if _distorted(intr):
+        obj = pts.reshape(-1, 1, 3).astype(np.float64)
+        if intr.model == "kannala_brandt4":
+            uv, _ = cv2.fisheye.projectPoints(obj, np.zeros(3), np.zeros(3), intr.K, intr.dist[:4])
+        else:
+            uv, _ = cv2.projectPoints(obj, np.zeros(3), np.zeros(3), intr.K, intr.dist)
+        uv = uv.reshape(-1, 2)
+        return uv[:, 0], uv[:, 1]
+    inv = 1.0 / z
+    return pts[:, 0] * inv * intr.fx + intr.cx, pts[:, 1] * inv * intr.fy + intr.cy
+
+
+class Registrar:
+    """Precomputed depth-to-colour warp for one calibration (see the module docstring)."""
+
+    def __init__(self, depth: Intrinsics, color: Intrinsics, depth_to_color: Extrinsics,
+                 ir: Intrinsics | None = None, ir_to_color: Extrinsics | None = None):
+        self.depth, self.color, self.ext = depth, color, depth_to_color
+        h, w = depth.height, depth.width
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+        R = depth_to_color.R
+        # rotated rays of the top-left and bottom-right corners of every depth pixel, one contiguous
+        # float32 plane per coordinate: P_color = z * (R r) + t
+        self.r0 = [np.ascontiguousarray(c, np.float32) for c in (_rays(depth, xs - 0.5, ys - 0.5) @ R.T).T]
+        self.r1 = [np.ascontiguousarray(c, np.float32) for c in (_rays(depth, xs + 0.5, ys + 0.5) @ R.T).T]
+        self.t = [np.float32(v) for v in depth_to_color.t]
+        self.ir = ir
+        # IR camera seen from the depth camera, for a separate IR imager
+        self.depth_to_ir = None
+        if ir is not None and ir_to_color is not None:
+            self.depth_to_ir = ir_to_color.inverse()
+            self.rays = _rays(depth, xs, ys).astype(np.float32)
+
+    def _corner(self, rays: list[np.ndarray], z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = rays[0] * z + self.t[0]
+        y = rays[1] * z + self.t[1]
+        w = rays[2] * z + self.t[2]
+        if _distorted(self.color):
+            u, v = _project(self.color, np.stack([x, y, w], -1).astype(np.float64))
+        else:
+            np.maximum(w, np.float32(1e-6), out=w)  # points behind the camera fall outside below
+            inv = np.float32(1.0) / w
+            u = x * inv * np.float32(self.color.fx) + np.float32(self.color.cx + 0.5)
+            v = y * inv * np.float32(self.color.fy) + np.float32(self.color.cy + 0.5)
+        # C-style truncation of (p + 0.5), as rs.align does; clip first so the cast cannot overflow
+        lim = np.float32(1e6)
+        return np.clip(u, -lim, lim).astype(np.int32), np.clip(v, -lim, lim).astype(np.int32)
+
+    def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
+             ir_separate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup."""
+        cw, ch = self.color.width, self.color.height
+        flat = depth.reshape(-1)
+        z = flat.astype(np.float32) * np.float32(depth_scale)
+        # whole-image passes are cheaper than gathering the valid pixels first
+        u0, v0 = self._corner(self.r0, z)
+        u1, v1 = self._corner(self.r1, z)
+        sw = u1 - u0 + 1
+        sh = v1 - v0 + 1
+        keep = (flat > 0) & (u0 >= 0) & (v0 >= 0) & (u1 < cw) & (v1 < ch) & (sw > 0) & (sh > 0)
+        idx = np.flatnonzero(keep)
+        raw = flat[idx]
+        base = v0[idx] * cw + u0[idx]
+        sw = np.minimum(sw[idx], MAX_SPLAT)
+        sh = np.minimum(sh[idx], MAX_SPLAT)
+
+        values = None
+        if ir is not None:
+            values = ir.reshape(-1)[idx]
+        elif ir_separate is not None and self.depth_to_ir is not None:
+            values = self._ir_lookup(ir_separate, idx, raw, depth_scale)
+
+        big = np.iinfo(np.uint16).max
+        zbuf = np.full(ch * cw, big, np.uint16)
+        passes = []
+        for dy in range(int(sh.max(initial=0))):
+            for dx in range(int(sw.max(initial=0))):
+                if dy == 0 and dx == 0:
+                    sel, target = slice(None), base
+                else:
+                    sel = np.flatnonzero((dy < sh) & (dx < sw))
+                    target = base[sel] + (dy * cw + dx)
+                passes.append((sel, target))
+        targets = np.concatenate([t for _, t in passes]) if passes else np.zeros(0, np.int64)
+        values_z = np.concatenate([raw[s] for s, _ in passes]) if passes else np.zeros(0, np.uint16)
+        np.minimum.at(zbuf, targets, values_z)  # nearest surface wins
+        out_ir = None
+        if values is not None:
+            out_ir = np.zeros(ch * cw, values.dtype)
+            won = zbuf[targets] == values_z
+            out_ir[targets[won]] = np.concatenate([values[s] for s, _ in passes])[won]
+            out_ir = out_ir.reshape(ch, cw)
+        zbuf[zbuf == big] = 0
+        return zbuf.reshape(ch, cw), out_ir
+
+    def _ir_lookup(self, ir: np.ndarray, idx: np.ndarray, raw: np.ndarray, depth_scale: float) -> np.ndarray:
+        """IR value at each depth pixel's 3D point, for an IR imager that is not the depth imager."""
+        pts = self.rays[idx] * (raw.astype(np.float32) * np.float32(depth_scale))[:, None]
+        pts = self.depth_to_ir.apply(self.ext.apply(pts.astype(np.float64)))
+        u, v = _project(self.ir, pts)
+        ui, vi = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
+        ok = (ui >= 0) & (vi >= 0) & (ui < ir.shape[1]) & (vi < ir.shape[0]) & (pts[:, 2] > 0)
+        out = np.zeros(idx.shape[0], ir.dtype)
+        out[ok] = ir[vi[ok], ui[ok]]
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(depth_key, color_key, ext_key, ir_key, ir_ext_key) -> Registrar:
+    def intr(k):
+        return None if k is None else Intrinsics(*k[:6], model=k[6], coeffs=k[7])
+
+    def ext(k):
+        return None if k is None else Extrinsics(np.array(k[0]).reshape(3, 3), np.array(k[1]))
+
+    return Registrar(intr(depth_key), intr(color_key), ext(ext_key), intr(ir_key), ext(ir_ext_key))
+
+
+def _ext_key(e: Extrinsics) -> tuple:
+    return (tuple(e.R.ravel().tolist()), tuple(e.t.tolist()))
+
+
+def _fit(intr: Intrinsics | None, shape: tuple[int, ...], name: str) -> Intrinsics:
+    """The stream's intrinsics at the image's actual size (same field of view), or a clear error."""
+    if intr is None:
+        raise CalibrationError(f"register_to_color: the calibration has no {name} intrinsics; "
+                               f"load a calibration with a {name} camera (edge-fas calibrate, or the device's)")
+    h, w = shape[:2]
+    if (w, h) == (intr.width, intr.height):
+        return intr
+    if abs(w / h - intr.width / intr.height) > 1e-3:
+        raise CalibrationError(f"register_to_color: {name} image is {w}x{h} but its calibration is "
+                               f"{intr.width}x{intr.height} (another aspect ratio); calibrate at this resolution")
+    return intr.scaled(w, h)
+
+
+def register_to_color(frames: FrameSet, calibration: RigCalibration | None = None) -> FrameSet:
+    """Return a FrameSet with depth and IR warped into the colour camera's pixels (registered=True).
+
+    rgb, timestamps, counters, truth and meta are kept; depth keeps its raw units and depth_scale. A frame
+    set that is already registered is returned unchanged. Without depth, IR cannot be moved; it is then
+    kept only when the IR imager is the colour imager, otherwise dropped with meta["registration"] saying so.
+    """
+    if frames.registered:
+        return frames
+    cal = calibration if calibration is not None else frames.calibration
+    if cal is None:
+        raise CalibrationError("register_to_color: the frame set has no calibration; open the camera through "
+                               "edge_fas.drivers.open_camera (it attaches the device calibration) or pass calibration=")
+    if frames.rgb is None and cal.color is None:
+        raise CalibrationError("register_to_color: no colour image and no colour intrinsics to register into")
+    color = _fit(cal.color, frames.rgb.shape if frames.rgb is not None else (cal.color.height, cal.color.width),
+                 "color")
+    if frames.depth is None:
+        meta = dict(frames.meta)
+        ir = frames.ir
+        if ir is not None:
+            meta["registration"] = "ir dropped: no depth to move it into colour pixels"
+            ir = None
+        return frames.replace(ir=ir, registered=True, meta=meta)
+    if frames.depth.ndim != 2 or frames.depth.dtype != np.uint16:
+        raise CalibrationError(f"register_to_color: depth must be an H x W uint16 image, got "
+                               f"{frames.depth.dtype} {frames.depth.shape}")
+    depth_intr = _fit(cal.depth, frames.depth.shape, "depth")
+    same = colocated(cal)
+    ir_intr = ir_ext = None
+    if frames.ir is not None and not same:
+        ir_intr, ir_ext = _fit(cal.ir, frames.ir.shape, "ir"), cal.ir_to_color
+    reg = _cached(_intr_key(depth_intr), _intr_key(color), _ext_key(cal.depth_to_color),
+                  None if ir_intr is None else _intr_key(ir_intr), None if ir_ext is None else _ext_key(ir_ext))
+    ir_co = None
+    if frames.ir is not None and same:
+        if frames.ir.shape[:2] != frames.depth.shape:
+            raise CalibrationError(f"register_to_color: IR {frames.ir.shape} and depth {frames.depth.shape} share "
+                                   "one imager in the calibration but differ in size; stream them at one resolution")
+        ir_co = frames.ir
+    depth, ir = reg.warp(frames.depth, cal.depth_scale if frames.depth_scale is None else frames.depth_scale,
+                         ir=ir_co, ir_separate=None if same else frames.ir)
+    return frames.replace(depth=depth, ir=ir, registered=True)
