@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     art, model = build_and_export(name, preset, Path(tmp) / "a", parity_count=16)
-                    r = bench_artifact(art, args.runtime or default_variants(art), batches, args, label, model)
+                    r = bench_artifact(art, args.runtime or default_variants(art, True), batches, args, label, model)
             except Exception as e:  # one model failing to build/export must not hide the others' numbers
                 print(f"{label}: FAILED {type(e).__name__}: {e}", flush=True)
                 rows.append({"model": label, "failed": f"{type(e).__name__}: {e}"})

@@ -41,18 +41,18 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
-def default_variants(artifact) -> list[str]:
+def default_variants(artifact, have_model: bool = False) -> list[str]:
     from edge_fas.runtime import _cuda_devices, _has_tensorrt
     from edge_fas.runtime.ort import available_providers
     out = ["onnxruntime"]
     if artifact.manifest.get("int8"):
         out.append("onnxruntime-int8")
-    if artifact.checkpoint_path is not None:
+    if artifact.checkpoint_path is not None or have_model:
         out.append("torch")
     if _cuda_devices():
         if "CUDAExecutionProvider" in available_providers():
             out.append("onnxruntime-cuda")
-        if artifact.checkpoint_path is not None:
+        if artifact.checkpoint_path is not None or have_model:
             out += ["torch-cuda", "torch-cuda-half", "torch-cuda-graph", "torch-cuda-graph-half"]
         if _has_tensorrt():
             out.append("tensorrt")
@@ -110,7 +110,7 @@ def run(args) -> int:
             name, _, preset = spec.partition(":")
             with tempfile.TemporaryDirectory() as tmp:
                 art, model = build_and_export(name, preset or "edge", tmp, parity_count=8, **overrides)
-                rows += bench_artifact(art, args.runtime or default_variants(art), batches, args,
+                rows += bench_artifact(art, args.runtime or default_variants(art, True), batches, args,
                                        f"{name}:{preset or 'edge'}", model)
     else:
         art = load_artifact(args.artifact or "demo")
