@@ -16,13 +16,16 @@ The per-pixel rays and rotated rays are cached per calibration, so a frame costs
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge_fas.calibration.rig import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.errors import CalibrationError
-from edge_fas.types import FrameSet
+
+if TYPE_CHECKING:  # edge_fas.types imports this package (calibration.rig); no import at run time
+    from edge_fas.types import FrameSet
 
 __all__ = ["register_to_color", "Registrar", "colocated"]
 
