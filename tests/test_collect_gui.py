@@ -1,0 +1,125 @@
+"""The collect operator window under pytest-qt (offscreen) with a stand-in camera and writer."""
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from edge_fas.apps.collect import TakeSpec  # noqa: E402
+from edge_fas.apps.collect_window import CollectWindow  # noqa: E402
+from edge_fas.config import Config  # noqa: E402
+
+
+class MemoryWriter:
+    def __init__(self):
+        self.takes, self.closed = [], False
+
+    def begin_take(self, **labels):
+        self.takes.append({"labels": labels, "frames": [], "ended": False})
+
+    def write(self, frames):
+        self.takes[-1]["frames"].append(frames.counter)
+
+    def end_take(self):
+        self.takes[-1]["ended"] = True
+
+    def close(self):
+        self.closed = True
+
+
+class ReplayCamera:
+    """Yields one rendered rig frame over and over with advancing counters, ~200 fps."""
+
+    def __init__(self, frame):
+        self.frame, self.device, self.calibration = frame, frame.device, frame.calibration
+
+    def frames(self):
+        n = 0
+        while True:
+            n += 1
+            yield self.frame.replace(counters={"rgb": n, "depth": n, "ir": n}, timestamps={"rgb": 33.3 * n})
+            time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def rig_frame():
+    from edge_fas.sim import Rig
+    return Rig("surf", seed=1, width=320, height=240, emitter=True).render("bona_fide", 0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from edge_fas.face import FaceDetector
+    with FaceDetector() as d:
+        yield d
+
+
+@pytest.fixture
+def window(qtbot, rig_frame, detector, tmp_path):
+    made = []
+
+    def factory(path, camera, spec, days):
+        made.append((path, spec.site, spec.domain, days, MemoryWriter()))
+        return made[-1][-1]
+
+    w = CollectWindow(ReplayCamera(rig_frame), tmp_path / "s", Config(), TakeSpec("S-abc", "bona_fide", site="lab"),
+                      retention_days=30, detector=detector, writer_factory=factory)
+    qtbot.addWidget(w)
+    w.made = made
+    yield w
+    w.close()
+
+
+def test_consent_gate_blocks_record_until_confirmed(window, qtbot):
+    assert not window.record_button.isEnabled() and "consent" in window.gate.text()
+    window.consent.setChecked(True)
+    assert window.record_button.isEnabled() and window.gate.text() == ""
+    window.subject.setText("Jane Doe")
+    assert not window.record_button.isEnabled() and "pseudonym" in window.gate.text()
+    window.subject.setText("S-abc")
+    window.consent.setChecked(False)
+    window.species.setCurrentText("print")  # attacks need no consent
+    assert window.record_button.isEnabled()
+
+
+def test_preview_shows_face_check(window, qtbot):
+    qtbot.waitUntil(lambda: window.check is not None, timeout=5000)
+    assert window.check.face_found and "face found" in window.check_label.text()
+    assert window.preview.image() is not None
+
+
+def test_take_records_every_frame_then_stops_and_asks_consent_again(window, qtbot):
+    window.consent.setChecked(True)
+    window.notes.setPlainText("glasses on")
+    window.n_frames.setValue(12)
+    window.record_button.click()
+    assert window.recording() and not window.record_button.isEnabled() and window.site.isReadOnly()
+    qtbot.waitUntil(lambda: len(window.takes) == 1, timeout=5000)
+    path, site, domain, days, writer = window.made[0]
+    take = writer.takes[0]
+    assert take["ended"] and len(take["frames"]) == 12 == window.takes[0]["frames"]
+    assert np.all(np.diff(take["frames"]) == 1), "frames of a take must be consecutive (none lost)"
+    assert take["labels"] == {"label": 0, "species": "bona_fide", "subject_id": "S-abc", "consent": True,
+                              "notes": "glasses on"}
+    assert (site, days) == ("lab", 30)
+    assert not window.consent.isChecked() and not window.record_button.isEnabled()
+    window.species.setCurrentText("replay")  # a second take goes into the same session
+    window.n_frames.setValue(5)
+    window.record_button.click()
+    qtbot.waitUntil(lambda: len(window.takes) == 2, timeout=5000)
+    assert len(window.made) == 1 and len(writer.takes) == 2 and writer.takes[1]["labels"]["label"] == 1
+    window.close()
+    assert writer.closed
+
+
+def test_stop_button_ends_take_early(window, qtbot):
+    window.species.setCurrentText("print")
+    window.n_frames.setValue(100000)
+    window.record_button.click()
+    qtbot.waitUntil(lambda: window.capture.recorder is not None and window.capture.recorder.frames_queued >= 3,
+                    timeout=5000)
+    window.stop_button.click()
+    assert not window.recording() and window.takes[0]["frames"] >= 3
+    assert window.made[0][-1].takes[0]["ended"]
