@@ -1,0 +1,347 @@
+"""The portable session format: labelled field recordings that training reads directly.
+
+A session is a folder:
+
+    session.yaml                 format version, device, calibration, site, domain, operator, notes,
+                                 retention_days, created, and the list of takes with their labels
+    takes/0001/frames.jsonl      one JSON line per frame: index, timestamps, counters, depth_scale,
+                                 files, meta, truth (when the source had one)
+    takes/0001/rgb/000000.png    colour (lossless PNG, or JPEG with color_codec="jpeg")
+    takes/0001/depth/000000.png  16-bit PNG depth, raw units (metres = value * depth_scale)
+    takes/0001/ir/000000.png     PNG IR, 8 or 16 bit as captured
+
+Crash safety: a frame's images are written first and its JSON line last (flushed), so a reader takes a
+frame as whole exactly when its line is complete; a take interrupted by a crash or a pulled cable
+reads up to its last whole frame. session.yaml is rewritten atomically (temp file + rename) at every
+take boundary; a take missing its end in session.yaml is read from its frames.jsonl and marked
+`complete: False`.
+
+Writing (one thread; drivers/recorder.py puts it behind a queue for live capture):
+
+    w = SessionWriter("field/site1_day3", device=cam.device, calibration=cam.calibration,
+                      site="site1", domain="lobby", operator="op7", retention_days=90)
+    w.begin_take(species="print", subject_id="S012", consent=True, notes="A4 glossy")
+    for frames in ...: w.write(frames)
+    w.end_take()
+    w.close()                     # or use `with SessionWriter(...) as w:`
+
+Labels: `species` is "bona_fide" or an attack species (print, replay, rigid_mask, ...); `label` is
+0 (bona fide) or 1 (attack) and is derived from species when omitted. Real subjects need
+consent=True (refused otherwise); a subject id must be pseudonymous (no spaces or '@').
+
+Reading:
+
+    r = SessionReader("field/site1_day3")
+    r.metadata            # session.yaml as a dict;  r.device (DeviceInfo), r.calibration (RigCalibration)
+    r.takes               # list of TakeInfo (id, label, species, subject_id, consent, notes, frames, complete)
+    for frames in r:      # every FrameSet of every take, in order
+        frames.truth      # GroundTruth(label, species, domain, face_box?, extra={take, subject_id})
+    r.frames(take="0002") # one take only;  len(r) = number of whole frames
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from edge_fas.calibration.rig import RigCalibration
+from edge_fas.errors import CalibrationError, RecordingError
+from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
+
+__all__ = ["SessionWriter", "SessionReader", "TakeInfo", "is_session", "FORMAT", "VERSION"]
+
+FORMAT = "edge-fas-session"
+VERSION = 1
+BONA_FIDE = "bona_fide"
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def is_session(path: str | Path) -> bool:
+    return (Path(path) / "session.yaml").is_file()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _jsonable(value):
+    """Frame meta as JSON: numpy scalars become numbers, anything else exotic becomes its repr."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+@dataclass
+class TakeInfo:
+    id: str
+    label: int
+    species: str
+    subject_id: str = ""
+    consent: bool = False
+    notes: str = ""
+    started: str = ""
+    ended: str | None = None
+    frames: int = 0
+    complete: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _resolve_label(label, species) -> tuple[int, str]:
+    if species is None and label is None:
+        raise RecordingError("begin_take: give species ('bona_fide' or an attack species such as 'print') "
+                             "or label (0 = bona fide, 1 = attack)")
+    if species is not None and (not isinstance(species, str) or not species.strip()):
+        raise RecordingError(f"begin_take: species {species!r} must be a non-empty name such as 'bona_fide' or 'print'")
+    if label is not None and label not in (0, 1):
+        raise RecordingError(f"begin_take: label {label!r} must be 0 (bona fide) or 1 (attack)")
+    if species is None:
+        species = BONA_FIDE if label == 0 else "attack"
+    derived = 0 if species == BONA_FIDE else 1
+    if label is not None and int(label) != derived:
+        raise RecordingError(f"begin_take: label {label} contradicts species {species!r} "
+                             f"(bona_fide is 0, every attack species is 1)")
+    return derived, species
+
+
+class SessionWriter:
+    """Writes one session folder; see the module docstring. Not thread-safe: one writer thread."""
+
+    def __init__(self, path: str | Path, device: DeviceInfo | None = None,
+                 calibration: RigCalibration | None = None, site: str = "", domain: str = "",
+                 operator: str = "", notes: str = "", retention_days: int | None = None,
+                 color_codec: str = "png", jpeg_quality: int = 95, png_level: int = 1,
+                 require_consent: bool = True, extra: dict | None = None):
+        self.path = Path(path)
+        if color_codec not in ("png", "jpeg"):
+            raise RecordingError(f"session {self.path}: color_codec {color_codec!r}; expected png (lossless) or jpeg")
+        if retention_days is not None and retention_days <= 0:
+            raise RecordingError(f"session {self.path}: retention_days={retention_days} must be positive (or None)")
+        if self.path.exists() and any(self.path.iterdir()):
+            raise RecordingError(f"session folder {self.path} already exists and is not empty; "
+                                 "choose a new --out path (sessions are never overwritten)")
+        try:
+            (self.path / "takes").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RecordingError(f"cannot create session folder {self.path}: {e}") from e
+        self.device = device or DeviceInfo()
+        self.calibration = calibration
+        self.color_codec, self.jpeg_quality, self.png_level = color_codec, int(jpeg_quality), int(png_level)
+        self.require_consent = require_consent
+        self.meta = {"format": FORMAT, "version": VERSION, "created": _now(), "site": site, "domain": domain,
+                     "operator": operator, "notes": notes, "retention_days": retention_days,
+                     "color_codec": color_codec, **(extra or {})}
+        self.takes: list[TakeInfo] = []
+        self._take: TakeInfo | None = None
+        self._lines = None
+        self._index = 0
+        self._closed = False
+        self._save_yaml()
+
+    # -- takes -------------------------------------------------------------------------------------
+    def begin_take(self, species: str | None = None, subject_id: str = "", consent: bool = False,
+                   notes: str = "", label: int | None = None, **extra) -> TakeInfo:
+        self._check_open()
+        if self._take is not None:
+            self.end_take()
+        label, species = _resolve_label(label, species)
+        subject_id = str(subject_id or "")
+        if subject_id and not _SUBJECT_RE.match(subject_id):
+            raise RecordingError(f"begin_take: subject_id {subject_id!r} must be a pseudonymous code "
+                                 "(letters, digits, _ . -; no names or e-mail addresses)")
+        if self.require_consent and species == BONA_FIDE and not consent:
+            raise RecordingError("begin_take: a bona fide take records a real person; pass consent=True once "
+                                 "their consent is on file (or require_consent=False for synthetic data)")
+        take = TakeInfo(id=f"{len(self.takes) + 1:04d}", label=label, species=species, subject_id=subject_id,
+                        consent=bool(consent), notes=notes, started=_now(), extra=_jsonable(extra))
+        folder = self.path / "takes" / take.id
+        for sub in ("rgb", "depth", "ir"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        self._lines = open(folder / "frames.jsonl", "a", encoding="utf-8")
+        self._take, self._index = take, 0
+        self.takes.append(take)
+        self._save_yaml()
+        return take
+
+    def write(self, frames: FrameSet) -> None:
+        """Append one frame set to the current take (images first, then its line: crash-safe)."""
+        self._check_open()
+        if self._take is None:
+            raise RecordingError("SessionWriter.write: no take is open; call begin_take(species=..., ...) first")
+        folder = self.path / "takes" / self._take.id
+        name = f"{self._index:06d}"
+        files = {}
+        for m in ("rgb", "depth", "ir"):
+            img = getattr(frames, m)
+            if img is None:
+                continue
+            files[m] = self._write_image(folder, m, name, img)
+        line = {"index": self._index, "timestamps": _jsonable(frames.timestamps),
+                "counters": _jsonable(frames.counters), "depth_scale": float(frames.depth_scale),
+                "registered": bool(frames.registered), "files": files, "meta": _jsonable(frames.meta)}
+        if frames.truth is not None:
+            line["truth"] = _jsonable(frames.truth.to_dict())
+        self._lines.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._lines.flush()
+        self._index += 1
+        self._take.frames = self._index
+
+    def _write_image(self, folder: Path, modality: str, name: str, img: np.ndarray) -> str:
+        if modality == "rgb":
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise RecordingError(f"session write: rgb must be H x W x 3 uint8, got {img.dtype} {img.shape}")
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            if self.color_codec == "jpeg":
+                rel = f"{modality}/{name}.jpg"
+                ok = cv2.imwrite(str(folder / rel), img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                return self._check(ok, folder / rel, rel)
+        elif img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
+            raise RecordingError(f"session write: {modality} must be H x W uint8 or uint16, got {img.dtype} {img.shape}")
+        rel = f"{modality}/{name}.png"
+        ok = cv2.imwrite(str(folder / rel), np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, self.png_level])
+        return self._check(ok, folder / rel, rel)
+
+    @staticmethod
+    def _check(ok: bool, path: Path, rel: str) -> str:
+        if not ok:
+            raise RecordingError(f"could not write {path} (disk full or not writable?)")
+        return rel
+
+    def end_take(self) -> TakeInfo | None:
+        take = self._take
+        if take is None:
+            return None
+        self._lines.close()
+        self._lines, self._take = None, None
+        take.ended, take.complete = _now(), True
+        self._save_yaml()
+        return take
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.end_take()
+        self.meta["closed"] = _now()
+        self._save_yaml()
+        self._closed = True
+
+    def __enter__(self) -> "SessionWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self):
+        if self._closed:
+            raise RecordingError(f"session {self.path} is closed")
+
+    def _save_yaml(self) -> None:
+        doc = dict(self.meta)
+        doc["device"] = self.device.to_dict()
+        doc["calibration"] = self.calibration.to_dict() if self.calibration is not None else None
+        doc["takes"] = [asdict(t) for t in self.takes]
+        tmp = self.path / "session.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        os.replace(tmp, self.path / "session.yaml")
+
+
+class SessionReader:
+    """Reads a session folder (see the module docstring); iterating yields FrameSets with truth."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        yml = self.path / "session.yaml"
+        if not yml.is_file():
+            raise RecordingError(f"{self.path} is not an edge-fas session (no session.yaml); record one with "
+                                 "`edge-fas record --format session --out PATH`")
+        try:
+            doc = yaml.safe_load(yml.read_text())
+        except yaml.YAMLError as e:
+            raise RecordingError(f"{yml} is not valid YAML: {e}") from e
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RecordingError(f"{yml} is not an edge-fas session file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+        if doc.get("version") != VERSION:
+            raise RecordingError(f"{yml}: session format version {doc.get('version')!r} is not supported (expected {VERSION})")
+        self.metadata = doc
+        self.device = DeviceInfo(**{k: str(v) for k, v in (doc.get("device") or {}).items()
+                                    if k in ("model", "serial", "firmware", "driver")})
+        try:
+            self.calibration = (RigCalibration.from_dict(doc["calibration"], where=f"{yml}:calibration")
+                                if doc.get("calibration") else None)
+        except CalibrationError as e:
+            raise RecordingError(str(e)) from e
+        self.takes: list[TakeInfo] = []
+        for t in doc.get("takes") or []:
+            info = TakeInfo(**{k: v for k, v in t.items() if k in TakeInfo.__dataclass_fields__})
+            info.frames = len(self._lines(info.id))  # the truth on disk, also for an interrupted take
+            self.takes.append(info)
+
+    @property
+    def domain(self) -> str:
+        return str(self.metadata.get("domain") or "")
+
+    def _lines(self, take_id: str) -> list[dict]:
+        path = self.path / "takes" / take_id / "frames.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # a frame whose line was cut by a crash: not whole
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        return out
+
+    def __len__(self) -> int:
+        return sum(t.frames for t in self.takes)
+
+    def __iter__(self) -> Iterator[FrameSet]:
+        return self.frames()
+
+    def frames(self, take: str | None = None) -> Iterator[FrameSet]:
+        takes = self.takes if take is None else [t for t in self.takes if t.id == take]
+        if take is not None and not takes:
+            raise RecordingError(f"session {self.path} has no take {take!r}; takes: {[t.id for t in self.takes]}")
+        for info in takes:
+            for line in self._lines(info.id):
+                yield self._frame(info, line)
+
+    def _frame(self, info: TakeInfo, line: dict) -> FrameSet:
+        folder = self.path / "takes" / info.id
+        images = {}
+        for m, rel in line.get("files", {}).items():
+            img = cv2.imread(str(folder / rel), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise RecordingError(f"session {self.path}: frame image {folder / rel} is missing or unreadable")
+            images[m] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if m == "rgb" else img
+        t = line.get("truth") or {}
+        box = t.get("face_box")
+        extra = {k: v for k, v in t.items() if k not in ("label", "species", "domain", "face_box", "distance_m")}
+        extra.update({"take": info.id, "subject_id": info.subject_id})
+        truth = GroundTruth(label=int(info.label), species=info.species, domain=self.domain or t.get("domain", ""),
+                            face_box=tuple(box) if box else None, distance_m=t.get("distance_m"), extra=extra)
+        meta = dict(line.get("meta") or {})
+        meta.update({"take": info.id, "index": line.get("index"), "source": str(self.path)})
+        return FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
+                        depth_scale=float(line.get("depth_scale", 0.001)),
+                        timestamps={k: float(v) for k, v in (line.get("timestamps") or {}).items()},
+                        counters={k: int(v) for k, v in (line.get("counters") or {}).items()},
+                        registered=bool(line.get("registered", False)), device=self.device,
+                        calibration=self.calibration, truth=truth, meta=meta)

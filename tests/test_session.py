@@ -1,0 +1,121 @@
+"""Portable session format: round trip, labels, interrupted takes, bad input."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_fas.calibration import Extrinsics, Intrinsics, RigCalibration
+from edge_fas.drivers.session import SessionReader, SessionWriter, is_session
+from edge_fas.errors import RecordingError
+from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
+
+W, H = 64, 48
+
+
+def _cal():
+    i = Intrinsics(W, H, 60.0, 60.0, W / 2, H / 2)
+    return RigCalibration(color=i, depth=i, ir=i, depth_to_color=Extrinsics(np.eye(3), [0.02, 0, 0]), source="test")
+
+
+def _frame(n, rng, ir16=False):
+    return FrameSet(rgb=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+                    depth=rng.integers(0, 65535, (H, W), dtype=np.uint16),
+                    ir=rng.integers(0, 65535 if ir16 else 255, (H, W)).astype(np.uint16 if ir16 else np.uint8),
+                    depth_scale=0.000125, timestamps={"rgb": 33.3 * n + 0.4, "depth": 33.3 * n, "ir": 33.3 * n},
+                    counters={"rgb": n, "depth": n, "ir": n},
+                    truth=GroundTruth(1, "print", "cefa", face_box=(1, 2, 30, 40), distance_m=0.6),
+                    meta={"emitter_on": bool(n % 2), "gain": np.float32(2.5)})
+
+
+def test_round_trip_is_lossless_with_labels_and_metadata(tmp_path):
+    rng = np.random.default_rng(1)
+    written = []
+    dev = DeviceInfo("D435", "123", "5.16", "realsense")
+    with SessionWriter(tmp_path / "s", device=dev, calibration=_cal(), site="lab", domain="lobby",
+                       retention_days=30) as w:
+        w.begin_take(species="bona_fide", subject_id="S001", consent=True, notes="glasses")
+        for n in range(3):
+            written.append(_frame(n, rng))
+            w.write(written[-1])
+        w.begin_take(species="print", subject_id="S001")  # ends the first take
+        written.append(_frame(3, rng, ir16=True))
+        w.write(written[-1])
+    assert is_session(tmp_path / "s")
+    r = SessionReader(tmp_path / "s")
+    assert [(t.species, t.label, t.frames, t.complete) for t in r.takes] == [
+        ("bona_fide", 0, 3, True), ("print", 1, 1, True)]
+    assert r.metadata["site"] == "lab" and r.metadata["retention_days"] == 30 and r.device == dev
+    assert r.calibration.depth_to_color.t[0] == pytest.approx(0.02) and len(r) == 4
+    got = list(r)
+    for a, b in zip(written, got):
+        for m in ("rgb", "depth", "ir"):
+            np.testing.assert_array_equal(getattr(a, m), getattr(b, m))
+            assert getattr(a, m).dtype == getattr(b, m).dtype
+        assert b.timestamps == a.timestamps and b.counters == a.counters and b.depth_scale == a.depth_scale
+        assert b.meta["emitter_on"] == a.meta["emitter_on"] and b.meta["gain"] == 2.5
+    # the take's label is the truth; the frame's box and distance come along
+    assert got[0].truth.label == 0 and got[0].truth.species == "bona_fide" and got[0].truth.domain == "lobby"
+    assert got[3].truth.label == 1 and got[3].truth.face_box == (1, 2, 30, 40)
+    assert got[0].truth.extra["subject_id"] == "S001" and got[3].truth.extra["take"] == "0002"
+    assert [f.counter for f in r.frames(take="0002")] == [3]
+
+
+def test_jpeg_colour_is_close(tmp_path):
+    rng = np.random.default_rng(2)
+    f = _frame(0, rng).replace(rgb=np.full((H, W, 3), (200, 100, 50), np.uint8))
+    with SessionWriter(tmp_path / "s", color_codec="jpeg") as w:
+        w.begin_take(label=1)
+        w.write(f)
+    (g,) = SessionReader(tmp_path / "s")
+    assert np.abs(g.rgb.astype(int) - f.rgb).max() <= 3 and g.truth.species == "attack"
+
+
+_CRASH = """
+import os, sys, numpy as np
+from edge_fas.drivers.session import SessionWriter
+from edge_fas.types import FrameSet
+w = SessionWriter(sys.argv[1], require_consent=False)
+w.begin_take(species="replay")
+for n in range(3):
+    w.write(FrameSet(rgb=np.zeros((8, 8, 3), np.uint8), depth=np.full((8, 8), n, np.uint16), counters={"depth": n}))
+w._lines.write('{"index": 3, "files": {"dep')  # half a line, as if killed mid-write
+w._lines.flush()
+os._exit(9)
+"""
+
+
+def test_killed_mid_take_reads_up_to_last_whole_frame(tmp_path):
+    p = subprocess.run([sys.executable, "-c", _CRASH, str(tmp_path / "s")], env=dict(os.environ), timeout=60)
+    assert p.returncode == 9
+    r = SessionReader(tmp_path / "s")
+    (take,) = r.takes
+    assert take.complete is False and take.frames == 3
+    assert [int(f.depth[0, 0]) for f in r] == [0, 1, 2]
+
+
+def test_bad_input_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(RecordingError, match="no session.yaml"):
+        SessionReader(tmp_path / "nothing")
+    w = SessionWriter(tmp_path / "s")
+    with pytest.raises(RecordingError, match="no take is open"):
+        w.write(FrameSet())
+    with pytest.raises(RecordingError, match="consent"):
+        w.begin_take(species="bona_fide", subject_id="S1")
+    with pytest.raises(RecordingError, match="pseudonymous"):
+        w.begin_take(species="print", subject_id="jane.doe@example.com")
+    with pytest.raises(RecordingError, match="contradicts"):
+        w.begin_take(species="print", label=0)
+    w.begin_take(species="print")
+    with pytest.raises(RecordingError, match="uint8 or uint16"):
+        w.write(FrameSet(depth=np.zeros((4, 4), np.float32)))
+    w.close()
+    with pytest.raises(RecordingError, match="not empty"):
+        SessionWriter(tmp_path / "s")
+    (tmp_path / "s" / "takes" / "0001" / "rgb").mkdir(exist_ok=True)
+    with open(tmp_path / "s" / "takes" / "0001" / "frames.jsonl", "w") as f:
+        f.write('{"index": 0, "files": {"rgb": "rgb/000000.png"}}\n')
+    with pytest.raises(RecordingError, match="missing or unreadable"):
+        list(SessionReader(tmp_path / "s"))
