@@ -1,0 +1,95 @@
+"""Model checkpoints: one torch.save'd dict that rebuilds its model through the registry.
+
+Format "edge-fas-checkpoint/1": {"format", "name", "preset", "config", "state_dict", "meta"}.
+`config` holds plain values only (tuples become lists), so the file loads with
+torch.load(weights_only=True); `build(name, preset, **config)` gives the same architecture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge_fas.errors import ArtifactError, EdgeFasError
+
+FORMAT = "edge-fas-checkpoint/1"
+KEYS = ("format", "name", "preset", "config", "state_dict", "meta")
+
+
+def _plain(value):
+    """Tuples -> lists, recursively, so the dict holds only types weights_only loading accepts."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_checkpoint(path, model: nn.Module, **meta) -> Path:
+    """Write `model` (any registry model) and `meta` (plain values: epoch, metrics, ...) to `path`."""
+    for attr in ("name", "preset", "config"):
+        if not hasattr(model, attr):
+            raise ArtifactError(f"save_checkpoint: the model has no '{attr}' attribute; build it with edge_fas.models.build()")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "format": FORMAT,
+        "name": model.name,
+        "preset": model.preset,
+        "config": _plain(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": _plain(meta),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
+    return path
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Rebuild the model saved at `path`; returns (model in eval mode, info dict).
+
+    info = {"name", "preset", "config", "meta", "format"}. Unknown formats, missing keys, an unknown
+    model name and state dicts that do not fit the rebuilt model raise ArtifactError naming the file.
+    """
+    from edge_fas.models.registry import build
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"checkpoint {path} does not exist; pass the path of a .pt written by save_checkpoint (e.g. runs/demo/checkpoint.pt)")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, non-torch files
+        raise ArtifactError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); re-save it with edge_fas.models.save_checkpoint") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ArtifactError(f"checkpoint {path} has format {got!r}, expected {FORMAT!r}; re-save it with edge_fas.models.save_checkpoint")
+    missing = [k for k in KEYS if k not in data]
+    if missing:
+        raise ArtifactError(f"checkpoint {path} lacks {missing}; it is incomplete, re-save it with edge_fas.models.save_checkpoint")
+    try:
+        model = build(data["name"], data["preset"], **data["config"])
+    except EdgeFasError as e:
+        raise ArtifactError(f"checkpoint {path} cannot be rebuilt: {e}") from e
+    own = model.state_dict()
+    bad = [k for k, v in data["state_dict"].items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing_w = sorted(set(own) - set(data["state_dict"]))
+    extra = sorted(set(data["state_dict"]) - set(own))
+    if bad or missing_w or extra:
+        sd = data["state_dict"]
+        parts = []
+        if bad:
+            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:3]))
+        if missing_w:
+            parts.append(f"missing weights: {missing_w[:3]}")
+        if extra:
+            parts.append(f"unexpected weights: {extra[:3]}")
+        raise ArtifactError(f"checkpoint {path} does not fit model {data['name']!r} ({data['preset']}): {'; '.join(parts)}; "
+                            "it was written by another version of the model code, retrain or re-export it")
+    model.load_state_dict(data["state_dict"])
+    model.eval()
+    info = {k: data[k] for k in ("format", "name", "preset", "config", "meta")}
+    return model, info

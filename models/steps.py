@@ -1,0 +1,65 @@
+"""Shared plumbing for the single-optimiser models (mmfas and the baselines): present masks,
+config merging with clear errors, and the one-step `train_step`."""
+
+from __future__ import annotations
+
+import torch
+
+from edge_fas.errors import ConfigError
+
+MODALITY_ORDER = ("rgb", "depth", "ir")  # the columns of `present`
+MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "ir": 1}
+
+
+def merge_config(name: str, presets: dict, preset: str, overrides: dict) -> dict:
+    """presets[preset] updated by overrides; unknown preset or key -> ConfigError naming both."""
+    if preset not in presets:
+        raise ConfigError(f"{name}: unknown preset {preset!r}; use one of {sorted(presets)}")
+    unknown = sorted(set(overrides) - set(presets[preset]))
+    if unknown:
+        raise ConfigError(f"{name}: unknown option(s) {unknown}; known options: {sorted(presets[preset])}")
+    return {**presets[preset], **overrides}
+
+
+def present_mask(rgb: torch.Tensor, present) -> torch.Tensor:
+    """(B, 3) float mask of present modalities (all ones when present is None)."""
+    if present is None:
+        return torch.ones(rgb.shape[0], 3, dtype=rgb.dtype, device=rgb.device)
+    return present.to(device=rgb.device, dtype=rgb.dtype).reshape(rgb.shape[0], 3)
+
+
+def masked_inputs(rgb, depth, ir, present):
+    """Zero the images of missing modalities (so a caller's stale pixels cannot leak in)."""
+    p = present_mask(rgb, present)
+    return {
+        "rgb": rgb * p[:, 0].view(-1, 1, 1, 1),
+        "depth": depth * p[:, 1].view(-1, 1, 1, 1),
+        "ir": ir * p[:, 2].view(-1, 1, 1, 1),
+    }, p
+
+
+def scores(logits: torch.Tensor) -> dict:
+    """logits (B,) or (B, 1) -> {"logits": (B,), "score": P(attack) (B,)}."""
+    logits = logits.reshape(-1)
+    return {"logits": logits, "score": torch.sigmoid(logits)}
+
+
+def bce(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.reshape(-1), label.float().reshape(-1))
+
+
+def single_train_step(model, batch: dict, optimisers: dict, scaler=None) -> dict:
+    """One forward/backward/step with the model's only optimiser ("model"); returns float terms."""
+    model.train()
+    opt = optimisers["model"]
+    out = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
+    terms = model.loss(batch, out)
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(terms["total"]).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        terms["total"].backward()
+        opt.step()
+    return {k: float(v.detach()) for k, v in terms.items()}

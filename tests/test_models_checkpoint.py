@@ -1,0 +1,54 @@
+"""Checkpoints round-trip through the registry and refuse files that do not fit."""
+
+import pytest
+import torch
+
+from edge_fas.errors import ArtifactError
+from edge_fas.models import build, load_checkpoint, save_checkpoint
+from edge_fas.models.checkpoint import FORMAT
+
+TINY = dict(input_size=32, width=24, heads=2, enc_depth=1, fusion_depth=1, head_width=24)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return build("mmfas", "edge", **TINY).eval()
+
+
+def test_round_trip_same_outputs_and_meta(tmp_path, model):
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, epoch=3, metrics={"hter": 0.1}, domains=("a", "b"))
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT and set(raw) == {"format", "name", "preset", "config", "state_dict", "meta"}
+    loaded, info = load_checkpoint(path)
+    assert info["name"] == "mmfas" and info["preset"] == "edge" and info["meta"]["epoch"] == 3
+    assert info["meta"]["domains"] == ["a", "b"] and not loaded.training
+    x = (torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32))
+    torch.testing.assert_close(loaded(*x)["score"], model(*x)["score"])
+
+
+def test_refuses_unknown_format_missing_keys_and_shape_mismatch(tmp_path, model):
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    data = torch.load(path, weights_only=True)
+    torch.save({**data, "format": "other/9"}, tmp_path / "f.pt")
+    with pytest.raises(ArtifactError, match="f.pt.*format 'other/9'"):
+        load_checkpoint(tmp_path / "f.pt")
+    torch.save({k: v for k, v in data.items() if k != "config"}, tmp_path / "k.pt")
+    with pytest.raises(ArtifactError, match=r"k.pt lacks \['config'\]"):
+        load_checkpoint(tmp_path / "k.pt")
+    bad = dict(data["state_dict"])
+    bad["head.1.weight"] = torch.zeros(5, 24)
+    torch.save({**data, "state_dict": bad}, tmp_path / "s.pt")
+    with pytest.raises(ArtifactError, match="s.pt does not fit .*head.1.weight"):
+        load_checkpoint(tmp_path / "s.pt")
+    torch.save({**data, "name": "nope"}, tmp_path / "n.pt")
+    with pytest.raises(ArtifactError, match="n.pt cannot be rebuilt"):
+        load_checkpoint(tmp_path / "n.pt")
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match="junk.pt cannot be read"):
+        load_checkpoint(tmp_path / "junk.pt")
