@@ -354,7 +354,7 @@ class SpoofTraceNet(nn.Module):
         spoof = torch.nonzero(label == 1).flatten()
         if len(live) == 0 or len(spoof) == 0:
             return None
-        j = spoof[torch.randint(len(spoof), (len(live),), generator=g)]
+        j = spoof[torch.randint(len(spoof), (len(live),), generator=g).to(spoof.device)]
         return live, j
 
     def _identity_loss(self, rgb, rgb_hat, weight):
@@ -442,7 +442,7 @@ class SpoofTraceNet(nn.Module):
         t_target = {m: traces[m].detach()[sj] for m in self.modalities}
         if mix is not None:
             spoof = torch.nonzero(batch["label"] == 1).flatten()
-            sk = spoof[torch.randint(len(spoof), (len(sj),))]
+            sk = spoof[torch.randint(len(spoof), (len(sj),), device=spoof.device)]
             w = mix.view(-1, 1, 1, 1).to(present.dtype)
             t_target = {m: w * t_target[m] + (1 - w) * traces[m].detach()[sk] for m in self.modalities}
             p = present[li] * present[sj] * present[sk]
@@ -500,7 +500,7 @@ class SpoofTraceNet(nn.Module):
         # 3. consistency (alpha_8 Eq. 14), two spoofs' traces mixed with probability mix_prob
         mix = None
         if pairs is not None and random.random() < self.config["mix_prob"]:
-            mix = torch.rand(len(pairs[0]))
+            mix = torch.rand(len(pairs[0]), device=batch["label"].device)
         self._set_disc_grad(False)
         l_c = a[7] * self.consistency_loss(batch, gen["traces"], pres, pairs, mix)
         if l_c.requires_grad:

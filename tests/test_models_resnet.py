@@ -69,3 +69,15 @@ def test_iresnet18_insightface_layout(tmp_path):
     assert other.eval()(torch.randn(2, 3, 112, 112)).shape == (2, 16)
     with pytest.raises(ArtifactError, match="does not fit IResNet"):
         IResNet((1, 1, 1, 1), num_features=8, width=4).load_insightface(tmp_path / "r.pth")
+
+
+def test_same_outputs_as_torchvision_resnet50_when_installed():
+    # torchvision is not a dependency; where it is installed (e.g. a GPU box) pin numeric parity
+    tv = pytest.importorskip("torchvision")
+    ref = tv.models.resnet50().eval()
+    net = resnet50().eval()
+    info = net.load_torchvision(ref.state_dict())
+    assert info["skipped"] == []
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref(x), atol=1e-4, rtol=1e-4)
