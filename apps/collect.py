@@ -194,14 +194,18 @@ class TakeRecorder:
         return self.frames_written
 
 
-def open_session_writer(path, camera, spec: TakeSpec, retention_days: int):
-    """helper C's SessionWriter for this camera, with the site, domain and retention recorded."""
+def open_session_writer(path, camera, spec: TakeSpec, retention_days: int, operator: str = ""):
+    """helper C's SessionWriter for this camera, with site, domain, operator and the date by which the
+    session must be deleted (`delete_after`, next to `created` and `retention_days` in session.yaml)."""
+    import datetime as dt
+
     from edge_fas.drivers.session import SessionWriter
     if retention_days < 1:
         raise CollectError(f"retention of {retention_days} days: give --retention-days of at least 1 "
                            "(the session records the date by which it must be deleted)")
+    delete_after = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=retention_days)).isoformat()
     return SessionWriter(path, camera.device, camera.calibration, site=spec.site, domain=spec.domain,
-                         retention_days=retention_days)
+                         operator=operator, retention_days=retention_days, extra={"delete_after": delete_after})
 
 
 def record_take(frames_iter, writer, spec: TakeSpec, n_frames: int, detector=None, wait_frames: int = 0,

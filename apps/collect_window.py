@@ -20,6 +20,7 @@ from edge_fas.apps import overlay
 from edge_fas.apps.collect import (SPECIES, CollectError, FaceCheck, TakeRecorder, TakeSpec, face_check,
                                    new_subject_id, open_session_writer)
 from edge_fas.apps.widgets import ImageView
+from edge_fas.errors import EdgeFasError
 
 CHECK_HZ = 5.0
 OK_COLOUR, BAD_COLOUR = overlay.VERDICT_COLOURS["live"], overlay.VERDICT_COLOURS["unknown"]
@@ -170,7 +171,7 @@ class CollectWindow(QMainWindow):
             if self.writer is None:
                 self.writer = self.writer_factory(self.session_path, self.camera, spec, self.retention_days)
             recorder = TakeRecorder(self.writer, spec, queue_frames=self.queue_frames)
-        except CollectError as exc:
+        except EdgeFasError as exc:  # bad labels, or the session folder cannot be made
             self.take_status.setText(str(exc))
             return
         self.capture.take_frames = self.n_frames.value()
@@ -238,12 +239,16 @@ class CollectWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def run_collect_gui(camera_spec: str, session_path, config, spec: TakeSpec, retention_days: int = 365) -> int:
+def run_collect_gui(camera_spec: str, session_path, config, spec: TakeSpec, retention_days: int = 365,
+                    operator: str = "") -> int:
+    def writer_factory(path, camera, take, days):
+        return open_session_writer(path, camera, take, days, operator)
+
     from edge_fas.drivers import open_camera
     from edge_fas.face import FaceDetector
     app = QApplication.instance() or QApplication(["edge-fas collect"])
     with open_camera(camera_spec, config) as camera, FaceDetector(config.detector.min_score) as detector:
-        window = CollectWindow(camera, session_path, config, spec, retention_days, detector)
+        window = CollectWindow(camera, session_path, config, spec, retention_days, detector, writer_factory)
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.show()
         app.exec()

@@ -16,13 +16,14 @@ HELP = "record labelled takes for training (operator GUI, or --no-gui)"
 
 def add_arguments(parser):
     from edge_fas.apps.collect import SPECIES
-    parser.add_argument("--out", required=True, help="session folder to create or add takes to")
+    parser.add_argument("--out", required=True, help="new session folder (never overwritten)")
     parser.add_argument("--camera", default=None, help="camera spec (default: the config's camera.spec)")
     parser.add_argument("--subject", default=None, help="pseudonymous subject id (default: a fresh random one)")
     parser.add_argument("--species", default="bona_fide", choices=SPECIES, help="bona fide or the attack species")
     parser.add_argument("--site", default="", help="site name")
     parser.add_argument("--domain", default="", help="capture domain (lighting, rig, ...)")
     parser.add_argument("--notes", default="", help="free notes for this take")
+    parser.add_argument("--operator", default="", help="operator code recorded in the session")
     parser.add_argument("--consent", action="store_true", help="the bona fide subject has given consent")
     parser.add_argument("--retention-days", type=int, default=365,
                         help="days after which the session must be deleted (recorded in the session)")
@@ -45,7 +46,8 @@ def run(args) -> int:
     camera_spec = args.camera or config.camera.spec
     if not args.no_gui:
         from edge_fas.apps.collect_window import run_collect_gui
-        return run_collect_gui(camera_spec, args.out, config, spec, retention_days=args.retention_days)
+        return run_collect_gui(camera_spec, args.out, config, spec, retention_days=args.retention_days,
+                               operator=args.operator)
     return _run_cli(args, config, spec, camera_spec)
 
 
@@ -60,7 +62,7 @@ def _run_cli(args, config, spec, camera_spec) -> int:
 
     d = config.decision
     with open_camera(camera_spec, config) as camera, FaceDetector(config.detector.min_score) as detector:
-        writer = open_session_writer(args.out, camera, spec, args.retention_days)
+        writer = open_session_writer(args.out, camera, spec, args.retention_days, args.operator)
         try:
             written = record_take(camera.frames(), writer, spec, args.frames, detector,
                                   wait_frames=0 if args.no_face_check else args.wait_frames,
