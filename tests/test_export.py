@@ -27,23 +27,23 @@ class Noisy(Tiny):
 def test_parity_failure_names_the_frame_set(tmp_path):
     torch.manual_seed(0)
     with pytest.raises(ArtifactError, match=r"parity failed: .* at frame set \d+"):
-        export_model(Noisy(), tmp_path / "a", parity_count=8)
+        export_model(Noisy(), tmp_path / "a", parity_count=8, parity_source="random")
     assert not (tmp_path / "a" / "manifest.yaml").exists()  # no artifact is left behind looking valid
 
 
 def test_manifest_records_parity_and_refuses_overwrite(tmp_path):
     torch.manual_seed(0)
-    a = export_model(Tiny(), tmp_path, parity_count=8, threshold=0.3, threshold_split="dev")
+    a = export_model(Tiny(), tmp_path, parity_count=8, parity_source="random", threshold=0.3, threshold_split="dev")
     p = a.manifest["export"]["parity"]
     assert p["frame_sets"] == 8 and p["max_abs_diff"]["score"] <= 1e-4
     assert a.manifest["inputs"]["rgb"] == ["batch", 3, 32, 32]
     with pytest.raises(EdgeFasError, match="--force"):
-        export_model(Tiny(), tmp_path, parity_count=8)
+        export_model(Tiny(), tmp_path, parity_count=8, parity_source="random")
 
 
 def test_int8_is_written_hashed_and_measured(tmp_path):
     torch.manual_seed(0)
-    a = export_model(Tiny(), tmp_path, parity_count=8, threshold=0.4)
+    a = export_model(Tiny(), tmp_path, parity_count=8, parity_source="random", threshold=0.4)
     rng = np.random.default_rng(0)
     held = random_batch(32, 32, rng)
     labels = (load_runtime(a, device="cpu").infer(held).score >= 0.4).astype(int)
@@ -59,7 +59,7 @@ def test_int8_is_written_hashed_and_measured(tmp_path):
 
 def test_bench_command_prints_table_and_json(tmp_path, capsys):
     torch.manual_seed(0)
-    export_model(Tiny(), tmp_path, parity_count=4)
+    export_model(Tiny(), tmp_path, parity_count=4, parity_source="random")
     assert main(["bench", "--artifact", str(tmp_path), "--batch", "1,2", "--iters", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "machine: cpu=" in out and "p99 ms" in out and "onnxruntime" in out
@@ -69,3 +69,11 @@ def test_bench_command_prints_table_and_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)["results"]
     assert [r["batch"] for r in res] == [2] and res[0]["p50_ms"] > 0
     assert main(["bench", "--artifact", str(tmp_path), "--batch", "x"]) == 2
+
+
+def test_parity_on_synthetic_rig_crops(tmp_path):
+    pytest.importorskip("edge_fas.calibration").register_to_color
+    torch.manual_seed(0)
+    a = export_model(Tiny(), tmp_path, parity_count=3, parity_batch=3, parity_source="synthetic")
+    p = a.manifest["export"]["parity"]
+    assert p["frame_sets"] == 3 and p["inputs"].startswith("synthetic rig crops")

@@ -33,7 +33,8 @@ def test_export_load_and_parity(name, tmp_path):
                                training={"summary": "synthetic only (test)"})
     except ModuleNotFoundError as e:
         pytest.skip(f"checkpoints have not landed yet ({e})")
-    art = export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "art", parity_count=8, parity_batch=4)
+    art = export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "art", parity_count=8, parity_batch=4,
+                             parity_source="random")
     assert art.model_name == name and art.manifest["model"]["preset"] == "edge"
     assert art.threshold == pytest.approx(0.41)
     assert art.manifest["export"]["parity"]["max_abs_diff"]["score"] <= 1e-4

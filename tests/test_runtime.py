@@ -42,7 +42,7 @@ def tiny(tmp_path_factory):
     torch.manual_seed(0)
     model = Tiny(trace=True)
     folder = tmp_path_factory.mktemp("art")
-    export_model(model, folder, threshold=0.37, threshold_split="tiny dev", parity_count=16, overwrite=True)
+    export_model(model, folder, threshold=0.37, threshold_split="tiny dev", parity_count=16, parity_source="random", overwrite=True)
     return model, folder
 
 

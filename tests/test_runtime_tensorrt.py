@@ -29,7 +29,7 @@ def tiny_artifact(tmp_path_factory):
     torch.manual_seed(0)
     model = Tiny()
     folder = tmp_path_factory.mktemp("trt_art")
-    export_model(model, folder, parity_count=8, overwrite=True)
+    export_model(model, folder, parity_count=8, parity_source="random", overwrite=True)
     return model, folder
 
 
