@@ -1,0 +1,78 @@
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from edge_fas.pipeline.mailbox import Mailbox
+from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, iou, select
+
+
+def test_mailbox_keeps_only_newest_and_counts_drops():
+    mb = Mailbox()
+    for i in range(5):
+        mb.put(i)
+    assert mb.get(timeout=0) == 4
+    assert mb.dropped == 4 and mb.put_count == 5
+    assert mb.get(timeout=0.01) is None
+
+
+def test_mailbox_get_wakes_on_put_and_on_close():
+    mb = Mailbox()
+    threading.Timer(0.05, mb.put, args=("x",)).start()
+    assert mb.get(timeout=2) == "x"
+    threading.Timer(0.05, mb.close).start()
+    t0 = time.monotonic()
+    assert mb.get(timeout=2) is None
+    assert time.monotonic() - t0 < 1.5
+
+
+@dataclass
+class Det:
+    box: tuple
+
+    def area(self):
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    def center(self):
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+
+def test_select_policies():
+    small_center, big_corner = Det((90, 70, 110, 90)), Det((0, 0, 60, 60))
+    assert select([small_center, big_corner], "largest") is big_corner
+    assert select([small_center, big_corner], "center", image_shape=(160, 200)) is small_center
+    depth = np.full((160, 200), 1.2, np.float32)
+    depth[70:90, 90:110] = 0.5
+    assert select([small_center, big_corner], "closest", depth_m=depth) is small_center
+    assert select([], "largest") is None
+    with pytest.raises(ValueError, match="detector.select"):
+        select([small_center], "random")
+
+
+def test_face_distance_ignores_holes():
+    d = np.zeros((100, 100), np.float32)
+    d[40:60, 40:60] = 0.6
+    assert face_distance_m(d, (30, 30, 70, 70)) == pytest.approx(0.6)
+    assert face_distance_m(np.zeros((10, 10), np.float32), (0, 0, 10, 10)) is None
+
+
+def test_tracker_smooths_jitter_and_restarts_on_jump():
+    tr = FaceTracker(smoothing=0.6)
+    box, changed = tr.update((100, 100, 200, 200))
+    assert changed and box == (100, 100, 200, 200)
+    box, changed = tr.update((110, 100, 210, 200))
+    assert not changed and box == (104, 100, 204, 200)  # 0.6 * old + 0.4 * new
+    box, changed = tr.update((400, 300, 480, 380))
+    assert changed and box == (400, 300, 480, 380)
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+
+
+def test_tracker_forgets_after_missing_frames():
+    tr = FaceTracker(max_missing=2)
+    tr.update((0, 0, 50, 50))
+    assert tr.update(None) == (None, False)
+    assert tr.update(None) == (None, False)
+    assert tr.update(None) == (None, True)
+    assert tr.update((0, 0, 50, 50))[1] is True
