@@ -14,6 +14,8 @@ def add_arguments(parser):
                         help="operating threshold (default: the one recorded in the checkpoint)")
     parser.add_argument("--parity", type=int, default=256, metavar="N",
                         help="frame sets on which PyTorch and ONNX Runtime must agree (default 256)")
+    parser.add_argument("--parity-source", default="auto", choices=["auto", "synthetic", "random"],
+                        help="parity inputs: synthetic-rig crops (auto when registration is available) or random crops")
     parser.add_argument("--int8", action="store_true",
                         help="also write a statically quantised int8 model for CPU-only kiosks, its accuracy "
                              "change measured on held-out synthetic data")
@@ -27,6 +29,7 @@ def run(args) -> int:
     if args.parity < 1:
         raise EdgeFasError("--parity must be at least 1")
     art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
+                            parity_source=args.parity_source,
                             overwrite=args.force)
     if args.int8:
         from edge_fas.runtime.quantize import add_int8
