@@ -27,8 +27,9 @@ class ImageView(QLabel):
         super().__init__(parent)
         self.empty_text = empty_text
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._min = min_size
         self.setMinimumSize(min_size)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setStyleSheet("background: #111; color: #aaa;")
         self._image: QImage | None = None
         self.setText(empty_text)
@@ -41,6 +42,13 @@ class ImageView(QLabel):
             return
         self._image = to_qimage(rgb)
         self._rescale()
+
+    # The pixmap must not drive the layout (it would grow the window frame by frame): hint the minimum.
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self._min
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self._min
 
     def image(self) -> QImage | None:
         return self._image
