@@ -174,10 +174,16 @@ class ViewerWindow(QMainWindow):
         reasons = [] if verdict is None else list(verdict.reasons)
         self.reasons.setText(("why: " + "; ".join(reasons)) if reasons and name != "live" else "")
         self.status.setText(self.status_text(result))
+        healthy = self.camera_status(result) in ("connected", "recording")
+        self.status.setStyleSheet("" if healthy else "color: #c62828; font-weight: bold;")
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
 
+    @staticmethod
+    def camera_status(result) -> str:
+        return _field(result, "camera_status") or _field(result, "status") or "unknown"
+
     def status_text(self, result) -> str:
-        camera = _field(result, "camera_status") or _field(result, "status") or "unknown"
+        camera = self.camera_status(result)
         decisions = _field(result, "fps_decisions")
         dropped = _field(result, "dropped")
         parts = [f"camera {camera}", f"display {self.display_fps():.1f} fps"]

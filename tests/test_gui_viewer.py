@@ -64,7 +64,10 @@ def test_attack_verdict_banner_box_score_reasons(qtbot):
     assert w.score_bar.score == pytest.approx(0.93) and w.score_bar.threshold == pytest.approx(0.4)
     assert "model: attack" in w.reasons.text()
     assert "camera connected" in w.status.text() and "dropped 3" in w.status.text()
-    assert "12.5" in w.status.text()
+    assert "12.5" in w.status.text() and "c62828" not in w.status.styleSheet()
+    pipe.put(Result(_frames(2), v, camera_status="stalled"))
+    qtbot.waitUntil(lambda: w.frames_shown == 2, timeout=2000)
+    assert "camera stalled" in w.status.text() and "c62828" in w.status.styleSheet()
     assert "inference 20.0" in w.latency.text()
     assert w.legend_text.text().startswith("spoof trace")
     assert w.depth.image() is not None and w.ir.image() is not None
