@@ -57,3 +57,26 @@ def test_attack_take_with_generated_pseudonym(tmp_path, capsys):
     from edge_fas.drivers.session import SessionReader
     r = SessionReader(out)
     assert r.takes[0].label == 1 and len(r) == 3
+
+
+def test_interrupted_take_stays_readable(tmp_path):
+    """A take cut off mid-way (no end_take, no close: a crash) reads back up to its last whole frame."""
+    import time
+
+    from edge_fas.apps.collect import TakeRecorder, TakeSpec
+    from edge_fas.drivers.session import SessionReader, SessionWriter
+    from edge_fas.types import FrameSet
+    writer = SessionWriter(tmp_path / "crash", site="lab")
+    rec = TakeRecorder(writer, TakeSpec("S-9", "print"))
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    for n in range(5):
+        rec.put(FrameSet(rgb=rgb + n, depth=np.full((24, 32), 400 + n, np.uint16), counters={"rgb": n}))
+    deadline = time.monotonic() + 5
+    while rec.frames_written < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = SessionReader(tmp_path / "crash")  # read while the take is still open
+    frames = list(r)
+    assert [int(f.rgb[0, 0, 0]) for f in frames] == list(range(5))
+    assert r.takes[0].complete is False and r.takes[0].species == "print"
+    rec.finish()
+    writer.close()
