@@ -32,12 +32,6 @@ def test_mailbox_get_wakes_on_put_and_on_close():
 class Det:
     box: tuple
 
-    def area(self):
-        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
-
-    def center(self):
-        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
-
 
 def test_select_policies():
     small_center, big_corner = Det((90, 70, 110, 90)), Det((0, 0, 60, 60))

@@ -15,8 +15,7 @@ def iou(a, b) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = lambda r: max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])  # noqa: E731
-    union = area(a) + area(b) - inter
+    union = _area(a) + _area(b) - inter
     return float(inter / union) if union > 0 else 0.0
 
 
@@ -33,23 +32,31 @@ def face_distance_m(depth_m: np.ndarray | None, box) -> float | None:
     return float(np.median(valid)) if valid.size else None
 
 
+def _area(box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _center(box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
 def select(detections, how: str = "largest", image_shape=None, depth_m=None):
-    """The detection to judge, or None. `detections` have .box (x0, y0, x1, y1) and .area()."""
+    """The detection to judge, or None. `detections` have .box (x0, y0, x1, y1)."""
     if not detections:
         return None
     if how == "largest":
-        return max(detections, key=lambda d: d.area())
+        return max(detections, key=lambda d: _area(d.box))
     if how == "center":
         if image_shape is None:
             raise ValueError("select(how='center') needs image_shape")
         cy, cx = image_shape[0] / 2, image_shape[1] / 2
-        return min(detections, key=lambda d: (d.center()[0] - cx) ** 2 + (d.center()[1] - cy) ** 2)
+        return min(detections, key=lambda d: (_center(d.box)[0] - cx) ** 2 + (_center(d.box)[1] - cy) ** 2)
     if how == "closest":
         def dist(d):
             z = face_distance_m(depth_m, d.box)
             return z if z is not None else float("inf")
         best = min(detections, key=dist)
-        return best if dist(best) != float("inf") else max(detections, key=lambda d: d.area())
+        return best if dist(best) != float("inf") else max(detections, key=lambda d: _area(d.box))
     raise ValueError(f"face selection {how!r}: expected largest, closest or center (detector.select)")
 
 

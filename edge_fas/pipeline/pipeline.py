@@ -1,0 +1,346 @@
+"""The live pipeline: a capture thread and a processing thread joined by a one-slot mailbox.
+
+capture thread: camera.frames() -> stamp the host arrival time -> Mailbox (a newer frame replaces an
+untaken one, counted as dropped) and `newest` for the display. It reconnects a camera that raises,
+for up to camera.reconnect_timeout_s.
+
+processing thread: newest frame -> integrity checks -> registration -> face detection (colour, or IR
+when colour is too dark) -> face selection + tracker -> working-distance check -> crop -> runtime ->
+DecisionPolicy -> Result, handed to `on_result` and kept for `latest()`. When no frame comes for
+camera.stall_timeout_s it still produces a verdict: `unknown` with camera_stalled (or
+camera_disconnected while reconnecting). Any exception becomes a fault reason, never `live`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_fas.config import Config
+from edge_fas.errors import CameraError
+from edge_fas.pipeline import decision as D
+from edge_fas.pipeline.decision import DecisionPolicy, reason
+from edge_fas.pipeline.integrity import IntegrityChecker
+from edge_fas.pipeline.mailbox import Mailbox
+from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
+from edge_fas.types import FrameSet, Verdict
+
+log = logging.getLogger(__name__)
+
+BAD_STATUSES = ("stalled", "reconnecting", "failed")  # "closed" at the end of a source is no fault
+
+
+class _Rate:
+    """Events per second over the last `n` events."""
+
+    def __init__(self, n: int = 30):
+        self.times: deque[float] = deque(maxlen=n)
+
+    def tick(self, t: float) -> None:
+        self.times.append(t)
+
+    def rate(self) -> float:
+        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
+            return 0.0
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
+@dataclass
+class Result:
+    frames: FrameSet | None
+    verdict: Verdict
+    camera_status: str = "unknown"
+    counters: dict = field(default_factory=dict)
+
+    @property
+    def fps_display(self) -> float:
+        return self.counters.get("fps_display", 0.0)
+
+    @property
+    def fps_decisions(self) -> float:
+        return self.counters.get("fps_decisions", 0.0)
+
+    @property
+    def dropped(self) -> int:
+        return self.counters.get("dropped", 0)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    hi = float(np.percentile(img, 99.5)) or 1.0
+    return np.clip(img.astype(np.float32) * (255.0 / hi), 0, 255).astype(np.uint8)
+
+
+def _default_register(frames: FrameSet) -> FrameSet:
+    from edge_fas.calibration import register_to_color
+    return register_to_color(frames)
+
+
+class Pipeline:
+    def __init__(self, camera, runtime, config: Config | None = None, detector=None, register=None,
+                 max_frames: int | None = None, clock=time.monotonic):
+        self.camera = camera
+        self.runtime = runtime
+        self.config = config if config is not None else Config()
+        self._detector = detector
+        self._own_detector = detector is None
+        self.register = register or _default_register
+        self.max_frames = max_frames
+        self.clock = clock
+        self.on_result = None  # callable(Result), called from the processing thread
+        self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold))
+        self.integrity = IntegrityChecker.from_config(self.config)
+        d = self.config.detector
+        self.tracker = FaceTracker(smoothing=d.smoothing)
+        self.mailbox = Mailbox()
+        self.frames_captured = 0
+        self.decisions = 0
+        self.newest: FrameSet | None = None
+        self._latest: Result | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._capture_done = threading.Event()
+        self._capture_rate, self._decision_rate = _Rate(), _Rate()
+        self._generation = 0
+        self._threads: list[threading.Thread] = []
+        self.error: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "Pipeline":
+        if self._threads:
+            raise RuntimeError("Pipeline already started")
+        if self._detector is None:
+            from edge_fas.face import FaceDetector
+            self._detector = FaceDetector(min_score=self.config.detector.min_score)
+        if getattr(self.camera, "status", "connected") != "connected":
+            self.camera.open()
+        self._threads = [threading.Thread(target=self._capture_loop, name="edge-fas-capture", daemon=True),
+                         threading.Thread(target=self._process_loop, name="edge-fas-process", daemon=True)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        try:
+            self.camera.close()
+        except Exception as e:  # closing a broken camera must not hide the stop
+            log.warning("closing camera: %s", e)
+        for t in self._threads:
+            t.join(timeout)
+        if self._own_detector and self._detector is not None:
+            self._detector.close()
+            self._detector = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the source is exhausted (or max_frames) and every frame taken is judged."""
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def __enter__(self) -> "Pipeline":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- results -------------------------------------------------------------------------------
+    def counters(self) -> dict:
+        return {"fps_display": round(self._capture_rate.rate(), 2),
+                "fps_decisions": round(self._decision_rate.rate(), 2),
+                "dropped": self.mailbox.dropped, "frames": self.frames_captured, "decisions": self.decisions}
+
+    @property
+    def camera_status(self) -> str:
+        return str(getattr(self.camera, "status", "unknown"))
+
+    def latest(self) -> Result | None:
+        """The newest captured frame with the latest verdict (the display runs at camera rate)."""
+        with self._lock:
+            last = self._latest
+        if last is None:
+            return None
+        newest = self.newest if self.newest is not None else last.frames
+        return Result(newest, last.verdict, self.camera_status, self.counters())
+
+    # -- capture thread ------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        cam_cfg = self.config.camera
+        lost_since = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    for frames in self.camera.frames():
+                        if self._stop.is_set():
+                            break
+                        lost_since = None
+                        frames.meta["host_time"] = self.clock()
+                        frames.meta["generation"] = self._generation
+                        self.newest = frames
+                        self.frames_captured += 1
+                        self._capture_rate.tick(frames.meta["host_time"])
+                        self.mailbox.put(frames)
+                        if self.max_frames is not None and self.frames_captured >= self.max_frames:
+                            return
+                    return  # the source ended (scenario over, recording exhausted, camera closed)
+                except CameraError as e:
+                    if self._stop.is_set():
+                        return
+                    now = time.monotonic()
+                    lost_since = lost_since or now
+                    log.warning("camera lost (%s); reconnecting", e)
+                    self.camera.status = "reconnecting"
+                    if cam_cfg.reconnect_timeout_s and now - lost_since > cam_cfg.reconnect_timeout_s:
+                        self.camera.status = "failed"
+                        self.error = e
+                        return
+                    self._stop.wait(0.2)
+                    try:
+                        self.camera.close()
+                        self.camera.open()
+                        self._generation += 1  # counters restart on a new connection
+                    except CameraError as e2:
+                        log.warning("reconnect failed: %s", e2)
+                        self.camera.status = "reconnecting"
+        except Exception as e:  # an unexpected driver bug: stop capturing, the worker reports it
+            log.exception("capture thread failed")
+            self.error = e
+            self.camera.status = "failed"
+        finally:
+            self._capture_done.set()
+            self.mailbox.close()
+
+    # -- processing thread ---------------------------------------------------------------------
+    def _process_loop(self) -> None:
+        stall_s = self.config.camera.stall_timeout_s
+        generation = 0
+        while True:
+            frames = self.mailbox.get(timeout=stall_s)
+            if frames is None:
+                if self._stop.is_set() or (self._capture_done.is_set() and self.mailbox.closed):
+                    if self.error is not None and not self._stop.is_set():
+                        self._emit(None, self._fault_verdict(
+                            reason(D.CAMERA_DISCONNECTED, f"camera failed: {self.error}")))
+                    return
+                code = D.CAMERA_DISCONNECTED if self.camera_status in ("reconnecting", "failed") else D.CAMERA_STALLED
+                self._emit(None, self._fault_verdict(reason(code, f"no frame for {stall_s:g} s "
+                                                                  f"(camera {self.camera_status})")))
+                continue
+            if frames.meta.get("generation", 0) != generation:
+                generation = frames.meta.get("generation", 0)
+                self.integrity.reset()
+            try:
+                result_frames, verdict = self.process(frames)
+            except Exception as e:  # never let a bug say live or kill the loop
+                log.exception("processing a frame failed")
+                result_frames, verdict = frames, self._fault_verdict(reason(D.PIPELINE_ERROR, repr(e)))
+            self._emit(result_frames, verdict)
+
+    def _fault_verdict(self, *faults: str) -> Verdict:
+        return self.policy.decide(None, list(faults))
+
+    def _emit(self, frames: FrameSet | None, verdict: Verdict) -> None:
+        self.decisions += 1
+        self._decision_rate.tick(self.clock())
+        result = Result(frames, verdict, self.camera_status, self.counters())
+        with self._lock:
+            self._latest = result
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("on_result callback failed")
+
+    def _detect(self, frames: FrameSet):
+        """Faces on colour, or on IR when the colour image is too dark (or absent)."""
+        rgb, ir = frames.rgb, frames.ir
+        dark = rgb is None or float(rgb[::8, ::8].mean()) < self.config.detector.dark_rgb_mean
+        image = _to_uint8(ir) if dark and ir is not None else rgb
+        if image is None:
+            return [], None
+        return self._detector.detect(image), image.shape
+
+    def process(self, frames: FrameSet) -> tuple[FrameSet, Verdict]:
+        """Judge one frame set: returns (registered frames, verdict). Runs in the processing thread."""
+        t = [self.clock()]
+        lat: dict[str, float] = {}
+
+        def lap(name):
+            t.append(self.clock())
+            lat[name] = (t[-1] - t[-2]) * 1000.0
+
+        host = frames.meta.get("host_time")
+        age_ms = None if host is None else (t[0] - host) * 1000.0
+        if age_ms is not None:
+            lat["capture_age"] = age_ms
+        faults = self.integrity.check(frames, age_ms)
+        if self.camera_status in BAD_STATUSES:
+            faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
+                                 f"camera {self.camera_status}"))
+        try:
+            reg = self.register(frames)
+        except Exception as e:
+            reg = frames
+            faults.append(reason(D.PIPELINE_ERROR, f"registration failed: {e}"))
+        lap("registration")
+
+        detections, shape = self._detect(reg)
+        depth_m = reg.depth_m() if reg.registered else None
+        chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
+        box, changed = self.tracker.update(chosen.box if chosen is not None else None)
+        if changed:
+            self.policy.reset()
+        lap("detection")
+
+        out, score = None, None
+        if box is None:
+            faults.append(reason(D.NO_FACE))
+        else:
+            faults += self._distance_faults(depth_m, box)
+            crop = None
+            try:
+                crop = self._crop(reg, box)
+            except Exception as e:
+                faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
+            lap("crop")
+            if crop is not None:
+                try:
+                    out = self.runtime.infer(crop.as_batch())
+                    score = float(np.asarray(out.score).reshape(-1)[0])
+                except Exception as e:
+                    faults.append(reason(D.RUNTIME_ERROR, f"{type(e).__name__}: {e}"))
+                lap("inference")
+        frame_ids = {"counter": frames.counter, "timestamp_ms": frames.timestamp_ms,
+                     "counters": dict(frames.counters)}
+        verdict = self.policy.decide(score, faults, frame=frame_ids, truth=frames.truth, box=box, output=out)
+        lap("decision")
+        lat["total"] = (t[-1] - t[0]) * 1000.0 + (age_ms or 0.0)
+        verdict.latency_ms = lat
+        return reg, verdict
+
+    def _crop(self, reg: FrameSet, box):
+        from edge_fas.preprocess import crop_face
+        return crop_face(reg, box, self.runtime.preprocess)
+
+    def _distance_faults(self, depth_m, box) -> list[str]:
+        d = self.config.decision
+        z = face_distance_m(depth_m, box)
+        if z is None:
+            return [reason(D.NO_DEPTH, "no depth measurement on the face")] if "depth" in d.required_modalities else []
+        if z < d.min_distance_m:
+            return [reason(D.TOO_NEAR, f"{z:.2f} m < {d.min_distance_m:g} m")]
+        if z > d.max_distance_m:
+            return [reason(D.TOO_FAR, f"{z:.2f} m > {d.max_distance_m:g} m")]
+        return []
