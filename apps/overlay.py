@@ -35,29 +35,42 @@ def colormap(values: np.ndarray, lo: float | None = None, hi: float | None = Non
     if hi is None:
         hi = float(v[finite].max()) if finite.any() else 1.0
     span = hi - lo if hi > lo else 1.0
-    u8 = (np.clip((np.nan_to_num(v, nan=lo) - lo) / span, 0.0, 1.0) * 255).astype(np.uint8)
+    scaled = (v - np.float32(lo)) * np.float32(255.0 / span)
+    np.clip(scaled, 0.0, 255.0, out=scaled)  # NaN stays NaN: masked to black below
+    u8 = np.nan_to_num(scaled, copy=False).astype(np.uint8)
     rgb = cv2.cvtColor(cv2.applyColorMap(u8, cmap), cv2.COLOR_BGR2RGB)
     rgb[~finite] = 0
     return rgb
 
 
-def depth_view(frames: FrameSet, near_m: float = 0.2, far_m: float = 1.5) -> np.ndarray | None:
-    """The depth image colour-mapped over the working range (near red, far blue); holes black."""
-    d = frames.depth_m()
-    if d is None:
+def shrink(image: np.ndarray, max_width: int | None) -> np.ndarray:
+    """Subsample (nearest: depth must not be blended across edges) to at most max_width columns."""
+    if max_width is None or image.shape[1] <= max_width:
+        return image
+    step = -(-image.shape[1] // max_width)
+    return image[::step, ::step]
+
+
+def depth_view(frames: FrameSet, near_m: float = 0.2, far_m: float = 1.5,
+               max_width: int | None = None) -> np.ndarray | None:
+    """The depth image colour-mapped over the working range (near red, far blue); holes black.
+    max_width subsamples first: the GUI's small view does not need every pixel mapped."""
+    if frames.depth is None:
         return None
+    d = shrink(frames.depth, max_width).astype(np.float32) * np.float32(frames.depth_scale)
     return colormap(far_m + near_m - np.clip(d, near_m, far_m), near_m, far_m, invalid=d <= 0)
 
 
-def ir_view(frames: FrameSet) -> np.ndarray | None:
+def ir_view(frames: FrameSet, max_width: int | None = None) -> np.ndarray | None:
     """The IR image as grey RGB, stretched to 8 bits (16-bit IR is scaled by its 99th percentile)."""
     ir = frames.ir
     if ir is None:
         return None
+    ir = shrink(ir, max_width)
     if ir.dtype != np.uint8:
         top = float(np.percentile(ir, 99)) or 1.0
         ir = (np.clip(ir.astype(np.float32) / top, 0, 1) * 255).astype(np.uint8)
-    return np.repeat(ir[..., None], 3, axis=2) if ir.ndim == 2 else ir
+    return cv2.cvtColor(np.ascontiguousarray(ir), cv2.COLOR_GRAY2RGB) if ir.ndim == 2 else ir
 
 
 def pick_map(output: ModelOutput | None, kind: str = "auto") -> tuple[str, np.ndarray] | None:
@@ -104,9 +117,9 @@ def blend_map(image: np.ndarray, box, values: np.ndarray, alpha: float = 0.5,
     rgb = cv2.resize(colormap(values, lo, max(hi, lo + 1e-6), cmap=cv2.COLORMAP_JET), (bw, bh),
                      interpolation=cv2.INTER_LINEAR)
     cx0, cy0, cx1, cy1 = b
-    part = rgb[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0].astype(np.float32)
-    region = out[cy0:cy1, cx0:cx1].astype(np.float32)
-    out[cy0:cy1, cx0:cx1] = np.clip(region * (1 - alpha) + part * alpha, 0, 255).astype(np.uint8)
+    part = np.ascontiguousarray(rgb[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0])
+    region = np.ascontiguousarray(out[cy0:cy1, cx0:cx1])
+    out[cy0:cy1, cx0:cx1] = cv2.addWeighted(region, 1.0 - alpha, part, alpha, 0.0)
     return out
 
 

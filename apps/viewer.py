@@ -23,6 +23,7 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QHBoxLayout, QLabel, QMain
 from edge_fas.apps import overlay
 from edge_fas.apps.widgets import Banner, ImageView, ScoreBar
 
+SIDE_VIEW_WIDTH = 320  # depth and IR are drawn small: subsample them to about this width first
 POLL_MS = 10  # poll faster than any camera so a new frame waits at most this long to be shown
 
 
@@ -162,8 +163,8 @@ class ViewerWindow(QMainWindow):
                                                  alpha=self.alpha)
             self.colour.set_array(image)
             if not self.kiosk:
-                self.depth.set_array(overlay.depth_view(frames))
-                self.ir.set_array(overlay.ir_view(frames))
+                self.depth.set_array(overlay.depth_view(frames, max_width=SIDE_VIEW_WIDTH))
+                self.ir.set_array(overlay.ir_view(frames, max_width=SIDE_VIEW_WIDTH))
         self.legend_bar.setVisible(kind is not None)
         self.legend_text.setText(overlay.legend_caption(kind) if kind else "")
         name = None if verdict is None else verdict.verdict
@@ -175,7 +176,9 @@ class ViewerWindow(QMainWindow):
         self.reasons.setText(("why: " + "; ".join(reasons)) if reasons and name != "live" else "")
         self.status.setText(self.status_text(result))
         healthy = self.camera_status(result) in ("connected", "recording")
-        self.status.setStyleSheet("" if healthy else "color: #c62828; font-weight: bold;")
+        style = "" if healthy else "color: #c62828; font-weight: bold;"
+        if self.status.styleSheet() != style:
+            self.status.setStyleSheet(style)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
 
     @staticmethod

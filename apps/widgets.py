@@ -114,6 +114,8 @@ class Banner(QLabel):
         self.set_verdict(None)
 
     def set_verdict(self, verdict: str | None) -> None:
+        if getattr(self, "verdict", "") == verdict:
+            return  # restyling costs about a millisecond: only on a change
         colour = NO_VERDICT_COLOUR if verdict is None else VERDICT_COLOURS[verdict]
         self.setText("WAITING" if verdict is None else self.TEXT[verdict])
         self.setStyleSheet(f"background: rgb{tuple(colour)}; color: white; border-radius: 6px;")
