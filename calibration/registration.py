@@ -154,8 +154,10 @@ class Registrar:
         out_ir = None
         if values is not None:
             out_ir = np.zeros(ch * cw, values.dtype)
+        if values is not None and passes:
             won = zbuf[targets] == values_z
             out_ir[targets[won]] = np.concatenate([values[s] for s, _ in passes])[won]
+        if out_ir is not None:
             out_ir = out_ir.reshape(ch, cw)
         zbuf[zbuf == big] = 0
         return zbuf.reshape(ch, cw), out_ir

@@ -124,3 +124,10 @@ def test_synthetic_rig_face_depth_lands_on_face_box():
     assert valid.mean() > 0.8
     # the face is the nearest thing in the box and sits at the true distance
     assert abs(np.median(face[valid]) - frames.truth.distance_m) < 0.1
+
+
+def test_nothing_lands_gives_empty_depth_and_ir():
+    # every depth pixel is behind the colour camera's view: no pass at all, empty images, no crash
+    depth = np.full((H, W), 100, np.uint16)  # 0.1 m with a 1 m baseline: all off-image
+    out = register_to_color(_frames(depth, _cal(t=(1.0, 0.0, 0.0)), np.full((H, W), 7, np.uint8)))
+    assert out.depth.max() == 0 and out.ir.shape == (H, W) and out.ir.max() == 0
