@@ -9,6 +9,9 @@ frames: a broken stream must turn into an `unknown` verdict with the reason, not
   goes back is a stale or re-sent frame);
 - an identical image twice is a replay of the stream (sensor noise makes real frames differ);
 - stream skew: the spread of the streams' timestamps within one frame set;
+The pipeline runs `check` on EVERY captured frame in the capture thread (so a repeated or stale
+frame is caught even when the worker would have skipped it) and `check_age` when it processes one.
+
 - age: how long the frame waited between capture and processing (host clock, measured by the pipeline).
 """
 
@@ -67,9 +70,12 @@ class IntegrityChecker:
         stamps = [float(frames.timestamps[m]) for m in MODALITIES if present[m] and m in frames.timestamps]
         if len(stamps) >= 2 and max(stamps) - min(stamps) > self.max_skew_ms:
             faults.append(reason(STREAM_SKEW, f"{max(stamps) - min(stamps):.1f} ms > {self.max_skew_ms:g} ms"))
+        return faults + self.check_age(age_ms)
+
+    def check_age(self, age_ms: float | None) -> list[str]:
         if age_ms is not None and age_ms > self.max_frame_age_ms:
-            faults.append(reason(STALE_FRAME, f"frame is {age_ms:.0f} ms old > {self.max_frame_age_ms:g} ms"))
-        return faults
+            return [reason(STALE_FRAME, f"frame is {age_ms:.0f} ms old > {self.max_frame_age_ms:g} ms")]
+        return []
 
     def _check_advance(self, frames: FrameSet) -> list[str]:
         faults = []

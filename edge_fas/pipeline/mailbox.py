@@ -21,10 +21,14 @@ class Mailbox:
         self.put_count = 0
         self.dropped = 0
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, carry=None) -> None:
+        """Offer `item`. With `carry(old, new)`, an untaken item being replaced is first passed to it
+        (e.g. to keep the fault reasons of a dropped frame on the frame that replaces it)."""
         with self._cond:
             if self._has:
                 self.dropped += 1
+                if carry is not None:
+                    carry(self._item, item)
             self._item, self._has = item, True
             self.put_count += 1
             self._cond.notify_all()

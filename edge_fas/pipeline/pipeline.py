@@ -77,6 +77,13 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32) * (255.0 / hi), 0, 255).astype(np.uint8)
 
 
+def _carry_faults(dropped: FrameSet, newer: FrameSet) -> None:
+    """A frame replaced in the mailbox before it was judged passes its faults on (fail closed)."""
+    carried = [f for f in dropped.meta.get("faults", ()) if f not in newer.meta.get("faults", ())]
+    if carried:
+        newer.meta["faults"] = list(newer.meta.get("faults", ())) + carried
+
+
 def _default_register(frames: FrameSet) -> FrameSet:
     from edge_fas.calibration import register_to_color
     return register_to_color(frames)
@@ -107,7 +114,6 @@ class Pipeline:
         self._stop = threading.Event()
         self._capture_done = threading.Event()
         self._capture_rate, self._decision_rate = _Rate(), _Rate()
-        self._generation = 0
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
 
@@ -187,11 +193,11 @@ class Pipeline:
                             break
                         lost_since = None
                         frames.meta["host_time"] = self.clock()
-                        frames.meta["generation"] = self._generation
+                        frames.meta["faults"] = self._stream_faults(frames)
                         self.newest = frames
                         self.frames_captured += 1
                         self._capture_rate.tick(frames.meta["host_time"])
-                        self.mailbox.put(frames)
+                        self.mailbox.put(frames, carry=_carry_faults)
                         if self.max_frames is not None and self.frames_captured >= self.max_frames:
                             return
                     return  # the source ended (scenario over, recording exhausted, camera closed)
@@ -210,7 +216,7 @@ class Pipeline:
                     try:
                         self.camera.close()
                         self.camera.open()
-                        self._generation += 1  # counters restart on a new connection
+                        self.integrity.reset()  # counters restart on a new connection
                     except CameraError as e2:
                         log.warning("reconnect failed: %s", e2)
                         self.camera.status = "reconnecting"
@@ -222,10 +228,15 @@ class Pipeline:
             self._capture_done.set()
             self.mailbox.close()
 
+    def _stream_faults(self, frames: FrameSet) -> list[str]:
+        try:
+            return self.integrity.check(frames)
+        except Exception as e:  # a malformed frame set is a fault, not a crash
+            return [reason(D.PIPELINE_ERROR, f"integrity check failed: {e!r}")]
+
     # -- processing thread ---------------------------------------------------------------------
     def _process_loop(self) -> None:
         stall_s = self.config.camera.stall_timeout_s
-        generation = 0
         while True:
             frames = self.mailbox.get(timeout=stall_s)
             if frames is None:
@@ -238,9 +249,6 @@ class Pipeline:
                 self._emit(None, self._fault_verdict(reason(code, f"no frame for {stall_s:g} s "
                                                                   f"(camera {self.camera_status})")))
                 continue
-            if frames.meta.get("generation", 0) != generation:
-                generation = frames.meta.get("generation", 0)
-                self.integrity.reset()
             try:
                 result_frames, verdict = self.process(frames)
             except Exception as e:  # never let a bug say live or kill the loop
@@ -285,7 +293,8 @@ class Pipeline:
         age_ms = None if host is None else (t[0] - host) * 1000.0
         if age_ms is not None:
             lat["capture_age"] = age_ms
-        faults = self.integrity.check(frames, age_ms)
+        stream = frames.meta["faults"] if "faults" in frames.meta else self._stream_faults(frames)  # direct calls
+        faults = list(stream) + self.integrity.check_age(age_ms)
         if self.camera_status in BAD_STATUSES:
             faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
                                  f"camera {self.camera_status}"))
