@@ -8,6 +8,15 @@ from edge_fas.models.mmdg import regrad
 T = torch.tensor
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are overhead-bound: one thread is fastest on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_regrad_slow_owner_agreeing_others_add_their_projection():
     # losses: RGB fast (0.1); owner depth (1) slow. g_rgb agrees with g_depth, g_ir agrees too.
     g = [T([1.0, 1.0]), T([2.0, 0.0]), T([1.0, -3.0])]
@@ -50,3 +59,235 @@ def test_regrad_shared_parameter_follows_the_fast_modality_and_checks_inputs():
         regrad([T([1.0]), T([1.0, 2.0]), T([1.0])], [0, 1, 2], [1, 1, 1], owner=0)
     with pytest.raises(ValueError, match="owner"):
         regrad(g, [0, 1, 2], [1, 1, 1], owner=3)
+
+
+# ---- the network -------------------------------------------------------------------------------
+from edge_fas.errors import ArtifactError, ConfigError  # noqa: E402
+from edge_fas.models import mmdg  # noqa: E402
+
+TINY = dict(input_size=32, width=24, depth=2, heads=2)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return mmdg.build("edge", **{**TINY, **kw})
+
+
+def batch_of(n, seed=0, size=32):
+    g = torch.Generator().manual_seed(seed)
+    label = torch.arange(n) % 2
+    # attacks are brighter in every modality, so the task is learnable
+    shift = (label.float() * 1.5 - 0.75).view(-1, 1, 1, 1)
+    return {
+        "rgb": torch.randn(n, 3, size, size, generator=g) + shift,
+        "depth": torch.randn(n, 1, size, size, generator=g) - shift,
+        "ir": torch.randn(n, 1, size, size, generator=g) + shift,
+        "present": torch.ones(n, 3, dtype=torch.bool),
+        "label": label,
+        "domain": torch.arange(n) % 3,
+    }
+
+
+def test_forward_shapes_score_and_missing_modalities_enter_as_zeros():
+    m = tiny().eval()
+    b = batch_of(3)
+    out = m(b["rgb"], b["depth"], b["ir"])
+    assert set(m.output_names) <= set(out)
+    assert out["logits"].shape == (3,) and out["score"].shape == (3,)
+    assert out["uncertainty"].shape == (3, 3, 2, 2)
+    assert torch.allclose(out["score"], torch.sigmoid(out["logits"]), atol=1e-6)
+    assert ((out["uncertainty"] >= 0) & (out["uncertainty"] <= 1)).all()
+    present = torch.tensor([[True, False, True]] * 3)
+    a = m(b["rgb"], b["depth"], b["ir"], present)
+    z = m(b["rgb"], torch.zeros_like(b["depth"]), b["ir"])
+    assert torch.allclose(a["logits"], z["logits"], atol=1e-6)
+    assert not torch.allclose(a["logits"], out["logits"], atol=1e-4)
+    # eval is deterministic (analytic UEM)
+    assert torch.equal(m(b["rgb"], b["depth"], b["ir"])["logits"], out["logits"])
+
+
+def test_paper_preset_layout_on_meta_device():
+    with torch.device("meta"):
+        m = mmdg.build("paper")
+    assert m.input_size == 224 and m.grid == 14
+    assert m.pos_embed["ir"].shape == (1, 197, 768)
+    assert m.patch_embed["depth"].weight.shape == (768, 1, 16, 16)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("blocks.10.", "blocks.0.", "patch_embed.")) for n in trainable)
+    assert {"blocks.11.attn.qkv.weight", "norm.weight", "head.weight", "pos_embed.rgb", "cls_token.ir",
+            "adapters.0.rgb_from_depth.up.weight"} <= trainable
+    n_vit = sum(p.numel() for n, p in m.named_parameters() if n.startswith("blocks."))
+    assert 85_000_000 < n_vit < 85_100_000  # 12 ViT-B blocks
+    assert m.head.weight.shape == (2, 3 * 768)
+    assert set(m.adapters[0]) == {"rgb_from_depth", "rgb_from_ir", "depth_from_rgb", "ir_from_rgb"}
+    assert m.paper_training["lr"] == 5e-5 and m.paper_training["epochs"] == 70
+
+
+def test_config_rebuilds_and_bad_options_fail_clearly():
+    m = tiny()
+    again = mmdg.build(m.preset, **m.config)
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in m.state_dict().items()}
+    with pytest.raises(ConfigError, match="unknown option"):
+        mmdg.build("edge", widht=3)
+    with pytest.raises(ConfigError, match="uem"):
+        mmdg.build("edge", uem="exact")
+
+
+def test_zero_certainty_query_attends_uniformly():
+    torch.manual_seed(0)
+    att = mmdg.CertaintyCrossAttention(8, 8)
+    q, kv = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    cert = torch.ones(2, 5)
+    cert[:, 2] = 0.0
+    out = att(q, kv, cert)
+    uniform = att.proj(att.v(kv).mean(dim=1))  # every key weighted 1/N
+    assert torch.allclose(out[:, 2], uniform, atol=1e-6)
+    assert not torch.allclose(out[:, 1], uniform, atol=1e-3)
+
+
+def test_mc_uem_converges_to_the_analytic_one():
+    torch.manual_seed(0)
+    x = torch.randn(4, 6) * 2
+    mc = -torch.log(mmdg.mc_certainty(x, 0.3, 4000, 1.0))
+    an = -torch.log(mmdg.analytic_certainty(x, 0.3, 1.0))
+    assert torch.allclose(an, x.abs() * (0.3 / 0.7) ** 0.5)
+    assert torch.allclose(mc, an, rtol=0.06, atol=1e-3)
+    assert (mmdg.mc_certainty(torch.zeros(3), 0.3, 20, 2.25) == 1).all()
+
+
+def test_adapters_start_as_no_ops_and_cdc_subtracts_the_centre_term():
+    m = tiny()
+    ad = m.adapters[0]["rgb_from_depth"]
+    y = torch.randn(2, 5, 24)
+    assert torch.equal(ad(y, torch.randn(2, 5, 24), torch.rand(2, 5, 24)), torch.zeros(2, 5, 24))
+    cdc = mmdg.CDConv(4, 0.5)
+    x = torch.randn(1, 4, 1, 1)  # a lone token: only the kernel centre sees it
+    w = cdc.conv.weight
+    expect = torch.einsum("oi,bihw->bohw", w[:, :, 1, 1] - 0.5 * w.sum(dim=(2, 3)), x)
+    assert torch.allclose(cdc(x), expect, atol=1e-6)
+
+
+def test_ssp_loss_prefers_own_prototype_and_reaches_only_its_modality():
+    m = tiny()
+    with torch.no_grad():
+        m.prototypes.copy_(torch.randn(m.prototypes.shape) * 3)
+        m.prototype_ready.fill_(True)
+    target = torch.tensor([0, 1, 2, 3])
+    feats = {mod: m.prototypes[i][target].clone().requires_grad_(True) for i, mod in enumerate(mmdg.MODALITIES)}
+    present = torch.ones(4, 3)
+    matched = m.ssp_losses(feats, target, present)
+    shuffled = m.ssp_losses(feats, target[[1, 2, 3, 0]], present)
+    assert all(a < b for a, b in zip(matched, shuffled))
+    feats2 = {k: v + 0.1 for k, v in feats.items()}
+    matched2 = m.ssp_losses(feats2, target, present)
+    matched2[1].backward()
+    assert feats["depth"].grad is not None and feats["rgb"].grad is None
+    # live -> prototype 0, attacks -> 1 + domain; out-of-range domains are named
+    assert m.prototype_index(torch.tensor([0, 1, 1]), torch.tensor([2, 0, 2])).tolist() == [0, 1, 3]
+    with pytest.raises(ConfigError, match="num_domains"):
+        m.prototype_index(torch.tensor([1]), torch.tensor([3]))
+
+
+def test_update_prototypes_is_an_ema_of_class_means():
+    m = tiny()
+    b = batch_of(6)
+    m.update_prototypes([b])
+    feats = m.eval().encode(b["rgb"], b["depth"], b["ir"])["features"]
+    target = m.prototype_index(b["label"], b["domain"])
+    first = feats["ir"][target == 0].mean(0)
+    assert torch.allclose(m.prototypes[2, 0], first, atol=1e-5)
+    assert m.prototype_ready[:, [0, 1, 2, 3]].all()
+    b2 = batch_of(6, seed=1)
+    m.update_prototypes([b2])
+    f2 = m.encode(b2["rgb"], b2["depth"], b2["ir"])["features"]["ir"][target == 0].mean(0)
+    assert torch.allclose(m.prototypes[2, 0], 0.8 * f2 + 0.2 * first, atol=1e-5)
+
+
+def test_owners_of_trainable_parameters():
+    m = tiny()
+    owners = {id(p): o for p, o in m.trainable_owners()}
+    named = dict(m.named_parameters())
+    assert owners[id(named["pos_embed.depth"])] == 1
+    assert owners[id(named["adapters.1.ir_from_rgb.down_own.weight"])] == 2
+    assert owners[id(named["adapters.1.rgb_from_ir.up.bias"])] == 0
+    assert owners[id(named["blocks.0.attn.qkv.weight"])] is None
+
+
+def test_train_step_adds_regrad_to_the_ce_gradient():
+    m = tiny(adapter_dropout=0.0, uem="analytic")
+    b = batch_of(4)
+    m.update_prototypes([b])
+    with torch.no_grad():  # non-zero adapters, so every modality's SSP loss reaches every stream
+        for p in m.adapters.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    opt = {"model": torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.0)}
+    m.train_step(b, opt)
+    out = m(b["rgb"], b["depth"], b["ir"], b["present"])
+    terms = m.loss(b, out)
+    ssp = [float(terms[f"ssp_{k}"].detach()) for k in mmdg.MODALITIES]
+    certs = [float(c) for c in out["certainties"]]
+    for prm, owner in ((m.pos_embed["depth"], 1), (m.blocks[1].attn.qkv.weight, None)):
+        ce = torch.autograd.grad(terms["ce"], prm, retain_graph=True)[0]
+        g = [torch.autograd.grad(terms[f"ssp_{k}"], prm, retain_graph=True)[0] for k in mmdg.MODALITIES]
+        assert all(float(gi.norm()) > 0 for gi in g)
+        want = ce + regrad(g, ssp, certs, owner=owner)
+        assert float((prm.grad - want).abs().max()) < 1e-6
+        assert float((prm.grad - ce - sum(g)).abs().max()) > 1e-7  # it is not the plain sum
+
+
+def test_train_step_overfits_sixteen_samples():
+    torch.manual_seed(0)
+    m = tiny()
+    b = batch_of(16)
+    opt = m.make_optimisers(lr=2e-3, weight_decay=0.0)
+    first = m.train_step(b, opt)
+    for _ in range(11):
+        last = m.train_step(b, opt)
+    assert m.prototype_ready.any()
+    assert last["ce"] < 0.5 * first["ce"]
+
+
+def test_timm_key_mapping_from_a_random_state_dict(tmp_path):
+    m = tiny()
+    own = m.state_dict()
+    sd = {k: torch.randn(v.shape) for k, v in own.items() if k.startswith(("blocks.", "norm."))}
+    sd["patch_embed.proj.weight"] = torch.randn(24, 3, 16, 16)
+    sd["patch_embed.proj.bias"] = torch.randn(24)
+    sd["cls_token"] = torch.randn(1, 1, 24)
+    sd["pos_embed"] = torch.randn(1, 197, 24)
+    sd["head.weight"] = torch.randn(1000, 24)
+    path = tmp_path / "vit.pth"
+    torch.save(sd, path)
+    pos_before = m.pos_embed["rgb"].detach().clone()
+    info = m.load_pretrained(str(path))
+    assert torch.equal(m.blocks[1].mlp.fc2.weight, sd["blocks.1.mlp.fc2.weight"])
+    assert torch.equal(m.patch_embed["rgb"].weight, sd["patch_embed.proj.weight"])
+    assert torch.allclose(m.patch_embed["ir"].weight, sd["patch_embed.proj.weight"].sum(1, keepdim=True))
+    assert torch.equal(m.cls_token["depth"], sd["cls_token"])
+    assert torch.equal(m.pos_embed["rgb"], pos_before)  # MMDG learns new position embeddings
+    assert "pos_embed" in info["skipped"] and "head.weight" in info["skipped"]
+    del sd["norm.weight"]
+    torch.save(sd, path)
+    with pytest.raises(ArtifactError, match="norm.weight"):
+        m.load_pretrained(str(path))
+    with pytest.raises(ArtifactError, match="does not exist"):
+        m.load_pretrained(str(tmp_path / "missing.pth"))
+
+
+def test_eval_forward_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    m = tiny().eval()
+    b = batch_of(2)
+    args = (b["rgb"], b["depth"], b["ir"], b["present"])
+    path = tmp_path / "mmdg.onnx"
+    torch.onnx.export(m, args, str(path), opset_version=17, dynamo=False,
+                      input_names=["rgb", "depth", "ir", "present"], output_names=list(m.output_names),
+                      dynamic_axes={k: {0: "batch"} for k in ["rgb", "depth", "ir", "present", *m.output_names]})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    b3 = batch_of(3, seed=2)
+    feeds = {k: b3[k].numpy() for k in ("rgb", "depth", "ir")}
+    feeds["present"] = b3["present"].numpy()
+    got = dict(zip(m.output_names, sess.run(None, feeds)))
+    want = m(b3["rgb"], b3["depth"], b3["ir"], b3["present"])
+    for k in m.output_names:
+        assert torch.allclose(torch.from_numpy(got[k]), want[k], atol=1e-4), k
