@@ -1,0 +1,397 @@
+"""Training: `edge-fas train --config FILE` and the library function `train(config)`.
+
+A training config is YAML with four sections (defaults in DEFAULTS; unknown keys are errors):
+
+    model: {name: spoof_trace, preset: edge, overrides: {}}
+    data:  {source: synthetic, train_domains: [...], val_domains: null (= train), test_domains: [],
+            per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
+            augment: true, drop: {depth: 0.1, ir: 0.1}}
+    train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
+            max_steps_per_epoch, init_from, log_every}
+    out: runs/NAME
+
+Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
+is validated on the validation split with edge_fas.metrics; the operating threshold is the EER
+threshold of the *validation* scores and it is stored in the checkpoint meta together with the split,
+so test numbers use a threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
+
+Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
+(optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
+per logged step and per epoch), config.yaml (the effective config), metrics.json (final val/test).
+
+Distributed: started by torchrun (WORLD_SIZE > 1) each process trains on its DistributedSampler
+shard; gradients are averaged across processes right before every optimiser step (the models step
+their own optimisers inside train_step, so the averaging wraps the optimisers instead of the forward,
+with the same effect as DDP's all-reduce). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from edge_fas import metrics
+from edge_fas.errors import ConfigError
+
+__all__ = ["DEFAULTS", "load_train_config", "train", "predict", "build_data", "seed_everything"]
+
+DEFAULTS = {
+    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}},
+    "data": {"source": "synthetic", "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
+             "test_domains": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
+             "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
+             "render_workers": 1},
+    "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
+              "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
+              "resume": False, "log_every": 10, "progress": True},
+    "out": "runs/train",
+}
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"training config: unknown key(s) {unknown} in {where}; known: {sorted(defaults)}")
+    out = copy.deepcopy(defaults)
+    for k, v in given.items():
+        if isinstance(defaults[k], dict) and k not in ("overrides", "drop") and isinstance(v, dict):
+            out[k] = _merge(defaults[k], v, f"{where}.{k}")
+        else:
+            out[k] = v
+    return out
+
+
+def load_train_config(path=None, overrides: dict | None = None) -> dict:
+    """Read a training YAML (or none: the defaults) and apply dotted overrides {"train.epochs": 2}."""
+    given = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"training config {p} does not exist; pass an existing YAML file (see configs/)")
+        try:
+            given = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"training config {p}: not valid YAML ({e})") from None
+        if not isinstance(given, dict):
+            raise ConfigError(f"training config {p}: the top level must be a mapping of sections")
+    cfg = _merge(DEFAULTS, given, "top level")
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if section not in cfg or (name and (not isinstance(cfg[section], dict) or name not in cfg[section])):
+            raise ConfigError(f"training config override {key!r}: no such key")
+        if name:
+            cfg[section][name] = value
+        else:
+            cfg[section] = value
+    if cfg["model"]["preset"] not in ("paper", "edge"):
+        raise ConfigError(f"training config: model.preset must be 'paper' or 'edge', got {cfg['model']['preset']!r}")
+    if int(cfg["train"]["accumulate"]) < 1:
+        raise ConfigError("training config: train.accumulate must be >= 1")
+    return cfg
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---- data -------------------------------------------------------------------------------------------
+
+def build_data(cfg: dict, split: str, params, domains=None):
+    """CropSet for `split` from the config's data source."""
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        raise ConfigError(f"data.source {d['source']!r} is not available in this build; use 'synthetic'")
+    from edge_fas.data.synthetic import synthetic_crops
+
+    if domains is None:
+        domains = {"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
+                   "test": d["test_domains"]}[split]
+    w, h = d["rig_size"]
+    return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
+                           width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]))
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model, crops, batch_size: int = 64, device="cpu") -> np.ndarray:
+    """P(attack) for every crop of a CropSet, in order."""
+    from edge_fas.data import CropDataset, collate
+
+    model.eval()
+    ds = CropDataset(crops)
+    out = []
+    for i in range(0, len(ds), batch_size):
+        b = _to(collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))]), device)
+        out.append(model(b["rgb"], b["depth"], b["ir"], b["present"])["score"].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate_crops(model, crops, threshold=None, device="cpu") -> tuple[dict, np.ndarray]:
+    scores = predict(model, crops, device=device)
+    return metrics.evaluate(scores, crops.label, crops.species, threshold=threshold), scores
+
+
+# ---- distributed ------------------------------------------------------------------------------------
+
+def _dist_info():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _average_grads_before_step(optimiser, world: int):
+    """Wrap optimiser.step so gradients are all-reduced (mean) over processes first."""
+    import torch.distributed as dist
+
+    inner = optimiser.step
+    params = [p for g in optimiser.param_groups for p in g["params"]]
+
+    def step(*a, **k):
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world
+        off = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            if p.grad is not None:
+                p.grad.copy_(flat[off:off + n].view_as(g))
+            off += n
+        return inner(*a, **k)
+
+    optimiser.step = step
+
+
+def _check_replicas(model):
+    """After distributed training every process must hold the same weights; fail loudly if not."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        own = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().cpu().reshape(1)
+    all_sums = [torch.zeros(1, dtype=torch.float64) for _ in range(dist.get_world_size())]
+    dist.all_gather(all_sums, own) if dist.get_backend() == "gloo" else None
+    if dist.get_backend() == "gloo" and not all(torch.allclose(a, all_sums[0], rtol=1e-6, atol=1e-6) for a in all_sums):
+        raise RuntimeError(f"distributed training: the model replicas diverged (weight sums {[float(a) for a in all_sums]})")
+
+
+def _broadcast_params(model):
+    import torch.distributed as dist
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(t.data, 0)
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------
+
+def save_model(path, model, **meta):
+    """edge_fas.models.save_checkpoint (the models part owns the format)."""
+    from edge_fas.models import save_checkpoint
+
+    return save_checkpoint(path, model, **meta)
+
+
+def load_model(path, map_location="cpu"):
+    from edge_fas.models import load_checkpoint
+
+    return load_checkpoint(path, map_location=map_location)
+
+
+# ---- the loop ---------------------------------------------------------------------------------------
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class _Log:
+    def __init__(self, path: Path | None):
+        self.f = open(path, "a") if path is not None else None
+
+    def write(self, **rec):
+        if self.f:
+            self.f.write(json.dumps(rec, default=float) + "\n")
+            self.f.flush()
+
+    def close(self):
+        if self.f:
+            self.f.close()
+
+
+def train(cfg: dict) -> dict:
+    """Run one training described by `cfg` (see load_train_config). Returns the final metrics dict."""
+    from edge_fas.data import CropDataset, balanced_sampler, collate
+    from edge_fas.models import build
+    from edge_fas.preprocess import PreprocessParams
+
+    world, rank, local_rank = _dist_info()
+    tc = cfg["train"]
+    if int(tc["threads"]) > 0:
+        torch.set_num_threads(int(tc["threads"]))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and tc["device"] != "cpu" else "gloo")
+    device = _device(tc["device"])
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+    seed_everything(int(tc["seed"]) + rank)
+    out = Path(cfg["out"])
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    # model (optionally initialised from a checkpoint: fine-tuning)
+    mc = cfg["model"]
+    if tc["init_from"]:
+        model, info = load_model(tc["init_from"])
+        if model.name != mc["name"]:
+            raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
+    else:
+        model = build(mc["name"], mc["preset"], **(mc["overrides"] or {}))
+    if world > 1:
+        _broadcast_params(model)
+    model.to(device)
+    params = PreprocessParams(size=int(model.input_size))
+
+    opt_kw = {k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None}
+    optimisers = model.make_optimisers(**opt_kw)
+    if world > 1:
+        for o in optimisers.values():
+            _average_grads_before_step(o, world)
+    accumulate = int(tc["accumulate"])
+    if accumulate > 1 and len(optimisers) > 1:
+        raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
+                          "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
+    train_set, val_set = build_data(cfg, "train", params), build_data(cfg, "val", params)
+    test_set = build_data(cfg, "test", params) if cfg["data"]["test_domains"] else None
+    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"])
+    bs = int(tc["batch_size"])
+    if world > 1:
+        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=int(tc["seed"]))
+    else:
+        sampler = balanced_sampler(train_set.label, len(train_set), seed=int(tc["seed"]))
+    loader = torch.utils.data.DataLoader(ds, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True)
+    if len(loader) == 0:
+        raise ConfigError(f"training set has {len(ds)} samples per process, fewer than train.batch_size={bs}")
+
+    use_amp = device.type == "cuda" and tc["amp"] in ("auto", True)
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    start_epoch, history = 0, []
+    resume_path = out / "resume.pt"
+    if tc["resume"] and resume_path.exists():
+        st = torch.load(resume_path, map_location=device, weights_only=False)
+        model.load_state_dict(st["model"])
+        for k, o in optimisers.items():
+            o.load_state_dict(st["optimisers"][k])
+        start_epoch, history = st["epoch"] + 1, st["history"]
+        random.setstate(st["rng"]["python"])
+        np.random.set_state(st["rng"]["numpy"])
+        torch.set_rng_state(st["rng"]["torch"])
+
+    log = _Log(out / "log.jsonl" if main else None)
+    max_steps = tc["max_steps_per_epoch"]
+    total_steps = min(len(loader), int(max_steps)) if max_steps else len(loader)
+    result = {}
+    for epoch in range(start_epoch, int(tc["epochs"])):
+        ds.set_epoch(epoch)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        t0, seen, run_loss = time.perf_counter(), 0, 0.0
+        for step, batch in enumerate(loader):
+            if step >= total_steps:
+                break
+            batch = _to(batch, device)
+            if accumulate > 1:
+                terms = _accumulating_step(model, batch, optimisers, step, accumulate, scaler)
+            else:
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    terms = model.train_step(batch, optimisers, scaler=scaler)
+            if not math.isfinite(terms["total"]):
+                raise RuntimeError(f"training diverged at epoch {epoch} step {step}: loss {terms['total']}; "
+                                   "lower train.lr")
+            seen += bs
+            run_loss += terms["total"]
+            rate = seen * world / max(time.perf_counter() - t0, 1e-9)
+            if main and (step % int(tc["log_every"]) == 0 or step == total_steps - 1):
+                log.write(kind="step", epoch=epoch, step=step, samples_per_s=round(rate, 2), **terms)
+            if main and tc["progress"]:
+                print(f"\repoch {epoch + 1}/{tc['epochs']} step {step + 1}/{total_steps} loss {terms['total']:.4f} "
+                      f"{rate:.1f} samples/s", end="", file=sys.stderr, flush=True)
+        if main and tc["progress"]:
+            print(file=sys.stderr)
+        train_time = time.perf_counter() - t0
+        # validation: threshold fixed here, on the source domains' validation split
+        val, _ = evaluate_crops(model, val_set, device=device)
+        rec = {"kind": "epoch", "epoch": epoch, "train_loss": run_loss / max(total_steps, 1),
+               "samples_per_s": round(seen * world / max(train_time, 1e-9), 2), "val_eer": val["eer"],
+               "val_auc": val["auc"], "val_threshold": val["threshold"]}
+        history.append(rec)
+        log.write(**rec)
+        if main:
+            torch.save({"model": model.state_dict(), "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                        "epoch": epoch, "history": history,
+                        "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                "torch": torch.get_rng_state()}}, resume_path)
+    if world > 1:
+        _check_replicas(model)
+    # final: threshold from validation, applied to test
+    val, _ = evaluate_crops(model, val_set, device=device)
+    thr = val["eer_threshold"]
+    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history}
+    if test_set is not None:
+        test, _ = evaluate_crops(model, test_set, threshold=thr, device=device)
+        result["test"] = metrics.json_ready(test)
+    if main:
+        d = cfg["data"]
+        vd = d["val_domains"] or d["train_domains"]
+        meta = {"threshold": thr, "threshold_source": "EER on the validation split",
+                "threshold_split": f"EER on the {d['source']} validation split (domains {', '.join(vd)}, "
+                                   f"{len(val_set)} samples, seed {d['seed']}), disjoint from training",
+                "training": {"source": d["source"], "domains": d["train_domains"], "samples": len(train_set),
+                             "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"])},
+                "validation": {"source": d["source"], "domains": d["val_domains"] or d["train_domains"],
+                               "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
+                               "auc": val["auc"]},
+                "trained_on": {"source": d["source"], "domains": d["train_domains"], "split": "train",
+                               "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"]},
+                "preprocess": params.to_dict(), "epochs": int(tc["epochs"]), "train_config": cfg}
+        save_model(out / "checkpoint.pt", model.cpu(), **meta)
+        (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
+    log.close()
+    return result
+
+
+def _accumulating_step(model, batch, optimisers, step, accumulate, scaler):
+    """Gradient accumulation for single-optimiser models: loss / k backpropagated, one step per k batches."""
+    (opt,) = optimisers.values()
+    model.train()
+    out = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
+    terms = model.loss(batch, out)
+    loss = terms["total"] / accumulate
+    (scaler.scale(loss) if scaler else loss).backward()
+    if (step + 1) % accumulate == 0:
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+    return {k: float(v.detach()) for k, v in terms.items()}
