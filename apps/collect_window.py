@@ -38,12 +38,12 @@ class CaptureThread(threading.Thread):
         self.recorder: TakeRecorder | None = None
         self.take_frames = 0  # frames wanted in the running take
         self.error: str | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         try:
             for frames in self.camera.frames():
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 with self.lock:
                     self.latest, self.count = frames, self.count + 1
@@ -57,7 +57,7 @@ class CaptureThread(threading.Thread):
             self.error = f"camera failed: {exc}"
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class CollectWindow(QMainWindow):
@@ -233,6 +233,10 @@ class CollectWindow(QMainWindow):
         self.timer.stop()
         self.stop_take()
         self.capture.stop()
+        # let the thread leave the camera's generator before the camera is closed by its owner (a
+        # thread killed inside native capture code at exit aborts the process); a stalled camera
+        # cannot hold the window up longer than this
+        self.capture.join(timeout=2.0)
         if self.writer is not None:
             self.writer.close()
             self.writer = None
