@@ -291,3 +291,31 @@ def test_eval_forward_exports_to_onnx(tmp_path):
     want = m(b3["rgb"], b3["depth"], b3["ir"], b3["present"])
     for k in m.output_names:
         assert torch.allclose(torch.from_numpy(got[k]), want[k], atol=1e-4), k
+
+
+def test_frozen_parts_get_no_gradient_and_optimiser_skips_them():
+    m = tiny(frozen_blocks=1, freeze_patch_embed=True)
+    b = batch_of(4)
+    opt = m.make_optimisers()
+    assert opt["model"].defaults["lr"] == 5e-5 and opt["model"].defaults["weight_decay"] == 1e-3
+    before = m.blocks[0].attn.qkv.weight.detach().clone()
+    m.train_step(b, opt)
+    assert m.blocks[0].attn.qkv.weight.grad is None and m.patch_embed["ir"].weight.grad is None
+    assert torch.equal(m.blocks[0].attn.qkv.weight, before)
+    assert m.blocks[1].attn.qkv.weight.grad is not None and m.pos_embed["rgb"].grad is not None
+    n_opt = sum(p.numel() for g in opt["model"].param_groups for p in g["params"])
+    assert n_opt == sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+def test_registry_build_and_checkpoint_round_trip_keep_prototypes(tmp_path):
+    models = pytest.importorskip("edge_fas.models")
+    torch.manual_seed(0)
+    m = models.build("mmdg", preset="edge", **TINY)
+    assert isinstance(m, mmdg.MMDG) and m.name == "mmdg"
+    b = batch_of(4)
+    m.train_step(b, m.make_optimisers(lr=1e-3))
+    m.eval()
+    path = models.save_checkpoint(tmp_path / "ckpt.pt", m, note="test")
+    again, info = models.load_checkpoint(path)
+    assert torch.equal(again.prototypes, m.prototypes) and bool(again.prototype_ready.any())
+    assert torch.equal(again.eval()(b["rgb"], b["depth"], b["ir"])["logits"], m(b["rgb"], b["depth"], b["ir"])["logits"])
