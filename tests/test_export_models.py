@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from edge_fas import models
 from edge_fas.errors import ConfigError
-from edge_fas.export import export_checkpoint, random_batch
-from edge_fas.runtime import load_runtime
+from edge_fas.cli import main
+from edge_fas.export import random_batch
+from edge_fas.runtime import load_artifact, load_runtime
 
-NAMES = ("mmfas", "mmdg", "spoof_trace", "vit", "resnet50")
+NAMES = models.MODEL_NAMES
 # small but real architectures (keeps export + parity quick); unknown keys fall back to input_size only
 SMALL = {"mmfas": {"input_size": 64, "width": 48, "enc_depth": 1},
          "mmdg": {"input_size": 64, "width": 48, "depth": 2},
@@ -19,27 +21,23 @@ SMALL = {"mmfas": {"input_size": 64, "width": 48, "enc_depth": 1},
 
 
 def _build(name):
-    models = pytest.importorskip("edge_fas.models")
     try:
         return models.build(name, preset="edge", **SMALL.get(name, {"input_size": 64}))
-    except ModuleNotFoundError as e:
-        pytest.skip(f"model {name} has not landed yet ({e})")
     except ConfigError:  # this model does not take these overrides
         return models.build(name, preset="edge", input_size=64)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_export_load_and_parity(name, tmp_path):
+def test_export_load_and_parity(name, tmp_path, capsys):
     torch.manual_seed(0)
     model = _build(name).eval()
-    models = pytest.importorskip("edge_fas.models")
-    try:
-        models.save_checkpoint(tmp_path / "ckpt.pt", model, threshold=0.41, threshold_split="synthetic dev",
-                               training={"summary": "synthetic only (test)"})
-    except ModuleNotFoundError as e:
-        pytest.skip(f"checkpoints have not landed yet ({e})")
-    art = export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "art", parity_count=8, parity_batch=4,
-                             parity_source="random")
+    models.save_checkpoint(tmp_path / "ckpt.pt", model, threshold=0.41, threshold_split="synthetic dev",
+                           training={"summary": "synthetic only (test)"})
+    assert main(["export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "art"), "--parity", "8",
+                 "--parity-source", "random"]) == 0
+    assert "parity: 8 frame sets" in capsys.readouterr().out
+    art = load_artifact(tmp_path / "art")
+    assert art.manifest["training"] == {"summary": "synthetic only (test)"}
     assert art.model_name == name and art.manifest["model"]["preset"] == "edge"
     assert art.threshold == pytest.approx(0.41)
     assert art.manifest["export"]["parity"]["max_abs_diff"]["score"] <= 1e-4
