@@ -70,3 +70,29 @@ def test_tracker_forgets_after_missing_frames():
     assert tr.update(None) == (None, False)
     assert tr.update(None) == (None, True)
     assert tr.update((0, 0, 50, 50))[1] is True
+
+
+def test_headless_sink_lines_and_truth_summary():
+    import io
+    import json
+
+    from edge_fas.pipeline.pipeline import Result
+    from edge_fas.pipeline.sinks import HeadlessSink
+    from edge_fas.types import FrameSet, GroundTruth, Verdict
+
+    out = io.StringIO()
+    sink = HeadlessSink(out)
+    cases = [(0, "live"), (0, "live"), (0, "unknown"), (1, "attack"), (1, "live"), (1, "attack")]
+    for i, (label, verdict) in enumerate(cases):
+        truth = GroundTruth(label, "bona_fide" if label == 0 else "print", face_box=(np.int64(1), 2, 3, 4))
+        v = Verdict(verdict, score=0.3, threshold=0.5, latency_ms={"total": 10.0 * (i + 1)}, truth=truth)
+        sink(Result(FrameSet(), v, "connected", {"frames": 6, "dropped": 1}))
+    rows = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert len(rows) == 6 and rows[0]["truth"]["face_box"] == [1, 2, 3, 4]  # numpy values serialised
+    s = sink.summary()
+    assert s["by_verdict"] == {"live": 3, "unknown": 1, "attack": 2} and s["dropped"] == 1
+    t = s["truth"]
+    assert t["attack_judged_live"] == 1 and t["attack_judged_live_by_species"] == {"print": 1}
+    assert t["accuracy_decided"] == pytest.approx(4 / 5) and t["bona_fide_live_rate"] == pytest.approx(2 / 3)
+    assert t["unknown_rate"] == pytest.approx(1 / 6)
+    assert s["latency_ms"]["p50"] == pytest.approx(35.0)

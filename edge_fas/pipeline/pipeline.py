@@ -101,6 +101,7 @@ class Pipeline:
         self.max_frames = max_frames
         self.clock = clock
         self.on_result = None  # callable(Result), called from the processing thread
+        self.on_frame = None  # callable(FrameSet), every captured frame, capture thread; must not block
         self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold))
         self.integrity = IntegrityChecker.from_config(self.config)
         d = self.config.detector
@@ -197,6 +198,11 @@ class Pipeline:
                         self.newest = frames
                         self.frames_captured += 1
                         self._capture_rate.tick(frames.meta["host_time"])
+                        if self.on_frame is not None:
+                            try:
+                                self.on_frame(frames)
+                            except Exception:
+                                log.exception("on_frame callback failed")
                         self.mailbox.put(frames, carry=_carry_faults)
                         if self.max_frames is not None and self.frames_captured >= self.max_frames:
                             return

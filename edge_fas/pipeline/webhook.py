@@ -7,13 +7,14 @@ timeout per attempt and `retries` retries after a failure. Outcomes are counted 
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 import urllib.error
 import urllib.request
+
+from edge_fas.pipeline.sinks import dumps
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Webhook:
                 payload = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = dumps(payload).encode()
             for attempt in range(self.retries + 1):
                 try:
                     self._post(body)

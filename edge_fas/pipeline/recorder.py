@@ -1,0 +1,88 @@
+"""`edge-fas run --record PATH`: write the camera stream of a run to a session folder (helper C's format).
+
+The live pipeline must never wait for the disk, so frames go through a bounded queue to a writer
+thread and are dropped (counted in `dropped`) when it is full; `edge-fas collect` is the loss-free
+operator tool. A take is begun whenever the source's ground truth changes (species, subject), so a
+recorded synthetic scenario or a replayed labelled session stays labelled and `edge-fas train` /
+`run --camera replay:PATH` can read it. A stream that does not know its truth (a real camera) cannot
+be labelled here: use `edge-fas collect`, which asks for labels and consent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from edge_fas.errors import RecordingError
+
+log = logging.getLogger(__name__)
+
+
+class StreamRecorder:
+    def __init__(self, path, camera, queue_frames: int = 120):
+        self.path = path
+        self.camera = camera
+        self.written = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._writer = None
+        self._take_key = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._thread = threading.Thread(target=self._run, name="edge-fas-record", daemon=True)
+        self._thread.start()
+
+    def put(self, frames) -> None:
+        """Offer a frame (called from the capture thread; never blocks)."""
+        if self.error is not None:
+            return
+        try:
+            self._queue.put_nowait(frames.replace(meta=dict(frames.meta)))
+        except queue.Full:
+            self.dropped += 1
+
+    def _open(self, frames):
+        from edge_fas.drivers.session import SessionWriter
+        synthetic = frames.device.driver == "synthetic"
+        return SessionWriter(self.path, device=frames.device, calibration=frames.calibration or self.camera.calibration,
+                             domain=frames.truth.domain if frames.truth else "",
+                             notes="recorded by edge-fas run --record",
+                             require_consent=not synthetic)
+
+    def _write(self, frames) -> None:
+        t = frames.truth
+        if t is None:
+            raise RecordingError(f"--record {self.path}: this camera's frames carry no labels; record labelled takes "
+                                 "of real people with `edge-fas collect` (it asks for the label and consent)")
+        if self._writer is None:
+            self._writer = self._open(frames)
+        key = (t.species, t.extra.get("subject"), frames.meta.get("take"))
+        if key != self._take_key:
+            self._writer.begin_take(species=t.species, label=int(t.label), subject_id=str(t.extra.get("subject", "")),
+                                    consent=t.label == 1 or frames.device.driver == "synthetic")
+            self._take_key = key
+        self._writer.write(frames)
+        self.written += 1
+
+    def _run(self) -> None:
+        while True:
+            frames = self._queue.get()
+            if frames is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                self._write(frames)
+            except Exception as e:  # reported at close; the run itself goes on
+                self.error = e
+                log.error("recording stopped: %s", e)
+
+    def close(self) -> None:
+        """Write what is queued and close the session."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._writer is not None:
+            self._writer.close()
+        if self.error is not None:
+            raise RecordingError(f"recording to {self.path} stopped after {self.written} frames: {self.error}") \
+                from self.error
