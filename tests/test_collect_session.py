@@ -80,3 +80,40 @@ def test_interrupted_take_stays_readable(tmp_path):
     assert r.takes[0].complete is False and r.takes[0].species == "print"
     rec.finish()
     writer.close()
+
+
+def test_collected_takes_feed_the_training_data_loader(session, tmp_path):
+    """Collected frames -> registration -> face crop -> CropSet -> CropDataset batches with the take labels:
+    what `edge-fas train` consumes. A second (attack) take gives both classes."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from edge_fas.calibration import register_to_color
+    from edge_fas.data.crops import CropDataset, CropSet, collate
+    from edge_fas.drivers.session import SessionReader
+    from edge_fas.face import FaceDetector
+    from edge_fas.preprocess import PreprocessParams, crop_face
+
+    attack = tmp_path / "attack"
+    assert main(ARGS + ["--out", str(attack), "--species", "print", "--subject", "S-043", "--frames", "3",
+                        "--no-face-check"]) == 0
+    params = PreprocessParams(size=64)
+    crops, labels, species, domains = [], [], [], []
+    with FaceDetector() as det:
+        for path in (session, attack):
+            r = SessionReader(path)
+            box = None
+            for frames in r:
+                reg = register_to_color(frames)
+                if box is None:  # the subject holds still during a take: find the face once
+                    box = det.detect(reg.rgb)[0].box
+                crops.append(crop_face(reg, box, params))
+                labels.append(frames.truth.label)
+                species.append(frames.truth.species)
+                domains.append(r.metadata["domain"])
+    data = CropSet.from_crops(crops, labels, species, domains)
+    assert sorted(set(data.species)) == ["bona_fide", "print"] and data.present.all()
+    batch = next(iter(DataLoader(CropDataset(data, augment=True), batch_size=len(data), collate_fn=collate)))
+    assert batch["rgb"].shape == (9, 3, 64, 64) and batch["depth"].shape == (9, 1, 64, 64)
+    assert batch["label"].tolist() == [0] * 6 + [1] * 3
+    assert torch.isfinite(batch["depth"]).all() and batch["depth"].abs().sum() > 0
