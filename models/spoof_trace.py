@@ -48,7 +48,6 @@ Interpretations / departures (the paper leaves these open):
 
 from __future__ import annotations
 
-import random
 import warnings
 
 import torch
@@ -499,7 +498,7 @@ class SpoofTraceNet(nn.Module):
         self._step(l_d, optimisers["discriminator"], scaler)
         # 3. consistency (alpha_8 Eq. 14), two spoofs' traces mixed with probability mix_prob
         mix = None
-        if pairs is not None and random.random() < self.config["mix_prob"]:
+        if pairs is not None and float(torch.rand(())) < self.config["mix_prob"]:  # torch RNG: seedable with the rest
             mix = torch.rand(len(pairs[0]), device=batch["label"].device)
         self._set_disc_grad(False)
         l_c = a[7] * self.consistency_loss(batch, gen["traces"], pres, pairs, mix)
