@@ -55,6 +55,8 @@ def main(argv=None) -> int:
                 x["input_size"] = art.input_size
                 x["parameters"] = art.manifest["model"]["parameters"]
             rows += r
+            if args.json_out:  # after every model, so a run cut short keeps what it measured
+                Path(args.json_out).write_text(json.dumps({"machine": machine, "results": rows}, indent=1))
             print(format_table([x for x in r if "skipped" not in x]).split("\n", 2)[-1], flush=True)
     done = [r for r in rows if "p50_ms" in r]
     print("\n" + format_table(done))
