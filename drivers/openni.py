@@ -35,6 +35,9 @@ __all__ = ["OpenNICamera", "open_openni", "list_devices", "find_redist"]
 
 NOMINAL_HFOV_DEG = 60.0  # Astra-class depth/colour field of view, used when the device does not report one
 _state = {"initialized": False, "redist": None}
+# Debian's libDummyDevice crashes (a background thread, later) once a stream or the device is destroyed;
+# Dummy streams are therefore only stopped and kept alive here until the process ends.
+_DUMMY_KEEPALIVE: list = []
 
 
 def find_redist() -> str:
@@ -152,7 +155,11 @@ class OpenNICamera(Camera):
         self.device = DeviceInfo(model=f"{info.vendor.decode()} {info.name.decode()}".strip() or "OpenNI2",
                                  serial=info.uri.decode(), firmware="",
                                  driver="replay" if self.playback else "openni")
-        self._start_streams(openni2)
+        try:
+            self._start_streams(openni2)
+        except BaseException:
+            self.close()  # streams must be destroyed before their device, never left to the garbage collector
+            raise
         self.status = "connected"
         return self
 
@@ -170,7 +177,11 @@ class OpenNICamera(Camera):
             stream = {"depth": dev.create_depth_stream, "rgb": dev.create_color_stream,
                       "ir": dev.create_ir_stream}[name]()
             if self.playback is None:
-                self._set_mode(openni2, stream, st, name)
+                try:
+                    self._set_mode(openni2, stream, st, name)
+                except CameraError:
+                    self._streams[name] = stream  # close() disposes of it safely
+                    raise
                 try:
                     stream.set_mirroring_enabled(False)
                 except Exception:
@@ -254,13 +265,20 @@ class OpenNICamera(Camera):
             self._recorder.stop()
             self._recorder.close()
             self._recorder = None
+        dummy = self.playback is None and (self.uri or "").lower() == "dummy"
         for s in self._streams.values():
             try:
                 s.stop()
-                s.close()
+                if dummy:
+                    _DUMMY_KEEPALIVE.append(s)
+                else:
+                    s.close()
             except Exception:
                 pass
         self._streams = {}
+        if self._dev is not None and dummy:
+            _DUMMY_KEEPALIVE.append(self._dev)
+            self._dev = None
         if self._dev is not None:
             try:
                 self._dev.close()
