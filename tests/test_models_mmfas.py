@@ -155,6 +155,18 @@ def test_paper_preset_shapes_and_training_record():
     assert 13e6 < n < 15.5e6  # 3 x 3 encoder blocks + 6 fusion blocks of width 270
 
 
+@pytest.mark.parametrize("preset", ["edge", "paper"])
+def test_full_size_forward_backward(preset):
+    torch.manual_seed(0)
+    net = build("mmfas", preset)
+    b = batch(n=2, s=net.input_size)
+    out = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    assert out["score"].shape == (2,) and set(out["align"]) == {"rgb_d", "rgb_i", "depth", "ir"}
+    net.loss(b, out)["total"].backward()
+    assert net.encoders["ir"].patch_embed.proj.weight.grad.abs().sum() > 0
+    assert net.head[-1].weight.grad.abs().sum() > 0
+
+
 def test_onnx_export_dynamic_batch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     net = tiny().eval()
