@@ -264,7 +264,11 @@ def train(cfg: dict) -> dict:
         if model.name != mc["name"]:
             raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
     else:
-        model = build(mc["name"], mc["preset"], **(mc["overrides"] or {}))
+        overrides = dict(mc["overrides"] or {})
+        model = build(mc["name"], mc["preset"], **overrides)
+        if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
+            overrides["num_domains"] = len(cfg["data"]["train_domains"])
+            model = build(mc["name"], mc["preset"], **overrides)
     if world > 1:
         _broadcast_params(model)
     model.to(device)
@@ -281,7 +285,9 @@ def train(cfg: dict) -> dict:
                           "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
     train_set, val_set = build_data(cfg, "train", params), build_data(cfg, "val", params)
     test_set = build_data(cfg, "test", params) if cfg["data"]["test_domains"] else None
-    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"])
+    domain_ids = {d: k for k, d in enumerate(cfg["data"]["train_domains"])}
+    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
+                     domain_ids=domain_ids)
     bs = int(tc["batch_size"])
     if world > 1:
         sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=int(tc["seed"]))
@@ -314,6 +320,10 @@ def train(cfg: dict) -> dict:
         ds.set_epoch(epoch)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+        if hasattr(model, "update_prototypes"):  # MMDG: per-epoch prototype refresh on half the train set
+            plain = CropDataset(train_set, domain_ids=domain_ids)
+            model.update_prototypes((_to(collate([plain[j] for j in range(i, min(i + 64, len(plain)))]), device)
+                                     for i in range(0, len(plain), 64)), sample_fraction=0.5, seed=epoch)
         t0, seen, run_loss = time.perf_counter(), 0, 0.0
         for step, batch in enumerate(loader):
             if step >= total_steps:

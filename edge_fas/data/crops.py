@@ -88,14 +88,17 @@ def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
 
 class CropDataset(Dataset):
     """Torch view of a CropSet. Items are dicts: rgb, depth, ir (float32 tensors), present (bool),
-    label (long), index. `drop` maps a modality name to a probability of zeroing it (missing-modality
+    label (long), domain (long id), index. `drop` maps a modality name to a probability of zeroing it (missing-modality
     training)."""
 
     MODS = ("rgb", "depth", "ir")
 
     def __init__(self, crops: CropSet, augment: bool = False, seed: int = 0, cutout: float = 0.3,
-                 drop: dict | None = None):
+                 drop: dict | None = None, domain_ids: dict | None = None):
         self.crops, self.augment, self.seed, self.cutout = crops, augment, int(seed), float(cutout)
+        # integer domain ids for domain-aware losses (MMDG's prototypes); unknown domains get -1
+        ids = domain_ids if domain_ids is not None else {d: k for k, d in enumerate(sorted(set(crops.domain.tolist())))}
+        self.domain_id = np.array([ids.get(d, -1) for d in crops.domain.tolist()], np.int64)
         self.drop = dict(drop or {})
         self.epoch = 0
 
@@ -119,11 +122,12 @@ class CropDataset(Dataset):
                     present[k] = False
             rgb, depth, ir = arrays
         return {"rgb": torch.from_numpy(rgb), "depth": torch.from_numpy(depth), "ir": torch.from_numpy(ir),
-                "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])), "index": int(i)}
+                "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])),
+                "domain": torch.tensor(int(self.domain_id[i])), "index": int(i)}
 
 
 def collate(items: list[dict]) -> dict:
-    out = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "ir", "present", "label")}
+    out = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "ir", "present", "label", "domain")}
     out["index"] = torch.tensor([it["index"] for it in items])
     return out
 

@@ -1,0 +1,74 @@
+"""Training throughput (samples/s through each model's own train_step) and batch-1 inference latency.
+
+    python benchmarks/bench_training.py --models mmfas,mmdg,spoof_trace --threads 1 [--device cuda]
+    python benchmarks/bench_training.py --models spoof_trace --set input_size=96
+
+Random inputs at the model's input size; labels half attack. Numbers depend on the machine and on
+what else runs on it: quote them with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+import yaml
+
+
+def bench(name, preset, overrides, device, batch, steps):
+    from edge_fas.models import build
+
+    m = build(name, preset, **overrides).to(device)
+    s = int(m.input_size)
+    b = {"rgb": torch.randn(batch, 3, s, s, device=device), "depth": torch.randn(batch, 1, s, s, device=device),
+         "ir": torch.randn(batch, 1, s, s, device=device), "present": torch.ones(batch, 3, dtype=torch.bool, device=device),
+         "label": torch.arange(batch, device=device) % 2, "domain": torch.zeros(batch, dtype=torch.long, device=device)}
+    opt = m.make_optimisers()
+    m.train_step(b, opt)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        m.train_step(b, opt)
+    sync()
+    train_rate = batch * steps / (time.perf_counter() - t)
+    m.eval()
+    x = {k: v[:1] for k, v in b.items()}
+    with torch.no_grad():
+        for _ in range(3):
+            m(x["rgb"], x["depth"], x["ir"], x["present"])
+        sync()
+        t = time.perf_counter()
+        n = 20
+        for _ in range(n):
+            m(x["rgb"], x["depth"], x["ir"], x["present"])
+        sync()
+    return s, train_rate, (time.perf_counter() - t) / n * 1000, sum(p.numel() for p in m.parameters()) / 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mmfas,mmdg,spoof_trace")
+    ap.add_argument("--preset", default="edge")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], help="model override KEY=VALUE")
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(a.threads)
+    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in a.set)}
+    dev = torch.device(a.device)
+    print(f"device {a.device}, {a.threads} thread(s), batch {a.batch}, preset {a.preset}, overrides {overrides}")
+    print("| model | input | params (M) | train samples/s | infer batch-1 ms |")
+    print("|---|---|---|---|---|")
+    for name in a.models.split(","):
+        s, rate, ms, mp = bench(name, a.preset, overrides, dev, a.batch, a.steps)
+        print(f"| {name} | {s} | {mp:.2f} | {rate:.1f} | {ms:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
