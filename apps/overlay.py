@@ -139,7 +139,9 @@ def legend(width: int = 160, height: int = 14) -> np.ndarray:
 
 
 def legend_caption(kind: str) -> str:
-    return {"trace": "spoof trace: none \u2192 strong", "uncertainty": "uncertainty: low \u2192 high"}[kind]
+    # The map is scaled to its own maximum per frame, so the legend is relative, not absolute.
+    return {"trace": "spoof trace (relative): low \u2192 high",
+            "uncertainty": "uncertainty (relative): low \u2192 high"}[kind]
 
 
 def render_overlay(frames: FrameSet, verdict: Verdict | None, show_map: bool = True,
