@@ -89,6 +89,8 @@ class ResNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
+        if self.conv1.weight.is_meta:  # shape-only build (parameter counts): nothing to initialise
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
