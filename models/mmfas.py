@@ -11,8 +11,10 @@ Architecture (paper preset; the edge preset shrinks sizes only):
   * ICL (Eqs. 1-3): s_ij = f_rgb(i)^T f_x(j) on L2-normalised vectors, p = softmax_j(s / tau),
     cross-entropy with the matching instance as target, mean of both directions, summed over
     the two modules (CLIP-style).
-  * CM (Eq. 4): a 540-wide FC (a Linear on the 540-wide [f_rgb ; f_x], 2 classes) predicts
-    whether a pair shares the class; pairs by hard negative mining (per RGB sample i, the
+  * CM (Eq. 4): the matching predictor, a 540-wide FC module on the concatenation [f_rgb ; f_x]
+    (Linear 540->540, ReLU, Linear 540->2; a hidden layer is needed: "same class" is an XOR of
+    the two features' classes, which no single linear layer on the concatenation can express),
+    predicts whether a pair shares the class; pairs by hard negative mining (per RGB sample i, the
     other-modality sample of the other class with the HIGHEST similarity) and hard positive
     mining (same class, LOWEST similarity, i itself allowed so one always exists): up to 2N pairs.
 - Shallow fusion: F_rgb = (F'_rgb(1) + F'_rgb(2)) / 2.
@@ -81,7 +83,8 @@ class AlignmentModule(nn.Module):
         self.proj_rgb = nn.Linear(width, width)
         self.proj_other = nn.Linear(width, width)
         self.log_inv_tau = nn.Parameter(torch.tensor(math.log(1.0 / tau_init)))
-        self.matcher = nn.Linear(2 * width, 2)  # the 540-wide FC of the paper (input [f_rgb ; f_x])
+        # the paper's 540-wide FC matching predictor on [f_rgb ; f_x]
+        self.matcher = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.ReLU(inplace=True), nn.Linear(2 * width, 2))
 
     def similarity(self, f_rgb, f_other):
         """s_ij / tau for L2-normalised class tokens (B, D) x (B, D) -> (B, B)."""

@@ -109,6 +109,25 @@ def test_hard_pair_mining_picks_hardest_negative_and_positive():
     assert len(ri) == 4 and bool(same.all())
 
 
+def test_class_matching_head_learns_same_class_pairs():
+    """Same-class is an XOR of the pair's classes: the matcher must learn it from mined pairs."""
+    torch.manual_seed(0)
+    mod = tiny().align["depth"]
+    g = torch.Generator().manual_seed(2)
+    label = torch.tensor([0, 1] * 16)
+    centre = torch.randn(2, 24, generator=g) * 3
+    f_r = centre[label] + torch.randn(32, 24, generator=g)
+    f_o = centre[label] + torch.randn(32, 24, generator=g)
+    opt = torch.optim.Adam(mod.matcher.parameters(), lr=1e-2)
+    for _ in range(60):
+        ri, oi, same = mine_pairs(mod.similarity(f_r, f_o).detach(), label)
+        loss = torch.nn.functional.cross_entropy(mod.matcher(torch.cat([f_r[ri], f_o[oi]], dim=1)), same)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss < 0.1  # chance is ln 2 = 0.69
+
+
 def test_alignment_losses_skip_missing_modalities_and_reach_encoders():
     net = tiny().train()
     b = batch()
@@ -149,7 +168,7 @@ def test_paper_preset_shapes_and_training_record():
     assert len(net.encoders["rgb"].blocks) == 3 and net.encoders["rgb"].blocks[0].attn.head_dim == 45
     assert net.encoders["rgb"].pos_embed.shape == (1, 197, 270)
     assert net.fusion[0].mlp.fc1.weight.shape == (1080, 270)
-    assert net.align["depth"].matcher.in_features == 540
+    assert net.align["depth"].matcher[0].weight.shape == (540, 540)
     assert net.paper_training["lr"] == 1e-4 and net.paper_training["epochs"] == 30
     n = sum(p.numel() for p in net.parameters())
     assert 13e6 < n < 15.5e6  # 3 x 3 encoder blocks + 6 fusion blocks of width 270
