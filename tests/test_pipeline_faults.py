@@ -234,3 +234,35 @@ def test_faults_of_skipped_frames_are_carried_to_the_next_judged_frame():
     assert any("repeated_frame" in codes(r.verdict) for r in results)
     judged = [r for r in results if r.frames is not None and 15 <= r.frames.counter]
     assert judged and judged[0].verdict.verdict == "attack"
+
+
+def test_bright_colour_registers_only_around_the_face_when_roi_is_supported():
+    calls = []
+
+    def register(frames, roi=None):
+        calls.append(roi)
+        return frames
+
+    p = Pipeline(Camera(), Runtime(), load_config(), detector=BoxDetector(), register=register)
+    p.process(frame(0))
+    (roi,) = calls
+    assert roi[0] <= BOX[0] and roi[1] <= BOX[1] and roi[2] >= BOX[2] and roi[3] >= BOX[3]
+    calls.clear()
+    p.process(frame(1, face=False))
+    assert calls == []  # no face: nothing to register
+
+
+def test_dark_colour_detects_on_registered_ir():
+    seen = []
+
+    class IrDetector(BoxDetector):
+        def detect(self, image):
+            seen.append(image.shape)
+            return [Det(BOX)]
+
+    p = Pipeline(Camera(), Runtime(), load_config(), detector=IrDetector(), register=lambda f: f)
+    dark = frame(0)
+    dark.rgb[:] = 5
+    v = p.process(dark)[1]
+    assert seen == [(H, W)]  # the single-channel IR image, not colour
+    assert v.box == BOX and v.score is not None

@@ -7,7 +7,8 @@ API (used by `edge-fas run`, the GUI in edge_fas.apps.viewer, and benchmarks/ben
     pipeline.start(); ...; pipeline.stop() # or `with Pipeline(...) as pipeline:`
     pipeline.latest() -> Result | None     # newest frame with the latest verdict, never blocks
 
-Result fields: `frames` (the newest FrameSet; registered when the worker produced it), `verdict`
+Result fields: `frames` (the newest FrameSet as the camera gave it; colour pixels are the same as after
+registration, so the verdict's box and maps sit on its colour image), `verdict`
 (edge_fas.types.Verdict: verdict, score, threshold, reasons, latency_ms per stage, frame ids, truth,
 box, output ModelOutput with trace/uncertainty maps), `camera_status` (str, drivers.base.STATUSES),
 `fps_display`, `fps_decisions`, `dropped` (also in the `counters` dict).

@@ -13,6 +13,7 @@ camera_disconnected while reconnecting). Any exception becomes a fault reason, n
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -28,10 +29,12 @@ from edge_fas.pipeline.decision import DecisionPolicy, reason
 from edge_fas.pipeline.integrity import IntegrityChecker
 from edge_fas.pipeline.mailbox import Mailbox
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
+from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
 
 log = logging.getLogger(__name__)
 
+ROI_MARGIN = 1.25  # registered area around the face, relative to the crop square
 BAD_STATUSES = ("stalled", "reconnecting", "failed")  # "closed" at the end of a source is no fault
 
 
@@ -84,9 +87,9 @@ def _carry_faults(dropped: FrameSet, newer: FrameSet) -> None:
         newer.meta["faults"] = list(newer.meta.get("faults", ())) + carried
 
 
-def _default_register(frames: FrameSet) -> FrameSet:
+def _default_register():
     from edge_fas.calibration import register_to_color
-    return register_to_color(frames)
+    return register_to_color
 
 
 class Pipeline:
@@ -97,7 +100,11 @@ class Pipeline:
         self.config = config if config is not None else Config()
         self._detector = detector
         self._own_detector = detector is None
-        self.register = register or _default_register
+        self.register = register or _default_register()
+        try:
+            self._register_roi = "roi" in inspect.signature(self.register).parameters
+        except (TypeError, ValueError):
+            self._register_roi = False
         self.max_frames = max_frames
         self.clock = clock
         self.on_result = None  # callable(Result), called from the processing thread
@@ -277,17 +284,33 @@ class Pipeline:
             except Exception:
                 log.exception("on_result callback failed")
 
+    def _bright(self, frames: FrameSet) -> bool:
+        rgb = frames.rgb
+        return rgb is not None and float(rgb[::8, ::8].mean()) >= self.config.detector.dark_rgb_mean
+
     def _detect(self, frames: FrameSet):
-        """Faces on colour, or on IR when the colour image is too dark (or absent)."""
-        rgb, ir = frames.rgb, frames.ir
-        dark = rgb is None or float(rgb[::8, ::8].mean()) < self.config.detector.dark_rgb_mean
-        image = _to_uint8(ir) if dark and ir is not None else rgb
-        if image is None:
+        """Faces on colour, or on (registered) IR when the colour image is too dark (or absent)."""
+        if self._bright(frames):
+            return self._detector.detect(frames.rgb), frames.rgb.shape
+        if frames.ir is None or not frames.registered:
             return [], None
-        return self._detector.detect(image), image.shape
+        ir = _to_uint8(frames.ir)
+        return self._detector.detect(ir), ir.shape
+
+    def _register(self, frames: FrameSet, box=None) -> FrameSet:
+        """Registered frames; with a face box only its surroundings when the registration supports an ROI
+        (depth outside stays 0 = no measurement, which the crop never reaches)."""
+        if box is not None and self._register_roi:
+            sq = square_box(box, self.runtime.preprocess.crop_scale * ROI_MARGIN)
+            return self.register(frames, roi=tuple(int(round(v)) for v in sq))
+        return self.register(frames)
 
     def process(self, frames: FrameSet) -> tuple[FrameSet, Verdict]:
-        """Judge one frame set: returns (registered frames, verdict). Runs in the processing thread."""
+        """Judge one frame set: returns (the frames as captured, verdict). Runs in the processing thread.
+
+        Colour is the same before and after registration, so on a bright colour image the face is found
+        first and only its surroundings are registered (when the registration takes an ROI); in the dark,
+        or to pick the closest face, everything is registered first."""
         t = [self.clock()]
         lat: dict[str, float] = {}
 
@@ -304,26 +327,30 @@ class Pipeline:
         if self.camera_status in BAD_STATUSES:
             faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
                                  f"camera {self.camera_status}"))
-        try:
-            reg = self.register(frames)
-        except Exception as e:
-            reg = frames
-            faults.append(reason(D.PIPELINE_ERROR, f"registration failed: {e}"))
-        lap("registration")
 
-        detections, shape = self._detect(reg)
-        depth_m = reg.depth_m() if reg.registered else None
+        reg = None
+        register_first = not self._bright(frames) or self.config.detector.select == "closest"
+        if register_first:
+            reg, fault = self._try_register(frames)
+            faults += fault
+            lap("registration")
+        detections, shape = self._detect(reg if reg is not None else frames)
+        depth_m = reg.depth_m() if reg is not None and reg.registered else None
         chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
         box, changed = self.tracker.update(chosen.box if chosen is not None else None)
         if changed:
             self.policy.reset()
         lap("detection")
+        if reg is None and box is not None:
+            reg, fault = self._try_register(frames, box)
+            faults += fault
+            lap("registration")
 
         out, score = None, None
         if box is None:
             faults.append(reason(D.NO_FACE))
-        else:
-            faults += self._distance_faults(depth_m, box)
+        elif reg is not None:
+            faults += self._distance_faults(reg.depth_m() if reg.registered else None, box)
             crop = None
             try:
                 crop = self._crop(reg, box)
@@ -343,7 +370,13 @@ class Pipeline:
         lap("decision")
         lat["total"] = (t[-1] - t[0]) * 1000.0 + (age_ms or 0.0)
         verdict.latency_ms = lat
-        return reg, verdict
+        return frames, verdict
+
+    def _try_register(self, frames: FrameSet, box=None) -> tuple[FrameSet | None, list[str]]:
+        try:
+            return self._register(frames, box), []
+        except Exception as e:
+            return None, [reason(D.PIPELINE_ERROR, f"registration failed: {e}")]
 
     def _crop(self, reg: FrameSet, box):
         from edge_fas.preprocess import crop_face
