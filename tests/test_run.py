@@ -92,3 +92,13 @@ def test_bad_arguments_are_refused_clearly(artifact, edge_fas):
     assert p.returncode != 0 and "--max-frames" in p.stderr
     p = edge_fas("--camera", "synthetic", "--model", str(artifact / "nope"), "--headless")
     assert p.returncode != 0 and "nope" in p.stderr
+
+
+def test_gui_launch_takes_a_screenshot(artifact, tmp_path, edge_fas, monkeypatch):
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    png = tmp_path / "shot.png"
+    p = edge_fas("--camera", "synthetic", "--model", str(artifact), "--screenshot", str(png),
+                 "--screenshot-after", "5", *SMALL)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert png.is_file() and png.stat().st_size > 1000
+    assert '"summary":true' in p.stderr  # the GUI run still reports its summary (on stderr)
