@@ -3,6 +3,8 @@ captured CUDA graph for one fixed batch size on GPU (other batch sizes run eager
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from edge_fas.artifact import Artifact
@@ -47,7 +49,9 @@ class TorchRuntime(Runtime):
             raise EdgeFasError(f"device {device} asked for, but this PyTorch has no usable CUDA; use device=cpu")
         if (half or cuda_graph_batch) and dev.type != "cuda":
             raise EdgeFasError("half precision and CUDA graphs are GPU options; drop them or use device=cuda")
-        self.model = (model if model is not None else load_model(artifact)).eval().to(dev)
+        # a given model is copied: half() and .to() must not change the caller's (or another runtime's) model
+        model = copy.deepcopy(model) if model is not None else load_model(artifact)
+        self.model = model.eval().to(dev)
         self.dtype = torch.float16 if half else torch.float32
         if half:
             self.model.half()
