@@ -96,3 +96,29 @@ def test_headless_sink_lines_and_truth_summary():
     assert t["accuracy_decided"] == pytest.approx(4 / 5) and t["bona_fide_live_rate"] == pytest.approx(2 / 3, abs=1e-4)
     assert t["unknown_rate"] == pytest.approx(1 / 6, abs=1e-4)
     assert s["latency_ms"]["p50"] == pytest.approx(35.0)
+
+
+def test_systemd_watchdog_pings_only_on_healthy_fresh_frames(tmp_path):
+    import socket
+
+    from edge_fas.pipeline.pipeline import Result
+    from edge_fas.pipeline.systemd import Watchdog
+    from edge_fas.types import FrameSet, Verdict
+
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(1)
+    now = [0.0]
+    wd = Watchdog(path, min_interval_s=1.0, clock=lambda: now[0])
+    wd(Result(None, Verdict("unknown", reasons=["camera_stalled: no frame"])))  # stall: nothing sent
+    wd(Result(FrameSet(), Verdict("unknown", reasons=["repeated_frame: rgb"])))  # replayed: nothing
+    wd(Result(FrameSet(), Verdict("unknown", reasons=["no_face"])))  # empty kiosk is healthy
+    assert server.recv(100).startswith(b"READY=1") and server.recv(100) == b"WATCHDOG=1"
+    now[0] = 0.5
+    wd(Result(FrameSet(), Verdict("live")))  # rate limited
+    now[0] = 1.6
+    wd(Result(FrameSet(), Verdict("live")))
+    assert server.recv(100) == b"WATCHDOG=1" and wd.pings == 2
+    server.close()
+    assert Watchdog("").enabled is False

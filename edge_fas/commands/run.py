@@ -46,6 +46,17 @@ def _has_display() -> bool:
                 or sys.platform in ("darwin", "win32"))
 
 
+def _stop_on_sigterm() -> None:
+    """systemd stops services with SIGTERM: finish like Ctrl-C (summary printed, camera closed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, handler)
+
+
 def build_pipeline(args, config):
     """Camera, runtime and Pipeline from the arguments (shared with benchmarks/bench_pipeline.py)."""
     from edge_fas.drivers import open_camera
@@ -71,6 +82,7 @@ def run(args) -> int:
         raise EdgeFasError("no display for the GUI (DISPLAY is not set); add --headless for JSON lines on stdout, "
                            "or run under a desktop session / xvfb-run")
     from edge_fas.pipeline.sinks import HeadlessSink
+    from edge_fas.pipeline.systemd import Watchdog
     from edge_fas.pipeline.webhook import Webhook
 
     pipeline, runtime, spec = build_pipeline(args, config)
@@ -78,6 +90,7 @@ def run(args) -> int:
           f"threshold {pipeline.policy.threshold:.3f}", file=sys.stderr)
     sink = HeadlessSink(verdicts=args.headless and not args.quiet)
     webhook = Webhook.from_config(config.webhook)
+    watchdog = Watchdog()  # systemd Type=notify (jetson/edge-fas.service); no-op elsewhere
     recorder = None
     if args.record or config.record.path:
         from edge_fas.pipeline.recorder import StreamRecorder
@@ -86,6 +99,7 @@ def run(args) -> int:
 
     def on_result(result):
         sink(result)
+        watchdog(result)
         if webhook is not None:
             webhook.send(result.verdict.to_dict())
 
@@ -94,6 +108,7 @@ def run(args) -> int:
     try:
         pipeline.start()
         if args.headless:
+            _stop_on_sigterm()
             while pipeline.running:
                 time.sleep(0.05)
         else:
@@ -103,6 +118,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        watchdog.stopping()
         pipeline.stop()
         if webhook is not None:
             webhook.close()
