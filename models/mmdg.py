@@ -43,8 +43,13 @@ Where this departs from / interprets the paper or the official code:
 - Missing modalities (present False) enter as zero images (flexible-modal protocols); a sample's SSP
   term counts only for its present modalities.
 - The grid is input_size / patch_size (14 at 224) rather than the official hard-coded 14.
-- `ir_channels=3` takes IR as [IR, HOG(IR), PLGF(IR)] like the official data loader (the caller
-  supplies the 3-channel tensor; the model only sizes its IR patch projection for it).
+- `ir_channels=3` feeds IR as [IR, HOG(IR), PLGF(IR)] like the official data loader. Given the
+  usual 1-channel IR the model computes the two extra channels itself (`ir_hog_plgf`, plain torch
+  and exportable); a 3-channel IR tensor is used as given. HOG here is the rendered HOG picture
+  (8x8 cells, 9 unsigned orientation bins, each cell drawing a line per bin across the cell,
+  perpendicular to the gradient, as skimage's `hog(visualize=True)`), without block
+  normalisation; PLGF is the local gravitational force magnitude arctan(|K * I| / I) with 5x5
+  kernels cos/r^2, sin/r^2, on the IR shifted to be positive (the model sees normalised IR).
 """
 
 from __future__ import annotations
@@ -160,6 +165,58 @@ def analytic_certainty(x: torch.Tensor, p: float, rate: float) -> torch.Tensor:
         return torch.exp(-rate * x.abs() * math.sqrt(p / (1.0 - p)))
 
 
+# ---- IR descriptors for ir_channels=3 -------------------------------------------------------------
+HOG_CELL, HOG_BINS, PLGF_SIZE = 8, 9, 5
+
+
+def _hog_stencils(cell: int, bins: int) -> torch.Tensor:
+    """(bins, 1, cell, cell) line drawings: bin b (gradient orientation b*pi/bins) draws a line
+    through the cell centre perpendicular to that gradient, as skimage's HOG visualisation."""
+    c = (cell - 1) / 2.0
+    yy, xx = torch.meshgrid(torch.arange(cell) - c, torch.arange(cell) - c, indexing="ij")
+    out = []
+    for b in range(bins):
+        t = math.pi * b / bins  # gradient direction; the drawn line runs along (-sin t, cos t)
+        dist = (xx * math.cos(t) + yy * math.sin(t)).abs()  # distance from the line
+        out.append((dist <= 0.5).float())
+    return torch.stack(out).unsqueeze(1)
+
+
+def _plgf_kernels(size: int) -> torch.Tensor:
+    c = size // 2
+    yy, xx = torch.meshgrid(torch.arange(size) - c, torch.arange(size) - c, indexing="ij")
+    r2 = (xx**2 + yy**2).float()
+    r3 = r2.clamp(min=1) ** 1.5
+    kx = torch.where(r2 > 0, xx / r3, torch.zeros(()))  # cos(theta) / r^2
+    ky = torch.where(r2 > 0, yy / r3, torch.zeros(()))
+    return torch.stack([kx, ky]).unsqueeze(1).float()
+
+
+def ir_hog_plgf(ir: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) IR -> (B, 3, S, S) [IR, HOG picture, PLGF], S a multiple of 8 (see module doc).
+    Both descriptors are invariant to a positive scale of the input."""
+    b, _, h, w = ir.shape
+    if h % HOG_CELL or w % HOG_CELL:
+        raise ConfigError(f"mmdg: ir_channels=3 needs an input size that is a multiple of {HOG_CELL}, got {h}x{w}")
+    sobel = ir.new_tensor([[[[-1.0, 0.0, 1.0]]]])
+    gx = F.conv2d(F.pad(ir, (1, 1, 0, 0), mode="replicate"), sobel)
+    gy = F.conv2d(F.pad(ir, (0, 0, 1, 1), mode="replicate"), sobel.transpose(2, 3))
+    mag = torch.sqrt(gx * gx + gy * gy)
+    angles = torch.arange(HOG_BINS, dtype=ir.dtype, device=ir.device) * (math.pi / HOG_BINS)
+    proj = (gx * torch.cos(angles).view(1, -1, 1, 1) + gy * torch.sin(angles).view(1, -1, 1, 1)).abs()
+    nearest = F.one_hot(proj.argmax(dim=1), HOG_BINS).permute(0, 3, 1, 2).to(ir.dtype)  # unsigned bin
+    hist = F.avg_pool2d(nearest * mag, HOG_CELL)  # (B, bins, S/8, S/8)
+    hist = hist / (hist.flatten(1).amax(dim=1).view(-1, 1, 1, 1) + 1e-12)
+    hog = F.conv_transpose2d(hist, _hog_stencils(HOG_CELL, HOG_BINS).to(ir), stride=HOG_CELL)
+    lo = ir.amin(dim=(1, 2, 3), keepdim=True)
+    hi = ir.amax(dim=(1, 2, 3), keepdim=True)
+    pos = ir - lo + 0.01 * (hi - lo) + 1e-12  # positive, and scales with the input
+    k = _plgf_kernels(PLGF_SIZE).to(ir)
+    force = F.conv2d(F.pad(pos, (PLGF_SIZE // 2,) * 4, mode="replicate"), k)
+    plgf = torch.atan(torch.sqrt((force * force).sum(dim=1, keepdim=True)) / pos)
+    return torch.cat([ir, hog, plgf], dim=1)
+
+
 # ---- U-Adapter ---------------------------------------------------------------------------------
 class QuickGELU(nn.Module):
     def forward(self, x):
@@ -247,7 +304,7 @@ class Attention(nn.Module):
 
     def forward(self, x):
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
@@ -357,6 +414,8 @@ class MMDG(nn.Module):
             p = torch.ones(b, 3, dtype=rgb.dtype, device=rgb.device)
         else:
             p = present.to(device=rgb.device, dtype=rgb.dtype).reshape(b, 3)
+        if self.config["ir_channels"] == 3 and ir.shape[1] == 1:
+            images["ir"] = ir_hog_plgf(ir)
         x = {}
         for i, m in enumerate(MODALITIES):
             img = images[m] * p[:, i].view(-1, 1, 1, 1)

@@ -319,3 +319,22 @@ def test_registry_build_and_checkpoint_round_trip_keep_prototypes(tmp_path):
     again, info = models.load_checkpoint(path)
     assert torch.equal(again.prototypes, m.prototypes) and bool(again.prototype_ready.any())
     assert torch.equal(again.eval()(b["rgb"], b["depth"], b["ir"])["logits"], m(b["rgb"], b["depth"], b["ir"])["logits"])
+
+
+def test_ir_hog_plgf_channels():
+    g = torch.Generator().manual_seed(0)
+    ir = torch.rand(2, 1, 16, 16, generator=g)
+    three = mmdg.ir_hog_plgf(ir)
+    assert three.shape == (2, 3, 16, 16) and torch.equal(three[:, :1], ir)
+    assert torch.allclose(mmdg.ir_hog_plgf(3.0 * ir)[:, 1:], three[:, 1:], atol=1e-5)  # scale invariant
+    edge = torch.zeros(1, 1, 16, 16)
+    edge[..., 8:] = 1.0  # a vertical edge: horizontal gradient, HOG draws vertical lines
+    hog = mmdg.ir_hog_plgf(edge)[0, 1]
+    lit = sorted(set(torch.nonzero(hog)[:, 1].tolist()))
+    assert lit == [3, 4, 11, 12]  # the middle columns of each 8-wide cell, over all rows
+    assert (hog[:, 3] > 0).all()
+    m = tiny(ir_channels=3).eval()
+    b = batch_of(2)
+    out = m(b["rgb"], b["depth"], b["ir"])
+    assert torch.equal(out["logits"], m(b["rgb"], b["depth"], mmdg.ir_hog_plgf(b["ir"]))["logits"])
+    assert m.patch_embed["ir"].in_channels == 3
