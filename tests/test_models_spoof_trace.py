@@ -248,3 +248,14 @@ def test_validation_loss_from_eval_output_keeps_batchnorm_stats():
         terms = net.loss(b, net(b["rgb"], b["depth"], b["ir"], b["present"]))
     assert torch.isfinite(terms["total"]) and not net.training
     assert torch.equal(stats, net.encoders["rgb"].bn1.running_mean)
+
+
+def test_train_step_single_class_batch_and_grad_scaler():
+    net = tiny(modalities=("rgb", "depth"))
+    opts = net.make_optimisers()
+    live = {**make_batch(n=2), "label": torch.zeros(2, dtype=torch.long)}
+    r = net.train_step(live, opts)  # no spoof: no synthesised spoofs, no consistency step
+    assert r["consistency"] == 0.0 and np.isfinite(r["total"]) and np.isfinite(r["D"])
+    before = net.decoders["rgb"].out.weight.clone()
+    r = net.train_step(make_batch(n=2), opts, scaler=torch.amp.GradScaler("cpu"))
+    assert np.isfinite(r["total"]) and not torch.equal(before, net.decoders["rgb"].out.weight)
