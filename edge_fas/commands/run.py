@@ -46,15 +46,20 @@ def _has_display() -> bool:
                 or sys.platform in ("darwin", "win32"))
 
 
-def _stop_on_sigterm() -> None:
-    """systemd stops services with SIGTERM: finish like Ctrl-C (summary printed, camera closed)."""
+def _stop_on_sigterm():
+    """systemd stops services with SIGTERM: finish like Ctrl-C (summary printed, camera closed).
+    Returns a function that puts the previous handler back."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        def handler(signum, frame):
-            raise KeyboardInterrupt
-        signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def build_pipeline(args, config):
@@ -105,10 +110,11 @@ def run(args) -> int:
 
     pipeline.on_result = on_result
     rc = 0
+    restore_sigterm = lambda: None  # noqa: E731
     try:
         pipeline.start()
         if args.headless:
-            _stop_on_sigterm()
+            restore_sigterm = _stop_on_sigterm()
             while pipeline.running:
                 time.sleep(0.05)
         else:
@@ -118,6 +124,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        restore_sigterm()
         watchdog.stopping()
         pipeline.stop()
         if webhook is not None:
