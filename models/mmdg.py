@@ -579,8 +579,11 @@ class MMDG(nn.Module):
             ssp = [terms[f"ssp_{m}"] for m in MODALITIES]
             per_mod = [torch.autograd.grad(scale(l), params, retain_graph=True, allow_unused=True) for l in ssp]
             scale(terms["ce"]).backward()
-            values = [float(l.detach()) for l in ssp]
-            certs = [float(c) for c in out["certainties"]]
+            # a modality absent from the whole batch has SSP loss 0 and no gradient: it must not
+            # count as the fast one, so its loss is +inf and its certainty 0
+            has = [bool((out["present"][:, i] > 0).any()) for i in range(3)]
+            values = [float(l.detach()) if h else float("inf") for l, h in zip(ssp, has)]
+            certs = [float(c) if h else 0.0 for c, h in zip(out["certainties"], has)]
             for k, (prm, owner) in enumerate(owned):
                 g = [per_mod[i][k] for i in range(3)]
                 if all(gi is None for gi in g):

@@ -338,3 +338,18 @@ def test_ir_hog_plgf_channels():
     out = m(b["rgb"], b["depth"], b["ir"])
     assert torch.equal(out["logits"], m(b["rgb"], b["depth"], mmdg.ir_hog_plgf(b["ir"]))["logits"])
     assert m.patch_embed["ir"].in_channels == 3
+
+
+def test_loss_on_an_eval_output_and_a_batch_missing_a_modality():
+    m = tiny()
+    b = batch_of(4)
+    m.update_prototypes([b])
+    m.eval()
+    out = m(b["rgb"], b["depth"], b["ir"], b["present"])
+    terms = m.loss(b, out)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logits"], b["label"].float())
+    assert torch.allclose(terms["ce"], bce, atol=1e-5)
+    assert set(terms) == {"ce", "ssp_rgb", "ssp_depth", "ssp_ir", "total"}
+    b["present"][:, 1] = False  # no depth anywhere in the batch
+    res = m.train_step(b, m.make_optimisers(lr=1e-3))
+    assert res["ssp_depth"] == 0.0 and all(v == v for v in res.values())  # finite, no NaN
