@@ -78,6 +78,8 @@ def test_headless_synthetic_then_replay_of_its_recording(artifact, tmp_path, edg
     assert {"registration", "detection", "crop", "inference", "decision", "total"} <= set(judged[0]["latency_ms"])
     assert judged[0]["truth"]["species"] and "box" in judged[0]
     assert "recorded" in p.stderr
+    recorded = [json.loads(x) for f in sorted(session.glob("takes/*/frames.jsonl")) for x in f.read_text().splitlines()]
+    assert recorded and all("host_time" not in r["meta"] and r.get("truth") for r in recorded)
 
     # the recording plays back through the same pipeline, with its labels
     p2 = edge_fas("--camera", f"replay:{session}", "--model", str(artifact), "--headless")

@@ -18,6 +18,8 @@ from edge_fas.errors import RecordingError
 
 log = logging.getLogger(__name__)
 
+PIPELINE_KEYS = ("faults", "host_time")  # this run's bookkeeping, not part of the recorded stream
+
 
 class StreamRecorder:
     def __init__(self, path, camera, queue_frames: int = 120):
@@ -37,7 +39,8 @@ class StreamRecorder:
         if self.error is not None:
             return
         try:
-            self._queue.put_nowait(frames.replace(meta=dict(frames.meta)))
+            meta = {k: v for k, v in frames.meta.items() if k not in PIPELINE_KEYS}
+            self._queue.put_nowait(frames.replace(meta=meta))
         except queue.Full:
             self.dropped += 1
 
