@@ -1,13 +1,137 @@
-"""`edge-fas calibrate`: placeholder until its issue lands (see README status)."""
+"""`edge-fas calibrate`: checkerboard calibration of a colour + IR/depth rig, written as rig YAML.
 
-from edge_fas.errors import EdgeFasError
+    edge-fas calibrate --out rig.yaml --images DIR          # DIR/color_*.png with DIR/ir_*.png, paired by name
+    edge-fas calibrate --out rig.yaml --camera SPEC         # grab views live (IR emitter off), move the board
+    edge-fas calibrate --out rig.yaml --synthetic           # synthetic views of the simulated rig (try-out)
+    edge-fas calibrate --check --camera SPEC [--calibration-file rig.yaml]   # registration check only
 
-HELP = "calibrate (not implemented yet)"
+The written YAML is what calibration.file expects. `--check` measures how far registered-depth edges sit
+from colour edges (pixels) and saves an overlay image to look at.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_fas.config import add_config_arguments, config_from_args
+from edge_fas.errors import CalibrationError, EdgeFasError
+
+HELP = "calibrate a custom rig with a checkerboard (or check an existing registration)"
 
 
 def add_arguments(parser):
-    pass
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--images", help="folder of color_NN.png and ir_NN.png pairs")
+    src.add_argument("--synthetic", action="store_true", help="use synthetic board views of the simulated rig")
+    parser.add_argument("--camera", default=None, help="grab views from this camera (default: the config's)")
+    parser.add_argument("--out", help="rig YAML to write")
+    parser.add_argument("--pattern", default="9x6", help="inner corners, COLSxROWS (default 9x6)")
+    parser.add_argument("--square", type=float, default=0.025, help="square size in metres (default 0.025)")
+    parser.add_argument("--views", type=int, default=15, help="views to grab from a camera (default 15)")
+    parser.add_argument("--seconds", type=float, default=120.0, help="give up grabbing views after this long")
+    parser.add_argument("--max-rms", type=float, default=1.0, help="refuse a result above this reprojection error (px)")
+    parser.add_argument("--check", action="store_true", help="registration check: edge misalignment on the camera")
+    parser.add_argument("--overlay", default="registration_check.png", help="--check: overlay image to write")
+    add_config_arguments(parser, sections=["camera", "calibration"])
 
 
-def run(args):
-    raise EdgeFasError("`edge-fas calibrate` is not implemented yet in this build; see the README's status table")
+def _pattern(text: str) -> tuple[int, int]:
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EdgeFasError(f"--pattern {text!r}: expected inner corners as COLSxROWS, e.g. 9x6") from None
+    if cols < 3 or rows < 3:
+        raise EdgeFasError(f"--pattern {text!r}: a board needs at least 3x3 inner corners")
+    return cols, rows
+
+
+def _from_images(folder: Path):
+    colors = sorted(folder.glob("color_*.png"))
+    if not colors:
+        raise EdgeFasError(f"--images {folder}: no color_*.png files (expected color_NN.png with ir_NN.png)")
+    cs, irs = [], []
+    for c in colors:
+        ir = c.with_name("ir_" + c.name[len("color_"):])
+        if not ir.is_file():
+            raise EdgeFasError(f"--images: {c.name} has no matching {ir.name}")
+        cs.append(cv2.cvtColor(cv2.imread(str(c), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+        irs.append(cv2.imread(str(ir), cv2.IMREAD_UNCHANGED))
+    return cs, irs
+
+
+def _from_camera(spec, config, pattern, views, seconds):
+    from edge_fas.calibration.checkerboard import find_corners
+    from edge_fas.drivers import open_camera
+    cs, irs, last = [], [], None
+    start = time.monotonic()
+    with open_camera(spec, config) as cam:
+        for frames in cam.frames():
+            if time.monotonic() - start > seconds or len(cs) >= views:
+                break
+            if frames.rgb is None or frames.ir is None:
+                raise EdgeFasError(f"camera {spec} does not deliver colour and IR together; calibration needs both")
+            cc = find_corners(frames.rgb, pattern)
+            if cc is None or find_corners(frames.ir, pattern) is None:
+                continue
+            if last is not None and np.abs(cc - last).mean() < 20:
+                continue  # the board has not moved enough to be a new view
+            last = cc
+            cs.append(frames.rgb)
+            irs.append(frames.ir)
+            print(f"view {len(cs)}/{views}")
+    return cs, irs
+
+
+def _check(args, config) -> int:
+    from edge_fas.calibration.check import registration_check
+    from edge_fas.calibration.rig import RigCalibration
+    from edge_fas.drivers import open_camera
+    spec = args.camera or config.camera.spec
+    cal = RigCalibration.load(config.calibration.file) if config.calibration.file else None
+    with open_camera(spec, config) as cam:
+        frames = next(iter(cam.frames()), None)
+    if frames is None:
+        raise EdgeFasError(f"camera {spec} delivered no frames")
+    result = registration_check(frames, cal)
+    cv2.imwrite(args.overlay, cv2.cvtColor(result.overlay, cv2.COLOR_RGB2BGR))
+    print(f"edge misalignment: {result.misalignment_px:.2f} px median over {result.edge_pixels} depth-edge pixels "
+          f"(overlay: {args.overlay}; colour edges green, registered-depth edges red)")
+    return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
+
+
+def run(args) -> int:
+    from edge_fas.calibration.checkerboard import calibrate_rig, render_views
+    config = config_from_args(args)
+    if args.check:
+        return _check(args, config)
+    if not args.out:
+        raise EdgeFasError("--out rig.yaml is required (where to write the calibration)")
+    pattern = _pattern(args.pattern)
+    truth = None
+    if args.images:
+        cs, irs = _from_images(Path(args.images))
+    elif args.synthetic:
+        from edge_fas.sim.rig import Rig
+        truth = Rig(seed=0, width=config.camera.width, height=config.camera.height).calibration
+        cs, irs = render_views(truth.color, truth.ir, truth.ir_to_color, n=args.views, pattern=pattern,
+                               square_m=args.square)
+    else:
+        cs, irs = _from_camera(args.camera or config.camera.spec, config, pattern, args.views, args.seconds)
+    try:
+        cal, report = calibrate_rig(cs, irs, pattern, args.square, max_rms_px=args.max_rms)
+    except CalibrationError as e:
+        raise EdgeFasError(str(e)) from e
+    cal.save(args.out)
+    print(f"wrote {args.out}: {report.views_used} views, reprojection error colour {report.rms_color_px:.3f} px, "
+          f"IR {report.rms_ir_px:.3f} px, stereo {report.rms_stereo_px:.3f} px")
+    print(f"colour f = {cal.color.fx:.2f}/{cal.color.fy:.2f}, IR f = {cal.ir.fx:.2f}/{cal.ir.fy:.2f}, "
+          f"baseline {np.linalg.norm(cal.ir_to_color.t) * 1000:.2f} mm")
+    if truth is not None:
+        print(f"vs. the simulated rig: colour fx {100 * (cal.color.fx / truth.color.fx - 1):+.3f}%, IR fx "
+              f"{100 * (cal.ir.fx / truth.ir.fx - 1):+.3f}%, translation error "
+              f"{np.linalg.norm(cal.ir_to_color.t - truth.ir_to_color.t) * 1000:.3f} mm")
+    return 0
