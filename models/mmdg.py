@@ -154,9 +154,20 @@ def regrad(grads: Sequence[torch.Tensor], ssp_losses: Sequence[float], certainti
 def mc_certainty(x: torch.Tensor, p: float, samples: int, rate: float) -> torch.Tensor:
     """exp(-rate * std) with the element-wise std over `samples` dropout(p) draws of x (always
     sampling, whatever the module mode, like the official MC dropout); no gradient."""
+    if samples < 2:
+        raise ConfigError(f"mmdg: mc_samples must be at least 2 for a standard deviation, got {samples}")
     with torch.no_grad():
-        draws = torch.stack([F.dropout(x, p, training=True) for _ in range(samples)])
-        return torch.exp(-rate * draws.std(dim=0, unbiased=True))
+        # running sums instead of stacking the draws: same unbiased std, 1/samples of the memory
+        # (the paper preset would otherwise hold 20 copies of every block's attention output)
+        x = x.float()
+        total = torch.zeros_like(x)
+        squares = torch.zeros_like(x)
+        for _ in range(samples):
+            d = F.dropout(x, p, training=True)
+            total += d
+            squares += d * d
+        var = (squares - total * total / samples) / (samples - 1)
+        return torch.exp(-rate * var.clamp(min=0).sqrt())
 
 
 def analytic_certainty(x: torch.Tensor, p: float, rate: float) -> torch.Tensor:

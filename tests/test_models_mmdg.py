@@ -353,3 +353,13 @@ def test_loss_on_an_eval_output_and_a_batch_missing_a_modality():
     b["present"][:, 1] = False  # no depth anywhere in the batch
     res = m.train_step(b, m.make_optimisers(lr=1e-3))
     assert res["ssp_depth"] == 0.0 and all(v == v for v in res.values())  # finite, no NaN
+
+
+def test_edge_preset_at_its_input_size_trains_one_step():
+    torch.manual_seed(0)
+    m = mmdg.build("edge")
+    assert m.input_size == 112
+    b = batch_of(2, size=112)
+    res = m.train_step(b, m.make_optimisers())
+    assert res["total"] == res["total"] and m.pos_embed["ir"].grad is not None
+    assert m.eval()(b["rgb"], b["depth"], b["ir"])["uncertainty"].shape == (2, 3, 7, 7)
