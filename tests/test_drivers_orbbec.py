@@ -1,0 +1,45 @@
+"""Orbbec driver: what can be tested without a device (and without a loadable SDK)."""
+
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+
+from edge_fas.drivers import open_camera
+from edge_fas.drivers.orbbec import calibration_from_param, list_devices, load_sdk
+from edge_fas.errors import CameraError
+
+
+def _param():
+    intr = dict(fx=600.0, fy=601.0, cx=320.0, cy=240.0, width=640, height=480)
+    dist = NS(k1=0.1, k2=-0.02, k3=0.0, k4=0.0, k5=0.0, k6=0.0, p1=0.001, p2=0.0)
+    return NS(rgb_intrinsic=NS(**intr), depth_intrinsic=NS(**{**intr, "fx": 500.0, "fy": 500.0}),
+              rgb_distortion=dist, depth_distortion=NS(k1=0, k2=0, k3=0, k4=0, k5=0, k6=0, p1=0, p2=0),
+              transform=NS(rot=np.eye(3, dtype=np.float32).ravel(), transform=np.array([-25.0, 0.5, 1.0], np.float32)))
+
+
+def test_calibration_from_sdk_param():
+    cal = calibration_from_param(_param(), 0.001, registered=False)
+    assert cal.color.model == "brown_conrady" and cal.color.coeffs[:3] == (0.1, -0.02, 0.001)
+    assert cal.depth.fx == 500.0 and cal.depth.model == "none"
+    np.testing.assert_allclose(cal.depth_to_color.t, [-0.025, 0.0005, 0.001], atol=1e-7)  # mm -> m
+    assert cal.ir_to_color.t[0] == pytest.approx(-0.025)
+    reg = calibration_from_param(_param(), 0.001, registered=True)
+    assert reg.depth.fx == 600.0 and np.allclose(reg.depth_to_color.t, 0)
+
+
+def test_sdk_or_device_absence_is_clear():
+    try:
+        load_sdk()
+    except CameraError as e:
+        assert "Orbbec SDK cannot load" in str(e)
+        assert list_devices() == []
+        with pytest.raises(CameraError, match="Orbbec SDK cannot load"):
+            with open_camera("orbbec"):
+                pass
+        pytest.skip(f"pyorbbecsdk cannot load on this machine: {e}")
+    if list_devices():
+        pytest.skip("an Orbbec camera is connected")
+    with pytest.raises(CameraError, match="no Orbbec camera found"):
+        with open_camera("orbbec"):
+            pass
