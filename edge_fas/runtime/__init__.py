@@ -43,6 +43,14 @@ def _has_tensorrt() -> bool:
         return False
 
 
+def _gpu_capable(kind: str) -> bool:
+    """Can `kind` use the GPU in this install (torch: yes when CUDA is visible; ORT: needs its GPU build)."""
+    if kind != "onnxruntime":
+        return True
+    from edge_fas.runtime.ort import available_providers
+    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(available_providers()))
+
+
 def available() -> dict[str, str]:
     """Each runtime kind -> 'yes: ...' or 'no: why' (for doctor and bench)."""
     out = {}
@@ -95,9 +103,10 @@ def load_runtime(artifact: str | Path | Artifact = "demo", kind: str = "auto", d
     if kind == "auto":
         kind, device, reason = _pick(kind, device, art)
     else:
-        if device == "auto":
-            device = "cuda:0" if kind == "tensorrt" or (_cuda_devices() and kind != "onnxruntime") else "cpu"
         reason = f"runtime {kind} asked for"
+        if device == "auto":
+            device = "cuda:0" if kind == "tensorrt" or (_cuda_devices() and _gpu_capable(kind)) else "cpu"
+            reason += f", device auto -> {device}"
     if kind == "onnxruntime":
         from edge_fas.runtime.ort import OrtRuntime
         if device != "cpu" and "provider" not in options:
