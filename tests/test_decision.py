@@ -28,6 +28,7 @@ def test_single_attack_frame_ends_live_immediately():
 def test_consistent_attack_scores_say_attack():
     p = DecisionPolicy(0.5, window=5, min_live_frames=3)
     assert run(p, [0.9, 0.8, 0.7]) == ["attack", "attack", "attack"]
+    assert reason_code(p.decide(0.9).reasons[0]) == "attack_score"
 
 
 def test_hysteresis_margin_blocks_entering_live():

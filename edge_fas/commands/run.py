@@ -78,6 +78,19 @@ def build_pipeline(args, config):
     return Pipeline(camera, runtime, config, max_frames=args.max_frames), runtime, spec
 
 
+def _human(s: dict) -> str:
+    """The summary in one or two readable lines (stderr), e.g. for `make demo`."""
+    lat = s.get("latency_ms") or {}
+    text = (f"edge-fas run: {s['frames']} frames, {s['verdicts']} verdicts {s['by_verdict']}, {s['dropped']} dropped, "
+            f"{s['decisions_per_s']} decisions/s, latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms")
+    t = s.get("truth")
+    if t:
+        text += (f"\n  against truth: bona fide judged live {t['bona_fide_live_rate']}, attacks detected "
+                 f"{t['attack_detected_rate']}, attack frames judged LIVE: {t['attack_judged_live']} "
+                 f"{t['attack_judged_live_by_species'] or ''}")
+    return text
+
+
 def run(args) -> int:
     config = config_from_args(args)
     if args.print_config:
@@ -134,6 +147,7 @@ def run(args) -> int:
             print(f"recorded {recorder.written} frames to {recorder.path} ({recorder.dropped} not written: "
                   "the disk could not keep up)", file=sys.stderr)
     summary = sink.write_summary(sys.stdout if args.headless else sys.stderr)
+    print(_human(summary), file=sys.stderr)
     if pipeline.error is not None and summary["verdicts"] == 0:
         raise EdgeFasError(f"camera {spec} failed: {pipeline.error}")
     return rc

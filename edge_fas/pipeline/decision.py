@@ -36,6 +36,7 @@ CAMERA_DISCONNECTED = "camera_disconnected"
 RUNTIME_ERROR = "runtime_error"
 PIPELINE_ERROR = "pipeline_error"
 WARMING_UP = "gathering_evidence"
+ATTACK_SCORE = "attack_score"
 
 ATTACK_EVIDENCE = frozenset({REPEATED_FRAME})  # an identical frame twice is a replay of the stream
 
@@ -107,7 +108,7 @@ class DecisionPolicy:
             verdict = "live"
         elif n_attack > 0 and n_attack >= n_live:
             verdict = "attack"
-            reasons.append(f"attack score in {n_attack}/{len(self.history)} frames")
+            reasons.append(reason(ATTACK_SCORE, f"{n_attack}/{len(self.history)} frames at or above the threshold"))
         else:
             verdict = "unknown"
             reasons.append(reason(WARMING_UP, f"{n_live}/{self.min_live_frames} live frames"))
