@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # edge_fas.types imports this package (calibration.rig); no i
 __all__ = ["register_to_color", "Registrar", "colocated"]
 
 MAX_SPLAT = 4  # widest rectangle (pixels) one depth pixel may cover; larger means a bad calibration
+NEAR_M = 0.1  # nearest depth considered when precomputing which depth pixels can reach the colour image
 
 
 def _intr_key(i: Intrinsics) -> tuple:
@@ -86,10 +87,23 @@ class Registrar:
         h, w = depth.height, depth.width
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
         R = depth_to_color.R
-        # rotated rays of the top-left and bottom-right corners of every depth pixel, one contiguous
-        # float32 plane per coordinate: P_color = z * (R r) + t
-        self.r0 = [np.ascontiguousarray(c, np.float32) for c in (_rays(depth, xs - 0.5, ys - 0.5) @ R.T).T]
-        self.r1 = [np.ascontiguousarray(c, np.float32) for c in (_rays(depth, xs + 0.5, ys + 0.5) @ R.T).T]
+        # depth pixels that can land in the colour image at some depth from NEAR_M to infinity (the ray's
+        # image in the colour camera runs from its NEAR_M point to its vanishing point); the rest are skipped
+        centre = _rays(depth, xs, ys) @ R.T
+        margin = 2 * MAX_SPLAT
+        maybe = np.zeros(h * w, bool)
+        for far in (False, True):
+            p = centre if far else centre * NEAR_M + depth_to_color.t
+            ok = p[:, 2] > 1e-9
+            u, v = _project(color, np.where(ok[:, None], p, 1.0))
+            maybe |= ok & (u > -margin) & (v > -margin) & (u < color.width + margin) & (v < color.height + margin)
+        self.cand = np.flatnonzero(maybe)
+        # rotated rays of the top-left and bottom-right corners of those depth pixels, one contiguous
+        # float32 array per coordinate: P_color = z * (R r) + t
+        self.r0 = [np.ascontiguousarray(c[self.cand], np.float32)
+                   for c in (_rays(depth, xs - 0.5, ys - 0.5) @ R.T).T]
+        self.r1 = [np.ascontiguousarray(c[self.cand], np.float32)
+                   for c in (_rays(depth, xs + 0.5, ys + 0.5) @ R.T).T]
         self.t = [np.float32(v) for v in depth_to_color.t]
         self.ir = ir
         # IR camera seen from the depth camera, for a separate IR imager
@@ -117,19 +131,20 @@ class Registrar:
              ir_separate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup."""
         cw, ch = self.color.width, self.color.height
-        flat = depth.reshape(-1)
+        flat = depth.reshape(-1)[self.cand]
         z = flat.astype(np.float32) * np.float32(depth_scale)
-        # whole-image passes are cheaper than gathering the valid pixels first
+        # passes over all candidates are cheaper than gathering the valid pixels first
         u0, v0 = self._corner(self.r0, z)
         u1, v1 = self._corner(self.r1, z)
         sw = u1 - u0 + 1
         sh = v1 - v0 + 1
         keep = (flat > 0) & (u0 >= 0) & (v0 >= 0) & (u1 < cw) & (v1 < ch) & (sw > 0) & (sh > 0)
-        idx = np.flatnonzero(keep)
-        raw = flat[idx]
-        base = v0[idx] * cw + u0[idx]
-        sw = np.minimum(sw[idx], MAX_SPLAT)
-        sh = np.minimum(sh[idx], MAX_SPLAT)
+        sel = np.flatnonzero(keep)
+        idx = self.cand[sel]
+        raw = flat[sel]
+        base = v0[sel] * cw + u0[sel]
+        sw = np.minimum(sw[sel], MAX_SPLAT)
+        sh = np.minimum(sh[sel], MAX_SPLAT)
 
         values = None
         if ir is not None:
