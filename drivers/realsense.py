@@ -423,6 +423,7 @@ class Db3Writer:
         self.calibration, self.device, self.fps = calibration, device or DeviceInfo(), int(fps)
         self._rec = None
         self.frames = 0
+        self._sent = self._seen = 0
 
     def _setup(self, frames: FrameSet) -> None:
         rs = _rs()
@@ -474,8 +475,14 @@ class Db3Writer:
         self._sd = sd
         self._depth_s.open([p for k, (s, p, _) in self._streams.items() if s is self._depth_s])
         self._color_s.open(cp)
-        self._depth_s.start(lambda f: None)
-        self._color_s.start(lambda f: None)
+        # count what comes out of the sensors: write() waits for it, so a busy machine never makes the
+        # software sensor's small queue drop a frame before the recorder has seen it
+        self._seen = 0
+        self._depth_s.start(self._on_frame)
+        self._color_s.start(self._on_frame)
+
+    def _on_frame(self, frame) -> None:
+        self._seen += 1
 
     def write(self, frames: FrameSet) -> None:
         if frames.rgb is None or frames.depth is None:
@@ -485,20 +492,25 @@ class Db3Writer:
         if self._rec is None:
             self._setup(frames)
         rs = _rs()
-        keep = []
         for name, (sensor, profile, bpp) in self._streams.items():
             img = getattr(frames, name)
             if img is None:
                 continue
             img = np.ascontiguousarray(img)
-            keep.append(img)
             f = rs.software_video_frame()
             f.pixels, f.stride, f.bpp = img, img.shape[1] * bpp, bpp
             f.timestamp = float(frames.timestamps.get(name, self.frames * 1000.0 / self.fps))
             f.domain = rs.timestamp_domain.hardware_clock
             f.frame_number = int(frames.counters.get(name, self.frames))
             f.profile = profile.as_video_stream_profile()
+            self._sent += 1
             sensor.on_video_frame(f)
+            deadline = time.monotonic() + 5.0
+            while self._seen < self._sent:  # the sleep releases the GIL for librealsense's callback thread
+                if time.monotonic() > deadline:
+                    raise RecordingError(f"{self.path}: librealsense did not take frame {self.frames} ({name}) "
+                                         "within 5 s")
+                time.sleep(0.0005)
         self.frames += 1
 
     def close(self) -> None:
