@@ -50,32 +50,43 @@ def colocated(cal: RigCalibration) -> bool:
             and np.allclose(cal.ir_to_color.t, cal.depth_to_color.t, atol=1e-9))
 
 
-def _rays(intr: Intrinsics, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-    """Normalised rays (x/z, y/z, 1) of pixel coordinates, N x 3 float64."""
-    if _distorted(intr):
-        if intr.model == "kannala_brandt4":
-            pts = cv2.fisheye.undistortPoints(np.stack([px, py], -1).reshape(-1, 1, 2), intr.K, intr.dist[:4])
-        else:
-            pts = cv2.undistortPoints(np.stack([px, py], -1).reshape(-1, 1, 2).astype(np.float64), intr.K, intr.dist)
-        xy = pts.reshape(-1, 2)
+def _distort(xy: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """Brown-Conrady (OpenCV order) applied to normalised coordinates, N x 2."""
+    pts = np.concatenate([xy, np.ones((xy.shape[0], 1))], axis=1).reshape(-1, 1, 3).astype(np.float64)
+    if intr.model == "kannala_brandt4":
+        out, _ = cv2.fisheye.projectPoints(pts, np.zeros(3), np.zeros(3), np.eye(3), intr.dist[:4])
     else:
-        xy = np.stack([(px.ravel() - intr.cx) / intr.fx, (py.ravel() - intr.cy) / intr.fy], -1)
+        out, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), np.eye(3), intr.dist)
+    return out.reshape(-1, 2)
+
+
+def _undistort(xy: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """The inverse of _distort (iterative), N x 2 normalised coordinates."""
+    pts = xy.reshape(-1, 1, 2).astype(np.float64)
+    if intr.model == "kannala_brandt4":
+        return cv2.fisheye.undistortPoints(pts, np.eye(3), intr.dist[:4]).reshape(-1, 2)
+    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9)
+    return cv2.undistortPoints(pts, np.eye(3), intr.dist, None, None, None, crit).reshape(-1, 2)
+
+
+def _rays(intr: Intrinsics, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Normalised rays (x/z, y/z, 1) of pixel coordinates, N x 3 float64.
+
+    brown_conrady and kannala_brandt4 coefficients describe pixel = distort(ray), so deprojection
+    undistorts; RealSense's inverse_brown_conrady describes ray = distort(pixel), so it distorts.
+    """
+    xy = np.stack([(px.ravel() - intr.cx) / intr.fx, (py.ravel() - intr.cy) / intr.fy], -1)
+    if _distorted(intr):
+        xy = _distort(xy, intr) if intr.model == "inverse_brown_conrady" else _undistort(xy, intr)
     return np.concatenate([xy, np.ones((xy.shape[0], 1))], axis=1)
 
 
 def _project(intr: Intrinsics, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates of N x 3 camera points (z > 0 assumed by the caller)."""
-    z = pts[:, 2]
+    xy = pts[:, :2] / pts[:, 2:3]
     if _distorted(intr):
-        obj = pts.reshape(-1, 1, 3).astype(np.float64)
-        if intr.model == "kannala_brandt4":
-            uv, _ = cv2.fisheye.projectPoints(obj, np.zeros(3), np.zeros(3), intr.K, intr.dist[:4])
-        else:
-            uv, _ = cv2.projectPoints(obj, np.zeros(3), np.zeros(3), intr.K, intr.dist)
-        uv = uv.reshape(-1, 2)
-        return uv[:, 0], uv[:, 1]
-    inv = 1.0 / z
-    return pts[:, 0] * inv * intr.fx + intr.cx, pts[:, 1] * inv * intr.fy + intr.cy
+        xy = _undistort(xy, intr) if intr.model == "inverse_brown_conrady" else _distort(xy, intr)
+    return xy[:, 0] * intr.fx + intr.cx, xy[:, 1] * intr.fy + intr.cy
 
 
 class Registrar:
@@ -116,10 +127,11 @@ class Registrar:
         x = rays[0] * z + self.t[0]
         y = rays[1] * z + self.t[1]
         w = rays[2] * z + self.t[2]
+        np.maximum(w, np.float32(1e-6), out=w)  # empty pixels and points behind the camera fall outside below
         if _distorted(self.color):
             u, v = _project(self.color, np.stack([x, y, w], -1).astype(np.float64))
+            u, v = np.nan_to_num(u + 0.5, nan=-1e6), np.nan_to_num(v + 0.5, nan=-1e6)
         else:
-            np.maximum(w, np.float32(1e-6), out=w)  # points behind the camera fall outside below
             inv = np.float32(1.0) / w
             u = x * inv * np.float32(self.color.fx) + np.float32(self.color.cx + 0.5)
             v = y * inv * np.float32(self.color.fy) + np.float32(self.color.cy + 0.5)

@@ -131,3 +131,26 @@ def test_nothing_lands_gives_empty_depth_and_ir():
     depth = np.full((H, W), 100, np.uint16)  # 0.1 m with a 1 m baseline: all off-image
     out = register_to_color(_frames(depth, _cal(t=(1.0, 0.0, 0.0)), np.full((H, W), 7, np.uint8)))
     assert out.depth.max() == 0 and out.ir.shape == (H, W) and out.ir.max() == 0
+
+
+@pytest.mark.parametrize("model", ["brown_conrady", "inverse_brown_conrady"])
+def test_distorted_colour_camera(model):
+    import cv2
+    coeffs = (0.12, -0.05, 0.001, -0.0008, 0.0)
+    cal = _cal()
+    cal.color = Intrinsics(W, H, 100.0, 100.0, W / 2, H / 2, model, coeffs)
+    depth = np.zeros((H, W), np.uint16)
+    depth[30, 40] = 1000  # ray (-0.4, -0.3, 1) in both cameras (identity extrinsics)
+    out = register_to_color(_frames(depth, cal))
+    ys, xs = np.nonzero(out.depth)
+    ray = np.array([[[-0.4, -0.3]]])
+    if model == "brown_conrady":  # pixel = distort(ray)
+        uv, _ = cv2.projectPoints(np.array([[-0.4, -0.3, 1.0]]), np.zeros(3), np.zeros(3), cal.color.K, np.array(coeffs))
+    else:  # ray = distort(pixel): the pixel is the undistorted ray
+        uv = cv2.undistortPoints(ray, np.eye(3), np.array(coeffs), None, None, cal.color.K,
+                                     (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12))
+    u, v = uv.reshape(2)
+    assert abs(u - 40) > 1 or abs(v - 30) > 1  # the distortion really moves it
+    # the 2 x 2 splat of the pixel centre (u, v) covers round(u - 0.5 .. u + 0.5)
+    assert xs.min() <= u + 0.5 and xs.max() >= u - 0.5 and ys.min() <= v + 0.5 and ys.max() >= v - 0.5
+    assert xs.max() - xs.min() <= 2 and ys.max() - ys.min() <= 2
