@@ -230,7 +230,7 @@ def test_faults_of_skipped_frames_are_carried_to_the_next_judged_frame():
     frames = [frame(i) for i in range(30)]
     frames[15] = frame(15, rng=np.random.default_rng(14))  # replay of frame 14
     p, _, results = run_threaded(frames, Slow())
-    assert p.mailbox.dropped > 0
+    assert p.counters()["dropped"] > 0
     assert any("repeated_frame" in codes(r.verdict) for r in results)
     judged = [r for r in results if r.frames is not None and 15 <= r.frames.counter]
     assert judged and judged[0].verdict.verdict == "attack"
@@ -266,3 +266,12 @@ def test_dark_colour_detects_on_registered_ir():
     v = p.process(dark)[1]
     assert seen == [(H, W)]  # the single-channel IR image, not colour
     assert v.box == BOX and v.score is not None
+
+
+def test_a_skipped_prepared_frame_hands_on_its_faults_and_face_change():
+    from edge_fas.pipeline.pipeline import _carry_prepared, _Prepared
+
+    dropped = _Prepared(frame(1), ["repeated_frame: rgb"], changed=True)
+    newer = _Prepared(frame(2), ["no_face"])
+    _carry_prepared(dropped, newer)
+    assert newer.faults == ["no_face", "repeated_frame: rgb"] and newer.changed

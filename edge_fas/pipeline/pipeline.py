@@ -1,14 +1,18 @@
-"""The live pipeline: a capture thread and a processing thread joined by a one-slot mailbox.
+"""The live pipeline: capture -> prepare -> judge, three threads joined by one-slot mailboxes.
 
-capture thread: camera.frames() -> stamp the host arrival time -> Mailbox (a newer frame replaces an
-untaken one, counted as dropped) and `newest` for the display. It reconnects a camera that raises,
-for up to camera.reconnect_timeout_s.
+capture thread: camera.frames() -> host arrival stamp and stream integrity checks on EVERY frame ->
+Mailbox (a newer frame replaces an untaken one, counted as dropped, and inherits its faults) and
+`newest` for the display. It reconnects a camera that raises, for up to camera.reconnect_timeout_s.
 
-processing thread: newest frame -> integrity checks -> registration -> face detection (colour, or IR
-when colour is too dark) -> face selection + tracker -> working-distance check -> crop -> runtime ->
-DecisionPolicy -> Result, handed to `on_result` and kept for `latest()`. When no frame comes for
-camera.stall_timeout_s it still produces a verdict: `unknown` with camera_stalled (or
-camera_disconnected while reconnecting). Any exception becomes a fault reason, never `live`.
+prepare thread (stage A): newest frame -> age check -> face detection (colour, or registered IR when
+colour is too dark) -> face selection + tracker -> registration (only around the face when the
+registration takes an ROI) -> working-distance check -> crop. When no frame comes for
+camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts keep coming.
+
+judge thread (stage B): runtime inference -> DecisionPolicy -> Result, handed to `on_result` and kept
+for `latest()`. Inference of one frame overlaps the preparation of the next (numpy, OpenCV and the
+runtime release the GIL), and only this thread touches the decision policy. Any exception becomes a
+fault reason, never `live`. `process(frames)` runs both stages synchronously (tests, tools).
 """
 
 from __future__ import annotations
@@ -87,6 +91,31 @@ def _carry_faults(dropped: FrameSet, newer: FrameSet) -> None:
         newer.meta["faults"] = list(newer.meta.get("faults", ())) + carried
 
 
+@dataclass
+class _Prepared:
+    """A frame on its way from stage A (prepare) to stage B (judge). frames None: a stall/disconnect."""
+
+    frames: FrameSet | None
+    faults: list
+    start: float = 0.0
+    mark: float = 0.0
+    age_ms: float | None = None
+    box: tuple | None = None
+    changed: bool = False
+    crop: object = None
+    handed: float | None = None
+    latency: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.mark = self.start
+
+
+def _carry_prepared(dropped: "_Prepared", newer: "_Prepared") -> None:
+    """Stage B skipped a prepared frame: its faults and a face change still count (fail closed)."""
+    newer.faults += [f for f in dropped.faults if f not in newer.faults]
+    newer.changed = newer.changed or dropped.changed
+
+
 def _default_register():
     from edge_fas.calibration import register_to_color
     return register_to_color
@@ -113,7 +142,8 @@ class Pipeline:
         self.integrity = IntegrityChecker.from_config(self.config)
         d = self.config.detector
         self.tracker = FaceTracker(smoothing=d.smoothing)
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox()  # capture -> stage A (prepare)
+        self._stage = Mailbox()  # stage A -> stage B (judge)
         self.frames_captured = 0
         self.decisions = 0
         self.newest: FrameSet | None = None
@@ -135,7 +165,8 @@ class Pipeline:
         if getattr(self.camera, "status", "connected") != "connected":
             self.camera.open()
         self._threads = [threading.Thread(target=self._capture_loop, name="edge-fas-capture", daemon=True),
-                         threading.Thread(target=self._process_loop, name="edge-fas-process", daemon=True)]
+                         threading.Thread(target=self._prepare_loop, name="edge-fas-prepare", daemon=True),
+                         threading.Thread(target=self._judge_loop, name="edge-fas-judge", daemon=True)]
         for t in self._threads:
             t.start()
         return self
@@ -143,6 +174,7 @@ class Pipeline:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.mailbox.close()
+        self._stage.close()
         try:
             self.camera.close()
         except Exception as e:  # closing a broken camera must not hide the stop
@@ -174,7 +206,7 @@ class Pipeline:
     def counters(self) -> dict:
         return {"fps_display": round(self._capture_rate.rate(), 2),
                 "fps_decisions": round(self._decision_rate.rate(), 2),
-                "dropped": self.mailbox.dropped, "frames": self.frames_captured, "decisions": self.decisions}
+                "dropped": self.mailbox.dropped + self._stage.dropped, "frames": self.frames_captured, "decisions": self.decisions}
 
     @property
     def camera_status(self) -> str:
@@ -248,26 +280,49 @@ class Pipeline:
             return [reason(D.PIPELINE_ERROR, f"integrity check failed: {e!r}")]
 
     # -- processing thread ---------------------------------------------------------------------
-    def _process_loop(self) -> None:
+    def _prepare_loop(self) -> None:
+        """Stage A: newest frame -> checks, detection, registration, crop -> stage B's mailbox."""
         stall_s = self.config.camera.stall_timeout_s
+        try:
+            while True:
+                frames = self.mailbox.get(timeout=stall_s)
+                if frames is None:
+                    if self._stop.is_set() or (self._capture_done.is_set() and self.mailbox.closed):
+                        if self.error is not None and not self._stop.is_set():
+                            self._handoff(_Prepared(None, [reason(D.CAMERA_DISCONNECTED,
+                                                                  f"camera failed: {self.error}")]))
+                        return
+                    code = D.CAMERA_DISCONNECTED if self.camera_status in ("reconnecting", "failed") else D.CAMERA_STALLED
+                    self._handoff(_Prepared(None, [reason(code, f"no frame for {stall_s:g} s "
+                                                                f"(camera {self.camera_status})")]))
+                    continue
+                try:
+                    prepared = self.prepare(frames)
+                except Exception as e:  # never let a bug say live or kill the loop
+                    log.exception("preparing a frame failed")
+                    prepared = _Prepared(frames, [reason(D.PIPELINE_ERROR, repr(e))])
+                self._handoff(prepared)
+        finally:
+            self._stage.close()
+
+    def _handoff(self, prepared: "_Prepared") -> None:
+        prepared.handed = self.clock()
+        self._stage.put(prepared, carry=_carry_prepared)
+
+    def _judge_loop(self) -> None:
+        """Stage B: inference and the decision (the only thread touching the policy) -> Result."""
         while True:
-            frames = self.mailbox.get(timeout=stall_s)
-            if frames is None:
-                if self._stop.is_set() or (self._capture_done.is_set() and self.mailbox.closed):
-                    if self.error is not None and not self._stop.is_set():
-                        self._emit(None, self._fault_verdict(
-                            reason(D.CAMERA_DISCONNECTED, f"camera failed: {self.error}")))
+            prepared = self._stage.get(timeout=0.5)
+            if prepared is None:
+                if self._stage.closed:
                     return
-                code = D.CAMERA_DISCONNECTED if self.camera_status in ("reconnecting", "failed") else D.CAMERA_STALLED
-                self._emit(None, self._fault_verdict(reason(code, f"no frame for {stall_s:g} s "
-                                                                  f"(camera {self.camera_status})")))
                 continue
             try:
-                result_frames, verdict = self.process(frames)
-            except Exception as e:  # never let a bug say live or kill the loop
-                log.exception("processing a frame failed")
-                result_frames, verdict = frames, self._fault_verdict(reason(D.PIPELINE_ERROR, repr(e)))
-            self._emit(result_frames, verdict)
+                verdict = self.judge(prepared)
+            except Exception as e:
+                log.exception("judging a frame failed")
+                verdict = self._fault_verdict(reason(D.PIPELINE_ERROR, repr(e)))
+            self._emit(prepared.frames, verdict)
 
     def _fault_verdict(self, *faults: str) -> Verdict:
         return self.policy.decide(None, list(faults))
@@ -306,71 +361,89 @@ class Pipeline:
         return self.register(frames)
 
     def process(self, frames: FrameSet) -> tuple[FrameSet, Verdict]:
-        """Judge one frame set: returns (the frames as captured, verdict). Runs in the processing thread.
+        """Judge one frame set synchronously: (the frames as captured, verdict). The running pipeline
+        does the same in two threads, so one frame's inference overlaps the next one's preparation."""
+        return frames, self.judge(self.prepare(frames))
+
+    def prepare(self, frames: FrameSet) -> "_Prepared":
+        """Stream checks, face detection and tracking, registration, working distance and crop.
 
         Colour is the same before and after registration, so on a bright colour image the face is found
         first and only its surroundings are registered (when the registration takes an ROI); in the dark,
         or to pick the closest face, everything is registered first."""
-        t = [self.clock()]
-        lat: dict[str, float] = {}
+        t0 = self.clock()
+        p = _Prepared(frames, [], start=t0)
 
         def lap(name):
-            t.append(self.clock())
-            lat[name] = (t[-1] - t[-2]) * 1000.0
+            now = self.clock()
+            p.latency[name] = (now - p.mark) * 1000.0
+            p.mark = now
 
         host = frames.meta.get("host_time")
-        age_ms = None if host is None else (t[0] - host) * 1000.0
-        if age_ms is not None:
-            lat["capture_age"] = age_ms
+        if host is not None:
+            p.age_ms = (t0 - host) * 1000.0
+            p.latency["capture_age"] = p.age_ms
         stream = frames.meta["faults"] if "faults" in frames.meta else self._stream_faults(frames)  # direct calls
-        faults = list(stream) + self.integrity.check_age(age_ms)
+        p.faults += list(stream) + self.integrity.check_age(p.age_ms)
         if self.camera_status in BAD_STATUSES:
-            faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
-                                 f"camera {self.camera_status}"))
+            p.faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
+                                   f"camera {self.camera_status}"))
 
         reg = None
-        register_first = not self._bright(frames) or self.config.detector.select == "closest"
-        if register_first:
+        if not self._bright(frames) or self.config.detector.select == "closest":
             reg, fault = self._try_register(frames)
-            faults += fault
+            p.faults += fault
             lap("registration")
         detections, shape = self._detect(reg if reg is not None else frames)
         depth_m = reg.depth_m() if reg is not None and reg.registered else None
         chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
-        box, changed = self.tracker.update(chosen.box if chosen is not None else None)
-        if changed:
-            self.policy.reset()
+        p.box, p.changed = self.tracker.update(chosen.box if chosen is not None else None)
         lap("detection")
-        if reg is None and box is not None:
-            reg, fault = self._try_register(frames, box)
-            faults += fault
+        if reg is None and p.box is not None:
+            reg, fault = self._try_register(frames, p.box)
+            p.faults += fault
             lap("registration")
 
-        out, score = None, None
-        if box is None:
-            faults.append(reason(D.NO_FACE))
+        if p.box is None:
+            p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
-            faults += self._distance_faults(reg.depth_m() if reg.registered else None, box)
-            crop = None
+            p.faults += self._distance_faults(reg.depth_m() if reg.registered else None, p.box)
             try:
-                crop = self._crop(reg, box)
+                p.crop = self._crop(reg, p.box)
             except Exception as e:
-                faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
+                p.faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
             lap("crop")
-            if crop is not None:
-                try:
-                    out = self.runtime.infer(crop.as_batch())
-                    score = float(np.asarray(out.score).reshape(-1)[0])
-                except Exception as e:
-                    faults.append(reason(D.RUNTIME_ERROR, f"{type(e).__name__}: {e}"))
-                lap("inference")
+        return p
+
+    def judge(self, p: "_Prepared") -> Verdict:
+        """Inference on the prepared crop and the fail-closed decision, with the per-stage latency."""
+        if p.handed is not None:
+            now = self.clock()
+            p.latency["handoff"] = (now - p.handed) * 1000.0
+            p.mark = now
+        if p.changed:
+            self.policy.reset()  # a new face: its window starts empty
+        if p.frames is None:  # stall or disconnect: no frame to judge
+            return self.policy.decide(None, p.faults)
+        out, score = None, None
+        if p.crop is not None:
+            try:
+                out = self.runtime.infer(p.crop.as_batch())
+                score = float(np.asarray(out.score).reshape(-1)[0])
+            except Exception as e:
+                p.faults.append(reason(D.RUNTIME_ERROR, f"{type(e).__name__}: {e}"))
+            now = self.clock()
+            p.latency["inference"] = (now - p.mark) * 1000.0
+            p.mark = now
+        frames = p.frames
         frame_ids = {"counter": frames.counter, "timestamp_ms": frames.timestamp_ms,
                      "counters": dict(frames.counters)}
-        verdict = self.policy.decide(score, faults, frame=frame_ids, truth=frames.truth, box=box, output=out)
-        lap("decision")
-        lat["total"] = (t[-1] - t[0]) * 1000.0 + (age_ms or 0.0)
-        verdict.latency_ms = lat
-        return frames, verdict
+        verdict = self.policy.decide(score, p.faults, frame=frame_ids, truth=frames.truth, box=p.box, output=out)
+        end = self.clock()
+        p.latency["decision"] = (end - p.mark) * 1000.0
+        p.latency["total"] = (end - p.start) * 1000.0 + (p.age_ms or 0.0)
+        verdict.latency_ms = p.latency
+        return verdict
 
     def _try_register(self, frames: FrameSet, box=None) -> tuple[FrameSet | None, list[str]]:
         try:
