@@ -28,8 +28,9 @@ Architecture (paper preset; the edge preset only shrinks sizes):
   per modality, averaged over the batch (as the official code's uc_1..3).
 
 Where this departs from / interprets the paper or the official code:
-- The official code starts from torchvision's vit_b_16; the key mapping here is timm's ViT-B/16
-  layout (`load_pretrained`). The two hold the same ImageNet weights in different layouts.
+- The official code starts from torchvision's vit_b_16 (IMAGENET1K_V1); `load_pretrained` takes
+  that layout or timm's ViT-B/16 layout (renamed by key; the tensors are the same shapes). Which
+  ImageNet weights are used is the caller's choice; the paper's numbers used torchvision's.
 - Shared parameters under ReGrad: the official code skips them (and then misaligns its gradient
   list); here they follow the fast-owner rule with the fast modality as owner (see `regrad`).
 - Prototypes: the official code recomputes them at the start of every epoch from a 50% sample of
@@ -613,7 +614,7 @@ class MMDG(nn.Module):
 
     # ---- pretrained ---------------------------------------------------------------------------
     def load_pretrained(self, source) -> dict:
-        """Initialise from a timm ViT-B/16 state dict (path or dict), mapped by key:
+        """Initialise from a timm (or torchvision) ViT-B/16 state dict (path or dict), by key:
         patch_embed.proj -> each modality's patch projection (summed over RGB for 1-channel
         inputs), cls_token -> each modality's class token, blocks.* and norm.* as is. pos_embed
         is NOT loaded (MMDG learns new position embeddings) and head.* is ignored.
@@ -631,6 +632,8 @@ class MMDG(nn.Module):
             if isinstance(sd.get(key), dict):
                 sd = sd[key]
         sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        if "conv_proj.weight" in sd:  # torchvision vit_b_16 layout (the official code's start)
+            sd = torchvision_vit_to_timm(sd)
         own = self.state_dict()
         new, used, loaded = dict(own), set(), []
 
@@ -658,6 +661,31 @@ class MMDG(nn.Module):
                 take(k, k)
         self.load_state_dict(new)
         return {"loaded": loaded, "skipped": sorted(set(sd) - used)}
+
+
+_TV_BLOCK = {"ln_1": "norm1", "ln_2": "norm2", "self_attention.in_proj_weight": "attn.qkv.weight",
+             "self_attention.in_proj_bias": "attn.qkv.bias", "self_attention.out_proj": "attn.proj",
+             "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2", "mlp.linear_1": "mlp.fc1", "mlp.linear_2": "mlp.fc2"}
+
+
+def torchvision_vit_to_timm(sd: dict) -> dict:
+    """Rename a torchvision VisionTransformer state dict to timm's keys (same tensors: torchvision's
+    in_proj stacks q, k, v in timm's qkv order). Keys it does not know are kept as they are."""
+    out = {}
+    for k, v in sd.items():
+        new = {"conv_proj.weight": "patch_embed.proj.weight", "conv_proj.bias": "patch_embed.proj.bias",
+               "class_token": "cls_token", "encoder.pos_embedding": "pos_embed",
+               "encoder.ln.weight": "norm.weight", "encoder.ln.bias": "norm.bias"}.get(k)
+        if new is None and k.startswith("encoder.layers.encoder_layer_"):
+            idx, rest = k[len("encoder.layers.encoder_layer_"):].split(".", 1)
+            for tv, timm in _TV_BLOCK.items():
+                if rest == tv or rest.startswith(tv + "."):
+                    new = f"blocks.{idx}.{timm}{rest[len(tv):]}"
+                    break
+        if new is None and k.startswith("heads."):
+            new = "head." + k.split(".")[-1]
+        out[new or k] = v
+    return out
 
 
 def build(preset: str = "paper", **overrides) -> MMDG:

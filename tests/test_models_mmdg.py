@@ -363,3 +363,26 @@ def test_edge_preset_at_its_input_size_trains_one_step():
     res = m.train_step(b, m.make_optimisers())
     assert res["total"] == res["total"] and m.pos_embed["ir"].grad is not None
     assert m.eval()(b["rgb"], b["depth"], b["ir"])["uncertainty"].shape == (2, 3, 7, 7)
+
+
+def test_torchvision_vit_layout_maps_to_the_same_weights():
+    m = tiny()
+    own = m.state_dict()
+    tv = {"conv_proj.weight": torch.randn(24, 3, 16, 16), "conv_proj.bias": torch.randn(24),
+          "class_token": torch.randn(1, 1, 24), "encoder.pos_embedding": torch.randn(1, 197, 24),
+          "encoder.ln.weight": torch.randn(24), "encoder.ln.bias": torch.randn(24),
+          "heads.head.weight": torch.randn(1000, 24), "heads.head.bias": torch.randn(1000)}
+    names = {"ln_1": "norm1", "ln_2": "norm2", "self_attention.in_proj_": "attn.qkv.",
+             "self_attention.out_proj.": "attn.proj.", "mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
+    for i in range(2):
+        for tv_name, timm_name in names.items():
+            for suffix in ("weight", "bias"):
+                sep = "" if tv_name.endswith(("_", ".")) else "."
+                key = f"blocks.{i}.{timm_name}{'' if timm_name.endswith('.') else '.'}{suffix}"
+                tv[f"encoder.layers.encoder_layer_{i}.{tv_name}{sep}{suffix}"] = torch.randn(own[key].shape)
+    info = m.load_pretrained(tv)
+    assert torch.equal(m.blocks[1].attn.qkv.weight, tv["encoder.layers.encoder_layer_1.self_attention.in_proj_weight"])
+    assert torch.equal(m.blocks[0].mlp.fc2.bias, tv["encoder.layers.encoder_layer_0.mlp.3.bias"])
+    assert torch.equal(m.norm.weight, tv["encoder.ln.weight"])
+    assert torch.equal(m.cls_token["rgb"], tv["class_token"])
+    assert set(info["skipped"]) == {"pos_embed", "head.weight", "head.bias"}
