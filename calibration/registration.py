@@ -164,26 +164,32 @@ class Registrar:
         elif ir_separate is not None and self.depth_to_ir is not None:
             values = self._ir_lookup(ir_separate, idx, raw, depth_scale)
 
+        # splat: group the depth pixels by rectangle size (a few groups), then every (dy, dx) offset of a
+        # group is one contiguous slice; all targets go through one minimum.at (nearest surface wins)
+        code = (sh * 8 + sw).astype(np.uint8)
+        order = np.argsort(code, kind="stable")
+        code, base, raw = code[order], base[order], raw[order]
+        if values is not None:
+            values = values[order]
+        cuts = np.flatnonzero(np.diff(code)) + 1
+        targets, zs, irs = [], [], []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, code.size]) if code.size else ():
+            h, w = divmod(int(code[lo]), 8)
+            for dy in range(h):
+                for dx in range(w):
+                    targets.append(base[lo:hi] + (dy * cw + dx))
+                    zs.append(raw[lo:hi])
+                    if values is not None:
+                        irs.append(values[lo:hi])
         big = np.iinfo(np.uint16).max
         zbuf = np.full(ch * cw, big, np.uint16)
-        passes = []
-        for dy in range(int(sh.max(initial=0))):
-            for dx in range(int(sw.max(initial=0))):
-                if dy == 0 and dx == 0:
-                    sel, target = slice(None), base
-                else:
-                    sel = np.flatnonzero((dy < sh) & (dx < sw))
-                    target = base[sel] + (dy * cw + dx)
-                passes.append((sel, target))
-        targets = np.concatenate([t for _, t in passes]) if passes else np.zeros(0, np.int64)
-        values_z = np.concatenate([raw[s] for s, _ in passes]) if passes else np.zeros(0, np.uint16)
-        np.minimum.at(zbuf, targets, values_z)  # nearest surface wins
-        out_ir = None
-        if values is not None:
-            out_ir = np.zeros(ch * cw, values.dtype)
-        if values is not None and passes:
-            won = zbuf[targets] == values_z
-            out_ir[targets[won]] = np.concatenate([values[s] for s, _ in passes])[won]
+        out_ir = None if values is None else np.zeros(ch * cw, values.dtype)
+        if targets:
+            targets, zs = np.concatenate(targets), np.concatenate(zs)
+            np.minimum.at(zbuf, targets, zs)
+            if values is not None:
+                won = zbuf[targets] == zs
+                out_ir[targets[won]] = np.concatenate(irs)[won]
         if out_ir is not None:
             out_ir = out_ir.reshape(ch, cw)
         zbuf[zbuf == big] = 0

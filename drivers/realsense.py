@@ -27,6 +27,7 @@ from edge_fas.types import DeviceInfo, FrameSet
 __all__ = ["RealSenseCamera", "Db3Writer", "open_realsense", "list_devices", "calibration_from_profile"]
 
 IR_INDEX = 1  # the left imager: depth is computed in its frame
+END_GRACE_S = 0.5  # playback: how long a stopped player must stay quiet before the recording counts as ended
 
 
 def _rs():
@@ -227,16 +228,25 @@ class RealSenseCamera(Camera):
 
     def _next_playback(self, rs):
         """Group the player's frames into sets: one frame of every stream, in file order; partial at the end."""
+        quiet_since = None
         while not self._closed:
             if all(self._pending.values()):
                 return {k: v.pop(0) for k, v in self._pending.items()}
             try:
                 f = self._queue.get(timeout=0.05)
             except queue.Empty:
-                if self._ended(rs) and self._queue.empty():
+                # the player reports "stopped" as soon as it has read the file; its last frames may still be
+                # on the way through the sensors' callback threads, so the end is a stopped player plus
+                # an empty queue for END_GRACE_S
+                if not self._ended(rs):
+                    quiet_since = None
+                    continue
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= END_GRACE_S:
                     left = {k: v.pop(0) for k, v in self._pending.items() if v}
                     return left or None
                 continue
+            quiet_since = None
             self._pending[self._kinds[f.get_profile().unique_id()]].append(f)
         return None
 
