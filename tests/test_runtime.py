@@ -29,7 +29,7 @@ class Tiny(nn.Module):
         if present is None:
             present = torch.ones(rgb.shape[0], 3, dtype=torch.bool)
         feats = [e(x).relu() for e, x in zip(self.enc, (rgb, depth, ir))]
-        pooled = torch.cat([f.mean((2, 3)) * present[:, i:i + 1].float() for i, f in enumerate(feats)], 1)
+        pooled = torch.cat([f.mean((2, 3)) * present[:, i:i + 1].to(f.dtype) for i, f in enumerate(feats)], 1)
         logits = self.head(pooled)[:, 0]
         out = {"logits": logits, "score": torch.sigmoid(logits)}
         if self.trace is not None:
