@@ -31,14 +31,15 @@ def test_consistent_attack_scores_say_attack():
     assert reason_code(p.decide(0.9).reasons[0]) == "attack_score"
 
 
-def test_hysteresis_margin_blocks_entering_live():
+def test_hysteresis_margin_needed_to_flip_a_standing_attack():
     p = DecisionPolicy(0.5, window=5, min_live_frames=2, hysteresis=0.1)
-    # 0.45 is below threshold but within the margin: never live from unknown
-    assert "live" not in run(p, [0.45] * 6)
+    assert run(p, [0.9, 0.9, 0.9])[-1] == "attack"
+    # 0.45 is below the threshold but within the margin: it never turns a standing attack into live
+    assert "live" not in run(p, [0.45] * 8)
+    assert run(p, [0.3] * 5)[-1] == "live"
+    # from no standing verdict (a fresh face) consistent sub-threshold frames are enough
     p.reset()
-    assert run(p, [0.3, 0.3])[-1] == "live"
-    # once live, 0.45 (< threshold) keeps it live
-    assert p.decide(0.45).verdict == "live"
+    assert run(p, [0.45, 0.45]) == ["unknown", "live"]
 
 
 def test_fault_gives_unknown_with_reason_and_discards_live_evidence():

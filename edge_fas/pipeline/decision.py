@@ -7,8 +7,10 @@ Verdict:
 - any fault on the current frame -> `unknown` with the reasons (or `attack` when a reason is itself
   evidence of an attack, e.g. a replayed stream), and the live evidence gathered so far is thrown
   away: after a fault, `live` needs `min_live_frames` fresh live frames again;
-- a frame counts as live only when its score is below the threshold; while the standing verdict is
-  not `live`, it must also clear the hysteresis margin (score < threshold - hysteresis);
+- a frame counts as live only when its score is below the threshold; to flip a standing `attack`
+  it must also clear the hysteresis margin (score < threshold - hysteresis), so a score wavering at
+  the threshold does not flicker attack/live. The margin never delays the safe direction: one frame
+  at or above the threshold ends `live` at once;
 - `live` needs at least `min_live_frames` live frames among the last `window` AND a live current
   frame (a single attack frame ends `live` at once: never live on an attack-looking frame);
 - `attack` when attack frames are at least as many as live frames in the window;
@@ -81,7 +83,7 @@ class DecisionPolicy:
     def _frame_label(self, score: float) -> str:
         if score >= self.threshold:
             return "attack"
-        if self.standing != "live" and score >= self.threshold - self.hysteresis:
+        if self.standing == "attack" and score >= self.threshold - self.hysteresis:
             return "attack_margin"  # below threshold but inside the margin: not yet live evidence
         return "live"
 
@@ -109,6 +111,10 @@ class DecisionPolicy:
         elif n_attack > 0 and n_attack >= n_live:
             verdict = "attack"
             reasons.append(reason(ATTACK_SCORE, f"{n_attack}/{len(self.history)} frames at or above the threshold"))
+        elif label == "attack_margin":  # a standing attack holds while the score stays inside the margin
+            verdict = "attack"
+            reasons.append(reason(ATTACK_SCORE, f"{score:.3f} within the hysteresis margin "
+                                                f"({self.threshold - self.hysteresis:.3f}-{self.threshold:.3f})"))
         else:
             verdict = "unknown"
             reasons.append(reason(WARMING_UP, f"{n_live}/{self.min_live_frames} live frames"))
