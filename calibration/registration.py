@@ -165,34 +165,34 @@ class Registrar:
             values = self._ir_lookup(ir_separate, idx, raw, depth_scale)
 
         # splat: group the depth pixels by rectangle size (a few groups), then every (dy, dx) offset of a
-        # group is one contiguous slice; all targets go through one minimum.at (nearest surface wins)
+        # group is one contiguous slice; all targets go through one minimum.at, nearest surface wins. With
+        # IR, the key is depth << 16 | IR, so the same minimum carries the nearest surface's IR value.
+        key = raw.astype(np.uint32)
+        if values is not None:
+            key = (key << 16) | values.astype(np.uint32)
         code = (sh * 8 + sw).astype(np.uint8)
         order = np.argsort(code, kind="stable")
-        code, base, raw = code[order], base[order], raw[order]
-        if values is not None:
-            values = values[order]
+        code, base, key = code[order], base[order], key[order]
         cuts = np.flatnonzero(np.diff(code)) + 1
-        targets, zs, irs = [], [], []
+        targets, keys = [], []
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, code.size]) if code.size else ():
             h, w = divmod(int(code[lo]), 8)
             for dy in range(h):
                 for dx in range(w):
                     targets.append(base[lo:hi] + (dy * cw + dx))
-                    zs.append(raw[lo:hi])
-                    if values is not None:
-                        irs.append(values[lo:hi])
-        big = np.iinfo(np.uint16).max
-        zbuf = np.full(ch * cw, big, np.uint16)
-        out_ir = None if values is None else np.zeros(ch * cw, values.dtype)
+                    keys.append(key[lo:hi])
+        big = np.iinfo(np.uint32).max
+        buf = np.full(ch * cw, big, np.uint32)
         if targets:
-            targets, zs = np.concatenate(targets), np.concatenate(zs)
-            np.minimum.at(zbuf, targets, zs)
-            if values is not None:
-                won = zbuf[targets] == zs
-                out_ir[targets[won]] = np.concatenate(irs)[won]
-        if out_ir is not None:
-            out_ir = out_ir.reshape(ch, cw)
-        zbuf[zbuf == big] = 0
+            np.minimum.at(buf, np.concatenate(targets), np.concatenate(keys))
+        hole = buf == big
+        out_ir = None
+        if values is not None:
+            out_ir = (buf & 0xFFFF).astype(values.dtype).reshape(ch, cw)
+            out_ir[hole.reshape(ch, cw)] = 0
+            buf >>= 16
+        zbuf = buf.astype(np.uint16)
+        zbuf[hole] = 0
         return zbuf.reshape(ch, cw), out_ir
 
     def _ir_lookup(self, ir: np.ndarray, idx: np.ndarray, raw: np.ndarray, depth_scale: float) -> np.ndarray:
