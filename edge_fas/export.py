@@ -176,6 +176,9 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     size = int(getattr(model, "input_size", 0) or (preprocess.size if preprocess else 0))
     if not size:
         raise EdgeFasError("the model has no input_size; give preprocess=PreprocessParams(size=...)")
+    if preprocess is not None and getattr(model, "input_size", None) and preprocess.size != size:
+        raise EdgeFasError(f"preprocessing size {preprocess.size} differs from the model's input_size {size}; "
+                           "the checkpoint's metadata and its model disagree")
     params = preprocess or PreprocessParams()
     params = PreprocessParams.from_dict({**params.to_dict(), "size": size})
     names = output_names_of(model, size)
@@ -226,6 +229,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
     training = meta.get("training") or meta.get("data")
     if isinstance(training, str):
         training = {"summary": training}
+    if isinstance(training, dict) and "summary" not in training and training.get("source"):
+        only = " only" if training["source"] == "synthetic" else ""
+        training = {"summary": f"trained on {training['source']} data{only}: "
+                               f"{', '.join(training.get('domains', [])) or 'domains not recorded'}, "
+                               f"{training.get('samples', '?')} samples", **training}
+    if meta.get("validation"):
+        training = {**(training or {}), "validation": meta["validation"]}
+    if "preprocess" in meta and "preprocess" not in kw:  # the crop/normalisation the model was trained with
+        kw["preprocess"] = PreprocessParams.from_dict(meta["preprocess"])
     return export_model(model, out, checkpoint=checkpoint, threshold=float(thr), threshold_split=str(split),
                         training=training, **kw)
 
