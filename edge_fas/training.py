@@ -4,6 +4,7 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
 
     model: {name: spoof_trace, preset: edge, overrides: {}}
     data:  {source: synthetic, train_domains: [...], val_domains: null (= train), test_domains: [],
+            test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
             augment: true, drop: {depth: 0.1, ir: 0.1}}
     train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
@@ -43,12 +44,12 @@ import yaml
 from edge_fas import metrics
 from edge_fas.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_train_config", "train", "predict", "build_data", "seed_everything"]
+__all__ = ["DEFAULTS", "load_train_config", "apply_overrides", "train", "predict", "build_data", "seed_everything"]
 
 DEFAULTS = {
     "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}},
     "data": {"source": "synthetic", "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
-             "test_domains": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
+             "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
              "render_workers": 1},
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
@@ -84,7 +85,11 @@ def load_train_config(path=None, overrides: dict | None = None) -> dict:
             raise ConfigError(f"training config {p}: not valid YAML ({e})") from None
         if not isinstance(given, dict):
             raise ConfigError(f"training config {p}: the top level must be a mapping of sections")
-    cfg = _merge(DEFAULTS, given, "top level")
+    return apply_overrides(_merge(DEFAULTS, given, "top level"), overrides)
+
+
+def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
+    """Dotted overrides {"train.epochs": 2, "out": "runs/x"} applied to a full config, then checked."""
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if section not in cfg or (name and (not isinstance(cfg[section], dict) or name not in cfg[section])):
@@ -121,6 +126,19 @@ def build_data(cfg: dict, split: str, params, domains=None):
     w, h = d["rig_size"]
     return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                            width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]))
+
+
+def drop_modalities(crops, missing):
+    """The same crops with `missing` modalities absent (zeros, present False): MMDG's Protocol 2."""
+    order = ("rgb", "depth", "ir")
+    bad = [m for m in missing if m not in order]
+    if bad:
+        raise ConfigError(f"data.test_missing: unknown modality {bad}; use some of {order}")
+    out = crops.subset(range(len(crops)))
+    for m in missing:
+        getattr(out, m)[:] = 0
+        out.present[:, order.index(m)] = False
+    return out
 
 
 def _to(batch: dict, device) -> dict:
@@ -285,6 +303,8 @@ def train(cfg: dict) -> dict:
                           "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
     train_set, val_set = build_data(cfg, "train", params), build_data(cfg, "val", params)
     test_set = build_data(cfg, "test", params) if cfg["data"]["test_domains"] else None
+    if test_set is not None and cfg["data"]["test_missing"]:
+        test_set = drop_modalities(test_set, cfg["data"]["test_missing"])
     domain_ids = {d: k for k, d in enumerate(cfg["data"]["train_domains"])}
     ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
                      domain_ids=domain_ids)

@@ -11,6 +11,9 @@ def add_arguments(parser):
     parser.add_argument("--config", metavar="FILE", help="training config YAML (see configs/); defaults if omitted")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key, e.g. --set train.epochs=2 --set out=runs/x (value parsed as YAML)")
+    parser.add_argument("--protocol", metavar="NAME",
+                        help="run a named protocol on the synthetic domains (e.g. mmdg-p1-cps-w; see "
+                             "edge_fas/data/protocols.py): sets the train/test domains and missing modalities")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt if present")
     parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")
 
@@ -33,7 +36,15 @@ def run(args) -> int:
     overrides = parse_sets(args.set)
     if args.resume:
         overrides["train.resume"] = True
-    cfg = load_train_config(args.config, overrides)
+    if args.protocol:
+        from edge_fas.data.protocols import protocol_config
+        from edge_fas.training import apply_overrides
+
+        base = load_train_config(args.config)
+        cfg = apply_overrides(protocol_config(args.protocol, base["model"]["name"], base["model"]["preset"], base),
+                              overrides)
+    else:
+        cfg = load_train_config(args.config, overrides)
     if args.print_config:
         print(yaml.safe_dump(cfg, sort_keys=False), end="")
         return 0
