@@ -146,8 +146,9 @@ def test_site_threshold_overrides_artifact():
 class ScriptedCamera(Camera):
     """Plays `script` items: a FrameSet, ("stall", seconds) or ("raise", message) (a disconnect)."""
 
-    def __init__(self, script):
+    def __init__(self, script, pace_s=0.003):
         self.script = list(script)
+        self.pace_s = pace_s
         self.pos = 0
         self.status = "connecting"
         self.opens = 0
@@ -175,12 +176,12 @@ class ScriptedCamera(Camera):
                 self.status = "reconnecting"
                 raise CameraError(item[1])
             else:
-                time.sleep(0.003)
+                time.sleep(self.pace_s)
                 yield item
 
 
-def run_threaded(script, runtime=None, **overrides):
-    cam = ScriptedCamera(script)
+def run_threaded(script, runtime=None, pace_s=0.003, **overrides):
+    cam = ScriptedCamera(script, pace_s)
     cfg = load_config(overrides={"decision.window": 3, "decision.min_live_frames": 2,
                                  "camera.stall_timeout_s": 0.1, **overrides})
     p = Pipeline(cam, runtime or Runtime(), cfg, detector=BoxDetector(), register=lambda f: f)
@@ -200,7 +201,7 @@ def tagged(frames, tag):
 
 def test_stalled_camera_reports_stall_and_no_live_while_it_lasts():
     script = tagged([frame(i) for i in range(6)], "ok") + [("stall", 0.5)] + tagged([frame(i) for i in range(6, 12)], "after")
-    p, _, results = run_threaded(script)
+    p, _, results = run_threaded(script, pace_s=0.01)  # slow enough that several frames get judged
     stalled = [r for r in results if r.frames is None]
     assert len(stalled) >= 2
     assert all(r.verdict.verdict == "unknown" and "camera_stalled" in codes(r.verdict) for r in stalled)
@@ -211,7 +212,7 @@ def test_stalled_camera_reports_stall_and_no_live_while_it_lasts():
 def test_disconnect_and_reconnect_restarts_counters_without_false_stale():
     first = tagged([frame(i) for i in range(100, 106)], "ok")
     second = tagged([frame(i) for i in range(0, 8)], "after")  # a new connection starts counting again
-    p, cam, results = run_threaded(first + [("raise", "USB unplugged")] + second)
+    p, cam, results = run_threaded(first + [("raise", "USB unplugged")] + second, pace_s=0.01)
     assert cam.opens >= 2
     gap = [r for r in results if r.frames is None]
     assert all(r.verdict.verdict != "live" for r in gap)
