@@ -206,11 +206,15 @@ class RealSenseCamera(Camera):
             self._queue = queue.Queue(maxsize=8)
             self._pending = {k: [] for k in streams}
             self._kinds = {v.unique_id(): k for k, v in streams.items()}
+            # the player starts reading with the first started sensor: hold it until every sensor listens,
+            # or the other sensors' first frames go to nobody
+            pb.pause()
             for n, sensor in enumerate(sensors):
                 mine = [p for k, p in streams.items() if owner[k] == n]
                 if mine:
                     sensor.open(mine)
                     sensor.start(self._on_playback_frame)
+            pb.resume()
         except RuntimeError as e:
             raise CameraError(f"recording {self.playback} cannot be played by librealsense ({e}); the file is "
                               "truncated or not a librealsense recording") from e
