@@ -51,7 +51,7 @@ DEFAULTS = {
     "data": {"source": "synthetic", "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
-             "render_workers": 1},
+             "render_workers": 1, "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
               "resume": False, "log_every": 10, "progress": True},
@@ -116,8 +116,16 @@ def seed_everything(seed: int) -> None:
 def build_data(cfg: dict, split: str, params, domains=None):
     """CropSet for `split` from the config's data source."""
     d = cfg["data"]
+    if d["source"] == "sessions":  # recorded field sessions: fine-tuning at a new site
+        from edge_fas.data.sessions import session_crops
+
+        paths = d["sessions"][split]
+        if not paths:
+            raise ConfigError(f"data.source is 'sessions' but data.sessions.{split} lists no session folders")
+        return session_crops(paths, params, frames_per_take=int(d["frames_per_take"]))
     if d["source"] != "synthetic":
-        raise ConfigError(f"data.source {d['source']!r} is not available in this build; use 'synthetic'")
+        raise ConfigError(f"data.source {d['source']!r} is unknown; use 'synthetic' or 'sessions' (public datasets: "
+                          "build a CropSet with edge_fas.data.public and train on it from Python)")
     from edge_fas.data.synthetic import synthetic_crops
 
     if domains is None:
@@ -302,10 +310,12 @@ def train(cfg: dict) -> dict:
         raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
                           "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
     train_set, val_set = build_data(cfg, "train", params), build_data(cfg, "val", params)
-    test_set = build_data(cfg, "test", params) if cfg["data"]["test_domains"] else None
+    has_test = cfg["data"]["sessions"]["test"] if cfg["data"]["source"] == "sessions" else cfg["data"]["test_domains"]
+    test_set = build_data(cfg, "test", params) if has_test else None
     if test_set is not None and cfg["data"]["test_missing"]:
         test_set = drop_modalities(test_set, cfg["data"]["test_missing"])
-    domain_ids = {d: k for k, d in enumerate(cfg["data"]["train_domains"])}
+    domain_ids = {d: k for k, d in enumerate(cfg["data"]["train_domains"])} if cfg["data"]["source"] == "synthetic" \
+        else {d: k for k, d in enumerate(sorted(set(train_set.domain.tolist())))}
     ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
                      domain_ids=domain_ids)
     bs = int(tc["batch_size"])
@@ -391,16 +401,18 @@ def train(cfg: dict) -> dict:
         result["test"] = metrics.json_ready(test)
     if main:
         d = cfg["data"]
-        vd = d["val_domains"] or d["train_domains"]
+        sess = d["source"] == "sessions"
+        vd = d["sessions"]["val"] if sess else (d["val_domains"] or d["train_domains"])
+        td = d["sessions"]["train"] if sess else d["train_domains"]
         meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split (domains {', '.join(vd)}, "
+                "threshold_split": f"EER on the {d['source']} validation split ({', '.join(map(str, vd))}, "
                                    f"{len(val_set)} samples, seed {d['seed']}), disjoint from training",
-                "training": {"source": d["source"], "domains": d["train_domains"], "samples": len(train_set),
+                "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"])},
-                "validation": {"source": d["source"], "domains": d["val_domains"] or d["train_domains"],
+                "validation": {"source": d["source"], "domains": vd,
                                "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
                                "auc": val["auc"]},
-                "trained_on": {"source": d["source"], "domains": d["train_domains"], "split": "train",
+                "trained_on": {"source": d["source"], "domains": td, "split": "train",
                                "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"]},
                 "preprocess": params.to_dict(), "epochs": int(tc["epochs"]), "train_config": cfg}
         save_model(out / "checkpoint.pt", model.cpu(), **meta)

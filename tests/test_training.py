@@ -104,3 +104,33 @@ def test_torchrun_two_gloo_processes(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     # 8 samples / 2 processes / batch 4 -> one step per epoch on each process, logged once (rank 0)
     assert sum(r["kind"] == "step" for r in log) == 1
+
+
+def test_finetune_from_checkpoint_on_sessions(tmp_path):
+    """The 'adapt to a new site' path: record sessions, fine-tune a trained checkpoint on them."""
+    from edge_fas.drivers.session import SessionWriter
+    from edge_fas.sim import Rig
+
+    rig = Rig("padisi", seed=3, width=160, height=120)
+    sessions = {}
+    for split, base in (("train", 0), ("val", 50)):
+        path = tmp_path / f"site-{split}"
+        with SessionWriter(path, device=rig.device, calibration=rig.calibration, site="lobby", domain="lobby") as w:
+            for k, species in enumerate(["bona_fide", "print", "bona_fide", "replay"]):
+                w.begin_take(species=species, subject_id=f"S{k}", consent=True)
+                for t in (0.0, 0.5):
+                    w.write(rig.render(species, base + k, t))
+                w.end_take()
+        sessions[split] = [str(path)]
+    cfg = tiny_config(tmp_path)
+    cfg["data"]["test_domains"] = []
+    p = write_cfg(tmp_path, cfg)
+    assert cli_main(["train", "--config", str(p)]) == 0
+    ft = tiny_config(tmp_path)
+    ft["data"] = {"source": "sessions", "sessions": {**sessions, "test": sessions["val"]}, "frames_per_take": 2}
+    ft["train"].update(init_from=str(tmp_path / "run" / "checkpoint.pt"))
+    ft["out"] = str(tmp_path / "ft")
+    r = train(load_train_config(write_cfg(tmp_path, ft)))
+    assert r["val"]["n_attack"] == 4 and r["val"]["n_bona_fide"] == 4 and "test" in r
+    meta = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["meta"]
+    assert meta["training"]["source"] == "sessions"
