@@ -33,3 +33,29 @@ def test_record_needs_a_stop_and_a_label(tmp_path, capsys):
     assert main(["record", "--camera", "synthetic", "--out", str(tmp_path / "y.bin"), "--format", "native",
                  "--frames", "1"]) != 0
     assert ".db3" in capsys.readouterr().err
+
+
+def test_killed_recording_replays_up_to_last_whole_frame(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edge_fas.drivers.session import SessionReader
+    out = tmp_path / "killed"
+    code = ("import sys; from edge_fas.cli import main; sys.exit(main(['record', '--camera', 'synthetic', '--out', "
+            f"{str(out)!r}, '--seconds', '60', '--camera-width', '160', '--camera-height', '120']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    lines = out / "takes" / "0001" / "frames.jsonl"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and not (lines.is_file() and lines.read_text().count("\n") >= 3):
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    r = SessionReader(out)
+    assert r.takes[0].complete is False and len(r) >= 3
+    frames = list(r)
+    assert len(frames) == len(r) and all(f.depth.shape == (120, 160) for f in frames)
