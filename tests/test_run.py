@@ -104,3 +104,20 @@ def test_gui_launch_takes_a_screenshot(artifact, tmp_path, edge_fas, monkeypatch
     assert p.returncode == 0, p.stderr[-2000:]
     assert png.is_file() and png.stat().st_size > 1000
     assert '"summary":true' in p.stderr  # the GUI run still reports its summary (on stderr)
+
+
+def test_record_refuses_unlabelled_streams_after_the_summary(artifact, tmp_path, edge_fas, monkeypatch):
+    from edge_fas.drivers import synthetic
+
+    real = synthetic.SyntheticCamera.frames
+
+    def unlabelled(self):  # a camera that, like real hardware, does not know what it sees
+        for f in real(self):
+            f.truth = None
+            yield f
+
+    monkeypatch.setattr(synthetic.SyntheticCamera, "frames", unlabelled)
+    p = edge_fas("--camera", "synthetic", "--model", str(artifact), "--headless", "--quiet", "--max-frames", "3",
+                 "--record", str(tmp_path / "s"), *SMALL)
+    assert p.returncode == 2 and "edge-fas collect" in p.stderr
+    assert lines(p.stdout)[-1]["summary"] is True

@@ -124,6 +124,7 @@ def run(args) -> int:
     pipeline.on_result = on_result
     rc = 0
     restore_sigterm = lambda: None  # noqa: E731
+    record_error = None
     try:
         pipeline.start()
         if args.headless:
@@ -143,11 +144,16 @@ def run(args) -> int:
         if webhook is not None:
             webhook.close()
         if recorder is not None:
-            recorder.close()
+            try:
+                recorder.close()
+            except EdgeFasError as e:  # reported after the summary, which is still worth having
+                record_error = e
             print(f"recorded {recorder.written} frames to {recorder.path} ({recorder.dropped} not written: "
                   "the disk could not keep up)", file=sys.stderr)
     summary = sink.write_summary(sys.stdout if args.headless else sys.stderr)
     print(_human(summary), file=sys.stderr)
     if pipeline.error is not None and summary["verdicts"] == 0:
         raise EdgeFasError(f"camera {spec} failed: {pipeline.error}")
+    if record_error is not None:
+        raise record_error
     return rc
