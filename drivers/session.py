@@ -168,13 +168,13 @@ class SessionWriter:
                                  "their consent is on file (or require_consent=False for synthetic data)")
         take = TakeInfo(id=f"{len(self.takes) + 1:04d}", label=label, species=species, subject_id=subject_id,
                         consent=bool(consent), notes=notes, started=_now(), extra=_jsonable(extra))
+        self.takes.append(take)
+        self._save_yaml()  # listed before any frame exists, so a crash from here on leaves a readable take
         folder = self.path / "takes" / take.id
         for sub in ("rgb", "depth", "ir"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         self._lines = open(folder / "frames.jsonl", "a", encoding="utf-8")
         self._take, self._index = take, 0
-        self.takes.append(take)
-        self._save_yaml()
         return take
 
     def write(self, frames: FrameSet) -> None:
