@@ -79,7 +79,12 @@ def test_registration_agrees_with_rs_align(recording):
     assert agreements and min(agreements) >= 0.99, agreements
 
 
-def test_bad_input_names_the_file(tmp_path):
+def test_bad_input_names_the_file(tmp_path, recording):
+    cut = tmp_path / "cut.db3"
+    cut.write_bytes(recording[0].read_bytes()[:60000])  # a recording cut short (copy interrupted, disk full)
+    with pytest.raises(CameraError, match="cut.db3.*truncated"):
+        with open_camera(f"replay:{cut}") as cam:
+            list(cam.frames())
     with pytest.raises(CameraError, match="does not exist"):
         with open_camera(f"replay:{tmp_path / 'missing.db3'}"):
             pass
