@@ -206,11 +206,11 @@ def _check_replicas(model):
     """After distributed training every process must hold the same weights; fail loudly if not."""
     import torch.distributed as dist
 
-    with torch.no_grad():
-        own = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().cpu().reshape(1)
-    all_sums = [torch.zeros(1, dtype=torch.float64) for _ in range(dist.get_world_size())]
-    dist.all_gather(all_sums, own) if dist.get_backend() == "gloo" else None
-    if dist.get_backend() == "gloo" and not all(torch.allclose(a, all_sums[0], rtol=1e-6, atol=1e-6) for a in all_sums):
+    with torch.no_grad():  # on the model's device, so NCCL (CUDA tensors only) works as well as gloo
+        own = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    all_sums = [torch.zeros_like(own) for _ in range(dist.get_world_size())]
+    dist.all_gather(all_sums, own)
+    if not all(torch.allclose(a, all_sums[0], rtol=1e-6, atol=1e-6) for a in all_sums):
         raise RuntimeError(f"distributed training: the model replicas diverged (weight sums {[float(a) for a in all_sums]})")
 
 
