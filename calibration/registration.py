@@ -127,17 +127,20 @@ class Registrar:
         x = rays[0] * z + self.t[0]
         y = rays[1] * z + self.t[1]
         w = rays[2] * z + self.t[2]
-        np.maximum(w, np.float32(1e-6), out=w)  # empty pixels and points behind the camera fall outside below
+        # points closer than 1 mm (empty pixels, points behind the camera) are pushed far out of the image;
+        # that also keeps |u|, |v| well inside int32 without a clip
+        np.maximum(w, np.float32(1e-3), out=w)
         if _distorted(self.color):
             u, v = _project(self.color, np.stack([x, y, w], -1).astype(np.float64))
-            u, v = np.nan_to_num(u + 0.5, nan=-1e6), np.nan_to_num(v + 0.5, nan=-1e6)
+            lim = 1e6
+            u = np.clip(np.nan_to_num(u + 0.5, nan=-lim), -lim, lim)
+            v = np.clip(np.nan_to_num(v + 0.5, nan=-lim), -lim, lim)
         else:
             inv = np.float32(1.0) / w
             u = x * inv * np.float32(self.color.fx) + np.float32(self.color.cx + 0.5)
             v = y * inv * np.float32(self.color.fy) + np.float32(self.color.cy + 0.5)
-        # C-style truncation of (p + 0.5), as rs.align does; clip first so the cast cannot overflow
-        lim = np.float32(1e6)
-        return np.clip(u, -lim, lim).astype(np.int32), np.clip(v, -lim, lim).astype(np.int32)
+        # C-style truncation of (p + 0.5), as rs.align does
+        return u.astype(np.int32), v.astype(np.int32)
 
     def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
              ir_separate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
