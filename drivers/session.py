@@ -37,6 +37,8 @@ Reading:
     for frames in r:      # every FrameSet of every take, in order
         frames.truth      # GroundTruth(label, species, domain, face_box?, extra={take, subject_id})
     r.frames(take="0002") # one take only;  len(r) = number of whole frames
+    r.index()             # [(take_id, frame_index), ...] of every whole frame, for random access:
+    r.load("0002", 17)    # one FrameSet (a torch Dataset wraps index() + load())
 """
 
 from __future__ import annotations
@@ -285,6 +287,7 @@ class SessionReader:
         except CalibrationError as e:
             raise RecordingError(str(e)) from e
         self.takes: list[TakeInfo] = []
+        self._cache: dict[str, list[dict]] = {}
         for t in doc.get("takes") or []:
             info = TakeInfo(**{k: v for k, v in t.items() if k in TakeInfo.__dataclass_fields__})
             info.frames = len(self._lines(info.id))  # the truth on disk, also for an interrupted take
@@ -293,6 +296,21 @@ class SessionReader:
     @property
     def domain(self) -> str:
         return str(self.metadata.get("domain") or "")
+
+    def index(self) -> list[tuple[str, int]]:
+        """(take id, frame index) of every whole frame, in recording order."""
+        return [(t.id, i) for t in self.takes for i in range(t.frames)]
+
+    def load(self, take_id: str, index: int) -> FrameSet:
+        """One frame set by take id and frame index (random access)."""
+        info = next((t for t in self.takes if t.id == take_id), None)
+        if info is None:
+            raise RecordingError(f"session {self.path} has no take {take_id!r}; takes: {[t.id for t in self.takes]}")
+        if not 0 <= index < info.frames:
+            raise RecordingError(f"session {self.path} take {take_id} has {info.frames} whole frames; no frame {index}")
+        if take_id not in self._cache:
+            self._cache = {take_id: self._lines(take_id)}  # one take's lines at a time
+        return self._frame(info, self._cache[take_id][index])
 
     def _lines(self, take_id: str) -> list[dict]:
         path = self.path / "takes" / take_id / "frames.jsonl"

@@ -61,6 +61,11 @@ def test_round_trip_is_lossless_with_labels_and_metadata(tmp_path):
     assert got[3].truth.label == 1 and got[3].truth.face_box == (1, 2, 30, 40)
     assert got[0].truth.extra["subject_id"] == "S001" and got[3].truth.extra["take"] == "0002"
     assert [f.counter for f in r.frames(take="0002")] == [3]
+    assert r.index() == [("0001", 0), ("0001", 1), ("0001", 2), ("0002", 0)]
+    np.testing.assert_array_equal(r.load("0001", 2).depth, written[2].depth)
+    assert r.load("0002", 0).truth.species == "print"
+    with pytest.raises(RecordingError, match="no frame 5"):
+        r.load("0001", 5)
 
 
 def test_jpeg_colour_is_close(tmp_path):
