@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from importlib import resources
 
@@ -84,6 +85,8 @@ class FaceDetector:
         self._first_call = True
         with _quiet_native_logs():
             self._detector = _MpFaceDetector.create_from_options(options)
+        # close it before interpreter teardown: mediapipe's own __del__ fails once its modules are gone
+        self._finalizer = weakref.finalize(self, _close_quietly, self._detector)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB (H, W, 3) or grey (H, W) uint8 image, best score first."""
@@ -116,9 +119,8 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._detector is not None:
-            with _quiet_native_logs():
-                self._detector.close()
             self._detector = None
+            self._finalizer()
 
     def __enter__(self):
         return self
@@ -126,8 +128,11 @@ class FaceDetector:
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+
+
+def _close_quietly(detector) -> None:
+    try:
+        with _quiet_native_logs():
+            detector.close()
+    except Exception:  # noqa: BLE001 - at exit mediapipe's dispatcher is already shut down;
+        detector._handle = None  # the process is ending: let its __del__ skip the close it cannot do

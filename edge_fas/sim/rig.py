@@ -294,7 +294,7 @@ class Rig:
         xy = self.full_color_view.project(pts)
         x0, y0 = np.floor(xy.min(0)).astype(int)
         x1, y1 = np.ceil(xy.max(0)).astype(int)
-        box = (max(0, x0), max(0, y0), min(self.width, x1), min(self.height, y1))
+        box = (int(max(0, x0)), int(max(0, y0)), int(min(self.width, x1)), int(min(self.height, y1)))
         names = ("eye_right", "eye_left", "nose", "mouth", "cheek_right", "cheek_left")
         marks = np.array([atlas.landmarks[n] for n in names], np.float64)
         heights = [float(prepared.height[int(round(m[1])), int(round(m[0]))]) for m in marks]
