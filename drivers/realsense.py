@@ -371,8 +371,12 @@ class RealSenseCamera(Camera):
             images[name] = np.asanyarray(f.get_data()).copy()
             stamps[name] = float(f.get_timestamp())
             counters[name] = int(f.get_frame_number())
-            if name == "depth" and f.supports_frame_metadata(rs.frame_metadata_value.frame_laser_power_mode):
-                meta["emitter_on"] = bool(f.get_frame_metadata(rs.frame_metadata_value.frame_laser_power_mode))
+            if name == "depth":  # which frames had the projector on (emitter "alternate": every other one)
+                for key in ("frame_emitter_mode", "frame_laser_power_mode"):
+                    md = getattr(rs.frame_metadata_value, key, None)
+                    if md is not None and f.supports_frame_metadata(md):
+                        meta["emitter_on"] = bool(f.get_frame_metadata(md))
+                        break
         return FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
                         depth_scale=self.depth_scale, timestamps=stamps, counters=counters, registered=False,
                         device=self.device, calibration=self.calibration, meta=meta)
