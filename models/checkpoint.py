@@ -20,11 +20,16 @@ KEYS = ("format", "name", "preset", "config", "state_dict", "meta")
 
 
 def _plain(value):
-    """Tuples -> lists, recursively, so the dict holds only types weights_only loading accepts."""
+    """Tuples -> lists, numpy values -> Python numbers/lists, paths -> str, recursively, so the dict
+    holds only types that torch.load(weights_only=True) accepts."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy":  # np.float32(0.3), np.ndarray: not loadable with weights_only
+        return value.tolist() if hasattr(value, "tolist") else value.item()
     return value
 
 

@@ -17,12 +17,16 @@ def model():
 
 
 def test_round_trip_same_outputs_and_meta(tmp_path, model):
-    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, epoch=3, metrics={"hter": 0.1}, domains=("a", "b"))
+    import numpy as np
+
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", model, epoch=3, metrics={"hter": np.float32(0.25)},
+                           domains=("a", "b"), hist=np.arange(3), data=tmp_path)
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == FORMAT and set(raw) == {"format", "name", "preset", "config", "state_dict", "meta"}
     loaded, info = load_checkpoint(path)
     assert info["name"] == "mmfas" and info["preset"] == "edge" and info["meta"]["epoch"] == 3
     assert info["meta"]["domains"] == ["a", "b"] and not loaded.training
+    assert info["meta"]["metrics"]["hter"] == 0.25 and info["meta"]["hist"] == [0, 1, 2] and info["meta"]["data"] == str(tmp_path)
     x = (torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32))
     torch.testing.assert_close(loaded(*x)["score"], model(*x)["score"])
 
