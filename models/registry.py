@@ -50,7 +50,10 @@ def build(name: str, preset: str = "paper", **overrides) -> nn.Module:
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} for model {name!r}: choose 'paper' or 'edge'")
-    model = builder(name)(preset=preset, **overrides)
+    try:
+        model = builder(name)(preset=preset, **overrides)
+    except ValueError as e:  # a builder's own option check: report it as a config error (no traceback in the CLI)
+        raise ConfigError(f"model {name!r} ({preset}): {e}") from e
     missing = [a for a in REQUIRED_ATTRS if not hasattr(model, a)]
     if missing:
         raise ConfigError(f"model {name!r} lacks the attributes {missing}: fix its builder in models/")

@@ -38,3 +38,8 @@ def test_builder_import_is_lazy():
     sys.modules.pop("edge_fas.models.baselines", None)
     fn = builder("vit")
     assert fn.__module__ == "edge_fas.models.baselines"
+
+
+def test_builder_value_errors_become_config_errors():
+    with pytest.raises(ConfigError, match="spoof_trace.*widht"):
+        build("spoof_trace", "edge", widht=3)
