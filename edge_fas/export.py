@@ -211,7 +211,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: float | None = None,
-                      **kw) -> art.Artifact:
+                      include_checkpoint: bool = True, **kw) -> art.Artifact:
     """Export a checkpoint saved by edge_fas.models.save_checkpoint (threshold/split/training from its meta)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -238,8 +238,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
         training = {**(training or {}), "validation": meta["validation"]}
     if "preprocess" in meta and "preprocess" not in kw:  # the crop/normalisation the model was trained with
         kw["preprocess"] = PreprocessParams.from_dict(meta["preprocess"])
-    return export_model(model, out, checkpoint=checkpoint, threshold=float(thr), threshold_split=str(split),
-                        training=training, **kw)
+    return export_model(model, out, checkpoint=checkpoint if include_checkpoint else None, threshold=float(thr),
+                        threshold_split=str(split), training=training, **kw)
 
 
 def build_and_export(name: str, preset: str, out: str | Path, parity_count: int = 64, **overrides):

@@ -19,6 +19,8 @@ def add_arguments(parser):
     parser.add_argument("--int8", action="store_true",
                         help="also write a statically quantised int8 model for CPU-only kiosks, its accuracy "
                              "change measured on held-out synthetic data")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="leave the PyTorch checkpoint out (smaller; the torch runtime then cannot load it)")
     parser.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
 
 
@@ -29,6 +31,7 @@ def run(args) -> int:
     if args.parity < 1:
         raise EdgeFasError("--parity must be at least 1")
     art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
+                            include_checkpoint=not args.no_checkpoint,
                             parity_source=args.parity_source,
                             overwrite=args.force)
     if args.int8:
