@@ -98,8 +98,9 @@ def _check(args, config) -> int:
         raise EdgeFasError(f"camera {spec} delivered no frames")
     result = registration_check(frames, cal)
     cv2.imwrite(args.overlay, cv2.cvtColor(result.overlay, cv2.COLOR_RGB2BGR))
-    print(f"edge misalignment: {result.misalignment_px:.2f} px median over {result.edge_pixels} depth-edge pixels "
-          f"(overlay: {args.overlay}; colour edges green, registered-depth edges red)")
+    print(f"registration misalignment: {result.misalignment_px:.2f} px (depth borders fit colour edges shifted by "
+          f"{result.shift_px}; median edge distance {result.edge_distance_px:.2f} px over {result.edge_pixels} pixels). "
+          f"Overlay: {args.overlay} (colour edges green, registered-depth edges red)")
     return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
 
 
