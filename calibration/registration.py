@@ -143,9 +143,13 @@ class Registrar:
         return u.astype(np.int32), v.astype(np.int32)
 
     def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
-             ir_separate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup."""
+             ir_separate: np.ndarray | None = None,
+             roi: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup.
+        roi = (x0, y0, x1, y1) in colour pixels: only depth pixels landing wholly inside it are warped."""
         cw, ch = self.color.width, self.color.height
+        x0, y0, x1, y1 = (0, 0, cw, ch) if roi is None else (max(0, int(roi[0])), max(0, int(roi[1])),
+                                                             min(cw, int(roi[2])), min(ch, int(roi[3])))
         flat = depth.reshape(-1)[self.cand]
         z = flat.astype(np.float32) * np.float32(depth_scale)
         # passes over all candidates are cheaper than gathering the valid pixels first
@@ -153,7 +157,7 @@ class Registrar:
         u1, v1 = self._corner(self.r1, z)
         sw = u1 - u0 + 1
         sh = v1 - v0 + 1
-        keep = (flat > 0) & (u0 >= 0) & (v0 >= 0) & (u1 < cw) & (v1 < ch) & (sw > 0) & (sh > 0)
+        keep = (flat > 0) & (u0 >= x0) & (v0 >= y0) & (u1 < x1) & (v1 < y1) & (sw > 0) & (sh > 0)
         sel = np.flatnonzero(keep)
         idx = self.cand[sel]
         raw = flat[sel]
@@ -239,8 +243,12 @@ def _fit(intr: Intrinsics | None, shape: tuple[int, ...], name: str) -> Intrinsi
     return intr.scaled(w, h)
 
 
-def register_to_color(frames: FrameSet, calibration: RigCalibration | None = None) -> FrameSet:
+def register_to_color(frames: FrameSet, calibration: RigCalibration | None = None,
+                      roi: tuple[int, int, int, int] | None = None) -> FrameSet:
     """Return a FrameSet with depth and IR warped into the colour camera's pixels (registered=True).
+
+    roi = (x0, y0, x1, y1) in colour pixels limits the work to that region (the face crop plus a margin,
+    for a live pipeline); everything outside it is 0 and meta["registration_roi"] records the region.
 
     rgb, timestamps, counters, truth and meta are kept; depth keeps its raw units and depth_scale. A frame
     set that is already registered is returned unchanged. Without depth, IR cannot be moved; it is then
@@ -280,5 +288,9 @@ def register_to_color(frames: FrameSet, calibration: RigCalibration | None = Non
                                    "one imager in the calibration but differ in size; stream them at one resolution")
         ir_co = frames.ir
     depth, ir = reg.warp(frames.depth, cal.depth_scale if frames.depth_scale is None else frames.depth_scale,
-                         ir=ir_co, ir_separate=None if same else frames.ir)
-    return frames.replace(depth=depth, ir=ir, registered=True)
+                         ir=ir_co, ir_separate=None if same else frames.ir, roi=roi)
+    if roi is None:
+        return frames.replace(depth=depth, ir=ir, registered=True)
+    meta = dict(frames.meta)
+    meta["registration_roi"] = tuple(int(v) for v in roi)
+    return frames.replace(depth=depth, ir=ir, registered=True, meta=meta)

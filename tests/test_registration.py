@@ -155,3 +155,26 @@ def test_distorted_colour_camera(model):
     # the 2 x 2 splat of the pixel centre (u, v) covers round(u - 0.5 .. u + 0.5)
     assert xs.min() <= u + 0.5 and xs.max() >= u - 0.5 and ys.min() <= v + 0.5 and ys.max() >= v - 0.5
     assert xs.max() - xs.min() <= 2 and ys.max() - ys.min() <= 2
+
+
+def test_roi_matches_full_registration_inside_and_is_empty_outside():
+    sim = pytest.importorskip("edge_fas.sim.rig")
+    rig = sim.Rig("cefa", seed=1, width=320, height=240)
+    frames = rig.render("rigid_mask", 2, 0.0)
+    full = register_to_color(frames)
+    x0, y0, x1, y1 = 100, 60, 220, 180
+    part = register_to_color(frames, roi=(x0, y0, x1, y1))
+    assert part.meta["registration_roi"] == (x0, y0, x1, y1)
+    inner = (slice(y0 + 4, y1 - 4), slice(x0 + 4, x1 - 4))  # away from the border, where splats are cut
+    np.testing.assert_array_equal(part.depth[inner], full.depth[inner])
+    np.testing.assert_array_equal(part.ir[inner], full.ir[inner])
+    outside = np.ones(part.depth.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert part.depth[outside].max() == 0 and part.ir[outside].max() == 0
+
+
+def test_no_landing_pixels_with_ir_present():  # reported by D: Rig('wmca', 0, 160, 120), print 200004 at t=1.163
+    sim = pytest.importorskip("edge_fas.sim.rig")
+    frames = sim.Rig("wmca", 0, 160, 120).render("print", 200004, 1.163)
+    out = register_to_color(frames)
+    assert out.depth.shape == (120, 160) and out.ir.shape == (120, 160)
