@@ -5,12 +5,15 @@ every depth pixel is a small square whose top-left and bottom-right corners are 
 moved into the colour camera and projected; the colour pixels of that rectangle receive the depth value,
 and where several depth pixels land on one colour pixel the nearest surface wins. Depth pixels whose
 rectangle leaves the colour image are dropped, colour pixels nothing lands on stay 0 (holes are not
-filled: a hole means "no measurement", never a guess). Values keep the depth camera's raw units, as rs.align
-does. IR follows the same geometry: when the IR imager is the depth imager (same intrinsics, same
+filled: a hole means "no measurement", never a guess). Values are the depth camera's own raw z, as rs.align
+gives (not z in the colour camera; they differ by under a millimetre for a rig turned by tenths of a
+degree). Like rs.align, the corner splat covers at least 2 x 2 colour pixels, so near surfaces grow by
+about a pixel into the background. IR follows the same geometry: when the IR imager is the depth imager (same intrinsics, same
 transform, as on a D4xx or an OpenNI sensor) each depth pixel carries its own IR value; otherwise the IR
 value is looked up where the depth pixel's 3D point projects into the IR camera.
 
-The per-pixel rays and rotated rays are cached per calibration, so a frame costs a few array passes.
+The per-pixel rays and rotated rays are cached per calibration, so a frame costs a few array passes;
+roi=(x0, y0, x1, y1) limits the output to a colour-pixel region (a live pipeline's face crop).
 """
 
 from __future__ import annotations
