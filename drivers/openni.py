@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_fas.calibration.check import stream_skew_ms
 from edge_fas.calibration.rig import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.drivers.base import Camera
 from edge_fas.errors import CameraError
@@ -254,6 +255,7 @@ class OpenNICamera(Camera):
                            else np.frombuffer(f.get_buffer_as_uint8(), np.uint8)).reshape(h, w).copy()
                 images[name], stamps[name], counters[name] = img, f.timestamp / 1000.0, int(f.frameIndex)
             meta = {"note": self.note} if self.note else {}
+            meta["skew_ms"] = stream_skew_ms(FrameSet(timestamps=stamps))  # for integrity checks
             yield FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
                            depth_scale=self.depth_scale, timestamps=stamps, counters=counters,
                            registered=self.registered, device=self.device, calibration=self.calibration, meta=meta)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from edge_fas.calibration.check import stream_skew_ms
 from edge_fas.calibration.rig import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.drivers.base import Camera
 from edge_fas.errors import CameraError
@@ -201,6 +202,7 @@ class OrbbecCamera(Camera):
             stamps = {k: float(f.get_timestamp()) for k, f in (("rgb", color), ("depth", depth), ("ir", ir)) if f}
             counters = {k: int(f.get_index()) for k, f in (("rgb", color), ("depth", depth), ("ir", ir)) if f}
             meta = {"note": "IR left out: the SDK aligns depth only"} if self.want_registered and ir else {}
+            meta["skew_ms"] = stream_skew_ms(FrameSet(timestamps=stamps))  # for integrity checks
             yield FrameSet(rgb=self._image(color, "rgb"), depth=self._image(depth, "depth"),
                            ir=None if self.want_registered else self._image(ir, "ir"), meta=meta, depth_scale=scale, timestamps=stamps, counters=counters,
                            registered=self.want_registered, device=self.device, calibration=self.calibration)

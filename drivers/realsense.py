@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_fas.calibration.check import stream_skew_ms
 from edge_fas.calibration.rig import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.drivers.base import Camera
 from edge_fas.errors import CameraError, RecordingError
@@ -377,6 +378,7 @@ class RealSenseCamera(Camera):
                     if md is not None and f.supports_frame_metadata(md):
                         meta["emitter_on"] = bool(f.get_frame_metadata(md))
                         break
+        meta["skew_ms"] = stream_skew_ms(FrameSet(timestamps=stamps))  # for integrity checks
         return FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
                         depth_scale=self.depth_scale, timestamps=stamps, counters=counters, registered=False,
                         device=self.device, calibration=self.calibration, meta=meta)

@@ -41,6 +41,7 @@ def test_playback_round_trips_frames_and_calibration(recording):
         assert b.counters == a.counters
         assert b.timestamps["depth"] == pytest.approx(a.timestamps["depth"], abs=1e-3)
         assert b.depth_scale == pytest.approx(a.depth_scale)
+        assert b.meta["skew_ms"] == pytest.approx(0.4, abs=1e-3)  # the colour exposure trails by 0.4 ms
     ref = rig.calibration
     assert cal.color.fx == pytest.approx(ref.color.fx, rel=1e-6) and cal.depth.cy == pytest.approx(ref.depth.cy, rel=1e-6)
     np.testing.assert_allclose(cal.depth_to_color.R, ref.depth_to_color.R, atol=1e-6)
