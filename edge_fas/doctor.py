@@ -118,10 +118,48 @@ def check_openni() -> Check:
         return Check("openni2", False, f"OpenNI2 did not initialise: {e}")
     if devices is None:
         return Check("openni2", True, "openni importable and libOpenNI2 present (device listing arrives with the OpenNI2 driver)")
-    return Check("openni2", True, f"OpenNI2 runtime; {_devices_line(devices)}", info={"devices": devices})
+    dummy = _openni_dummy_driver()
+    dummy_line = ("; Dummy test device available (--camera openni:Dummy)" if dummy else
+                  "; no Dummy test device driver (libDummyDevice) in the OpenNI2 Drivers folder")
+    return Check("openni2", True, f"OpenNI2 runtime; {_devices_line(devices)}{dummy_line}",
+                 info={"devices": devices, "dummy_driver": dummy})
+
+
+def _openni_dummy_driver() -> str | None:
+    """Path of the Dummy device driver that Debian's libopenni2-0 ships (not opened: it crashes on close)."""
+    import glob
+
+    try:
+        from edge_fas.drivers.openni import find_redist
+
+        folder = find_redist()
+    except Exception:  # noqa: BLE001
+        return None
+    found = sorted(glob.glob(os.path.join(folder, "OpenNI2", "Drivers", "libDummyDevice.so*")))
+    return os.path.realpath(found[0]) if found else None
+
+
+def check_runtimes() -> Check:
+    """Which inference runtimes can run here, from the runtime module's own probe."""
+    try:
+        from edge_fas.runtime import available
+    except ImportError as e:
+        return Check("runtimes", False, f"runtime module not importable: {e}")
+    kinds = available()
+    usable = [k for k, v in kinds.items() if str(v).startswith("yes")]
+    line = "; ".join(f"{k}: {v}" for k, v in kinds.items())
+    return Check("runtimes", bool(usable), line, info={"runtimes": kinds})
 
 
 def check_orbbec() -> Check:
+    try:
+        from edge_fas.drivers.orbbec import load_sdk
+
+        load_sdk()  # the wheel may install yet not load (e.g. built against a newer glibc)
+    except ImportError:
+        pass
+    except Exception as e:  # noqa: BLE001
+        return Check("orbbec-sdk", False, str(e))
     try:
         devices = _list("edge_fas.drivers.orbbec")
     except Exception as e:  # noqa: BLE001
@@ -157,7 +195,9 @@ def check_demo_model() -> Check:
         path = default_artifact()
         from edge_fas.artifact import load_artifact
         art = load_artifact(path)
-        name = getattr(art, "manifest", {}).get("model", "?") if isinstance(getattr(art, "manifest", None), dict) else "?"
+        manifest = getattr(art, "manifest", None)
+        model = manifest.get("model", {}) if isinstance(manifest, dict) else {}
+        name = f"{model.get('name', '?')} {model.get('preset', '')}".strip() if isinstance(model, dict) else str(model)
         return Check("demo-model", True, f"bundled demo artifact {path} ({name}), hashes verified")
     except Exception as e:  # noqa: BLE001
         return Check("demo-model", False, f"{type(e).__name__}: {e}")
@@ -189,7 +229,7 @@ def _devices_line(devices: list[dict]) -> str:
     return f"{len(devices)} device(s): " + "; ".join(parts)
 
 
-CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, check_demo_model, check_cuda,
+CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, check_demo_model, check_runtimes, check_cuda,
           check_tensorrt, check_realsense, check_openni, check_orbbec, check_gui]
 
 
