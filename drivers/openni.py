@@ -21,6 +21,7 @@ import glob
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,9 +58,13 @@ def find_redist() -> str:
             continue
         if (folder / "libOpenNI2.so").exists():
             return str(folder)
-        tmp = Path(tempfile.mkdtemp(prefix="edge-fas-openni2-"))
-        (tmp / "libOpenNI2.so").symlink_to(libs[0])
-        (tmp / "OpenNI2").symlink_to(folder / "OpenNI2")
+        # one folder of symlinks per user and library folder, reused by later runs
+        tmp = Path(tempfile.gettempdir()) / f"edge-fas-openni2-{os.getuid()}-{zlib.crc32(str(folder).encode()):08x}"
+        tmp.mkdir(exist_ok=True)
+        for name, target in (("libOpenNI2.so", libs[0]), ("OpenNI2", folder / "OpenNI2")):
+            link = tmp / name
+            if not link.exists():
+                link.symlink_to(target)
         return str(tmp)
     raise CameraError("libOpenNI2 not found; install it (Debian/Ubuntu: apt install libopenni2-0) or set "
                       "OPENNI2_REDIST to the folder holding libOpenNI2.so and OpenNI2/Drivers")
