@@ -106,12 +106,20 @@ class Registrar:
         centre = _rays(depth, xs, ys) @ R.T
         margin = 2 * MAX_SPLAT
         maybe = np.zeros(h * w, bool)
+        ends = []
         for far in (False, True):
             p = centre if far else centre * NEAR_M + depth_to_color.t
             ok = p[:, 2] > 1e-9
             u, v = _project(color, np.where(ok[:, None], p, 1.0))
             maybe |= ok & (u > -margin) & (v > -margin) & (u < color.width + margin) & (v < color.height + margin)
+            big = np.float64(1e9)  # an end behind the camera: the segment may reach anywhere
+            ends.append((np.where(ok, u, -big), np.where(ok, v, -big), np.where(ok, u, big), np.where(ok, v, big)))
         self.cand = np.flatnonzero(maybe)
+        # bounding box of each candidate's path through the colour image (its NEAR_M and far ends), for roi
+        (a_u0, a_v0, a_u1, a_v1), (b_u0, b_v0, b_u1, b_v1) = ends
+        self.reach = [np.minimum(a_u0, b_u0)[self.cand] - margin, np.minimum(a_v0, b_v0)[self.cand] - margin,
+                      np.maximum(a_u1, b_u1)[self.cand] + margin, np.maximum(a_v1, b_v1)[self.cand] + margin]
+        self.reach = [r.astype(np.float32) for r in self.reach]
         # rotated rays of the top-left and bottom-right corners of those depth pixels, one contiguous
         # float32 array per coordinate: P_color = z * (R r) + t
         self.r0 = [np.ascontiguousarray(c[self.cand], np.float32)
@@ -153,16 +161,21 @@ class Registrar:
         cw, ch = self.color.width, self.color.height
         x0, y0, x1, y1 = (0, 0, cw, ch) if roi is None else (max(0, int(roi[0])), max(0, int(roi[1])),
                                                              min(cw, int(roi[2])), min(ch, int(roi[3])))
-        flat = depth.reshape(-1)[self.cand]
+        cand, r0, r1 = self.cand, self.r0, self.r1
+        if roi is not None:  # only depth pixels whose path through the colour image meets the roi
+            ru0, rv0, ru1, rv1 = self.reach
+            near = np.flatnonzero((ru0 < x1) & (ru1 > x0) & (rv0 < y1) & (rv1 > y0))
+            cand, r0, r1 = cand[near], [c[near] for c in r0], [c[near] for c in r1]
+        flat = depth.reshape(-1)[cand]
         z = flat.astype(np.float32) * np.float32(depth_scale)
         # passes over all candidates are cheaper than gathering the valid pixels first
-        u0, v0 = self._corner(self.r0, z)
-        u1, v1 = self._corner(self.r1, z)
+        u0, v0 = self._corner(r0, z)
+        u1, v1 = self._corner(r1, z)
         sw = u1 - u0 + 1
         sh = v1 - v0 + 1
         keep = (flat > 0) & (u0 >= x0) & (v0 >= y0) & (u1 < x1) & (v1 < y1) & (sw > 0) & (sh > 0)
         sel = np.flatnonzero(keep)
-        idx = self.cand[sel]
+        idx = cand[sel]
         raw = flat[sel]
         base = v0[sel] * cw + u0[sel]
         sw = np.minimum(sw[sel], MAX_SPLAT)
