@@ -134,3 +134,7 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     assert r["val"]["n_attack"] == 4 and r["val"]["n_bona_fide"] == 4 and "test" in r
     meta = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["meta"]
     assert meta["training"]["source"] == "sessions"
+    rep = tmp_path / "site-report"
+    assert cli_main(["eval", str(tmp_path / "ft" / "checkpoint.pt"), "--out", str(rep), "--sessions",
+                     sessions["val"][0], "--no-plots"]) == 0
+    assert (rep / "scores.csv").read_text().count("\n") == 9  # header + 4 takes x 2 frames
