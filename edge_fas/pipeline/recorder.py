@@ -1,8 +1,9 @@
 """`edge-fas run --record PATH`: write the camera stream of a run to a session folder (helper C's format).
 
 The live pipeline must never wait for the disk, so frames go through a bounded queue to a writer
-thread and are dropped (counted in `dropped`) when it is full; `edge-fas collect` is the loss-free
-operator tool. A take is begun whenever the source's ground truth changes (species, subject), so a
+thread and are dropped when it is full. A drop is never silent: it is counted, logged, reported at
+exit, and the take is split there, so every take on disk holds consecutive frames only (training
+and replay rely on that). `edge-fas collect` is the loss-free operator tool. A take is begun whenever the source's ground truth changes (species, subject), so a
 recorded synthetic scenario or a replayed labelled session stays labelled and `edge-fas train` /
 `run --camera replay:PATH` can read it. A stream that does not know its truth (a real camera) cannot
 be labelled here: use `edge-fas collect`, which asks for labels and consent.
@@ -30,6 +31,7 @@ class StreamRecorder:
         self.error: BaseException | None = None
         self._writer = None
         self._take_key = None
+        self._unreported_drops = 0  # frames dropped since the last frame that made it into the queue
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
         self._thread = threading.Thread(target=self._run, name="edge-fas-record", daemon=True)
         self._thread.start()
@@ -40,9 +42,12 @@ class StreamRecorder:
             return
         try:
             meta = {k: v for k, v in frames.meta.items() if k not in PIPELINE_KEYS}
-            self._queue.put_nowait(frames.replace(meta=meta))
+            # each queued frame carries how many frames were lost just before it
+            self._queue.put_nowait((frames.replace(meta=meta), self._unreported_drops))
+            self._unreported_drops = 0
         except queue.Full:
             self.dropped += 1
+            self._unreported_drops += 1
 
     def _open(self, frames):
         from edge_fas.drivers.session import SessionWriter
@@ -52,7 +57,7 @@ class StreamRecorder:
                              notes="recorded by edge-fas run --record",
                              require_consent=not synthetic)
 
-    def _write(self, frames) -> None:
+    def _write(self, frames, lost_before: int = 0) -> None:
         t = frames.truth
         if t is None:
             raise RecordingError(f"--record {self.path}: this camera's frames carry no labels; record labelled takes "
@@ -60,6 +65,10 @@ class StreamRecorder:
         if self._writer is None:
             self._writer = self._open(frames)
         key = (t.species, t.extra.get("subject"), frames.meta.get("take"))
+        if lost_before:  # frames were lost just before this one: start a new take here
+            log.warning("recording: %d frame(s) not written (the disk is too slow); take split at frame %s",
+                        lost_before, frames.counter)
+            self._take_key = None
         if key != self._take_key:
             self._writer.begin_take(species=t.species, label=int(t.label), subject_id=str(t.extra.get("subject", "")),
                                     consent=t.label == 1 or frames.device.driver == "synthetic")
@@ -69,13 +78,13 @@ class StreamRecorder:
 
     def _run(self) -> None:
         while True:
-            frames = self._queue.get()
-            if frames is None:
+            item = self._queue.get()
+            if item is None:
                 return
             if self.error is not None:
                 continue
             try:
-                self._write(frames)
+                self._write(*item)
             except Exception as e:  # reported at close; the run itself goes on
                 self.error = e
                 log.error("recording stopped: %s", e)
