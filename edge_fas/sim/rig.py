@@ -219,15 +219,21 @@ class Rig:
         lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
         r, g, b, a = cv2.split(px)
         alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
-        wall = self._wall_texture(view.shape) * np.float32(0.6 + 0.4 * sample.lighting.intensity)
-        shaded = cv2.merge([c.astype(np.float32) * lit + highlight for c in (r, g, b)])
-        image = wall + alpha[..., None] * (shaded - wall)
+        # per channel on 2-D planes (numpy's broadcasting over a 3rd axis is several times slower);
+        # exposure and white balance are linear, so they are applied here, before resize and blur
+        wall_level = 0.6 + 0.4 * sample.lighting.intensity
+        gains = np.array(d.white_balance) * sample.exposure
+        planes = []
+        for c, wall, gain in zip((r, g, b), self._wall_planes(view.shape), gains):
+            wall = wall * np.float32(wall_level)
+            shaded = c.astype(np.float32) * lit + highlight
+            planes.append((wall + alpha * (shaded - wall)) * np.float32(gain))
+        image = cv2.merge(planes)
         if view.shape != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         blur = int(round(d.motion_blur_px * speed))
         if blur >= 2:
             image = cv2.blur(image, (blur, 1))
-        image *= np.array(d.white_balance, np.float32) * np.float32(sample.exposure)
         image += np.float32(d.color_noise) * self.pools.slice(self.pools.color, rng)
         rgb = np.clip(image, 0, 255).astype(np.uint8)
         lut = self._gamma_lut()
@@ -239,11 +245,12 @@ class Rig:
         surface = trace_surface(view, prepared, pose)
         g = cv2.remap(prepared.geometry, surface.map_x, surface.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                       borderValue=(0, 0, 0, 0))
-        fg = (g[..., 3] > 0.5) & (surface.z < wall_z)
+        _, g_albedo, g_specular, g_alpha = cv2.split(g)
+        fg = (g_alpha > 0.5) & (surface.z < wall_z)
         fgf = fg.astype(np.float32)
         z = wall_z + fgf * (surface.z - wall_z)
         wall_albedo = self._wall_ir(view.shape)
-        albedo = wall_albedo + fgf * (g[..., 1] - wall_albedo)
+        albedo = wall_albedo + fgf * (g_albedo - wall_albedo)
         # IR: the emitter's light falls off with z^2 and carries the dot pattern (shifted by the disparity
         # of the subject's distance); ambient near-IR is flat. Auto-exposure keeps the subject's emitter
         # return near 1 whatever its distance.
@@ -274,11 +281,17 @@ class Rig:
         u2 = self.pools.slice(self.pools.uniform, rng)
         dark_limit = np.float32(14.0 if emitter_on else 30.0)  # stereo needs texture: dark surfaces fail
         invalid |= u < (dark_limit - ir) * (np.float32(0.85) / dark_limit)
-        invalid |= g[..., 2] * fgf > u2 + np.float32(0.15)  # specular surfaces
+        invalid |= g_specular * fgf > u2 + np.float32(0.15)  # specular surfaces
         invalid |= u2 < d.hole_rate
-        depth = np.clip(noisy * np.float32(1000.0) + np.float32(0.5), 0, 65535).astype(np.uint16)
-        depth[invalid] = 0
+        depth = np.clip(noisy * np.float32(1000.0) + np.float32(0.5), 0, 65535) * ~invalid
+        depth = depth.astype(np.uint16)
         return depth, ir8
+
+    def _wall_planes(self, shape) -> list[np.ndarray]:
+        key = ("planes",) + tuple(shape)
+        if key not in self._walls:
+            self._walls[key] = list(cv2.split(self._wall_texture(shape)))
+        return self._walls[key]
 
     def _wall_ir(self, shape) -> np.ndarray:
         key = ("ir",) + tuple(shape)
