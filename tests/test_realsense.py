@@ -104,3 +104,19 @@ def test_no_device_here_is_a_clear_error():
     with pytest.raises(CameraError, match="no RealSense camera found"):
         with open_camera("realsense:123456"):
             pass
+
+
+def test_profile_the_device_lacks_names_what_it_offers(recording):
+    """The live path's profile check, run against the sensors of a real (playback) device."""
+    ctx = rs.context()
+    dev = ctx.load_device(str(recording[0]))
+    try:
+        offered = RealSenseCamera(width=W, height=H, fps=30)
+        offered.serial = "SIM"
+        offered._check_profile(rs, dev)  # the recorded profile is accepted
+        cam = RealSenseCamera(width=1280, height=720, fps=30)
+        cam.serial = "SIM"
+        with pytest.raises(CameraError, match=rf"cannot stream .*1280x720.*offers for depth: {W}x{H}@30"):
+            cam._check_profile(rs, dev)
+    finally:
+        ctx.unload_device(str(recording[0]))
