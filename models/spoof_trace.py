@@ -299,8 +299,8 @@ class SpoofTraceNet(nn.Module):
     def _present(self, rgb, present):
         if present is None:
             return torch.ones(rgb.shape[0], len(self.modalities), dtype=rgb.dtype, device=rgb.device)
-        idx = [MODALITY_INDEX[m] for m in self.modalities]
-        return present[:, idx].to(rgb.dtype)
+        # basic slices, not a list index: a list becomes a CPU index tensor, which CUDA-graph capture refuses
+        return torch.stack([present[:, MODALITY_INDEX[m]] for m in self.modalities], dim=1).to(rgb.dtype)
 
     def generate(self, inputs: dict, present: torch.Tensor) -> dict:
         """Generator only: per-modality traces, aux logits, center features, fusion gates."""
