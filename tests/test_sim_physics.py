@@ -174,3 +174,13 @@ def test_unknown_species_and_domain_fail_clearly():
     with pytest.raises(ConfigError, match="domain 'mars'.*surf"):
         Rig("mars")
     assert set(SPECIES) >= {"bona_fide", "print", "replay", "rigid_mask", "paper_mask", "flexible_mask", "partial"}
+
+
+def test_silicone_mask_is_close_to_a_face_but_not_the_same():
+    rig = Rig("wmca", seed=0)
+    live = rig.render("bona_fide", 1, pose=frontal(0.55))
+    mask = rig.render("flexible_mask", 1, pose=frontal(0.55))
+    assert plane_residual_mm(mask)[0] > 0.5 * plane_residual_mm(live)[0]  # face-shaped relief, unlike a print
+    region = face_region(live, 0.0)
+    ir_live, ir_mask = live.ir[region].astype(float), mask.ir[region].astype(float)
+    assert 0.7 * np.median(ir_live) < np.median(ir_mask) < 0.97 * np.median(ir_live)  # a little darker at 850 nm

@@ -15,8 +15,8 @@ lie on it. The physics that tells attacks from faces lives here:
   off the face; uniform bright resin near-IR; eye holes where the real eyes show; painted, glossy.
 - paper_mask: a printed face cut out and held in front of the face: low cylindrical relief, paper
   near-IR, halftone, eye holes, the wearer's hair and body around it.
-- flexible_mask: silicone, the subtle one: relief close to a face (slightly smoothed), near-skin albedo with
-  less variation, a seam at its border, a little sheen.
+- flexible_mask: silicone, the subtle one: relief close to a face (softened, ~6 mm thick), near-IR albedo
+  ~15% below skin's and more uniform, a seam at its border, a little sheen.
 - partial: a bona fide face wearing printed paper glasses: a flat band over the eyes in paper material.
 """
 
@@ -241,14 +241,15 @@ def _paper_mask(subject: Subject) -> Atlas:
 def _flexible_mask(subject: Subject) -> Atlas:
     p, L = _person(subject)
     region = _mask_region(p, grow=1.1)
-    height = 0.004 + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), 3.0)
+    height = 0.006 + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), 4.0)  # ~6 mm of silicone, softened detail
     skin_like = cv2.GaussianBlur(L["color"], (0, 0), 1.0)
     lum = _luminance(skin_like)[..., None]
     skin_like = np.clip(0.85 * skin_like + 0.15 * lum + np.array([0.03, 0.0, 0.0], np.float32), 0, 1)
     ir_face = L["ir"]
-    ir = 0.57 + 0.5 * (ir_face - float(ir_face[region > 0.5].mean()))  # silicone: near skin, less variation
+    # silicone at 850 nm: a little darker than skin (~15%) and more uniform (no blood, no subsurface texture)
+    ir = 0.52 + 0.3 * (ir_face - float(ir_face[region > 0.5].mean()))
     seam = cv2.morphologyEx((region > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    skin_like = skin_like * (1.0 - 0.25 * seam[..., None])
+    skin_like = skin_like * (1.0 - 0.35 * seam[..., None])  # the glued edge shows
     return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32), gloss=0.14,
                       species="flexible_mask")
 
