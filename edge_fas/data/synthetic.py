@@ -125,7 +125,9 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     for d in domains:
         if d not in DOMAINS:
             raise ValueError(f"unknown synthetic domain {d!r}: expected some of {', '.join(DOMAINS)}")
-    key = json.dumps({"v": CACHE_VERSION, "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
+    from edge_fas.sim import fingerprint
+
+    key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
                       "p": params.to_dict()}, sort_keys=True)
     sets = []
     for d in domains:

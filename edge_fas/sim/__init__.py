@@ -9,8 +9,23 @@ head), presentations (what each species is made of), render (geometry and sensor
 Rig), scenario (scripted sequences for the synthetic camera).
 """
 
+import functools
+import hashlib
+from pathlib import Path
+
 from edge_fas.sim.domains import ATTACK_SPECIES, DOMAIN_TABLE, DOMAINS, SPECIES, Domain, get_domain
 from edge_fas.sim.render import Pose
 from edge_fas.sim.rig import Rig
 
-__all__ = ["Rig", "Pose", "DOMAINS", "SPECIES", "ATTACK_SPECIES", "DOMAIN_TABLE", "Domain", "get_domain"]
+
+@functools.lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """A short hash of the rig's source code: caches of rendered data key on it, so changing the
+    simulator's physics can never silently reuse frames rendered by an older version."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+__all__ = ["fingerprint", "Rig", "Pose", "DOMAINS", "SPECIES", "ATTACK_SPECIES", "DOMAIN_TABLE", "Domain", "get_domain"]
