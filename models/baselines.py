@@ -25,7 +25,7 @@ from torch import nn
 
 from edge_fas.errors import ConfigError
 from edge_fas.models.resnet import RESNET50_LAYERS, ResNet
-from edge_fas.models.steps import MODALITY_CHANNELS, MODALITY_ORDER, bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.steps import MODALITY_CHANNELS, MODALITY_ORDER, adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
 from edge_fas.models.vit import VisionTransformer, load_timm_vit
 
 ALL = ("rgb", "depth", "ir")
@@ -89,9 +89,7 @@ class Baseline(nn.Module):
         return {"bce": b, "total": b}
 
     def make_optimisers(self, lr=None, weight_decay=None) -> dict:
-        lr = self.paper_training["lr"] if lr is None else lr
-        wd = self.paper_training["weight_decay"] if weight_decay is None else weight_decay
-        return {"model": torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=wd)}
+        return adamw_optimisers(self, lr, weight_decay)
 
     def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
         return single_train_step(self, batch, optimisers, scaler)

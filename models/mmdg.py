@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_fas.errors import ArtifactError, ConfigError
+from edge_fas.models.vit import Mlp
 
 MODALITIES = ("rgb", "depth", "ir")  # the columns of `present`, and ReGrad's owner indices
 # adapter name -> (target stream it adds to, source stream it queries from)
@@ -319,17 +320,6 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_fas.errors import ConfigError
-from edge_fas.models.steps import bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.steps import adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
 from edge_fas.models.vit import Block, VisionTransformer, load_timm_vit
 
 PRESETS = {
@@ -246,9 +246,7 @@ class MMFAS(nn.Module):
 
     # ---- training -----------------------------------------------------------------------------
     def make_optimisers(self, lr=None, weight_decay=None) -> dict:
-        lr = self.paper_training["lr"] if lr is None else lr
-        wd = self.paper_training["weight_decay"] if weight_decay is None else weight_decay
-        return {"model": torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=wd)}
+        return adamw_optimisers(self, lr, weight_decay)
 
     def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
         return single_train_step(self, batch, optimisers, scaler)

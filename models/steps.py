@@ -48,6 +48,13 @@ def bce(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits.reshape(-1), label.float().reshape(-1))
 
 
+def adamw_optimisers(model, lr=None, weight_decay=None) -> dict:
+    """{"model": AdamW} with the model's paper lr / weight decay unless given (single_train_step's key)."""
+    lr = model.paper_training["lr"] if lr is None else lr
+    wd = model.paper_training["weight_decay"] if weight_decay is None else weight_decay
+    return {"model": torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)}
+
+
 def single_train_step(model, batch: dict, optimisers: dict, scaler=None) -> dict:
     """One forward/backward/step with the model's only optimiser ("model"); returns float terms."""
     model.train()

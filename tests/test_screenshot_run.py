@@ -10,30 +10,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run (Xvfb) is not installed")
+from toy_model import Tiny  # noqa: E402
 
-
-class Tiny(nn.Module):
-    """Toy model with helper A's interface and a trace output (maps for the GUI to blend)."""
-
-    name, preset, input_size = "tiny", "edge", 32
-    config = {"width": 4}
-
-    def __init__(self):
-        super().__init__()
-        self.enc = nn.ModuleList(nn.Conv2d(c, 4, 3, stride=4) for c in (3, 1, 1))
-        self.head = nn.Linear(12, 1)
-        self.trace = nn.Conv2d(4, 3, 1)
-
-    def forward(self, rgb, depth, ir, present=None):
-        if present is None:
-            present = torch.ones(rgb.shape[0], 3, dtype=torch.bool)
-        feats = [e(x).relu() for e, x in zip(self.enc, (rgb, depth, ir))]
-        pooled = torch.cat([f.mean((2, 3)) * present[:, i:i + 1].float() for i, f in enumerate(feats)], 1)
-        logits = self.head(pooled)[:, 0]
-        return {"logits": logits, "score": torch.sigmoid(logits), "trace": self.trace(feats[0])}
 
 
 def test_run_screenshot_under_xvfb(tmp_path):
