@@ -6,7 +6,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
     data:  {source: synthetic, train_domains: [...], val_domains: null (= train), test_domains: [],
             test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
-            augment: true, drop: {depth: 0.1, ir: 0.1}}
+            augment: true, drop: {depth: 0.1, ir: 0.1},
+            attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)}
     train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
             max_steps_per_epoch, init_from, log_every}
     out: runs/NAME
@@ -51,7 +52,7 @@ DEFAULTS = {
     "data": {"source": "synthetic", "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
-             "render_workers": 1, "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
+             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
               "resume": False, "log_every": 10, "progress": True},
@@ -133,7 +134,17 @@ def build_data(cfg: dict, split: str, params, domains=None):
                    "test": d["test_domains"]}[split]
     w, h = d["rig_size"]
     return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
-                           width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]))
+                           width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
+                           attack_mix=_attack_mix(d))
+
+
+def _attack_mix(data: dict) -> str:
+    from edge_fas.data.synthetic import ATTACK_MIXES
+
+    mix = data["attack_mix"]
+    if mix not in ATTACK_MIXES:
+        raise ConfigError(f"data.attack_mix {mix!r} is unknown; use one of {', '.join(ATTACK_MIXES)}")
+    return mix
 
 
 def drop_modalities(crops, missing):

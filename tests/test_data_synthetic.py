@@ -28,6 +28,20 @@ def test_plan_is_deterministic_and_splits_disjoint():
         sample_plan("wmca", "holdout", 3)
 
 
+def test_uniform_attack_mix_draws_every_species_evenly():
+    from collections import Counter
+
+    from edge_fas.sim import ATTACK_SPECIES
+
+    counts = Counter(s for _, s, _ in sample_plan("surf", "train", 1200, attack_mix="uniform"))
+    attacks = sum(counts[s] for s in ATTACK_SPECIES)
+    for s in ATTACK_SPECIES:  # surf's own mix has no 3-D masks; uniform has every species near 1/6
+        assert abs(counts[s] / attacks - 1 / len(ATTACK_SPECIES)) < 0.05, (s, counts)
+    assert sample_plan("surf", "train", 50) != sample_plan("surf", "train", 50, attack_mix="uniform")
+    with pytest.raises(ValueError, match="attack_mix"):
+        sample_plan("surf", "train", 3, attack_mix="balanced")
+
+
 def test_crops_have_layout_labels_and_depth(crops):
     cs, cache = crops
     assert cs.rgb.shape == (4, 3, 32, 32) and cs.depth.shape == (4, 1, 32, 32)

@@ -88,6 +88,10 @@ def test_gradient_accumulation_and_config_errors(tmp_path):
     cfg2["data"].update(tiny_config(tmp_path)["data"], test_domains=[])
     with pytest.raises(ConfigError, match="accumulation"):
         train(cfg2)
+    cfg3 = load_train_config(None, {"model": TINY_MODEL, "data.attack_mix": "balanced"})
+    cfg3["out"] = str(tmp_path / "mix")
+    with pytest.raises(ConfigError, match="attack_mix 'balanced'.*uniform"):
+        train(cfg3)
 
 
 def test_torchrun_two_gloo_processes(tmp_path):

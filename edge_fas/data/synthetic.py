@@ -1,7 +1,9 @@
 """Face-crop sets rendered by the synthetic rig (edge_fas.sim): the domains CI and this machine train on.
 
 Each (domain, split, i) is one deterministic sample: half bona fide, half attacks drawn with the
-domain's own attack mix, at a random time in the sample's motion. Splits use disjoint sample indices
+domain's own attack mix (or, with attack_mix="uniform", every attack species equally often: what a
+model that must catch every species, like the demo model, trains on), at a random time in the
+sample's motion. Splits use disjoint sample indices
 (train from 0, val from 100000, test from 200000), so no frame is shared between them. The face box
 comes from the rig's truth; crops go through edge_fas.preprocess.crop_face like live frames.
 Rendered sets are cached as .npz under `cache_dir`, keyed by every parameter that changes them.
@@ -20,7 +22,7 @@ from edge_fas.data.crops import CropSet
 from edge_fas.preprocess import PreprocessParams, crop_face
 from edge_fas.types import FrameSet
 
-__all__ = ["SPLIT_OFFSETS", "synthetic_crops", "sample_plan", "register"]
+__all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "synthetic_crops", "sample_plan", "register"]
 
 SPLIT_OFFSETS = {"train": 0, "val": 100_000, "test": 200_000}
 CACHE_VERSION = 1
@@ -71,13 +73,25 @@ def _forward_warp(frames: FrameSet) -> FrameSet:
     return replace(frames, depth=depth, ir=ir, registered=True)
 
 
-def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: float = 0.5):
-    """[(index, species, t)] for `n` samples of `domain` in `split`; deterministic in its arguments."""
-    from edge_fas.sim import get_domain
+ATTACK_MIXES = ("domain", "uniform")
+
+
+def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: float = 0.5,
+                attack_mix: str = "domain"):
+    """[(index, species, t)] for `n` samples of `domain` in `split`; deterministic in its arguments.
+
+    attack_mix: "domain" draws attacks with the domain's own mix (a CASIA-SURF-like domain has no 3-D
+    masks); "uniform" draws every attack species the rig renders equally often."""
+    from edge_fas.sim import ATTACK_SPECIES, get_domain
 
     if split not in SPLIT_OFFSETS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLIT_OFFSETS)}")
-    probs = get_domain(domain).attack_probabilities()
+    if attack_mix not in ATTACK_MIXES:
+        raise ValueError(f"unknown attack_mix {attack_mix!r}: expected one of {', '.join(ATTACK_MIXES)}")
+    if attack_mix == "uniform":
+        probs = {s: 1.0 / len(ATTACK_SPECIES) for s in ATTACK_SPECIES}
+    else:
+        probs = get_domain(domain).attack_probabilities()
     names, p = list(probs), np.array(list(probs.values()))
     rng = np.random.default_rng([seed, SPLIT_OFFSETS[split], *domain.encode()])
     plan = []
@@ -113,11 +127,12 @@ def _rig(domain, seed, width, height):
 
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
-                    workers: int = 1, progress=None) -> CropSet:
+                    workers: int = 1, progress=None, attack_mix: str = "domain") -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
-    px). workers > 1 renders in a process pool. progress: optional callable(done, total)."""
+    px). workers > 1 renders in a process pool. progress: optional callable(done, total).
+    attack_mix: see sample_plan."""
     from edge_fas.sim import DOMAINS
 
     params = params or PreprocessParams()
@@ -128,7 +143,8 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     from edge_fas.sim import fingerprint
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
-                      "p": params.to_dict()}, sort_keys=True)
+                      "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {})},
+                     sort_keys=True)
     sets = []
     for d in domains:
         path = None
@@ -138,7 +154,8 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
             if path.exists():
                 sets.append(CropSet.load(path))
                 continue
-        jobs = [(d, seed, width, height, i, s, t, params) for i, s, t in sample_plan(d, split, per_domain, seed)]
+        jobs = [(d, seed, width, height, i, s, t, params) for i, s, t in sample_plan(d, split, per_domain, seed,
+                                                                                   attack_mix=attack_mix)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -158,5 +175,5 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
         sets.append(cs)
     out = CropSet.concat(sets)
     out.meta = {"source": "synthetic", "domains": domains, "split": split, "per_domain": per_domain, "seed": seed,
-                "rig_size": [width, height], "preprocess": params.to_dict()}
+                "rig_size": [width, height], "preprocess": params.to_dict(), "attack_mix": attack_mix}
     return out
