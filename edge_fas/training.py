@@ -9,7 +9,10 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             augment: true, drop: {depth: 0.1, ir: 0.1},
             attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)}
     train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
-            max_steps_per_epoch, init_from, log_every}
+            max_steps_per_epoch, init_from, log_every,
+            schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
+            of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
+            ties, as timm's checkpoint saver keeps its best)}
     out: runs/NAME
 
 Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
@@ -55,7 +58,8 @@ DEFAULTS = {
              "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
-              "resume": False, "log_every": 10, "progress": True},
+              "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
+              "min_lr_ratio": 0.01, "keep": "last"},
     "out": "runs/train",
 }
 
@@ -269,6 +273,24 @@ class _Log:
             self.f.close()
 
 
+SCHEDULES = ("constant", "cosine")
+KEEP = ("last", "best")
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.01) -> float:
+    """Multiplier on the base learning rate at optimiser step `step` of `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _better(val: dict, best: dict | None) -> bool:
+    return best is None or (val["eer"], -val["auc"]) < (best["eer"], -best["auc"])
+
+
 def train(cfg: dict) -> dict:
     """Run one training described by `cfg` (see load_train_config). Returns the final metrics dict."""
     from edge_fas.data import CropDataset, balanced_sampler, collate
@@ -277,6 +299,10 @@ def train(cfg: dict) -> dict:
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
+    if tc["schedule"] not in SCHEDULES:
+        raise ConfigError(f"train.schedule {tc['schedule']!r} is unknown; use one of {', '.join(SCHEDULES)}")
+    if tc["keep"] not in KEEP:
+        raise ConfigError(f"train.keep {tc['keep']!r} is unknown; use one of {', '.join(KEEP)}")
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
     if world > 1:
@@ -313,6 +339,9 @@ def train(cfg: dict) -> dict:
 
     opt_kw = {k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None}
     optimisers = model.make_optimisers(**opt_kw)
+    for o in optimisers.values():
+        for g in o.param_groups:
+            g.setdefault("initial_lr", g["lr"])
     if world > 1:
         for o in optimisers.values():
             _average_grads_before_step(o, world)
@@ -341,14 +370,14 @@ def train(cfg: dict) -> dict:
     use_amp = device.type == "cuda" and tc["amp"] in ("auto", True)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    start_epoch, history = 0, []
+    start_epoch, history, best = 0, [], None  # best: {"epoch", "eer", "auc", "state"} when train.keep is best
     resume_path = out / "resume.pt"
     if tc["resume"] and resume_path.exists():
         st = torch.load(resume_path, map_location=device, weights_only=False)
         model.load_state_dict(st["model"])
         for k, o in optimisers.items():
             o.load_state_dict(st["optimisers"][k])
-        start_epoch, history = st["epoch"] + 1, st["history"]
+        start_epoch, history, best = st["epoch"] + 1, st["history"], st.get("best")
         random.setstate(st["rng"]["python"])
         np.random.set_state(st["rng"]["numpy"])
         torch.set_rng_state(st["rng"]["torch"])
@@ -356,6 +385,11 @@ def train(cfg: dict) -> dict:
     log = _Log(out / "log.jsonl" if main else None)
     max_steps = tc["max_steps_per_epoch"]
     total_steps = min(len(loader), int(max_steps)) if max_steps else len(loader)
+    updates_per_epoch = max(total_steps // accumulate, 1)
+
+    def schedule(update: int) -> float:
+        return lr_factor(tc["schedule"], update, int(tc["epochs"]) * updates_per_epoch,
+                         int(tc["warmup_epochs"]) * updates_per_epoch, float(tc["min_lr_ratio"]))
     result = {}
     for epoch in range(start_epoch, int(tc["epochs"])):
         ds.set_epoch(epoch)
@@ -370,6 +404,10 @@ def train(cfg: dict) -> dict:
             if step >= total_steps:
                 break
             batch = _to(batch, device)
+            factor = schedule(epoch * updates_per_epoch + step // accumulate)
+            for o in optimisers.values():
+                for g in o.param_groups:
+                    g["lr"] = g["initial_lr"] * factor
             if accumulate > 1:
                 terms = _accumulating_step(model, batch, optimisers, step, accumulate, scaler)
             else:
@@ -393,20 +431,27 @@ def train(cfg: dict) -> dict:
         val, _ = evaluate_crops(model, val_set, device=device)
         rec = {"kind": "epoch", "epoch": epoch, "train_loss": run_loss / max(total_steps, 1),
                "samples_per_s": round(seen * world / max(train_time, 1e-9), 2), "val_eer": val["eer"],
-               "val_auc": val["auc"], "val_threshold": val["threshold"]}
+               "val_auc": val["auc"], "val_threshold": val["threshold"], "lr_factor": round(factor, 5)}
+        if tc["keep"] == "best" and _better(val, best):
+            best = {"epoch": epoch, "eer": val["eer"], "auc": val["auc"],
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         history.append(rec)
         log.write(**rec)
         if main:
             torch.save({"model": model.state_dict(), "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
-                        "epoch": epoch, "history": history,
+                        "epoch": epoch, "history": history, "best": best,
                         "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                                 "torch": torch.get_rng_state()}}, resume_path)
     if world > 1:
         _check_replicas(model)
+    kept_epoch = int(tc["epochs"]) - 1
+    if best is not None:  # train.keep: best
+        model.load_state_dict(best["state"])
+        kept_epoch = best["epoch"]
     # final: threshold from validation, applied to test
     val, _ = evaluate_crops(model, val_set, device=device)
     thr = val["eer_threshold"]
-    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history}
+    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
     if test_set is not None:
         test, _ = evaluate_crops(model, test_set, threshold=thr, device=device)
         result["test"] = metrics.json_ready(test)
@@ -419,7 +464,8 @@ def train(cfg: dict) -> dict:
                 "threshold_split": f"EER on the {d['source']} validation split ({', '.join(map(str, vd))}, "
                                    f"{len(val_set)} samples, seed {d['seed']}), disjoint from training",
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
-                             "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"])},
+                             "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
+                             "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"]},
                 "validation": {"source": d["source"], "domains": vd,
                                "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
                                "auc": val["auc"]},

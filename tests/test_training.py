@@ -35,7 +35,7 @@ def write_cfg(tmp_path, cfg):
 
 
 def test_train_resume_then_eval_cli(tmp_path, capsys):
-    cfg = write_cfg(tmp_path, tiny_config(tmp_path))
+    cfg = write_cfg(tmp_path, tiny_config(tmp_path, keep="best", schedule="cosine"))
     assert cli_main(["train", "--config", str(cfg)]) == 0
     out = tmp_path / "run"
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -49,6 +49,10 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "train.epochs=2"]) == 0
     hist = json.loads((out / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [0, 1]
+    # keep: best -> the checkpoint is the epoch with the lowest validation EER (AUC breaks ties)
+    best = min(hist, key=lambda h: (h["val_eer"], -h["val_auc"]))["epoch"]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["meta"]["training"]["kept_epoch"] == best
+    assert hist[1]["lr_factor"] < 1.0  # cosine: the second epoch trains at a lower rate
     # eval writes the report folder with the checkpoint's validation threshold
     rep = tmp_path / "report"
     assert cli_main(["eval", str(out / "checkpoint.pt"), "--out", str(rep), "--domains", "surf", "--per-domain", "6",
@@ -58,6 +62,17 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert doc["metrics"]["threshold"] == pytest.approx(torch.load(out / "checkpoint.pt", weights_only=False)["meta"]["threshold"])
     assert (rep / "scores.csv").read_text().count("\n") == 7
     assert "replay" in doc["metrics"]["apcer"]  # surf's species are all listed, present or absent
+
+
+def test_lr_schedules():
+    from edge_fas.training import lr_factor
+
+    assert [lr_factor("constant", k, 10) for k in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cos = [lr_factor("cosine", k, 100, min_ratio=0.01) for k in range(101)]
+    assert cos[0] == pytest.approx(1.0) and cos[50] == pytest.approx(0.505) and cos[100] == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(cos, cos[1:]))  # never rises after warm-up
+    warm = [lr_factor("cosine", k, 100, warmup=4) for k in range(6)]
+    assert warm[:4] == [0.25, 0.5, 0.75, 1.0] and warm[4] == pytest.approx(1.0)
 
 
 def test_gradient_accumulation_and_config_errors(tmp_path):
@@ -92,6 +107,10 @@ def test_gradient_accumulation_and_config_errors(tmp_path):
     cfg3["out"] = str(tmp_path / "mix")
     with pytest.raises(ConfigError, match="attack_mix 'balanced'.*uniform"):
         train(cfg3)
+    for key, bad in (("train.schedule", "step"), ("train.keep", "first")):
+        cfg4 = load_train_config(None, {"model": TINY_MODEL, key: bad})
+        with pytest.raises(ConfigError, match=f"{key} '{bad}'"):
+            train(cfg4)
 
 
 def test_torchrun_two_gloo_processes(tmp_path):
