@@ -84,3 +84,27 @@ def test_cropset_save_load_concat(tmp_path, crops):
     back = CropSet.load(tmp_path / "x.npz")
     both = CropSet.concat([back, cs.subset([0, 1])])
     assert len(both) == 6 and list(both.species[-2:]) == list(cs.species[:2])
+
+
+def test_crops_are_framed_by_the_live_detector():
+    from edge_fas.data.synthetic import _iou, detected_face_box
+    from edge_fas.sim import Rig
+
+    frames = Rig("wmca", seed=0, width=640, height=480).render("bona_fide", 3, 0.5)
+    box = detected_face_box(frames.rgb, frames.truth.face_box)
+    assert box is not None and box != tuple(frames.truth.face_box)  # BlazeFace's own box, not the truth
+    assert _iou(box, frames.truth.face_box) > 0.5
+    assert detected_face_box(np.zeros_like(frames.rgb), frames.truth.face_box) is None  # no face: caller falls back
+
+
+def test_zoom_shift_augmentation_moves_all_modalities_together():
+    from edge_fas.data.crops import _zoom_shift
+
+    rng = np.random.default_rng(0)
+    rgb, depth = rng.random((3, 32, 32), np.float32), rng.random((1, 32, 32), np.float32)
+    same = _zoom_shift((rgb, depth), 1.0, (0.0, 0.0))
+    assert np.array_equal(same[0], rgb) and np.array_equal(same[1], depth)
+    moved = _zoom_shift((rgb, depth), 1.0, (2 / 32, 0.0))  # two pixels right, both modalities
+    assert np.array_equal(moved[0][..., 2:], rgb[..., :-2]) and np.array_equal(moved[1][..., 2:], depth[..., :-2])
+    zoomed = _zoom_shift((rgb,), 1.1, (0.0, 0.0))[0]
+    assert zoomed.shape == rgb.shape and not np.allclose(zoomed, rgb)

@@ -5,7 +5,10 @@ domain's own attack mix (or, with attack_mix="uniform", every attack species equ
 model that must catch every species, like the demo model, trains on), at a random time in the
 sample's motion. Splits use disjoint sample indices
 (train from 0, val from 100000, test from 200000), so no frame is shared between them. The face box
-comes from the rig's truth; crops go through edge_fas.preprocess.crop_face like live frames.
+is the vendored BlazeFace detector's, as in the live pipeline (the detection overlapping the rig's
+truth box most; the truth box only where the detector finds none): a model trained on truth boxes
+met differently framed crops live and its verdicts flipped with the framing. Crops go through
+edge_fas.preprocess.crop_face like live frames.
 Rendered sets are cached as .npz under `cache_dir`, keyed by every parameter that changes them.
 """
 
@@ -25,7 +28,7 @@ from edge_fas.types import FrameSet
 __all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "synthetic_crops", "sample_plan", "register"]
 
 SPLIT_OFFSETS = {"train": 0, "val": 100_000, "test": 200_000}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: detector face boxes
 
 
 def register(frames: FrameSet) -> FrameSet:
@@ -110,7 +113,34 @@ def _render_one(args):
     truth = frames.truth
     if truth is None or truth.face_box is None:
         return None
-    return crop_face(register(frames), truth.face_box, params), truth.label, truth.species, domain
+    box = detected_face_box(frames.rgb, truth.face_box) or truth.face_box
+    return crop_face(register(frames), box, params), truth.label, truth.species, domain
+
+
+_DETECTOR = None  # one BlazeFace per (worker) process
+
+
+def detected_face_box(rgb, truth_box, min_iou: float = 0.3):
+    """The detector's box for the face at `truth_box` (the live pipeline's framing), or None."""
+    global _DETECTOR
+    from edge_fas.face import FaceDetector
+
+    if _DETECTOR is None:
+        _DETECTOR = FaceDetector()
+    best, best_iou = None, min_iou
+    for d in _DETECTOR.detect(rgb):
+        iou = _iou(d.box, truth_box)
+        if iou >= best_iou:
+            best, best_iou = d.box, iou
+    return best
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 _RIGS: dict = {}
