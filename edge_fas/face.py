@@ -18,6 +18,25 @@ FACE_MODEL_FILE = "face_detection_short_range.tflite"
 FACE_MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = box_area(a) + box_area(b) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def box_area(box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def detection_near(detections, box, min_iou: float = 0.3) -> "Detection | None":
+    """The detection overlapping `box` most (at least `min_iou`): the detector's framing of a known face."""
+    best = max(detections, key=lambda d: iou(d.box, box), default=None)
+    return best if best is not None and iou(best.box, box) >= min_iou else None
+
+
 @dataclass
 class Detection:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels

@@ -87,13 +87,14 @@ def test_cropset_save_load_concat(tmp_path, crops):
 
 
 def test_crops_are_framed_by_the_live_detector():
-    from edge_fas.data.synthetic import _iou, detected_face_box
+    from edge_fas.data.synthetic import detected_face_box
+    from edge_fas.face import iou
     from edge_fas.sim import Rig
 
     frames = Rig("wmca", seed=0, width=640, height=480).render("bona_fide", 3, 0.5)
     box = detected_face_box(frames.rgb, frames.truth.face_box)
     assert box is not None and box != tuple(frames.truth.face_box)  # BlazeFace's own box, not the truth
-    assert _iou(box, frames.truth.face_box) > 0.5
+    assert iou(box, frames.truth.face_box) > 0.5
     assert detected_face_box(np.zeros_like(frames.rgb), frames.truth.face_box) is None  # no face: caller falls back
 
 

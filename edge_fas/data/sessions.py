@@ -2,8 +2,9 @@
 
 Each take contributes `frames_per_take` evenly spaced frames. Depth and IR are registered to colour
 (edge_fas.calibration.register_to_color) when the session stored them raw; the face box comes from
-the frame's truth when it has one (synthetic sessions) or from the BlazeFace detector (the largest
-face). Frames with no face are skipped and counted in the CropSet's meta. The domain is the session's
+the BlazeFace detector, as in the live pipeline (the detection overlapping the frame's truth box
+when it has one, as synthetic sessions do, else the largest face; the truth box itself only where the
+detector finds nothing near it). Frames with no face are skipped and counted in the CropSet's meta. The domain is the session's
 domain (its site), the species the take's label.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_fas.data.crops import CropSet
+from edge_fas.face import detection_near
 from edge_fas.preprocess import PreprocessParams, crop_face
 
 __all__ = ["session_crops"]
@@ -42,14 +44,20 @@ def session_crops(paths, params: PreprocessParams | None = None, frames_per_take
                         from edge_fas.calibration import register_to_color
 
                         f = register_to_color(f)
-                    box = f.truth.face_box if f.truth is not None and f.truth.face_box is not None else None
-                    if box is None and f.rgb is not None:
+                    truth_box = f.truth.face_box if f.truth is not None else None
+                    box = None
+                    if f.rgb is not None:  # the detector frames the crop, as live
                         if detector is None and own_detector is None:
                             from edge_fas.face import FaceDetector
 
                             own_detector = FaceDetector()
                         dets = (detector or own_detector).detect(f.rgb)
-                        box = max(dets, key=lambda d: d.area).box if dets else None
+                        if truth_box is not None:
+                            near = detection_near(dets, truth_box)
+                            box = near.box if near is not None else truth_box
+                        elif dets:
+                            box = max(dets, key=lambda d: d.area).box
+                    box = box if box is not None else truth_box
                     if box is None:
                         skipped += 1
                         continue

@@ -123,24 +123,12 @@ _DETECTOR = None  # one BlazeFace per (worker) process
 def detected_face_box(rgb, truth_box, min_iou: float = 0.3):
     """The detector's box for the face at `truth_box` (the live pipeline's framing), or None."""
     global _DETECTOR
-    from edge_fas.face import FaceDetector
+    from edge_fas.face import FaceDetector, detection_near
 
     if _DETECTOR is None:
         _DETECTOR = FaceDetector()
-    best, best_iou = None, min_iou
-    for d in _DETECTOR.detect(rgb):
-        iou = _iou(d.box, truth_box)
-        if iou >= best_iou:
-            best, best_iou = d.box, iou
-    return best
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    found = detection_near(_DETECTOR.detect(rgb), truth_box, min_iou)
+    return found.box if found is not None else None
 
 
 _RIGS: dict = {}

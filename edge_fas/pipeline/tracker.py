@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_fas.face import box_area as _area
+from edge_fas.face import iou
 
-def iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = _area(a) + _area(b) - inter
-    return float(inter / union) if union > 0 else 0.0
+__all__ = ["iou", "select", "face_distance_m", "FaceTracker"]
 
 
 def face_distance_m(depth_m: np.ndarray | None, box) -> float | None:
@@ -30,10 +27,6 @@ def face_distance_m(depth_m: np.ndarray | None, box) -> float | None:
     patch = depth_m[max(cy0, 0):min(max(cy1, cy0 + 1), h), max(cx0, 0):min(max(cx1, cx0 + 1), w)]
     valid = patch[patch > 0]
     return float(np.median(valid)) if valid.size else None
-
-
-def _area(box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def _center(box) -> tuple[float, float]:
