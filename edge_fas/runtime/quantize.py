@@ -29,6 +29,7 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
     except ImportError as e:
         raise EdgeFasError("int8 calibration on synthetic crops needs edge_fas.calibration.register_to_color, "
                            "which this build lacks") from e
+    from edge_fas.data.synthetic import detected_face_box
     from edge_fas.preprocess import crop_face
     from edge_fas.sim import SPECIES
     rigs = _rigs(seed)
@@ -37,7 +38,8 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
         rig = rigs[i % len(rigs)]
         species = SPECIES[(i // len(rigs)) % len(SPECIES)]
         frames = register_to_color(rig.render(species, index=i + 1000 * seed))
-        crops.append(crop_face(frames, frames.truth.face_box, params))
+        box = detected_face_box(frames.rgb, frames.truth.face_box) or frames.truth.face_box  # live framing
+        crops.append(crop_face(frames, box, params))
         labels.append(int(frames.truth.label))
     batch = {k: np.stack([getattr(c, k) for c in crops]).astype(np.float32) for k in ("rgb", "depth", "ir", "present")}
     return batch, np.array(labels)
