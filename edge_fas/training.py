@@ -139,16 +139,14 @@ def build_data(cfg: dict, split: str, params, domains=None):
     w, h = d["rig_size"]
     return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                            width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                           attack_mix=_attack_mix(d))
+                           attack_mix=d["attack_mix"])
 
 
-def _attack_mix(data: dict) -> str:
-    from edge_fas.data.synthetic import ATTACK_MIXES
-
-    mix = data["attack_mix"]
-    if mix not in ATTACK_MIXES:
-        raise ConfigError(f"data.attack_mix {mix!r} is unknown; use one of {', '.join(ATTACK_MIXES)}")
-    return mix
+def _check_choice(cfg: dict, key: str, choices) -> None:
+    """A config error naming the key and its choices, before any rendering or training starts."""
+    section, name = key.split(".")
+    if cfg[section][name] not in choices:
+        raise ConfigError(f"{key} {cfg[section][name]!r} is unknown; use one of {', '.join(choices)}")
 
 
 def drop_modalities(crops, missing):
@@ -299,10 +297,10 @@ def train(cfg: dict) -> dict:
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
-    if tc["schedule"] not in SCHEDULES:
-        raise ConfigError(f"train.schedule {tc['schedule']!r} is unknown; use one of {', '.join(SCHEDULES)}")
-    if tc["keep"] not in KEEP:
-        raise ConfigError(f"train.keep {tc['keep']!r} is unknown; use one of {', '.join(KEEP)}")
+    from edge_fas.data.synthetic import ATTACK_MIXES
+
+    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.attack_mix", ATTACK_MIXES)):
+        _check_choice(cfg, key, choices)
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
     if world > 1:

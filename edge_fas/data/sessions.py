@@ -1,11 +1,11 @@
 """Face crops from recorded sessions (drivers/session.py): field data for fine-tuning at a new site.
 
 Each take contributes `frames_per_take` evenly spaced frames. Depth and IR are registered to colour
-(edge_fas.calibration.register_to_color) when the session stored them raw; the face box comes from
-the BlazeFace detector, as in the live pipeline (the detection overlapping the frame's truth box
-when it has one, as synthetic sessions do, else the largest face; the truth box itself only where the
-detector finds nothing near it). Frames with no face are skipped and counted in the CropSet's meta. The domain is the session's
-domain (its site), the species the take's label.
+(edge_fas.calibration.register_to_color) when the session stored them raw. The face box comes from
+the BlazeFace detector, as in the live pipeline: the detection overlapping the frame's truth box
+when it has one (synthetic sessions), else the largest face; the truth box itself only where the
+detector finds nothing near it. Frames with no face are skipped and counted in the CropSet's meta.
+The domain is the session's domain (its site), the species the take's label.
 """
 
 from __future__ import annotations
