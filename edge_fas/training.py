@@ -7,7 +7,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
             augment: true, drop: {depth: 0.1, ir: 0.1},
-            attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)}
+            attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
+                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis)}
     train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
             max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
@@ -147,6 +148,18 @@ def _check_choice(cfg: dict, key: str, choices) -> None:
     section, name = key.split(".")
     if cfg[section][name] not in choices:
         raise ConfigError(f"{key} {cfg[section][name]!r} is unknown; use one of {', '.join(choices)}")
+
+
+def _check_attack_mix(cfg: dict) -> None:
+    from edge_fas.data.synthetic import attack_probabilities
+
+    if cfg["data"]["source"] != "synthetic":
+        return
+    try:
+        attack_probabilities(cfg["data"]["train_domains"][0] if cfg["data"]["train_domains"] else "surf",
+                             cfg["data"]["attack_mix"])
+    except ValueError as e:
+        raise ConfigError(f"data.attack_mix: {e}") from None
 
 
 def drop_modalities(crops, missing):
@@ -297,10 +310,9 @@ def train(cfg: dict) -> dict:
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
-    from edge_fas.data.synthetic import ATTACK_MIXES
-
-    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.attack_mix", ATTACK_MIXES)):
+    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP)):
         _check_choice(cfg, key, choices)
+    _check_attack_mix(cfg)
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
     if world > 1:

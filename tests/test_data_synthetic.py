@@ -42,6 +42,24 @@ def test_uniform_attack_mix_draws_every_species_evenly():
         sample_plan("surf", "train", 3, attack_mix="balanced")
 
 
+
+def test_weighted_attack_mix_emphasises_the_named_species():
+    from collections import Counter
+
+    from edge_fas.data.synthetic import attack_probabilities
+    from edge_fas.sim import ATTACK_SPECIES
+
+    probs = attack_probabilities("surf", {"flexible_mask": 4, "print": 0})
+    assert probs["flexible_mask"] == pytest.approx(4 / (len(ATTACK_SPECIES) + 2)) and probs["print"] == 0
+    assert attack_probabilities("surf", {}) == attack_probabilities("surf", "uniform")  # unlisted weigh 1
+    counts = Counter(s for _, s, _ in sample_plan("surf", "train", 1200, attack_mix={"flexible_mask": 4, "print": 0}))
+    attacks = sum(counts[s] for s in ATTACK_SPECIES)
+    assert counts["print"] == 0 and abs(counts["flexible_mask"] / attacks - probs["flexible_mask"]) < 0.06, counts
+    with pytest.raises(ValueError, match="unknown species.*silicone"):
+        attack_probabilities("surf", {"silicone": 2})
+    with pytest.raises(ValueError, match="not all 0"):
+        attack_probabilities("surf", {s: 0 for s in ATTACK_SPECIES})
+
 def test_crops_have_layout_labels_and_depth(crops):
     cs, cache = crops
     assert cs.rgb.shape == (4, 3, 32, 32) and cs.depth.shape == (4, 1, 32, 32)

@@ -107,6 +107,9 @@ def test_gradient_accumulation_and_config_errors(tmp_path):
     cfg3["out"] = str(tmp_path / "mix")
     with pytest.raises(ConfigError, match="attack_mix 'balanced'.*uniform"):
         train(cfg3)
+    cfg3["data"]["attack_mix"] = {"silicone": 3}  # a weight mapping must name rendered species
+    with pytest.raises(ConfigError, match="data.attack_mix.*'silicone'.*flexible_mask"):
+        train(cfg3)
     for key, bad in (("train.schedule", "step"), ("train.keep", "first")):
         cfg4 = load_train_config(None, {"model": TINY_MODEL, key: bad})
         with pytest.raises(ConfigError, match=f"{key} '{bad}'"):

@@ -79,22 +79,40 @@ def _forward_warp(frames: FrameSet) -> FrameSet:
 ATTACK_MIXES = ("domain", "uniform")
 
 
-def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: float = 0.5,
-                attack_mix: str = "domain"):
-    """[(index, species, t)] for `n` samples of `domain` in `split`; deterministic in its arguments.
+def attack_probabilities(domain: str, attack_mix) -> dict[str, float]:
+    """Attack species -> probability for `domain` under `attack_mix`.
 
-    attack_mix: "domain" draws attacks with the domain's own mix (a CASIA-SURF-like domain has no 3-D
-    masks); "uniform" draws every attack species the rig renders equally often."""
+    attack_mix: "domain" (the domain's own mix: a CASIA-SURF-like domain has no 3-D masks), "uniform"
+    (every attack species the rig renders equally often) or a mapping {species: weight} relative to
+    uniform, unlisted species weighing 1 ({flexible_mask: 4}: silicone four times as often as each
+    other species, the hard-class emphasis of a weighted sampler)."""
     from edge_fas.sim import ATTACK_SPECIES, get_domain
 
+    if isinstance(attack_mix, dict):
+        unknown = sorted(set(attack_mix) - set(ATTACK_SPECIES))
+        if unknown:
+            raise ValueError(f"attack_mix names unknown species {unknown}; expected some of {', '.join(ATTACK_SPECIES)}")
+        weights = {s: float(attack_mix.get(s, 1.0)) for s in ATTACK_SPECIES}
+        if any(not np.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"attack_mix weights must be finite, >= 0 and not all 0; got {attack_mix}")
+        total = sum(weights.values())
+        return {s: w / total for s, w in weights.items()}
+    if attack_mix not in ATTACK_MIXES:
+        raise ValueError(f"unknown attack_mix {attack_mix!r}: expected one of {', '.join(ATTACK_MIXES)} "
+                         "or a mapping {species: weight}")
+    if attack_mix == "uniform":
+        return {s: 1.0 / len(ATTACK_SPECIES) for s in ATTACK_SPECIES}
+    return get_domain(domain).attack_probabilities()
+
+
+def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: float = 0.5,
+                attack_mix="domain"):
+    """[(index, species, t)] for `n` samples of `domain` in `split`; deterministic in its arguments.
+
+    attack_mix: see attack_probabilities."""
     if split not in SPLIT_OFFSETS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLIT_OFFSETS)}")
-    if attack_mix not in ATTACK_MIXES:
-        raise ValueError(f"unknown attack_mix {attack_mix!r}: expected one of {', '.join(ATTACK_MIXES)}")
-    if attack_mix == "uniform":
-        probs = {s: 1.0 / len(ATTACK_SPECIES) for s in ATTACK_SPECIES}
-    else:
-        probs = get_domain(domain).attack_probabilities()
+    probs = attack_probabilities(domain, attack_mix)
     names, p = list(probs), np.array(list(probs.values()))
     rng = np.random.default_rng([seed, SPLIT_OFFSETS[split], *domain.encode()])
     plan = []
@@ -145,7 +163,7 @@ def _rig(domain, seed, width, height):
 
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
-                    workers: int = 1, progress=None, attack_mix: str = "domain") -> CropSet:
+                    workers: int = 1, progress=None, attack_mix="domain") -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
