@@ -63,6 +63,18 @@ class ImageView(QLabel):
                 self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
 
 
+def score_text(score: float | None, threshold: float | None) -> str:
+    """'P(attack) 0.99   threshold 0.995': as many decimals (2 to 4) as it takes for a threshold near 0
+    or 1 not to read as 0.00 / 1.00 and for a score not to print equal to a threshold it differs from."""
+    for d in (2, 3, 4):
+        fmt = lambda v: f"{v:.{d}f}"  # noqa: E731
+        if threshold is None or (fmt(threshold) not in (fmt(0.0), fmt(1.0))
+                                 and (score is None or score == threshold or fmt(score) != fmt(threshold))):
+            break
+    text = "score —" if score is None else f"P(attack) {fmt(score)}"
+    return text if threshold is None else f"{text}   threshold {fmt(threshold)}"
+
+
 class ScoreBar(QWidget):
     """P(attack) from 0 (left) to 1 (right), filled in the verdict colour, the threshold a white tick."""
 
@@ -91,9 +103,7 @@ class ScoreBar(QWidget):
             p.setPen(QPen(QColor(255, 255, 255), 3))
             p.drawLine(x, 0, x, h)
         p.setPen(QColor(255, 255, 255))
-        text = "score —" if self.score is None else f"P(attack) {self.score:.2f}"
-        if self.threshold is not None:
-            text += f"   threshold {self.threshold:.2f}"
+        text = score_text(self.score, self.threshold)
         p.drawText(QRectF(6, 0, w - 12, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
         p.end()
 

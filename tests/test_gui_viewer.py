@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 
 from edge_fas.apps import overlay  # noqa: E402
 from edge_fas.apps.viewer import ViewerWindow, run_gui  # noqa: E402
-from edge_fas.apps.widgets import to_qimage  # noqa: E402
+from edge_fas.apps.widgets import score_text, to_qimage  # noqa: E402
 from edge_fas.config import Config  # noqa: E402
 from edge_fas.types import FrameSet, ModelOutput, Verdict  # noqa: E402
 
@@ -128,3 +128,11 @@ def test_run_gui_screenshot_after_frames(qtbot, tmp_path):
     assert out.exists() and out.stat().st_size > 1000
     assert run_gui(StubPipeline(None), Config(), screenshot=tmp_path / "no.png", timeout_s=0.2) == 1
     assert not (tmp_path / "no.png").exists()
+
+
+def test_score_text_never_reads_a_threshold_near_one_as_one():
+    assert score_text(0.42, 0.5) == "P(attack) 0.42   threshold 0.50"
+    assert score_text(0.9962, 0.9951) == "P(attack) 0.996   threshold 0.995"  # not "1.00 ... 1.00"
+    assert score_text(0.9953, 0.9951) == "P(attack) 0.9953   threshold 0.9951"
+    assert score_text(None, 0.003) == "score —   threshold 0.003"
+    assert score_text(0.3, None) == "P(attack) 0.30"
