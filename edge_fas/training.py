@@ -151,13 +151,14 @@ def _check_choice(cfg: dict, key: str, choices) -> None:
 
 
 def _check_attack_mix(cfg: dict) -> None:
+    """data.attack_mix checked before any rendering starts (the domain's own mix needs no check)."""
     from edge_fas.data.synthetic import attack_probabilities
 
-    if cfg["data"]["source"] != "synthetic":
+    mix = cfg["data"]["attack_mix"]
+    if cfg["data"]["source"] != "synthetic" or mix == "domain":
         return
     try:
-        attack_probabilities(cfg["data"]["train_domains"][0] if cfg["data"]["train_domains"] else "surf",
-                             cfg["data"]["attack_mix"])
+        attack_probabilities("", mix)  # a named mix or a weight mapping does not depend on the domain
     except ValueError as e:
         raise ConfigError(f"data.attack_mix: {e}") from None
 
