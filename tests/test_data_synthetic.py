@@ -42,7 +42,6 @@ def test_uniform_attack_mix_draws_every_species_evenly():
         sample_plan("surf", "train", 3, attack_mix="balanced")
 
 
-
 def test_weighted_attack_mix_emphasises_the_named_species():
     from collections import Counter
 
@@ -59,6 +58,7 @@ def test_weighted_attack_mix_emphasises_the_named_species():
         attack_probabilities("surf", {"silicone": 2})
     with pytest.raises(ValueError, match="not all 0"):
         attack_probabilities("surf", {s: 0 for s in ATTACK_SPECIES})
+
 
 def test_crops_have_layout_labels_and_depth(crops):
     cs, cache = crops
