@@ -77,6 +77,6 @@ def test_bench_command_prints_table_and_json(tmp_path, capsys):
 def test_parity_on_synthetic_rig_crops(tmp_path):
     pytest.importorskip("edge_fas.calibration").register_to_color
     torch.manual_seed(0)
-    a = export_model(Tiny(), tmp_path, parity_count=3, parity_batch=3, parity_source="synthetic")
+    a = export_model(Tiny(), tmp_path, parity_count=3, parity_batch=3, parity_source="synthetic", gate_count=8)
     p = a.manifest["export"]["parity"]
     assert p["frame_sets"] == 3 and p["inputs"].startswith("synthetic rig crops")

@@ -138,12 +138,12 @@ def check_allowed(artifact, precision: str, force: bool = False) -> str:
                                        "frame_sets": figures["frame_sets"] if isinstance(figures["frame_sets"], int) else 0})
 
 
-def held_out_inputs(artifact, count: int, seed: int):
+def held_out_inputs(artifact, count: int, seed: int, quiet: bool = True):
     """(batch, labels or None, description) to gate on: synthetic-rig crops of a seed never used for
     calibration (seed 0) when registration is available, else random crops (agreement only)."""
     try:
         from edge_fas.runtime.quantize import synthetic_crops
-        batch, labels = synthetic_crops(count, artifact.preprocess, seed=seed)
+        batch, labels = synthetic_crops(count, artifact.preprocess, seed=seed, quiet=quiet)
         return batch, labels, f"synthetic rig crops, seed {seed} (held out: calibration uses seed 0)"
     except EdgeFasError:
         from edge_fas.export import random_batch

@@ -26,7 +26,7 @@ def _rigs(seed: int):
     return [Rig(d, seed=seed, width=320, height=240) for d in DOMAINS]
 
 
-def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
+def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0, quiet: bool = True):
     """(batch dict, labels) of `count` registered, cropped synthetic frame sets over all domains and species."""
     try:
         from edge_fas.calibration import register_to_color
@@ -36,9 +36,12 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
     from edge_fas.data.synthetic import detected_face_box
     from edge_fas.preprocess import crop_face
     from edge_fas.sim import SPECIES
+    from edge_fas.progress import Progress
     rigs = _rigs(seed)
     crops, labels = [], []
+    bar = Progress(f"rendering synthetic held-out crops (seed {seed})", count, quiet=quiet)
     for i in range(offset, offset + count):
+        bar.update()
         rig = rigs[i % len(rigs)]
         species = SPECIES[(i // len(rigs)) % len(SPECIES)]
         frames = register_to_color(rig.render(species, index=i + 1000 * seed))
@@ -88,15 +91,16 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
 
 
 def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_count: int = 64,
-             eval_count: int = 128, force: bool = False, min_agreement: float | None = None) -> art.Artifact:
+             eval_count: int = 128, force: bool = False, min_agreement: float | None = None,
+             quiet: bool = True) -> art.Artifact:
     """Write model.int8.onnx into the artifact after its precision gate passes (or is forced).
 
     calibration: batch dict; held_out: (batch dict, labels). Default: synthetic-rig crops (seeds 0 and 1).
     Refused (PrecisionRefused, nothing written to the manifest) below the gate's decision agreement."""
     from edge_fas.runtime import precision as prec
     params = artifact.preprocess
-    calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0)[0]
-    test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1)
+    calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0, quiet=quiet)[0]
+    test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1, quiet=quiet)
     folder = artifact.folder
     candidate = folder / f".{INT8_FILE}.candidate"
     try:
