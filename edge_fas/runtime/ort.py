@@ -121,6 +121,9 @@ class OrtRuntime(Runtime):
             + (" int8" if int8 else "") + ("; " + "; ".join(notes) if notes else "")))
 
     def warm_up(self, batch_sizes=(1,)) -> None:
+        if self.engine_store is not None:  # the TensorRT provider builds its engine inside the first run
+            from edge_fas.runtime.trt import keep_systemd_waiting
+            keep_systemd_waiting(1800)
         super().warm_up(batch_sizes)
         if self.engine_store is not None:
             self.engine_store.seal()  # the TensorRT provider wrote its engines during warm-up: hash them

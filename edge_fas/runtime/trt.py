@@ -108,22 +108,37 @@ def model_for(artifact: Artifact, precision: str, workdir: Path) -> Path:
     return artifact.folder / q["file"]
 
 
+def keep_systemd_waiting(seconds: float = 180.0) -> None:
+    """Under systemd (Type=notify), ask for `seconds` more start-up time: an engine build on an Orin Nano
+    can outlast TimeoutStartSec, and a start killed mid-build would be retried, and killed, for ever."""
+    from edge_fas.pipeline.systemd import notify
+    notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
+
+
 class BuildProgress:
-    """A trt.IProgressMonitor that prints each build phase (quiet: nothing)."""
+    """A trt.IProgressMonitor that prints each top-level build phase (quiet: nothing) and keeps systemd
+    waiting while the build goes on."""
 
     def __new__(cls, trt, quiet: bool = False):
         class Monitor(trt.IProgressMonitor):
             def __init__(self):
                 trt.IProgressMonitor.__init__(self)
-                self.t0 = time.monotonic()
+                self.t0 = self.pinged = time.monotonic()
 
             def phase_start(self, phase_name, parent_phase, num_steps):
+                self._ping()
                 if not quiet and parent_phase is None:
                     print(f"  [{time.monotonic() - self.t0:6.1f} s] TensorRT: {phase_name} ({num_steps} steps)",
                           file=sys.stderr, flush=True)
 
             def step_complete(self, phase_name, step):
+                self._ping()
                 return True  # False would cancel the build
+
+            def _ping(self):
+                if time.monotonic() - self.pinged > 20:
+                    self.pinged = time.monotonic()
+                    keep_systemd_waiting()
 
             def phase_finish(self, phase_name):
                 pass
@@ -227,6 +242,7 @@ class TensorRTRuntime(Runtime):
             print(f"building the TensorRT {precision} engine for {artifact.folder.name} (minutes on a Jetson)...",
                   file=sys.stderr, flush=True)
         t0 = time.monotonic()
+        keep_systemd_waiting()
         plan, timing = build_engine(trt, model, artifact.input_size, options["max_batch"], options["opt_batch"],
                                     precision, timing, self.quiet)
         seconds = time.monotonic() - t0
@@ -234,6 +250,7 @@ class TensorRTRuntime(Runtime):
         if engine is None:
             raise EdgeFasError("TensorRT built an engine it cannot deserialise (see its log)")
         self._bind(engine)
+        keep_systemd_waiting()  # the gate renders its held-out inputs
         gate = self._gate(artifact, precision, gate_inputs, force)
         from edge_fas.runtime.cache import atomic_write
         atomic_write(timing_path, timing)
