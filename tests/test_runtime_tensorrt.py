@@ -2,6 +2,7 @@
 test runs only where the tensorrt wheel and a CUDA GPU exist (skipped on the CPU CI machine)."""
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from edge_fas.runtime.trt import build_options, engine_key
 from test_runtime import Tiny
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and bool(cuda.gpus())
+if os.environ.get("EDGE_FAS_REQUIRE_GPU") and not HAVE_TRT:  # `make gpu-check`: a skip would hide the point
+    raise RuntimeError("EDGE_FAS_REQUIRE_GPU is set but the tensorrt wheel or an NVIDIA GPU is missing: "
+                       + cuda.probe()[1])
 
 
 def test_engine_key_depends_on_onnx_trt_version_gpu_options_and_model():
@@ -59,3 +63,15 @@ def test_tensorrt_builds_caches_and_matches_onnxruntime(tiny_artifact, tmp_path,
     assert "loaded from cache" in again.reason
     big = random_batch(32, 9, np.random.default_rng(3))  # more than max_batch: split into engine-sized calls
     assert again.infer(big).score.shape == (9,)
+
+
+@pytest.mark.skipif(not HAVE_TRT, reason="needs the tensorrt wheel and a CUDA GPU")
+def test_tensorrt_fp16_engine_is_gated_and_close_to_fp32(tiny_artifact, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_FAS_CACHE", str(tmp_path))
+    _, folder = tiny_artifact
+    b = random_batch(32, 8, np.random.default_rng(5))
+    ref = load_runtime(folder, kind="onnxruntime", device="cpu").infer(b).score
+    rt = load_runtime(folder, kind="tensorrt", precision="fp16", max_batch=8, quiet=False)
+    print(rt.reason)  # printed by `make gpu-check -s`: the TensorRT version, GPU and gate figures
+    assert "engine gate" in rt.reason and "strongly" not in rt.reason
+    np.testing.assert_allclose(rt.infer(b).score, ref, atol=5e-3)
