@@ -115,3 +115,14 @@ def test_bench_reports_a_broken_variant_instead_of_aborting(art, gpu_without_cud
     assert rc == 0 and "CPUExecutionProvider" in out
     assert "skipped tensorrt batch 1: AttributeError" in out
     assert "skipped onnxruntime-cuda batch 1: ONNX Runtime was asked for CUDAExecutionProvider" in out
+
+
+def test_model_precision_from_config_reaches_the_runtime(art):
+    from edge_fas.config import ModelConfig
+    from edge_fas.runtime import from_config, precision_options
+    assert precision_options(ModelConfig()) == {}
+    cfg = ModelConfig(artifact=str(art), runtime="onnxruntime", device="cpu", precision="int8")
+    with pytest.raises(EdgeFasError, match="no int8 model"):
+        from_config(cfg)
+    with pytest.raises(EdgeFasError, match="unknown runtime option.*'precison'"):
+        load_runtime(art, kind="onnxruntime", device="cpu", precison="fp16")

@@ -157,18 +157,23 @@ def load_runtime(artifact: str | Path | Artifact = "demo", kind: str = "auto", d
     if kind == "onnxruntime" and device != "cpu" and "provider" not in options:
         from edge_fas.runtime.ort import available_providers
         options["provider"] = "tensorrt" if "TensorrtExecutionProvider" in available_providers() else "cuda"
-    rt = _load(art, kind, device, threads, options, warmup)
+    rt = _load(art, kind, device, threads, _options_for(kind, options), warmup)
     rt.reason = f"{reason}; {rt.reason}"
     return rt
 
 
 _OPTIONS = {"onnxruntime": {"int8", "fp16", "max_batch", "force_precision", "spin", "provider"},
-            "torch": {"half", "cuda_graph_batch", "model"},
+            "torch": {"half", "cuda_graph_batch", "model", "force_precision"},
             "tensorrt": {"precision", "max_batch", "opt_batch", "rebuild", "gate_inputs", "quiet", "force_precision"}}
 
 
 def _options_for(kind: str, options: dict) -> dict:
-    """The options that apply to `kind` (auto passes one set to several backends)."""
+    """The options that apply to `kind` (auto and model.precision pass one set to several backends);
+    a name no backend knows is an error, not silently dropped."""
+    unknown = set(options) - set().union(*_OPTIONS.values())
+    if unknown:
+        raise EdgeFasError(f"unknown runtime option(s) {sorted(unknown)}; known: "
+                           + "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in _OPTIONS.items()))
     return {k: v for k, v in options.items() if k in _OPTIONS[kind]}
 
 
@@ -191,7 +196,15 @@ def _load(art: Artifact, kind: str, device: str, threads: int, options: dict, wa
     return rt
 
 
+def precision_options(model_config) -> dict:
+    """load_runtime options for the config's model.precision ('auto': none, each backend's default)."""
+    p = getattr(model_config, "precision", "auto")
+    if p == "auto":
+        return {}
+    return {"precision": p, "int8": p == "int8", "fp16": p == "fp16", "half": p == "fp16"}
+
+
 def from_config(model_config) -> Runtime:
     """A runtime from the config's `model` section (artifact empty -> the bundled demo)."""
     return load_runtime(model_config.artifact or "demo", kind=model_config.runtime, device=model_config.device,
-                        threads=model_config.threads)
+                        threads=model_config.threads, **precision_options(model_config))
