@@ -40,63 +40,51 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", " ", text)
 
 
-def _matching(text: str, i: int, open_c: str, close_c: str) -> int:
-    """Index just past the bracket that closes the one at text[i] (strings skipped)."""
-    depth, j = 0, i
+def _scan(text: str, i: int):
+    """(index, char) from text[i] on, string literals skipped."""
+    j = i
     while j < len(text):
         c = text[j]
         if c == '"':
             j += 1
             while text[j] != '"':
                 j += 2 if text[j] == "\\" else 1
-        elif c == open_c:
-            depth += 1
-        elif c == close_c:
-            depth -= 1
-            if depth == 0:
-                return j + 1
+        else:
+            yield j, c
         j += 1
+
+
+def _matching(text: str, i: int, open_c: str, close_c: str) -> int:
+    """Index just past the bracket that closes the one at text[i]."""
+    depth = 0
+    for j, c in _scan(text, i):
+        depth += (c == open_c) - (c == close_c)
+        if depth == 0:
+            return j + 1
     raise ValueError("unbalanced")
 
 
 def _statement_end(text: str, i: int) -> int:
     """Index of the ';' that ends the statement starting at i, at bracket depth 0."""
-    depth, j = 0, i
-    while j < len(text):
-        c = text[j]
-        if c == '"':
-            j += 1
-            while text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == ";" and depth == 0:
-            return j
-        j += 1
-    return len(text)
+    return next((j for j, c, d in _paren_scan(text, i) if c == ";" and d == 0), len(text))
+
+
+def _paren_scan(text: str, i: int):
+    """Like _scan, but depth counts only (), [] and {} (C++ '<' is also less-than)."""
+    depth = 0
+    for j, c in _scan(text, i):
+        yield j, c, depth
+        depth += (c in "([{") - (c in ")]}")
 
 
 def _depth0_members(chain: str) -> list[str]:
     """Member names declared directly on this chain (not inside lambdas or nested calls)."""
-    names, depth, j = [], 0, 0
-    while j < len(chain):
-        c = chain[j]
-        if c == '"':
-            j += 1
-            while chain[j] != '"':
-                j += 2 if chain[j] == "\\" else 1
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "." and depth == 0:
-            m = MEMBER.match(chain, j)
-            if m:
-                names.append(m.group(2))
-        j += 1
-    return names
+    out = []
+    for j, c, d in _paren_scan(chain, 0):
+        m = MEMBER.match(chain, j) if c == "." and d == 0 else None
+        if m:
+            out.append(m.group(2))
+    return out
 
 
 def parse(texts: list[str]) -> tuple[dict, dict, set]:
