@@ -32,7 +32,10 @@ class Progress:
             self._print(end="\r" if self.tty else "\n")
 
     def callback(self, done: int, total: int) -> None:
-        """For APIs that report (done, total), e.g. data.synthetic.synthetic_crops(progress=...)."""
+        """For APIs that report (done, total), e.g. data.synthetic.synthetic_crops(progress=...); a count
+        that starts again (the next domain) starts a new line."""
+        if done < self.done or self.closed:
+            self.done, self.closed, self.t0 = 0, False, time.monotonic()
         self.total = max(1, int(total))
         self.update(done - self.done)
 

@@ -106,3 +106,19 @@ def test_int8_below_the_gate_is_not_written(tmp_path):
     after = load_artifact(tmp_path)
     assert "int8" not in after.manifest and not (tmp_path / "model.int8.onnx").exists()
     assert not list(tmp_path.glob(".*candidate*"))
+
+
+def test_progress_lines_go_to_stderr_and_quiet_means_silent(capsys):
+    import io
+
+    from edge_fas.progress import Progress
+    buf = io.StringIO()
+    bar = Progress("export parity", 4, stream=buf, every_s=0.0)
+    for _ in range(4):
+        bar.update()
+    lines = buf.getvalue().splitlines()
+    assert lines[-1].startswith("export parity: 4/4") and len(lines) == 4
+    quiet = io.StringIO()
+    q = Progress("x", 3, quiet=True, stream=quiet)
+    q.callback(3, 3)
+    assert quiet.getvalue() == "" and capsys.readouterr().out == ""
