@@ -78,17 +78,30 @@ def parse_override(items: list[str]) -> dict:
     return out
 
 
+def parity_vs_cpu(artifact, rt, batch_size: int) -> float:
+    """Largest |score difference| of `rt` against float32 ONNX Runtime on the CPU, on the timed inputs."""
+    import numpy as np
+
+    from edge_fas.export import random_batch
+    from edge_fas.runtime.precision import ort_scores
+    b = random_batch(rt.input_size, batch_size, np.random.default_rng(0), drop_modalities=False)
+    return float(f"{np.abs(rt.infer(b).score - ort_scores(artifact.onnx_path, b)).max():.3g}")
+
+
 def bench_artifact(artifact, variants, batches, args, model_label, model=None) -> list[dict]:
-    from edge_fas.progress import Progress
+    import sys
+
     from edge_fas.runtime import load_runtime
     from edge_fas.runtime.bench import bench_runtime
     rows = []
     quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
-    bar = Progress(f"bench {model_label}", len(variants) * len(batches), quiet=quiet, every_s=0.0)
+    cases, n = len(variants) * len(batches), 0
     for v in variants:
         kind, dev, opts = VARIANTS[v]
         for b in batches:
-            bar.update()
+            n += 1
+            if not quiet:  # a case may first build an engine: say which one is running
+                print(f"bench {model_label}: {v} batch {b} ({n}/{cases})", file=sys.stderr, flush=True)
             o = {k: (b if val == "B" else val) for k, val in opts.items()}
             if model is not None and kind == "torch":
                 o["model"] = model
@@ -101,6 +114,7 @@ def bench_artifact(artifact, variants, batches, args, model_label, model=None) -
                 rt = load_runtime(artifact, kind=kind, device="cpu" if dev == "cpu" else "cuda:0",
                                   threads=args.threads if kind != "tensorrt" else 0, warmup=(b,), **o)
                 r = bench_runtime(rt, b, iters=args.iters, warmup=args.warmup, max_seconds=args.max_seconds)
+                r["parity_vs_fp32_cpu"] = parity_vs_cpu(artifact, rt, b)
             except Exception as e:  # noqa: BLE001
                 msg = str(e) if isinstance(e, EdgeFasError) else f"{type(e).__name__}: {e}"
                 rows.append({"model": model_label, "label": v, "batch": b, "skipped": msg})
@@ -112,7 +126,6 @@ def bench_artifact(artifact, variants, batches, args, model_label, model=None) -
             runs_on = getattr(rt, "providers", [rt.device])[0]
             r.update(model=model_label, label=v, runs_on=runs_on, reason=rt.reason)
             rows.append(r)
-    bar.close()
     return rows
 
 
