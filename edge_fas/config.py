@@ -55,6 +55,10 @@ class ModelConfig:
     runtime: str = opt("auto", "inference runtime", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     device: str = opt("auto", "inference device: auto, cpu, cuda, cuda:N")
     threads: int = opt(0, "CPU threads for inference (0: runtime default)", min=0, max=256)
+    # issue 18: GPU precision, gated against fp32 at export and at engine build (edge_fas.runtime.precision)
+    precision: str = opt("auto", "inference precision: auto (fp16 on a GPU where its gate passed, else fp32), "
+                                 "fp32, fp16, int8 (needs an int8 model that passed its gate)",
+                         choices=["auto", "fp32", "fp16", "int8"])
 
 
 @dataclass

@@ -55,10 +55,29 @@ def check_mediapipe() -> Check:
 def check_onnxruntime() -> Check:
     m, v = _version("onnxruntime")
     if m is None:
-        return Check("onnxruntime", False, f"not importable ({v}); pip install onnxruntime", core=True)
+        return Check("onnxruntime", False, f"not importable ({v}); pip install 'edge-fas[cpu]' (or 'edge-fas[gpu]' "
+                                           "with an NVIDIA GPU)", core=True)
     providers = m.get_available_providers()
-    return Check("onnxruntime", True, f"onnxruntime {v}, providers: {', '.join(providers)}", core=True,
-                 info={"providers": providers})
+    detail = f"onnxruntime {v}, providers: {', '.join(providers)}"
+    dists = _distributions("onnxruntime", "onnxruntime-gpu")
+    if len(dists) > 1:
+        detail += (f"; WARNING: {' and '.join(dists)} are both installed and share one folder (the last installed "
+                   "wins, so the GPU providers may be gone): pip uninstall -y onnxruntime onnxruntime-gpu, then "
+                   "pip install 'edge-fas[gpu]'")
+    if "TensorrtExecutionProvider" in providers:
+        detail += "; GPU providers are listed whenever compiled in: the one in use is read back at load"
+    return Check("onnxruntime", True, detail, core=True, info={"providers": providers, "distributions": dists})
+
+
+def _distributions(*names: str) -> list[str]:
+    from importlib import metadata
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def check_torch() -> Check:
@@ -69,23 +88,51 @@ def check_torch() -> Check:
 
 
 def check_cuda() -> Check:
+    """The GPU as the NVIDIA driver reports it (torch's CUDA build is not needed for TensorRT or ORT)."""
+    from edge_fas.runtime import cuda
+    found, why = cuda.probe()
+    if not found:
+        return Check("cuda", False, f"no CUDA GPU: {why}")
+    torch_line = ""
     m, _ = _version("torch")
-    if m is None:
-        return Check("cuda", False, "torch is not importable")
-    if not m.cuda.is_available():
-        why = "torch is a CPU-only build" if m.version.cuda is None else "no CUDA device or driver visible"
-        return Check("cuda", False, f"no CUDA: {why}")
-    names = [m.cuda.get_device_name(i) for i in range(m.cuda.device_count())]
-    caps = [".".join(map(str, m.cuda.get_device_capability(i))) for i in range(m.cuda.device_count())]
-    return Check("cuda", True, f"CUDA {m.version.cuda}: {', '.join(names)}", info={"devices": names, "capability": caps})
+    if m is not None and not m.cuda.is_available():
+        torch_line = "; torch is a CPU build (the torch-cuda runtimes are off; TensorRT and ONNX Runtime do not need it)"
+    gpus = [f"{g.name} ({g.sm}, {g.sm_count} SMs, {g.memory_bytes >> 20} MiB)" for g in found]
+    return Check("cuda", True, "NVIDIA driver: " + ", ".join(gpus) + torch_line,
+                 info={"devices": [g.name for g in found], "capability": [f"{g.capability[0]}.{g.capability[1]}" for g in found],
+                       "sm_count": [g.sm_count for g in found]})
 
 
 def check_tensorrt() -> Check:
-    m, v = _version("tensorrt")
-    if m is None:
-        return Check("tensorrt", False, "not installed (pip install 'edge-fas[tensorrt]' on a machine with an NVIDIA GPU; "
-                                        "on Jetson it comes with JetPack)")
-    return Check("tensorrt", True, f"TensorRT {v}")
+    """Which TensorRT, from where, whether this edge-fas supports it, and what it means for precision."""
+    import importlib.util
+
+    from edge_fas.runtime.trt import SUPPORTED
+    spec = importlib.util.find_spec("tensorrt")
+    rng = f"{SUPPORTED[0][0]}.{SUPPORTED[0][1]} to {SUPPORTED[1][0]}.x"
+    if spec is None:
+        return Check("tensorrt", False, f"not installed: pip install 'edge-fas[tensorrt]' (tensorrt-cu12, the tested "
+                                        f"range {rng}) on a machine with an NVIDIA GPU; on a Jetson it comes with "
+                                        "JetPack 6 (TensorRT 10.3; jetson/setup.sh)")
+    where = "JetPack / system package" if "dist-packages" in str(spec.origin) and "/usr/" in str(spec.origin) \
+        else "pip wheel"
+    from edge_fas.runtime import tensorrt_status
+    ok, line = tensorrt_status()
+    if not ok:
+        return Check("tensorrt", False, f"installed ({where}, {spec.origin}) but unusable: {line}")
+    major = int(line.split()[1].split(".")[0])
+    mode = ("11.x: strongly typed only; fp16 from an fp16 ONNX model, int8 from explicit Q/DQ (both made by edge-fas)"
+            if major >= 11 else "10.x: built strongly typed, the same recipe as on 11.x")
+    ort_note = ""
+    m, v = _version("onnxruntime")
+    if m is not None and major >= 11 and "TensorrtExecutionProvider" in m.get_available_providers():
+        try:
+            if tuple(int(x) for x in v.split(".")[:2]) < (1, 27):
+                ort_note = f"; onnxruntime {v} predates TensorRT 11 support (1.27): its TensorRT provider will fail"
+        except ValueError:
+            pass
+    return Check("tensorrt", True, f"{line} ({where}), supported range {rng}; {mode}{ort_note}",
+                 info={"origin": str(spec.origin)})
 
 
 def check_realsense() -> Check:
@@ -159,7 +206,7 @@ def check_orbbec() -> Check:
     except ImportError:
         pass
     except Exception as e:  # noqa: BLE001
-        return Check("orbbec-sdk", False, str(e))
+        return Check("orbbec-sdk", False, _glibc_advice(str(e)))
     try:
         devices = _list("edge_fas.drivers.orbbec")
     except Exception as e:  # noqa: BLE001
@@ -169,6 +216,19 @@ def check_orbbec() -> Check:
         return Check("orbbec-sdk", spec is not None, "pyorbbecsdk installed" if spec else
                      "pyorbbecsdk not installed (pip install --no-deps pyorbbecsdk-community; Linux wheels only)")
     return Check("orbbec-sdk", True, f"pyorbbecsdk; {_devices_line(devices)}", info={"devices": devices})
+
+
+def _glibc_advice(message: str) -> str:
+    """A wheel built for a newer glibc cannot load here, and reinstalling it changes nothing: say so."""
+    import re
+    m = re.search(r"GLIBC_(\d+\.\d+)' not found", message)
+    if not m:
+        return message
+    have = platform.libc_ver()[1] or "older"
+    return (f"the installed pyorbbecsdk wheel needs glibc {m.group(1)} and this system has glibc {have}, so it "
+            "cannot load here and reinstalling it will not help. Use a system with glibc "
+            f"{m.group(1)} or newer (e.g. Ubuntu 24.04), or build the Orbbec SDK's Python wrapper from source on "
+            "this one; meanwhile OpenNI2 (--camera openni) drives Astra-class Orbbec cameras")
 
 
 def check_gui() -> Check:

@@ -115,9 +115,12 @@ def torch_outputs(model, batch: dict, names) -> dict[str, np.ndarray]:
 
 
 def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, batch: int = 8,
-                 atol: float = SCORE_ATOL, seed: int = 0, source: str = "auto") -> dict:
+                 atol: float = SCORE_ATOL, seed: int = 0, source: str = "auto", quiet: bool = True) -> dict:
     """Run PyTorch and ONNX Runtime (CPU, float32) on the same inputs; raise if scores diverge by > atol."""
     import onnxruntime as ort
+
+    from edge_fas.progress import Progress
+    bar = Progress("export parity (PyTorch vs ONNX Runtime)", count, quiet=quiet)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
@@ -142,8 +145,41 @@ def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, bat
                 f"onnx {float(got['score'].reshape(-1)[i]):.6f}, present {b['present'][i].tolist()}); "
                 "a layer exports differently: check the model for training-only or random ops in eval mode")
         seen += len(b["rgb"])
+        bar.update(len(b["rgb"]))
+    bar.close()
     return {"frame_sets": seen, "score_atol": atol, "max_abs_diff": {n: float(f"{v:.3g}") for n, v in worst.items()},
             "inputs": described, "seed": seed}
+
+
+def gate_inputs(artifact: art.Artifact, count: int, source: str = "auto", seed: int = 1, quiet: bool = True):
+    """(batch, labels or None, description): held-out inputs for the precision gates (seed 1; parity and
+    int8 calibration use seed 0)."""
+    from edge_fas.runtime import precision as prec
+    if source == "random":
+        return random_batch(artifact.input_size, count, np.random.default_rng(seed)), None, \
+            f"random unit-variance crops, seed {seed} (no labels: agreement only)"
+    return prec.held_out_inputs(artifact, count, seed, quiet=quiet)
+
+
+def measure_fp16(artifact: art.Artifact, inputs, force: bool = False) -> dict:
+    """The fp16 gate: the fp16 model TensorRT would build (precision.to_fp16) against fp32, at the
+    artifact's operating point. Never raises for a failed gate: fp32 stays usable; the manifest says
+    fp16 failed and runtimes then refuse fp16 unless forced."""
+    import tempfile
+
+    from edge_fas.runtime import precision as prec
+    batch, labels, data = inputs
+    with tempfile.TemporaryDirectory() as tmp:
+        f16 = prec.fp16_onnx(artifact.onnx_path, Path(tmp) / "model.fp16.onnx")
+        figures = prec.compare(prec.ort_scores(artifact.onnx_path, batch), prec.ort_scores(f16, batch),
+                               prec.operating_threshold(artifact), labels)
+    figures.update(data=data, recipe=prec.FP16_RECIPE,
+                   measured_with="ONNX Runtime CPU on the fp16 ONNX model (fp16 storage, fp32 arithmetic where "
+                                 "it has no fp16 kernel); the TensorRT engine is gated again when built")
+    try:
+        return prec.judge(figures, "fp16", force=force)
+    except prec.PrecisionRefused as e:
+        return {**e.figures, "passed": False}
 
 
 def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None:
@@ -162,9 +198,11 @@ def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None
 def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
-                 preprocess: PreprocessParams | None = None, overwrite: bool = False) -> art.Artifact:
+                 preprocess: PreprocessParams | None = None, overwrite: bool = False, gate_count: int = 128,
+                 force_precision: bool = False, quiet: bool = True) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
-    forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes."""
+    forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes, with the
+    fp16 precision gate measured on `gate_count` held-out frame sets (0: not measured)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -185,7 +223,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     t0 = time.perf_counter()
     export_onnx(model, out / art.ONNX, size, names)
     parity = check_parity(model, out / art.ONNX, size, names, count=parity_count, batch=parity_batch, atol=atol,
-                          source=parity_source)
+                          source=parity_source, quiet=quiet)
     parity["seconds"] = round(time.perf_counter() - t0, 1)
     files = [art.ONNX]
     if checkpoint is not None:
@@ -207,7 +245,13 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parity": parity},
     }
     art.write_manifest(out, manifest, files)
-    return art.load_artifact(out)
+    artifact = art.load_artifact(out)
+    if gate_count:
+        fp16 = measure_fp16(artifact, gate_inputs(artifact, gate_count, parity_source, quiet=quiet), force_precision)
+        manifest["precision"] = {"min_agreement": fp16["min_agreement"], "fp16": fp16}
+        art.write_manifest(out, manifest, files)
+        artifact = art.load_artifact(out)
+    return artifact
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: float | None = None,
@@ -259,7 +303,7 @@ def build_and_export(name: str, preset: str, out: str | Path, parity_count: int 
     try:
         artifact = export_model(model, out, checkpoint=ckpt, threshold=0.5, threshold_split="none: untrained",
                                 training={"summary": "untrained (random weights): for speed measurement only"},
-                                parity_count=parity_count, overwrite=True)
+                                parity_count=parity_count, overwrite=True, gate_count=0)
     finally:
         if ckpt is not None:
             ckpt.unlink(missing_ok=True)

@@ -137,10 +137,13 @@ def build_data(cfg: dict, split: str, params, domains=None):
     if domains is None:
         domains = {"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
                    "test": d["test_domains"]}[split]
+    from edge_fas.progress import Progress
+
     w, h = d["rig_size"]
+    bar = Progress(f"rendering synthetic {split} crops", 1, quiet=not cfg["train"].get("progress", True))
     return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                            width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                           attack_mix=d["attack_mix"])
+                           attack_mix=d["attack_mix"], progress=bar.callback)
 
 
 def _check_choice(cfg: dict, key: str, choices) -> None:

@@ -3,6 +3,10 @@
 # Usage: sudo ./install_service.sh [--kiosk USER]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install_service.sh: run with sudo" >&2; exit 1
+fi
+id edge-fas >/dev/null 2>&1 || { echo "install_service.sh: run setup.sh first (it creates the edge-fas user)" >&2; exit 1; }
 install -m 0644 "$HERE/edge-fas.service" /etc/systemd/system/edge-fas.service
 systemctl daemon-reload
 systemctl enable --now edge-fas.service

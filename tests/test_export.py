@@ -47,14 +47,17 @@ def test_int8_is_written_hashed_and_measured(tmp_path):
     rng = np.random.default_rng(0)
     held = random_batch(32, 32, rng)
     labels = (load_runtime(a, device="cpu").infer(held).score >= 0.4).astype(int)
-    a = add_int8(a, calibration=random_batch(32, 16, rng), held_out=(held, labels))
+    a = add_int8(a, calibration=random_batch(32, 16, rng), held_out=(held, labels), force=True)
     ch = a.manifest["int8"]["accuracy_change"]
+    gate = a.manifest["precision"]["int8"]
     assert ch["accuracy_float32"] == 1.0 and 0.0 <= ch["accuracy_int8"] <= 1.0
+    assert gate["frame_sets"] == 32 and gate["threshold"] == pytest.approx(0.4) and "passed" in gate
+    assert a.manifest["int8"]["tensorrt"] and "score head" in a.manifest["int8"]["format"]
     assert "model.int8.onnx" in load_artifact(tmp_path).manifest["files"]
-    q = load_runtime(tmp_path, kind="onnxruntime", device="cpu", int8=True)
+    q = load_runtime(tmp_path, kind="onnxruntime", device="cpu", int8=True, force_precision=True)
     assert "int8" in q.reason
     diff = np.abs(q.infer(held).score - load_runtime(tmp_path, device="cpu").infer(held).score)
-    assert diff.max() == pytest.approx(ch["score_abs_diff_max"], rel=0.01)
+    assert diff.max() == pytest.approx(gate["score_abs_diff_max"], rel=0.01)
 
 
 def test_bench_command_prints_table_and_json(tmp_path, capsys):
@@ -74,6 +77,6 @@ def test_bench_command_prints_table_and_json(tmp_path, capsys):
 def test_parity_on_synthetic_rig_crops(tmp_path):
     pytest.importorskip("edge_fas.calibration").register_to_color
     torch.manual_seed(0)
-    a = export_model(Tiny(), tmp_path, parity_count=3, parity_batch=3, parity_source="synthetic")
+    a = export_model(Tiny(), tmp_path, parity_count=3, parity_batch=3, parity_source="synthetic", gate_count=8)
     p = a.manifest["export"]["parity"]
     assert p["frame_sets"] == 3 and p["inputs"].startswith("synthetic rig crops")

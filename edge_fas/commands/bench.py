@@ -22,6 +22,7 @@ VARIANTS = {
     "torch-cuda-graph-half": ("torch", "cuda", {"cuda_graph_batch": "B", "half": True}),
     "tensorrt": ("tensorrt", "cuda", {"precision": "fp16"}),
     "tensorrt-fp32": ("tensorrt", "cuda", {"precision": "fp32"}),
+    "tensorrt-int8": ("tensorrt", "cuda", {"precision": "int8"}),
 }
 
 
@@ -39,23 +40,30 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: runtime default)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop timing a case after this long")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (implied by --json)")
+    parser.add_argument("--force-precision", action="store_true",
+                        help="time fp16 / int8 variants even where the artifact's precision gate failed")
 
 
 def default_variants(artifact, have_model: bool = False) -> list[str]:
-    from edge_fas.runtime import _cuda_devices, _has_tensorrt
+    from edge_fas.runtime import _cuda_devices, _has_tensorrt, _torch_cuda
+    from edge_fas.runtime import precision as prec
     from edge_fas.runtime.ort import available_providers
     out = ["onnxruntime"]
-    if artifact.manifest.get("int8"):
+    if artifact.manifest.get("int8") and (prec.recorded_gate(artifact, "int8") or {}).get("passed"):
         out.append("onnxruntime-int8")
     if artifact.checkpoint_path is not None or have_model:
         out.append("torch")
     if _cuda_devices():
-        if "CUDAExecutionProvider" in available_providers():
+        provs = available_providers()
+        if "CUDAExecutionProvider" in provs:
             out.append("onnxruntime-cuda")
-        if artifact.checkpoint_path is not None or have_model:
+        if "TensorrtExecutionProvider" in provs:
+            out.append("onnxruntime-trt")
+        if (artifact.checkpoint_path is not None or have_model) and _torch_cuda():
             out += ["torch-cuda", "torch-cuda-half", "torch-cuda-graph", "torch-cuda-graph-half"]
         if _has_tensorrt():
-            out.append("tensorrt")
+            out += ["tensorrt", "tensorrt-fp32"]
     return out
 
 
@@ -70,26 +78,54 @@ def parse_override(items: list[str]) -> dict:
     return out
 
 
+def parity_vs_cpu(artifact, rt, batch_size: int) -> float:
+    """Largest |score difference| of `rt` against float32 ONNX Runtime on the CPU, on the timed inputs."""
+    import numpy as np
+
+    from edge_fas.export import random_batch
+    from edge_fas.runtime.precision import ort_scores
+    b = random_batch(rt.input_size, batch_size, np.random.default_rng(0), drop_modalities=False)
+    return float(f"{np.abs(rt.infer(b).score - ort_scores(artifact.onnx_path, b)).max():.3g}")
+
+
 def bench_artifact(artifact, variants, batches, args, model_label, model=None) -> list[dict]:
+    import sys
+
     from edge_fas.runtime import load_runtime
     from edge_fas.runtime.bench import bench_runtime
     rows = []
+    quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
+    cases, n = len(variants) * len(batches), 0
     for v in variants:
         kind, dev, opts = VARIANTS[v]
         for b in batches:
+            n += 1
+            if not quiet:  # a case may first build an engine: say which one is running
+                print(f"bench {model_label}: {v} batch {b} ({n}/{cases})", file=sys.stderr, flush=True)
             o = {k: (b if val == "B" else val) for k, val in opts.items()}
             if model is not None and kind == "torch":
                 o["model"] = model
-            try:
+            if kind == "tensorrt":
+                o.update(quiet=quiet, max_batch=max(8, b))
+            if getattr(args, "force_precision", False) and kind != "torch":
+                o["force_precision"] = True
+            rt = None
+            try:  # any failure of one variant (a missing library, a removed API, a refused gate) skips it
                 rt = load_runtime(artifact, kind=kind, device="cpu" if dev == "cpu" else "cuda:0",
-                                  threads=args.threads if kind != "tensorrt" else 0, **o)
-            except EdgeFasError as e:
-                rows.append({"model": model_label, "label": v, "batch": b, "skipped": str(e)})
+                                  threads=args.threads if kind != "tensorrt" else 0, warmup=(b,), **o)
+                r = bench_runtime(rt, b, iters=args.iters, warmup=args.warmup, max_seconds=args.max_seconds)
+                r["parity_vs_fp32_cpu"] = parity_vs_cpu(artifact, rt, b)
+            except Exception as e:  # noqa: BLE001
+                msg = str(e) if isinstance(e, EdgeFasError) else f"{type(e).__name__}: {e}"
+                rows.append({"model": model_label, "label": v, "batch": b, "skipped": msg})
                 continue
-            r = bench_runtime(rt, b, iters=args.iters, warmup=args.warmup, max_seconds=args.max_seconds)
-            r.update(model=model_label, label=v, reason=rt.reason)
+            finally:
+                if rt is not None:
+                    rt.close()
+            # the label says what really ran: the provider read back from ONNX Runtime, not the one asked for
+            runs_on = getattr(rt, "providers", [rt.device])[0]
+            r.update(model=model_label, label=v, runs_on=runs_on, reason=rt.reason)
             rows.append(r)
-            rt.close()
     return rows
 
 

@@ -17,8 +17,14 @@ def add_arguments(parser):
     parser.add_argument("--parity-source", default="auto", choices=["auto", "synthetic", "random"],
                         help="parity inputs: synthetic-rig crops (auto when registration is available) or random crops")
     parser.add_argument("--int8", action="store_true",
-                        help="also write a statically quantised int8 model for CPU-only kiosks, its accuracy "
-                             "change measured on held-out synthetic data")
+                        help="also write an int8 model (explicit Q/DQ, score head in float; runs on ONNX Runtime's "
+                             "CPU and TensorRT 10/11), written only if its precision gate passes")
+    parser.add_argument("--gate", type=int, default=128, metavar="N",
+                        help="held-out frame sets for the fp16 / int8 precision gates (default 128; 0: skip fp16)")
+    parser.add_argument("--force-precision", action="store_true",
+                        help="keep an fp16 / int8 model whose decision agreement with fp32 is below the gate "
+                             "(recorded as forced in the manifest)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="leave the PyTorch checkpoint out (smaller; the torch runtime then cannot load it)")
     parser.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
@@ -30,13 +36,15 @@ def run(args) -> int:
         raise EdgeFasError(f"--threshold {args.threshold}: an attack-score threshold lies in [0, 1]")
     if args.parity < 1:
         raise EdgeFasError("--parity must be at least 1")
+    if args.gate < 0 or (args.int8 and args.gate < 1):
+        raise EdgeFasError("--gate must be at least 1 with --int8 (and not negative)")
     art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
-                            include_checkpoint=not args.no_checkpoint,
-                            parity_source=args.parity_source,
-                            overwrite=args.force)
+                            include_checkpoint=not args.no_checkpoint, parity_source=args.parity_source,
+                            overwrite=args.force, gate_count=args.gate, force_precision=args.force_precision,
+                            quiet=args.quiet)
     if args.int8:
         from edge_fas.runtime.quantize import add_int8
-        art = add_int8(art)
+        art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet)
     m = art.manifest
     p = m["export"]["parity"]
     print(f"wrote {art.folder}: {m['model']['name']} ({m['model']['preset']}), input {art.input_size}px, "
@@ -44,9 +52,12 @@ def run(args) -> int:
     print(f"parity: {p['frame_sets']} frame sets, max |score diff| {p['max_abs_diff']['score']:.2e} "
           f"(limit {p['score_atol']:.0e})")
     print(f"threshold {art.threshold:.4f} (split: {m['threshold']['split']})")
-    if m.get("int8"):
-        q = m["int8"]
-        print(f"int8: {q['file']}, {q['accuracy_change']}")
+    for name, g in (m.get("precision") or {}).items():
+        if isinstance(g, dict):
+            verdict = "passed" if g.get("passed") else ("FAILED, forced" if g.get("forced") else "FAILED: runtimes refuse it")
+            print(f"{name} gate: {g['decision_agreement']:.2%} decision agreement with fp32 on {g['frame_sets']} "
+                  f"held-out frame sets at threshold {g['threshold']:.4f} ({g['flips']} flips), needs "
+                  f"{g['min_agreement']:.1%}: {verdict}")
     for name, e in m["files"].items():
         print(f"  {name}  {e['bytes']} bytes  sha256 {e['sha256'][:16]}…")
     return 0

@@ -66,14 +66,14 @@ def build_pipeline(args, config):
     """Camera, runtime and Pipeline from the arguments (shared with benchmarks/bench_pipeline.py)."""
     from edge_fas.drivers import open_camera
     from edge_fas.pipeline import Pipeline
-    from edge_fas.runtime import load_runtime
+    from edge_fas.runtime import load_runtime, precision_options
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeFasError(f"--max-frames {args.max_frames}: expected a positive number of frames")
     spec = args.camera or config.camera.spec
     model = args.model or config.model.artifact or "demo"
     runtime = load_runtime(model, kind=args.runtime or config.model.runtime, device=config.model.device,
-                           threads=config.model.threads)
+                           threads=config.model.threads, **precision_options(config.model))
     camera = open_camera(spec, config)
     return Pipeline(camera, runtime, config, max_frames=args.max_frames), runtime, spec
 

@@ -196,7 +196,11 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(workers) as ex:
-                results = list(ex.map(_render_one, jobs, chunksize=8))
+                results = []
+                for r in ex.map(_render_one, jobs, chunksize=8):
+                    results.append(r)
+                    if progress:
+                        progress(len(results), len(jobs))
         else:
             results = []
             for k, j in enumerate(jobs):

@@ -59,6 +59,13 @@ class Runtime:
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def warm_up(self, batch_sizes=(1,)) -> None:
+        """Run each expected batch size once at load, so the first live frame does not pay for lazy CUDA
+        loading, kernel selection, a TensorRT-provider engine build or a CUDA-graph capture."""
+        from edge_fas.export import random_batch
+        for b in batch_sizes:
+            self.infer(random_batch(self.input_size, int(b), np.random.default_rng(0), drop_modalities=False))
+
     def close(self) -> None:
         """Release device memory / sessions (optional)."""
 

@@ -32,10 +32,12 @@ def describe_machine() -> dict:
     try:
         import torch
         d["torch"] = str(torch.__version__)
-        if torch.cuda.is_available():
-            d["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
+    from edge_fas.runtime import cuda
+    found = cuda.gpus()
+    if found:
+        d["gpu"] = ", ".join(f"{g.name} ({g.sm}, {g.sm_count} SMs)" for g in found)
     return d
 
 
@@ -61,9 +63,11 @@ def bench_runtime(rt, batch_size: int, iters: int = 50, warmup: int = 5, seed: i
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'model':<22} {'runtime':<22} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'frames/s':>9}"
+    head = (f"{'model':<22} {'runtime':<22} {'runs on (read back)':<26} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} "
+            f"{'p99 ms':>9} {'frames/s':>9} {'max|dscore| vs fp32 CPU':>24}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.get('model', ''):<22} {r['label']:<22} {r['batch']:>5} {r['p50_ms']:>9.2f} "
-                     f"{r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['throughput_fps']:>9.1f}")
+        lines.append(f"{r.get('model', ''):<22} {r['label']:<22} {str(r.get('runs_on', r.get('device', ''))):<26} "
+                     f"{r['batch']:>5} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} {r['p99_ms']:>9.2f} "
+                     f"{r['throughput_fps']:>9.1f} {r.get('parity_vs_fp32_cpu', float('nan')):>24.2g}")
     return "\n".join(lines)

@@ -1,8 +1,12 @@
-"""Static int8 quantisation of an artifact's ONNX model for CPU-only kiosks (ONNX Runtime QDQ format).
+"""Static int8 quantisation of an artifact's ONNX model: explicit Q/DQ that ONNX Runtime (CPU) and
+TensorRT (10.x and 11.x, which has no implicit calibration) both run.
 
-Calibrated on synthetic-rig crops, and its effect measured on held-out synthetic crops of other rig
-seeds: the accuracy at the artifact's threshold in float32 and int8, the decision agreement and the
-score differences go into the manifest next to the int8 file, so a site can judge the trade."""
+Symmetric int8 activations and per-channel int8 weights (TensorRT needs zero points of 0), Q/DQ only
+at the inputs of Conv / ConvTranspose / Gemm / MatMul, and the score head (everything after the last
+feature map) left in float: an operating threshold near 1 needs its decimals. Calibrated on
+synthetic-rig crops (seed 0), then gated on held-out crops of another seed at the artifact's
+operating point (precision.compare / judge): below the stated decision agreement the int8 model is
+refused unless forced, and the figures go into the manifest."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def _rigs(seed: int):
     return [Rig(d, seed=seed, width=320, height=240) for d in DOMAINS]
 
 
-def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
+def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0, quiet: bool = True):
     """(batch dict, labels) of `count` registered, cropped synthetic frame sets over all domains and species."""
     try:
         from edge_fas.calibration import register_to_color
@@ -32,9 +36,12 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0):
     from edge_fas.data.synthetic import detected_face_box
     from edge_fas.preprocess import crop_face
     from edge_fas.sim import SPECIES
+    from edge_fas.progress import Progress
     rigs = _rigs(seed)
     crops, labels = [], []
+    bar = Progress(f"rendering synthetic held-out crops (seed {seed})", count, quiet=quiet)
     for i in range(offset, offset + count):
+        bar.update()
         rig = rigs[i % len(rigs)]
         species = SPECIES[(i // len(rigs)) % len(SPECIES)]
         frames = register_to_color(rig.render(species, index=i + 1000 * seed))
@@ -51,8 +58,16 @@ def _split(batch: dict, size: int):
         yield {k: v[i:i + size] for k, v in batch.items()}
 
 
-def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> None:
+QDQ_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+INT8_RECIPE = "qdq-symmetric-v1"
+
+
+def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
+    """Write the Q/DQ int8 model; returns the score-head nodes kept in float."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edge_fas.runtime.precision import score_head_nodes
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -65,45 +80,52 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> None:
     prepared = dst.with_suffix(".prep.onnx")
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)  # fold + infer shapes, as ORT advises
     try:
+        head = sorted(score_head_nodes(onnx.load(str(prepared))))
         quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=QDQ_OPS, nodes_to_exclude=head,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     finally:
         prepared.unlink(missing_ok=True)
-
-
-def _scores(path, batch: dict) -> np.ndarray:
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return np.concatenate([s.run(["score"], b)[0].reshape(-1) for b in _split(batch, 16)])
+    return head
 
 
 def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_count: int = 64,
-             eval_count: int = 128) -> art.Artifact:
-    """Write model.int8.onnx into the artifact and record its measured accuracy change in the manifest.
+             eval_count: int = 128, force: bool = False, min_agreement: float | None = None,
+             quiet: bool = True) -> art.Artifact:
+    """Write model.int8.onnx into the artifact after its precision gate passes (or is forced).
 
-    calibration: batch dict; held_out: (batch dict, labels). Default: synthetic-rig crops (seeds 0 and 1)."""
+    calibration: batch dict; held_out: (batch dict, labels). Default: synthetic-rig crops (seeds 0 and 1).
+    Refused (PrecisionRefused, nothing written to the manifest) below the gate's decision agreement."""
+    from edge_fas.runtime import precision as prec
     params = artifact.preprocess
-    calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0)[0]
-    test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1)
+    calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0, quiet=quiet)[0]
+    test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1, quiet=quiet)
     folder = artifact.folder
-    quantize_onnx(artifact.onnx_path, folder / INT8_FILE, calib)
-    f32, i8 = _scores(artifact.onnx_path, test), _scores(folder / INT8_FILE, test)
-    thr = artifact.threshold
+    candidate = folder / f".{INT8_FILE}.candidate"
+    try:
+        head = quantize_onnx(artifact.onnx_path, candidate, calib)
+        f32, i8 = prec.ort_scores(artifact.onnx_path, test), prec.ort_scores(candidate, test)
+        thr = prec.operating_threshold(artifact)
+        figures = prec.compare(f32, i8, thr, labels)
+        figures["data"] = "synthetic rig crops, held-out seed 1" if held_out is None else "given held-out set"
+        figures = prec.judge(figures, "int8", min_agreement or prec.MIN_AGREEMENT, force)
+        candidate.replace(folder / INT8_FILE)
+    finally:
+        candidate.unlink(missing_ok=True)
     acc = lambda s: float(np.mean((s >= thr).astype(int) == labels))  # noqa: E731
-    diff = np.abs(f32 - i8)
     manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256")}
     manifest["int8"] = {
-        "file": INT8_FILE, "format": "onnxruntime QDQ, per-channel int8 weights, uint8 activations",
+        "file": INT8_FILE, "recipe": INT8_RECIPE, "tensorrt": True,
+        "format": "explicit Q/DQ: symmetric int8 activations, per-channel int8 weights, "
+                  f"{'/'.join(QDQ_OPS)} quantised, score head ({len(head)} nodes) in float",
         "calibration_frame_sets": int(len(calib["rgb"])),
-        "accuracy_change": {
-            "held_out_frame_sets": int(len(labels)),
-            "data": "synthetic rig crops, held-out seed" if held_out is None else "given held-out set",
-            "accuracy_float32": round(acc(f32), 4), "accuracy_int8": round(acc(i8), 4),
-            "decision_agreement": round(float(np.mean((f32 >= thr) == (i8 >= thr))), 4),
-            "score_abs_diff_mean": float(f"{diff.mean():.3g}"), "score_abs_diff_max": float(f"{diff.max():.3g}")},
+        "accuracy_change": {"held_out_frame_sets": int(len(labels)), "data": figures["data"],
+                            "accuracy_float32": round(acc(f32), 4), "accuracy_int8": round(acc(i8), 4),
+                            "decision_agreement": figures["decision_agreement"]},
     }
+    manifest.setdefault("precision", {})
+    manifest["precision"] = {**manifest["precision"], "int8": figures}
     files = [n for n in artifact.manifest["files"] if n != INT8_FILE] + [INT8_FILE]
     art.write_manifest(folder, manifest, files)
     return art.load_artifact(folder)

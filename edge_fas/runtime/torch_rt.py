@@ -38,7 +38,7 @@ class TorchRuntime(Runtime):
     kind = "torch"
 
     def __init__(self, artifact: Artifact, device: str = "cpu", threads: int = 0, reason: str = "", model=None,
-                 half: bool = False, cuda_graph_batch: int | None = None):
+                 half: bool = False, cuda_graph_batch: int | None = None, force_precision: bool = False):
         import torch
 
         self.torch = torch
@@ -49,6 +49,9 @@ class TorchRuntime(Runtime):
             raise EdgeFasError(f"device {device} asked for, but this PyTorch has no usable CUDA; use device=cpu")
         if (half or cuda_graph_batch) and dev.type != "cuda":
             raise EdgeFasError("half precision and CUDA graphs are GPU options; drop them or use device=cuda")
+        if half:  # the artifact's fp16 gate (measured at export) applies to every fp16 runtime
+            from edge_fas.runtime.precision import check_allowed
+            check_allowed(artifact, "fp16", force_precision)
         # a given model is copied: half() and .to() must not change the caller's (or another runtime's) model
         model = copy.deepcopy(model) if model is not None else load_model(artifact)
         self.model = model.eval().to(dev)

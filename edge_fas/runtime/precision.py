@@ -1,0 +1,312 @@
+"""Reduced precision you can check: fp16 and int8 models, and the gate that compares them with fp32.
+
+A lower precision is only used when it makes the same decisions as float32 at the artifact's
+operating point. `compare` measures that on held-out inputs (decision agreement, flips, and the
+change in APCER / BPCER when labels are known); `judge` refuses a precision whose agreement is
+below MIN_AGREEMENT unless forced. The figures go into the artifact manifest (export) and into the
+engine record (engine build), so a site can see what it runs.
+
+fp16 is produced the way TensorRT 11 wants it (strongly typed networks: the ONNX file carries the
+types): `to_fp16` rewrites a float32 ONNX model so every float tensor is float16 except graph inputs
+and outputs (kept float32, with Casts), the score head (everything between the last feature map and
+the score: a threshold near 1 needs its decimals) and a few ops that overflow or lose too much in
+half precision. The same file is built by TensorRT and measured by ONNX Runtime on the CPU here
+(ONNX Runtime computes nodes it has no fp16 kernel for in float32 and stores the results in fp16,
+which is what TensorRT's fp16 kernels do with their float32 accumulators), so the gate measures the
+model the engine is built from. The engine itself is measured again on the GPU when it is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_fas.errors import EdgeFasError
+
+MIN_AGREEMENT = 0.995
+PRECISIONS = ("fp32", "fp16", "int8")
+FP16_RECIPE = "fp16-v1"  # bump when to_fp16 changes: engine keys include it
+# ops kept in float32 inside an fp16 model: exponentials and power sums overflow fp16 (max 65504)
+KEEP_FP32_OPS = frozenset({"Exp", "Log", "Pow", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2",
+                           "ReduceLogSum", "ReduceLogSumExp", "Softplus"})
+# inputs that ONNX fixes to float32 whatever the data type (Resize scales, Upsample scales)
+FIXED_FLOAT_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}
+
+
+def operating_threshold(artifact) -> float:
+    """The threshold decisions are judged at: the manifest's operating point (issue 16) or its threshold."""
+    op = artifact.manifest.get("operating_point")
+    if isinstance(op, dict) and op.get("threshold") is not None:
+        return float(op["threshold"])
+    return float(artifact.threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# the gate
+
+def _error_rates(scores: np.ndarray, labels: np.ndarray, thr: float) -> dict:
+    attack = scores >= thr
+    out = {}
+    if (labels == 1).any():
+        out["apcer"] = float(np.mean(~attack[labels == 1]))  # attacks accepted as bona fide
+    if (labels == 0).any():
+        out["bpcer"] = float(np.mean(attack[labels == 0]))  # bona fide rejected
+    return out
+
+
+def compare(ref: np.ndarray, cand: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> dict:
+    """Decision agreement of `cand` scores with float32 `ref` scores at `threshold` (attack if >=)."""
+    ref, cand = np.asarray(ref, np.float64).reshape(-1), np.asarray(cand, np.float64).reshape(-1)
+    if ref.shape != cand.shape or not len(ref):
+        raise EdgeFasError(f"precision gate: {len(ref)} reference and {len(cand)} candidate scores; need equal, non-zero")
+    if not np.isfinite(cand).all():
+        bad = int((~np.isfinite(cand)).sum())
+        return {"frame_sets": len(ref), "threshold": float(threshold), "decision_agreement": 0.0,
+                "flips": len(ref), "non_finite_scores": bad}
+    flips = (ref >= threshold) != (cand >= threshold)
+    diff = np.abs(ref - cand)
+    out = {"frame_sets": int(len(ref)), "threshold": float(threshold),
+           "decision_agreement": round(float(1 - flips.mean()), 5), "flips": int(flips.sum()),
+           "score_abs_diff_mean": float(f"{diff.mean():.3g}"), "score_abs_diff_max": float(f"{diff.max():.3g}")}
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        r, c = _error_rates(ref, labels, threshold), _error_rates(cand, labels, threshold)
+        for k in r:
+            out[f"{k}_fp32"] = round(r[k], 5)
+            out[f"{k}_change"] = round(c[k] - r[k], 5)
+    return out
+
+
+def judge(figures: dict, precision: str, min_agreement: float = MIN_AGREEMENT, force: bool = False) -> dict:
+    """Add the verdict to `figures`; raise PrecisionRefused below `min_agreement` unless forced."""
+    passed = figures["decision_agreement"] >= min_agreement
+    figures = {**figures, "min_agreement": min_agreement, "passed": bool(passed)}
+    if not passed:
+        if not force:
+            raise PrecisionRefused(precision, figures)
+        figures["forced"] = True
+    return figures
+
+
+class PrecisionRefused(EdgeFasError):
+    def __init__(self, precision: str, figures: dict):
+        self.precision, self.figures = precision, figures
+        extra = "".join(f", {k.split('_')[0].upper()} change {figures[k]:+.3f}" for k in ("apcer_change", "bpcer_change")
+                        if k in figures)
+        super().__init__(
+            f"{precision} refused: it agrees with float32 on {figures['decision_agreement']:.2%} of decisions "
+            f"({figures['flips']} of {figures['frame_sets']} flipped at threshold {figures['threshold']:.4f}{extra}); "
+            f"the gate needs {figures['min_agreement']:.1%}. Use fp32, recalibrate the model so its operating point "
+            "is not on a cliff, or accept the loss explicitly with --force-precision")
+
+
+def recorded_gate(artifact, precision: str) -> dict | None:
+    """The gate figures the artifact's manifest records for `precision` (None: never measured)."""
+    rec = (artifact.manifest.get("precision") or {}).get(precision)
+    if rec is None and precision == "int8" and isinstance(artifact.manifest.get("int8"), dict):
+        old = artifact.manifest["int8"].get("accuracy_change") or {}
+        if "decision_agreement" in old:  # artifacts exported before the gate existed
+            agree = float(old["decision_agreement"])
+            return {"decision_agreement": agree, "passed": agree >= MIN_AGREEMENT, "legacy": True,
+                    "frame_sets": old.get("held_out_frame_sets"), "min_agreement": MIN_AGREEMENT}
+    return rec
+
+
+def check_allowed(artifact, precision: str, force: bool = False) -> str:
+    """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on)."""
+    if precision == "fp32":
+        return ""
+    rec = recorded_gate(artifact, precision)
+    if rec is None:
+        return f"{precision} not measured at export (gated when the engine is built)"
+    agree = float(rec.get("decision_agreement", 0.0))
+    ok = rec.get("passed", agree >= MIN_AGREEMENT) and agree >= rec.get("min_agreement", MIN_AGREEMENT)
+    if ok or rec.get("forced"):
+        return (f"{precision} gate: {agree:.2%} decision agreement with fp32" + (" (forced at export)" if not ok else ""))
+    figures = {"decision_agreement": agree, "flips": rec.get("flips", "?"), "frame_sets": rec.get("frame_sets", "?"),
+               "threshold": rec.get("threshold", operating_threshold(artifact)),
+               "min_agreement": rec.get("min_agreement", MIN_AGREEMENT)}
+    if force:
+        return f"{precision} forced although its gate failed ({agree:.2%} agreement)"
+    if rec.get("legacy"):
+        raise EdgeFasError(f"{precision} refused: the artifact's {precision} model agrees with float32 on only "
+                           f"{agree:.2%} of held-out decisions (recorded at export; the gate needs "
+                           f"{MIN_AGREEMENT:.1%}); use fp32, re-export with `edge-fas export --int8`, or pass "
+                           "force_precision to accept it")
+    raise PrecisionRefused(precision, {**figures, "flips": figures["flips"] if isinstance(figures["flips"], int) else 0,
+                                       "frame_sets": figures["frame_sets"] if isinstance(figures["frame_sets"], int) else 0})
+
+
+def held_out_inputs(artifact, count: int, seed: int, quiet: bool = True):
+    """(batch, labels or None, description) to gate on: synthetic-rig crops of a seed never used for
+    calibration (seed 0) when registration is available, else random crops (agreement only)."""
+    try:
+        from edge_fas.runtime.quantize import synthetic_crops
+        batch, labels = synthetic_crops(count, artifact.preprocess, seed=seed, quiet=quiet)
+        return batch, labels, f"synthetic rig crops, seed {seed} (held out: calibration uses seed 0)"
+    except EdgeFasError:
+        from edge_fas.export import random_batch
+        return (random_batch(artifact.input_size, count, np.random.default_rng(seed)), None,
+                f"random unit-variance crops, seed {seed} (no labels: agreement only)")
+
+
+# ---------------------------------------------------------------------------------------------
+# the models
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise EdgeFasError("reduced-precision models need the onnx package: pip install 'edge-fas[tensorrt]' "
+                           "(or onnx>=1.15)") from e
+    return onnx
+
+
+def _types(model) -> dict[str, int]:
+    onnx = _onnx()
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    out = {t.name: t.data_type for t in g.initializer}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        out[vi.name] = vi.type.tensor_type.elem_type
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    out[n.output[0]] = a.t.data_type
+    return out
+
+
+def _ranks(model) -> dict[str, int]:
+    onnx = _onnx()
+    g = onnx.shape_inference.infer_shapes(model).graph
+    out = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = len(t.shape.dim)
+    return out
+
+
+def score_head_nodes(model, outputs=("score", "logits")) -> set[str]:
+    """Names of the nodes between the last feature map (rank >= 3) and the score/logits outputs."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    ranks = _ranks(model)
+
+    def cone(tensors) -> set[str]:
+        seen, stack = set(), list(tensors)
+        while stack:
+            n = producer.get(stack.pop())
+            if n is not None and n.name not in seen:
+                seen.add(n.name)
+                stack.extend(n.input)
+        return seen
+
+    head = cone([o for o in outputs if o in producer])
+    feature_maps = [o for n in g.node if n.name in head for o in n.output if ranks.get(o, 0) >= 3]
+    return head - cone(feature_maps)
+
+
+def _ensure_names(model) -> None:
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = f"edge_fas_node_{i}"
+
+
+def to_fp16(model, keep_fp32: set[str] | None = None):
+    """A strongly typed float16 copy of float32 ONNX `model` (I/O stay float32). keep_fp32: node names."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _ensure_names(model)
+    g = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        raise EdgeFasError("fp16 conversion: the model has control flow (If/Loop) subgraphs, which this converter "
+                           "does not rewrite; build it in fp32")
+    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    types = _types(model)
+    keep = set(keep_fp32 if keep_fp32 is not None else score_head_nodes(model))
+    is_float = lambda t: types.get(t) in (F32, F16)  # noqa: E731
+    half = {n.name for n in g.node if n.op_type not in KEEP_FP32_OPS and n.name not in keep
+            and any(is_float(t) for t in list(n.input) + list(n.output) if t)}
+    new_type = dict(types)
+    for n in g.node:
+        if n.name in half:
+            for o in n.output:
+                if types.get(o) == F32:
+                    new_type[o] = F16
+
+    def wants(n, i) -> int:
+        return F16 if n.name in half and i not in FIXED_FLOAT_INPUTS.get(n.op_type, ()) else F32
+
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i, t in enumerate(n.input):
+            consumers.setdefault(t, []).append((n, i))
+    outputs = {o.name for o in g.output}
+    for init in g.initializer:
+        uses = consumers.get(init.name, [])
+        if init.data_type == F32 and uses and all(wants(n, i) == F16 for n, i in uses) and init.name not in outputs:
+            arr = numpy_helper.to_array(init)
+            if np.abs(arr).max(initial=0) < 65504:
+                init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), init.name))
+                new_type[init.name] = F16
+
+    casts: dict[tuple[str, int], str] = {}
+    nodes = []
+
+    def cast(t: str, to: int) -> str:
+        if (t, to) not in casts:
+            name = f"{t}__to_{'fp16' if to == F16 else 'fp32'}"
+            nodes.append(helper.make_node("Cast", [t], [name], name=f"edge_fas_cast_{len(casts)}", to=to))
+            casts[(t, to)] = name
+        return casts[(t, to)]
+
+    for n in g.node:
+        if n.name in half:
+            for a in n.attribute:
+                if n.op_type == "Cast" and a.name == "to" and a.i == F32:
+                    a.i = F16
+                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR and a.t.data_type == F32:
+                    arr = numpy_helper.to_array(a.t)
+                    a.t.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), a.t.name))
+        for i, t in enumerate(n.input):
+            if t and new_type.get(t) in (F32, F16) and new_type[t] != wants(n, i):
+                n.input[i] = cast(t, wants(n, i))
+        nodes.append(n)
+    # graph outputs stay float32: the producer writes name__fp16, a final Cast restores the name
+    for o in g.output:
+        if new_type.get(o.name) == F16:
+            inner = f"{o.name}__fp16"
+            for n in nodes:
+                n.output[:] = [inner if x == o.name else x for x in n.output]
+                n.input[:] = [inner if x == o.name else x for x in n.input]
+            nodes.append(helper.make_node("Cast", [inner], [o.name], name=f"edge_fas_out_{o.name}", to=F32))
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+def fp16_onnx(src: Path, dst: Path) -> Path:
+    """Write the fp16 version of ONNX file `src` to `dst` (same recipe for export gate and engine build)."""
+    onnx = _onnx()
+    model = to_fp16(onnx.load(str(src)))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def ort_scores(path, batch: dict, chunk: int = 16) -> np.ndarray:
+    """'score' of ONNX file `path` on the CPU (ONNX Runtime), in chunks."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    n = len(batch["rgb"])
+    return np.concatenate([s.run(["score"], {k: v[i:i + chunk] for k, v in batch.items()})[0].reshape(-1)
+                           for i in range(0, n, chunk)])
