@@ -473,8 +473,9 @@ def train(cfg: dict) -> dict:
         td = d["sessions"]["train"] if sess else train_domain_names(cfg)
         real = d["source"] == "datasets"
         meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split ({val_set.meta.get('data') or ', '.join(map(str, vd))}, "
-                                   f"{len(val_set)} samples{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
+                "threshold_split": f"EER on the {d['source']} validation split "
+                                   f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {len(val_set)} samples"
+                                   f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                              "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],

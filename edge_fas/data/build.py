@@ -25,7 +25,7 @@ from edge_fas.data.protocols import ListRef, Protocol, get_protocol
 from edge_fas.data.records import DatasetError, Record, load_crops
 from edge_fas.errors import ConfigError
 
-__all__ = ["SOURCES", "DataOptions", "find_list", "ref_records", "split_records", "test_records", "build_split",
+__all__ = ["SOURCES", "DataOptions", "find_list", "ref_records", "split_records", "records_of_test_sets", "build_split",
            "build_test_sets", "weighted_average"]
 
 SOURCES = ("synthetic", "sessions", "datasets")
@@ -124,7 +124,7 @@ def split_records(protocol: Protocol, split: str, opts: DataOptions) -> tuple[li
     return out, files
 
 
-def test_records(protocol: Protocol, opts: DataOptions) -> dict[str, tuple[list[Record], list[Path]]]:
+def records_of_test_sets(protocol: Protocol, opts: DataOptions) -> dict[str, tuple[list[Record], list[Path]]]:
     out = {}
     for name, refs in protocol.tests.items():
         recs, files = [], []
@@ -197,7 +197,7 @@ def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict
             raise ConfigError("data.source is 'datasets' but data.protocol names no real-data protocol")
         opts = DataOptions.from_config(d)
         sets = {name: _dataset_crops(protocol, f"test set {name}", recs, files, opts, params, progress)
-                for name, (recs, files) in test_records(protocol, opts).items()}
+                for name, (recs, files) in records_of_test_sets(protocol, opts).items()}
     elif source == "sessions":
         sets = {"sessions": build_split(d, split, params)} if d["sessions"][split] else {}
     else:
