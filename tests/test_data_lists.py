@@ -27,8 +27,13 @@ def test_official_formats_crlf_no_final_newline_and_tabs(tmp_path):
 def test_bad_lines_name_file_line_and_fix(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{C_LINE}\n\nonly three fields\n")
-    with pytest.raises(DatasetError, match=r"bad.txt:3: expected 4 or 2 whitespace-separated fields .* got 3"):
+    with pytest.raises(DatasetError, match=r"bad.txt:3: expected 4 \(color depth ir label\) or 2 \(path label\) "
+                                           r"whitespace-separated fields, got 3"):
         read_list(bad)
+    p_list = tmp_path / "P-train.txt"
+    p_list.write_text("zc7db0ae.npz\t1\nzb50f8f6.npz 0 extra\n")
+    with pytest.raises(DatasetError, match=r"P-train.txt:2: expected 2 \(path label\) whitespace-separated fields, got 3"):
+        read_list(p_list, fields=(2,))
     bad.write_text("a.jpg b.jpg c.jpg 2\n")
     with pytest.raises(DatasetError, match=r"bad.txt:1: label '2' is not 0 or 1"):
         read_list(bad)

@@ -110,7 +110,7 @@ def run(args) -> int:
     d = data_config(args, meta)
 
     # 1. the named test sets
-    sets = build_test_sets(d, params, split=args.split)
+    sets = build_test_sets(d, params, split=args.split, progress=_progress if d["source"] == "datasets" else None)
     if not sets:
         raise ConfigError("the chosen data has no test set")
     # 2. one scoring call per set
@@ -135,6 +135,13 @@ def run(args) -> int:
     if len(sets) > 1:
         _write_summary(out, d, sets, results, weighted_average)
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    import sys
+
+    if done == total or done % 50 == 0:
+        print(f"\rloading test samples {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
 def _write_summary(out: Path, d: dict, sets: dict, results: dict, weighted_average) -> None:

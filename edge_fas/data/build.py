@@ -98,7 +98,7 @@ def ref_records(ref: ListRef, opts: DataOptions) -> tuple[list[Record], Path]:
         recs = wmca.video_records(rows, base, opts.wmca, opts.frames_per_video)
     else:
         recs = []
-        for line in read_list(path):
+        for line in read_list(path, ref.fields):
             ds = dataset_of_path(line.fields[0]) if ref.mixed else ref.datasets[0]
             if ds is None:
                 raise DatasetError(f"{line.where}: cannot tell which dataset {line.fields[0]} belongs to (expected a "

@@ -27,6 +27,7 @@ from edge_fas.data.records import DatasetError
 __all__ = ["POLARITIES", "ListLine", "read_list", "to_attack_label"]
 
 POLARITIES = {"live=1": "1 = bona fide, 0 = attack", "attack=1": "1 = attack, 0 = bona fide"}
+FORMATS = {4: "color depth ir label", 2: "path label"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def read_list(path, fields: tuple[int, ...] = (4, 2)) -> list[ListLine]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"list file {path} cannot be read as text ({e}); re-download it") from None
-    expected = " or ".join(str(n) for n in fields)
+    expected = " or ".join(f"{n} ({FORMATS.get(n, 'paths then label')})" for n in fields)
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -64,8 +65,8 @@ def read_list(path, fields: tuple[int, ...] = (4, 2)) -> list[ListLine]:
         parts = line.split()
         where = f"{path}:{n}"
         if len(parts) not in fields:
-            raise DatasetError(f"{where}: expected {expected} whitespace-separated fields (paths then a 0/1 label), "
-                               f"got {len(parts)}: {line.strip()!r}; fix or remove the line")
+            raise DatasetError(f"{where}: expected {expected} whitespace-separated fields, got {len(parts)}: "
+                               f"{line.strip()!r}; fix or remove the line")
         if parts[-1] not in ("0", "1"):
             raise DatasetError(f"{where}: label {parts[-1]!r} is not 0 or 1; fix the line (labels are 0/1)")
         out.append(ListLine(tuple(parts[:-1]), int(parts[-1]), where))

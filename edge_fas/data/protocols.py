@@ -53,6 +53,7 @@ class ListRef:
     keep: str = "all"               # all | bona_fide
     split: str | None = None        # WMCA partition: the split (train, val, test) to take
     loo: str | None = None          # WMCA leave-one-out: the held-out species
+    fields: tuple[int, ...] = (4,)  # list lines' field counts: 4 = color depth ir label, 2 = path label
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ CEFA_SUBPROTOCOLS = {"1.1": "cross-ethnicity, trained on AF", "1.3": "cross-ethn
 
 
 def _mmdg(letter: str, split: str) -> ListRef:
-    return ListRef((f"MMDG-Benchmark/{letter}-{split}.txt",), MMDG_ORIGIN, "live=1", (DATASET_OF[letter],))
+    return ListRef((f"MMDG-Benchmark/{letter}-{split}.txt",), MMDG_ORIGIN, "live=1", (DATASET_OF[letter],),
+                   fields=(2,) if letter == "P" else (4,))
 
 
 def _flex(name: str, datasets, mixed=False, keep="all") -> ListRef:
@@ -157,7 +159,8 @@ def _build() -> dict[str, Protocol]:
     for k, what in CEFA_SUBPROTOCOLS.items():
         def ref(split, k=k):
             return ListRef((f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_image_{split}.txt",
-                            f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_video_{split}.txt"), CEFA_ORIGIN, "attack=1", ("cefa",))
+                            f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_video_{split}.txt"), CEFA_ORIGIN, "attack=1", ("cefa",),
+                           fields=(2,))
         p[f"cefa-{k}"] = Protocol(f"cefa-{k}", f"CeFA protocol {k} ({what})", ("C",), ("C",),
                                   lists={"train": (ref("train"),), "val": (ref("dev"),)}, tests={"cefa": (ref("test"),)},
                                   synthetic_ok=False)

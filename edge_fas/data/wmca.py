@@ -242,6 +242,9 @@ def load_raw(record: Record, params, detector=None):
     if a.ndim != 3 or a.shape[0] < 5:
         raise DatasetError(f"{record.where}: {path} frame shape {a.shape}, expected (>=5, H, W): colour (3), depth, "
                            "infrared[, thermal] registered to colour")
+    if a[:3].max() > 255:
+        raise DatasetError(f"{record.where}: {path} colour channels exceed 255 ({a.dtype}); expected 8-bit colour in "
+                           "channels 0-2")
     rgb = np.ascontiguousarray(a[:3].transpose(1, 2, 0)).astype(np.uint8)
     depth = a[3].astype(np.uint16)
     ir = a[4] if a.dtype in (np.uint8, np.uint16) else a[4].astype(np.uint16)
