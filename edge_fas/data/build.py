@@ -182,8 +182,8 @@ def build_split(d: dict, split: str, params, domains=None, progress=None) -> Cro
     cs = synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                          width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
                          attack_mix=d["attack_mix"])
-    cs.meta["data"] = (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per domain, "
-                       f"seed {d['seed']}, rig {w}x{h})")
+    cs.meta["data"] = (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
+                       f"domain, seed {d['seed']}, rig {w}x{h})")
     return cs
 
 
@@ -216,7 +216,8 @@ def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict
         for name, cs in sets.items():
             meta = dict(cs.meta)
             sets[name] = drop_modalities(cs, missing)
-            sets[name].meta = {**meta, "data": f"{meta.get('data', '')}; modalities removed at test: {', '.join(missing)}"}
+            removed = f"modalities removed at test: {', '.join(missing)}"
+            sets[name].meta = {**meta, "data": f"{meta.get('data', '')}; {removed}"}
     return sets
 
 

@@ -107,8 +107,9 @@ def check_label(label: int, path_species: str | None, where: str, polarity: str)
         return
     if (path_species == BONA_FIDE) != (label == 0):
         said = "attack" if label else "bona fide"
+        named = "bona fide sample" if path_species == BONA_FIDE else f"{path_species} attack"
         raise DatasetError(f"{where}: the label reads as {said} under this list's polarity ({polarity}), but the "
-                           f"path names a {'bona fide sample' if path_species == BONA_FIDE else path_species + ' attack'}; "
+                           f"path names a {named}; "
                            "the list is not the file this protocol expects (or its polarity differs): check the file")
 
 
@@ -154,7 +155,8 @@ def triplet_records(line: ListLine, polarity: str, resolve, dataset: str, path_s
             names = video_frames(colour, line.where)
             depth_dir = Path(swap_modality(str(colour / names[0]), "depth", line.where)).parent
             ir_dir = Path(swap_modality(str(colour / names[0]), "ir", line.where)).parent
-            pick = sorted({names[int(round(i))] for i in np.linspace(0, len(names) - 1, min(frames_per_video, len(names)))})
+            spread = np.linspace(0, len(names) - 1, min(frames_per_video, len(names)))
+            pick = sorted({names[int(round(i))] for i in spread})
             items = [((str(colour / n), str(depth_dir / n), str(ir_dir / n)), f"{listed}/{n}") for n in pick]
     for files, _ in items:  # fail at indexing, before hours of training, not at the first batch
         for f in files:

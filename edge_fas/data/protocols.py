@@ -139,7 +139,8 @@ def _build() -> dict[str, Protocol]:
     tests = {"surf": (_flex(test_list, ["surf"], mixed=True),), "cefa": (_flex(test_list, ["cefa"], mixed=True),),
              "wmca": (_flex("WMCA_test.txt", ["wmca"]),)}
     for pai in FLEX_PAI:  # the per-PAI lists hold attacks only: bona fide from WMCA_test.txt
-        tests[f"wmca-{pai}"] = (_flex("WMCA_test.txt", ["wmca"], keep="bona_fide"), _flex(f"WMCA_test_{pai}.txt", ["wmca"]))
+        tests[f"wmca-{pai}"] = (_flex("WMCA_test.txt", ["wmca"], keep="bona_fide"),
+                                _flex(f"WMCA_test_{pai}.txt", ["wmca"]))
     p["mmfas-cross"] = Protocol(
         "mmfas-cross", "mmFAS / flexible-modal FAS cross-dataset (FlexModal_Protocols)", ("S", "C"), ("C", "S", "W"),
         note="reports each test set and their image-weighted average (CeFA, CASIA-SURF, WMCA)",
@@ -158,9 +159,8 @@ def _build() -> dict[str, Protocol]:
     # CeFA protocols 1, 2 and 4 with their sub-protocols (the CASIA-FAS-Dataset lists, 0 = live)
     for k, what in CEFA_SUBPROTOCOLS.items():
         def ref(split, k=k):
-            return ListRef((f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_image_{split}.txt",
-                            f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_video_{split}.txt"), CEFA_ORIGIN, "attack=1", ("cefa",),
-                           fields=(2,))
+            names = tuple(f"CASIA_CeFA/protocol/CASIA_CeFA@p{k}_{kind}_{split}.txt" for kind in ("image", "video"))
+            return ListRef(names, CEFA_ORIGIN, "attack=1", ("cefa",), fields=(2,))
         p[f"cefa-{k}"] = Protocol(f"cefa-{k}", f"CeFA protocol {k} ({what})", ("C",), ("C",),
                                   lists={"train": (ref("train"),), "val": (ref("dev"),)}, tests={"cefa": (ref("test"),)},
                                   synthetic_ok=False)
