@@ -103,9 +103,10 @@ def _plots(folder: Path, scores, labels, threshold) -> list[str]:
 
 
 def write_report(folder, scores, labels, species=None, domains=None, threshold=None, meta=None,
-                 title: str = "Evaluation", all_species=None, plots: bool = True) -> dict:
+                 title: str = "Evaluation", all_species=None, plots: bool = True, paths=None) -> dict:
     """Evaluate and write metrics.json, metrics.md, scores.csv and the PNGs into `folder`.
-    Returns the metrics dict (as `metrics.evaluate`)."""
+    scores.csv has one row per sample: the sample's path as its source lists it (`paths`), its
+    dataset (`domains`), label, species, score and decision. Returns the metrics dict (as `metrics.evaluate`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scores = np.asarray(scores, dtype=np.float64)
@@ -116,10 +117,11 @@ def write_report(folder, scores, labels, species=None, domains=None, threshold=N
     (folder / "metrics.md").write_text(markdown(result, title))
     with open(folder / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "score", "label", "species", "domain", "decision"])
+        w.writerow(["index", "path", "dataset", "label", "species", "score", "decision"])
         for i, s in enumerate(scores):
-            w.writerow([i, f"{s:.6f}", int(labels[i]), species[i] if species is not None else "",
-                        domains[i] if domains is not None else "", int(s >= result["threshold"])])
+            w.writerow([i, paths[i] if paths is not None else "", domains[i] if domains is not None else "",
+                        int(labels[i]), species[i] if species is not None else "", f"{s:.6f}",
+                        int(s >= result["threshold"])])
     if plots:
         _plots(folder, scores, labels, result["threshold"])
     return result

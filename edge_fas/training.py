@@ -3,7 +3,12 @@
 A training config is YAML with four sections (defaults in DEFAULTS; unknown keys are errors):
 
     model: {name: spoof_trace, preset: edge, overrides: {}}
-    data:  {source: synthetic, train_domains: [...], val_domains: null (= train), test_domains: [],
+    data:  {source: synthetic | sessions | datasets,
+            protocol: null (datasets: a protocol name, edge_fas/data/protocols.py), root: null (datasets: the
+            folder holding the public datasets), lists: null (the protocol lists' folder; default: root),
+            frames_per_video: 3 (video sources), detect: false (re-detect faces in releases that ship crops),
+            wmca: preprocessed | raw (which WMCA release the WMCA partitions read),
+            train_domains: [...], val_domains: null (= train), test_domains: [],
             test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
             augment: true, drop: {depth: 0.1, ir: 0.1},
@@ -47,13 +52,16 @@ import torch
 import yaml
 
 from edge_fas import metrics
+from edge_fas.data.crops import drop_modalities  # noqa: F401  (re-exported: MMDG Protocol 2's test-time drops)
 from edge_fas.errors import ConfigError
 
 __all__ = ["DEFAULTS", "load_train_config", "apply_overrides", "train", "predict", "build_data", "seed_everything"]
 
 DEFAULTS = {
     "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}},
-    "data": {"source": "synthetic", "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
+    "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
+             "detect": False, "wmca": "preprocessed",
+             "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
              "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
@@ -119,31 +127,21 @@ def seed_everything(seed: int) -> None:
 
 # ---- data -------------------------------------------------------------------------------------------
 
-def build_data(cfg: dict, split: str, params, domains=None):
-    """CropSet for `split` from the config's data source."""
+def build_data(cfg: dict, split: str, params, domains=None, progress=None):
+    """CropSet for `split` from the config's data source (edge_fas.data.build.build_split)."""
+    from edge_fas.data.build import build_split
+
+    return build_split(cfg["data"], split, params, domains=domains, progress=progress)
+
+
+def train_domain_names(cfg: dict) -> list[str]:
+    """The training domains: the protocol's datasets for public data, else data.train_domains."""
     d = cfg["data"]
-    if d["source"] == "sessions":  # recorded field sessions: fine-tuning at a new site
-        from edge_fas.data.sessions import session_crops
+    if d["source"] == "datasets" and d.get("protocol"):
+        from edge_fas.data.protocols import get_protocol
 
-        paths = d["sessions"][split]
-        if not paths:
-            raise ConfigError(f"data.source is 'sessions' but data.sessions.{split} lists no session folders")
-        return session_crops(paths, params, frames_per_take=int(d["frames_per_take"]))
-    if d["source"] != "synthetic":
-        raise ConfigError(f"data.source {d['source']!r} is unknown; use 'synthetic' or 'sessions' (public datasets: "
-                          "build a CropSet with edge_fas.data.public and train on it from Python)")
-    from edge_fas.data.synthetic import synthetic_crops
-
-    if domains is None:
-        domains = {"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
-                   "test": d["test_domains"]}[split]
-    from edge_fas.progress import Progress
-
-    w, h = d["rig_size"]
-    bar = Progress(f"rendering synthetic {split} crops", 1, quiet=not cfg["train"].get("progress", True))
-    return synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
-                           width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                           attack_mix=d["attack_mix"], progress=bar.callback)
+        return get_protocol(d["protocol"]).datasets
+    return list(d["train_domains"])
 
 
 def _check_choice(cfg: dict, key: str, choices) -> None:
@@ -164,19 +162,6 @@ def _check_attack_mix(cfg: dict) -> None:
         attack_probabilities("", mix)  # a named mix or a weight mapping does not depend on the domain
     except ValueError as e:
         raise ConfigError(f"data.attack_mix: {e}") from None
-
-
-def drop_modalities(crops, missing):
-    """The same crops with `missing` modalities absent (zeros, present False): MMDG's Protocol 2."""
-    order = ("rgb", "depth", "ir")
-    bad = [m for m in missing if m not in order]
-    if bad:
-        raise ConfigError(f"data.test_missing: unknown modality {bad}; use some of {order}")
-    out = crops.subset(range(len(crops)))
-    for m in missing:
-        getattr(out, m)[:] = 0
-        out.present[:, order.index(m)] = False
-    return out
 
 
 def _to(batch: dict, device) -> dict:
@@ -314,7 +299,10 @@ def train(cfg: dict) -> dict:
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
-    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP)):
+    from edge_fas.data.build import SOURCES
+
+    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
+                         ("data.wmca", ("preprocessed", "raw"))):
         _check_choice(cfg, key, choices)
     _check_attack_mix(cfg)
     if int(tc["threads"]) > 0:
@@ -344,7 +332,7 @@ def train(cfg: dict) -> dict:
         overrides = dict(mc["overrides"] or {})
         model = build(mc["name"], mc["preset"], **overrides)
         if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
-            overrides["num_domains"] = len(cfg["data"]["train_domains"])
+            overrides["num_domains"] = len(train_domain_names(cfg))
             model = build(mc["name"], mc["preset"], **overrides)
     if world > 1:
         _broadcast_params(model)
@@ -363,12 +351,13 @@ def train(cfg: dict) -> dict:
     if accumulate > 1 and len(optimisers) > 1:
         raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
                           "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
-    train_set, val_set = build_data(cfg, "train", params), build_data(cfg, "val", params)
-    has_test = cfg["data"]["sessions"]["test"] if cfg["data"]["source"] == "sessions" else cfg["data"]["test_domains"]
-    test_set = build_data(cfg, "test", params) if has_test else None
-    if test_set is not None and cfg["data"]["test_missing"]:
-        test_set = drop_modalities(test_set, cfg["data"]["test_missing"])
-    domain_ids = {d: k for k, d in enumerate(cfg["data"]["train_domains"])} if cfg["data"]["source"] == "synthetic" \
+    from edge_fas.data.build import build_test_sets
+
+    show = main and tc["progress"]
+    train_set = build_data(cfg, "train", params, progress=_loading_progress("train") if show else None)
+    val_set = build_data(cfg, "val", params, progress=_loading_progress("val") if show else None)
+    test_sets = build_test_sets(cfg["data"], params, progress=_loading_progress("test") if show else None)
+    domain_ids = {d: k for k, d in enumerate(train_domain_names(cfg))} if cfg["data"]["source"] != "sessions" \
         else {d: k for k, d in enumerate(sorted(set(train_set.domain.tolist())))}
     ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
                      domain_ids=domain_ids)
@@ -466,30 +455,59 @@ def train(cfg: dict) -> dict:
     val, _ = evaluate_crops(model, val_set, device=device)
     thr = val["eer_threshold"]
     result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
-    if test_set is not None:
-        test, _ = evaluate_crops(model, test_set, threshold=thr, device=device)
-        result["test"] = metrics.json_ready(test)
+    if test_sets:
+        from edge_fas.data.build import weighted_average
+
+        tests = {name: evaluate_crops(model, cs, threshold=thr, device=device)[0] for name, cs in test_sets.items()}
+        result["tests"] = {name: metrics.json_ready(m) for name, m in tests.items()}
+        result["test_data"] = {name: cs.meta.get("data", "") for name, cs in test_sets.items()}
+        if len(tests) == 1:
+            result["test"] = result["tests"][next(iter(tests))]
+        protocol = _protocol(cfg)
+        if protocol is not None and protocol.average:
+            result["test_average"] = weighted_average(tests, {n: len(cs) for n, cs in test_sets.items()}, protocol.average)
     if main:
         d = cfg["data"]
         sess = d["source"] == "sessions"
-        vd = d["sessions"]["val"] if sess else (d["val_domains"] or d["train_domains"])
-        td = d["sessions"]["train"] if sess else d["train_domains"]
+        vd = d["sessions"]["val"] if sess else (d["val_domains"] or train_domain_names(cfg))
+        td = d["sessions"]["train"] if sess else train_domain_names(cfg)
+        real = d["source"] == "datasets"
         meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split ({', '.join(map(str, vd))}, "
-                                   f"{len(val_set)} samples, seed {d['seed']}), disjoint from training",
+                "threshold_split": f"EER on the {d['source']} validation split "
+                                   f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {len(val_set)} samples"
+                                   f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
-                             "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"]},
+                             "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
+                             "protocol": d.get("protocol"), "data": train_set.meta.get("data", "")},
                 "validation": {"source": d["source"], "domains": vd,
                                "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
-                               "auc": val["auc"]},
+                               "auc": val["auc"], "data": val_set.meta.get("data", "")},
                 "trained_on": {"source": d["source"], "domains": td, "split": "train",
-                               "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"]},
+                               "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"],
+                               "protocol": d.get("protocol"), "data": train_set.meta.get("data", "")},
                 "preprocess": params.to_dict(), "epochs": int(tc["epochs"]), "train_config": cfg}
         save_model(out / "checkpoint.pt", model.cpu(), **meta)
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
     log.close()
     return result
+
+
+def _protocol(cfg: dict):
+    """The real-data protocol a config runs, or None."""
+    d = cfg["data"]
+    if d["source"] != "datasets" or not d.get("protocol"):
+        return None
+    from edge_fas.data.protocols import get_protocol
+
+    return get_protocol(d["protocol"])
+
+
+def _loading_progress(what: str):
+    """A (done, total) callback that shows loading or rendering progress on stderr."""
+    from edge_fas.progress import Progress
+
+    return Progress(f"loading {what} samples", 1).callback
 
 
 def _accumulating_step(model, batch, optimisers, step, accumulate, scaler):

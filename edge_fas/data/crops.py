@@ -2,7 +2,8 @@
 
 Every loader (public datasets, sessions, the synthetic rig) ends in a CropSet: arrays in the
 FaceCrop layout (rgb 3xSxS, depth 1xSxS, ir 1xSxS, present (3,)) plus label (1 = attack, 0 = bona
-fide), PAI species and domain per sample. Crops are stored as float16 to halve memory.
+fide), PAI species, domain (the dataset, for public data) and, where the source names one, the sample's
+path as its list names it. Crops are stored as float16 to halve memory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from torch.utils.data import Dataset
 
 from edge_fas.types import FaceCrop
 
-__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate"]
+__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "MODALITIES"]
+
+MODALITIES = ("rgb", "depth", "ir")
 
 
 @dataclass
@@ -30,12 +33,17 @@ class CropSet:
     species: np.ndarray    # (N,) str
     domain: np.ndarray     # (N,) str
     meta: dict = field(default_factory=dict)
+    path: np.ndarray | None = None  # (N,) str: the sample as its source lists it ("" where none)
+
+    def __post_init__(self):
+        if self.path is None:
+            self.path = np.asarray([""] * len(self.label), dtype=str)
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
     @classmethod
-    def from_crops(cls, crops: list[FaceCrop], labels, species, domains, meta=None) -> "CropSet":
+    def from_crops(cls, crops: list[FaceCrop], labels, species, domains, meta=None, paths=None) -> "CropSet":
         if not crops:
             raise ValueError("CropSet.from_crops: no crops given (the source produced no usable face)")
         return cls(rgb=np.stack([c.rgb for c in crops]).astype(np.float16),
@@ -43,12 +51,13 @@ class CropSet:
                    ir=np.stack([c.ir for c in crops]).astype(np.float16),
                    present=np.stack([np.asarray(c.present, bool) for c in crops]),
                    label=np.asarray(labels, np.int64), species=np.asarray(species, dtype=str),
-                   domain=np.asarray(domains, dtype=str), meta=dict(meta or {}))
+                   domain=np.asarray(domains, dtype=str), meta=dict(meta or {}),
+                   path=None if paths is None else np.asarray(paths, dtype=str))
 
     def subset(self, idx) -> "CropSet":
         idx = np.asarray(idx)
         return CropSet(self.rgb[idx], self.depth[idx], self.ir[idx], self.present[idx], self.label[idx],
-                       self.species[idx], self.domain[idx], dict(self.meta))
+                       self.species[idx], self.domain[idx], dict(self.meta), self.path[idx])
 
     @staticmethod
     def concat(sets: list["CropSet"]) -> "CropSet":
@@ -56,20 +65,35 @@ class CropSet:
             raise ValueError("CropSet.concat: nothing to concatenate")
         cat = lambda k: np.concatenate([getattr(s, k) for s in sets])  # noqa: E731
         return CropSet(*(cat(k) for k in ("rgb", "depth", "ir", "present", "label", "species", "domain")),
-                       meta=dict(sets[0].meta))
+                       meta=dict(sets[0].meta), path=cat("path"))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, rgb=self.rgb, depth=self.depth, ir=self.ir, present=self.present, label=self.label,
-                 species=self.species, domain=self.domain)
+                 species=self.species, domain=self.domain, path=self.path)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "CropSet":
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["rgb"], z["depth"], z["ir"], z["present"], z["label"], z["species"], z["domain"])
+            return cls(z["rgb"], z["depth"], z["ir"], z["present"], z["label"], z["species"], z["domain"],
+                       path=z["path"] if "path" in z else None)
+
+
+def drop_modalities(crops: CropSet, missing) -> CropSet:
+    """The same crops with `missing` modalities absent (zeros, present False): MMDG's Protocol 2."""
+    from edge_fas.errors import ConfigError
+
+    bad = [m for m in missing if m not in MODALITIES]
+    if bad:
+        raise ConfigError(f"data.test_missing: unknown modality {bad}; use some of {MODALITIES}")
+    out = crops.subset(range(len(crops)))
+    for m in missing:
+        getattr(out, m)[:] = 0
+        out.present[:, MODALITIES.index(m)] = False
+    return out
 
 
 def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
