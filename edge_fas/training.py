@@ -11,15 +11,22 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             train_domains: [...], val_domains: null (= train), test_domains: [],
             test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
+            crop_cache: true (decoded, detected and cut faces kept under cache_dir/crops, edge_fas.data.cache),
             augment: true, drop: {depth: 0.1, ir: 0.1},
             attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
                         | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis)}
-    train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
-            max_steps_per_epoch, init_from, log_every,
+    train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
+            workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
+            training process), max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best)}
     out: runs/NAME
+
+Data streams (edge_fas.data.stream): each split is an index of samples decoded, detected and cropped
+lazily in `train.workers` DataLoader processes, through the on-disk crop cache; nothing is decoded
+before training starts and memory does not grow with the dataset. Batches are class-balanced draws,
+reproducible per (seed, epoch).
 
 Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
 is validated on the validation split with edge_fas.metrics; the operating threshold is the EER
@@ -30,10 +37,11 @@ Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + me
 (optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
 per logged step and per epoch), config.yaml (the effective config), metrics.json (final val/test).
 
-Distributed: started by torchrun (WORLD_SIZE > 1) each process trains on its DistributedSampler
-shard; gradients are averaged across processes right before every optimiser step (the models step
-their own optimisers inside train_step, so the averaging wraps the optimisers instead of the forward,
-with the same effect as DDP's all-reduce). Only rank 0 writes files.
+Distributed: started by torchrun (WORLD_SIZE > 1) each process trains on its `batch_size` slice of
+every global batch (the same global batches as one process with batch_size x WORLD_SIZE); gradients
+are averaged across processes right before every optimiser step (the models step their own
+optimisers inside train_step, so the averaging wraps the optimisers instead of the forward, with the
+same effect as DDP's all-reduce) and the logged losses are the global batch's. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -63,10 +71,11 @@ DEFAULTS = {
              "detect": False, "wmca": "preprocessed",
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
-             "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
+             "seed": 0, "cache_dir": "runs/cache", "crop_cache": True, "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
              "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
-              "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
+              "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
+              "init_from": None,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last"},
     "out": "runs/train",
@@ -168,23 +177,62 @@ def _to(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def predict(model, crops, batch_size: int = 64, device="cpu") -> np.ndarray:
-    """P(attack) for every crop of a CropSet, in order."""
-    from edge_fas.data import CropDataset, collate
+def resolve_workers(value) -> int:
+    """train.workers: a count, or auto (cores - 1, at least 1, at most 8)."""
+    if value in ("auto", None):
+        return min(8, max(1, (os.cpu_count() or 2) - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"train.workers {value!r}: use auto or a number of processes >= 0 (0: decode in the "
+                          "training process)")
+    return value
 
+
+def open_cache(cfg: dict):
+    """The crop cache of a config (data.cache_dir/crops), or None with data.crop_cache false."""
+    from edge_fas.data.cache import CropCache
+
+    d = cfg["data"]
+    return CropCache(Path(d["cache_dir"]) / "crops") if d["crop_cache"] else None
+
+
+def score_loader(model, loader, n: int, device="cpu", progress=None) -> np.ndarray:
+    """P(attack) for the n samples a loader yields (batches carry their sample indices); NaN where a
+    sample gave no face. progress: optional callable(done, total)."""
     model.eval()
-    ds = CropDataset(crops)
-    out = []
-    for i in range(0, len(ds), batch_size):
-        b = _to(collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))]), device)
-        out.append(model(b["rgb"], b["depth"], b["ir"], b["present"])["score"].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    out = np.full(n, np.nan)
+    done = 0
+    with torch.no_grad():
+        for b in loader:
+            if b is None:
+                continue
+            idx = b["index"].numpy()
+            b = _to(b, device)
+            out[idx] = model(b["rgb"], b["depth"], b["ir"], b["present"])["score"].float().cpu().numpy()
+            done += len(idx)
+            if progress:
+                progress(done, n)
+    return out
 
 
-def evaluate_crops(model, crops, threshold=None, device="cpu") -> tuple[dict, np.ndarray]:
-    scores = predict(model, crops, device=device)
-    return metrics.evaluate(scores, crops.label, crops.species, threshold=threshold), scores
+def predict(model, data, batch_size: int = 64, device="cpu", workers: int = 0, progress=None) -> np.ndarray:
+    """P(attack) for every sample of a CropSet (in memory) or a dataset (a StreamDataset decodes in
+    `workers` processes), in order; NaN where a streamed sample has no face."""
+    from edge_fas.data import CropDataset, CropSet
+    from edge_fas.data.stream import make_loader
+
+    ds = CropDataset(data) if isinstance(data, CropSet) else data
+    loader = make_loader(ds, batch_size, workers=workers, persistent=False,
+                         pin_memory=torch.device(device).type == "cuda")
+    return score_loader(model, loader, len(ds), device, progress)
+
+
+def evaluate_crops(model, crops, threshold=None, device="cpu", workers: int = 0) -> tuple[dict, np.ndarray]:
+    """Metrics and scores of a CropSet or StreamDataset (samples with no face left out of the metrics)."""
+    scores = predict(model, crops, device=device, workers=workers)
+    labels, species = (crops.index.label, crops.index.species) if hasattr(crops, "index") else (crops.label,
+                                                                                               crops.species)
+    ok = np.isfinite(scores)
+    return metrics.evaluate(scores[ok], labels[ok], species[ok], threshold=threshold), scores
 
 
 # ---- distributed ------------------------------------------------------------------------------------
@@ -293,18 +341,18 @@ def _better(val: dict, best: dict | None) -> bool:
 
 def train(cfg: dict) -> dict:
     """Run one training described by `cfg` (see load_train_config). Returns the final metrics dict."""
-    from edge_fas.data import CropDataset, balanced_sampler, collate
+    from edge_fas.data.build import SOURCES, split_index, test_indices
+    from edge_fas.data.stream import BalancedSampler, StreamDataset, make_loader
     from edge_fas.models import build
     from edge_fas.preprocess import PreprocessParams
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
-    from edge_fas.data.build import SOURCES
-
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
                          ("data.wmca", ("preprocessed", "raw"))):
         _check_choice(cfg, key, choices)
     _check_attack_mix(cfg)
+    workers = resolve_workers(tc["workers"])
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
     if world > 1:
@@ -351,24 +399,30 @@ def train(cfg: dict) -> dict:
     if accumulate > 1 and len(optimisers) > 1:
         raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
                           "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
-    from edge_fas.data.build import build_test_sets
 
-    show = main and tc["progress"]
-    train_set = build_data(cfg, "train", params, progress=_loading_progress("train") if show else None)
-    val_set = build_data(cfg, "val", params, progress=_loading_progress("val") if show else None)
-    test_sets = build_test_sets(cfg["data"], params, progress=_loading_progress("test") if show else None)
+    # data: indices only; samples are decoded, detected and cropped in the loaders' workers
+    train_set, val_set = split_index(cfg["data"], "train"), split_index(cfg["data"], "val")
+    test_sets = test_indices(cfg["data"])
+    cache = open_cache(cfg)
     domain_ids = {d: k for k, d in enumerate(train_domain_names(cfg))} if cfg["data"]["source"] != "sessions" \
         else {d: k for k, d in enumerate(sorted(set(train_set.domain.tolist())))}
-    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
-                     domain_ids=domain_ids)
+    ds = StreamDataset(train_set, params, cache, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]),
+                       drop=cfg["data"]["drop"], domain_ids=domain_ids)
     bs = int(tc["batch_size"])
-    if world > 1:
-        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=int(tc["seed"]))
-    else:
-        sampler = balanced_sampler(train_set.label, len(train_set), seed=int(tc["seed"]))
-    loader = torch.utils.data.DataLoader(ds, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True)
-    if len(loader) == 0:
-        raise ConfigError(f"training set has {len(ds)} samples per process, fewer than train.batch_size={bs}")
+    try:
+        sampler = BalancedSampler(train_set.label, bs, seed=int(tc["seed"]), world=world, rank=rank)
+    except ValueError as e:
+        raise ConfigError(f"training split: {e}") from None
+    if len(sampler) == 0:
+        raise ConfigError(f"training set has {len(train_set)} samples, fewer than train.batch_size={bs}"
+                          + (f" x {world} processes" if world > 1 else ""))
+    pin = device.type == "cuda"
+    loader = make_loader(ds, bs, sampler=sampler, workers=workers, pin_memory=pin)
+
+    def evaluate(index, threshold=None, ids=None):
+        """Metrics and scores of one streamed set (no augmentation, the protocol's missing modalities)."""
+        eval_ds = StreamDataset(index, params, cache, domain_ids=ids, missing=index.meta.get("missing", ()))
+        return evaluate_crops(model, eval_ds, threshold=threshold, device=device, workers=workers)
 
     use_amp = device.type == "cuda" and tc["amp"] in ("auto", True)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
@@ -396,16 +450,20 @@ def train(cfg: dict) -> dict:
     result = {}
     for epoch in range(start_epoch, int(tc["epochs"])):
         ds.set_epoch(epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         if hasattr(model, "update_prototypes"):  # MMDG: per-epoch prototype refresh on half the train set
-            plain = CropDataset(train_set, domain_ids=domain_ids)
-            model.update_prototypes((_to(collate([plain[j] for j in range(i, min(i + 64, len(plain)))]), device)
-                                     for i in range(0, len(plain), 64)), sample_fraction=0.5, seed=epoch)
-        t0, seen, run_loss = time.perf_counter(), 0, 0.0
+            model.update_prototypes(_prototype_batches(train_set, params, cache, domain_ids, epoch, workers, device),
+                                    sample_fraction=1.0, seed=epoch)
+        t0, seen, run_loss, step = time.perf_counter(), 0, 0.0, -1
         for step, batch in enumerate(loader):
             if step >= total_steps:
                 break
+            if batch is None:  # no sample of this batch had a face
+                if world > 1:  # the other processes are waiting in this step's all-reduce
+                    raise RuntimeError(f"epoch {epoch} step {step}: no sample of this process's batch has a face "
+                                       "(a detector-framed source); raise train.batch_size or train in one process")
+                continue
+            n_batch = int(batch["label"].shape[0])
             batch = _to(batch, device)
             factor = schedule(epoch * updates_per_epoch + step // accumulate)
             for o in optimisers.values():
@@ -416,10 +474,12 @@ def train(cfg: dict) -> dict:
             else:
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     terms = model.train_step(batch, optimisers, scaler=scaler)
+            if world > 1:
+                terms = _global_mean(terms, world, device)
             if not math.isfinite(terms["total"]):
                 raise RuntimeError(f"training diverged at epoch {epoch} step {step}: loss {terms['total']}; "
                                    "lower train.lr")
-            seen += bs
+            seen += n_batch
             run_loss += terms["total"]
             rate = seen * world / max(time.perf_counter() - t0, 1e-9)
             if main and (step % int(tc["log_every"]) == 0 or step == total_steps - 1):
@@ -431,7 +491,7 @@ def train(cfg: dict) -> dict:
             print(file=sys.stderr)
         train_time = time.perf_counter() - t0
         # validation: threshold fixed here, on the source domains' validation split
-        val, _ = evaluate_crops(model, val_set, device=device)
+        val, _ = evaluate(val_set, ids=domain_ids)
         rec = {"kind": "epoch", "epoch": epoch, "train_loss": run_loss / max(total_steps, 1),
                "samples_per_s": round(seen * world / max(train_time, 1e-9), 2), "val_eer": val["eer"],
                "val_auc": val["auc"], "val_threshold": val["threshold"], "lr_factor": round(factor, 5)}
@@ -452,36 +512,44 @@ def train(cfg: dict) -> dict:
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
     # final: threshold from validation, applied to test
-    val, _ = evaluate_crops(model, val_set, device=device)
+    val, val_scores = evaluate(val_set, ids=domain_ids)
     thr = val["eer_threshold"]
     result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
+    skipped = {"val": int(np.sum(~np.isfinite(val_scores)))}
     if test_sets:
         from edge_fas.data.build import weighted_average
 
-        tests = {name: evaluate_crops(model, cs, threshold=thr, device=device)[0] for name, cs in test_sets.items()}
+        tests = {}
+        for name, ix in test_sets.items():
+            tests[name], scores = evaluate(ix, threshold=thr)
+            skipped[name] = int(np.sum(~np.isfinite(scores)))
         result["tests"] = {name: metrics.json_ready(m) for name, m in tests.items()}
-        result["test_data"] = {name: cs.meta.get("data", "") for name, cs in test_sets.items()}
+        result["test_data"] = {name: ix.meta.get("data", "") for name, ix in test_sets.items()}
         if len(tests) == 1:
             result["test"] = result["tests"][next(iter(tests))]
         protocol = _protocol(cfg)
         if protocol is not None and protocol.average:
-            result["test_average"] = weighted_average(tests, {n: len(cs) for n, cs in test_sets.items()}, protocol.average)
+            sizes = {n: len(ix) - skipped[n] for n, ix in test_sets.items()}
+            result["test_average"] = weighted_average(tests, sizes, protocol.average)
+    if any(skipped.values()):
+        result["skipped_no_face"] = skipped
     if main:
         d = cfg["data"]
         sess = d["source"] == "sessions"
         vd = d["sessions"]["val"] if sess else (d["val_domains"] or train_domain_names(cfg))
         td = d["sessions"]["train"] if sess else train_domain_names(cfg)
         real = d["source"] == "datasets"
+        n_val = len(val_set) - skipped["val"]
         meta = {"threshold": thr, "threshold_source": "EER on the validation split",
                 "threshold_split": f"EER on the {d['source']} validation split "
-                                   f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {len(val_set)} samples"
+                                   f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {n_val} samples"
                                    f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                              "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
                              "protocol": d.get("protocol"), "data": train_set.meta.get("data", "")},
                 "validation": {"source": d["source"], "domains": vd,
-                               "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
+                               "split": "val", "samples": n_val, "seed": d["seed"], "eer": val["eer"],
                                "auc": val["auc"], "data": val_set.meta.get("data", "")},
                 "trained_on": {"source": d["source"], "domains": td, "split": "train",
                                "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"],
@@ -493,6 +561,31 @@ def train(cfg: dict) -> dict:
     return result
 
 
+def _prototype_batches(index, params, cache, domain_ids, epoch: int, workers: int, device):
+    """Batches of a random half of the training samples (seeded by the epoch), unaugmented: what MMDG
+    refreshes its prototypes on (only this half is decoded)."""
+    from torch.utils.data import Subset
+
+    from edge_fas.data.stream import StreamDataset, make_loader
+
+    rng = np.random.default_rng((epoch, len(index)))
+    half = np.sort(rng.choice(len(index), size=max(1, len(index) // 2), replace=False))
+    ds = Subset(StreamDataset(index, params, cache, domain_ids=domain_ids), half.tolist())
+    for b in make_loader(ds, 64, workers=workers, persistent=False, pin_memory=torch.device(device).type == "cuda"):
+        if b is not None:
+            yield _to(b, device)
+
+
+def _global_mean(terms: dict, world: int, device) -> dict:
+    """Loss terms averaged over the processes: the global batch's, as one process would log them."""
+    import torch.distributed as dist
+
+    keys = sorted(terms)
+    t = torch.tensor([float(terms[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist())}
+
+
 def _protocol(cfg: dict):
     """The real-data protocol a config runs, or None."""
     d = cfg["data"]
@@ -501,13 +594,6 @@ def _protocol(cfg: dict):
     from edge_fas.data.protocols import get_protocol
 
     return get_protocol(d["protocol"])
-
-
-def _loading_progress(what: str):
-    """A (done, total) callback that shows loading or rendering progress on stderr."""
-    from edge_fas.progress import Progress
-
-    return Progress(f"loading {what} samples", 1).callback
 
 
 def _accumulating_step(model, batch, optimisers, step, accumulate, scaler):

@@ -153,7 +153,8 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     p = write_cfg(tmp_path, cfg)
     assert cli_main(["train", "--config", str(p)]) == 0
     ft = tiny_config(tmp_path)
-    ft["data"] = {"source": "sessions", "sessions": {**sessions, "test": sessions["val"]}, "frames_per_take": 2}
+    ft["data"] = {"source": "sessions", "sessions": {**sessions, "test": sessions["val"]}, "frames_per_take": 2,
+                  "cache_dir": cfg["data"]["cache_dir"]}
     ft["train"].update(init_from=str(tmp_path / "run" / "checkpoint.pt"))
     ft["out"] = str(tmp_path / "ft")
     r = train(load_train_config(write_cfg(tmp_path, ft)))
@@ -162,5 +163,5 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     assert meta["training"]["source"] == "sessions"
     rep = tmp_path / "site-report"
     assert cli_main(["eval", str(tmp_path / "ft" / "checkpoint.pt"), "--out", str(rep), "--sessions",
-                     sessions["val"][0], "--no-plots"]) == 0
+                     sessions["val"][0], "--no-plots", "--cache-dir", cfg["data"]["cache_dir"]]) == 0
     assert (rep / "scores.csv").read_text().count("\n") == 9  # header + 4 takes x 2 frames

@@ -4,7 +4,8 @@
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
     edge-fas eval runs/x/checkpoint.pt --out R --sessions DIR                            # recorded sessions
 
-The test sets come from edge_fas.data.build.build_test_sets; each is scored once, then reported. A
+The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
+--workers processes, never all in memory); each is scored once, then reported. A
 protocol with one test set writes its report into --out; one with several (mmfas-cross, MMDG Protocol 3)
 writes OUT/<test set>/ per set plus OUT/summary.json and OUT/summary.md (with the papers'
 image-weighted average where the protocol has one). Every report says what data it was computed on.
@@ -15,6 +16,9 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+
+import numpy as np
+import yaml
 
 from edge_fas.commands.train import add_data_arguments, print_protocols
 
@@ -34,7 +38,12 @@ def add_arguments(parser):
     parser.add_argument("--rig-size", default="320x240", help="synthetic rig resolution WxH (default 320x240)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="operating threshold (default: the checkpoint's validation threshold)")
-    parser.add_argument("--cache-dir", default="runs/cache", help="where rendered crops are cached")
+    parser.add_argument("--cache-dir", default="runs/cache",
+                        help="crop cache folder (decoded, detected and cut faces are kept under DIR/crops)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decode every sample afresh; do not read or write the crop cache")
+    parser.add_argument("--workers", default="auto",
+                        help="processes decoding samples (default auto: cores - 1, at most 8; 0: in this process)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
@@ -91,12 +100,15 @@ def data_config(args, meta: dict) -> dict:
 
 
 def run(args) -> int:
-    from edge_fas.data.build import build_test_sets, weighted_average
+    from edge_fas.data.build import test_indices, weighted_average
+    from edge_fas.data.cache import CropCache
+    from edge_fas.data.stream import StreamDataset
     from edge_fas.errors import ConfigError
     from edge_fas.models import load_checkpoint
     from edge_fas.preprocess import PreprocessParams
+    from edge_fas.progress import Progress
     from edge_fas.report import write_report
-    from edge_fas.training import predict
+    from edge_fas.training import predict, resolve_workers
 
     if args.list_protocols:
         print_protocols()
@@ -108,13 +120,22 @@ def run(args) -> int:
     params = PreprocessParams.from_dict(meta["preprocess"]) if meta.get("preprocess") else \
         PreprocessParams(size=int(model.input_size))
     d = data_config(args, meta)
+    workers = resolve_workers(yaml.safe_load(str(args.workers)))
+    cache = None if args.no_cache else CropCache(Path(args.cache_dir) / "crops")
 
     # 1. the named test sets
-    sets = build_test_sets(d, params, split=args.split, progress=_progress if d["source"] == "datasets" else None)
-    if not sets:
+    indices = test_indices(d, split=args.split)
+    if not indices:
         raise ConfigError("the chosen data has no test set")
-    # 2. one scoring call per set
-    scores = {name: predict(model, cs) for name, cs in sets.items()}
+    # 2. one scoring call per set (streamed); samples with no face are left out and counted
+    sets, scores, skipped = {}, {}, {}
+    for name, ix in indices.items():
+        with Progress(f"scoring {name}", len(ix)) as bar:
+            s = predict(model, StreamDataset(ix, params, cache, missing=ix.meta.get("missing", ())), workers=workers,
+                        progress=bar.callback)
+        ok = np.isfinite(s)
+        sets[name] = ix if ok.all() else ix.subset(np.flatnonzero(ok))
+        scores[name], skipped[name] = s[ok], int((~ok).sum())
     # 3. a report per set
     threshold = args.threshold if args.threshold is not None else meta.get("threshold")
     out = Path(args.out)
@@ -127,7 +148,7 @@ def run(args) -> int:
                          title=f"{model.name} ({model.preset}) on {name}: {data}",
                          meta={"checkpoint": str(args.checkpoint), "model": model.name, "preset": model.preset,
                                "test_set": name, "data": data, "source": d["source"], "protocol": d.get("protocol"),
-                               "samples": len(cs), "skipped_no_face": cs.meta.get("skipped_no_face", 0),
+                               "samples": len(cs), "skipped_no_face": skipped[name],
                                "threshold_split": meta.get("threshold_split", "given or EER of these scores")})
         results[name] = r
         print(f"wrote {folder}: HTER {r['hter']:.4f}, APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, "
@@ -135,13 +156,6 @@ def run(args) -> int:
     if len(sets) > 1:
         _write_summary(out, d, sets, results, weighted_average)
     return 0
-
-
-def _progress(done: int, total: int) -> None:
-    import sys
-
-    if done == total or done % 50 == 0:
-        print(f"\rloading test samples {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
 def _write_summary(out: Path, d: dict, sets: dict, results: dict, weighted_average) -> None:

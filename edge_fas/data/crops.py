@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from edge_fas.types import FaceCrop
 
-__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "MODALITIES"]
+__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "appearance",
+           "drop_random_modalities", "MODALITIES", "ZOOM", "SHIFT"]
 
 MODALITIES = ("rgb", "depth", "ir")
 
@@ -96,13 +97,24 @@ def drop_modalities(crops: CropSet, missing) -> CropSet:
     return out
 
 
+ZOOM = (0.9, 1.1)  # the augmentation's zoom range (scale about the crop centre)
+SHIFT = 0.06       # and shift range (+- fraction of the side, per axis)
+
+
 def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
     """The papers' augmentations (horizontal flip, brightness/gamma on colour, cutout per modality)
     and a small zoom and shift of all modalities together: the live detector's box moves and breathes
-    from frame to frame (measured on the rig: centre 4-7% and size 8% of the box, one std)."""
+    from frame to frame (measured on the rig: centre 4-7% and size 8% of the box, one std).
+    (Streaming training, edge_fas.data.stream, zooms and shifts at the source's resolution instead.)"""
     if rng.random() < 0.5:
         rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
-    rgb, depth, ir = _zoom_shift((rgb, depth, ir), rng.uniform(0.9, 1.1), rng.uniform(-0.06, 0.06, 2))
+    rgb, depth, ir = _zoom_shift((rgb, depth, ir), rng.uniform(*ZOOM), rng.uniform(-SHIFT, SHIFT, 2))
+    return appearance(rgb, depth, ir, rng, cutout)
+
+
+def appearance(rgb, depth, ir, rng: np.random.Generator, cutout: float):
+    """The model-size part of the augmentation: brightness and contrast of the (normalised) colour,
+    then cutout per modality."""
     rgb = rgb * np.float32(rng.uniform(0.8, 1.2)) + np.float32(rng.uniform(-0.2, 0.2))  # in normalised units
     if cutout > 0:
         s = rgb.shape[-1]
@@ -112,6 +124,15 @@ def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
                 y, x = rng.integers(0, s - h, 2)
                 a[..., y:y + h, x:x + h] = 0.0
     return np.ascontiguousarray(rgb), np.ascontiguousarray(depth), np.ascontiguousarray(ir)
+
+
+def drop_random_modalities(arrays: list, present: np.ndarray, rng: np.random.Generator, drop: dict) -> None:
+    """Zero each present modality with its probability in `drop` (missing-modality training), in place;
+    one modality always stays."""
+    for k, m in enumerate(MODALITIES):
+        if present[k] and rng.random() < drop.get(m, 0.0) and present.sum() > 1:
+            arrays[k][:] = 0.0
+            present[k] = False
 
 
 def _zoom_shift(arrays, scale: float, shift) -> list[np.ndarray]:
@@ -158,10 +179,7 @@ class CropDataset(Dataset):
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
             rgb, depth, ir = _augment(rgb, depth, ir, rng, self.cutout)
             arrays = [rgb, depth, ir]
-            for k, m in enumerate(self.MODS):
-                if present[k] and rng.random() < self.drop.get(m, 0.0) and present.sum() > 1:
-                    arrays[k][:] = 0.0
-                    present[k] = False
+            drop_random_modalities(arrays, present, rng, self.drop)
             rgb, depth, ir = arrays
         return {"rgb": torch.from_numpy(rgb), "depth": torch.from_numpy(depth), "ir": torch.from_numpy(ir),
                 "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])),

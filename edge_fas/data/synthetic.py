@@ -9,23 +9,28 @@ is the vendored BlazeFace detector's, as in the live pipeline (the detection ove
 truth box most; the truth box only where the detector finds none): a model trained on truth boxes
 met differently framed crops live and its verdicts flipped with the framing. Crops go through
 edge_fas.preprocess.crop_face like live frames.
-Rendered sets are cached as .npz under `cache_dir`, keyed by every parameter that changes them.
+Training streams SyntheticSamples (rendered lazily in DataLoader workers, through the crop cache);
+synthetic_crops renders whole sets into memory, cached as .npz under `cache_dir`, keyed by every
+parameter that changes them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_fas.data.crops import CropSet
-from edge_fas.preprocess import PreprocessParams, crop_face
+from edge_fas.preprocess import PreprocessParams
 from edge_fas.types import FrameSet
 
-__all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "synthetic_crops", "sample_plan", "register"]
+__all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "SyntheticSample", "synthetic_samples", "synthetic_crops", "sample_plan",
+           "register"]
 
 SPLIT_OFFSETS = {"train": 0, "val": 100_000, "test": 200_000}
 CACHE_VERSION = 2  # 2: detector face boxes
@@ -122,30 +127,82 @@ def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: fl
     return plan
 
 
+@dataclass(frozen=True)
+class SyntheticSample:
+    """One deterministic sample of the synthetic rig (a row of sample_plan), rendered lazily."""
+
+    domain: str
+    seed: int
+    width: int
+    height: int
+    index: int
+    species: str
+    t: float
+
+    @property
+    def label(self) -> int:
+        return 0 if self.species == "bona_fide" else 1
+
+    @property
+    def dataset(self) -> str:
+        return self.domain
+
+    @property
+    def listed(self) -> str:
+        return ""
+
+    def identity(self) -> dict:
+        from edge_fas.sim import fingerprint
+
+        return {"kind": "synthetic", "sim": fingerprint(), "version": CACHE_VERSION, "domain": self.domain,
+                "seed": self.seed, "size": [self.width, self.height], "index": self.index, "species": self.species,
+                "t": self.t}
+
+    def needs_detector(self, detect: bool = False) -> bool:
+        return True
+
+    def source(self, params, detector=None):
+        """Render, register and cut the face as the live pipeline frames it (None: no face in view)."""
+        from edge_fas.data.source import face_source
+
+        frames = _rig(self.domain, self.seed, self.width, self.height).render(self.species, self.index, self.t)
+        truth = frames.truth
+        if truth is None or truth.face_box is None:
+            return None
+        box = detected_face_box(frames.rgb, truth.face_box, detector=detector) or truth.face_box
+        return face_source(register(frames), box, params)
+
+
+def synthetic_samples(domain: str, split: str, n: int, seed: int = 0, width: int = 320, height: int = 240,
+                      attack_mix="domain") -> list[SyntheticSample]:
+    """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily)."""
+    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t))
+            for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix)]
+
+
 def _render_one(args):
     domain, seed, width, height, index, species, t, params = args
-    from edge_fas.sim import Rig
+    from edge_fas.data.source import finish
 
-    rig = _rig(domain, seed, width, height)
-    frames = rig.render(species, index, t)
-    truth = frames.truth
-    if truth is None or truth.face_box is None:
+    src = SyntheticSample(domain, seed, width, height, index, species, t).source(params)
+    if src is None:
         return None
-    box = detected_face_box(frames.rgb, truth.face_box) or truth.face_box
-    return crop_face(register(frames), box, params), truth.label, truth.species, domain
+    return finish(src, params), (0 if species == "bona_fide" else 1), species, domain
 
 
-_DETECTOR = None  # one BlazeFace per (worker) process
+_DETECTOR = None  # one BlazeFace per (worker) process: (pid, detector)
 
 
-def detected_face_box(rgb, truth_box, min_iou: float = 0.3):
+def detected_face_box(rgb, truth_box, min_iou: float = 0.3, detector=None):
     """The detector's box for the face at `truth_box` (the live pipeline's framing), or None."""
     global _DETECTOR
     from edge_fas.face import FaceDetector, detection_near
 
-    if _DETECTOR is None:
-        _DETECTOR = FaceDetector()
-    found = detection_near(_DETECTOR.detect(rgb), truth_box, min_iou)
+    if detector is None:
+        if _DETECTOR is None or _DETECTOR[0] != os.getpid():  # a forked worker starts its own
+            _DETECTOR = (os.getpid(), FaceDetector())
+        detector = _DETECTOR[1]
+    found = detection_near(detector.detect(rgb), truth_box, min_iou)
     return found.box if found is not None else None
 
 
