@@ -187,6 +187,20 @@ def resolve_workers(value) -> int:
     return value
 
 
+def model_input_size(cfg: dict) -> int:
+    """The input side the config's model trains at (train.init_from's model if set), read from a model
+    built on the meta device (no weights allocated)."""
+    from edge_fas.models import build
+
+    mc = cfg["model"]
+    name, preset, config = mc["name"], mc["preset"], dict(mc["overrides"] or {})
+    if cfg["train"]["init_from"]:
+        ck = torch.load(cfg["train"]["init_from"], map_location="cpu", weights_only=False, mmap=True)
+        name, preset, config = ck["name"], ck["preset"], ck["config"]
+    with torch.device("meta"):
+        return int(build(name, preset, **config).input_size)
+
+
 def open_cache(cfg: dict):
     """The crop cache of a config (data.cache_dir/crops), or None with data.crop_cache false."""
     from edge_fas.data.cache import CropCache

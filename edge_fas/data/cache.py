@@ -51,7 +51,7 @@ def crop_key(identity: dict, params, detector: bool) -> str:
 
 class CropCache:
     """A folder of cached SourceCrops. get(key) -> SourceCrop | NO_FACE | None (absent or unreadable);
-    put(key, SourceCrop | None)."""
+    lookup(key) -> (status, value), status "hit", "absent" or "corrupt"; put(key, SourceCrop | None)."""
 
     def __init__(self, root):
         self.root = Path(root)
@@ -61,6 +61,9 @@ class CropCache:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str):
+        return self.lookup(key)[1]
+
+    def lookup(self, key: str):
         p = self.path(key)
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -68,17 +71,17 @@ class CropCache:
                 if head.get("key") != key:
                     raise ValueError(f"the header names key {head.get('key')!r}")
                 if not head["face"]:
-                    return NO_FACE
+                    return "hit", NO_FACE
                 arrays = {m: (z[m] if m in z.files else None) for m in ("rgb", "depth", "ir")}
             box = tuple(head["box"]) if head["box"] is not None else None
-            return SourceCrop(head["mode"], arrays["rgb"], arrays["depth"], arrays["ir"], box,
-                              float(head["depth_scale"]), tuple(head["origin"]))
+            return "hit", SourceCrop(head["mode"], arrays["rgb"], arrays["depth"], arrays["ir"], box,
+                                     float(head["depth_scale"]), tuple(head["origin"]))
         except FileNotFoundError:
-            return None
+            return "absent", None
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as e:
             self.corrupt += 1
             log.warning("crop cache entry %s is unreadable (%s: %s); decoding the sample again", p, type(e).__name__, e)
-            return None
+            return "corrupt", None
 
     def put(self, key: str, src: SourceCrop | None) -> None:
         p = self.path(key)

@@ -123,20 +123,30 @@ class StreamDataset(Dataset):
 
     def source(self, i: int):
         """Sample i's SourceCrop (from the cache, else decoded and then cached), or None (no face)."""
+        return self._source(i)[1]
+
+    def fill(self, i: int) -> str:
+        """Make sure sample i is in the cache; say how: "cached", "built", "rebuilt" (the entry was
+        corrupt), each with " no-face" appended for a sample without a face."""
+        status, src = self._source(i)
+        return status + (" no-face" if src is None else "")
+
+    def _source(self, i: int):
         from edge_fas.data.cache import NO_FACE, crop_key
 
         s = self.index.sample(i)
         det = s.needs_detector(self.index.detect)
-        key = None
+        key, status = None, "built"
         if self.cache is not None:
             key = crop_key(s.identity(), self.params, det)
-            hit = self.cache.get(key)
-            if hit is not None:
-                return None if hit is NO_FACE else hit
+            found, hit = self.cache.lookup(key)
+            if found == "hit":
+                return "cached", (None if hit is NO_FACE else hit)
+            status = "rebuilt" if found == "corrupt" else "built"
         src = s.source(self.params, detector() if det else None)
         if key is not None:
             self.cache.put(key, src)
-        return src
+        return status, src
 
     def __getitem__(self, i: int):
         i = int(i)
@@ -226,12 +236,12 @@ def _worker_context():
 
 
 def make_loader(dataset, batch_size: int, sampler=None, workers: int = 0, pin_memory: bool = False,
-                persistent: bool = True) -> torch.utils.data.DataLoader:
+                persistent: bool = True, collate_fn=collate_present) -> torch.utils.data.DataLoader:
     """A DataLoader over a StreamDataset (or CropDataset): `workers` processes decode, persistent
     across epochs; pinned memory for a CUDA device; in order when there is no sampler."""
     workers = int(workers)
     return torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), sampler=sampler, shuffle=False,
-                                       collate_fn=collate_present, num_workers=workers,
+                                       collate_fn=collate_fn, num_workers=workers,
                                        persistent_workers=persistent and workers > 0, pin_memory=pin_memory,
                                        worker_init_fn=_worker_init if workers > 0 else None,
                                        multiprocessing_context=_worker_context() if workers > 0 else None,
