@@ -356,7 +356,7 @@ def _better(val: dict, best: dict | None) -> bool:
 def train(cfg: dict) -> dict:
     """Run one training described by `cfg` (see load_train_config). Returns the final metrics dict."""
     from edge_fas.data.build import SOURCES, split_index, test_indices
-    from edge_fas.data.stream import BalancedSampler, StreamDataset, make_loader
+    from edge_fas.data.stream import StreamDataset
     from edge_fas.models import build
     from edge_fas.preprocess import PreprocessParams
 
@@ -420,18 +420,8 @@ def train(cfg: dict) -> dict:
     cache = open_cache(cfg)
     domain_ids = {d: k for k, d in enumerate(train_domain_names(cfg))} if cfg["data"]["source"] != "sessions" \
         else {d: k for k, d in enumerate(sorted(set(train_set.domain.tolist())))}
-    ds = StreamDataset(train_set, params, cache, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]),
-                       drop=cfg["data"]["drop"], domain_ids=domain_ids)
+    ds, sampler, loader = training_loader(cfg, train_set, params, cache, domain_ids, world, rank, device)
     bs = int(tc["batch_size"])
-    try:
-        sampler = BalancedSampler(train_set.label, bs, seed=int(tc["seed"]), world=world, rank=rank)
-    except ValueError as e:
-        raise ConfigError(f"training split: {e}") from None
-    if len(sampler) == 0:
-        raise ConfigError(f"training set has {len(train_set)} samples, fewer than train.batch_size={bs}"
-                          + (f" x {world} processes" if world > 1 else ""))
-    pin = device.type == "cuda"
-    loader = make_loader(ds, bs, sampler=sampler, workers=workers, pin_memory=pin)
 
     def evaluate(index, threshold=None, ids=None):
         """Metrics and scores of one streamed set (no augmentation, the protocol's missing modalities)."""
@@ -573,6 +563,28 @@ def train(cfg: dict) -> dict:
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
     log.close()
     return result
+
+
+def training_loader(cfg: dict, train_set, params, cache, domain_ids: dict, world: int = 1, rank: int = 0,
+                    device="cpu"):
+    """(dataset, sampler, loader) streaming the training split as train() does: augmented, class-balanced
+    batches of train.batch_size per process, decoded in train.workers persistent processes."""
+    from edge_fas.data.stream import BalancedSampler, StreamDataset, make_loader
+
+    tc = cfg["train"]
+    ds = StreamDataset(train_set, params, cache, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]),
+                       drop=cfg["data"]["drop"], domain_ids=domain_ids)
+    bs = int(tc["batch_size"])
+    try:
+        sampler = BalancedSampler(train_set.label, bs, seed=int(tc["seed"]), world=world, rank=rank)
+    except ValueError as e:
+        raise ConfigError(f"training split: {e}") from None
+    if len(sampler) == 0:
+        raise ConfigError(f"training set has {len(train_set)} samples, fewer than train.batch_size={bs}"
+                          + (f" x {world} processes" if world > 1 else ""))
+    loader = make_loader(ds, bs, sampler=sampler, workers=resolve_workers(tc["workers"]),
+                         pin_memory=torch.device(device).type == "cuda")
+    return ds, sampler, loader
 
 
 def _prototype_batches(index, params, cache, domain_ids, epoch: int, workers: int, device):

@@ -62,7 +62,7 @@ def run(args) -> int:
 def build_cache(cfg: dict, splits=SETS, workers="auto", quiet: bool = False) -> dict:
     """Fill the crop cache for `splits` of a training config; returns the counts."""
     from edge_fas.data.build import split_index, test_indices
-    from edge_fas.data.stream import StreamDataset
+    from edge_fas.data.stream import StreamDataset, fill_cache
     from edge_fas.errors import ConfigError
     from edge_fas.preprocess import PreprocessParams
     from edge_fas.progress import Progress
@@ -83,7 +83,7 @@ def build_cache(cfg: dict, splits=SETS, workers="auto", quiet: bool = False) -> 
     for name, ix in sets.items():
         ds = StreamDataset(ix, params, cache)
         with Progress(f"crop cache, {name}", len(ix), quiet=quiet) as bar:
-            for status in _fill(ds, workers):
+            for status in fill_cache(ds, workers):
                 word, _, no_face = status.partition(" ")
                 totals[word] += 1
                 totals["no_face"] += bool(no_face)
@@ -91,23 +91,3 @@ def build_cache(cfg: dict, splits=SETS, workers="auto", quiet: bool = False) -> 
                 bar.update()
     seconds = time.perf_counter() - t0
     return {**totals, "folder": str(cache.root), "seconds": seconds, "rate": totals["samples"] / max(seconds, 1e-9)}
-
-
-class _Fill:
-    """A dataset whose items fill the cache and say how (StreamDataset.fill), decoded in workers."""
-
-    def __init__(self, ds):
-        self.ds = ds
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        return self.ds.fill(i)
-
-
-def _fill(ds, workers: int):
-    from edge_fas.data.stream import make_loader
-
-    for statuses in make_loader(_Fill(ds), 8, workers=workers, persistent=False, collate_fn=list):
-        yield from statuses

@@ -11,7 +11,7 @@ SourceCrop, or None where no face is found): edge_fas.data.records.Record, sessi
 synthetic.SyntheticSample. The index keeps them pickled in one byte buffer, so forked workers share
 it page for page (a list of Python objects would be copied into every worker as its reference counts
 change). Memory is the index (a few hundred bytes per sample) plus what the batches and the workers
-hold; it does not grow with the pixels of the dataset.
+hold; it does not grow with the pixels of the dataset, and workers share the index's byte buffer.
 
 Augmentation (training) draws, per sample and epoch, from a generator seeded by (seed, epoch, index):
 the zoom and shift act on the SourceCrop at its own resolution before the resize
@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from edge_fas.data.crops import MODALITIES, SHIFT, ZOOM, appearance, collate, drop_random_modalities
 from edge_fas.data.source import finish
 
-__all__ = ["SampleIndex", "StreamDataset", "BalancedSampler", "collate_present", "make_loader", "detector"]
+__all__ = ["SampleIndex", "StreamDataset", "BalancedSampler", "collate_present", "make_loader", "fill_cache", "detector"]
 
 
 class SampleIndex:
@@ -40,14 +40,16 @@ class SampleIndex:
     label (1 = attack), species, domain (dataset) and path (as the source lists it).
 
     detect: re-detect faces in releases that ship crops (data.detect). meta["data"] says in words what
-    the set is (reports carry it)."""
+    the set is (reports carry it). The pickled descriptions live in one torch byte tensor, which
+    DataLoader workers receive as shared memory, not as a copy each."""
 
     def __init__(self, samples, meta: dict | None = None, detect: bool = False):
         samples = list(samples)
         blobs = [pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL) for s in samples]
-        self._offsets = np.zeros(len(blobs) + 1, np.int64)
-        np.cumsum([len(b) for b in blobs], out=self._offsets[1:])
-        self._blob = np.frombuffer(b"".join(blobs), np.uint8)
+        offsets = np.zeros(len(blobs) + 1, np.int64)
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        self._offsets = torch.from_numpy(offsets)
+        self._blob = torch.frombuffer(bytearray(b"".join(blobs)) or bytearray(1), dtype=torch.uint8)
         self.label = np.asarray([s.label for s in samples], np.int64)
         self.species = np.asarray([s.species for s in samples], dtype=str)
         self.domain = np.asarray([s.dataset for s in samples], dtype=str)
@@ -59,7 +61,8 @@ class SampleIndex:
         return int(self.label.shape[0])
 
     def sample(self, i: int):
-        return pickle.loads(self._blob[self._offsets[i]:self._offsets[i + 1]].tobytes())
+        a, b = self._offsets[i].item(), self._offsets[i + 1].item()
+        return pickle.loads(self._blob[a:b].numpy().tobytes())
 
     def samples(self):
         return (self.sample(i) for i in range(len(self)))
@@ -67,10 +70,18 @@ class SampleIndex:
     def subset(self, idx) -> "SampleIndex":
         return SampleIndex([self.sample(int(i)) for i in np.asarray(idx).reshape(-1)], self.meta, self.detect)
 
+    def lean(self) -> "SampleIndex":
+        """The same index without the report arrays (species, domain, path): what a worker needs."""
+        out = SampleIndex.__new__(SampleIndex)
+        out._offsets, out._blob, out.label, out.detect, out.meta = self._offsets, self._blob, self.label, self.detect, {}
+        out.species = out.domain = out.path = None
+        return out
+
     @property
     def nbytes(self) -> int:
         """Memory the index holds (its byte buffer and metadata arrays)."""
-        return int(sum(a.nbytes for a in (self._blob, self._offsets, self.label, self.species, self.domain, self.path)))
+        arrays = (self._blob, self._offsets, self.label, self.species, self.domain, self.path)
+        return int(sum(a.nbytes for a in arrays if a is not None))
 
     @staticmethod
     def concat(indices: list["SampleIndex"]) -> "SampleIndex":
@@ -120,6 +131,9 @@ class StreamDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __getstate__(self):  # what a DataLoader worker receives: the index without its report arrays
+        return {**self.__dict__, "index": self.index.lean()}
 
     def source(self, i: int):
         """Sample i's SourceCrop (from the cache, else decoded and then cached), or None (no face)."""
@@ -246,3 +260,23 @@ def make_loader(dataset, batch_size: int, sampler=None, workers: int = 0, pin_me
                                        worker_init_fn=_worker_init if workers > 0 else None,
                                        multiprocessing_context=_worker_context() if workers > 0 else None,
                                        prefetch_factor=2 if workers > 0 else None)
+
+
+class _Fill(Dataset):
+    """Items fill the cache and say how (StreamDataset.fill)."""
+
+    def __init__(self, ds: StreamDataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> str:
+        return self.ds.fill(i)
+
+
+def fill_cache(ds: StreamDataset, workers: int = 0, batch: int = 8):
+    """Put every sample of `ds` in its crop cache, decoding in `workers` processes; yields each
+    sample's status (StreamDataset.fill) in order."""
+    for statuses in make_loader(_Fill(ds), batch, workers=workers, persistent=False, collate_fn=list):
+        yield from statuses
