@@ -29,6 +29,8 @@ def opt(default, help: str, choices=None, min=None, max=None, cli: bool = True, 
     return field(default=default, metadata=md, repr=not secret)
 
 
+MIN_KEY_CHARS = 16  # the webhook's HMAC site key
+
 # Settings that weaken a check below what the model artifact was validated with. In development mode
 # each runs only when deployment.accept_risks names it (and every event then says so); production
 # refuses them all. edge_fas.deployment finds them.
@@ -272,9 +274,6 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"config keys 'webhook.live_valid_s' ({w.live_valid_s:g}) and 'webhook.heartbeat_s' "
                           f"({w.heartbeat_s:g}): a live must stay valid longer than the heartbeat interval, or a "
                           "standing live expires at the receiver between heartbeats")
-
-
-MIN_KEY_CHARS = 16
 
 
 def check_url(url: str, key: str = "webhook.url") -> urllib.parse.SplitResult:

@@ -17,9 +17,11 @@ failed or a replayed frame could not be read, after printing the summary.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from edge_fas.config import add_config_arguments, config_from_args
 from edge_fas.errors import EdgeFasError
@@ -136,12 +138,10 @@ class _StatusFile:
     """deployment.status_file: the run's state as JSON, rewritten atomically at most once a second."""
 
     def __init__(self, path, webhook, interval_s: float = 1.0):
-        from pathlib import Path
         self.path, self.webhook, self.interval_s, self._last = Path(path), webhook, interval_s, None
         self._warned = False
 
     def __call__(self, result, force: bool = False) -> None:
-        import json
         now = time.monotonic()
         if not force and self._last is not None and now - self._last < self.interval_s:
             return

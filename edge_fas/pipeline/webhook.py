@@ -217,13 +217,13 @@ class Webhook:
                 try:
                     self._post(body)
                 except Exception as e:  # noqa: BLE001 - every failure of an attempt is counted, never fatal
-                    err = _error_kind(e)
+                    err, text = _error_kind(e), " ".join(str(e).split())[:160]  # one line, whatever the reply was
                     with self._lock:
                         self.stats["failed_attempts"] += 1
                         self.stats["errors"][err] += 1
-                        self.stats["last_error"] = f"{err}: {e}"[:200]
+                        self.stats["last_error"] = f"{err}: {text}"
                     log.warning("webhook %s: event %d not delivered (%s: %s); next attempt in %.1f s",
-                                self.url, seq, err, e, backoff)
+                                self.url, seq, err, text, backoff)
                     if stopping:  # the last attempts before close() gives up
                         time.sleep(min(backoff, max(0.0, self._close_deadline - time.monotonic())))
                     else:  # honoured even when a newer state arrives meanwhile; close() cuts it short
