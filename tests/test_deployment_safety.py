@@ -13,10 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 import yaml
 from receivers import ScriptedReceiver
-from toy_model import Tiny
+from toy_model import export_tiny
 
 from edge_fas.artifact import Artifact, demo_folder, load_artifact
 from edge_fas.cli import main
@@ -25,7 +24,6 @@ from edge_fas.deployment import check_start
 from edge_fas.doctor import check_webhook
 from edge_fas.drivers.session import SessionReader
 from edge_fas.errors import ConfigError, RecordingError
-from edge_fas.export import export_model
 from edge_fas.labels import SUBJECT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +33,8 @@ FRAMES = 40
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_art")
-    export_model(Tiny(), folder, threshold=0.5, threshold_split="test", parity_count=4, parity_source="random",
-                 overwrite=True)
+    export_tiny(folder, parity_count=4)
     return folder
 
 
