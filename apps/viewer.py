@@ -8,6 +8,11 @@ What the viewer reads from a pipeline Result (helper F's edge_fas.pipeline): `fr
 `verdict` (Verdict with box, score, threshold, reasons, latency_ms, output maps), `camera_status`
 (str) and the counters `fps_display`, `fps_decisions`, `dropped` (attributes, or keys of a
 `counters` dict). Missing pieces are shown as unknown rather than failing.
+
+The source is watched too: when the pipeline has stopped (`pipeline.running` false: the recording
+ended, the camera failed) or no new frame came for decision.max_frame_age_ms, the banner says
+NO CAMERA on the unknown colour, whatever the last verdict was: a kiosk never freezes on a LIVE.
+The camera status line stays visible in kiosk mode.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class ViewerWindow(QMainWindow):
     """Colour view with overlay, banner, score bar, map toggle + legend, depth and IR views, status."""
 
     frame_shown = pyqtSignal(int)  # number of frames displayed so far
+    source_ended = pyqtSignal()  # the pipeline stopped and its last frame is shown
 
     def __init__(self, pipeline, config=None, kiosk: bool = False, poll_ms: int = POLL_MS, parent=None):
         super().__init__(parent)
@@ -59,6 +65,12 @@ class ViewerWindow(QMainWindow):
         self.frames_shown = 0
         self.last_result = None
         self._last_key = None
+        self._last_verdict = None
+        self.max_frame_age_s = float(getattr(getattr(config, "decision", None), "max_frame_age_ms", 500.0)) / 1000.0
+        self._new_frame_at: float | None = None  # monotonic time the newest frame was first shown
+        self.no_camera: str | None = None  # why the source is gone or quiet (None: it delivers)
+        self._no_camera_state: str | None = None  # None, "ended" or "quiet"
+        self._ended = False
         self._shown_at: deque[float] = deque(maxlen=60)
         self.setWindowTitle("edge-fas")
 
@@ -97,7 +109,8 @@ class ViewerWindow(QMainWindow):
         side.addWidget(self.depth)
         side.addWidget(QLabel("IR"))
         side.addWidget(self.ir)
-        side.addWidget(self.status)
+        if not self.kiosk:
+            side.addWidget(self.status)
         side.addWidget(self.latency)
         side.addStretch(1)
         for label in (self.status, self.latency):
@@ -108,6 +121,8 @@ class ViewerWindow(QMainWindow):
         legend.addWidget(self.legend_text, 1)
         main = QVBoxLayout()
         main.addWidget(self.banner)
+        if self.kiosk:  # the operator of a kiosk still sees whether the camera delivers
+            main.addWidget(self.status)
         main.addWidget(self.score_bar)
         main.addWidget(self.reasons)
         main.addWidget(self.colour, 1)
@@ -128,15 +143,48 @@ class ViewerWindow(QMainWindow):
 
     # --- updates -----------------------------------------------------------------------------
     def poll(self) -> None:
-        """Called by the timer: redraw when the pipeline has a newer frame than the one shown."""
+        """Called by the timer: redraw when the pipeline has a newer frame or verdict than the one shown,
+        and say NO CAMERA when the source ended or went quiet."""
         result = self.pipeline.latest()
-        if result is None:
+        now = time.monotonic()
+        if result is not None:
+            key, verdict = _frame_key(result), getattr(result, "verdict", None)
+            if key != self._last_key:
+                self._last_key, self._last_verdict = key, verdict
+                self._new_frame_at = now
+                self.show_result(result)
+            elif verdict is not self._last_verdict:  # e.g. a stall verdict on the same (last) frame
+                self._last_verdict = verdict
+                self.last_result = result
+                self._redraw()
+        running = getattr(self.pipeline, "running", True)
+        camera = self.camera_status(result) if result is not None else "closed"
+        if not running:
+            self._set_no_camera("ended", f"the source ended (camera {camera})")
+            if not self._ended:
+                self._ended = True
+                self.source_ended.emit()
+        elif self._new_frame_at is not None and now - self._new_frame_at > self.max_frame_age_s:
+            self._set_no_camera("quiet", f"no new frame for more than {self.max_frame_age_s * 1000:.0f} ms "
+                                         f"(camera {camera})")
+        else:
+            self._set_no_camera(None, None)
+
+    def _set_no_camera(self, state: str | None, why: str | None) -> None:
+        """Enter or leave the NO CAMERA display; redraws only when the state changes."""
+        if state == self._no_camera_state:
             return
-        key = _frame_key(result)
-        if key == self._last_key:
-            return
-        self._last_key = key
-        self.show_result(result)
+        self._no_camera_state, self.no_camera = state, why
+        if self.last_result is not None:
+            self._redraw()
+        elif why is not None:  # ended before the first frame
+            self._show_no_camera()
+
+    def _show_no_camera(self) -> None:
+        self.banner.set_verdict("unknown", text="NO CAMERA")
+        self.score_bar.set_values(None, None)
+        self.reasons.setText(f"why: {self.no_camera}")
+        self.status.setStyleSheet("color: #c62828; font-weight: bold;")
 
     def show_result(self, result) -> None:
         self.last_result = result
@@ -180,6 +228,8 @@ class ViewerWindow(QMainWindow):
         if self.status.styleSheet() != style:
             self.status.setStyleSheet(style)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
+        if self.no_camera is not None:  # no verdict stands without a camera behind it
+            self._show_no_camera()
 
     @staticmethod
     def camera_status(result) -> str:
@@ -220,7 +270,7 @@ def run_gui(pipeline, config=None, fullscreen: bool = False, screenshot=None, sc
     The caller owns the pipeline (starts it before and stops it after). With `screenshot`, the window
     is saved as PNG after `screenshot_after` displayed frames and the GUI exits. `timeout_s` closes
     the window after that many seconds (tests and unattended demos); exit code 1 if a requested
-    screenshot was not taken by then.
+    screenshot was not taken by then, or when the source ended before it could be.
     """
     app = _application()
     window = ViewerWindow(pipeline, config, kiosk=fullscreen)
@@ -232,7 +282,12 @@ def run_gui(pipeline, config=None, fullscreen: bool = False, screenshot=None, sc
             taken["done"] = True
             window.close()
 
+    def on_source_ended() -> None:  # a screenshot that can no longer be taken: exit 1, do not hang
+        if not taken["done"]:
+            window.close()
+
     window.frame_shown.connect(on_frame)
+    window.source_ended.connect(on_source_ended)
     if window.kiosk:
         window.showFullScreen()
     else:

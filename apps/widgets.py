@@ -123,10 +123,12 @@ class Banner(QLabel):
         self.setMinimumHeight(140 if big else 50)
         self.set_verdict(None)
 
-    def set_verdict(self, verdict: str | None) -> None:
-        if getattr(self, "verdict", "") == verdict:
+    def set_verdict(self, verdict: str | None, text: str | None = None) -> None:
+        """Show `verdict` on its colour; `text` replaces the word (e.g. NO CAMERA on unknown)."""
+        text = text or ("WAITING" if verdict is None else self.TEXT[verdict])
+        if (getattr(self, "verdict", ""), self.text()) == (verdict, text):
             return  # restyling costs about a millisecond: only on a change
         colour = NO_VERDICT_COLOUR if verdict is None else VERDICT_COLOURS[verdict]
-        self.setText("WAITING" if verdict is None else self.TEXT[verdict])
+        self.setText(text)
         self.setStyleSheet(f"background: rgb{tuple(colour)}; color: white; border-radius: 6px;")
         self.verdict = verdict

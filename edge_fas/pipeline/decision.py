@@ -37,6 +37,7 @@ CAMERA_STALLED = "camera_stalled"
 CAMERA_DISCONNECTED = "camera_disconnected"
 RUNTIME_ERROR = "runtime_error"
 PIPELINE_ERROR = "pipeline_error"
+RECORDING_CORRUPT = "recording_corrupt"  # a replayed frame that could not be read
 WARMING_UP = "gathering_evidence"
 ATTACK_SCORE = "attack_score"
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_fas.config import Config
+from edge_fas.deployment import event_context
 from edge_fas.errors import CameraError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import DecisionPolicy, reason
@@ -122,8 +123,12 @@ def _default_register():
 
 
 class Pipeline:
+    """no_drop: every captured frame is judged, in order (capture waits for the pipeline instead of
+    replacing an untaken frame, and the frame-age check is off): the same recording then gives the
+    same verdicts every run. For replays and the synthetic rig only; a live camera must not queue."""
+
     def __init__(self, camera, runtime, config: Config | None = None, detector=None, register=None,
-                 max_frames: int | None = None, clock=time.monotonic):
+                 max_frames: int | None = None, clock=time.monotonic, no_drop: bool = False):
         self.camera = camera
         self.runtime = runtime
         self.config = config if config is not None else Config()
@@ -136,10 +141,12 @@ class Pipeline:
             self._register_roi = False
         self.max_frames = max_frames
         self.clock = clock
+        self.no_drop = bool(no_drop)
         self.on_result = None  # callable(Result), called from the processing thread
         self.on_frame = None  # callable(FrameSet), every captured frame, capture thread; must not block
         self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold))
         self.integrity = IntegrityChecker.from_config(self.config)
+        self.context = event_context(self.config, getattr(camera, "kind", None), getattr(runtime, "artifact", None))
         d = self.config.detector
         self.tracker = FaceTracker(smoothing=d.smoothing)
         self.mailbox = Mailbox()  # capture -> stage A (prepare)
@@ -242,6 +249,8 @@ class Pipeline:
                                 self.on_frame(frames)
                             except Exception:
                                 log.exception("on_frame callback failed")
+                        if self.no_drop and not self.mailbox.wait_empty():
+                            return  # stopped while waiting
                         self.mailbox.put(frames, carry=_carry_faults)
                         if self.max_frames is not None and self.frames_captured >= self.max_frames:
                             return
@@ -306,6 +315,8 @@ class Pipeline:
             self._stage.close()
 
     def _handoff(self, prepared: "_Prepared") -> None:
+        if self.no_drop:
+            self._stage.wait_empty()
         prepared.handed = self.clock()
         self._stage.put(prepared, carry=_carry_prepared)
 
@@ -328,6 +339,9 @@ class Pipeline:
         return self.policy.decide(None, list(faults))
 
     def _emit(self, frames: FrameSet | None, verdict: Verdict) -> None:
+        device = frames.device if frames is not None else getattr(self.camera, "device", None)
+        camera = {**self.context["camera"], "serial": str(getattr(device, "serial", ""))}
+        verdict.context = {**self.context, "camera": camera, "time": round(time.time(), 3)}  # wall clock
         self.decisions += 1
         self._decision_rate.tick(self.clock())
         result = Result(frames, verdict, self.camera_status, self.counters())
@@ -384,7 +398,7 @@ class Pipeline:
             p.age_ms = (t0 - host) * 1000.0
             p.latency["capture_age"] = p.age_ms
         stream = frames.meta["faults"] if "faults" in frames.meta else self._stream_faults(frames)  # direct calls
-        p.faults += list(stream) + self.integrity.check_age(p.age_ms)
+        p.faults += list(stream) + ([] if self.no_drop else self.integrity.check_age(p.age_ms))
         if self.camera_status in BAD_STATUSES:
             p.faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
                                    f"camera {self.camera_status}"))
