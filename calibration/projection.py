@@ -93,6 +93,7 @@ class Projector:
         else:
             self.kind = "table"
             self._build_table()
+            self.on_device: dict = {}  # torch device -> the table as a tensor
 
     def _build_table(self) -> None:
         """Offsets (exact pixel - pinhole pixel) on a grid of pinhole pixels covering the image and a margin."""
@@ -198,7 +199,9 @@ class Projector:
             return
         torch = _torch()
         th, tw = self.table[0].shape
-        tables = torch.as_tensor(np.stack(self.table), device=mu.device)[None]
+        tables = self.on_device.get(mu.device)
+        if tables is None:  # uploaded once per device
+            tables = self.on_device[mu.device] = torch.as_tensor(np.stack(self.table), device=mu.device)[None]
         gx = mu * (2.0 / (tw - 1)) - 1  # align_corners=True: -1 and 1 are the first and last cells
         gy = mv * (2.0 / (th - 1)) - 1
         grid = torch.stack([gx, gy], -1).reshape(1, 1, -1, 2)

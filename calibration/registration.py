@@ -13,9 +13,9 @@ transform, as on a D4xx or an OpenNI sensor) each depth pixel carries its own IR
 value is looked up where the depth pixel's 3D point projects into the IR camera.
 
 How a frame stays cheap (a few dense passes over the pixels; no per-pixel Python, no cv2.projectPoints):
-- per calibration (cached): the rotated rays of every depth pixel's two corners, folded into per-pixel
-  coefficients so that a corner's colour pixel is A + B / w, w = c z + d; and the block of depth pixels
-  that can land in the colour image (or in a region of it) at any depth from NEAR_M on;
+- per calibration (cached): the rotated rays of every depth pixel's two corners, folded with the colour
+  camera's pinhole into per-pixel coefficients, so a corner's colour pixel is (a z + b) / (c z + d); and the
+  block of depth pixels that can land in the colour image (or in a region of it) at any depth from NEAR_M on;
 - a distorted colour camera projects through calibration.projection.Projector: exact closed forms for
   Brown-Conrady (OpenCV's 5 coefficients) and Kannala-Brandt, a precomputed table for the other models;
 - the splat scatters each depth pixel's key (depth << 16 | IR, so the nearest surface carries its IR)
@@ -49,7 +49,6 @@ MAX_SPLAT = 4  # widest rectangle (pixels) one depth pixel may cover; larger mea
 NEAR_M = 0.1  # nearest depth considered when precomputing which depth pixels can reach the colour image
 NEAR_PLANE_M = 1e-3  # points closer to the colour camera's plane (or behind it) are pushed far out of the image
 LIMIT_PX = 1e6  # distorted pixel coordinates are clipped to this before the integer conversion
-OUTSIDE = 1e7  # pixel coordinate of a ray that cannot land
 LATTICE_PX = 8  # spacing of the deprojected colour-pixel lattice that bounds a roi in pinhole pixels
 EMPTY = np.uint32(0xFFFFFFFF)  # z-buffer value of a colour pixel nothing landed on
 
@@ -119,26 +118,18 @@ class Registrar:
         self.coef = []
         if self.block is not None:
             rows, cols = self.block
-            # a corner's colour point is z r + t. Its pinhole pixel (+ 0.5) is (au z + bu) / (c z + d) =
-            # A + B / w with A = au / c (the ray's vanishing point), B = bu - A d, w = c z + d (the distance
-            # from the colour camera's plane): a multiply-add and a division per coordinate and frame
+            # a corner's colour point is z r + t: its pinhole pixel (+ 0.5) is (a_u z + b_u) / w with
+            # w = c z + d its distance from the colour camera's plane, a multiply-add per term and frame
             if self.pinhole:
                 fu, fv = np.array([color.fx, 0, color.cx + 0.5]), np.array([0, color.fy, color.cy + 0.5])
             else:  # the Projector takes normalised coordinates x / z, y / z: the same form without K
                 fu, fv = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
             for dy, dx in ((0, 0), (1, 1)):
-                rx, ry, c = (g[rows.start + dy:rows.stop + dy, cols.start + dx:cols.stop + dx] for g in grid)
-                ahead = c > 1e-6  # a ray parallel to the colour camera's plane or turned away never lands
-                c_safe = np.where(ahead, c, 1.0)
-                a_u = np.where(ahead, (fu[0] * rx + fu[2] * c) / c_safe, -OUTSIDE)
-                a_v = np.where(ahead, (fv[1] * ry + fv[2] * c) / c_safe, -OUTSIDE)
-                b_u, b_v = np.where(ahead, fu @ t - a_u * t[2], 0.0), np.where(ahead, fv @ t - a_v * t[2], 0.0)
-                self.coef.append(tuple(np.ascontiguousarray(a, np.float32) for a in (a_u, b_u, a_v, b_v, c)))
-        self.d = float(np.float32(t[2]))
-        # |A| + |B| / 1 mm bounds a corner's coordinate (pinhole pixel, or normalised for a distorted camera):
-        # a pinhole whose bound fits in int32 needs no clip
-        self.bound = sum(max((float(np.abs(c[i]).max()) for c in self.coef for i in idx), default=0.0) / div
-                         for idx, div in (((0, 2), 1.0), ((1, 3), NEAR_PLANE_M)))
+                rx, ry, rz = (g[rows.start + dy:rows.stop + dy, cols.start + dx:cols.stop + dx] for g in grid)
+                self.coef.append(tuple((f[0] * rx + f[1] * ry + f[2] * rz).astype(np.float32) for f in (fu, fv))
+                                 + (rz.astype(np.float32),))
+        self.const = tuple(float(np.float32(v)) for v in (fu @ t, fv @ t, t[2])) if self.coef else (0.0,) * 3
+        self.amax = max((float(np.abs(c[i]).max()) for c in self.coef for i in (0, 1)), default=0.0)
         self.ir = ir
         self.ir_project = self.ir_coef = None
         if ir is not None and ir_to_color is not None:  # a separate IR imager, seen from the depth camera
@@ -162,22 +153,21 @@ class Registrar:
         The pixel's ray is taken as the mean of its corners' (exact without depth distortion, within a
         small fraction of a pixel with it: far inside the margin)."""
         rx, ry, rz = ((g[:-1, :-1] + g[1:, 1:]) * 0.5 for g in grid)
-        lo_u = hi_u = lo_v = hi_v = None
+        ends = []
         for scale, (tx, ty, tz) in ((NEAR_M, t), (1.0, (0.0, 0.0, 0.0))):
             pz = rz * scale + tz
-            ok = pz > 1e-9  # an end behind the camera: the segment may reach anywhere
-            pz[~ok] = 1.0
             u = (rx * scale + tx) / pz * color.fx + color.cx
             v = (ry * scale + ty) / pz * color.fy + color.cy
-            ends = (np.where(ok, u, -np.inf), np.where(ok, u, np.inf),
-                    np.where(ok, v, -np.inf), np.where(ok, v, np.inf))
-            if lo_u is None:
-                lo_u, hi_u, lo_v, hi_v = ends
-            else:
-                np.minimum(lo_u, ends[0], out=lo_u)
-                np.maximum(hi_u, ends[1], out=hi_u)
-                np.minimum(lo_v, ends[2], out=lo_v)
-                np.maximum(hi_v, ends[3], out=hi_v)
+            behind = pz <= 1e-9  # an end behind the camera: the segment may reach anywhere
+            if behind.any():
+                u[behind], v[behind] = np.nan, np.nan
+            ends.append((u, v))
+        (u, v), (uf, vf) = ends
+        lo_u, hi_u, lo_v, hi_v = np.minimum(u, uf), np.maximum(u, uf), np.minimum(v, vf), np.maximum(v, vf)
+        for lo, hi in ((lo_u, hi_u), (lo_v, hi_v)):  # an end behind (NaN propagates): anywhere
+            unknown = np.isnan(lo)
+            if unknown.any():
+                lo[unknown], hi[unknown] = -np.inf, np.inf
         m = 2 * MAX_SPLAT
         lo_u -= m
         lo_v -= m
@@ -230,28 +220,39 @@ class Registrar:
             s = self._local.scratch = _Scratch(self.size, self.color.width * self.color.height)
         return s
 
-    def _corner(self, k: int, z: np.ndarray, inner: tuple[slice, slice], s: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+    def _bound(self, depth_scale: float) -> float:
+        """Largest |coordinate| a corner can get before distortion (pinhole pixels, or normalised for a
+        distorted camera): (|a| z_max + |b|) / 1 mm."""
+        return (self.amax * 65535 * depth_scale + max(abs(self.const[0]), abs(self.const[1]))) / NEAR_PLANE_M
+
+    def _corner(self, k: int, z: np.ndarray, inner: tuple[slice, slice], depth_scale: float, keep: np.ndarray,
+                s: _Scratch) -> tuple[np.ndarray, np.ndarray]:
         """Colour pixel (integer, as rs.align: C truncation of p + 0.5) of corner k of every block pixel;
-        `inner` is the block within self.block."""
+        `inner` is the block within self.block. Clears `keep` where the corner is not in front of the camera."""
         shape = z.shape
-        a_u, b_u, a_v, b_v, c = (a[inner] for a in self.coef[k])
+        a_u, a_v, c = (a[inner] for a in self.coef[k])
+        b_u, b_v, d = self.const
         w, u, v = (s.grid("f32", shape, i) for i in (1, 2, 3))
+        flag = s.grid("flag", shape)
         np.multiply(c, z, out=w)
-        w += self.d
-        # points closer than 1 mm to the colour camera's plane (empty pixels, points behind it) are pushed
-        # far out of the image
+        w += d
+        np.greater(w, NEAR_PLANE_M, out=flag)  # closer than 1 mm to the colour camera's plane, or behind it:
+        keep &= flag  # the pixel does not land
         np.maximum(w, NEAR_PLANE_M, out=w)
-        np.divide(b_u, w, out=u)
-        u += a_u
-        np.divide(b_v, w, out=v)
-        v += a_v
+        np.multiply(a_u, z, out=u)
+        u += b_u
+        u /= w
+        np.multiply(a_v, z, out=v)
+        v += b_v
+        v /= w
+        bound = self._bound(depth_scale)
         if not self.pinhole:
-            if self.project.kind == "brown_conrady" and self.bound > 1e3:
+            if self.project.kind == "brown_conrady" and bound > 1e3:
                 # keep the polynomial finite (|x| = 1000 is 89.9 deg; real rigs stay far below: no pass)
                 np.clip(u, -1e3, 1e3, out=u)
                 np.clip(v, -1e3, 1e3, out=v)
             self.project.project_(u, v, 0.5, [s.grid("f32", shape, 4 + i) for i in range(Projector.SCRATCH)])
-        if not self.pinhole or self.bound > 2e9:
+        if not self.pinhole or bound > 2e9:  # keep the integer conversion defined
             np.clip(u, -LIMIT_PX, LIMIT_PX, out=u)
             np.clip(v, -LIMIT_PX, LIMIT_PX, out=v)
         ui, vi = s.grid("i32", shape, 2 * k), s.grid("i32", shape, 2 * k + 1)
@@ -279,11 +280,12 @@ class Registrar:
         np.copyto(d, depth[block])
         z = s.grid("f32", d.shape, 0)
         np.multiply(d, np.float32(depth_scale), out=z)
-        u0, v0 = self._corner(0, z, inner, s)
-        u1, v1 = self._corner(1, z, inner, s)
-        # a depth pixel lands when it has depth and its rectangle u0..u1 x v0..v1 lies inside the roi
+        # a depth pixel lands when it has depth, its corners are in front of the colour camera and its
+        # rectangle u0..u1 x v0..v1 lies inside the roi
         keep, flag = s.grid("keep", d.shape), s.grid("flag", d.shape)
         np.greater(d, 0, out=keep)
+        u0, v0 = self._corner(0, z, inner, depth_scale, keep, s)
+        u1, v1 = self._corner(1, z, inner, depth_scale, keep, s)
         for a, op, b in ((u0, np.greater_equal, x0), (v0, np.greater_equal, y0), (u1, np.less, x1),
                          (v1, np.less, y1), (u1, np.greater_equal, u0), (v1, np.greater_equal, v0)):
             op(a, b, out=flag)
@@ -468,6 +470,10 @@ def register_to_color(frames: FrameSet, calibration: RigCalibration | None = Non
     if frames.depth.ndim != 2 or frames.depth.dtype != np.uint16:
         raise CalibrationError(f"register_to_color: depth must be an H x W uint16 image, got "
                                f"{frames.depth.dtype} {frames.depth.shape}")
+    if frames.ir is not None and (frames.ir.ndim != 2 or frames.ir.dtype not in (np.uint8, np.uint16)):
+        raise CalibrationError(f"register_to_color: IR must be an H x W uint8 or uint16 image, got "
+                               f"{frames.ir.dtype} {frames.ir.shape}; convert it (e.g. np.clip(ir, 0, 65535)"
+                               ".astype(np.uint16)) before registering")
     depth_intr = _fit(cal.depth, frames.depth.shape, "depth")
     same = colocated(cal)
     ir_intr = ir_ext = None

@@ -34,20 +34,26 @@ class TorchRegistrar:
         self.coef = [tuple(torch.from_numpy(a).to(self.device) for a in c) for c in reg.coef]
         self.ir_coef = None if reg.ir_coef is None else tuple(torch.from_numpy(a).to(self.device) for a in reg.ir_coef)
 
-    def _corner(self, k: int, z: torch.Tensor, inner: tuple[slice, slice]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _corner(self, k: int, z: torch.Tensor, inner: tuple[slice, slice],
+                depth_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(u, v, in front of the colour camera) of corner k, as Registrar._corner."""
         reg = self.reg
-        a_u, b_u, a_v, b_v, c = (a[inner] for a in self.coef[k])
-        w = (c * z + reg.d).clamp_(min=NEAR_PLANE_M)
-        u, v = b_u / w + a_u, b_v / w + a_v
+        a_u, a_v, c = (a[inner] for a in self.coef[k])
+        b_u, b_v, d = reg.const
+        w = c * z + d
+        front = w > NEAR_PLANE_M
+        w.clamp_(min=NEAR_PLANE_M)
+        u, v = (a_u * z + b_u) / w, (a_v * z + b_v) / w
+        bound = reg._bound(depth_scale)
         if not reg.pinhole:
-            if reg.project.kind == "brown_conrady" and reg.bound > 1e3:
+            if reg.project.kind == "brown_conrady" and bound > 1e3:
                 u.clamp_(-1e3, 1e3)
                 v.clamp_(-1e3, 1e3)
             reg.project.project_(u, v, 0.5, [torch.empty_like(u) for _ in range(reg.project.SCRATCH)])
-        if not reg.pinhole or reg.bound > 2e9:
+        if not reg.pinhole or bound > 2e9:
             u.clamp_(-LIMIT_PX, LIMIT_PX)
             v.clamp_(-LIMIT_PX, LIMIT_PX)
-        return u.to(torch.int32), v.to(torch.int32)  # truncates toward zero, like C
+        return u.to(torch.int32), v.to(torch.int32), front  # truncates toward zero, like C
 
     def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
              ir_separate: np.ndarray | None = None,
@@ -67,9 +73,9 @@ class TorchRegistrar:
         inner = (slice(block[0].start - r0, block[0].stop - r0), slice(block[1].start - c0, block[1].stop - c0))
         d = _upload(depth[block], self.device)
         z = d.to(torch.float32) * float(np.float32(depth_scale))
-        u0, v0 = self._corner(0, z, inner)
-        u1, v1 = self._corner(1, z, inner)
-        keep = (d > 0) & (u0 >= x0) & (v0 >= y0) & (u1 < x1) & (v1 < y1) & (u1 >= u0) & (v1 >= v0)
+        u0, v0, front0 = self._corner(0, z, inner, depth_scale)
+        u1, v1, front1 = self._corner(1, z, inner, depth_scale)
+        keep = (d > 0) & front0 & front1 & (u0 >= x0) & (v0 >= y0) & (u1 < x1) & (v1 < y1) & (u1 >= u0) & (v1 >= v0)
         cols = (u1 - u0).clamp_(0, MAX_SPLAT - 1).to(torch.int64)
         rows = (v1 - v0).clamp_(0, MAX_SPLAT - 1).to(torch.int64)
         key = d.to(torch.int64)

@@ -87,6 +87,26 @@ def test_distorted_depth_camera_matches_the_reference(color_model):
     assert equal >= MIN_EQUAL and holes <= 1 - MIN_EQUAL, (equal, holes)
 
 
+@pytest.mark.parametrize("turn, t", [((0.0, 1.2, 0.05), (-0.8, 0.0, 0.6)), ((0.0, 1.4, 0.05), (-1.0, 0.0, 0.9))])
+@pytest.mark.parametrize("color_model", ["pinhole", "brown_conrady"])
+def test_strongly_turned_rig_matches_the_reference(color_model, turn, t):
+    # cameras 70-80 degrees apart: some depth rays turn away from the colour camera (their far end is behind
+    # it) although their near points are in front of it; points behind it must not land
+    R, _ = cv2.Rodrigues(np.array(turn))
+    to_color = Extrinsics(R, np.array(t))
+    cal = _rig(color_model)
+    cal.depth_to_color = cal.ir_to_color = to_color
+    depth, ir = _scene(6)
+    fast = register_to_color(_frames(depth, cal, ir))
+    slow_depth, slow_ir = ref.register(depth, cal, ir)
+    assert 0.2 < (slow_depth > 0).mean() < 0.5
+    equal, holes = _agree(fast.depth, slow_depth)
+    assert equal >= MIN_EQUAL and holes <= 1 - MIN_EQUAL, (equal, holes)
+    assert _agree(fast.ir, slow_ir)[0] >= MIN_EQUAL
+    pytest.importorskip("torch")
+    np.testing.assert_array_equal(register_to_color(_frames(depth, cal, ir), device="cpu").depth, fast.depth)
+
+
 @pytest.mark.parametrize("color_model", ["pinhole", "brown_conrady", "inverse_brown_conrady"])
 def test_roi_matches_the_reference(color_model):
     cal = _rig(color_model)
