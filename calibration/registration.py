@@ -220,7 +220,7 @@ class Registrar:
             s = self._local.scratch = _Scratch(self.size, self.color.width * self.color.height)
         return s
 
-    def _bound(self, depth_scale: float) -> float:
+    def coordinate_bound(self, depth_scale: float) -> float:
         """Largest |coordinate| a corner can get before distortion (pinhole pixels, or normalised for a
         distorted camera): (|a| z_max + |b|) / 1 mm."""
         return (self.amax * 65535 * depth_scale + max(abs(self.const[0]), abs(self.const[1]))) / NEAR_PLANE_M
@@ -245,7 +245,7 @@ class Registrar:
         np.multiply(a_v, z, out=v)
         v += b_v
         v /= w
-        bound = self._bound(depth_scale)
+        bound = self.coordinate_bound(depth_scale)
         if not self.pinhole:
             if self.project.kind == "brown_conrady" and bound > 1e3:
                 # keep the polynomial finite (|x| = 1000 is 89.9 deg; real rigs stay far below: no pass)
@@ -260,11 +260,9 @@ class Registrar:
         np.copyto(vi, v, casting="unsafe")
         return ui, vi
 
-    def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
-             ir_separate: np.ndarray | None = None,
-             roi: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup.
-        roi = (x0, y0, x1, y1) in colour pixels: only depth pixels landing wholly inside it are warped."""
+    def start_frame(self, roi, ir: np.ndarray | None, ir_separate: np.ndarray | None):
+        """What every warp starts with: (the clipped roi, the IR dtype or None, empty depth and IR outputs,
+        the block of depth pixels that can land in the roi or None, that block within self.block)."""
         cw, ch = self.color.width, self.color.height
         x0, y0, x1, y1 = clip_roi(roi, cw, ch)
         separate = ir_separate is not None and self.ir_project is not None
@@ -272,10 +270,21 @@ class Registrar:
         out_depth = np.zeros((ch, cw), np.uint16)
         out_ir = None if ir_dtype is None else np.zeros((ch, cw), ir_dtype)
         block = self.block_for(x0, y0, x1, y1)
+        inner = None
+        if block is not None:
+            r0, c0 = self.block[0].start, self.block[1].start
+            inner = (slice(block[0].start - r0, block[0].stop - r0), slice(block[1].start - c0, block[1].stop - c0))
+        return (x0, y0, x1, y1), ir_dtype, out_depth, out_ir, block, inner
+
+    def warp(self, depth: np.ndarray, depth_scale: float, ir: np.ndarray | None = None,
+             ir_separate: np.ndarray | None = None,
+             roi: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Depth (and IR) in colour pixels. `ir` is co-located with depth; `ir_separate` needs its own lookup.
+        roi = (x0, y0, x1, y1) in colour pixels: only depth pixels landing wholly inside it are warped."""
+        (x0, y0, x1, y1), ir_dtype, out_depth, out_ir, block, inner = self.start_frame(roi, ir, ir_separate)
         if block is None:
             return out_depth, out_ir
-        (r0, c0), s = (self.block[0].start, self.block[1].start), self._scratch()
-        inner = (slice(block[0].start - r0, block[0].stop - r0), slice(block[1].start - c0, block[1].stop - c0))
+        s = self._scratch()
         d = s.grid("depth", depth[block].shape)
         np.copyto(d, depth[block])
         z = s.grid("f32", d.shape, 0)

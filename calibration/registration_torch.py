@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edge_fas.calibration.registration import (EMPTY, LIMIT_PX, MAX_SPLAT, NEAR_PLANE_M, Registrar,
-                                               clip_roi)
+from edge_fas.calibration.registration import EMPTY, LIMIT_PX, MAX_SPLAT, NEAR_PLANE_M, Registrar
 
 __all__ = ["TorchRegistrar"]
 
@@ -44,7 +43,7 @@ class TorchRegistrar:
         front = w > NEAR_PLANE_M
         w.clamp_(min=NEAR_PLANE_M)
         u, v = (a_u * z + b_u) / w, (a_v * z + b_v) / w
-        bound = reg._bound(depth_scale)
+        bound = reg.coordinate_bound(depth_scale)
         if not reg.pinhole:
             if reg.project.kind == "brown_conrady" and bound > 1e3:
                 u.clamp_(-1e3, 1e3)
@@ -59,18 +58,9 @@ class TorchRegistrar:
              ir_separate: np.ndarray | None = None,
              roi: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """As Registrar.warp."""
-        reg = self.reg
-        cw, ch = reg.color.width, reg.color.height
-        x0, y0, x1, y1 = clip_roi(roi, cw, ch)
-        separate = ir_separate is not None and self.ir_coef is not None
-        ir_dtype = ir.dtype if ir is not None else ir_separate.dtype if separate else None
-        out_depth = np.zeros((ch, cw), np.uint16)
-        out_ir = None if ir_dtype is None else np.zeros((ch, cw), ir_dtype)
-        block = reg.block_for(x0, y0, x1, y1)
+        (x0, y0, x1, y1), ir_dtype, out_depth, out_ir, block, inner = self.reg.start_frame(roi, ir, ir_separate)
         if block is None:
             return out_depth, out_ir
-        r0, c0 = reg.block[0].start, reg.block[1].start
-        inner = (slice(block[0].start - r0, block[0].stop - r0), slice(block[1].start - c0, block[1].stop - c0))
         d = _upload(depth[block], self.device)
         z = d.to(torch.float32) * float(np.float32(depth_scale))
         u0, v0, front0 = self._corner(0, z, inner, depth_scale)
