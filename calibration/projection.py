@@ -5,7 +5,7 @@ to pixels, both exactly (OpenCV's iterative undistortion where a model needs it)
 per calibration, not per frame: `cv2.projectPoints` on every depth pixel costs ~0.1 s a frame.
 
 `Projector(intr)` maps normalised image-plane coordinates (x/z, y/z) to pixels for many points at a time,
-in float32, for numpy arrays and torch tensors alike (arithmetic operators only, plus one lookup):
+in float32 and in place, with one code path for numpy arrays and torch tensors:
 - "none": the pinhole;
 - "brown_conrady" with up to 5 coefficients (OpenCV's k1, k2, p1, p2, k3; what `edge-fas calibrate`, the
   RealSense and Orbbec SDKs report): OpenCV's polynomial in closed form, exact;
@@ -13,8 +13,8 @@ in float32, for numpy arrays and torch tensors alike (arithmetic operators only,
 - anything else ("inverse_brown_conrady", whose projection is an iterative undistortion, or a rational /
   thin-prism Brown-Conrady with 8 to 14 coefficients): a table of the exact projection's offset from the
   pinhole, one cell per pinhole pixel over the region that lands in the image (plus a margin), read with
-  bilinear interpolation (cv2.remap, which places the sample to 1/32 of a cell: errors of a few
-  thousandths of a pixel). A point outside the table lands outside the image.
+  bilinear interpolation (cv2.remap; torch's grid_sample): a few thousandths of a pixel at most, at the
+  image edges with strong coefficients. A point outside the table lands outside the image.
 """
 
 from __future__ import annotations
