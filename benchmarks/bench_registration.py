@@ -1,16 +1,18 @@
 """Registration benchmark: register_to_color side by side with librealsense's rs.align, one core.
 
     .venv/bin/python benchmarks/bench_registration.py [--frames 200] [--no-align] [--device cuda]
+        [--depth-size 848x480 --color-size 1280x720]
 
-Frames come from the synthetic rig (edge_fas.sim, 640x480 depth, IR and colour). For each colour camera -
-the rig's pinhole ("undistorted") and the same camera with Brown-Conrady coefficients ("distorted", as
-`edge-fas calibrate` fits them) - the frames are written to a real .db3 through rs.software_device and played
-back, once by librealsense (rs.align keeps the frame sets) and once by the RealSense driver (our FrameSets,
-with the calibration librealsense stored). Then, interleaved frame by frame in one process so both see the
-same machine load: rs.align(color).process, register_to_color on the full frame, and register_to_color on
-a 200x200 face region (roi, as the live pipeline passes it). Medians of wall and CPU time per frame; the
-first frame (ours builds its per-calibration tables there, rs.align its own); and agreement with rs.align:
-the share of pixels valid in both whose depth agrees within one depth unit.
+Frames come from the synthetic rig (edge_fas.sim; 640x480 depth, IR and colour unless sizes are given).
+For each colour camera - the rig's pinhole ("undistorted") and the same camera with Brown-Conrady
+coefficients ("distorted", as `edge-fas calibrate` fits them) - the frames are written to a real .db3
+through rs.software_device and played back, once by librealsense (rs.align keeps the frame sets) and once
+by the RealSense driver (our FrameSets, with the calibration librealsense stored). Then, interleaved frame
+by frame in one process so both see the same machine load: rs.align(color).process, register_to_color on
+the full frame, and register_to_color on a 200x200 face region (roi, as the live pipeline passes it).
+Medians of wall and CPU time per frame; the first frame (ours builds its per-calibration tables there,
+rs.align its own); and agreement with rs.align: the share of pixels valid in both whose depth agrees
+within one depth unit.
 
 Everything runs on one thread (OMP_NUM_THREADS=1, cv2.setNumThreads(1), torch.set_num_threads(1)).
 --device cuda adds the torch path on the GPU (register_to_color(..., device="cuda")), where torch has CUDA.
@@ -42,12 +44,17 @@ ROI = (220, 140, 420, 340)  # a face crop plus margin, as the live pipeline pass
 DISTORTION = (0.11, -0.22, 0.0012, -0.0009, 0.09)
 
 
-def rig_frames(n: int = 8, size: tuple[int, int] = (640, 480)) -> list:
-    rig = Rig("cefa", seed=0, width=size[0], height=size[1])
+def rig_frames(n: int = 8, depth_size: tuple[int, int] = (640, 480), color_size: tuple[int, int] | None = None) -> list:
+    """Rig frames at depth_size; a different color_size resizes the colour image and scales its intrinsics
+    (same field of view), e.g. a D435's 848x480 depth with 1280x720 colour."""
+    rig = Rig("cefa", seed=0, width=depth_size[0], height=depth_size[1])
     species = ["bona_fide", "print", "replay", "rigid_mask", "paper_mask"]
     frames = []
     for i in range(n):
         f = rig.render(species[i % len(species)], i + 10, 0.0)
+        if color_size and tuple(color_size) != tuple(depth_size):
+            cal = dataclasses.replace(f.calibration, color=f.calibration.color.scaled(*color_size))
+            f = f.replace(rgb=cv2.resize(f.rgb, tuple(color_size)), calibration=cal)
         f.timestamps = {"rgb": 33.3 * i, "depth": 33.3 * i, "ir": 33.3 * i}
         f.counters = {"rgb": i, "depth": i, "ir": i}
         frames.append(f)
@@ -149,7 +156,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200, help="timed frames per case (medians over these)")
     ap.add_argument("--no-align", action="store_true", help="skip librealsense (times ours only)")
     ap.add_argument("--device", default=None, help="also time register_to_color(device=...), e.g. cuda")
+    ap.add_argument("--depth-size", default="640x480", help="depth and IR WxH (a D435: 848x480)")
+    ap.add_argument("--color-size", default=None, help="colour WxH when it differs (a D435: 1280x720)")
     args = ap.parse_args()
+    depth_size = tuple(int(v) for v in args.depth_size.split("x"))
+    color_size = tuple(int(v) for v in args.color_size.split("x")) if args.color_size else depth_size
     cv2.setNumThreads(1)
     if args.device:
         import torch
@@ -157,7 +168,7 @@ def main() -> None:
         if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
             print(f"--device {args.device}: this torch ({torch.__version__}) has no CUDA; timing the CPU only")
             args.device = None
-    frames = rig_frames()
+    frames = rig_frames(depth_size=depth_size, color_size=color_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, cal in (("undistorted", frames[0].calibration), ("distorted", distorted(frames[0].calibration))):
@@ -169,7 +180,8 @@ def main() -> None:
                 rows += bench_case(name, ours, sets, args.frames, args.device)
             finally:
                 pipe.stop()
-    print(f"\nregister_to_color vs rs.align, 640x480, one thread, medians over {args.frames} frames "
+    print(f"\nregister_to_color vs rs.align, depth {args.depth_size} to colour {'x'.join(map(str, color_size))}, "
+          f"one thread, medians over {args.frames} frames "
           "(wall / CPU ms; CPU is what one free core would need on a shared machine)")
     print(f"{'colour camera':13s} {'what':22s} {'ours':>15s} {'rs.align':>15s} {'ours / rs.align':>18s}")
     for name, what, w, c, rw, rc in rows:
