@@ -162,9 +162,13 @@ def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None
 def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
-                 preprocess: PreprocessParams | None = None, overwrite: bool = False) -> art.Artifact:
+                 preprocess: PreprocessParams | None = None, overwrite: bool = False,
+                 decisions: dict | None = None) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
-    forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes."""
+    forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes.
+
+    decisions: manifest sections from edge_fas.operating_point (calibration, operating_point, threshold,
+    abstention, maps); its `threshold` replaces threshold/threshold_split."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -206,6 +210,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
         "export": {"edge_fas": edge_fas.__version__, "torch": str(torch.__version__), "opset": OPSET,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parity": parity},
     }
+    manifest.update(_plain(decisions or {}))  # calibration and operating point (edge_fas.operating_point)
     art.write_manifest(out, manifest, files)
     return art.load_artifact(out)
 
@@ -238,6 +243,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
         training = {**(training or {}), "validation": meta["validation"]}
     if "preprocess" in meta and "preprocess" not in kw:  # the crop/normalisation the model was trained with
         kw["preprocess"] = PreprocessParams.from_dict(meta["preprocess"])
+    from edge_fas.operating_point import decision_sections
+    decisions = decision_sections(meta)
+    if threshold is not None:  # a hand-set threshold is not the recorded operating point: keep the calibration only
+        decisions = {k: v for k, v in decisions.items() if k not in ("operating_point", "threshold")}
+    kw.setdefault("decisions", decisions)
     return export_model(model, out, checkpoint=checkpoint if include_checkpoint else None, threshold=float(thr),
                         threshold_split=str(split), training=training, **kw)
 

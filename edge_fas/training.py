@@ -13,13 +13,15 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
-            ties, as timm's checkpoint saver keeps its best)}
+            ties, as timm's checkpoint saver keeps its best),
+            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE}
     out: runs/NAME
 
 Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
-is validated on the validation split with edge_fas.metrics; the operating threshold is the EER
-threshold of the *validation* scores and it is stored in the checkpoint meta together with the split,
-so test numbers use a threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
+is validated on the validation split with edge_fas.metrics. At the end the score calibration, the
+operating point (`train.target`, default the EER) and the abstention level are fitted on the
+*validation* split (edge_fas.operating_point) and stored in the checkpoint meta with the split, so
+test numbers use a calibration and threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
 
 Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
 (optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
@@ -60,7 +62,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
-              "min_lr_ratio": 0.01, "keep": "last"},
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
     "out": "runs/train",
 }
 
@@ -313,6 +315,10 @@ def train(cfg: dict) -> dict:
     tc = cfg["train"]
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP)):
         _check_choice(cfg, key, choices)
+    try:
+        metrics.parse_target(tc["target"])
+    except ValueError as e:
+        raise ConfigError(f"train.target: {e}") from None
     _check_attack_mix(cfg)
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
@@ -459,21 +465,33 @@ def train(cfg: dict) -> dict:
     if best is not None:  # train.keep: best
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
-    # final: threshold from validation, applied to test
-    val, _ = evaluate_crops(model, val_set, device=device)
-    thr = val["eer_threshold"]
-    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
-    if test_set is not None:
-        test, _ = evaluate_crops(model, test_set, threshold=thr, device=device)
+    # final: calibration, operating point and abstention fitted on validation, applied to test
+    from edge_fas.operating_point import fit_decision_record
+    from edge_fas.score_calibration import ScoreCalibration
+    from edge_fas.scoring import model_scorer
+
+    scorer = model_scorer(model, params, device)
+    scored_val = scorer.score(val_set)
+    scored_test = scorer.score(test_set) if test_set is not None else None
+    record = fit_decision_record(scored_val, tc["target"], scored_test)
+    thr, cal = record["operating_point"]["threshold"], ScoreCalibration.from_dict(record["calibration"])
+    val = metrics.evaluate(cal.apply_logits(scored_val.logits), val_set.label, val_set.species, threshold=thr)
+    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch,
+              "calibration": record["calibration"]}
+    if scored_test is not None:
+        test = metrics.evaluate(cal.apply_logits(scored_test.logits), test_set.label, test_set.species, threshold=thr)
         result["test"] = metrics.json_ready(test)
     if main:
         d = cfg["data"]
         sess = d["source"] == "sessions"
         vd = d["sessions"]["val"] if sess else (d["val_domains"] or d["train_domains"])
         td = d["sessions"]["train"] if sess else d["train_domains"]
-        meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split ({', '.join(map(str, vd))}, "
-                                   f"{len(val_set)} samples, seed {d['seed']}), disjoint from training",
+        meta = {"threshold": thr, "threshold_source": f"operating point {record['operating_point']['target']} "
+                                                      "on the validation split (calibrated scores)",
+                "threshold_split": f"{record['operating_point']['target']} on the {d['source']} validation split "
+                                   f"({', '.join(map(str, vd))}, {len(val_set)} samples, seed {d['seed']}), "
+                                   "disjoint from training",
+                **{k: v for k, v in record.items() if k != "threshold"},
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                              "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"]},

@@ -89,7 +89,8 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1)
     folder = artifact.folder
     quantize_onnx(artifact.onnx_path, folder / INT8_FILE, calib)
-    f32, i8 = _scores(artifact.onnx_path, test), _scores(folder / INT8_FILE, test)
+    cal = artifact.calibration  # the threshold is on the calibrated scale, as every runtime's scores are
+    f32, i8 = cal.apply_scores(_scores(artifact.onnx_path, test)), cal.apply_scores(_scores(folder / INT8_FILE, test))
     thr = artifact.threshold
     acc = lambda s: float(np.mean((s >= thr).astype(int) == labels))  # noqa: E731
     diff = np.abs(f32 - i8)
