@@ -151,6 +151,7 @@ class Verdict:
     truth: GroundTruth | None = None
     box: tuple[int, int, int, int] | None = None
     output: ModelOutput | None = None  # maps for the GUI; not serialised
+    physics: Any = None  # the physics check's PhysicsResult (measurements, findings, maps), when it ran
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -167,6 +168,8 @@ class Verdict:
             d["box"] = [int(v) for v in self.box]
         if self.truth is not None:
             d["truth"] = self.truth.to_dict()
+        if self.physics is not None:
+            d["physics"] = self.physics.to_dict()
         return d
 
     def to_json(self) -> str:
