@@ -209,25 +209,27 @@ class PhysicsCheck:
                                                                          "curved surface (bent sheet)"))
         ir_ok = frames.ir is not None and (frames.registered or frames.rgb is None)
         if "ir" in self.checks and ir_ok:
-            level = measure_face_ir(frames.ir, box)
-            if level is not None:
-                res.measurements["face_ir"] = level
-                margins.append(_margin(level, lim.min_face_ir))
-                if level < lim.min_face_ir:
-                    res.findings.append(D.reason(D.FACE_DARK_IN_IR, f"face IR {level:.0%} of full scale < "
-                                                                    f"{lim.min_face_ir:.0%}: a screen, not skin"))
+            self._lower_limit(res, margins, "face_ir", measure_face_ir(frames.ir, box), lim.min_face_ir,
+                              D.FACE_DARK_IN_IR, "face IR {v:.0%} of full scale < {lim:.0%}: a screen, not skin")
         if "eyes" in self.checks and ir_ok:
-            contrast = measure_pupils(frames.ir, box, keypoints)
-            if contrast is not None:
-                res.measurements["pupil_contrast"] = contrast
-                margins.append(_margin(contrast, lim.min_pupil_contrast))
-                if contrast < lim.min_pupil_contrast:
-                    res.findings.append(D.reason(D.NO_PUPILS_IN_IR, f"pupil contrast {contrast:.2f} < "
-                                                                    f"{lim.min_pupil_contrast:g}: printed eyes?"))
+            self._lower_limit(res, margins, "pupil_contrast", measure_pupils(frames.ir, box, keypoints),
+                              lim.min_pupil_contrast, D.NO_PUPILS_IN_IR,
+                              "pupil contrast {v:.2f} < {lim:g}: printed eyes?")
         if margins and ("relief" not in self.checks or "plane_relief_mm" in res.measurements):
             # the model-free detector's score: the worst check's margin, 0.5 exactly at its limit
             res.score = float(1.0 / (1.0 + math.exp(MARGIN_SCALE * min(margins))))
         return res
+
+
+    @staticmethod
+    def _lower_limit(res: PhysicsResult, margins: list, name: str, value, limit: float, code: str, why: str) -> None:
+        """Record a measurement that must reach `limit`; a finding with `why` when it does not."""
+        if value is None:
+            return
+        res.measurements[name] = value
+        margins.append(_margin(value, limit))
+        if value < limit:
+            res.findings.append(D.reason(code, why.format(v=value, lim=limit)))
 
 
 def choose_mode(setting: str, device_driver: str, manifest: dict | None) -> tuple[str, str]:
