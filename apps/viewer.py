@@ -26,7 +26,7 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QHBoxLayout, QLabel, QMain
                              QWidget)
 
 from edge_fas.apps import overlay
-from edge_fas.apps.widgets import Banner, ImageView, ScoreBar
+from edge_fas.apps.widgets import Banner, ImageView, MapChooser, ScoreBar
 
 SIDE_VIEW_WIDTH = 320  # depth and IR are drawn small: subsample them to about this width first
 POLL_MS = 10  # poll faster than any camera so a new frame waits at most this long to be shown
@@ -51,7 +51,10 @@ def _frame_key(result):
 
 
 class ViewerWindow(QMainWindow):
-    """Colour view with overlay, banner, score bar, map toggle + legend, depth and IR views, status."""
+    """Colour view with overlay, banner, score bar, map toggle + chooser + legend, depth and IR views, status.
+
+    The maps are drawn on the artifact's calibrated absolute scale (its manifest's `maps.scales`), the
+    relief in millimetres: the same colour means the same value in every frame."""
 
     frame_shown = pyqtSignal(int)  # number of frames displayed so far
     source_ended = pyqtSignal()  # the pipeline stopped and its last frame is shown
@@ -77,9 +80,14 @@ class ViewerWindow(QMainWindow):
         self.colour = ImageView("waiting for the camera…", parent=self)
         self.banner = Banner(big=self.kiosk)
         self.score_bar = ScoreBar()
-        self.map_toggle = QCheckBox("Show trace / uncertainty map")
+        self.map_toggle = QCheckBox("Show map")
         self.map_toggle.setChecked(bool(getattr(gui, "show_maps", True)))
         self.map_toggle.toggled.connect(self._redraw)
+        self.map_kind = MapChooser()
+        self.map_kind.currentIndexChanged.connect(self._redraw)
+        runtime = getattr(pipeline, "runtime", None)
+        manifest = getattr(runtime, "manifest", None)
+        self.map_scales = ((manifest or {}).get("maps") or {}).get("scales") if isinstance(manifest, dict) else None
         self.legend_bar = ImageView("", min_size=QSize(160, 14))
         self.legend_bar.setFixedSize(160, 14)
         self.legend_bar.set_array(overlay.legend())
@@ -96,6 +104,7 @@ class ViewerWindow(QMainWindow):
 
         if not self.kiosk:
             QShortcut(QKeySequence("M"), self).activated.connect(self.map_toggle.toggle)
+            QShortcut(QKeySequence("T"), self).activated.connect(self.map_kind.cycle)
         QShortcut(QKeySequence("Esc"), self).activated.connect(self.close)
 
         self.timer = QTimer(self)
@@ -117,6 +126,7 @@ class ViewerWindow(QMainWindow):
             label.setWordWrap(True)
         legend = QHBoxLayout()
         legend.addWidget(self.map_toggle)
+        legend.addWidget(self.map_kind)
         legend.addWidget(self.legend_bar)
         legend.addWidget(self.legend_text, 1)
         main = QVBoxLayout()
@@ -139,6 +149,7 @@ class ViewerWindow(QMainWindow):
         if self.kiosk:  # kiosk: the banner and the view only; the operator cannot change anything
             self.side_panel.hide()
             self.map_toggle.hide()
+            self.map_kind.hide()
         self.resize(1000, 660)
 
     # --- updates -----------------------------------------------------------------------------
@@ -208,13 +219,15 @@ class ViewerWindow(QMainWindow):
         kind = None
         if frames is not None:
             image, kind = overlay.render_overlay(frames, verdict, show_map=self.map_toggle.isChecked(),
-                                                 alpha=self.alpha)
+                                                 map_kind=self.map_kind.kind, alpha=self.alpha,
+                                                 scales=self.map_scales)
             self.colour.set_array(image)
             if not self.kiosk:
                 self.depth.set_array(overlay.depth_view(frames, max_width=SIDE_VIEW_WIDTH))
                 self.ir.set_array(overlay.ir_view(frames, max_width=SIDE_VIEW_WIDTH))
         self.legend_bar.setVisible(kind is not None)
-        self.legend_text.setText(overlay.legend_caption(kind) if kind else "")
+        self.legend_text.setText(overlay.legend_caption(kind, overlay.map_scale(kind, self.map_scales))
+                                 if kind else "")
         name = None if verdict is None else verdict.verdict
         self.banner.set_verdict(name)
         self.score_bar.set_values(None if verdict is None else verdict.score,
@@ -240,6 +253,9 @@ class ViewerWindow(QMainWindow):
         decisions = _field(result, "fps_decisions")
         dropped = _field(result, "dropped")
         parts = [f"camera {camera}", f"display {self.display_fps():.1f} fps"]
+        mode = getattr(self.pipeline, "physics_mode", None)
+        if mode == "detector":  # no network trained for this camera: say so where the operator looks
+            parts.append("decided by the physics check (no model trained on real data)")
         if decisions is not None:
             parts.append(f"decisions {float(decisions):.1f}/s")
         if dropped is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -92,6 +93,20 @@ class Artifact:
     @property
     def threshold(self) -> float:
         return float(self.manifest["threshold"]["value"])
+
+    @cached_property
+    def calibration(self):
+        """The fitted score calibration (edge_fas.score_calibration); identity for an uncalibrated model."""
+        from edge_fas.score_calibration import ScoreCalibration
+        try:
+            return ScoreCalibration.from_dict(self.manifest.get("calibration"))
+        except ValueError as e:
+            raise ArtifactError(f"artifact {self.folder}: manifest 'calibration' section is invalid: {e}") from e
+
+    @property
+    def operating_point(self) -> dict | None:
+        """The manifest's operating point (target, threshold, validated_range, split, evidence), if recorded."""
+        return self.manifest.get("operating_point")
 
     @property
     def input_size(self) -> int:
@@ -214,4 +229,6 @@ def load_artifact(path_or_name: str | Path) -> Artifact:
         if sha256_file(p) != entry["sha256"]:
             raise ArtifactError(f"artifact file {p} does not match its sha256 in {MANIFEST}: it was changed or "
                                 "corrupted; restore the original or re-export the artifact")
-    return Artifact(folder=folder, manifest=manifest)
+    loaded = Artifact(folder=folder, manifest=manifest)
+    loaded.calibration  # noqa: B018  (a malformed calibration is refused at load, not at the first frame)
+    return loaded

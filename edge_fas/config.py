@@ -88,6 +88,22 @@ class DecisionConfig:
     max_distance_m: float = opt(1.5, "farthest working distance (m)", min=0.0)
     max_skew_ms: float = opt(40.0, "largest timestamp skew between streams of one frame set (ms)", min=0.0)
     max_frame_age_ms: float = opt(500.0, "older frames are stale (ms)", min=0.0)
+    # abstention and the physics check (issue 16: edge_fas.uncertainty, edge_fas.pipeline.physics)
+    abstain: bool = opt(True, "say unknown when the model's uncertainty at the face is above the artifact's "
+                              "calibrated level (frames scored as attacks stay attacks)")
+    abstain_level: float | None = opt(None, "abstention level; empty: the artifact's calibrated level", min=0.0)
+    physics: str = opt("auto", "physics check: auto (the model-free detector on a real camera when the model was "
+                               "trained on synthetic data only, else veto), veto (can only veto the network), "
+                               "detector (decides alone), off", choices=["auto", "veto", "detector", "off"])
+    physics_checks: list = opt(["relief", "ir", "eyes"], "physics checks to run: relief (depth), ir (near-IR "
+                                                         "level), eyes (dark pupils in IR)")
+    physics_min_relief_mm: float = opt(12.0, "a face flatter than this (mm off a plane) is a print or screen", min=0.0)
+    physics_min_nose_mm: float = opt(4.5, "a face whose nose stands less than this (mm) off a smooth curved "
+                                          "surface is a bent sheet", min=0.0)
+    physics_min_face_ir: float = opt(0.10, "a face darker than this share of the IR sensor's full scale is a "
+                                           "screen", min=0.0, max=1.0)
+    physics_min_pupil_contrast: float = opt(0.03, "pupils fainter than this in IR: unknown (printed eyes)",
+                                            min=0.0, max=1.0)
 
 
 @dataclass

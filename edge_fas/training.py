@@ -18,13 +18,15 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
-            ties, as timm's checkpoint saver keeps its best)}
+            ties, as timm's checkpoint saver keeps its best),
+            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE}
     out: runs/NAME
 
 Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
-is validated on the validation split with edge_fas.metrics; the operating threshold is the EER
-threshold of the *validation* scores and it is stored in the checkpoint meta together with the split,
-so test numbers use a threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
+is validated on the validation split with edge_fas.metrics. At the end the score calibration, the
+operating point (`train.target`, default the EER) and the abstention level are fitted on the
+*validation* split (edge_fas.operating_point) and stored in the checkpoint meta with the split, so
+test numbers use a calibration and threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
 
 Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
 (optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
@@ -68,7 +70,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
-              "min_lr_ratio": 0.01, "keep": "last"},
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
     "out": "runs/train",
 }
 
@@ -304,6 +306,10 @@ def train(cfg: dict) -> dict:
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
                          ("data.wmca", ("preprocessed", "raw"))):
         _check_choice(cfg, key, choices)
+    try:
+        metrics.parse_target(tc["target"])
+    except ValueError as e:
+        raise ConfigError(f"train.target: {e}") from None
     _check_attack_mix(cfg)
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
@@ -451,14 +457,25 @@ def train(cfg: dict) -> dict:
     if best is not None:  # train.keep: best
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
-    # final: threshold from validation, applied to test
-    val, _ = evaluate_crops(model, val_set, device=device)
-    thr = val["eer_threshold"]
-    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
+    # final: calibration, operating point and abstention fitted on validation, applied to the test sets
+    from edge_fas.operating_point import fit_decision_record
+    from edge_fas.score_calibration import ScoreCalibration
+    from edge_fas.scoring import model_scorer
+
+    scorer = model_scorer(model, params, device)
+    scored_val = scorer.score(val_set)
+    scored_tests = {name: scorer.score(cs) for name, cs in test_sets.items()}
+    # the record's test evidence comes from the first test set; every set's metrics are in metrics.json
+    record = fit_decision_record(scored_val, tc["target"], next(iter(scored_tests.values()), None))
+    thr, cal = record["operating_point"]["threshold"], ScoreCalibration.from_dict(record["calibration"])
+    val = metrics.evaluate(cal.apply_logits(scored_val.logits), val_set.label, val_set.species, threshold=thr)
+    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch,
+              "calibration": record["calibration"]}
     if test_sets:
         from edge_fas.data.build import weighted_average
 
-        tests = {name: evaluate_crops(model, cs, threshold=thr, device=device)[0] for name, cs in test_sets.items()}
+        tests = {name: metrics.evaluate(cal.apply_logits(scored_tests[name].logits), cs.label, cs.species,
+                                        threshold=thr) for name, cs in test_sets.items()}
         result["tests"] = {name: metrics.json_ready(m) for name, m in tests.items()}
         result["test_data"] = {name: cs.meta.get("data", "") for name, cs in test_sets.items()}
         if len(tests) == 1:
@@ -472,10 +489,13 @@ def train(cfg: dict) -> dict:
         vd = d["sessions"]["val"] if sess else (d["val_domains"] or train_domain_names(cfg))
         td = d["sessions"]["train"] if sess else train_domain_names(cfg)
         real = d["source"] == "datasets"
-        meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split "
+        target = record["operating_point"]["target"]
+        meta = {"threshold": thr, "threshold_source": f"operating point {target} on the validation split "
+                                                      "(calibrated scores)",
+                "threshold_split": f"{target} on the {d['source']} validation split "
                                    f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {len(val_set)} samples"
                                    f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
+                **{k: v for k, v in record.items() if k != "threshold"},
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                              "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],

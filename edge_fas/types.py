@@ -154,6 +154,7 @@ class Verdict:
     # where the verdict comes from (edge_fas.deployment.event_context): mode, camera kind and serial,
     # artifact digest, accepted risks, wall-clock time; serialised at the top level
     context: dict[str, Any] = field(default_factory=dict)
+    physics: Any = None  # the physics check's PhysicsResult (measurements, findings, maps), when it ran
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -172,6 +173,8 @@ class Verdict:
             d["truth"] = self.truth.to_dict()
         for k, v in self.context.items():
             d.setdefault(k, v)
+        if self.physics is not None:
+            d["physics"] = self.physics.to_dict()
         return d
 
     def to_json(self) -> str:

@@ -205,6 +205,7 @@ def run(args) -> int:
     record_error = None
     try:
         pipeline.start()
+        print(f"edge-fas run: physics check {pipeline.physics_mode} ({pipeline.physics_reason})", file=sys.stderr)
         if args.headless:
             restore_sigterm = _stop_on_sigterm()
             while pipeline.running:

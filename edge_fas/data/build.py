@@ -204,12 +204,12 @@ def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict
         domains = d["test_domains"]
         if not domains:
             return {}
-        from edge_fas.sim import get_domain
+        from edge_fas.data.synthetic import attack_probabilities
 
         cs = build_split(d, split, params, domains=domains)
         # the species the domains present, so one missing from a small sample shows as absent, not hidden
-        cs.meta["all_species"] = sorted({s for dom in domains for s, p in get_domain(dom).attack_probabilities().items()
-                                         if p > 0})
+        mix = d.get("attack_mix", "domain")
+        cs.meta["all_species"] = sorted({s for dom in domains for s, p in attack_probabilities(dom, mix).items() if p > 0})
         sets = {"+".join(domains): cs}
     missing = list(d.get("test_missing") or [])
     if missing:

@@ -10,7 +10,10 @@ registration takes an ROI) -> working-distance check -> crop. When no frame come
 camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts keep coming.
 
 judge thread (stage B): runtime inference -> DecisionPolicy -> Result, handed to `on_result` and kept
-for `latest()`. Inference of one frame overlaps the preparation of the next (numpy, OpenCV and the
+for `latest()`. Stage A also runs the physics check (edge_fas.pipeline.physics) on the registered
+face: its findings veto the network's score, or, in `detector` mode (a real camera with a model trained
+on synthetic data only), its score replaces the network's. Stage B hands the model's uncertainty at
+the face (edge_fas.uncertainty) to the policy, which abstains above the artifact's calibrated level. Inference of one frame overlaps the preparation of the next (numpy, OpenCV and the
 runtime release the GIL), and only this thread touches the decision policy. Any exception becomes a
 fault reason, never `live`. `process(frames)` runs both stages synchronously (tests, tools).
 """
@@ -33,9 +36,12 @@ from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import DecisionPolicy, reason
 from edge_fas.pipeline.integrity import IntegrityChecker
 from edge_fas.pipeline.mailbox import Mailbox
+from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
+from edge_fas.pipeline.physics import PhysicsCheck, choose_mode
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
+from edge_fas.uncertainty import face_statistic
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,8 @@ class _Prepared:
     box: tuple | None = None
     changed: bool = False
     crop: object = None
+    keypoints: object = None
+    physics: object = None  # PhysicsResult of this frame, when the check ran
     handed: float | None = None
     latency: dict = field(default_factory=dict)
 
@@ -144,7 +152,12 @@ class Pipeline:
         self.no_drop = bool(no_drop)
         self.on_result = None  # callable(Result), called from the processing thread
         self.on_frame = None  # callable(FrameSet), every captured frame, capture thread; must not block
-        self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold))
+        self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold),
+                                                 (getattr(runtime, "manifest", None) or {}).get("abstention"))
+        d = self.config.decision
+        self.physics = PhysicsCheck.from_config(d) if d.physics != "off" else None
+        self.physics_mode: str | None = "off" if d.physics == "off" else None  # decided once the camera is open
+        self.physics_reason = "decision.physics = off" if d.physics == "off" else ""
         self.integrity = IntegrityChecker.from_config(self.config)
         self.context = event_context(self.config, getattr(camera, "kind", None), getattr(runtime, "artifact", None))
         d = self.config.detector
@@ -171,6 +184,7 @@ class Pipeline:
             self._detector = FaceDetector(min_score=self.config.detector.min_score)
         if getattr(self.camera, "status", "connected") != "connected":
             self.camera.open()
+        self._decide_physics_mode(getattr(getattr(self.camera, "device", None), "driver", ""))
         self._threads = [threading.Thread(target=self._capture_loop, name="edge-fas-capture", daemon=True),
                          threading.Thread(target=self._prepare_loop, name="edge-fas-prepare", daemon=True),
                          threading.Thread(target=self._judge_loop, name="edge-fas-judge", daemon=True)]
@@ -208,6 +222,17 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _decide_physics_mode(self, driver: str) -> None:
+        """Network + physics veto, or the physics check alone (a real camera, a synthetic-only model)."""
+        if self.physics_mode is not None:
+            return
+        self.physics_mode, self.physics_reason = choose_mode(self.config.decision.physics, driver or "",
+                                                             getattr(self.runtime, "manifest", None))
+        if self.physics_mode == "detector":  # its own score scale: the policy judges it at its threshold
+            d = self.config.decision
+            self.policy = DecisionPolicy(PHYSICS_THRESHOLD, d.window, d.min_live_frames, d.hysteresis)
+        log.info("physics check: %s (%s)", self.physics_mode, self.physics_reason)
 
     # -- results -------------------------------------------------------------------------------
     def counters(self) -> dict:
@@ -380,7 +405,8 @@ class Pipeline:
         return frames, self.judge(self.prepare(frames))
 
     def prepare(self, frames: FrameSet) -> "_Prepared":
-        """Stream checks, face detection and tracking, registration, working distance and crop.
+        """Stream checks, face detection and tracking, registration, working distance, crop and the
+        physics check.
 
         Colour is the same before and after registration, so on a bright colour image the face is found
         first and only its surroundings are registered (when the registration takes an ROI); in the dark,
@@ -412,6 +438,7 @@ class Pipeline:
         depth_m = reg.depth_m() if reg is not None and reg.registered else None
         chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
         p.box, p.changed = self.tracker.update(chosen.box if chosen is not None else None)
+        p.keypoints = getattr(chosen, "keypoints", None)
         lap("detection")
         if reg is None and p.box is not None:
             reg, fault = self._try_register(frames, p.box)
@@ -427,6 +454,13 @@ class Pipeline:
             except Exception as e:
                 p.faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
             lap("crop")
+            if self.physics is not None:
+                self._decide_physics_mode(frames.device.driver)  # direct process() calls: decided here
+                try:
+                    p.physics = self.physics.check(reg, p.box, p.keypoints)
+                except Exception as e:  # a bug in a check must not let a frame through unchecked
+                    p.faults.append(reason(D.PIPELINE_ERROR, f"physics check failed: {e!r}"))
+                lap("physics")
         return p
 
     def judge(self, p: "_Prepared") -> Verdict:
@@ -439,11 +473,21 @@ class Pipeline:
             self.policy.reset()  # a new face: its window starts empty
         if p.frames is None:  # stall or disconnect: no frame to judge
             return self.policy.decide(None, p.faults)
-        out, score = None, None
-        if p.crop is not None:
+        out, score, uncertainty = None, None, None
+        if p.physics is not None:
+            p.faults += [f for f in p.physics.findings if f not in p.faults]  # the physics check can only veto
+        if self.physics_mode == "detector":  # no network trained for this camera: the physics check decides
+            if p.crop is not None:
+                score = None if p.physics is None else p.physics.score
+                if score is None:
+                    p.faults.append(reason(D.PHYSICS_UNMEASURED, "the physics check could not measure this face "
+                                                                 "(no depth or IR on it)"))
+        elif p.crop is not None:
             try:
                 out = self.runtime.infer(p.crop.as_batch())
                 score = float(np.asarray(out.score).reshape(-1)[0])
+                stat = face_statistic(out)
+                uncertainty = None if stat is None else (stat[0], float(stat[1][0]))
             except Exception as e:
                 p.faults.append(reason(D.RUNTIME_ERROR, f"{type(e).__name__}: {e}"))
             now = self.clock()
@@ -452,7 +496,8 @@ class Pipeline:
         frames = p.frames
         frame_ids = {"counter": frames.counter, "timestamp_ms": frames.timestamp_ms,
                      "counters": dict(frames.counters)}
-        verdict = self.policy.decide(score, p.faults, frame=frame_ids, truth=frames.truth, box=p.box, output=out)
+        verdict = self.policy.decide(score, p.faults, uncertainty=uncertainty, frame=frame_ids, truth=frames.truth,
+                                     box=p.box, output=out, physics=p.physics)
         end = self.clock()
         p.latency["decision"] = (end - p.mark) * 1000.0
         p.latency["total"] = (end - p.start) * 1000.0 + (p.age_ms or 0.0)
