@@ -53,6 +53,7 @@ from torch import nn
 
 from edge_fas.errors import ConfigError
 from edge_fas.models.steps import adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.pretrained import load_pretrained
 from edge_fas.models.vit import Block, VisionTransformer, load_timm_vit
 
 PRESETS = {
@@ -122,6 +123,8 @@ def mine_pairs(sim: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, to
 class MMFAS(nn.Module):
     name = "mmfas"
     output_names = ("logits", "score")
+    pretrained_layouts = ("timm-vit", "torchvision-vit")
+    supports_accumulation = True  # train_step(..., accumulate=k, apply=...): see the trainer
 
     def __init__(self, preset: str = "paper", pretrained=None, **overrides):
         super().__init__()
@@ -159,7 +162,7 @@ class MMFAS(nn.Module):
             nn.Linear(cfg["head_width"], 1),
         )
         if pretrained:
-            self.load_pretrained(pretrained)
+            load_pretrained(self, pretrained)
 
     def load_pretrained(self, path) -> dict:
         """Initialise the three encoders from one timm ViT state dict of the same width (rare at 270;
@@ -248,8 +251,8 @@ class MMFAS(nn.Module):
     def make_optimisers(self, lr=None, weight_decay=None) -> dict:
         return adamw_optimisers(self, lr, weight_decay)
 
-    def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
-        return single_train_step(self, batch, optimisers, scaler)
+    def train_step(self, batch: dict, optimisers: dict, scaler=None, accumulate: int = 1, apply: bool = True) -> dict:
+        return single_train_step(self, batch, optimisers, scaler, accumulate, apply)
 
 
 def build(preset: str = "paper", **overrides) -> MMFAS:
