@@ -28,7 +28,7 @@ from torch import nn
 from edge_fas.errors import ConfigError
 from edge_fas.models.pretrained import load_pretrained
 from edge_fas.models.resnet import RESNET50_LAYERS, ResNet
-from edge_fas.models.steps import MODALITY_CHANNELS, MODALITY_ORDER, adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.steps import MODALITY_CHANNELS, adamw_optimisers, bce, masked_inputs, merge_config, modality_subset, scores, single_train_step
 from edge_fas.models.vit import VisionTransformer, load_timm_vit
 
 ALL = ("rgb", "depth", "ir")
@@ -42,13 +42,6 @@ RESNET_PRESETS = {
 }
 TRAINING = dict(optimiser="AdamW", lr=1e-4, weight_decay=1e-2, schedule="cosine", warmup_fraction=0.1,
                 epochs=30, batch_size=64, class_balanced_batches=True, source="edge-fas choice (no published recipe)")
-
-
-def _modalities(name: str, value) -> tuple[str, ...]:
-    mods = (value,) if isinstance(value, str) else tuple(value)
-    if not mods or len(set(mods)) != len(mods) or any(m not in ALL for m in mods):
-        raise ConfigError(f"{name}: modalities must be distinct names among {list(ALL)} (e.g. ['rgb'] or ['rgb', 'depth', 'ir']); got {value!r}")
-    return tuple(m for m in MODALITY_ORDER if m in mods)
 
 
 class ChannelReduce(nn.Conv2d):
@@ -76,7 +69,7 @@ class Baseline(nn.Module):
 
     def _setup(self, preset: str, presets: dict, overrides: dict):
         cfg = merge_config(self.name, presets, preset, overrides)
-        cfg["modalities"] = _modalities(self.name, cfg["modalities"])
+        cfg["modalities"] = modality_subset(self.name, cfg["modalities"])
         self.preset, self.config = preset, cfg
         self.input_size = cfg["input_size"]
         self.modalities = cfg["modalities"]

@@ -21,6 +21,16 @@ def merge_config(name: str, presets: dict, preset: str, overrides: dict) -> dict
     return {**presets[preset], **overrides}
 
 
+def modality_subset(name: str, value) -> tuple[str, ...]:
+    """A model's `modalities` option as a tuple in RGB, depth, IR order; ConfigError naming the model
+    for an empty, repeated or unknown entry."""
+    mods = (value,) if isinstance(value, str) else tuple(value)
+    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITY_ORDER for m in mods):
+        raise ConfigError(f"{name}: modalities must be distinct names among {list(MODALITY_ORDER)} "
+                          f"(e.g. ['rgb'] or ['rgb', 'depth', 'ir']); got {value!r}")
+    return tuple(m for m in MODALITY_ORDER if m in mods)
+
+
 def present_mask(rgb: torch.Tensor, present) -> torch.Tensor:
     """(B, 3) float mask of present modalities (all ones when present is None)."""
     if present is None:
