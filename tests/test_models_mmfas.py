@@ -94,12 +94,15 @@ def test_icl_loss_lower_for_matched_than_shuffled():
     assert matched < 0.1 < shuffled
 
 
+PAIR_LABEL = torch.tensor([0, 0, 1, 1])
+PAIR_SIM = torch.tensor([[0.9, 0.1, 0.5, 0.7],
+                         [0.2, 0.8, 0.6, 0.3],
+                         [0.4, 0.0, 0.9, 0.2],
+                         [0.1, 0.3, 0.5, 0.6]])
+
+
 def test_hard_pair_mining_picks_hardest_negative_and_positive():
-    label = torch.tensor([0, 0, 1, 1])
-    sim = torch.tensor([[0.9, 0.1, 0.5, 0.7],
-                        [0.2, 0.8, 0.6, 0.3],
-                        [0.4, 0.0, 0.9, 0.2],
-                        [0.1, 0.3, 0.5, 0.6]])
+    label, sim = PAIR_LABEL, PAIR_SIM
     ri, oi, same = mine_pairs(sim, label)
     pairs = {(int(a), int(b), int(s)) for a, b, s in zip(ri, oi, same)}
     assert len(ri) == 8
@@ -212,11 +215,7 @@ def test_bad_options_name_the_fix():
 
 # ---- ablation switches (Table 2): mining mode, modality subsets ------------------------------------
 def test_mining_modes_hnm_only_and_every_pair():
-    label = torch.tensor([0, 0, 1, 1])
-    sim = torch.tensor([[0.9, 0.1, 0.5, 0.7],
-                        [0.2, 0.8, 0.6, 0.3],
-                        [0.4, 0.0, 0.9, 0.2],
-                        [0.1, 0.3, 0.5, 0.6]])
+    label, sim = PAIR_LABEL, PAIR_SIM
     ri, oi, same = mine_pairs(sim, label, "hnm")
     pairs = {(int(a), int(b), int(s)) for a, b, s in zip(ri, oi, same)}
     assert pairs == {(0, 3, 0), (1, 2, 0), (2, 0, 0), (3, 1, 0), (0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)}

@@ -20,14 +20,6 @@ from edge_fas.models.vit import resize_pos_embed
 VIT = dict(input_size=32, width=24, depth=2, heads=2)  # the vit baseline, tiny
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _r(*shape, gen):
     return torch.randn(*shape, generator=gen)
 
