@@ -390,6 +390,7 @@ def test_torchvision_vit_layout_maps_to_the_same_weights():
 
 # ---- issue 15: the step gives the same numbers as before, faster and without host syncs ---------
 import copy  # noqa: E402
+import hashlib  # noqa: E402
 import math  # noqa: E402
 
 import torch.nn.functional as F  # noqa: E402
@@ -566,7 +567,10 @@ def test_stacked_shared_blocks_give_the_per_modality_outputs():
     for mod in mmdg.MODALITIES:
         torch.testing.assert_close(enc["features"][mod], feats[mod], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(enc["certainty"][mod], cert[mod], rtol=1e-5, atol=1e-6)
-    assert set(m.state_dict()) == set(tiny(depth=3).state_dict())  # key names unchanged
+    # state-dict keys as before the change (the sha256 of the sorted names, computed on commit
+    # b1db9b2), so existing checkpoints and the timm mapping still load
+    keys = sorted(m.state_dict())
+    assert len(keys) == 222 and hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16] == "c68ab86059391578"
 
 
 def _deterministic(**kw):
