@@ -2,7 +2,9 @@
 
 A training config is YAML with four sections (defaults in DEFAULTS; unknown keys are errors):
 
-    model: {name: spoof_trace, preset: edge, overrides: {}}
+    model: {name: spoof_trace, preset: edge, overrides: {},
+            pretrained: null | PATH (a timm / torchvision ViT or ResNet-50 weights file, safetensors or .pth:
+            loaded into the backbone, and its RGB mean/std become the crops' normalisation)}
     data:  {source: synthetic | sessions | datasets,
             protocol: null (datasets: a protocol name, edge_fas/data/protocols.py), root: null (datasets: the
             folder holding the public datasets), lists: null (the protocol lists' folder; default: root),
@@ -60,7 +62,7 @@ from edge_fas.errors import ConfigError
 __all__ = ["DEFAULTS", "load_train_config", "apply_overrides", "train", "predict", "build_data", "seed_everything"]
 
 DEFAULTS = {
-    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}},
+    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
     "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
              "detect": False, "wmca": "preprocessed",
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
@@ -340,10 +342,20 @@ def train(cfg: dict) -> dict:
         if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
             overrides["num_domains"] = len(train_domain_names(cfg))
             model = build(mc["name"], mc["preset"], **overrides)
+    # RGB normalisation: what the pretrained backbone was trained with, or what the fine-tuned
+    # checkpoint's crops had; it travels on in the checkpoint meta and the exported artifact
+    rgb_norm = {k: v for k, v in (info["meta"].get("preprocess") or {}).items() if k in ("rgb_mean", "rgb_std")} \
+        if tc["init_from"] else {}
+    if mc.get("pretrained"):  # .get: a whole model section given as an override may lack the key
+        from edge_fas.models.pretrained import load_pretrained
+
+        if tc["init_from"]:
+            raise ConfigError("model.pretrained and train.init_from both initialise the model; give one of them")
+        rgb_norm = load_pretrained(model, mc["pretrained"])["normalisation"]
     if world > 1:
         _broadcast_params(model)
     model.to(device)
-    params = PreprocessParams(size=int(model.input_size))
+    params = PreprocessParams.from_dict({"size": int(model.input_size), **rgb_norm})
 
     opt_kw = {k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None}
     optimisers = model.make_optimisers(**opt_kw)
@@ -354,9 +366,9 @@ def train(cfg: dict) -> dict:
         for o in optimisers.values():
             _average_grads_before_step(o, world)
     accumulate = int(tc["accumulate"])
-    if accumulate > 1 and len(optimisers) > 1:
-        raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
-                          "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
+    if accumulate > 1 and not getattr(model, "supports_accumulation", False):  # its train_step must do it
+        raise ConfigError(f"train.accumulate={accumulate}: {mc['name']}'s train_step does not implement gradient "
+                          f"accumulation (it steps {len(optimisers)} optimiser(s) its own way); use 1")
     from edge_fas.data.build import build_test_sets
 
     show = main and tc["progress"]
@@ -394,7 +406,7 @@ def train(cfg: dict) -> dict:
     log = _Log(out / "log.jsonl" if main else None)
     max_steps = tc["max_steps_per_epoch"]
     total_steps = min(len(loader), int(max_steps)) if max_steps else len(loader)
-    updates_per_epoch = max(total_steps // accumulate, 1)
+    updates_per_epoch = -(-total_steps // accumulate)  # an epoch's last, shorter group also steps
 
     def schedule(update: int) -> float:
         return lr_factor(tc["schedule"], update, int(tc["epochs"]) * updates_per_epoch,
@@ -417,11 +429,12 @@ def train(cfg: dict) -> dict:
             for o in optimisers.values():
                 for g in o.param_groups:
                     g["lr"] = g["initial_lr"] * factor
-            if accumulate > 1:
-                terms = _accumulating_step(model, batch, optimisers, step, accumulate, scaler)
-            else:
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    terms = model.train_step(batch, optimisers, scaler=scaler)
+            # the model's own step in every case (MMDG's ReGrad included); accumulating ones step the
+            # optimiser on every accumulate-th batch and on the epoch's last
+            acc = {"accumulate": accumulate, "apply": (step + 1) % accumulate == 0 or step == total_steps - 1} \
+                if accumulate > 1 else {}
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                terms = model.train_step(batch, optimisers, scaler=scaler, **acc)
             if not math.isfinite(terms["total"]):
                 raise RuntimeError(f"training diverged at epoch {epoch} step {step}: loss {terms['total']}; "
                                    "lower train.lr")
@@ -528,21 +541,3 @@ def _loading_progress(what: str):
     from edge_fas.progress import Progress
 
     return Progress(f"loading {what} samples", 1).callback
-
-
-def _accumulating_step(model, batch, optimisers, step, accumulate, scaler):
-    """Gradient accumulation for single-optimiser models: loss / k backpropagated, one step per k batches."""
-    (opt,) = optimisers.values()
-    model.train()
-    out = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
-    terms = model.loss(batch, out)
-    loss = terms["total"] / accumulate
-    (scaler.scale(loss) if scaler else loss).backward()
-    if (step + 1) % accumulate == 0:
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-    return {k: float(v.detach()) for k, v in terms.items()}

@@ -44,7 +44,7 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert meta["training"]["domains"] == ["cefa"]
     # calibration and the operating point are fitted on validation and recorded with their split
     assert meta["calibration"]["method"] in ("temperature", "platt", "isotonic")
-    assert "split val" in meta["calibration"]["split"] and "held_out" in meta["calibration"]["fit"]
+    assert "val split" in meta["calibration"]["split"] and "held_out" in meta["calibration"]["fit"]
     op = meta["operating_point"]
     assert op["target"] == "eer" and op["threshold"] == meta["threshold"]
     assert op["validated_range"][0] <= op["threshold"] <= op["validated_range"][1]
