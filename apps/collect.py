@@ -9,33 +9,28 @@ writer thread; when the disk cannot keep up the take is stopped cleanly and the 
 from __future__ import annotations
 
 import queue
-import re
-import secrets
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_fas.errors import EdgeFasError
+from edge_fas.labels import SPECIES, SUBJECT_ID, consent_problem, label_of, new_subject_id, species_problem, \
+    subject_problem
 from edge_fas.types import MODALITIES, FrameSet
 
-SPECIES = ("bona_fide", "print", "replay", "rigid_mask", "paper_mask", "flexible_mask", "partial")
-# Pseudonymous ids only: letters, digits, '-' and '_', no spaces or '@' (so no names or e-mail addresses).
-SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
+__all__ = ["SPECIES", "SUBJECT_ID", "CollectError", "TakeSpec", "FaceCheck", "TakeRecorder", "face_check",
+           "new_subject_id", "open_session_writer", "record_take"]
 
 
 class CollectError(EdgeFasError):
     """A take cannot start or continue (bad labels, no consent, disk too slow)."""
 
 
-def new_subject_id() -> str:
-    """A fresh random pseudonym such as 'S-3f9a1c'; the operator keeps any mapping to people offline."""
-    return "S-" + secrets.token_hex(3)
-
-
 @dataclass
 class TakeSpec:
-    """The labels of one take. label follows the project convention: 1 attack, 0 bona fide."""
+    """The labels of one take. label follows the project convention: 1 attack, 0 bona fide.
+    `synthetic`: the source is the synthetic rig (no person in view, so no consent needed)."""
 
     subject_id: str
     species: str = "bona_fide"
@@ -43,23 +38,18 @@ class TakeSpec:
     domain: str = ""
     notes: str = ""
     consent: bool = False
+    synthetic: bool = False
 
     @property
     def label(self) -> int:
-        return 0 if self.species == "bona_fide" else 1
+        return label_of(self.species)
 
     def problems(self) -> list[str]:
-        """Why this take may not be recorded (empty when it may). Each names the field and the fix."""
-        out = []
-        if not SUBJECT_ID.match(self.subject_id or ""):
-            out.append(f"subject id {self.subject_id!r} is not a pseudonym: use 2-32 letters, digits, '-' "
-                       f"or '_' (for example {new_subject_id()}), never a name or e-mail address")
-        if self.species not in SPECIES:
-            out.append(f"species {self.species!r} is unknown; choose one of {', '.join(SPECIES)}")
-        if self.species == "bona_fide" and not self.consent:
-            out.append("a bona fide subject must give consent before recording: confirm consent "
-                       "(--consent on the command line, the consent box in the app)")
-        return out
+        """Why this take may not be recorded (empty when it may). Each names the field and the fix
+        (the rules of edge_fas.labels, shared with `edge-fas record`)."""
+        found = (subject_problem(self.subject_id), species_problem(self.species),
+                 consent_problem(self.consent, self.synthetic))
+        return [p for p in found if p]
 
     def check(self) -> None:
         problems = self.problems()
@@ -205,7 +195,8 @@ def open_session_writer(path, camera, spec: TakeSpec, retention_days: int, opera
                            "(the session records the date by which it must be deleted)")
     delete_after = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=retention_days)).isoformat()
     return SessionWriter(path, camera.device, camera.calibration, site=spec.site, domain=spec.domain,
-                         operator=operator, retention_days=retention_days, extra={"delete_after": delete_after})
+                         operator=operator, retention_days=retention_days, extra={"delete_after": delete_after},
+                         require_consent=not spec.synthetic)
 
 
 def record_take(frames_iter, writer, spec: TakeSpec, n_frames: int, detector=None, wait_frames: int = 0,

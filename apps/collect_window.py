@@ -65,6 +65,7 @@ class CollectWindow(QMainWindow):
                  retention_days: int = 365, detector=None, writer_factory=open_session_writer, parent=None):
         super().__init__(parent)
         self.camera = camera
+        self.synthetic = getattr(camera, "kind", None) == "synthetic"  # the rig shows nobody: no consent needed
         self.session_path = session_path
         self.retention_days = retention_days
         self.writer_factory = writer_factory
@@ -100,7 +101,7 @@ class CollectWindow(QMainWindow):
         self.site, self.domain = QLineEdit(spec.site), QLineEdit(spec.domain)
         self.notes = QPlainTextEdit(spec.notes)
         self.notes.setMaximumHeight(70)
-        self.consent = QCheckBox("Subject has given informed consent (required for bona fide)")
+        self.consent = QCheckBox("The person in view has given informed consent (required for every real camera)")
         self.consent.setChecked(spec.consent)
         self.n_frames = QSpinBox()
         self.n_frames.setRange(1, 100000)
@@ -150,7 +151,8 @@ class CollectWindow(QMainWindow):
     # --- state ---------------------------------------------------------------------------------
     def spec(self) -> TakeSpec:
         return TakeSpec(self.subject.text().strip(), self.species.currentText(), self.site.text().strip(),
-                        self.domain.text().strip(), self.notes.toPlainText().strip(), self.consent.isChecked())
+                        self.domain.text().strip(), self.notes.toPlainText().strip(), self.consent.isChecked(),
+                        synthetic=self.synthetic)
 
     def recording(self) -> bool:
         return self.capture.recorder is not None
@@ -199,8 +201,7 @@ class CollectWindow(QMainWindow):
         if summary["problem"]:
             text += f" — stopped early: {summary['problem']}"
         self.take_status.setText(text)
-        if summary["species"] == "bona_fide":  # consent is per subject: ask again for the next one
-            self.consent.setChecked(False)
+        self.consent.setChecked(False)  # consent is per person: ask again for the next take
         self.update_gate()
         return summary
 

@@ -2,7 +2,12 @@
 
 Everything takes and returns H x W x 3 uint8 RGB images. `render_overlay(frames, verdict)` is the one
 the viewer calls per displayed frame: the colour image with the face box coloured by verdict and the
-model's spoof-trace or uncertainty map blended over the face.
+model's spoof-trace or uncertainty map, or the physics check's depth-relief map, blended over the face.
+
+Maps are drawn on an absolute scale, the same for every frame: the artifact's `maps.scales` (0 to the
+validation 99th percentile of the map's pixels, edge_fas.uncertainty.fit_map_scales) for the trace and
+the uncertainty, 0-20 mm for the relief. Only a map without a recorded scale (an artifact exported
+before calibration) falls back to its own per-frame range, and its legend says "relative".
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from edge_fas.types import FrameSet, ModelOutput, Verdict
 # Verdict colours in RGB: green live, red attack, amber unknown (also used when there is no verdict yet).
 VERDICT_COLOURS = {"live": (40, 200, 70), "attack": (230, 40, 40), "unknown": (240, 170, 20)}
 NO_VERDICT_COLOUR = (150, 150, 150)
-MAP_KINDS = ("trace", "uncertainty")
+MAP_KINDS = ("trace", "uncertainty", "relief")
+RELIEF_SCALE_MM = (0.0, 20.0)  # height above the fitted smooth surface: a nose reaches 15-25 mm
 
 
 def verdict_colour(verdict: Verdict | None) -> tuple[int, int, int]:
@@ -73,18 +79,20 @@ def ir_view(frames: FrameSet, max_width: int | None = None) -> np.ndarray | None
     return cv2.cvtColor(np.ascontiguousarray(ir), cv2.COLOR_GRAY2RGB) if ir.ndim == 2 else ir
 
 
-def pick_map(output: ModelOutput | None, kind: str = "auto") -> tuple[str, np.ndarray] | None:
-    """The 2-D map to blend from a model output: ('trace', map) or ('uncertainty', map), or None.
+def pick_map(output: ModelOutput | None, kind: str = "auto", physics=None) -> tuple[str, np.ndarray] | None:
+    """The 2-D map to blend: ('trace', map), ('uncertainty', map) or ('relief', map), or None.
 
     trace (1, C, H, W) is reduced to its per-pixel magnitude; uncertainty (1, M, h, w) to the mean
-    over modalities. kind='auto' prefers the trace."""
-    if output is None:
-        return None
+    over modalities; relief is the physics check's height map (mm). kind='auto' prefers the trace,
+    then the uncertainty, then the relief."""
     kinds = MAP_KINDS if kind == "auto" else (kind,)
     for k in kinds:
         if k not in MAP_KINDS:
             raise ValueError(f"map kind {k!r}: expected one of {MAP_KINDS} or 'auto'")
-        a = getattr(output, k)
+        if k == "relief":
+            a = None if physics is None else getattr(physics, "maps", {}).get("relief")
+        else:
+            a = None if output is None else getattr(output, k)
         if a is None:
             continue
         a = np.asarray(a, dtype=np.float32)
@@ -94,6 +102,16 @@ def pick_map(output: ModelOutput | None, kind: str = "auto") -> tuple[str, np.nd
             a = np.sqrt((a ** 2).sum(axis=0)) if k == "trace" else a.mean(axis=0)
         return k, a
     return None
+
+
+def map_scale(kind: str, scales: dict | None) -> tuple[float, float] | None:
+    """(lo, hi) of the absolute colour scale for `kind`, or None (per-frame range) when none is recorded."""
+    if kind == "relief":
+        return RELIEF_SCALE_MM
+    s = (scales or {}).get(kind)
+    if not s:
+        return None
+    return float(s["lo"]), float(s["hi"])
 
 
 def clip_box(box, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -138,17 +156,23 @@ def legend(width: int = 160, height: int = 14) -> np.ndarray:
     return colormap(ramp, 0.0, 1.0, cmap=cv2.COLORMAP_JET)
 
 
-def legend_caption(kind: str) -> str:
-    # The map is scaled to its own maximum per frame, so the legend is relative, not absolute.
-    return {"trace": "spoof trace (relative): low \u2192 high",
-            "uncertainty": "uncertainty (relative): low \u2192 high"}[kind]
+def legend_caption(kind: str, scale: tuple[float, float] | None = None) -> str:
+    """The legend's words: what the map is and its absolute range (or 'relative' when it has none)."""
+    name = {"trace": "spoof trace", "uncertainty": "uncertainty", "relief": "depth relief"}[kind]
+    if scale is None:  # scaled to its own maximum per frame: the colours compare nothing across frames
+        return f"{name} (relative): low \u2192 high"
+    unit = " mm" if kind == "relief" else ""
+    source = "" if kind == "relief" else ", validation scale"
+    return f"{name}: {scale[0]:.3g} \u2192 {scale[1]:.3g}{unit}{source}"
 
 
 def render_overlay(frames: FrameSet, verdict: Verdict | None, show_map: bool = True,
-                   map_kind: str = "auto", alpha: float = 0.5) -> tuple[np.ndarray, str | None]:
+                   map_kind: str = "auto", alpha: float = 0.5,
+                   scales: dict | None = None) -> tuple[np.ndarray, str | None]:
     """The colour view for one displayed frame: (image, kind of blended map or None).
 
-    Frames without colour are shown as their IR (grey) so the operator still sees the scene."""
+    scales: the artifact's `maps.scales` ({kind: {lo, hi}}) for an absolute colour scale. Frames
+    without colour are shown as their IR (grey) so the operator still sees the scene."""
     if frames.rgb is not None:
         image = frames.rgb
     else:
@@ -159,10 +183,17 @@ def render_overlay(frames: FrameSet, verdict: Verdict | None, show_map: bool = T
         return image.copy(), None
     kind = None
     if show_map:
-        picked = pick_map(verdict.output, map_kind)
+        physics = getattr(verdict, "physics", None)
+        picked = pick_map(verdict.output, map_kind, physics)
         if picked is not None:
             kind, values = picked
-            image = blend_map(image, verdict.box, values, alpha)
+            scale = map_scale(kind, scales)
+            box = getattr(physics, "map_box", None) if kind == "relief" else verdict.box
+            if box is not None:
+                lo, hi = scale if scale is not None else (0.0, None)
+                image = blend_map(image, box, np.nan_to_num(values, nan=lo), alpha, lo=lo, hi=hi)
+            else:
+                kind = None
     return draw_box(image, verdict.box, verdict_colour(verdict)), kind
 
 

@@ -8,6 +8,11 @@ What the viewer reads from a pipeline Result (helper F's edge_fas.pipeline): `fr
 `verdict` (Verdict with box, score, threshold, reasons, latency_ms, output maps), `camera_status`
 (str) and the counters `fps_display`, `fps_decisions`, `dropped` (attributes, or keys of a
 `counters` dict). Missing pieces are shown as unknown rather than failing.
+
+The source is watched too: when the pipeline has stopped (`pipeline.running` false: the recording
+ended, the camera failed) or no new frame came for decision.max_frame_age_ms, the banner says
+NO CAMERA on the unknown colour, whatever the last verdict was: a kiosk never freezes on a LIVE.
+The camera status line stays visible in kiosk mode.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QHBoxLayout, QLabel, QMain
                              QWidget)
 
 from edge_fas.apps import overlay
-from edge_fas.apps.widgets import Banner, ImageView, ScoreBar
+from edge_fas.apps.widgets import Banner, ImageView, MapChooser, ScoreBar
 
 SIDE_VIEW_WIDTH = 320  # depth and IR are drawn small: subsample them to about this width first
 POLL_MS = 10  # poll faster than any camera so a new frame waits at most this long to be shown
@@ -46,9 +51,13 @@ def _frame_key(result):
 
 
 class ViewerWindow(QMainWindow):
-    """Colour view with overlay, banner, score bar, map toggle + legend, depth and IR views, status."""
+    """Colour view with overlay, banner, score bar, map toggle + chooser + legend, depth and IR views, status.
+
+    The maps are drawn on the artifact's calibrated absolute scale (its manifest's `maps.scales`), the
+    relief in millimetres: the same colour means the same value in every frame."""
 
     frame_shown = pyqtSignal(int)  # number of frames displayed so far
+    source_ended = pyqtSignal()  # the pipeline stopped and its last frame is shown
 
     def __init__(self, pipeline, config=None, kiosk: bool = False, poll_ms: int = POLL_MS, parent=None):
         super().__init__(parent)
@@ -59,15 +68,26 @@ class ViewerWindow(QMainWindow):
         self.frames_shown = 0
         self.last_result = None
         self._last_key = None
+        self._last_verdict = None
+        self.max_frame_age_s = float(getattr(getattr(config, "decision", None), "max_frame_age_ms", 500.0)) / 1000.0
+        self._new_frame_at: float | None = None  # monotonic time the newest frame was first shown
+        self.no_camera: str | None = None  # why the source is gone or quiet (None: it delivers)
+        self._no_camera_state: str | None = None  # None, "ended" or "quiet"
+        self._ended = False
         self._shown_at: deque[float] = deque(maxlen=60)
         self.setWindowTitle("edge-fas")
 
         self.colour = ImageView("waiting for the camera…", parent=self)
         self.banner = Banner(big=self.kiosk)
         self.score_bar = ScoreBar()
-        self.map_toggle = QCheckBox("Show trace / uncertainty map")
+        self.map_toggle = QCheckBox("Show map")
         self.map_toggle.setChecked(bool(getattr(gui, "show_maps", True)))
         self.map_toggle.toggled.connect(self._redraw)
+        self.map_kind = MapChooser()
+        self.map_kind.currentIndexChanged.connect(self._redraw)
+        runtime = getattr(pipeline, "runtime", None)
+        manifest = getattr(runtime, "manifest", None)
+        self.map_scales = ((manifest or {}).get("maps") or {}).get("scales") if isinstance(manifest, dict) else None
         self.legend_bar = ImageView("", min_size=QSize(160, 14))
         self.legend_bar.setFixedSize(160, 14)
         self.legend_bar.set_array(overlay.legend())
@@ -84,6 +104,7 @@ class ViewerWindow(QMainWindow):
 
         if not self.kiosk:
             QShortcut(QKeySequence("M"), self).activated.connect(self.map_toggle.toggle)
+            QShortcut(QKeySequence("T"), self).activated.connect(self.map_kind.cycle)
         QShortcut(QKeySequence("Esc"), self).activated.connect(self.close)
 
         self.timer = QTimer(self)
@@ -97,17 +118,21 @@ class ViewerWindow(QMainWindow):
         side.addWidget(self.depth)
         side.addWidget(QLabel("IR"))
         side.addWidget(self.ir)
-        side.addWidget(self.status)
+        if not self.kiosk:
+            side.addWidget(self.status)
         side.addWidget(self.latency)
         side.addStretch(1)
         for label in (self.status, self.latency):
             label.setWordWrap(True)
         legend = QHBoxLayout()
         legend.addWidget(self.map_toggle)
+        legend.addWidget(self.map_kind)
         legend.addWidget(self.legend_bar)
         legend.addWidget(self.legend_text, 1)
         main = QVBoxLayout()
         main.addWidget(self.banner)
+        if self.kiosk:  # the operator of a kiosk still sees whether the camera delivers
+            main.addWidget(self.status)
         main.addWidget(self.score_bar)
         main.addWidget(self.reasons)
         main.addWidget(self.colour, 1)
@@ -124,19 +149,53 @@ class ViewerWindow(QMainWindow):
         if self.kiosk:  # kiosk: the banner and the view only; the operator cannot change anything
             self.side_panel.hide()
             self.map_toggle.hide()
+            self.map_kind.hide()
         self.resize(1000, 660)
 
     # --- updates -----------------------------------------------------------------------------
     def poll(self) -> None:
-        """Called by the timer: redraw when the pipeline has a newer frame than the one shown."""
+        """Called by the timer: redraw when the pipeline has a newer frame or verdict than the one shown,
+        and say NO CAMERA when the source ended or went quiet."""
         result = self.pipeline.latest()
-        if result is None:
+        now = time.monotonic()
+        if result is not None:
+            key, verdict = _frame_key(result), getattr(result, "verdict", None)
+            if key != self._last_key:
+                self._last_key, self._last_verdict = key, verdict
+                self._new_frame_at = now
+                self.show_result(result)
+            elif verdict is not self._last_verdict:  # e.g. a stall verdict on the same (last) frame
+                self._last_verdict = verdict
+                self.last_result = result
+                self._redraw()
+        running = getattr(self.pipeline, "running", True)
+        camera = self.camera_status(result) if result is not None else "closed"
+        if not running:
+            self._set_no_camera("ended", f"the source ended (camera {camera})")
+            if not self._ended:
+                self._ended = True
+                self.source_ended.emit()
+        elif self._new_frame_at is not None and now - self._new_frame_at > self.max_frame_age_s:
+            self._set_no_camera("quiet", f"no new frame for more than {self.max_frame_age_s * 1000:.0f} ms "
+                                         f"(camera {camera})")
+        else:
+            self._set_no_camera(None, None)
+
+    def _set_no_camera(self, state: str | None, why: str | None) -> None:
+        """Enter or leave the NO CAMERA display; redraws only when the state changes."""
+        if state == self._no_camera_state:
             return
-        key = _frame_key(result)
-        if key == self._last_key:
-            return
-        self._last_key = key
-        self.show_result(result)
+        self._no_camera_state, self.no_camera = state, why
+        if self.last_result is not None:
+            self._redraw()
+        elif why is not None:  # ended before the first frame
+            self._show_no_camera()
+
+    def _show_no_camera(self) -> None:
+        self.banner.set_verdict("unknown", text="NO CAMERA")
+        self.score_bar.set_values(None, None)
+        self.reasons.setText(f"why: {self.no_camera}")
+        self.status.setStyleSheet("color: #c62828; font-weight: bold;")
 
     def show_result(self, result) -> None:
         self.last_result = result
@@ -160,13 +219,15 @@ class ViewerWindow(QMainWindow):
         kind = None
         if frames is not None:
             image, kind = overlay.render_overlay(frames, verdict, show_map=self.map_toggle.isChecked(),
-                                                 alpha=self.alpha)
+                                                 map_kind=self.map_kind.kind, alpha=self.alpha,
+                                                 scales=self.map_scales)
             self.colour.set_array(image)
             if not self.kiosk:
                 self.depth.set_array(overlay.depth_view(frames, max_width=SIDE_VIEW_WIDTH))
                 self.ir.set_array(overlay.ir_view(frames, max_width=SIDE_VIEW_WIDTH))
         self.legend_bar.setVisible(kind is not None)
-        self.legend_text.setText(overlay.legend_caption(kind) if kind else "")
+        self.legend_text.setText(overlay.legend_caption(kind, overlay.map_scale(kind, self.map_scales))
+                                 if kind else "")
         name = None if verdict is None else verdict.verdict
         self.banner.set_verdict(name)
         self.score_bar.set_values(None if verdict is None else verdict.score,
@@ -180,6 +241,8 @@ class ViewerWindow(QMainWindow):
         if self.status.styleSheet() != style:
             self.status.setStyleSheet(style)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
+        if self.no_camera is not None:  # no verdict stands without a camera behind it
+            self._show_no_camera()
 
     @staticmethod
     def camera_status(result) -> str:
@@ -190,6 +253,9 @@ class ViewerWindow(QMainWindow):
         decisions = _field(result, "fps_decisions")
         dropped = _field(result, "dropped")
         parts = [f"camera {camera}", f"display {self.display_fps():.1f} fps"]
+        mode = getattr(self.pipeline, "physics_mode", None)
+        if mode == "detector":  # no network trained for this camera: say so where the operator looks
+            parts.append("decided by the physics check (no model trained on real data)")
         if decisions is not None:
             parts.append(f"decisions {float(decisions):.1f}/s")
         if dropped is not None:
@@ -220,7 +286,7 @@ def run_gui(pipeline, config=None, fullscreen: bool = False, screenshot=None, sc
     The caller owns the pipeline (starts it before and stops it after). With `screenshot`, the window
     is saved as PNG after `screenshot_after` displayed frames and the GUI exits. `timeout_s` closes
     the window after that many seconds (tests and unattended demos); exit code 1 if a requested
-    screenshot was not taken by then.
+    screenshot was not taken by then, or when the source ended before it could be.
     """
     app = _application()
     window = ViewerWindow(pipeline, config, kiosk=fullscreen)
@@ -232,7 +298,12 @@ def run_gui(pipeline, config=None, fullscreen: bool = False, screenshot=None, sc
             taken["done"] = True
             window.close()
 
+    def on_source_ended() -> None:  # a screenshot that can no longer be taken: exit 1, do not hang
+        if not taken["done"]:
+            window.close()
+
     window.frame_shown.connect(on_frame)
+    window.source_ended.connect(on_source_ended)
     if window.kiosk:
         window.showFullScreen()
     else:

@@ -1,12 +1,12 @@
 """Small PyQt6 widgets shared by the viewer and the collect app: an image view fed with numpy RGB
-arrays, the score bar with the threshold marked, and the verdict banner."""
+arrays, the score bar with the threshold marked, the verdict banner and the map chooser."""
 
 from __future__ import annotations
 
 import numpy as np
 from PyQt6.QtCore import QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
-from PyQt6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PyQt6.QtWidgets import QComboBox, QLabel, QSizePolicy, QWidget
 
 from edge_fas.apps.overlay import NO_VERDICT_COLOUR, VERDICT_COLOURS
 
@@ -123,10 +123,32 @@ class Banner(QLabel):
         self.setMinimumHeight(140 if big else 50)
         self.set_verdict(None)
 
-    def set_verdict(self, verdict: str | None) -> None:
-        if getattr(self, "verdict", "") == verdict:
+    def set_verdict(self, verdict: str | None, text: str | None = None) -> None:
+        """Show `verdict` on its colour; `text` replaces the word (e.g. NO CAMERA on unknown)."""
+        text = text or ("WAITING" if verdict is None else self.TEXT[verdict])
+        if (getattr(self, "verdict", ""), self.text()) == (verdict, text):
             return  # restyling costs about a millisecond: only on a change
         colour = NO_VERDICT_COLOUR if verdict is None else VERDICT_COLOURS[verdict]
-        self.setText("WAITING" if verdict is None else self.TEXT[verdict])
+        self.setText(text)
         self.setStyleSheet(f"background: rgb{tuple(colour)}; color: white; border-radius: 6px;")
         self.verdict = verdict
+
+
+class MapChooser(QComboBox):
+    """Which map the viewer blends over the face: the model's spoof trace or uncertainty, or the physics
+    check's depth relief ('auto': the trace, else the uncertainty, else the relief)."""
+
+    KINDS = (("auto", "map: auto"), ("trace", "spoof trace"), ("uncertainty", "uncertainty"),
+             ("relief", "depth relief (physics)"))
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        for kind, text in self.KINDS:
+            self.addItem(text, kind)
+
+    @property
+    def kind(self) -> str:
+        return str(self.currentData())
+
+    def cycle(self) -> None:
+        self.setCurrentIndex((self.currentIndex() + 1) % self.count())

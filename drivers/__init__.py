@@ -45,7 +45,11 @@ def open_camera(spec: str, config=None) -> Camera:
         if e.name and e.name.startswith("edge_fas"):
             raise CameraError(f"camera kind {kind!r} is not available in this build of edge-fas ({e.name})") from e
         raise
-    return getattr(module, factory)(arg, config)
+    camera = getattr(module, factory)(arg, config)
+    # what opened it, whatever the recording claims about its device: production refuses synthetic
+    # and replay, and every verdict says which kind of source it judged
+    camera.kind = kind
+    return camera
 
 
 __all__ = ["Camera", "open_camera", "parse_spec", "DRIVERS"]

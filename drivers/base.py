@@ -20,6 +20,7 @@ class Camera:
     calibration: RigCalibration | None = None
     device: DeviceInfo = DeviceInfo()
     status: str = "connecting"
+    kind: str = "unknown"  # the spec's kind (realsense, synthetic, replay, ...), set by open_camera
 
     def open(self) -> "Camera":
         return self

@@ -16,6 +16,7 @@ in a temporary folder when the library's own folder lacks that layout.
 
 from __future__ import annotations
 
+import atexit
 import ctypes.util
 import glob
 import math
@@ -38,8 +39,22 @@ __all__ = ["OpenNICamera", "open_openni", "list_devices", "find_redist"]
 NOMINAL_HFOV_DEG = 60.0  # Astra-class depth/colour field of view, used when the device does not report one
 _state = {"initialized": False, "redist": None}
 # Debian's libDummyDevice crashes (a background thread, later) once a stream or the device is destroyed;
-# Dummy streams are therefore only stopped and kept alive here until the process ends.
+# Dummy streams are therefore only stopped and kept alive here until the process ends. The openni
+# package's own exit hook would still destroy them and call oniShutdown, which segfaults (exit code 139
+# after a clean run): `_skip_shutdown_with_dummy` stops it from doing that while Dummy objects are kept.
 _DUMMY_KEEPALIVE: list = []
+
+
+def _skip_shutdown_with_dummy() -> None:
+    """At exit, after a Dummy device was used: leave libOpenNI2 loaded (the OS reclaims it) instead of
+    letting openni2.unload() destroy the Dummy objects and call oniShutdown, which crashes."""
+    if not _state.get("dummy_used"):
+        return  # real devices only: they were closed by close(); the package's normal shutdown runs
+    try:
+        from openni import openni2
+        openni2._openni2_initialized = False  # its atexit unload() then returns at once
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
 
 
 def find_redist() -> str:
@@ -145,6 +160,10 @@ class OpenNICamera(Camera):
                 self._dev.playback.set_speed(-1)  # as fast as read: every frame, in order
                 self._dev.playback.set_repeat_enabled(False)
             elif self.uri:
+                if self.uri.lower() == "dummy" and not _state.get("dummy_used"):
+                    # registered after the openni package's own exit hook (imported earlier): runs before it
+                    atexit.register(_skip_shutdown_with_dummy)
+                    _state["dummy_used"] = True
                 self._dev = openni2.Device(self.uri.encode())
             else:
                 uris = openni2.Device.enumerate_uris()

@@ -4,8 +4,11 @@
 - a librealsense recording (.db3 or .bag): through the RealSense driver with set_real_time(False)
 - an OpenNI2 recording (.oni): through the OpenNI2 driver's playback
 
-Replay is as fast as it is consumed (deterministic and frame-exact) unless realtime=True, which paces
-session frames by their recorded timestamps.
+Replay is as fast as it is consumed unless realtime=True, which paces session frames by their
+recorded timestamps (`run --paced`); `run --no-drop` makes the pipeline judge every frame in order.
+A session frame that cannot be read (a deleted modality folder, a corrupt PNG) comes as a frame set
+without images and meta["corrupt"] saying why: the pipeline judges it `unknown` (recording_corrupt)
+and the replay goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ __all__ = ["SessionCamera", "open_replay"]
 
 class SessionCamera(Camera):
     """A session folder as a camera."""
+
+    kind = "replay"
 
     def __init__(self, path: str | Path, realtime: bool = False, take: str | None = None):
         self.path, self.realtime, self.take = Path(path), realtime, take
@@ -47,7 +52,7 @@ class SessionCamera(Camera):
         if self._reader is None:
             raise CameraError(f"replay of {self.path} is not open; use it as a context manager")
         start, first = time.monotonic(), None
-        for frames in self._reader.frames(take=self.take):
+        for frames in self._reader.frames(take=self.take, corrupt_ok=True):
             if self.status == "closed":
                 return
             if self.realtime and frames.timestamp_ms is not None:

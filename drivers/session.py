@@ -25,9 +25,13 @@ Writing (one thread; drivers/recorder.py puts it behind a queue for live capture
     w.end_take()
     w.close()                     # or use `with SessionWriter(...) as w:`
 
-Labels: `species` is "bona_fide" or an attack species (print, replay, rigid_mask, ...); `label` is
-0 (bona fide) or 1 (attack) and is derived from species when omitted. Real subjects need
-consent=True (refused otherwise); a subject id must be pseudonymous (no spaces or '@').
+Labels (the rules of edge_fas.labels, shared with `record` and `collect`): `species` is "bona_fide"
+or an attack species (print, replay, rigid_mask, ...; "attack" when only label=1 is given); `label`
+is 0 (bona fide) or 1 (attack) and is derived from species when omitted. With require_consent (every
+source but the synthetic rig) each take needs consent=True; a subject id must be a pseudonym.
+
+Confinement: a reader only opens files inside the session folder. A take id or a frame's file path
+in session.yaml / frames.jsonl that points elsewhere (absolute, '..', a symlink out) is refused.
 
 Reading:
 
@@ -39,6 +43,8 @@ Reading:
     r.frames(take="0002") # one take only;  len(r) = number of whole frames
     r.index()             # [(take_id, frame_index), ...] of every whole frame, for random access:
     r.load("0002", 17)    # one FrameSet (a torch Dataset wraps index() + load())
+    r.frames(corrupt_ok=True)  # a frame that cannot be read comes as a FrameSet without images and
+                               # meta["corrupt"] saying why (replay judges it `unknown`), not an exception
 """
 
 from __future__ import annotations
@@ -57,14 +63,15 @@ import yaml
 
 from edge_fas.calibration.rig import RigCalibration
 from edge_fas.errors import CalibrationError, RecordingError
+from edge_fas.labels import BONA_FIDE, SUBJECT_ID, consent_problem, species_problem
 from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
 
 __all__ = ["SessionWriter", "SessionReader", "TakeInfo", "is_session", "FORMAT", "VERSION"]
 
 FORMAT = "edge-fas-session"
 VERSION = 1
-BONA_FIDE = "bona_fide"
-_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+GENERIC_ATTACK = "attack"  # the species of a take given only label=1
+_TAKE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # a folder name under takes/, never a path
 
 
 def is_session(path: str | Path) -> bool:
@@ -112,7 +119,9 @@ def _resolve_label(label, species) -> tuple[int, str]:
     if label is not None and label not in (0, 1):
         raise RecordingError(f"begin_take: label {label!r} must be 0 (bona fide) or 1 (attack)")
     if species is None:
-        species = BONA_FIDE if label == 0 else "attack"
+        species = BONA_FIDE if label == 0 else GENERIC_ATTACK
+    elif species_problem(species):
+        raise RecordingError(f"begin_take: {species_problem(species)}")
     derived = 0 if species == BONA_FIDE else 1
     if label is not None and int(label) != derived:
         raise RecordingError(f"begin_take: label {label} contradicts species {species!r} "
@@ -162,12 +171,12 @@ class SessionWriter:
             self.end_take()
         label, species = _resolve_label(label, species)
         subject_id = str(subject_id or "")
-        if subject_id and not _SUBJECT_RE.match(subject_id):
+        if subject_id and not SUBJECT_ID.match(subject_id):
             raise RecordingError(f"begin_take: subject_id {subject_id!r} must be a pseudonymous code "
-                                 "(letters, digits, _ . -; no names or e-mail addresses)")
-        if self.require_consent and species == BONA_FIDE and not consent:
-            raise RecordingError("begin_take: a bona fide take records a real person; pass consent=True once "
-                                 "their consent is on file (or require_consent=False for synthetic data)")
+                                 "(2-32 letters, digits, '-' or '_'; no names or e-mail addresses)")
+        problem = consent_problem(consent, synthetic=not self.require_consent)
+        if problem:
+            raise RecordingError(f"begin_take: {problem} (consent=True; require_consent=False for synthetic data)")
         take = TakeInfo(id=f"{len(self.takes) + 1:04d}", label=label, species=species, subject_id=subject_id,
                         consent=bool(consent), notes=notes, started=_now(), extra=_jsonable(extra))
         self.takes.append(take)
@@ -288,8 +297,13 @@ class SessionReader:
             raise RecordingError(str(e)) from e
         self.takes: list[TakeInfo] = []
         self._cache: dict[str, list[dict]] = {}
+        self._root = self.path.resolve()
         for t in doc.get("takes") or []:
             info = TakeInfo(**{k: v for k, v in t.items() if k in TakeInfo.__dataclass_fields__})
+            info.id = str(info.id)
+            if not _TAKE_ID.match(info.id) or not self._inside(self.path / "takes" / info.id):
+                raise RecordingError(f"{yml}: take id {info.id!r} is not a plain folder name inside the session "
+                                     "(letters, digits, '-', '_'); the session file was edited or damaged")
             info.frames = len(self._lines(info.id))  # the truth on disk, also for an interrupted take
             self.takes.append(info)
 
@@ -333,33 +347,62 @@ class SessionReader:
     def __iter__(self) -> Iterator[FrameSet]:
         return self.frames()
 
-    def frames(self, take: str | None = None) -> Iterator[FrameSet]:
+    def frames(self, take: str | None = None, corrupt_ok: bool = False) -> Iterator[FrameSet]:
+        """Every frame set (of one take); corrupt_ok: see the module docstring."""
         takes = self.takes if take is None else [t for t in self.takes if t.id == take]
         if take is not None and not takes:
             raise RecordingError(f"session {self.path} has no take {take!r}; takes: {[t.id for t in self.takes]}")
         for info in takes:
             for line in self._lines(info.id):
-                yield self._frame(info, line)
+                yield self._frame(info, line, corrupt_ok)
 
-    def _frame(self, info: TakeInfo, line: dict) -> FrameSet:
+    def _inside(self, path: Path) -> bool:
+        """Is `path` (symlinks followed) inside the session folder?"""
+        try:
+            return path.resolve().is_relative_to(self._root)
+        except (OSError, RuntimeError):  # a symlink loop
+            return False
+
+    def _frame(self, info: TakeInfo, line: dict, corrupt_ok: bool = False) -> FrameSet:
         folder = self.path / "takes" / info.id
-        images = {}
-        for m, rel in line.get("files", {}).items():
-            img = cv2.imread(str(folder / rel), cv2.IMREAD_UNCHANGED)
+        images, problem = {}, None
+        files = line.get("files", {})
+        for m, rel in (files.items() if isinstance(files, dict) else ()):
+            path = folder / str(rel)
+            if m not in ("rgb", "depth", "ir") or not self._inside(path):
+                problem = (f"session {self.path}: frame {line.get('index')} of take {info.id} names {m}: {rel!r}, "
+                           "which is not an image inside the session folder")
+                break
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if img is None:
-                raise RecordingError(f"session {self.path}: frame image {folder / rel} is missing or unreadable")
+                problem = f"session {self.path}: frame image {path} is missing or unreadable"
+                break
             images[m] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if m == "rgb" else img
+        if problem is not None:
+            if not corrupt_ok:
+                raise RecordingError(problem)
+            images = {}
         t = line.get("truth") or {}
         box = t.get("face_box")
         extra = {k: v for k, v in t.items() if k not in ("label", "species", "domain", "face_box", "distance_m")}
-        extra.update({"take": info.id, "subject_id": info.subject_id})
+        extra.update({"take": info.id, "subject_id": info.subject_id, "consent": bool(info.consent)})
         truth = GroundTruth(label=int(info.label), species=info.species, domain=self.domain or t.get("domain", ""),
                             face_box=tuple(box) if box else None, distance_m=t.get("distance_m"), extra=extra)
         meta = dict(line.get("meta") or {})
         meta.update({"take": info.id, "index": line.get("index"), "source": str(self.path)})
+        if problem is not None:
+            meta["corrupt"] = problem
+        try:
+            timestamps = {k: float(v) for k, v in (line.get("timestamps") or {}).items()}
+            counters = {k: int(v) for k, v in (line.get("counters") or {}).items()}
+            depth_scale = float(line.get("depth_scale", 0.001))
+        except (TypeError, ValueError, AttributeError) as e:
+            if not corrupt_ok:
+                raise RecordingError(f"session {self.path}: frame {line.get('index')} of take {info.id} has "
+                                     f"malformed timestamps or counters ({e})") from None
+            timestamps, counters, depth_scale, images = {}, {}, 0.001, {}
+            meta["corrupt"] = meta.get("corrupt") or f"frame {line.get('index')} of take {info.id}: malformed line ({e})"
         return FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
-                        depth_scale=float(line.get("depth_scale", 0.001)),
-                        timestamps={k: float(v) for k, v in (line.get("timestamps") or {}).items()},
-                        counters={k: int(v) for k, v in (line.get("counters") or {}).items()},
+                        depth_scale=depth_scale, timestamps=timestamps, counters=counters,
                         registered=bool(line.get("registered", False)), device=self.device,
                         calibration=self.calibration, truth=truth, meta=meta)

@@ -21,6 +21,7 @@ COLOR_SKEW_MS = 0.4  # the colour sensor's exposure centre trails the depth pair
 
 
 class SyntheticCamera(Camera):
+    kind = "synthetic"
     def __init__(self, scenario: Scenario, width: int = 640, height: int = 480, fps: float = 30.0,
                  emitter: str = "on", realtime: bool = True, max_frames: int | None = None):
         if emitter not in ("on", "off", "alternate"):

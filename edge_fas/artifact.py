@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -93,9 +94,66 @@ class Artifact:
     def threshold(self) -> float:
         return float(self.manifest["threshold"]["value"])
 
+    @cached_property
+    def calibration(self):
+        """The fitted score calibration (edge_fas.score_calibration); identity for an uncalibrated model."""
+        from edge_fas.score_calibration import ScoreCalibration
+        try:
+            return ScoreCalibration.from_dict(self.manifest.get("calibration"))
+        except ValueError as e:
+            raise ArtifactError(f"artifact {self.folder}: manifest 'calibration' section is invalid: {e}") from e
+
+    @property
+    def operating_point(self) -> dict | None:
+        """The manifest's operating point (target, threshold, validated_range, split, evidence), if recorded."""
+        return self.manifest.get("operating_point")
+
     @property
     def input_size(self) -> int:
         return int(self.manifest["preprocess"]["size"])
+
+    @property
+    def digest(self) -> str:
+        """The manifest's own sha256: it covers every file's hash, so it names this exact artifact."""
+        return str(self.manifest["manifest_sha256"])
+
+    @property
+    def validated_threshold_range(self) -> tuple[float, float]:
+        """[lo, hi] of thresholds the operating point was validated on (manifest operating_point.validated_range).
+
+        An artifact without that section has only its own operating threshold validated: (t, t)."""
+        rng = (self.manifest.get("operating_point") or {}).get("validated_range")
+        if rng is None:
+            return self.threshold, self.threshold
+        try:
+            lo, hi = (float(v) for v in rng)
+        except (TypeError, ValueError):
+            raise ArtifactError(f"artifact {self.folder}: operating_point.validated_range {rng!r} is not [lo, hi]; "
+                                "re-export the artifact") from None
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ArtifactError(f"artifact {self.folder}: operating_point.validated_range {rng!r} is not within "
+                                "[0, 1] with lo <= hi; re-export the artifact")
+        return lo, hi
+
+    @property
+    def has_validated_range(self) -> bool:
+        return (self.manifest.get("operating_point") or {}).get("validated_range") is not None
+
+    @property
+    def trained_modalities(self) -> tuple[str, ...]:
+        """The modalities the model was trained and calibrated on (manifest model.config.modalities).
+
+        A manifest that does not say is taken to need all three (rgb, depth, ir): the conservative reading."""
+        config = (self.manifest.get("model") or {}).get("config") or {}
+        mods = config.get("modalities") if isinstance(config, dict) else None
+        if not mods:
+            return ("rgb", "depth", "ir")
+        return tuple(str(m) for m in mods)
+
+    @property
+    def is_demo(self) -> bool:
+        """The bundled demo model, however it is referenced: 'demo', its folder, a copy, a symlink."""
+        return is_demo_manifest(self.folder, self.manifest)
 
     @property
     def preprocess(self) -> PreprocessParams:
@@ -108,6 +166,20 @@ class Artifact:
 def demo_folder() -> Path:
     """Where the bundled demo artifact lives (package data; may be absent in a dev tree)."""
     return Path(__file__).resolve().parent / "assets" / "demo"
+
+
+def is_demo_manifest(folder: Path, manifest: dict) -> bool:
+    """Same folder as the bundled demo, or the same model file (by sha256) as the demo's manifest lists."""
+    demo = demo_folder()
+    try:
+        if Path(folder).resolve() == demo.resolve():
+            return True
+        demo_manifest = yaml.safe_load((demo / MANIFEST).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # no demo in this install: nothing can be a copy of it
+    demo_hashes = {e.get("sha256") for e in (demo_manifest.get("files") or {}).values() if isinstance(e, dict)}
+    ours = {e.get("sha256") for e in (manifest.get("files") or {}).values() if isinstance(e, dict)}
+    return bool(demo_hashes & ours) or manifest.get("manifest_sha256") == demo_manifest.get("manifest_sha256")
 
 
 def resolve(path_or_name: str | Path) -> Path:
@@ -157,4 +229,6 @@ def load_artifact(path_or_name: str | Path) -> Artifact:
         if sha256_file(p) != entry["sha256"]:
             raise ArtifactError(f"artifact file {p} does not match its sha256 in {MANIFEST}: it was changed or "
                                 "corrupted; restore the original or re-export the artifact")
-    return Artifact(folder=folder, manifest=manifest)
+    loaded = Artifact(folder=folder, manifest=manifest)
+    loaded.calibration  # noqa: B018  (a malformed calibration is refused at load, not at the first frame)
+    return loaded

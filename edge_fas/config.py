@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,25 @@ import yaml
 from edge_fas.errors import ConfigError
 
 
-def opt(default, help: str, choices=None, min=None, max=None, cli: bool = True):
-    """A config field with its help text and constraints."""
-    md = {"help": help, "choices": choices, "min": min, "max": max, "cli": cli}
+def opt(default, help: str, choices=None, min=None, max=None, cli: bool = True, secret: bool = False):
+    """A config field with its help text and constraints. `secret`: never printed (dump, repr)."""
+    md = {"help": help, "choices": choices, "min": min, "max": max, "cli": cli, "secret": secret}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=md)
-    return field(default=default, metadata=md)
+    return field(default=default, metadata=md, repr=not secret)
+
+
+MIN_KEY_CHARS = 16  # the webhook's HMAC site key
+
+# Settings that weaken a check below what the model artifact was validated with. In development mode
+# each runs only when deployment.accept_risks names it (and every event then says so); production
+# refuses them all. edge_fas.deployment finds them.
+RISKS = {  # name -> the risk taken
+    "fewer_modalities": "an attack without a modality the model relies on (a print or a screen shows no face "
+                        "depth) can be judged live",
+    "threshold_outside_validated_range": "the model's error rates at this threshold were never measured",
+    "distance_checks_off": "a print held at the lens, or a face too far for a depth cue, can be judged",
+}
 
 
 @dataclass
@@ -73,6 +88,22 @@ class DecisionConfig:
     max_distance_m: float = opt(1.5, "farthest working distance (m)", min=0.0)
     max_skew_ms: float = opt(40.0, "largest timestamp skew between streams of one frame set (ms)", min=0.0)
     max_frame_age_ms: float = opt(500.0, "older frames are stale (ms)", min=0.0)
+    # abstention and the physics check (issue 16: edge_fas.uncertainty, edge_fas.pipeline.physics)
+    abstain: bool = opt(True, "say unknown when the model's uncertainty at the face is above the artifact's "
+                              "calibrated level (frames scored as attacks stay attacks)")
+    abstain_level: float | None = opt(None, "abstention level; empty: the artifact's calibrated level", min=0.0)
+    physics: str = opt("auto", "physics check: auto (the model-free detector on a real camera when the model was "
+                               "trained on synthetic data only, else veto), veto (can only veto the network), "
+                               "detector (decides alone), off", choices=["auto", "veto", "detector", "off"])
+    physics_checks: list = opt(["relief", "ir", "eyes"], "physics checks to run: relief (depth), ir (near-IR "
+                                                         "level), eyes (dark pupils in IR)")
+    physics_min_relief_mm: float = opt(12.0, "a face flatter than this (mm off a plane) is a print or screen", min=0.0)
+    physics_min_nose_mm: float = opt(4.5, "a face whose nose stands less than this (mm) off a smooth curved "
+                                          "surface is a bent sheet", min=0.0)
+    physics_min_face_ir: float = opt(0.10, "a face darker than this share of the IR sensor's full scale is a "
+                                           "screen", min=0.0, max=1.0)
+    physics_min_pupil_contrast: float = opt(0.03, "pupils fainter than this in IR: unknown (printed eyes)",
+                                            min=0.0, max=1.0)
 
 
 @dataclass
@@ -98,10 +129,30 @@ class RecordConfig:
 
 @dataclass
 class WebhookConfig:
-    url: str | None = opt(None, "POST each verdict as JSON to this URL")
-    timeout_s: float = opt(1.0, "HTTP timeout per attempt", min=0.05, max=60)
-    retries: int = opt(2, "retries after a failed POST", min=0, max=10)
-    only_changes: bool = opt(True, "post only when the verdict changes")
+    url: str | None = opt(None, "POST verdict events as JSON to this http(s) URL (a door controller; see "
+                                "docs/webhook.md)")
+    timeout_s: float = opt(1.0, "deadline for one POST attempt: connect, send and the whole reply", min=0.05, max=60)
+    backoff_max_s: float = opt(3.0, "longest wait between attempts while the receiver fails (waits start at "
+                                    "0.1 s and double)", min=0.1, max=60)
+    heartbeat_s: float = opt(1.0, "re-send the standing state this often", min=0.1, max=3600)
+    live_valid_s: float = opt(2.0, "a live event is valid this long after its verdict; the receiver treats an "
+                                   "older live as unknown", min=0.1, max=60)
+    only_changes: bool = opt(True, "send a new event only when the verdict changes (the heartbeat re-sends it)")
+    key: str | None = opt(None, "HMAC-SHA256 site key that signs every event (prefer key_file; never printed)",
+                          cli=False, secret=True)
+    key_file: str | None = opt(None, "file holding the HMAC-SHA256 site key (at least 16 characters)")
+
+
+@dataclass
+class DeploymentConfig:
+    mode: str = opt("development", "development: any camera and model run and every event says it is not "
+                                   "production; production: only real allow-listed cameras, a non-demo "
+                                   "artifact, no weakened checks, signed webhook events",
+                    choices=["development", "production"])
+    accept_risks: list = opt([], "development only: run although a setting weakens a check the artifact was "
+                                 "validated with; name each risk: " + ", ".join(RISKS))
+    status_file: str | None = opt(None, "write the run's status (camera, counters, webhook delivery) as JSON to "
+                                        "this file about once a second; `edge-fas doctor --config` reads it")
 
 
 @dataclass
@@ -114,9 +165,16 @@ class Config:
     gui: GuiConfig = field(default_factory=GuiConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting; secrets (webhook.key) are replaced by '<set>' so nothing prints them."""
+        d = dataclasses.asdict(self)
+        for name, cls in _sections().items():
+            for f in dataclasses.fields(cls):
+                if f.metadata.get("secret") and d[name][f.name] is not None:
+                    d[name][f.name] = "<set>"
+        return d
 
     def dump(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -154,6 +212,9 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             value = float(value)
+            if not math.isfinite(value):  # NaN compares false with every limit and would switch a check off
+                raise ConfigError(f"config key {key!r}: got {value!r}, expected a finite number — "
+                                  f"{md.get('help', '')}")
         elif origin is str:
             if isinstance(value, bool) and md.get("choices") and "on" in md["choices"]:
                 value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
@@ -166,7 +227,8 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint) -> Any:
             if not isinstance(value, list):
                 raise TypeError
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r}: got {value!r} ({type(value).__name__}), "
+        shown = "(hidden)" if md.get("secret") else repr(value)
+        raise ConfigError(f"config key {key!r}: got {shown} ({type(value).__name__}), "
                           f"expected {getattr(origin, '__name__', origin)} — {md.get('help', '')}") from None
     if md.get("choices") and value not in md["choices"]:
         raise ConfigError(f"config key {key!r}: got {value!r}, expected one of {', '.join(map(str, md['choices']))}")
@@ -215,6 +277,41 @@ def _check_cross(cfg: Config) -> None:
     bad = [m for m in d.required_modalities if m not in ("rgb", "depth", "ir")]
     if bad:
         raise ConfigError(f"config key 'decision.required_modalities': got {bad}, expected a subset of rgb, depth, ir")
+    unknown = [r for r in cfg.deployment.accept_risks if r not in RISKS]
+    if unknown:
+        raise ConfigError(f"config key 'deployment.accept_risks': got {unknown}, expected risk names among "
+                          f"{', '.join(RISKS)}")
+    w = cfg.webhook
+    if w.url is not None:
+        check_url(w.url, "webhook.url")
+    if w.key is not None and w.key_file is not None:
+        raise ConfigError("config keys 'webhook.key' and 'webhook.key_file' are both set; keep one (key_file is "
+                          "preferred: the key then stays out of the config file)")
+    if w.key is not None and len(w.key) < MIN_KEY_CHARS:
+        raise ConfigError(f"config key 'webhook.key': the key has {len(w.key)} characters, expected at least "
+                          f"{MIN_KEY_CHARS} (e.g. `openssl rand -hex 32`)")
+    if w.live_valid_s <= w.heartbeat_s:
+        raise ConfigError(f"config keys 'webhook.live_valid_s' ({w.live_valid_s:g}) and 'webhook.heartbeat_s' "
+                          f"({w.heartbeat_s:g}): a live must stay valid longer than the heartbeat interval, or a "
+                          "standing live expires at the receiver between heartbeats")
+
+
+def check_url(url: str, key: str = "webhook.url") -> urllib.parse.SplitResult:
+    """An http(s) URL with a host, a valid port and no credentials in it; ConfigError naming `key` otherwise."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
+    except ValueError as e:
+        raise ConfigError(f"config key {key!r}: {url!r} is not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"config key {key!r}: got {url!r}, expected an http:// or https:// URL, "
+                          "e.g. http://door-controller.local:8080/edge-fas")
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigError(f"config key {key!r}: got {url!r}, expected a URL with a host name and no spaces")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"config key {key!r}: the URL carries credentials; remove them (events are signed "
+                          "with webhook.key_file instead) so they are never printed or logged")
+    return parts
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

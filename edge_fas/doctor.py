@@ -8,6 +8,7 @@ are optional: a kiosk without a RealSense is not broken, it just cannot use one.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import importlib
 import json
 import os
@@ -293,19 +294,65 @@ CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, che
           check_tensorrt, check_realsense, check_openni, check_orbbec, check_gui]
 
 
-def run_checks() -> list[Check]:
+# -- webhook delivery (issue 17): with `doctor --config FILE` ------------------------------------------
+
+def check_webhook(config) -> Check:
+    """Is the site's webhook usable from here (URL, key, TCP reachable), and how has delivery gone in the
+    running service (deployment.status_file, written by `edge-fas run`)? Optional: never core."""
+    import socket
+    import time
+
+    from edge_fas.config import check_url
+    from edge_fas.pipeline.webhook import load_key
+    w, info = config.webhook, {}
+    if not w.url:
+        return Check("webhook", True, "not configured (webhook.url is empty)")
+    parts = check_url(w.url)
+    try:
+        signed = load_key(w) is not None
+    except Exception as e:  # noqa: BLE001 - the key file problem is the finding
+        return Check("webhook", False, str(e))
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=min(w.timeout_s, 2.0)):
+            reach = f"{parts.hostname}:{port} accepts connections"
+        ok = True
+    except OSError as e:
+        reach, ok = f"{parts.hostname}:{port} not reachable ({e.strerror or e})", False
+    detail = f"{w.url}: {reach}; events {'signed' if signed else 'UNSIGNED (no webhook.key_file)'}"
+    status_file = config.deployment.status_file
+    if status_file:
+        try:
+            with open(status_file) as f:
+                status = json.load(f)
+            age = time.time() - float(status["time"])
+            stats = status.get("webhook") or {}
+            info = {"status_age_s": round(age, 1), **stats}
+            detail += (f"; running service ({age:.0f} s ago): {stats.get('delivered', 0)} delivered, "
+                       f"{stats.get('failed_attempts', 0)} failed attempts {stats.get('errors') or ''}, latest state "
+                       f"{'NOT delivered' if stats.get('pending') else 'delivered'}")
+            ok = ok and not stats.get("pending") and age < 10
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            detail += f"; no status from a running service in {status_file} ({e})"
+    return Check("webhook", ok, detail, info=info)
+
+
+def run_checks(config=None) -> list[Check]:
+    """Every check; with a site config also the ones that need it (the webhook)."""
+    checks = list(CHECKS) + ([functools.partial(check_webhook, config)] if config is not None else [])
     out = []
-    for fn in CHECKS:
+    for fn in checks:
         try:
             out.append(fn())
         except Exception as e:  # noqa: BLE001 - a broken check must not hide the others
-            out.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {type(e).__name__}: {e}"))
+            name = getattr(fn, "func", fn).__name__.removeprefix("check_")
+            out.append(Check(name, False, f"check crashed: {type(e).__name__}: {e}"))
     return out
 
 
-def main(as_json: bool = False) -> int:
+def main(as_json: bool = False, config=None) -> int:
     from edge_fas import __version__
-    checks = run_checks()
+    checks = run_checks(config)
     core_ok = all(c.ok for c in checks if c.core)
     if as_json:
         print(json.dumps({"edge_fas": __version__, "python": sys.version.split()[0], "platform": platform.platform(),

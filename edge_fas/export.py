@@ -171,8 +171,9 @@ def measure_fp16(artifact: art.Artifact, inputs, force: bool = False) -> dict:
     batch, labels, data = inputs
     with tempfile.TemporaryDirectory() as tmp:
         f16 = prec.fp16_onnx(artifact.onnx_path, Path(tmp) / "model.fp16.onnx")
-        figures = prec.compare(prec.ort_scores(artifact.onnx_path, batch), prec.ort_scores(f16, batch),
-                               prec.operating_threshold(artifact), labels)
+        figures = prec.compare(prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch),
+                               prec.calibrated_ort_scores(artifact, f16, batch), prec.operating_threshold(artifact),
+                               labels)
     figures.update(data=data, recipe=prec.FP16_RECIPE,
                    measured_with="ONNX Runtime CPU on the fp16 ONNX model (fp16 storage, fp32 arithmetic where "
                                  "it has no fp16 kernel); the TensorRT engine is gated again when built")
@@ -199,10 +200,13 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
                  preprocess: PreprocessParams | None = None, overwrite: bool = False, gate_count: int = 128,
-                 force_precision: bool = False, quiet: bool = True) -> art.Artifact:
+                 force_precision: bool = False, quiet: bool = True, decisions: dict | None = None) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
     forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes, with the
-    fp16 precision gate measured on `gate_count` held-out frame sets (0: not measured)."""
+    fp16 precision gate measured on `gate_count` held-out frame sets (0: not measured).
+
+    decisions: manifest sections from edge_fas.operating_point (calibration, operating_point, threshold,
+    abstention, maps); its `threshold` replaces threshold/threshold_split."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -244,6 +248,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
         "export": {"edge_fas": edge_fas.__version__, "torch": str(torch.__version__), "opset": OPSET,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parity": parity},
     }
+    manifest.update(_plain(decisions or {}))  # calibration and operating point (edge_fas.operating_point)
     art.write_manifest(out, manifest, files)
     artifact = art.load_artifact(out)
     if gate_count:
@@ -282,6 +287,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
         training = {**(training or {}), "validation": meta["validation"]}
     if "preprocess" in meta and "preprocess" not in kw:  # the crop/normalisation the model was trained with
         kw["preprocess"] = PreprocessParams.from_dict(meta["preprocess"])
+    from edge_fas.operating_point import decision_sections
+    decisions = decision_sections(meta)
+    if threshold is not None:  # a hand-set threshold is not the recorded operating point: keep the calibration only
+        decisions = {k: v for k, v in decisions.items() if k not in ("operating_point", "threshold")}
+    kw.setdefault("decisions", decisions)
     return export_model(model, out, checkpoint=checkpoint if include_checkpoint else None, threshold=float(thr),
                         threshold_split=str(split), training=training, **kw)
 

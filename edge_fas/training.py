@@ -2,7 +2,9 @@
 
 A training config is YAML with four sections (defaults in DEFAULTS; unknown keys are errors):
 
-    model: {name: spoof_trace, preset: edge, overrides: {}}
+    model: {name: spoof_trace, preset: edge, overrides: {},
+            pretrained: null | PATH (a timm / torchvision ViT or ResNet-50 weights file, safetensors or .pth:
+            loaded into the backbone, and its RGB mean/std become the crops' normalisation)}
     data:  {source: synthetic | sessions | datasets,
             protocol: null (datasets: a protocol name, edge_fas/data/protocols.py), root: null (datasets: the
             folder holding the public datasets), lists: null (the protocol lists' folder; default: root),
@@ -20,7 +22,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             training process), max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
-            ties, as timm's checkpoint saver keeps its best)}
+            ties, as timm's checkpoint saver keeps its best),
+            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE}
     out: runs/NAME
 
 Data streams (edge_fas.data.stream): each split is an index of samples decoded, detected and cropped
@@ -29,9 +32,10 @@ before training starts and memory does not grow with the dataset. Batches are cl
 reproducible per (seed, epoch).
 
 Each step calls the model's own `train_step(batch, optimisers, scaler)`. After every epoch the model
-is validated on the validation split with edge_fas.metrics; the operating threshold is the EER
-threshold of the *validation* scores and it is stored in the checkpoint meta together with the split,
-so test numbers use a threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
+is validated on the validation split with edge_fas.metrics. At the end the score calibration, the
+operating point (`train.target`, default the EER) and the abstention level are fitted on the
+*validation* split (edge_fas.operating_point) and stored in the checkpoint meta with the split, so
+test numbers use a calibration and threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
 
 Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
 (optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
@@ -66,7 +70,7 @@ from edge_fas.errors import ConfigError
 __all__ = ["DEFAULTS", "load_train_config", "apply_overrides", "train", "predict", "build_data", "seed_everything"]
 
 DEFAULTS = {
-    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}},
+    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
     "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
              "detect": False, "wmca": "preprocessed",
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
@@ -77,7 +81,7 @@ DEFAULTS = {
               "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
               "init_from": None,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
-              "min_lr_ratio": 0.01, "keep": "last"},
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
     "out": "runs/train",
 }
 
@@ -365,6 +369,10 @@ def train(cfg: dict) -> dict:
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
                          ("data.wmca", ("preprocessed", "raw"))):
         _check_choice(cfg, key, choices)
+    try:
+        metrics.parse_target(tc["target"])
+    except ValueError as e:
+        raise ConfigError(f"train.target: {e}") from None
     _check_attack_mix(cfg)
     workers = resolve_workers(tc["workers"])
     if int(tc["threads"]) > 0:
@@ -396,10 +404,20 @@ def train(cfg: dict) -> dict:
         if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
             overrides["num_domains"] = len(train_domain_names(cfg))
             model = build(mc["name"], mc["preset"], **overrides)
+    # RGB normalisation: what the pretrained backbone was trained with, or what the fine-tuned
+    # checkpoint's crops had; it travels on in the checkpoint meta and the exported artifact
+    rgb_norm = {k: v for k, v in (info["meta"].get("preprocess") or {}).items() if k in ("rgb_mean", "rgb_std")} \
+        if tc["init_from"] else {}
+    if mc.get("pretrained"):  # .get: a whole model section given as an override may lack the key
+        from edge_fas.models.pretrained import load_pretrained
+
+        if tc["init_from"]:
+            raise ConfigError("model.pretrained and train.init_from both initialise the model; give one of them")
+        rgb_norm = load_pretrained(model, mc["pretrained"])["normalisation"]
     if world > 1:
         _broadcast_params(model)
     model.to(device)
-    params = PreprocessParams(size=int(model.input_size))
+    params = PreprocessParams.from_dict({"size": int(model.input_size), **rgb_norm})
 
     opt_kw = {k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None}
     optimisers = model.make_optimisers(**opt_kw)
@@ -410,9 +428,9 @@ def train(cfg: dict) -> dict:
         for o in optimisers.values():
             _average_grads_before_step(o, world)
     accumulate = int(tc["accumulate"])
-    if accumulate > 1 and len(optimisers) > 1:
-        raise ConfigError(f"train.accumulate={accumulate}: {mc['name']} steps {len(optimisers)} optimisers inside its "
-                          "train_step (adversarial steps), so gradient accumulation is not supported; use 1")
+    if accumulate > 1 and not getattr(model, "supports_accumulation", False):  # its train_step must do it
+        raise ConfigError(f"train.accumulate={accumulate}: {mc['name']}'s train_step does not implement gradient "
+                          f"accumulation (it steps {len(optimisers)} optimiser(s) its own way); use 1")
 
     # data: indices only; samples are decoded, detected and cropped in the loaders' workers
     train_set, val_set = split_index(cfg["data"], "train"), split_index(cfg["data"], "val")
@@ -446,7 +464,7 @@ def train(cfg: dict) -> dict:
     log = _Log(out / "log.jsonl" if main else None)
     max_steps = tc["max_steps_per_epoch"]
     total_steps = min(len(loader), int(max_steps)) if max_steps else len(loader)
-    updates_per_epoch = max(total_steps // accumulate, 1)
+    updates_per_epoch = -(-total_steps // accumulate)  # an epoch's last, shorter group also steps
 
     def schedule(update: int) -> float:
         return lr_factor(tc["schedule"], update, int(tc["epochs"]) * updates_per_epoch,
@@ -473,11 +491,12 @@ def train(cfg: dict) -> dict:
             for o in optimisers.values():
                 for g in o.param_groups:
                     g["lr"] = g["initial_lr"] * factor
-            if accumulate > 1:
-                terms = _accumulating_step(model, batch, optimisers, step, accumulate, scaler)
-            else:
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    terms = model.train_step(batch, optimisers, scaler=scaler)
+            # the model's own step in every case (MMDG's ReGrad included); accumulating ones step the
+            # optimiser on every accumulate-th batch and on the epoch's last
+            acc = {"accumulate": accumulate, "apply": (step + 1) % accumulate == 0 or step == total_steps - 1} \
+                if accumulate > 1 else {}
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                terms = model.train_step(batch, optimisers, scaler=scaler, **acc)
             if world > 1:
                 terms = _global_mean(terms, world, device)
             if not math.isfinite(terms["total"]):
@@ -515,18 +534,29 @@ def train(cfg: dict) -> dict:
     if best is not None:  # train.keep: best
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
-    # final: threshold from validation, applied to test
-    val, val_scores = evaluate(val_set, ids=domain_ids)
-    thr = val["eer_threshold"]
-    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch}
-    skipped = {"val": int(np.sum(~np.isfinite(val_scores)))}
+    # final: calibration, operating point and abstention fitted on validation, applied to the test sets
+    from edge_fas.operating_point import fit_decision_record
+    from edge_fas.score_calibration import ScoreCalibration
+    from edge_fas.scoring import model_scorer
+
+    def stream(index, ids=None):
+        return StreamDataset(index, params, cache, domain_ids=ids, missing=index.meta.get("missing", ()))
+
+    scorer = model_scorer(model, params, device)
+    scored_val = scorer.score(stream(val_set, domain_ids), workers=workers)
+    scored_tests = {name: scorer.score(stream(ix), workers=workers) for name, ix in test_sets.items()}
+    skipped = {"val": len(val_set) - len(scored_val), **{n: len(ix) - len(scored_tests[n]) for n, ix in test_sets.items()}}
+    # the record's test evidence comes from the first test set; every set's metrics are in metrics.json
+    record = fit_decision_record(scored_val, tc["target"], next(iter(scored_tests.values()), None))
+    thr, cal = record["operating_point"]["threshold"], ScoreCalibration.from_dict(record["calibration"])
+    val = metrics.evaluate(cal.apply_logits(scored_val.logits), scored_val.label, scored_val.species, threshold=thr)
+    result = {"val": metrics.json_ready(val), "threshold": thr, "history": history, "kept_epoch": kept_epoch,
+              "calibration": record["calibration"]}
     if test_sets:
         from edge_fas.data.build import weighted_average
 
-        tests = {}
-        for name, ix in test_sets.items():
-            tests[name], scores = evaluate(ix, threshold=thr)
-            skipped[name] = int(np.sum(~np.isfinite(scores)))
+        tests = {name: metrics.evaluate(cal.apply_logits(sc.logits), sc.label, sc.species, threshold=thr)
+                 for name, sc in scored_tests.items()}
         result["tests"] = {name: metrics.json_ready(m) for name, m in tests.items()}
         result["test_data"] = {name: ix.meta.get("data", "") for name, ix in test_sets.items()}
         if len(tests) == 1:
@@ -543,11 +573,14 @@ def train(cfg: dict) -> dict:
         vd = d["sessions"]["val"] if sess else (d["val_domains"] or train_domain_names(cfg))
         td = d["sessions"]["train"] if sess else train_domain_names(cfg)
         real = d["source"] == "datasets"
-        n_val = len(val_set) - skipped["val"]
-        meta = {"threshold": thr, "threshold_source": "EER on the validation split",
-                "threshold_split": f"EER on the {d['source']} validation split "
+        n_val = len(scored_val)
+        target = record["operating_point"]["target"]
+        meta = {"threshold": thr, "threshold_source": f"operating point {target} on the validation split "
+                                                      "(calibrated scores)",
+                "threshold_split": f"{target} on the {d['source']} validation split "
                                    f"({val_set.meta.get('data') if real else ', '.join(map(str, vd))}, {n_val} samples"
                                    f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
+                **{k: v for k, v in record.items() if k != "threshold"},
                 "training": {"source": d["source"], "domains": td, "samples": len(train_set), "init_from": tc["init_from"],
                              "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                              "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
@@ -620,21 +653,3 @@ def _protocol(cfg: dict):
     from edge_fas.data.protocols import get_protocol
 
     return get_protocol(d["protocol"])
-
-
-def _accumulating_step(model, batch, optimisers, step, accumulate, scaler):
-    """Gradient accumulation for single-optimiser models: loss / k backpropagated, one step per k batches."""
-    (opt,) = optimisers.values()
-    model.train()
-    out = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
-    terms = model.loss(batch, out)
-    loss = terms["total"] / accumulate
-    (scaler.scale(loss) if scaler else loss).backward()
-    if (step + 1) % accumulate == 0:
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-    return {k: float(v.detach()) for k, v in terms.items()}

@@ -151,6 +151,10 @@ class Verdict:
     truth: GroundTruth | None = None
     box: tuple[int, int, int, int] | None = None
     output: ModelOutput | None = None  # maps for the GUI; not serialised
+    # where the verdict comes from (edge_fas.deployment.event_context): mode, camera kind and serial,
+    # artifact digest, accepted risks, wall-clock time; serialised at the top level
+    context: dict[str, Any] = field(default_factory=dict)
+    physics: Any = None  # the physics check's PhysicsResult (measurements, findings, maps), when it ran
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -167,6 +171,10 @@ class Verdict:
             d["box"] = [int(v) for v in self.box]
         if self.truth is not None:
             d["truth"] = self.truth.to_dict()
+        for k, v in self.context.items():
+            d.setdefault(k, v)
+        if self.physics is not None:
+            d["physics"] = self.physics.to_dict()
         return d
 
     def to_json(self) -> str:

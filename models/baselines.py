@@ -10,9 +10,11 @@ ImageNet-shaped backbone with a one-logit head; score = sigmoid(logit) = P(attac
 - `reduce` starts as a pass-through so pretrained weights see familiar input: RGB maps to RGB by
   identity and depth/IR start at zero when RGB is used (their weights still receive gradients);
   without RGB, each depth/IR channel starts spread equally over the three outputs (grey).
-- Pretrained backbones from a local file only: `build("vit", pretrained="vit_b16.pth")` maps a timm
-  ViT-B/16 state dict by key (models/vit.py), `build("resnet50", pretrained="r50.pth")` a
-  torchvision ResNet-50 one (models/resnet.py); the 1000-class heads are skipped.
+- Pretrained backbones from a local file only (models/pretrained.py: safetensors or .pth):
+  `build("vit", pretrained="vit_b16.safetensors")` maps a timm (or torchvision) ViT-B/16 state dict
+  by key (models/vit.py), `build("resnet50", pretrained="r50.pth")` a torchvision / timm ResNet-50
+  one (models/resnet.py); the 1000-class heads are skipped. `model.pretrained_info` then says which
+  RGB normalisation the weights expect.
 - Presets: "paper" is the standard ViT-B/16 / ResNet-50 at 224; "edge" is ViT-Ti/16 (width 192,
   3 heads, so timm's vit_tiny_patch16 weights fit) and a half-width ResNet-50 at 112.
 - `paper_training` is our choice (the same AdamW/cosine recipe as mmFAS), not a published recipe.
@@ -24,8 +26,9 @@ import torch
 from torch import nn
 
 from edge_fas.errors import ConfigError
+from edge_fas.models.pretrained import load_pretrained
 from edge_fas.models.resnet import RESNET50_LAYERS, ResNet
-from edge_fas.models.steps import MODALITY_CHANNELS, MODALITY_ORDER, adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.steps import MODALITY_CHANNELS, adamw_optimisers, bce, masked_inputs, merge_config, modality_subset, scores, single_train_step
 from edge_fas.models.vit import VisionTransformer, load_timm_vit
 
 ALL = ("rgb", "depth", "ir")
@@ -39,13 +42,6 @@ RESNET_PRESETS = {
 }
 TRAINING = dict(optimiser="AdamW", lr=1e-4, weight_decay=1e-2, schedule="cosine", warmup_fraction=0.1,
                 epochs=30, batch_size=64, class_balanced_batches=True, source="edge-fas choice (no published recipe)")
-
-
-def _modalities(name: str, value) -> tuple[str, ...]:
-    mods = (value,) if isinstance(value, str) else tuple(value)
-    if not mods or len(set(mods)) != len(mods) or any(m not in ALL for m in mods):
-        raise ConfigError(f"{name}: modalities must be distinct names among {list(ALL)} (e.g. ['rgb'] or ['rgb', 'depth', 'ir']); got {value!r}")
-    return tuple(m for m in MODALITY_ORDER if m in mods)
 
 
 class ChannelReduce(nn.Conv2d):
@@ -69,10 +65,11 @@ class Baseline(nn.Module):
     """Shared plumbing: modality selection -> reduce -> backbone -> logit."""
 
     output_names = ("logits", "score")
+    supports_accumulation = True  # train_step(..., accumulate=k, apply=...): see the trainer
 
     def _setup(self, preset: str, presets: dict, overrides: dict):
         cfg = merge_config(self.name, presets, preset, overrides)
-        cfg["modalities"] = _modalities(self.name, cfg["modalities"])
+        cfg["modalities"] = modality_subset(self.name, cfg["modalities"])
         self.preset, self.config = preset, cfg
         self.input_size = cfg["input_size"]
         self.modalities = cfg["modalities"]
@@ -91,12 +88,13 @@ class Baseline(nn.Module):
     def make_optimisers(self, lr=None, weight_decay=None) -> dict:
         return adamw_optimisers(self, lr, weight_decay)
 
-    def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
-        return single_train_step(self, batch, optimisers, scaler)
+    def train_step(self, batch: dict, optimisers: dict, scaler=None, accumulate: int = 1, apply: bool = True) -> dict:
+        return single_train_step(self, batch, optimisers, scaler, accumulate, apply)
 
 
 class ViTBaseline(Baseline):
     name = "vit"
+    pretrained_layouts = ("timm-vit", "torchvision-vit")
 
     def __init__(self, preset: str = "paper", pretrained=None, **overrides):
         super().__init__()
@@ -105,15 +103,17 @@ class ViTBaseline(Baseline):
                                           embed_dim=cfg["width"], depth=cfg["depth"], num_heads=cfg["heads"],
                                           mlp_ratio=cfg["mlp_ratio"], num_classes=1)
         if pretrained:
-            self.load_pretrained(pretrained)
+            load_pretrained(self, pretrained)
 
     def load_pretrained(self, path) -> dict:
-        """timm ViT state dict (same width/patch) -> backbone, by key; the head stays new."""
+        """timm ViT state dict or file (same width/patch) -> backbone, by key; the head stays new.
+        models.pretrained.load_pretrained(model, path) also detects the layout and normalisation."""
         return load_timm_vit(self.backbone, path)
 
 
 class ResNetBaseline(Baseline):
     name = "resnet50"
+    pretrained_layouts = ("resnet",)
 
     def __init__(self, preset: str = "paper", pretrained=None, **overrides):
         super().__init__()
@@ -123,7 +123,7 @@ class ResNetBaseline(Baseline):
             raise ConfigError(f"resnet50: layers needs 4 block counts (ResNet-50: [3, 4, 6, 3]); got {cfg['layers']}")
         self.backbone = ResNet(cfg["layers"], width=cfg["width"], in_chans=3, num_classes=1)
         if pretrained:
-            self.load_pretrained(pretrained)
+            load_pretrained(self, pretrained)
 
     def load_pretrained(self, path) -> dict:
         """torchvision ResNet-50 state dict -> backbone, by key; the 1000-class fc is skipped."""

@@ -1,6 +1,9 @@
 """Model checkpoints: one torch.save'd dict that rebuilds its model through the registry.
 
 Format "edge-fas-checkpoint/1": {"format", "name", "preset", "config", "state_dict", "meta"}.
+A model initialised from pretrained backbone weights (models/pretrained.py) records that file, its
+sha256, layout and normalisation as meta["pretrained"], and the rebuilt model gets it back as
+`pretrained_info`, so a fine-tune of a fine-tune still names the ImageNet file it started from.
 `config` holds plain values only (tuples become lists), so the file loads with
 torch.load(weights_only=True); `build(name, preset, **config)` gives the same architecture.
 """
@@ -40,6 +43,8 @@ def save_checkpoint(path, model: nn.Module, **meta) -> Path:
             raise ArtifactError(f"save_checkpoint: the model has no '{attr}' attribute; build it with edge_fas.models.build()")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "pretrained_info", None) and "pretrained" not in meta:
+        meta = {**meta, "pretrained": model.pretrained_info}
     data = {
         "format": FORMAT,
         "name": model.name,
@@ -96,5 +101,7 @@ def load_checkpoint(path, map_location="cpu"):
                             "it was written by another version of the model code, retrain or re-export it")
     model.load_state_dict(data["state_dict"])
     model.eval()
+    if isinstance(data["meta"], dict) and data["meta"].get("pretrained"):
+        model.pretrained_info = data["meta"]["pretrained"]
     info = {k: data[k] for k in ("format", "name", "preset", "config", "meta")}
     return model, info

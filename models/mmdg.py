@@ -36,8 +36,8 @@ Where this departs from / interprets the paper or the official code:
 - Prototypes: the official code recomputes them at the start of every epoch from a 50% sample of
   the training set in eval mode, EMA momentum 0.2 (`update_prototypes(batches)` does exactly this,
   for the trainer to call once per epoch). If the trainer never calls it, `train_step` seeds each
-  still-empty prototype from the current batch, so the SSP loss is defined from the first step.
-  Prototypes are buffers and travel in checkpoints.
+  still-empty prototype from the current batch's class tokens (those of its own forward, detached),
+  so the SSP loss is defined from the first step. Prototypes are buffers and travel in checkpoints.
 - Eval forward uses the analytic UEM by default (`uem_eval="analytic"`): MC dropout of a fixed
   tensor has std -> |x| * sqrt(p / (1 - p)), so this is the MC estimate's limit, deterministic and
   exportable. Training uses `uem` ("mc" in both presets, faithful).
@@ -63,7 +63,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_fas.errors import ArtifactError, ConfigError
-from edge_fas.models.vit import Mlp
+from edge_fas.models.pretrained import load_pretrained, read_weights, torchvision_vit_to_timm  # noqa: F401 (re-exported)
+from edge_fas.models.vit import Mlp, _block_index
 
 MODALITIES = ("rgb", "depth", "ir")  # the columns of `present`, and ReGrad's owner indices
 # adapter name -> (target stream it adds to, source stream it queries from)
@@ -88,34 +89,111 @@ PAPER_TRAINING = dict(optimiser="Adam", lr=5e-5, weight_decay=1e-3, schedule="co
 
 
 
-_EPS = 1e-12
+# ReGrad works on the Gram matrix of the three modalities' gradients of each parameter: every case of
+# Eq. 5 is a combination w_rgb g_rgb + w_depth g_depth + w_ir g_ir whose weights depend only on the
+# dot products, the SSP losses and the certainties. The weights are computed with tensor operations
+# for all parameters at once, so no value ever travels to the host (no float()/item(): on a GPU the
+# step never waits), and the gradients are combined per group of equally shaped parameters.
+_REL = torch.finfo(torch.float32).eps  # a reference this much smaller than the gradient counts as zero
+_TINY = torch.finfo(torch.float32).tiny
 
 
-def _project(g: torch.Tensor, onto: torch.Tensor) -> torch.Tensor:
-    """Component of `g` along `onto` (zero when `onto` is the zero vector)."""
-    denom = (onto * onto).sum()
-    if float(denom) <= _EPS:
-        return torch.zeros_like(g)
-    return (g * onto).sum() / denom * onto
+def _modulation(dot, rr, gg):
+    """Coefficient and agreement of M(g, r) from g.r, |r|^2 and |g|^2 (tensors of one shape).
+
+    M(g, r) = coef * r when g and r agree (g.r > 0), else g - coef * r, coef = g.r / |r|^2. A
+    reference that is zero relative to g (|r| <= eps |g|, or |r|^2 below float32's smallest normal)
+    counts as the zero vector: coef 0 and no agreement, so M(g, 0) = g. The test is relative, so a
+    GradScaler's scale (applied to g and r alike) never changes a decision.
+    """
+    zero = (rr <= (_REL * _REL) * gg) | (rr < _TINY)
+    coef = torch.where(zero, torch.zeros_like(dot), dot / torch.where(zero, torch.ones_like(rr), rr))
+    return coef, (dot > 0) & ~zero
 
 
-def _agree_or_orthogonal(g: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Eq. 5's modulation of `g` against `ref`: its projection on `ref` when the two agree
-    (g . ref > 0), otherwise its part orthogonal to `ref` (the conflicting component dropped)."""
-    proj = _project(g, ref)
-    if float((g * ref).sum()) > 0:
-        return proj
-    return g - proj
+def regrad_weights(gram: torch.Tensor, owner: torch.Tensor, ssp_losses: torch.Tensor,
+                   certainties: torch.Tensor) -> torch.Tensor:
+    """(P, 3) weights of (g_rgb, g_depth, g_ir) giving Eq. 5's extra gradient of each parameter.
+
+    gram: (P, 3, 3) dot products of the three gradients of each parameter; owner: (P,) long, 0/1/2
+    or -1 for a parameter shared by all three; ssp_losses, certainties: (3,). See `regrad`.
+    """
+    p = gram.shape[0]
+    rows = torch.arange(p, device=gram.device)
+    fast = torch.argmin(ssp_losses)  # the first of equal minima, as min() over a list
+    o = torch.where(owner < 0, fast, owner)
+    a, b = (o + 1) % 3, (o + 2) % 3
+
+    def d(i, j):
+        return gram[rows, i, j]
+
+    c = certainties.to(gram.dtype)
+    c_o, c_a, c_b = c[o], c[a], c[b]
+    # slow owner: g_o + sum_j c_j M(g_j, g_o)
+    coef_a, agree_a = _modulation(d(a, o), d(o, o), d(a, a))
+    coef_b, agree_b = _modulation(d(b, o), d(o, o), d(b, b))
+    slow_o = 1 + c_a * torch.where(agree_a, coef_a, -coef_a) + c_b * torch.where(agree_b, coef_b, -coef_b)
+    slow_a, slow_b = c_a * (~agree_a), c_b * (~agree_b)
+    # fast owner: c_o M(g_o, s) + s, s = g_a + g_b
+    coef_s, agree_s = _modulation(d(o, a) + d(o, b), d(a, a) + d(b, b) + 2 * d(a, b), d(o, o))
+    fast_o = c_o * (~agree_s)
+    fast_s = 1 + c_o * torch.where(agree_s, coef_s, -coef_s)
+    is_fast = o == fast
+    w = torch.zeros(p, 3, dtype=gram.dtype, device=gram.device)
+    w.scatter_(1, o[:, None], torch.where(is_fast, fast_o, slow_o)[:, None])
+    w.scatter_(1, a[:, None], torch.where(is_fast, fast_s, slow_a)[:, None])
+    w.scatter_(1, b[:, None], torch.where(is_fast, fast_s, slow_b)[:, None])
+    return w
 
 
-def regrad(grads: Sequence[torch.Tensor], ssp_losses: Sequence[float], certainties: Sequence[float],
-           owner: Optional[int]) -> torch.Tensor:
+def regrad_grads(grads: Sequence[Sequence[torch.Tensor]], owners: Sequence[Optional[int]],
+                 ssp_losses: torch.Tensor, certainties: torch.Tensor) -> list:
+    """Eq. 5's extra gradient of P parameters at once, without a host sync.
+
+    grads: three lists (RGB, depth, IR) of P tensors, the k-th of each list the gradient of
+    parameter k from that modality's SSP loss; owners: P entries 0/1/2/None (see `regrad`);
+    ssp_losses, certainties: three values each (tensors stay on their device). Returns P tensors.
+    """
+    dev = grads[0][0].device
+    losses = _vector(ssp_losses, dev)
+    certs = _vector(certainties, dev)
+    groups: dict = {}  # (shape, owner) -> parameter indices: one stacked tensor per group
+    for k, (g, owner) in enumerate(zip(grads[0], owners)):
+        groups.setdefault((tuple(g.shape), owner), []).append(k)
+    stacked, grams, owner_ids = [], [], []
+    for (_, owner), ks in groups.items():
+        g = torch.stack([torch.stack([grads[i][k].reshape(-1) for k in ks]) for i in range(3)], dim=1)  # (n, 3, numel)
+        stacked.append(g)
+        # element-wise products and sums (not a matmul, which TF32 settings could round)
+        dots = {(i, j): (g[:, i] * g[:, j]).sum(-1) for i in range(3) for j in range(i, 3)}
+        grams.append(torch.stack([torch.stack([dots[min(i, j), max(i, j)] for j in range(3)], -1)
+                                  for i in range(3)], -2))
+        owner_ids.append(torch.full((len(ks),), -1 if owner is None else owner, dtype=torch.long, device=dev))
+    weights = regrad_weights(torch.cat(grams), torch.cat(owner_ids), losses, certs)
+    out: list = [None] * len(owners)
+    for ((shape, _), ks), g, w in zip(groups.items(), stacked, weights.split([len(ks) for ks in groups.values()])):
+        combined = w[:, 0, None] * g[:, 0] + w[:, 1, None] * g[:, 1] + w[:, 2, None] * g[:, 2]
+        for k, row in zip(ks, combined.unbind(0)):
+            out[k] = row.view(shape)
+    return out
+
+
+def _vector(values, device) -> torch.Tensor:
+    """Three losses or certainties (floats or 0-d tensors) as a float32 (3,) tensor, without a sync."""
+    if torch.is_tensor(values):
+        return values.to(device=device, dtype=torch.float32).reshape(3)
+    if all(torch.is_tensor(v) for v in values):
+        return torch.stack([v.to(device=device, dtype=torch.float32).reshape(()) for v in values])
+    return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
+
+
+def regrad(grads: Sequence[torch.Tensor], ssp_losses, certainties, owner: Optional[int]) -> torch.Tensor:
     """Re-weighted gradient of one parameter (paper Eq. 5), to be added to its CE-loss gradient.
 
     grads: the three modalities' (RGB, depth, IR) gradients of the parameter, each from that
-    modality's SSP loss, all of one shape. ssp_losses, certainties: three floats each (the
-    modalities' SSP losses and mean certainties). owner: 0/1/2 for the modality the parameter
-    belongs to, or None for a parameter shared by all three.
+    modality's SSP loss, all of one shape. ssp_losses, certainties: three values each (the
+    modalities' SSP losses and mean certainties; floats or tensors). owner: 0/1/2 for the modality
+    the parameter belongs to, or None for a parameter shared by all three.
 
     The fast modality is the one with the lowest SSP loss; every other modality is slow.
     - Owner slow: g_o + sum_{j != o} c_j * M(g_j, g_o), where M(g, r) is g's projection on r if
@@ -128,6 +206,8 @@ def regrad(grads: Sequence[torch.Tensor], ssp_losses: Sequence[float], certainti
       modality, i.e. the fast-owner rule with o = fast. This slows the dominant modality on shared
       weights too, which is the paper's stated aim. (The official code skips shared parameters and
       misaligns its gradient list after the skip; we do neither.)
+    A reference direction that is zero relative to the gradient it modulates counts as zero
+    (`_modulation`). Same computation as `regrad_grads` (which train_step uses), for one parameter.
     """
     if len(grads) != 3 or len(ssp_losses) != 3 or len(certainties) != 3:
         raise ValueError("regrad needs three gradients, three SSP losses and three certainties "
@@ -138,38 +218,43 @@ def regrad(grads: Sequence[torch.Tensor], ssp_losses: Sequence[float], certainti
                          "pass the three modalities' gradients of ONE parameter")
     if owner is not None and owner not in (0, 1, 2):
         raise ValueError(f"regrad: owner must be 0 (RGB), 1 (depth), 2 (IR) or None, got {owner!r}")
-    losses = [float(x) for x in ssp_losses]
-    fast = min(range(3), key=lambda i: losses[i])
-    o = fast if owner is None else owner
-    others = [j for j in range(3) if j != o]
-    g_o = grads[o]
-    if o != fast:
-        out = g_o.clone()
-        for j in others:
-            out = out + float(certainties[j]) * _agree_or_orthogonal(grads[j], g_o)
-        return out
-    s = grads[others[0]] + grads[others[1]]
-    return float(certainties[o]) * _agree_or_orthogonal(g_o, s) + s
+    return regrad_grads([[g] for g in grads], [owner], ssp_losses, certainties)[0]
 
 
 # ---- uncertainty estimation (UEM) ------------------------------------------------------------
-def mc_certainty(x: torch.Tensor, p: float, samples: int, rate: float) -> torch.Tensor:
+_KEPT_CDF: dict = {}
+
+
+def _kept_count_table(p: float, samples: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CDF boundaries of K ~ Binomial(samples, 1 - p) (float32) and the std factor of each K."""
+    key = (p, samples, str(device))
+    if key not in _KEPT_CDF:
+        k = torch.arange(samples + 1, dtype=torch.float64)
+        pmf = torch.exp(torch.lgamma(torch.tensor(samples + 1.0, dtype=torch.float64)) - torch.lgamma(k + 1)
+                        - torch.lgamma(samples - k + 1) + k * math.log(1 - p) + (samples - k) * math.log(p))
+        cdf = pmf.cumsum(0)[:-1].float()
+        factor = (torch.sqrt(k * (samples - k) / (samples * (samples - 1))) / (1 - p)).float()
+        _KEPT_CDF[key] = (cdf.to(device), factor.to(device))
+    return _KEPT_CDF[key]
+
+
+def mc_certainty(x: torch.Tensor, p: float, samples: int, rate: float, generator=None) -> torch.Tensor:
     """exp(-rate * std) with the element-wise std over `samples` dropout(p) draws of x (always
-    sampling, whatever the module mode, like the official MC dropout); no gradient."""
+    sampling, whatever the module mode, like the official MC dropout); no gradient.
+
+    Drawn in closed form, with the same distribution as the draws themselves: dropout keeps an
+    element (scaled by 1/(1-p)) in each draw independently, so over n draws the element is kept
+    K ~ Binomial(n, 1-p) times, and the unbiased std of the n values is
+    |x| / (1-p) * sqrt(K (n-K) / (n (n-1))). One uniform number per element (inverse CDF of K)
+    replaces n dropout masks. (K below about 1e-7 probability is never drawn: float32 uniforms.)
+    """
     if samples < 2:
         raise ConfigError(f"mmdg: mc_samples must be at least 2 for a standard deviation, got {samples}")
     with torch.no_grad():
-        # running sums instead of stacking the draws: same unbiased std, 1/samples of the memory
-        # (the paper preset would otherwise hold 20 copies of every block's attention output)
         x = x.float()
-        total = torch.zeros_like(x)
-        squares = torch.zeros_like(x)
-        for _ in range(samples):
-            d = F.dropout(x, p, training=True)
-            total += d
-            squares += d * d
-        var = (squares - total * total / samples) / (samples - 1)
-        return torch.exp(-rate * var.clamp(min=0).sqrt())
+        cdf, factor = _kept_count_table(float(p), int(samples), x.device)
+        kept = torch.bucketize(torch.rand(x.shape, generator=generator, device=x.device), cdf)
+        return torch.exp(-rate * x.abs() * factor[kept])
 
 
 def analytic_certainty(x: torch.Tensor, p: float, rate: float) -> torch.Tensor:
@@ -269,9 +354,10 @@ class CertaintyCrossAttention(nn.Module):
     def forward(self, x_q, x_kv, certainty):
         """certainty: (B, N) per query token."""
         q, k, v = self._split(self.q(x_q)), self._split(self.k(x_kv)), self._split(self.v(x_kv))
-        logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, Nq, Nk)
-        attn = torch.softmax(logits * certainty[:, None, :, None], dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).flatten(2))
+        # row i of the logits times certainty[i] == query i times certainty[i]: fused attention
+        q = q * certainty[:, None, :, None].to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(out.transpose(1, 2).flatten(2))
 
 
 class UAdapter(nn.Module):
@@ -318,8 +404,8 @@ class Attention(nn.Module):
     def forward(self, x):
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # fused softmax(q k^T s) v
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 class Block(nn.Module):
@@ -344,6 +430,8 @@ def _init_linear(m):
 class MMDG(nn.Module):
     name = "mmdg"
     output_names = ("logits", "score", "uncertainty")
+    pretrained_layouts = ("timm-vit", "torchvision-vit")
+    supports_accumulation = True  # train_step(..., accumulate=k, apply=...): see the trainer
 
     def __init__(self, preset: str = "paper", pretrained=None, **overrides):
         super().__init__()
@@ -388,8 +476,10 @@ class MMDG(nn.Module):
         n_proto = 1 + int(cfg["num_domains"])
         self.register_buffer("prototypes", torch.zeros(3, n_proto, w))
         self.register_buffer("prototype_ready", torch.zeros(3, n_proto, dtype=torch.bool))
+        self._regrad_sums = None  # ReGrad inputs summed over the batches of one accumulated step
+        self._pending_batches = 0  # batches backpropagated since the last optimiser step
         if pretrained:
-            self.load_pretrained(pretrained)
+            load_pretrained(self, pretrained)
         self._freeze()
 
     def _freeze(self):
@@ -418,24 +508,26 @@ class MMDG(nn.Module):
             p = present.to(device=rgb.device, dtype=rgb.dtype).reshape(b, 3)
         if self.config["ir_channels"] == 3 and ir.shape[1] == 1:
             images["ir"] = ir_hog_plgf(ir)
-        x = {}
+        tokens = []
         for i, m in enumerate(MODALITIES):
             img = images[m] * p[:, i].view(-1, 1, 1, 1)
             tok = self.patch_embed[m](img).flatten(2).transpose(1, 2)
-            x[m] = torch.cat([self.cls_token[m].expand(b, -1, -1), tok], dim=1) + self.pos_embed[m]
+            tokens.append(torch.cat([self.cls_token[m].expand(b, -1, -1), tok], dim=1) + self.pos_embed[m])
+        # the ViT blocks are shared: run them once on the modalities stacked along the batch
+        # (RGB rows, then depth, then IR); only the adapters, which differ per pair, see them apart
+        x = torch.cat(tokens)
         cert = {}
         for blk, adapters in zip(self.blocks, self.adapters):
-            x_a, y, mlp = {}, {}, {}
-            for m in MODALITIES:
-                x_c = blk.attn(blk.norm1(x[m]))
-                cert[m] = self._certainty(x_c)
-                x_a[m] = x[m] + x_c
-                y[m] = blk.norm2(x_a[m])
-                mlp[m] = blk.mlp(y[m])
-            x = {m: x_a[m] + mlp[m] for m in MODALITIES}
+            x_c = blk.attn(blk.norm1(x))
+            cert = dict(zip(MODALITIES, self._certainty(x_c).chunk(3)))
+            x_a = x + x_c
+            y_all = blk.norm2(x_a)
+            y = dict(zip(MODALITIES, y_all.chunk(3)))
+            out = dict(zip(MODALITIES, (x_a + blk.mlp(y_all)).chunk(3)))
             for key, (tgt, src) in ADAPTERS.items():
-                x[tgt] = x[tgt] + adapters[key](y[tgt], y[src], cert[src])
-        feats = {m: self.norm(x[m])[:, 0] for m in MODALITIES}
+                out[tgt] = out[tgt] + adapters[key](y[tgt], y[src], cert[src])
+            x = torch.cat([out[m] for m in MODALITIES])
+        feats = dict(zip(MODALITIES, self.norm(x[:, 0]).chunk(3)))
         return {"features": feats, "certainty": cert, "present": p}
 
     def forward(self, rgb, depth, ir, present=None) -> dict:
@@ -459,24 +551,31 @@ class MMDG(nn.Module):
         label = label.long().reshape(-1)
         dom = torch.zeros_like(label) if domain is None else domain.long().reshape(-1).to(label.device)
         n_dom = int(self.config["num_domains"])
-        if bool(((dom < 0) | (dom >= n_dom)).any()):
-            raise ConfigError(f"mmdg: batch domain ids must be in 0..{n_dom - 1}; build with "
-                              f"num_domains= the number of source domains (got ids {sorted(set(dom.tolist()))})")
+        bad = (dom < 0) | (dom >= n_dom)
+        msg = (f"mmdg: batch domain ids must be in 0..{n_dom - 1}; build with num_domains= the number of "
+               "source domains")
+        if dom.device.type == "cpu":
+            if bool(bad.any()):
+                raise ConfigError(f"{msg} (got ids {sorted(set(dom.tolist()))})")
+        else:  # checked on the device: a failing batch stops the run at the next sync, without a sync here
+            torch._assert_async(~bad.any(), msg)
         return torch.where(label == 1, 1 + dom, torch.zeros_like(dom))
 
     def ssp_losses(self, feats: dict, target: torch.Tensor, present: torch.Tensor) -> list:
         """Eq. 7 per modality (unweighted); only prototypes already set take part, only present
-        samples whose own prototype is set count; a modality with no such sample gives 0."""
+        samples whose own prototype is set count; a modality with no such sample gives 0.
+        Masked by weights rather than by selecting rows, so the step needs no host sync."""
         losses = []
         for i, m in enumerate(MODALITIES):
             ready = self.prototype_ready[i]
             valid = (present[:, i] > 0) & ready[target]
-            if not bool(valid.any()):
-                losses.append(feats[m].sum() * 0.0)
-                continue
-            dist = torch.cdist(feats[m][valid], self.prototypes[i])  # Euclidean, (b, P)
+            dist = torch.cdist(feats[m], self.prototypes[i])  # Euclidean, (B, P)
             logits = (-dist).masked_fill(~ready, float("-inf"))
-            losses.append(F.cross_entropy(logits, target[valid]))
+            # rows that do not count get finite dummy logits and target 0, then weight 0
+            logits = torch.where(valid[:, None], logits, torch.zeros_like(logits))
+            ce = F.cross_entropy(logits, torch.where(valid, target, torch.zeros_like(target)), reduction="none")
+            w = valid.to(ce.dtype)
+            losses.append((ce * w).sum() / w.sum().clamp(min=1))
         return losses
 
     def loss(self, batch: dict, out: dict) -> dict:
@@ -524,10 +623,10 @@ class MMDG(nn.Module):
     def _accumulate(self, batch, feats, sums, counts):
         target = self.prototype_index(batch["label"], batch.get("domain")).to(sums.device)
         present = batch.get("present")
-        for i, m in enumerate(MODALITIES):
-            keep = torch.ones_like(target, dtype=torch.bool) if present is None else present[:, i].bool().to(sums.device)
-            sums[i].index_add_(0, target[keep], feats[m].detach()[keep].to(sums.dtype))
-            counts[i].index_add_(0, target[keep], torch.ones_like(target[keep], dtype=counts.dtype))
+        for i, m in enumerate(MODALITIES):  # weighted by presence, not selected: no host sync
+            keep = torch.ones_like(target, dtype=sums.dtype) if present is None else present[:, i].to(sums.device, sums.dtype)
+            sums[i].index_add_(0, target, feats[m].detach().to(sums.dtype) * keep[:, None])
+            counts[i].index_add_(0, target, keep.to(counts.dtype))
 
     # ---- training -----------------------------------------------------------------------------
     def trainable_owners(self) -> list:
@@ -553,26 +652,34 @@ class MMDG(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return {"model": torch.optim.Adam(params, lr=lr, weight_decay=wd)}
 
-    def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
+    def train_step(self, batch: dict, optimisers: dict, scaler=None, accumulate: int = 1, apply: bool = True) -> dict:
         """CE gradient plus ReGrad-modulated SSP gradients (Eq. 5), one Adam step.
 
         With regrad=False it is a plain step on Eq. 8's total. ReGrad is linear in the gradients
-        and its decisions are sign tests, so a GradScaler's positive scale passes through it.
+        and its decisions are sign tests and relative zero tests, so a GradScaler's positive scale
+        passes through it.
+
+        Gradient accumulation (`accumulate` batches per optimiser step, `apply` True on the last):
+        the CE gradients and each modality's SSP gradients are averaged over the batches, the SSP
+        losses and certainties too (each over the batches where the modality is present), and
+        ReGrad runs once on those averages before the step: the step a batch `accumulate` times as
+        large would take (equal batch sizes, same prototypes). ReGrad is therefore never skipped.
         """
+        if accumulate < 1:
+            raise ValueError(f"mmdg: accumulate must be >= 1, got {accumulate}")
         self.train()
         opt = optimisers["model"]
-        if not bool(self.prototype_ready.all()):  # seed empty prototypes from this batch
-            with torch.no_grad():
-                feats = self.encode(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))["features"]
-                sums = torch.zeros_like(self.prototypes)
-                counts = torch.zeros(self.prototypes.shape[:2], device=self.prototypes.device)
-                self._accumulate(batch, feats, sums, counts)
-                counts = counts * (~self.prototype_ready)  # only the empty ones
-                self._set_prototypes(sums, counts)
         out = self(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
+        with torch.no_grad():  # seed still-empty prototypes from this batch's class tokens
+            sums = torch.zeros_like(self.prototypes)
+            counts = torch.zeros(self.prototypes.shape[:2], device=self.prototypes.device)
+            self._accumulate(batch, out["features"], sums, counts)
+            self._set_prototypes(sums, counts * (~self.prototype_ready))  # set ones keep their value
         terms = self.loss(batch, out)
-        scale = (lambda t: scaler.scale(t)) if scaler is not None else (lambda t: t)
-        opt.zero_grad(set_to_none=True)
+        k = float(accumulate)
+        scale = (lambda t: scaler.scale(t / k)) if scaler is not None else (lambda t: t / k)
+        if self._pending_batches == 0:  # the first batch of an optimiser step
+            opt.zero_grad(set_to_none=True)
         if not self.config["regrad"]:
             scale(terms["total"]).backward()
         else:
@@ -581,47 +688,75 @@ class MMDG(nn.Module):
             ssp = [terms[f"ssp_{m}"] for m in MODALITIES]
             per_mod = [torch.autograd.grad(scale(l), params, retain_graph=True, allow_unused=True) for l in ssp]
             scale(terms["ce"]).backward()
-            # a modality absent from the whole batch has SSP loss 0 and no gradient: it must not
-            # count as the fast one, so its loss is +inf and its certainty 0
-            has = [bool((out["present"][:, i] > 0).any()) for i in range(3)]
-            values = [float(l.detach()) if h else float("inf") for l, h in zip(ssp, has)]
-            certs = [float(c) if h else 0.0 for c, h in zip(out["certainties"], has)]
-            for k, (prm, owner) in enumerate(owned):
-                g = [per_mod[i][k] for i in range(3)]
-                if all(gi is None for gi in g):
-                    continue  # untouched by every SSP loss (e.g. the head): CE gradient only
-                g = [torch.zeros_like(prm) if gi is None else gi for gi in g]
-                extra = regrad(g, values, certs, owner)
-                prm.grad = extra if prm.grad is None else prm.grad + extra
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
+            self._add_regrad_inputs(per_mod, ssp, out)
+        if apply:
+            if self._regrad_sums is not None:
+                self._apply_regrad()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            self._pending_batches = 0
         else:
-            opt.step()
-        res = {k: float(v.detach()) for k, v in terms.items()}
-        res.update({f"certainty_{m}": float(c) for m, c in zip(MODALITIES, out["certainties"])})
-        return res
+            self._pending_batches += 1
+        names = list(terms) + [f"certainty_{m}" for m in MODALITIES]
+        values = torch.stack([t.detach().float().reshape(()) for t in list(terms.values()) + out["certainties"]])
+        return dict(zip(names, values.tolist()))  # the one host sync of the step: the logged numbers
+
+    def _add_regrad_inputs(self, per_mod, ssp, out):
+        """Accumulate this batch's per-modality SSP gradients (already divided by `accumulate`),
+        SSP losses and certainties for ReGrad, summed over the batches of one optimiser step."""
+        owned = self.trainable_owners()
+        has = (out["present"] > 0).any(dim=0)  # a modality absent from the whole batch does not count
+        loss = torch.stack([l.detach().float() for l in ssp])
+        cert = torch.stack([c.detach().float() for c in out["certainties"]])
+        st = self._regrad_sums
+        if st is None:
+            st = self._regrad_sums = {"grads": [None] * len(owned), "owners": [o for _, o in owned],
+                                      "params": [p for p, _ in owned], "loss": torch.zeros_like(loss),
+                                      "cert": torch.zeros_like(cert), "n": torch.zeros_like(loss)}
+        for k in range(len(owned)):
+            g = [per_mod[i][k] for i in range(3)]
+            if all(gi is None for gi in g):
+                continue  # untouched by every SSP loss (e.g. the head): CE gradient only
+            ref = next(gi for gi in g if gi is not None)
+            g = [torch.zeros_like(ref) if gi is None else gi for gi in g]
+            if st["grads"][k] is None:
+                st["grads"][k] = g
+            else:
+                st["grads"][k] = [a + b for a, b in zip(st["grads"][k], g)]
+        st["loss"] += torch.where(has, loss, torch.zeros_like(loss))
+        st["cert"] += torch.where(has, cert, torch.zeros_like(cert))
+        st["n"] += has.float()
+
+    def _apply_regrad(self):
+        """Add Eq. 5's modulated SSP gradients to the CE gradients in .grad (no host sync)."""
+        st, self._regrad_sums = self._regrad_sums, None
+        seen = st["n"] > 0
+        n = st["n"].clamp(min=1)
+        # a modality absent from every batch must not count as the fast one: loss +inf, certainty 0
+        losses = torch.where(seen, st["loss"] / n, torch.full_like(n, float("inf")))
+        certs = torch.where(seen, st["cert"] / n, torch.zeros_like(n))
+        idx = [k for k, g in enumerate(st["grads"]) if g is not None]
+        if not idx:
+            return
+        extra = regrad_grads([[st["grads"][k][i] for k in idx] for i in range(3)],
+                             [st["owners"][k] for k in idx], losses, certs)
+        for k, e in zip(idx, extra):
+            prm = st["params"][k]
+            prm.grad = e if prm.grad is None else prm.grad.add_(e)
 
     # ---- pretrained ---------------------------------------------------------------------------
     def load_pretrained(self, source) -> dict:
         """Initialise from a timm (or torchvision) ViT-B/16 state dict (path or dict), by key:
         patch_embed.proj -> each modality's patch projection (summed over RGB for 1-channel
         inputs), cls_token -> each modality's class token, blocks.* and norm.* as is. pos_embed
-        is NOT loaded (MMDG learns new position embeddings) and head.* is ignored.
-        Returns {"loaded": [own keys], "skipped": [source keys]}."""
-        if isinstance(source, dict):
-            sd, name = source, "<state dict>"
-        else:
-            name = str(source)
-            try:
-                sd = torch.load(name, map_location="cpu", weights_only=True)
-            except FileNotFoundError:
-                raise ArtifactError(f"mmdg pretrained weights: {name} does not exist; pass the path of a "
-                                    "local timm ViT-B/16 state dict") from None
-        for key in ("state_dict", "model"):
-            if isinstance(sd.get(key), dict):
-                sd = sd[key]
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        is NOT loaded (MMDG learns new position embeddings) and head.* is ignored; any other key
+        means another architecture and is refused. Returns {"loaded": [own keys], "skipped":
+        [source keys]}. models.pretrained.load_pretrained(model, path) (what `pretrained=` calls)
+        also reads safetensors and records the file and its normalisation."""
+        sd, name = read_weights(source, "mmdg pretrained weights")
         if "conv_proj.weight" in sd:  # torchvision vit_b_16 layout (the official code's start)
             sd = torchvision_vit_to_timm(sd)
         own = self.state_dict()
@@ -649,33 +784,15 @@ class MMDG(nn.Module):
         for k in own:
             if k.startswith(("blocks.", "norm.")):
                 take(k, k)
+        skipped = sorted(set(sd) - used)
+        depth = len(self.blocks)
+        foreign = [k for k in skipped if not (k == "pos_embed" or k.startswith("head.") or _block_index(k) >= depth)]
+        if foreign:
+            raise ArtifactError(f"mmdg pretrained weights: {name} has key(s) a plain ViT does not have "
+                                f"({foreign[:4]}); it is another architecture, use timm's vit_base_patch16_224 "
+                                "or torchvision's vit_b_16 weights")
         self.load_state_dict(new)
-        return {"loaded": loaded, "skipped": sorted(set(sd) - used)}
-
-
-_TV_BLOCK = {"ln_1": "norm1", "ln_2": "norm2", "self_attention.in_proj_weight": "attn.qkv.weight",
-             "self_attention.in_proj_bias": "attn.qkv.bias", "self_attention.out_proj": "attn.proj",
-             "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2", "mlp.linear_1": "mlp.fc1", "mlp.linear_2": "mlp.fc2"}
-
-
-def torchvision_vit_to_timm(sd: dict) -> dict:
-    """Rename a torchvision VisionTransformer state dict to timm's keys (same tensors: torchvision's
-    in_proj stacks q, k, v in timm's qkv order). Keys it does not know are kept as they are."""
-    out = {}
-    for k, v in sd.items():
-        new = {"conv_proj.weight": "patch_embed.proj.weight", "conv_proj.bias": "patch_embed.proj.bias",
-               "class_token": "cls_token", "encoder.pos_embedding": "pos_embed",
-               "encoder.ln.weight": "norm.weight", "encoder.ln.bias": "norm.bias"}.get(k)
-        if new is None and k.startswith("encoder.layers.encoder_layer_"):
-            idx, rest = k[len("encoder.layers.encoder_layer_"):].split(".", 1)
-            for tv, timm in _TV_BLOCK.items():
-                if rest == tv or rest.startswith(tv + "."):
-                    new = f"blocks.{idx}.{timm}{rest[len(tv):]}"
-                    break
-        if new is None and k.startswith("heads."):
-            new = "head." + k.split(".")[-1]
-        out[new or k] = v
-    return out
+        return {"loaded": loaded, "skipped": skipped}
 
 
 def build(preset: str = "paper", **overrides) -> MMDG:

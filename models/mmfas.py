@@ -41,6 +41,20 @@ Interpretations / departures (the paper leaves these open):
 - Missing modalities (present=False) enter as zero images; ICL/CM use only samples whose RGB and
   the paired modality are both present.
 - The paper says Adam with weight decay 1e-2; we record AdamW (decoupled decay) as issue 4 asks.
+
+Ablation switches (the paper's Table 2 and 3):
+- `mining`: "hnm+hpm" (default, the paper's CM + HNM + HPM), "hnm" (hard negatives, with each
+  sample's own instance pair as its positive, as ALBEF which the paper contrasts with) or "none"
+  (CM over all N x N pairs, the table's plain "CM"). ICL / CM alone: alpha=0 or beta=0.
+- `modalities`: any subset of ["rgb", "depth", "ir"] (Table 2's modality rows). Only the chosen
+  modalities get an encoder; an alignment module exists for each chosen modality paired with RGB
+  (RGB is the bridge: depth + IR alone have none, and their streams are the encoders' features);
+  the head pools the chosen streams' class tokens. Switch-attention needs all three (its Q, K, V
+  cycle through R, D, I); "cross" needs two or more; "merge" and `fusion="none"` (no fusion
+  blocks: encoders, alignment and head, the parameter budget of Table 2's modality and alignment
+  rows) take any subset. Inputs keep their three slots; unused modalities are ignored.
+- `order` (Table 3's six switch orders) and `fusion` "merge"/"cross" (Table 2's attention rows)
+  as above.
 """
 
 from __future__ import annotations
@@ -52,21 +66,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_fas.errors import ConfigError
-from edge_fas.models.steps import adamw_optimisers, bce, masked_inputs, merge_config, scores, single_train_step
+from edge_fas.models.steps import (MODALITY_CHANNELS, MODALITY_ORDER, adamw_optimisers, bce, masked_inputs, merge_config,
+                                   modality_subset, scores, single_train_step)
+from edge_fas.models.pretrained import load_pretrained
 from edge_fas.models.vit import Block, VisionTransformer, load_timm_vit
 
 PRESETS = {
     "paper": dict(input_size=224, patch_size=16, width=270, heads=6, mlp_ratio=4.0, enc_depth=3,
                   fusion_depth=6, fusion="switch", order="RDI", residual="query", head_width=270,
-                  tau_init=0.07, alpha=1.0, beta=1.0),
+                  tau_init=0.07, alpha=1.0, beta=1.0, mining="hnm+hpm", modalities=("rgb", "depth", "ir")),
     "edge": dict(input_size=112, patch_size=16, width=192, heads=6, mlp_ratio=4.0, enc_depth=2,
                  fusion_depth=3, fusion="switch", order="RDI", residual="query", head_width=192,
-                 tau_init=0.07, alpha=1.0, beta=1.0),
+                 tau_init=0.07, alpha=1.0, beta=1.0, mining="hnm+hpm", modalities=("rgb", "depth", "ir")),
 }
 PAPER_TRAINING = dict(optimiser="AdamW", lr=1e-4, weight_decay=1e-2, schedule="cosine", warmup_fraction=0.1,
                       epochs=30, batch_size=128, class_balanced_batches=True, input_size=224)
 STREAMS = {"R": "rgb", "D": "depth", "I": "ir"}
-FUSIONS = ("switch", "merge", "cross")
+FUSIONS = ("switch", "merge", "cross", "none")
+MINING = ("hnm+hpm", "hnm", "none")  # Table 2: CM + HNM + HPM (ours), CM + HNM, CM on every pair
 
 
 def switch_sources(order: str, layer: int) -> tuple[str, str, str]:
@@ -98,20 +115,28 @@ def icl_loss(logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def mine_pairs(sim: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hard negative + hard positive pairs per RGB sample i.
+def mine_pairs(sim: torch.Tensor, label: torch.Tensor, mode: str = "hnm+hpm") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (RGB sample, other-modality sample) pairs the class-matching loss sees.
 
-    Returns (rgb_index, other_index, same_class) for up to 2N pairs: the different-class j with
-    the highest sim[i, j] (skipped when the batch has no other class) and the same-class j with
-    the lowest sim[i, j].
+    Returns (rgb_index, other_index, same_class). `mode`:
+    - "hnm+hpm" (the paper's): per RGB sample i the different-class j with the highest sim[i, j]
+      (skipped when the batch has no other class) and the same-class j with the lowest sim[i, j];
+      up to 2N pairs;
+    - "hnm": the hard negatives as above, and as positives the matching instances (i, i), as ALBEF
+      (Li et al. 2021), which mines negatives only;
+    - "none": every one of the N x N pairs (plain CM, Table 2's "CM" column).
     """
     same = label.view(-1, 1) == label.view(1, -1)
     n = sim.shape[0]
     rows = torch.arange(n, device=sim.device)
+    if mode == "none":
+        return rows.repeat_interleave(n), rows.repeat(n), same.reshape(-1).long()
+    if mode not in MINING:
+        raise ValueError(f"mmfas: mining must be one of {MINING}; got {mode!r}")
     big = torch.finfo(sim.dtype).max
     neg = sim.masked_fill(same, -big).argmax(dim=1)
     has_neg = (~same).any(dim=1)
-    pos = sim.masked_fill(~same, big).argmin(dim=1)
+    pos = sim.masked_fill(~same, big).argmin(dim=1) if mode == "hnm+hpm" else rows
     rgb_idx = torch.cat([rows[has_neg], rows])
     other_idx = torch.cat([neg[has_neg], pos])
     same_cls = torch.cat([torch.zeros(int(has_neg.sum()), dtype=torch.long, device=sim.device),
@@ -122,11 +147,23 @@ def mine_pairs(sim: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, to
 class MMFAS(nn.Module):
     name = "mmfas"
     output_names = ("logits", "score")
+    pretrained_layouts = ("timm-vit", "torchvision-vit")
+    supports_accumulation = True  # train_step(..., accumulate=k, apply=...): see the trainer
 
     def __init__(self, preset: str = "paper", pretrained=None, **overrides):
         super().__init__()
         cfg = merge_config("mmfas", PRESETS, preset, overrides)
         order, fusion = str(cfg["order"]).upper(), cfg["fusion"]
+        mods = cfg["modalities"] = modality_subset("mmfas", cfg["modalities"])
+        if cfg["mining"] not in MINING:
+            raise ConfigError(f"mmfas: mining must be one of {MINING} (Table 2: CM + HNM + HPM, CM + HNM, "
+                              f"CM on every pair); got {cfg['mining']!r}")
+        if fusion == "switch" and len(mods) < 3:
+            raise ConfigError(f"mmfas: fusion 'switch' cycles its queries, keys and values through RGB, depth and "
+                              f"IR, so it needs all three; for modalities {list(mods)} use fusion 'none', 'merge' or 'cross'")
+        if fusion == "cross" and len(mods) < 2:
+            raise ConfigError(f"mmfas: fusion 'cross' lets each stream query the others, so it needs two or more "
+                              f"modalities; for {list(mods)} use fusion 'none' or 'merge'")
         if sorted(order) != ["D", "I", "R"]:
             raise ConfigError(f"mmfas: order must be a permutation of 'RDI' (e.g. 'RDI', 'DIR'); got {cfg['order']!r}")
         if fusion not in FUSIONS:
@@ -140,16 +177,16 @@ class MMFAS(nn.Module):
         w = cfg["width"]
         vit = dict(img_size=cfg["input_size"], patch_size=cfg["patch_size"], embed_dim=w, depth=cfg["enc_depth"],
                    num_heads=cfg["heads"], mlp_ratio=cfg["mlp_ratio"])
-        self.encoders = nn.ModuleDict({
-            "rgb": VisionTransformer(in_chans=3, **vit),
-            "depth": VisionTransformer(in_chans=1, **vit),
-            "ir": VisionTransformer(in_chans=1, **vit),
-        })
-        self.align = nn.ModuleDict({"depth": AlignmentModule(w, cfg["tau_init"]), "ir": AlignmentModule(w, cfg["tau_init"])})
+        self.modalities = mods
+        self.encoders = nn.ModuleDict({m: VisionTransformer(in_chans=MODALITY_CHANNELS[m], **vit) for m in mods})
+        # RGB is the bridge: one alignment module per other modality trained together with RGB
+        self.align = nn.ModuleDict({m: AlignmentModule(w, cfg["tau_init"]) for m in mods if m != "rgb" and "rgb" in mods})
         if fusion == "cross":
             self.fusion = nn.ModuleList(
-                nn.ModuleDict({s: Block(w, cfg["heads"], cfg["mlp_ratio"]) for s in STREAMS.values()})
+                nn.ModuleDict({s: Block(w, cfg["heads"], cfg["mlp_ratio"]) for s in mods})
                 for _ in range(cfg["fusion_depth"]))
+        elif fusion == "none":
+            self.fusion = nn.ModuleList()
         else:
             self.fusion = nn.ModuleList(Block(w, cfg["heads"], cfg["mlp_ratio"]) for _ in range(cfg["fusion_depth"]))
         self.head = nn.Sequential(
@@ -159,7 +196,7 @@ class MMFAS(nn.Module):
             nn.Linear(cfg["head_width"], 1),
         )
         if pretrained:
-            self.load_pretrained(pretrained)
+            load_pretrained(self, pretrained)
 
     def load_pretrained(self, path) -> dict:
         """Initialise the three encoders from one timm ViT state dict of the same width (rare at 270;
@@ -176,14 +213,14 @@ class MMFAS(nn.Module):
         return streams
 
     def _merge(self, streams: dict) -> dict:
-        t = streams["rgb"].shape[1]
-        x = torch.cat([streams["rgb"], streams["depth"], streams["ir"]], dim=1)
+        names = tuple(streams)
+        x = torch.cat([streams[s] for s in names], dim=1)
         for blk in self.fusion:
             x = blk(x)
-        return {"rgb": x[:, :t], "depth": x[:, t : 2 * t], "ir": x[:, 2 * t :]}
+        return dict(zip(names, x.chunk(len(names), dim=1)))
 
     def _cross(self, streams: dict) -> dict:
-        names = tuple(STREAMS.values())
+        names = tuple(streams)
         for blocks in self.fusion:
             new = {}
             for s in names:
@@ -195,43 +232,46 @@ class MMFAS(nn.Module):
         return streams
 
     def features(self, rgb, depth, ir, present=None) -> dict:
-        """Encoder + alignment projections: token sequences and the class tokens the losses use."""
+        """Encoder + alignment projections: token sequences and the class tokens the losses use.
+        "aligned" holds "rgb_d"/"rgb_i" (RGB projected by the RGB-depth / RGB-IR module) and "depth"/
+        "ir" (projected by their module); "streams" the fusion's inputs, one per modality used."""
         x, p = masked_inputs(rgb, depth, ir, present)
         enc = {m: self.encoders[m].forward_features(x[m]) for m in self.encoders}
-        aligned = {
-            "rgb_d": self.align["depth"].proj_rgb(enc["rgb"]),
-            "rgb_i": self.align["ir"].proj_rgb(enc["rgb"]),
-            "depth": self.align["depth"].proj_other(enc["depth"]),
-            "ir": self.align["ir"].proj_other(enc["ir"]),
-        }
-        return {"aligned": aligned, "present": p}
+        aligned = {}
+        for other, mod in self.align.items():
+            aligned[f"rgb_{other[0]}"] = mod.proj_rgb(enc["rgb"])
+            aligned[other] = mod.proj_other(enc[other])
+        streams = {m: aligned.get(m, enc[m]) for m in self.modalities}  # no module: the encoder's own features
+        rgb_views = [v for k, v in aligned.items() if k.startswith("rgb_")]
+        if rgb_views:  # shallow fusion: the mean of the aligned RGB features
+            streams["rgb"] = sum(rgb_views) / len(rgb_views)
+        return {"aligned": aligned, "streams": streams, "present": p}
 
     def forward(self, rgb, depth, ir, present=None) -> dict:
         f = self.features(rgb, depth, ir, present)
-        a = f["aligned"]
-        streams = {"rgb": 0.5 * (a["rgb_d"] + a["rgb_i"]), "depth": a["depth"], "ir": a["ir"]}  # shallow fusion
-        fuse = {"switch": self._switch, "merge": self._merge, "cross": self._cross}[self.config["fusion"]]
-        streams = fuse(streams)
-        pooled = (streams["rgb"][:, 0] + streams["depth"][:, 0] + streams["ir"][:, 0]) / 3.0
+        fuse = {"switch": self._switch, "merge": self._merge, "cross": self._cross,
+                "none": lambda s: s}[self.config["fusion"]]
+        streams = fuse(f["streams"])
+        pooled = sum(streams[m][:, 0] for m in self.modalities) / len(self.modalities)
         out = scores(self.head(pooled))
         if self.training:  # class tokens for the alignment losses (never in the exported graph)
-            out["align"] = {k: v[:, 0] for k, v in a.items()}
+            out["align"] = {k: v[:, 0] for k, v in f["aligned"].items()}
             out["present"] = f["present"]
         return out
 
     # ---- losses -------------------------------------------------------------------------------
     def alignment_losses(self, align: dict, present: torch.Tensor, label: torch.Tensor) -> dict:
         """L_ICL and L_CM summed over the RGB-depth and RGB-IR modules."""
-        icl = cm = align["rgb_d"].new_zeros(())
-        for col, (other, rgb_key) in enumerate((("depth", "rgb_d"), ("ir", "rgb_i")), start=1):
-            mod = self.align[other]
+        icl = cm = present.new_zeros(())
+        for other, mod in self.align.items():
+            col, rgb_key = MODALITY_ORDER.index(other), f"rgb_{other[0]}"
             valid = (present[:, 0] > 0) & (present[:, col] > 0)
             if int(valid.sum()) < 2:
                 continue
             f_r, f_o, y = align[rgb_key][valid], align[other][valid], label[valid]
             sim = mod.similarity(f_r, f_o)
             icl = icl + icl_loss(sim)
-            ri, oi, same = mine_pairs(sim.detach(), y)
+            ri, oi, same = mine_pairs(sim.detach(), y, self.config["mining"])
             cm = cm + F.cross_entropy(mod.matcher(torch.cat([f_r[ri], f_o[oi]], dim=1)), same)
         return {"icl": icl, "cm": cm}
 
@@ -248,8 +288,8 @@ class MMFAS(nn.Module):
     def make_optimisers(self, lr=None, weight_decay=None) -> dict:
         return adamw_optimisers(self, lr, weight_decay)
 
-    def train_step(self, batch: dict, optimisers: dict, scaler=None) -> dict:
-        return single_train_step(self, batch, optimisers, scaler)
+    def train_step(self, batch: dict, optimisers: dict, scaler=None, accumulate: int = 1, apply: bool = True) -> dict:
+        return single_train_step(self, batch, optimisers, scaler, accumulate, apply)
 
 
 def build(preset: str = "paper", **overrides) -> MMFAS:

@@ -70,7 +70,7 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: num_stages must be 1..4 and layers must list that many blocks; got num_stages={num_stages}, layers={layers}")
         if width < 1 or in_chans < 1 or any(n < 1 for n in layers):
             raise ValueError(f"ResNet: width, in_chans and every layers entry must be >= 1; got width={width}, in_chans={in_chans}, layers={layers}")
-        self.in_chans, self.width, self.num_stages = in_chans, width, num_stages
+        self.in_chans, self.width, self.num_stages, self._layers = in_chans, width, num_stages, layers
         self.conv1 = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -121,24 +121,19 @@ class ResNet(nn.Module):
         """Load a torchvision ResNet state dict (a file path or a dict) by key.
 
         Keys this net lacks (later stages, fc when absent or of another size) are skipped; conv1 is
-        adapted to `in_chans`. Returns {"loaded": [...], "skipped": [...]}. A missing key or a shape
-        mismatch in the kept part raises ArtifactError naming the source and the key.
+        adapted to `in_chans`; a missing BatchNorm `num_batches_tracked` counter (timm's files may
+        lack it) keeps its own value. Returns {"loaded": [...], "skipped": [...]}. A missing key, a
+        key of another architecture or a shape mismatch in the kept part raises ArtifactError naming
+        the source and the key.
         """
-        name = str(source) if isinstance(source, (str, os.PathLike)) else "<state dict>"
-        if isinstance(source, (str, os.PathLike)):
-            if not os.path.isfile(source):
-                raise ArtifactError(f"ResNet pretrained weights: {name} does not exist; pass the path of a torchvision resnet50 .pth state dict")
-            sd = torch.load(source, map_location="cpu", weights_only=True)
-        else:
-            sd = source
-        if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-            sd = sd["state_dict"]
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        from edge_fas.models.pretrained import read_weights
+
+        sd, name = read_weights(source, "ResNet pretrained weights")
         own = self.state_dict()
         new, loaded = {}, []
         for k, v in own.items():
             if k not in sd:
-                if k.startswith("fc.") and not strict_fc:
+                if (k.startswith("fc.") and not strict_fc) or k.endswith("num_batches_tracked"):
                     new[k] = v
                     continue
                 raise ArtifactError(f"ResNet pretrained weights: {name} lacks key '{k}'; is it a torchvision ResNet-50 state dict with matching layers/width?")
@@ -152,8 +147,14 @@ class ResNet(nn.Module):
                 raise ArtifactError(f"ResNet pretrained weights: {name} key '{k}' has shape {tuple(w.shape)}, this net needs {tuple(v.shape)}; use the default width/layers with torchvision ResNet-50 weights")
             new[k] = w.to(v.dtype)
             loaded.append(k)
+        skipped = sorted(set(sd) - set(loaded))
+        later = tuple(f"layer{i}." for i in range(self.num_stages + 1, 5))
+        foreign = [k for k in skipped if not k.startswith(("fc.",) + later)]
+        if foreign:
+            raise ArtifactError(f"ResNet pretrained weights: {name} has key(s) a ResNet of layers {self._layers} does "
+                                f"not have ({foreign[:4]}); use torchvision/timm ResNet-50 weights of the same layers")
         self.load_state_dict(new)
-        return {"loaded": loaded, "skipped": sorted(set(sd) - set(loaded))}
+        return {"loaded": loaded, "skipped": skipped}
 
 
 def resnet50(in_chans: int = 3, num_classes: int = 1000, num_stages: int = 4, pretrained=None, **kw) -> ResNet:

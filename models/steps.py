@@ -1,5 +1,5 @@
 """Shared plumbing for the single-optimiser models (mmfas and the baselines): present masks,
-config merging with clear errors, and the one-step `train_step`."""
+config merging with clear errors, and the one-step `train_step` (with gradient accumulation)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def merge_config(name: str, presets: dict, preset: str, overrides: dict) -> dict
     if unknown:
         raise ConfigError(f"{name}: unknown option(s) {unknown}; known options: {sorted(presets[preset])}")
     return {**presets[preset], **overrides}
+
+
+def modality_subset(name: str, value) -> tuple[str, ...]:
+    """A model's `modalities` option as a tuple in RGB, depth, IR order; ConfigError naming the model
+    for an empty, repeated or unknown entry."""
+    mods = (value,) if isinstance(value, str) else tuple(value)
+    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITY_ORDER for m in mods):
+        raise ConfigError(f"{name}: modalities must be distinct names among {list(MODALITY_ORDER)} "
+                          f"(e.g. ['rgb'] or ['rgb', 'depth', 'ir']); got {value!r}")
+    return tuple(m for m in MODALITY_ORDER if m in mods)
 
 
 def present_mask(rgb: torch.Tensor, present) -> torch.Tensor:
@@ -55,18 +65,31 @@ def adamw_optimisers(model, lr=None, weight_decay=None) -> dict:
     return {"model": torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)}
 
 
-def single_train_step(model, batch: dict, optimisers: dict, scaler=None) -> dict:
-    """One forward/backward/step with the model's only optimiser ("model"); returns float terms."""
+def single_train_step(model, batch: dict, optimisers: dict, scaler=None, accumulate: int = 1, apply: bool = True) -> dict:
+    """One forward/backward with the model's only optimiser ("model"); returns float terms.
+
+    Gradient accumulation: with `accumulate` k > 1 the loss is divided by k and the gradients add
+    up over the calls until one with `apply` True steps the optimiser (the trainer passes True on
+    every k-th batch and on an epoch's last one). The first call after a step clears the gradients.
+    """
+    if accumulate < 1:
+        raise ValueError(f"{model.name}: accumulate must be >= 1, got {accumulate}")
     model.train()
     opt = optimisers["model"]
     out = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
     terms = model.loss(batch, out)
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(terms["total"]).backward()
-        scaler.step(opt)
-        scaler.update()
+    if getattr(model, "_pending_batches", 0) == 0:
+        opt.zero_grad(set_to_none=True)
+    loss = terms["total"] / accumulate if accumulate > 1 else terms["total"]
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if apply:
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        model._pending_batches = 0
     else:
-        terms["total"].backward()
-        opt.step()
-    return {k: float(v.detach()) for k, v in terms.items()}
+        model._pending_batches = getattr(model, "_pending_batches", 0) + 1
+    names = list(terms)
+    return dict(zip(names, torch.stack([terms[k].detach().float().reshape(()) for k in names]).tolist()))

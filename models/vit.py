@@ -8,16 +8,18 @@ models/mmfas.py) and, for its key mapping, by MMDG.
   `head`. A timm ViT-B/16 state dict (e.g. `vit_base_patch16_224.augreg_in21k_ft_in1k`) therefore
   loads by name with `load_timm_vit(model, path)`; `pos_embed` is resized (bicubic) when the input
   size differs and `patch_embed.proj` is adapted when the input channels differ.
-- Attention is written as matmul + softmax (no fused kernel) so torch.onnx.export (opset 17)
-  traces it on any torch version; `Attention.attend(q_src, k_src, v_src)` takes the three
-  sources separately, which is what mmFAS's switch-attention needs, and uses the same `qkv`
-  weight as ordinary self-attention (so switch-attention adds no parameters).
+- Attention runs through torch's fused `scaled_dot_product_attention` (flash / memory-efficient
+  kernels on CUDA; torch.onnx.export at opset 14+ writes it as MatMul + Softmax, so exported graphs
+  are unchanged). `Attention.attend(q_src, k_src, v_src)` takes the three sources separately,
+  which is what mmFAS's switch-attention needs, and uses the same `qkv` weight as ordinary
+  self-attention (so switch-attention adds no parameters).
+- `resize_pos_embed` is timm's `resample_abs_pos_embed` (bicubic, antialias, class token kept), so
+  weights loaded at another input size give the same position embedding as in timm.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +66,8 @@ class Attention(nn.Module):
         q = self._heads(F.linear(q_src, w[:d], bq))
         k = self._heads(F.linear(k_src, w[d : 2 * d], bk))
         v = self._heads(F.linear(v_src, w[2 * d :], bv))
-        attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
-        out = (attn @ v).transpose(1, 2).flatten(2)
-        return self.proj(out)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # softmax(q k^T * scale) v
+        return self.proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, x):
         return self.attend(x, x, x)
@@ -141,14 +142,16 @@ def _init_linear(m):
 
 
 def resize_pos_embed(pos: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """Bicubic resize of a (1, 1 + g*g, D) position embedding to (1, num_tokens, D)."""
+    """Resize a (1, 1 + g*g, D) position embedding to (1, num_tokens, D) as timm's
+    resample_abs_pos_embed does: the class token kept, the grid resampled bicubic with antialias
+    (which also changes upsampling: antialiased bicubic uses PIL's a = -0.5 kernel), in float32."""
     if pos.shape[1] == num_tokens:
         return pos
     g_old, g_new = math.isqrt(pos.shape[1] - 1), math.isqrt(num_tokens - 1)
     if g_old * g_old != pos.shape[1] - 1 or g_new * g_new != num_tokens - 1:
         raise ValueError(f"ViT: cannot resize a position embedding of {pos.shape[1]} tokens to {num_tokens}")
     grid = pos[:, 1:].reshape(1, g_old, g_old, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(g_new, g_new), mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid.float(), size=(g_new, g_new), mode="bicubic", align_corners=False, antialias=True)
     return torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, g_new * g_new, -1).to(pos.dtype)], dim=1)
 
 
@@ -161,20 +164,10 @@ def adapt_in_chans(w: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def read_state_dict(source, what: str) -> tuple[dict, str]:
-    """A state dict from a path (torch.load, weights_only) or a dict; unwraps 'state_dict'/'model'."""
-    if isinstance(source, (str, os.PathLike)):
-        name = str(source)
-        if not os.path.isfile(name):
-            raise ArtifactError(f"{what}: {name} does not exist; pass the path of a local state-dict file")
-        sd = torch.load(name, map_location="cpu", weights_only=True)
-    else:
-        name, sd = "<state dict>", source
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise ArtifactError(f"{what}: {name} does not hold a state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items()}, name
+    """A state dict from a path (safetensors or torch pickle) or a dict (models/pretrained.py)."""
+    from edge_fas.models.pretrained import read_weights
+
+    return read_weights(source, what)
 
 
 def load_timm_vit(model: VisionTransformer, source, prefix: str = "") -> dict:
@@ -182,8 +175,9 @@ def load_timm_vit(model: VisionTransformer, source, prefix: str = "") -> dict:
 
     Blocks the model lacks (a shallower model) and `head` are skipped; `pos_embed` is resized and
     `patch_embed.proj.weight` adapted to the model's channels. `prefix` selects a sub-dict of the
-    source (e.g. "backbone."). Returns {"loaded": [...], "skipped": [...]}. A missing key or an
-    unfixable shape raises ArtifactError naming the file and the key.
+    source (e.g. "backbone."). Returns {"loaded": [...], "skipped": [...]}. A missing key, a key
+    of another architecture (register tokens, a global-pool norm, ...) or an unfixable shape raises
+    ArtifactError naming the file and the key.
     """
     sd, name = read_state_dict(source, "ViT pretrained weights")
     if prefix:
@@ -204,5 +198,18 @@ def load_timm_vit(model: VisionTransformer, source, prefix: str = "") -> dict:
             raise ArtifactError(f"ViT pretrained weights: {name} key '{prefix}{k}' has shape {tuple(w.shape)}, the model needs {tuple(v.shape)}; use weights of the same width and patch size")
         new[k] = w.to(v.dtype)
         loaded.append(k)
+    skipped = sorted(set(sd) - set(loaded))
+    depth = len(model.blocks)
+    foreign = [k for k in skipped if not (k.startswith("head.") or _block_index(k) >= depth)]
+    if foreign:
+        raise ArtifactError(f"ViT pretrained weights: {name} has key(s) a plain ViT does not have "
+                            f"({[prefix + k for k in foreign[:4]]}); it is another architecture, use the "
+                            "weights of a plain timm ViT (vit_*_patch16_224 layout)")
     model.load_state_dict(new)
-    return {"loaded": loaded, "skipped": sorted(set(sd) - set(loaded))}
+    return {"loaded": loaded, "skipped": skipped}
+
+
+def _block_index(key: str) -> int:
+    """N for "blocks.N.*", -1 otherwise."""
+    parts = key.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else -1

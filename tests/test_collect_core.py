@@ -44,12 +44,16 @@ def test_species_match_the_synthetic_rig():
 
 def test_consent_gate_and_pseudonymous_ids():
     assert TakeSpec(new_subject_id(), "bona_fide", consent=True).problems() == []
-    assert TakeSpec(new_subject_id(), "print").problems() == []  # attacks need no consent
-    with pytest.raises(CollectError, match="consent"):
-        TakeSpec("S-0001", "bona_fide").check()
-    for bad in ("jane.doe@example.org", "Jane Doe", "", "x"):
-        assert any("pseudonym" in p for p in TakeSpec(bad, "print").problems()), bad
-    assert any("species" in p for p in TakeSpec("S-1", "mannequin").problems())
+    # a real camera shows a person in every take, attacks too (the presenter, the face on a print or mask)
+    for species in ("bona_fide", "print"):
+        with pytest.raises(CollectError, match="consent"):
+            TakeSpec("S-0001", species).check()
+    assert TakeSpec(new_subject_id(), "print", synthetic=True).problems() == []  # the rig shows nobody
+    assert TakeSpec(new_subject_id(), "bona_fide", synthetic=True).problems() == []
+    for bad in ("jane.doe@example.org", "Jane Doe", "", "x", "John.Smith"):
+        assert any("pseudonym" in p for p in TakeSpec(bad, "print", consent=True).problems()), bad
+    assert any("species" in p for p in TakeSpec("S-1", "mannequin", consent=True).problems())
+    assert any("did you mean 'bona_fide'" in p for p in TakeSpec("S-1", "bonafide", consent=True).problems())
     assert TakeSpec("S-1", "print").label == 1 and TakeSpec("S-1", consent=True).label == 0
 
 
@@ -62,12 +66,13 @@ def test_refused_take_writes_nothing():
 
 def test_recorder_writes_every_frame_in_order():
     w = MemoryWriter(delay_s=0.001)
-    rec = TakeRecorder(w, TakeSpec("S-7", "replay", site="lab", domain="surf", notes="tablet"), queue_frames=4)
+    rec = TakeRecorder(w, TakeSpec("S-7", "replay", site="lab", domain="surf", notes="tablet", consent=True),
+                       queue_frames=4)
     for n in range(30):
         rec.put(_frame(n))
     assert rec.finish() == 30
     assert [f.counter for f in w.frames] == list(range(30))
-    assert w.calls[0] == ("begin", {"label": 1, "species": "replay", "subject_id": "S-7", "consent": False,
+    assert w.calls[0] == ("begin", {"label": 1, "species": "replay", "subject_id": "S-7", "consent": True,
                                     "notes": "tablet"})
     assert w.calls[-1] == ("end", 30)
 
@@ -75,7 +80,7 @@ def test_recorder_writes_every_frame_in_order():
 def test_slow_disk_stops_the_take_cleanly_never_silently():
     w = MemoryWriter()
     w.gate.clear()  # the disk stalls
-    rec = TakeRecorder(w, TakeSpec("S-2", "print"), queue_frames=3, put_timeout_s=0.05)
+    rec = TakeRecorder(w, TakeSpec("S-2", "print", consent=True), queue_frames=3, put_timeout_s=0.05)
     with pytest.raises(CollectError, match="cannot keep up"):
         for n in range(10):
             rec.put(_frame(n))
@@ -89,7 +94,7 @@ def test_slow_disk_stops_the_take_cleanly_never_silently():
 
 def test_write_error_is_reported_by_finish():
     w = MemoryWriter(fail_at=2)
-    rec = TakeRecorder(w, TakeSpec("S-3", "print"))
+    rec = TakeRecorder(w, TakeSpec("S-3", "print", consent=True))
     for n in range(5):
         rec.put(_frame(n))
     with pytest.raises(CollectError, match="No space left"):

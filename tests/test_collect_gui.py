@@ -80,7 +80,9 @@ def test_consent_gate_blocks_record_until_confirmed(window, qtbot):
     assert not window.record_button.isEnabled() and "pseudonym" in window.gate.text()
     window.subject.setText("S-abc")
     window.consent.setChecked(False)
-    window.species.setCurrentText("print")  # attacks need no consent
+    window.species.setCurrentText("print")  # a real camera: an attack take shows a person too
+    assert not window.record_button.isEnabled() and "consent" in window.gate.text()
+    window.consent.setChecked(True)
     assert window.record_button.isEnabled()
 
 
@@ -106,6 +108,7 @@ def test_take_records_every_frame_then_stops_and_asks_consent_again(window, qtbo
     assert (site, days) == ("lab", 30)
     assert not window.consent.isChecked() and not window.record_button.isEnabled()
     window.species.setCurrentText("replay")  # a second take goes into the same session
+    window.consent.setChecked(True)  # asked again for every take
     window.n_frames.setValue(5)
     window.record_button.click()
     qtbot.waitUntil(lambda: len(window.takes) == 2, timeout=5000)
@@ -116,6 +119,7 @@ def test_take_records_every_frame_then_stops_and_asks_consent_again(window, qtbo
 
 def test_stop_button_ends_take_early(window, qtbot):
     window.species.setCurrentText("print")
+    window.consent.setChecked(True)
     window.n_frames.setValue(100000)
     window.record_button.click()
     qtbot.waitUntil(lambda: window.capture.recorder is not None and window.capture.recorder.frames_queued >= 3,

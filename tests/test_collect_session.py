@@ -42,11 +42,14 @@ def test_collected_session_reads_back_with_labels_and_retention(session, capsys)
     assert frames[0].rgb.shape == (240, 320, 3) and frames[0].depth.dtype == np.uint16
 
 
-def test_bona_fide_without_consent_is_refused_before_anything_is_written(tmp_path, capsys):
-    out = tmp_path / "nope"
-    assert main(ARGS + ["--out", str(out), "--species", "bona_fide"]) == 2
-    assert "consent" in capsys.readouterr().err
-    assert not out.exists()
+def test_take_without_consent_from_a_real_source_is_refused_before_anything_is_written(session, tmp_path, capsys):
+    """Any source but the synthetic rig shows a person, in attack takes too: consent for every take."""
+    replay = [a if a != "synthetic" else f"replay:{session}" for a in ARGS]
+    for species in ("bona_fide", "print"):
+        out = tmp_path / f"nope-{species}"
+        assert main(replay + ["--out", str(out), "--species", species, "--no-face-check"]) == 2
+        assert "consent" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_attack_take_with_generated_pseudonym(tmp_path, capsys):
@@ -67,7 +70,7 @@ def test_interrupted_take_stays_readable(tmp_path):
     from edge_fas.drivers.session import SessionReader, SessionWriter
     from edge_fas.types import FrameSet
     writer = SessionWriter(tmp_path / "crash", site="lab")
-    rec = TakeRecorder(writer, TakeSpec("S-9", "print"))
+    rec = TakeRecorder(writer, TakeSpec("S-9", "print", consent=True))
     rgb = np.zeros((24, 32, 3), np.uint8)
     for n in range(5):
         rec.put(FrameSet(rgb=rgb + n, depth=np.full((24, 32), 400 + n, np.uint16), counters={"rgb": n}))

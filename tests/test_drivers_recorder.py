@@ -16,7 +16,7 @@ def _f(n):
 
 
 def test_all_queued_frames_are_written(tmp_path):
-    with Recorder(tmp_path / "s", take={"species": "print"}, queue_frames=50) as rec:
+    with Recorder(tmp_path / "s", take={"species": "print", "consent": True}, queue_frames=50) as rec:
         for n in range(20):
             rec.put(_f(n))
     assert rec.stats["written"] == 20 and rec.stats["error"] is None
@@ -26,7 +26,7 @@ def test_all_queued_frames_are_written(tmp_path):
 
 def test_full_queue_ends_take_cleanly_and_raises(tmp_path):
     gate = threading.Event()
-    rec = Recorder(tmp_path / "s", take={"species": "print"}, queue_frames=3)
+    rec = Recorder(tmp_path / "s", take={"species": "print", "consent": True}, queue_frames=3)
     real_write = rec._writer.write
     rec._writer.write = lambda f: (gate.wait(10), real_write(f))  # a disk that stalls
     with pytest.raises(RecordingError, match="could not keep up"):
@@ -43,7 +43,7 @@ def test_full_queue_ends_take_cleanly_and_raises(tmp_path):
 
 
 def test_write_error_is_reported(tmp_path):
-    rec = Recorder(tmp_path / "s", take={"species": "print"})
+    rec = Recorder(tmp_path / "s", take={"species": "print", "consent": True})
     rec.put(FrameSet(depth=np.zeros((4, 4), np.float32)))
     rec.close()
     assert "uint8 or uint16" in rec.stats["error"]

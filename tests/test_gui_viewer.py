@@ -136,3 +136,49 @@ def test_score_text_never_reads_a_threshold_near_one_as_one():
     assert score_text(0.9953, 0.9951) == "P(attack) 0.9953   threshold 0.9951"
     assert score_text(None, 0.003) == "score —   threshold 0.003"
     assert score_text(0.3, None) == "P(attack) 0.30"
+
+
+def test_kiosk_says_no_camera_when_the_source_goes_quiet_or_ends(qtbot):
+    """Finding 4: the kiosk froze on a green LIVE when the source ended, and hid the camera status."""
+    import time
+    v = Verdict("live", score=0.05, threshold=0.5, box=(10, 10, 50, 50))
+    pipe = StubPipeline(Result(_frames(1), v))
+    pipe.running = True
+    cfg = Config()
+    cfg.gui.fullscreen = True
+    cfg.decision.max_frame_age_ms = 400
+    w = ViewerWindow(pipe, cfg, poll_ms=5)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.banner.text() == "LIVE", timeout=2000)
+    assert w.kiosk and w.status.isVisible() and "camera connected" in w.status.text()
+    t0 = time.monotonic()  # no new frame from here on: the source went quiet
+    qtbot.waitUntil(lambda: w.banner.text() == "NO CAMERA", timeout=3000)
+    assert time.monotonic() - t0 < 1.5 and w.banner.verdict == "unknown" and "no new frame" in w.reasons.text()
+    assert w.score_bar.score is None
+    pipe.put(Result(_frames(2), v))  # frames again: the verdict is shown again
+    qtbot.waitUntil(lambda: w.banner.text() == "LIVE", timeout=2000)
+    pipe.put(Result(_frames(3), v, camera_status="closed"))
+    pipe.running = False  # the source ended (recording over, camera failed)
+    qtbot.waitUntil(lambda: w.banner.text() == "NO CAMERA", timeout=2000)
+    assert "source ended" in w.reasons.text() and "closed" in w.status.text()
+
+
+def test_screenshot_run_exits_nonzero_at_once_when_the_source_ends_first(qtbot, tmp_path):
+    """Finding 4: a --screenshot run hung forever when the source ended before enough frames."""
+    import time
+    v = Verdict("unknown", reasons=["no_face"])
+    pipe = StubPipeline(None)
+    pipe.running = True
+    shown = {"n": 0}
+
+    def latest():  # two frames, then the source ends
+        shown["n"] += 1
+        if shown["n"] > 2:
+            pipe.running = False
+        return Result(_frames(min(shown["n"], 2)), v)
+
+    pipe.latest = latest
+    t0 = time.monotonic()
+    assert run_gui(pipe, Config(), screenshot=tmp_path / "s.png", screenshot_after=50, timeout_s=8) == 1
+    assert time.monotonic() - t0 < 4 and not (tmp_path / "s.png").exists()

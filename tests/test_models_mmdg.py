@@ -386,3 +386,239 @@ def test_torchvision_vit_layout_maps_to_the_same_weights():
     assert torch.equal(m.norm.weight, tv["encoder.ln.weight"])
     assert torch.equal(m.cls_token["rgb"], tv["class_token"])
     assert set(info["skipped"]) == {"pos_embed", "head.weight", "head.bias"}
+
+
+# ---- issue 15: the step gives the same numbers as before, faster and without host syncs ---------
+import copy  # noqa: E402
+import hashlib  # noqa: E402
+import math  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+
+def _before_regrad(grads, losses, certs, owner):
+    """ReGrad as it was (commit b1db9b2): per parameter, host-side decisions, absolute zero test."""
+    def project(g, onto):
+        denom = (onto * onto).sum()
+        return torch.zeros_like(g) if float(denom) <= 1e-12 else (g * onto).sum() / denom * onto
+
+    def modulate(g, ref):
+        proj = project(g, ref)
+        return proj if float((g * ref).sum()) > 0 else g - proj
+
+    losses = [float(x) for x in losses]
+    fast = min(range(3), key=lambda i: losses[i])
+    o = fast if owner is None else owner
+    others = [j for j in range(3) if j != o]
+    if o != fast:
+        out = grads[o].clone()
+        for j in others:
+            out = out + float(certs[j]) * modulate(grads[j], grads[o])
+        return out
+    s = grads[others[0]] + grads[others[1]]
+    return float(certs[o]) * modulate(grads[o], s) + s
+
+
+class _Syncs(TorchDispatchMode):
+    """Counts operations that make the host wait for a GPU (value reads, nonzero, boolean masks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name.split("::")[-1]
+        masks = name in ("index", "index_put", "index_put_") and any(
+            torch.is_tensor(i) and i.dtype == torch.bool for i in (args[1] if isinstance(args[1], (list, tuple)) else [args[1]]))
+        self.count += name in ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero") or masks
+        return func(*args, **(kwargs or {}))
+
+
+def test_batched_regrad_matches_the_previous_implementation_without_a_host_sync():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (5, 3), (7,), (2, 2, 2), (5, 3), (1,)]
+    owners = [0, None, 2, 1, None, 1]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(3)]
+    grads[2][3] = torch.zeros(2, 2, 2)  # a modality that does not reach this parameter
+    for losses, certs in (([0.2, 0.5, 0.9], [0.4, 0.6, 0.3]), ([0.7, 0.1, 0.3], [0.9, 0.2, 0.5]),
+                          ([float("inf"), 0.4, 0.3], [0.0, 0.6, 0.5])):  # RGB absent from the batch
+        with _Syncs() as syncs:
+            now = mmdg.regrad_grads(grads, owners, torch.tensor(losses), torch.tensor(certs))
+        assert syncs.count == 0
+        for k, owner in enumerate(owners):
+            before = _before_regrad([grads[i][k] for i in range(3)], losses, certs, owner)
+            torch.testing.assert_close(now[k], before, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(mmdg.regrad([grads[i][k] for i in range(3)], losses, certs, owner), now[k])
+
+
+def test_regrad_zero_test_is_relative_so_a_grad_scaler_changes_nothing():
+    # gradients of the size adapters have at init: the previous absolute test (|ref|^2 <= 1e-12)
+    # called the reference zero at scale 1 but not at a GradScaler's 65536, so the step depended on
+    # the scaler; the relative test does not
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(20, generator=g) * 1e-7 for _ in range(3)]
+    losses, certs = [0.5, 0.2, 0.9], [0.5, 0.7, 0.25]
+    scaled = [65536.0 * x for x in grads]
+    for owner in (0, 1, None):
+        plain = mmdg.regrad(grads, losses, certs, owner)
+        torch.testing.assert_close(mmdg.regrad(scaled, losses, certs, owner), 65536.0 * plain, rtol=1e-5, atol=0)
+    old_plain, old_scaled = _before_regrad(grads, losses, certs, 0), _before_regrad(scaled, losses, certs, 0)
+    assert not torch.allclose(old_scaled, 65536.0 * old_plain, rtol=1e-3)  # what the old test did
+    # a reference that really is zero (or negligible next to the gradient) still counts as zero
+    zero = [torch.ones(4), torch.zeros(4), torch.full((4,), 1e-30)]
+    out = mmdg.regrad(zero, [0.9, 0.1, 0.5], [1.0, 1.0, 1.0], owner=0)
+    torch.testing.assert_close(out, torch.ones(4) + torch.full((4,), 1e-30))  # g_o + c_j M(g_j, g_o) with M = g_j
+
+
+def _before_mc(x, p, n, rate, masks):
+    """The previous UEM: n explicit dropout draws (given masks), running sums, unbiased std."""
+    total, squares = torch.zeros_like(x), torch.zeros_like(x)
+    for mask in masks:
+        d = x * mask / (1 - p)
+        total += d
+        squares += d * d
+    return torch.exp(-rate * ((squares - total * total / n) / (n - 1)).clamp(min=0).sqrt())
+
+
+def test_binomial_mc_certainty_is_the_draws_closed_form_and_has_their_distribution():
+    p, n, rate = 0.3, 20, 2.25
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 50, generator=g)
+    masks = (torch.rand(n, *x.shape, generator=g) > p).float()
+    _, factor = mmdg._kept_count_table(p, n, x.device)
+    closed = torch.exp(-rate * x.abs() * factor[masks.sum(0).long()])
+    # the draws' arithmetic in float64 (in float32 the running sums cancel badly when every draw keeps
+    # an element, giving a std of ~1e-3 |x| where the true one is 0: the closed form is exact there)
+    reference = _before_mc(x.double(), p, n, rate, masks.double()).float()
+    torch.testing.assert_close(closed, reference, rtol=1e-5, atol=1e-6)
+    # the kept count's distribution: frequencies of each std factor vs Binomial(n, 1 - p)
+    draws = -torch.log(mmdg.mc_certainty(torch.ones(400_000), p, n, 1.0, generator=torch.Generator().manual_seed(1)))
+    k = torch.arange(n + 1, dtype=torch.float64)
+    pmf = torch.exp(torch.lgamma(k.new_tensor(n + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+                    + k * math.log(1 - p) + (n - k) * math.log(p))
+    levels = factor.double()
+    nearest = (draws.double()[:, None] - levels[None, :].unique()[None, :]).abs().argmin(1)
+    got = torch.bincount(nearest, minlength=len(levels.unique())).double() / len(draws)
+    want = torch.zeros(len(levels.unique()), dtype=torch.float64).index_add_(
+        0, torch.searchsorted(levels.unique(), levels), pmf)  # K and n - K share a std
+    sigma = (want * (1 - want) / len(draws)).sqrt()
+    assert ((got - want).abs() <= 5 * sigma + 1e-6).all(), (got, want)
+    with pytest.raises(ConfigError, match="at least 2"):
+        mmdg.mc_certainty(x, p, 1, rate)
+
+
+def test_fused_attention_equals_the_written_out_one():
+    torch.manual_seed(0)
+    att = mmdg.Attention(24, 3)
+    x = torch.randn(2, 5, 24)
+    q, k, v = att.qkv(x).reshape(2, 5, 3, 3, 8).permute(2, 0, 3, 1, 4).unbind(0)
+    manual = att.proj((torch.softmax(q @ k.transpose(-2, -1) * 8**-0.5, -1) @ v).transpose(1, 2).reshape(2, 5, 24))
+    torch.testing.assert_close(att(x), manual, rtol=1e-5, atol=1e-6)
+    cross = mmdg.CertaintyCrossAttention(8, 8)
+    xq, xkv, cert = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.rand(2, 5)
+    q, k, v = (t.reshape(2, 5, 8, 1).transpose(1, 2) for t in (cross.q(xq), cross.k(xkv), cross.v(xkv)))
+    logits = (q @ k.transpose(-2, -1)) * cert[:, None, :, None]  # official: logits times the query's certainty
+    manual = cross.proj((torch.softmax(logits, -1) @ v).transpose(1, 2).flatten(2))
+    torch.testing.assert_close(cross(xq, xkv, cert), manual, rtol=1e-5, atol=1e-6)
+    from edge_fas.models.vit import Attention as VitAttention
+
+    va = VitAttention(24, 3)
+    a, b = torch.randn(2, 5, 24), torch.randn(2, 7, 24)
+    w = va.qkv.weight
+    qq = F.linear(a, w[:24], va.qkv.bias[:24]).reshape(2, 5, 3, 8).transpose(1, 2)
+    kk = F.linear(b, w[24:48], va.qkv.bias[24:48]).reshape(2, 7, 3, 8).transpose(1, 2)
+    vv = F.linear(b, w[48:], va.qkv.bias[48:]).reshape(2, 7, 3, 8).transpose(1, 2)
+    manual = va.proj((torch.softmax(qq @ kk.transpose(-2, -1) * 8**-0.5, -1) @ vv).transpose(1, 2).flatten(2))
+    torch.testing.assert_close(va.attend(a, b, b), manual, rtol=1e-5, atol=1e-6)
+
+
+def _encode_per_modality(m, b):
+    """The previous encode: each shared block run once per modality (eval mode, analytic UEM)."""
+    p = b["present"].float()
+    x = {}
+    for i, mod in enumerate(mmdg.MODALITIES):
+        tok = m.patch_embed[mod](b[mod] * p[:, i].view(-1, 1, 1, 1)).flatten(2).transpose(1, 2)
+        x[mod] = torch.cat([m.cls_token[mod].expand(len(tok), -1, -1), tok], dim=1) + m.pos_embed[mod]
+    for blk, adapters in zip(m.blocks, m.adapters):
+        x_a, y, cert = {}, {}, {}
+        for mod in mmdg.MODALITIES:
+            x_c = blk.attn(blk.norm1(x[mod]))
+            cert[mod] = m._certainty(x_c)
+            x_a[mod] = x[mod] + x_c
+            y[mod] = blk.norm2(x_a[mod])
+        x = {mod: x_a[mod] + blk.mlp(y[mod]) for mod in mmdg.MODALITIES}
+        for key, (tgt, src) in mmdg.ADAPTERS.items():
+            x[tgt] = x[tgt] + adapters[key](y[tgt], y[src], cert[src])
+    return {mod: m.norm(x[mod])[:, 0] for mod in mmdg.MODALITIES}, cert
+
+
+def test_stacked_shared_blocks_give_the_per_modality_outputs():
+    m = tiny(depth=3)
+    with torch.no_grad():  # non-zero adapters, so the streams really interact
+        for prm in m.adapters.parameters():
+            prm.add_(torch.randn_like(prm) * 0.1)
+    m.eval()
+    b = batch_of(3)
+    b["present"][1, 2] = False
+    with torch.no_grad():
+        feats, cert = _encode_per_modality(m, b)
+        enc = m.encode(b["rgb"], b["depth"], b["ir"], b["present"])
+    for mod in mmdg.MODALITIES:
+        torch.testing.assert_close(enc["features"][mod], feats[mod], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(enc["certainty"][mod], cert[mod], rtol=1e-5, atol=1e-6)
+    # state-dict keys as before the change (the sha256 of the sorted names, computed on commit
+    # b1db9b2), so existing checkpoints and the timm mapping still load
+    keys = sorted(m.state_dict())
+    assert len(keys) == 222 and hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16] == "c68ab86059391578"
+
+
+def _deterministic(**kw):
+    m = tiny(adapter_dropout=0.0, uem="analytic", **kw)
+    with torch.no_grad():
+        for prm in m.adapters.parameters():
+            prm.add_(torch.randn_like(prm) * 0.1)
+    return m
+
+
+def _grads_after(m, batches, accumulate):
+    opt = {"model": torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.0)}
+    for i, b in enumerate(batches):
+        m.train_step(b, opt, accumulate=accumulate, apply=i == len(batches) - 1)
+    return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+
+def test_accumulated_step_applies_regrad_as_the_large_batch_step_would():
+    torch.manual_seed(0)
+    m = _deterministic()
+    whole = batch_of(8)
+    halves = [{k: v[:4] for k, v in whole.items()}, {k: v[4:] for k, v in whole.items()}]
+    m.update_prototypes([whole])
+    assert bool(m.prototype_ready[:, :4].all())
+    one = _grads_after(copy.deepcopy(m), [whole], 1)
+    two = _grads_after(copy.deepcopy(m), halves, 2)
+    assert set(one) == set(two)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    # ReGrad did act: the result is neither Eq. 8's plain sum nor the CE gradient alone
+    for kw in (dict(regrad=False), dict(ssp_weight=0.0)):
+        other = _deterministic(**kw)
+        other.load_state_dict(m.state_dict())
+        got = _grads_after(other, halves, 2)
+        assert max(float((got[n] - two[n]).abs().max()) for n in two) > 1e-6, kw
+
+
+def test_trainer_accumulation_steps_through_mmdg_regrad(tmp_path, monkeypatch):
+    from edge_fas.training import load_train_config, train
+
+    calls = []
+    inner = mmdg.regrad_grads
+    monkeypatch.setattr(mmdg, "regrad_grads", lambda *a, **k: calls.append(1) or inner(*a, **k))
+    cfg = load_train_config(None, {
+        "model.name": "mmdg", "model.preset": "edge", "model.overrides": TINY, "data.train_domains": ["cefa"],
+        "data.per_domain": {"train": 8, "val": 6, "test": 6}, "data.rig_size": [160, 120],
+        "data.cache_dir": str(tmp_path.parent / "d_cache"), "train.epochs": 1, "train.batch_size": 2,
+        "train.accumulate": 3, "train.threads": 1, "train.progress": False, "out": str(tmp_path / "run")})
+    train(cfg)
+    # 8 samples in batches of 2 with accumulate=3: optimiser steps after batches 3 and 4 (the epoch's end)
+    assert len(calls) == 2

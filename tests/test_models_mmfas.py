@@ -94,12 +94,15 @@ def test_icl_loss_lower_for_matched_than_shuffled():
     assert matched < 0.1 < shuffled
 
 
+PAIR_LABEL = torch.tensor([0, 0, 1, 1])
+PAIR_SIM = torch.tensor([[0.9, 0.1, 0.5, 0.7],
+                         [0.2, 0.8, 0.6, 0.3],
+                         [0.4, 0.0, 0.9, 0.2],
+                         [0.1, 0.3, 0.5, 0.6]])
+
+
 def test_hard_pair_mining_picks_hardest_negative_and_positive():
-    label = torch.tensor([0, 0, 1, 1])
-    sim = torch.tensor([[0.9, 0.1, 0.5, 0.7],
-                        [0.2, 0.8, 0.6, 0.3],
-                        [0.4, 0.0, 0.9, 0.2],
-                        [0.1, 0.3, 0.5, 0.6]])
+    label, sim = PAIR_LABEL, PAIR_SIM
     ri, oi, same = mine_pairs(sim, label)
     pairs = {(int(a), int(b), int(s)) for a, b, s in zip(ri, oi, same)}
     assert len(ri) == 8
@@ -208,3 +211,63 @@ def test_bad_options_name_the_fix():
     with pytest.raises(ConfigError, match="fusion"):
         tiny(fusion="concat")
     assert isinstance(tiny(), MMFAS)
+
+
+# ---- ablation switches (Table 2): mining mode, modality subsets ------------------------------------
+def test_mining_modes_hnm_only_and_every_pair():
+    label, sim = PAIR_LABEL, PAIR_SIM
+    ri, oi, same = mine_pairs(sim, label, "hnm")
+    pairs = {(int(a), int(b), int(s)) for a, b, s in zip(ri, oi, same)}
+    assert pairs == {(0, 3, 0), (1, 2, 0), (2, 0, 0), (3, 1, 0), (0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)}
+    ri, oi, same = mine_pairs(sim, label, "none")
+    assert len(ri) == 16 and {(int(a), int(b)) for a, b in zip(ri, oi)} == {(a, b) for a in range(4) for b in range(4)}
+    assert [int(s) for s in same] == [int(label[a] == label[b]) for a, b in zip(ri, oi)]
+    with pytest.raises(ValueError, match="mining"):
+        mine_pairs(sim, label, "hpm")
+
+
+def test_mining_option_reaches_the_class_matching_loss():
+    b = batch()
+    cms = {}
+    for mode in ("hnm+hpm", "hnm", "none"):
+        net = tiny(mining=mode).train()
+        cms[mode] = float(net.loss(b, net(b["rgb"], b["depth"], b["ir"], b["present"]))["cm"])
+    assert len({round(v, 6) for v in cms.values()}) == 3  # same weights, different pairs, different CM loss
+    with pytest.raises(ConfigError, match="mining must be one of.*hnm"):
+        tiny(mining="hard")
+
+
+def test_modality_subsets_build_only_what_they_use():
+    net = tiny(modalities=["depth", "rgb"], fusion="merge")
+    assert net.modalities == ("rgb", "depth") and set(net.encoders) == {"rgb", "depth"} and set(net.align) == {"depth"}
+    b = batch()
+    net.eval()
+    out = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    assert torch.equal(out["logits"], net(b["rgb"], b["depth"], torch.randn_like(b["ir"]), b["present"])["logits"])
+    assert not torch.equal(out["logits"], net(b["rgb"], torch.randn_like(b["depth"]), b["ir"], b["present"])["logits"])
+    opt = net.make_optimisers(lr=3e-3)
+    first = net.train_step(b, opt)
+    for _ in range(8):
+        last = net.train_step(b, opt)
+    assert last["total"] < first["total"] and first["icl"] > 0 and first["cm"] > 0
+    # no RGB: no alignment module (RGB is the bridge), so no alignment loss
+    di = tiny(modalities=["depth", "ir"], fusion="none")
+    assert len(di.align) == 0 and len(di.fusion) == 0
+    terms = di.loss(b, di.train()(b["rgb"], b["depth"], b["ir"], b["present"]))
+    assert terms["icl"] == 0 and terms["cm"] == 0 and terms["total"] == terms["bce"]
+    # unimodal: fewer parameters than the full model, and a checkpoint rebuilds it
+    uni = tiny(modalities="ir", fusion="none")
+    assert sum(p.numel() for p in uni.parameters()) < sum(p.numel() for p in tiny().parameters()) / 3
+    again = build("mmfas", "edge", **uni.config)
+    assert set(again.state_dict()) == set(uni.state_dict())
+    assert set(tiny().state_dict()) >= {"encoders.ir.pos_embed", "align.ir.matcher.0.weight", "fusion.2.attn.qkv.weight"}
+
+
+def test_modality_subsets_refuse_fusions_that_need_more_streams():
+    with pytest.raises(ConfigError, match="'switch'.*needs all three.*'none', 'merge' or 'cross'"):
+        tiny(modalities=["rgb", "depth"])
+    with pytest.raises(ConfigError, match="'cross'.*two or more"):
+        tiny(modalities=["rgb"], fusion="cross")
+    with pytest.raises(ConfigError, match="modalities must be distinct names"):
+        tiny(modalities=["rgb", "thermal"], fusion="none")
+    assert len(tiny(modalities=["rgb", "ir"], fusion="cross").fusion[0]) == 2  # one block per stream

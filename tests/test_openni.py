@@ -61,3 +61,22 @@ def test_bad_input(tmp_path):
         with OpenNICamera(uri="Dummy", width=1280, height=720, fps=90):
             pass
     assert isinstance(list_devices(), list)
+
+
+_OPEN_READ_CLOSE = """
+from edge_fas.drivers import open_camera
+with open_camera("openni:Dummy") as cam:
+    frames = cam.frames()
+    for _ in range(3):
+        next(frames)
+print("closed", flush=True)
+"""
+
+
+def test_a_process_that_used_the_dummy_device_exits_cleanly():
+    """Issue 17, finding 7: `edge-fas run --camera openni:Dummy` ended with a segfault (exit code 139) in
+    oniShutdown at interpreter exit, every time."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", _OPEN_READ_CLOSE], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "closed" in p.stdout, (p.returncode, p.stderr[-2000:])

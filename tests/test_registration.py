@@ -112,6 +112,8 @@ def test_errors_name_the_problem():
         register_to_color(_frames(np.zeros((H, H), np.uint16), _cal()))
     with pytest.raises(CalibrationError, match="uint16"):
         register_to_color(_frames(depth.astype(np.float32), _cal()))
+    with pytest.raises(CalibrationError, match="IR must be .* uint8 or uint16.*convert"):
+        register_to_color(_frames(depth, _cal(), np.zeros((H, W), np.float32)))
 
 
 def test_synthetic_rig_face_depth_lands_on_face_box():

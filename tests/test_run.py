@@ -5,20 +5,16 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from edge_fas.cli import main
-from edge_fas.export import export_model
-from toy_model import Tiny  # noqa: E402
+from toy_model import export_tiny  # noqa: E402
 
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_art")
-    export_model(Tiny(), folder, threshold=0.5, threshold_split="test", parity_count=8, parity_source="random",
-                 overwrite=True)
+    export_tiny(folder)
     return folder
 
 

@@ -40,7 +40,7 @@ def test_round_trip_is_lossless_with_labels_and_metadata(tmp_path):
         for n in range(3):
             written.append(_frame(n, rng))
             w.write(written[-1])
-        w.begin_take(species="print", subject_id="S001")  # ends the first take
+        w.begin_take(species="print", subject_id="S001", consent=True)  # ends the first take
         written.append(_frame(3, rng, ir16=True))
         w.write(written[-1])
     assert is_session(tmp_path / "s")
@@ -72,7 +72,7 @@ def test_jpeg_colour_is_close(tmp_path):
     rng = np.random.default_rng(2)
     f = _frame(0, rng).replace(rgb=np.full((H, W, 3), (200, 100, 50), np.uint8))
     with SessionWriter(tmp_path / "s", color_codec="jpeg") as w:
-        w.begin_take(label=1)
+        w.begin_take(label=1, consent=True)
         w.write(f)
     (g,) = SessionReader(tmp_path / "s")
     assert np.abs(g.rgb.astype(int) - f.rgb).max() <= 3 and g.truth.species == "attack"
@@ -107,13 +107,17 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
     w = SessionWriter(tmp_path / "s")
     with pytest.raises(RecordingError, match="no take is open"):
         w.write(FrameSet())
-    with pytest.raises(RecordingError, match="consent"):
-        w.begin_take(species="bona_fide", subject_id="S1")
-    with pytest.raises(RecordingError, match="pseudonymous"):
-        w.begin_take(species="print", subject_id="jane.doe@example.com")
+    for species in ("bona_fide", "print"):  # a real source: every take shows a person
+        with pytest.raises(RecordingError, match="consent"):
+            w.begin_take(species=species, subject_id="S1")
+    for subject in ("jane.doe@example.com", "John.Smith"):
+        with pytest.raises(RecordingError, match="pseudonymous"):
+            w.begin_take(species="print", subject_id=subject, consent=True)
     with pytest.raises(RecordingError, match="contradicts"):
-        w.begin_take(species="print", label=0)
-    w.begin_take(species="print")
+        w.begin_take(species="print", label=0, consent=True)
+    with pytest.raises(RecordingError, match="did you mean 'bona_fide'"):
+        w.begin_take(species="bonafide", consent=True)
+    w.begin_take(species="print", consent=True)
     with pytest.raises(RecordingError, match="uint8 or uint16"):
         w.write(FrameSet(depth=np.zeros((4, 4), np.float32)))
     w.close()

@@ -43,6 +43,16 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     meta = ckpt["meta"]
     assert 0.0 <= meta["threshold"] <= 1.0 and "validation split" in meta["threshold_split"]
     assert meta["training"]["domains"] == ["cefa"]
+    # calibration and the operating point are fitted on validation and recorded with their split
+    assert meta["calibration"]["method"] in ("temperature", "platt", "isotonic")
+    assert "val split" in meta["calibration"]["split"] and "held_out" in meta["calibration"]["fit"]
+    op = meta["operating_point"]
+    assert op["target"] == "eer" and op["threshold"] == meta["threshold"]
+    assert op["validated_range"][0] <= op["threshold"] <= op["validated_range"][1]
+    from edge_fas.export import export_checkpoint
+    art = export_checkpoint(out / "checkpoint.pt", tmp_path / "art", parity_count=4, parity_source="random")
+    assert art.calibration.method == meta["calibration"]["method"]
+    assert art.threshold == op["threshold"] == art.operating_point["threshold"]
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in log} == {"step", "epoch"} and all(r["samples_per_s"] > 0 for r in log)
     assert "test" in json.loads((out / "metrics.json").read_text())

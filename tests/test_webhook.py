@@ -1,89 +1,162 @@
+"""The door-controller webhook against a real loopback receiver that fails in the ways receivers do
+(5xx, replies that are not HTTP, replies trickled byte by byte), judged by the example controller."""
+
 import json
-import threading
+import logging
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from receivers import DoorState, ScriptedReceiver, wait_for
 
 from edge_fas.config import load_config
-from edge_fas.pipeline.webhook import Webhook
+from edge_fas.errors import ConfigError
+from edge_fas.pipeline.webhook import SIGNATURE_HEADER, Webhook, sign, verify
+
+KEY = b"test-site-key-0123456789abcdef"
 
 
-class Receiver:
-    """A real local HTTP server that records POST bodies; fail_first makes the first N requests 500."""
+@pytest.fixture
+def receivers():
+    made = []
 
-    def __init__(self, fail_first=0, delay_s=0.0):
-        self.bodies, self.calls = [], 0
-        outer = self
+    def make(script=(), key=KEY, **kw):
+        made.append(ScriptedReceiver(key, script, **kw))
+        return made[-1]
 
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.calls += 1
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                time.sleep(delay_s)
-                if outer.calls <= fail_first:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                outer.bodies.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/verdict"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    yield make
+    for rx in made:
+        rx.close()
 
 
-def wait_for(cond, timeout=5.0):
+def events(rx):
+    return [json.loads(b) for b in rx.accepted]
+
+
+def test_a_failed_change_is_resent_until_the_door_holds_it(receivers):
+    """Finding 3: live -> 200, then attack -> 500 three times. The attack must still reach the door
+    (before: it was never re-sent, and the door held `live` while the verdict stood at attack)."""
+    rx = receivers(script=["ok", 500, 500, 500])
+    hook = Webhook(rx.url, key=KEY, heartbeat_s=5.0, live_valid_s=10.0)
+    hook.send({"verdict": "live"})
+    assert wait_for(lambda: rx.door.current() == "live", 3)
+    for _ in range(20):  # the verdict stands at attack (only_changes: one change event)
+        hook.send({"verdict": "attack"})
+    assert wait_for(lambda: rx.door.current() == "attack", 5), rx.requests
+    assert wait_for(lambda: not hook.snapshot()["pending"], 2)  # the sender reads the reply after the door acts
+    s = hook.snapshot()
+    assert s["errors"] == {"http_500": 3} and s["failed_attempts"] == 3
+    hook.close(wait_s=1)
+
+
+def test_a_reply_that_is_not_http_is_counted_and_delivery_goes_on(receivers):
+    """Finding 3: a BadStatusLine reply killed the webhook thread for the rest of the run."""
+    rx = receivers(script=["garbage", "garbage"])
+    hook = Webhook(rx.url, key=KEY, heartbeat_s=5.0)
+    hook.send({"verdict": "attack"})
+    assert wait_for(lambda: rx.door.current() == "attack", 5)
+    hook.send({"verdict": "unknown"})
+    assert wait_for(lambda: rx.door.current() == "unknown", 5)
+    assert hook.snapshot()["errors"] == {"BadStatusLine": 2} and hook._thread.is_alive()
+    hook.close(wait_s=1)
+
+
+def test_a_trickling_receiver_hits_the_total_deadline(receivers):
+    """Finding 3: one byte every 0.2 s kept each recv under the timeout, so one POST could block
+    delivery for as long as the receiver liked. Now an attempt ends at timeout_s, whatever arrives."""
+    rx = receivers(script=["slow"], trickle_s=0.2)
+    hook = Webhook(rx.url, key=KEY, timeout_s=0.4, heartbeat_s=5.0)
     t0 = time.monotonic()
-    while not cond() and time.monotonic() - t0 < timeout:
-        time.sleep(0.01)
-    return cond()
+    hook.send({"verdict": "attack"})
+    assert wait_for(lambda: rx.door.current() == "attack", 4)
+    assert time.monotonic() - t0 < 2.0  # 0.4 s deadline + 0.1 s backoff + a second attempt, on a loaded box
+    assert hook.snapshot()["errors"] == {"deadline": 1}
+    hook.close(wait_s=1)
 
 
-def test_posts_only_changes():
-    rx = Receiver()
-    hook = Webhook(rx.url, timeout_s=1, retries=0, only_changes=True)
+def test_events_are_sequenced_timestamped_signed_and_live_expires(receivers, caplog):
+    rx = receivers(script=[500])
+    hook = Webhook(rx.url, key=KEY, live_valid_s=1.5, heartbeat_s=0.2)
+    caplog.set_level(logging.DEBUG)
+    t = time.time()
+    hook.send({"verdict": "live", "time": t, "score": 0.01})
+    assert wait_for(lambda: len(rx.accepted) >= 3, 5)  # the change, then heartbeats
+    got = events(rx)
+    assert [e["seq"] for e in got] == sorted({e["seq"] for e in got})  # strictly increasing
+    assert got[0]["event"] == "change" and {e["event"] for e in got[1:]} == {"heartbeat"}
+    for e in got:
+        assert e["verdict"] == "live" and e["run_id"] == hook.run_id and e["score"] == 0.01
+        assert e["time"] == pytest.approx(t, abs=1e-3) and e["valid_until"] == pytest.approx(t + 1.5, abs=1e-3)
+        assert e["sent"] >= e["time"] - 0.01
+    # no further verdict: the standing live expires at the door even though heartbeats keep coming
+    assert rx.door.current() == "live"
+    assert wait_for(lambda: rx.door.current() == "unknown", 3)
+    assert len(rx.accepted) >= 4
+    hook.close(wait_s=1)
+    # a non-live event carries no validity; the last one says the run stopped
+    last = events(rx)[-1]
+    assert last["event"] == "stopping" and last["verdict"] == "unknown" and last["valid_until"] is None
+    # the signature covers every byte, and the key appears nowhere
+    body = rx.accepted[0]
+    assert verify(KEY, body, sign(KEY, body)) and not verify(KEY, body.replace(b"live", b"attack"), sign(KEY, body))
+    assert not verify(b"another-site-key-0123", body, sign(KEY, body))
+    assert KEY.decode() not in caplog.text + repr(hook) + json.dumps(hook.snapshot())
+
+
+def test_the_controller_ignores_old_replayed_and_unsigned_events():
+    door = DoorState(KEY)
+    dev = json.dumps({"verdict": "live", "seq": 4, "run_id": "a", "time": time.time(), "mode": "development",
+                      "valid_until": time.time() + 5}).encode()
+    assert door.accept(dev, sign(KEY, dev))[0] == 200 and door.current() == "unknown"  # not a production run
+    live = json.dumps({"verdict": "live", "seq": 5, "run_id": "a", "time": time.time(), "mode": "production",
+                       "valid_until": time.time() + 5}).encode()
+    attack = json.dumps({"verdict": "attack", "seq": 6, "run_id": "a", "time": time.time()}).encode()
+    assert door.accept(live, None)[0] == 401 and door.accept(live, sign(b"x" * 20, live))[0] == 401
+    assert door.accept(live, sign(KEY, live))[0] == 200 and door.current() == "live"
+    assert door.accept(attack, sign(KEY, attack))[0] == 200 and door.current() == "attack"
+    assert door.accept(live, sign(KEY, live)) == (200, "older than the event held; ignored")  # a replay
+    assert door.current() == "attack"
+    assert SIGNATURE_HEADER == "X-Edge-Fas-Signature"
+
+
+def test_send_never_blocks_on_a_dead_receiver():
+    hook = Webhook("http://127.0.0.1:9/door", timeout_s=0.2, only_changes=False)  # nothing listens on port 9
+    t0 = time.monotonic()
+    for i in range(2000):
+        hook.send({"verdict": "live" if i % 2 else "attack", "i": i})
+    assert time.monotonic() - t0 < 0.5
+    assert wait_for(lambda: hook.snapshot()["failed_attempts"] >= 2, 3)
+    s = hook.snapshot()
+    assert s["pending"] and s["delivered"] == 0 and s["changes"] == 2000 and "ConnectionRefusedError" in s["errors"]
+    t0 = time.monotonic()
+    hook.close(wait_s=0.3)
+    assert time.monotonic() - t0 < 1.5  # close gives up within its limit
+
+
+def test_only_changes_posts_each_change_and_heartbeats_the_standing_state(receivers):
+    rx = receivers(key=None)
+    hook = Webhook(rx.url, heartbeat_s=0.3)
     for v in ["unknown", "unknown", "live", "live", "attack"]:
         hook.send({"verdict": v})
-    assert wait_for(lambda: len(rx.bodies) == 3)
-    assert [b["verdict"] for b in rx.bodies] == ["unknown", "live", "attack"]
-    assert hook.stats["skipped"] == 2
-    hook.close()
-    rx.close()
+        time.sleep(0.05)
+    assert wait_for(lambda: len(rx.accepted) >= 4, 3)
+    got = events(rx)
+    changes = [e["verdict"] for e in got if e["event"] == "change"]
+    assert changes[-1] == "attack" and set(changes) <= {"unknown", "live", "attack"}
+    assert any(e["event"] == "heartbeat" and e["verdict"] == "attack" for e in got)
+    assert hook.snapshot()["skipped"] == 2 and not hook.snapshot()["signed"]
+    hook.close(wait_s=1)
 
 
-def test_retries_after_server_error():
-    rx = Receiver(fail_first=2)
-    hook = Webhook(rx.url, timeout_s=1, retries=2, only_changes=False, backoff_s=0.01)
-    hook.send({"verdict": "live"})
-    assert wait_for(lambda: hook.stats["sent"] == 1)
-    assert hook.stats["retried"] == 2 and rx.bodies == [{"verdict": "live"}]
-    hook.close()
-    rx.close()
-
-
-def test_send_never_blocks_on_slow_or_dead_receiver():
-    rx = Receiver(delay_s=0.5)
-    hook = Webhook(rx.url, timeout_s=0.1, retries=0, only_changes=False, queue_size=2)
-    t0 = time.monotonic()
-    for i in range(50):
-        hook.send({"verdict": "live", "i": i})
-    assert time.monotonic() - t0 < 0.2
-    assert hook.stats["dropped"] >= 40
-    assert wait_for(lambda: hook.stats["failed"] >= 1)  # timed out, counted, not raised
-    hook.close(wait_s=0.1)
-    rx.close()
-
-
-def test_config_and_bad_url():
+def test_urls_are_checked_when_the_config_loads():
+    """Finding 3: a URL without a scheme raised a traceback after the model and camera had loaded."""
     assert Webhook.from_config(load_config().webhook) is None
-    with pytest.raises(ValueError, match="webhook.url"):
-        Webhook("ftp://door")
+    for bad, why in [("localhost:9/x", "http:// or https://"), ("ftp://door", "http:// or https://"),
+                     ("http://:80/", "host name"), ("http://door:99999/", "not a valid URL"),
+                     ("http://admin:pw@door/", "credentials")]:
+        with pytest.raises(ConfigError, match="webhook.url") as e:
+            load_config(overrides={"webhook.url": bad})
+        assert why in str(e.value)
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_config(overrides={"webhook.key": "short"})
+    with pytest.raises(ConfigError, match="heartbeat"):
+        load_config(overrides={"webhook.live_valid_s": 1.0, "webhook.heartbeat_s": 2.0})

@@ -24,3 +24,11 @@ class Tiny(nn.Module):
         pooled = torch.cat([f.mean((2, 3)) * present[:, i:i + 1].float() for i, f in enumerate(feats)], 1)
         logits = self.head(pooled)[:, 0]
         return {"logits": logits, "score": torch.sigmoid(logits), "trace": self.trace(feats[0])}
+
+
+def export_tiny(folder, parity_count: int = 8):
+    """The toy model exported as an artifact (seeded, threshold 0.5 on split "test"): what `run` tests load."""
+    from edge_fas.export import export_model
+    torch.manual_seed(0)
+    return export_model(Tiny(), folder, threshold=0.5, threshold_split="test", parity_count=parity_count,
+                        parity_source="random", overwrite=True)

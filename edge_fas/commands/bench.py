@@ -83,9 +83,9 @@ def parity_vs_cpu(artifact, rt, batch_size: int) -> float:
     import numpy as np
 
     from edge_fas.export import random_batch
-    from edge_fas.runtime.precision import ort_scores
+    from edge_fas.runtime.precision import calibrated_ort_scores
     b = random_batch(rt.input_size, batch_size, np.random.default_rng(0), drop_modalities=False)
-    return float(f"{np.abs(rt.infer(b).score - ort_scores(artifact.onnx_path, b)).max():.3g}")
+    return float(f"{np.abs(rt.infer(b).score - calibrated_ort_scores(artifact, artifact.onnx_path, b)).max():.3g}")
 
 
 def bench_artifact(artifact, variants, batches, args, model_label, model=None) -> list[dict]:

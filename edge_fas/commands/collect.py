@@ -24,7 +24,9 @@ def add_arguments(parser):
     parser.add_argument("--domain", default="", help="capture domain (lighting, rig, ...)")
     parser.add_argument("--notes", default="", help="free notes for this take")
     parser.add_argument("--operator", default="", help="operator code recorded in the session")
-    parser.add_argument("--consent", action="store_true", help="the bona fide subject has given consent")
+    parser.add_argument("--consent", action="store_true",
+                        help="the person in view (subject or presenter of the attack) has given consent; needed for "
+                             "every source but the synthetic rig")
     parser.add_argument("--retention-days", type=int, default=365,
                         help="days after which the session must be deleted (recorded in the session)")
     parser.add_argument("--frames", type=int, default=90, help="frames per take (--no-gui)")
@@ -37,13 +39,15 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from edge_fas.apps.collect import TakeSpec, new_subject_id
+    from edge_fas.drivers import parse_spec
     config = config_from_args(args)
     if args.print_config:
         print(config.dump(), end="")
         return 0
-    spec = TakeSpec(subject_id=args.subject or new_subject_id(), species=args.species, site=args.site,
-                    domain=args.domain, notes=args.notes, consent=args.consent)
     camera_spec = args.camera or config.camera.spec
+    spec = TakeSpec(subject_id=args.subject or new_subject_id(), species=args.species, site=args.site,
+                    domain=args.domain, notes=args.notes, consent=args.consent,
+                    synthetic=parse_spec(camera_spec)[0] == "synthetic")
     if not args.no_gui:
         from edge_fas.apps.collect_window import run_collect_gui
         return run_collect_gui(camera_spec, args.out, config, spec, retention_days=args.retention_days,

@@ -1,14 +1,18 @@
-"""`edge-fas eval CHECKPOINT`: score the test sets and write the report folder (JSON, Markdown, CSV, PNGs).
+"""`edge-fas eval MODEL`: score the test sets with a checkpoint or an exported artifact (the bundled
+demo included) and write the report folder (JSON, Markdown, CSV, PNGs).
 
-    edge-fas eval runs/x/checkpoint.pt --out runs/x/eval --domains wmca                  # synthetic rig
+    edge-fas eval demo --out R --domains wmca --seed 5                                   # synthetic rig
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
-    edge-fas eval runs/x/checkpoint.pt --out R --sessions DIR                            # recorded sessions
+    edge-fas eval ARTIFACT --out R --sessions DIR --target apcer=0.01 --val-sessions DIR2 # recorded sessions
 
 The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
---workers processes, never all in memory); each is scored once, then reported. A
-protocol with one test set writes its report into --out; one with several (mmfas-cross, MMDG Protocol 3)
-writes OUT/<test set>/ per set plus OUT/summary.json and OUT/summary.md (with the papers'
-image-weighted average where the protocol has one). Every report says what data it was computed on.
+--workers processes, never all in memory); each is scored once through edge_fas.scoring (an artifact
+through the runtime the live pipeline uses), then reported. A protocol
+with one test set writes its report into --out; one with several (mmfas-cross, MMDG Protocol 3) writes
+OUT/<test set>/ per set plus OUT/summary.json and OUT/summary.md (with the papers' image-weighted
+average where the protocol has one). `--target` chooses the threshold on the validation data (the
+protocol's val split, the synthetic val split of the same domains and seed, or --val-sessions) and
+reports every test set at it. Every report says what data it was computed on.
 """
 
 from __future__ import annotations
@@ -17,27 +21,40 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
-import yaml
-
 from edge_fas.commands.train import add_data_arguments, print_protocols
 
-HELP = "evaluate a checkpoint on a protocol's test sets, synthetic domains or sessions (ISO/IEC 30107-3 report)"
+HELP = "evaluate a checkpoint or artifact on a protocol's test sets, synthetic domains or sessions (ISO/IEC 30107-3)"
 
 
 def add_arguments(parser):
-    parser.add_argument("checkpoint", nargs="?", help="checkpoint written by `edge-fas train`")
+    parser.add_argument("model", nargs="?",
+                        help="checkpoint (.pt) from `edge-fas train`, artifact folder from `edge-fas export`, or "
+                             "'demo' (the bundled artifact, scored through its runtime)")
     parser.add_argument("--out", help="report folder to write")
     add_data_arguments(parser)
     parser.add_argument("--domains", default=None,
-                        help="synthetic test domains, comma separated (default: the checkpoint's training domains)")
+                        help="synthetic test domains, comma separated (default: the model's training domains)")
     parser.add_argument("--sessions", default=None, metavar="DIR[,DIR]",
                         help="evaluate on recorded sessions (edge-fas record/collect) instead of synthetic domains")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="synthetic split (default test)")
     parser.add_argument("--per-domain", type=int, default=60, help="synthetic samples per domain (default 60)")
     parser.add_argument("--rig-size", default="320x240", help="synthetic rig resolution WxH (default 320x240)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="synthetic rig seed (subjects, rig, noise; default 0, the training seed of the bundled "
+                             "models: use another for subjects never seen in training)")
+    parser.add_argument("--attack-mix", default="domain", choices=["domain", "uniform"],
+                        help="synthetic attack species mix (uniform: every species equally often)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="operating threshold (default: the checkpoint's validation threshold)")
+                        help="operating threshold (default: the model's recorded operating point)")
+    parser.add_argument("--target", default=None, metavar="apcer=0.01|bpcer=0.05|eer",
+                        help="choose the threshold for this target on the validation data (protocol: its val split; "
+                             "synthetic: split val, same domains and seed; sessions: --val-sessions), then report the "
+                             "test sets at it")
+    parser.add_argument("--val-sessions", default=None, metavar="DIR[,DIR]",
+                        help="sessions to choose the --target threshold on (with --sessions)")
+    parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt", "auto"],
+                        help="runtime for an artifact (default onnxruntime on CPU)")
+    parser.add_argument("--device", default="cpu", help="device for the runtime (default cpu)")
     parser.add_argument("--cache-dir", default="runs/cache",
                         help="crop cache folder (decoded, detected and cut faces are kept under DIR/crops)")
     parser.add_argument("--no-cache", action="store_true",
@@ -62,7 +79,8 @@ def data_config(args, meta: dict) -> dict:
     if args.sessions:
         if args.protocol or args.domains:
             raise ConfigError("--sessions evaluates recorded sessions: leave out --protocol and --domains")
-        d.update(source="sessions", sessions={"train": [], "val": [], "test": args.sessions.split(",")})
+        d.update(source="sessions", sessions={"train": [], "val": (args.val_sessions or "").split(",") if
+                                              args.val_sessions else [], "test": args.sessions.split(",")})
         return d
     protocol = args.protocol
     if protocol is None and not args.domains and training.get("source") == "datasets":
@@ -94,65 +112,106 @@ def data_config(args, meta: dict) -> dict:
         w, h = (int(v) for v in args.rig_size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--rig-size {args.rig_size!r}: expected WxH, e.g. 320x240") from None
-    d.update(source="synthetic", test_domains=list(domains), per_domain={args.split: args.per_domain},
-             rig_size=[w, h], cache_dir=args.cache_dir)
+    per_domain = {"val": args.per_domain, args.split: args.per_domain}  # val: where --target chooses
+    d.update(source="synthetic", test_domains=list(domains), per_domain=per_domain, rig_size=[w, h],
+             cache_dir=args.cache_dir, seed=args.seed, attack_mix=args.attack_mix)
     return d
 
 
+def validation_set(d: dict):
+    """The samples --target chooses its threshold on, disjoint from the test sets."""
+    from edge_fas.data.build import split_index, test_indices
+    from edge_fas.data.stream import SampleIndex
+    from edge_fas.errors import ConfigError
+
+    if d["source"] == "datasets":
+        return split_index(d, "val")
+    if d["source"] == "sessions":
+        if not d["sessions"]["val"]:
+            raise ConfigError("--target with --sessions needs --val-sessions DIR to choose the threshold on")
+        return test_indices(d, split="val")["sessions"]
+    sets = list(test_indices(d, split="val").values())
+    return sets[0] if len(sets) == 1 else SampleIndex.concat(sets)
+
+
 def run(args) -> int:
+    import yaml
+
+    from edge_fas import operating_point as opmod
     from edge_fas.data.build import test_indices, weighted_average
     from edge_fas.data.cache import CropCache
     from edge_fas.data.stream import StreamDataset
     from edge_fas.errors import ConfigError
-    from edge_fas.models import load_checkpoint
-    from edge_fas.preprocess import PreprocessParams
     from edge_fas.progress import Progress
-    from edge_fas.report import write_report
-    from edge_fas.training import predict, resolve_workers
+    from edge_fas.report import model_report_sections, write_report
+    from edge_fas.scoring import load_scorer
+    from edge_fas.training import resolve_workers
 
     if args.list_protocols:
         print_protocols()
         return 0
-    if not args.checkpoint or not args.out:
-        raise ConfigError("edge-fas eval needs a CHECKPOINT and --out REPORT_FOLDER")
-    model, info = load_checkpoint(args.checkpoint)
-    meta = info.get("meta", {}) if isinstance(info, dict) else {}
-    params = PreprocessParams.from_dict(meta["preprocess"]) if meta.get("preprocess") else \
-        PreprocessParams(size=int(model.input_size))
-    d = data_config(args, meta)
+    if not args.model or not args.out:
+        raise ConfigError("edge-fas eval needs a MODEL (checkpoint, artifact folder or 'demo') and --out REPORT_FOLDER")
+    if args.target and args.threshold is not None:
+        raise ConfigError("give either --threshold or --target, not both")
+    if args.val_sessions and not args.sessions:
+        raise ConfigError("--val-sessions goes with --sessions")
+    scorer = load_scorer(args.model, runtime=args.runtime, device=args.device)
+    d = data_config(args, scorer.info)
+    params = scorer.preprocess
     workers = resolve_workers(yaml.safe_load(str(args.workers)))
     cache = None if args.no_cache else CropCache(Path(args.cache_dir) / "crops")
+
+    def score(name, ix):
+        """One streamed set scored (samples with no face are left out and counted)."""
+        with Progress(f"scoring {name}", len(ix)) as bar:
+            return scorer.score(StreamDataset(ix, params, cache, missing=ix.meta.get("missing", ())), workers=workers,
+                                progress=bar.callback)
 
     # 1. the named test sets
     indices = test_indices(d, split=args.split)
     if not indices:
         raise ConfigError("the chosen data has no test set")
-    # 2. one scoring call per set (streamed); samples with no face are left out and counted
-    sets, scores, skipped = {}, {}, {}
-    for name, ix in indices.items():
-        with Progress(f"scoring {name}", len(ix)) as bar:
-            s = predict(model, StreamDataset(ix, params, cache, missing=ix.meta.get("missing", ())), workers=workers,
-                        progress=bar.callback)
-        ok = np.isfinite(s)
-        sets[name] = ix if ok.all() else ix.subset(np.flatnonzero(ok))
-        scores[name], skipped[name] = s[ok], int((~ok).sum())
-    # 3. a report per set
-    threshold = args.threshold if args.threshold is not None else meta.get("threshold")
+    # 2. one scoring call per set; a report covers the samples that gave a face
+    scored = {name: score(name, ix) for name, ix in indices.items()}
+    sets = {name: ix if len(scored[name]) == len(ix) else ix.subset(scored[name].index) for name, ix in indices.items()}
+    skipped = {name: len(indices[name]) - len(scored[name]) for name in indices}
+    # 3. the operating point: recorded, given, or chosen here on validation data
+    op = None
+    if args.target:
+        val = score("validation", validation_set(d))
+        first = next(iter(sets))
+        try:
+            op = opmod.choose(val.score, val.label, val.species, args.target, val.data,
+                              (scored[first].score, scored[first].label, scored[first].species, scored[first].data),
+                              sets[first].meta.get("all_species"))
+        except ValueError as e:
+            raise ConfigError(f"--target {args.target}: {e}") from None
+        threshold, threshold_split = op["threshold"], f"{op['target']} on {val.data}"
+    else:
+        threshold = args.threshold if args.threshold is not None else scorer.threshold
+        threshold_split = "given on the command line" if args.threshold is not None else scorer.threshold_split
+        op = scorer.operating_point if args.threshold is None else None
+    # 4. a report per set
     out = Path(args.out)
     results = {}
     for name, cs in sets.items():
         folder = out if len(sets) == 1 else out / name
-        data = cs.meta.get("data", "")
-        r = write_report(folder, scores[name], cs.label, cs.species, cs.domain, threshold=threshold,
+        test = scored[name]
+        data = cs.meta.get("data") or test.data
+        extra, extra_doc = model_report_sections(test, threshold if threshold is not None else 0.5,
+                                                 scorer.calibration, scorer.info.get("abstention"))
+        r = write_report(folder, test.score, cs.label, cs.species, cs.domain, threshold=threshold,
                          all_species=cs.meta.get("all_species"), paths=cs.path, plots=not args.no_plots,
-                         title=f"{model.name} ({model.preset}) on {name}: {data}",
-                         meta={"checkpoint": str(args.checkpoint), "model": model.name, "preset": model.preset,
-                               "test_set": name, "data": data, "source": d["source"], "protocol": d.get("protocol"),
+                         operating_point=op, extra_markdown=extra, title=f"{scorer.name} on {name}: {data}",
+                         meta={"model": str(args.model), "scored_by": scorer.name, "test_set": name, "data": data,
+                               "source": d["source"], "protocol": d.get("protocol"), "split": args.split,
                                "samples": len(cs), "skipped_no_face": skipped[name],
-                               "threshold_split": meta.get("threshold_split", "given or EER of these scores")})
+                               "threshold_split": threshold_split, **extra_doc})
         results[name] = r
         print(f"wrote {folder}: HTER {r['hter']:.4f}, APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, "
-              f"AUC {r['auc']:.4f} at threshold {r['threshold']:.4f} ({r['threshold_source']}); data: {data}")
+              f"AUC {r['auc']:.4f} at threshold {r['threshold']:.4f} ({r['threshold_source']}: {threshold_split}); "
+              f"data: {data}")
     if len(sets) > 1:
         _write_summary(out, d, sets, results, weighted_average)
     return 0

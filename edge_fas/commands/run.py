@@ -4,15 +4,24 @@
                  [--max-frames N] [--record PATH] [--fullscreen] [--screenshot PNG]
 
 Headless, every verdict is one JSON line on stdout (verdict, score, threshold, reasons, latency_ms
-per stage, frame ids, truth when the source knows it, camera_status) and the last line is the
-summary (`"summary": true`). With webhook.url set, verdicts are also POSTed (never blocking).
+per stage, frame ids, truth when the source knows it, camera_status, and where it comes from: mode,
+camera kind and serial, artifact digest, wall-clock time) and the last line is the summary
+(`"summary": true`, with the webhook's delivery statistics). With webhook.url set, verdicts also go
+to a door controller as signed, sequenced events (never blocking; edge_fas.pipeline.webhook).
+
+Before anything loads, the deployment is checked (edge_fas.deployment): production mode refuses
+simulated sources, the demo model, a missing serial allow-list and weakened checks; any mode refuses
+a weakened check that deployment.accept_risks does not name. The run exits non-zero when the camera
+failed or a replayed frame could not be read, after printing the summary.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from edge_fas.config import add_config_arguments, config_from_args
 from edge_fas.errors import EdgeFasError
@@ -37,7 +46,14 @@ def add_arguments(parser):
     parser.add_argument("--screenshot", default=None, metavar="PNG",
                         help="save the window as PNG after --screenshot-after frames, then exit")
     parser.add_argument("--screenshot-after", type=int, default=60, metavar="N")
-    add_config_arguments(parser, ["camera", "calibration", "model", "decision", "detector", "gui", "record", "webhook"])
+    parser.add_argument("--no-drop", action="store_true",
+                        help="replay/synthetic: judge every frame, in order (the same recording gives the same "
+                             "verdicts every run); the frame-age check is off")
+    parser.add_argument("--paced", action="store_true",
+                        help="replay of a session folder at its recorded speed (frames the pipeline cannot keep "
+                             "up with are dropped, as with a live camera)")
+    add_config_arguments(parser, ["camera", "calibration", "model", "decision", "detector", "gui", "record", "webhook",
+                                  "deployment"])
 
 
 def _has_display() -> bool:
@@ -62,20 +78,39 @@ def _stop_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def _warn(message: str) -> None:
+    print(f"edge-fas run: warning: {message}", file=sys.stderr)
+
+
 def build_pipeline(args, config):
-    """Camera, runtime and Pipeline from the arguments (shared with benchmarks/bench_pipeline.py)."""
-    from edge_fas.drivers import open_camera
+    """Deployment checks, then runtime, camera and Pipeline (shared with benchmarks/bench_pipeline.py)."""
+    from edge_fas.artifact import load_artifact
+    from edge_fas.deployment import check_start
+    from edge_fas.drivers import open_camera, parse_spec
     from edge_fas.pipeline import Pipeline
     from edge_fas.runtime import load_runtime, precision_options
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeFasError(f"--max-frames {args.max_frames}: expected a positive number of frames")
     spec = args.camera or config.camera.spec
-    model = args.model or config.model.artifact or "demo"
-    runtime = load_runtime(model, kind=args.runtime or config.model.runtime, device=config.model.device,
+    kind, _ = parse_spec(spec)
+    no_drop, paced = getattr(args, "no_drop", False), getattr(args, "paced", False)
+    if no_drop and kind not in ("replay", "synthetic"):
+        raise EdgeFasError(f"--no-drop is for recordings and the synthetic rig; a live {kind} camera must never "
+                           "queue frames (its verdicts would fall behind the scene)")
+    if no_drop and paced:
+        raise EdgeFasError("--no-drop and --paced exclude each other: choose every frame in order, or recorded speed")
+    artifact = load_artifact(args.model or config.model.artifact or "demo")
+    check_start(config, kind, artifact, warn=_warn)
+    runtime = load_runtime(artifact, kind=args.runtime or config.model.runtime, device=config.model.device,
                            threads=config.model.threads, **precision_options(config.model))
     camera = open_camera(spec, config)
-    return Pipeline(camera, runtime, config, max_frames=args.max_frames), runtime, spec
+    if paced:
+        if not hasattr(camera, "realtime") or kind != "replay":
+            raise EdgeFasError(f"--paced plays session folders at their recorded speed; {spec} is not one "
+                               "(.db3 and .oni recordings play as fast as they are read)")
+        camera.realtime = True
+    return Pipeline(camera, runtime, config, max_frames=args.max_frames, no_drop=no_drop), runtime, spec
 
 
 def _human(s: dict) -> str:
@@ -88,7 +123,41 @@ def _human(s: dict) -> str:
         text += (f"\n  against truth: bona fide judged live {t['bona_fide_live_rate']}, attacks detected "
                  f"{t['attack_detected_rate']}, attack frames judged LIVE: {t['attack_judged_live']} "
                  f"{t['attack_judged_live_by_species'] or ''}")
+    w = s.get("webhook")
+    if w:
+        text += (f"\n  webhook {w['url']}: {w['delivered']} events delivered ({w['heartbeats']} heartbeats), "
+                 f"{w['failed_attempts']} failed attempts {w['errors'] or ''}, latest state "
+                 f"{'NOT delivered' if w['pending'] else 'delivered'}{'' if w['signed'] else ', unsigned'}")
+    if s.get("mode") != "production":
+        text += f"\n  mode {s.get('mode')}: not a production run" + (f"; accepted risks {s['risks']}" if s.get("risks")
+                                                                     else "")
     return text
+
+
+class _StatusFile:
+    """deployment.status_file: the run's state as JSON, rewritten atomically at most once a second."""
+
+    def __init__(self, path, webhook, interval_s: float = 1.0):
+        self.path, self.webhook, self.interval_s, self._last = Path(path), webhook, interval_s, None
+        self._warned = False
+
+    def __call__(self, result, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and self._last is not None and now - self._last < self.interval_s:
+            return
+        self._last = now
+        doc = {"time": round(time.time(), 3), "pid": os.getpid(), "camera_status": result.camera_status,
+               "verdict": result.verdict.verdict, "counters": dict(result.counters),
+               "mode": result.verdict.context.get("mode"),
+               "webhook": None if self.webhook is None else self.webhook.snapshot()}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self.path)
+        except OSError as e:  # a full disk must not stop the pipeline; said once
+            if not self._warned:
+                print(f"edge-fas run: warning: cannot write status file {self.path}: {e}", file=sys.stderr)
+                self._warned = True
 
 
 def run(args) -> int:
@@ -99,16 +168,21 @@ def run(args) -> int:
     if not args.headless and not _has_display():
         raise EdgeFasError("no display for the GUI (DISPLAY is not set); add --headless for JSON lines on stdout, "
                            "or run under a desktop session / xvfb-run")
+    from edge_fas.pipeline.decision import RECORDING_CORRUPT, reason_code
     from edge_fas.pipeline.sinks import HeadlessSink
     from edge_fas.pipeline.systemd import Watchdog
-    from edge_fas.pipeline.webhook import Webhook
+    from edge_fas.pipeline.webhook import Webhook, load_key
 
+    load_key(config.webhook)  # an unreadable key file fails now, before the model and camera load
     pipeline, runtime, spec = build_pipeline(args, config)
     print(f"edge-fas run: camera {spec}, model {runtime.model_name}, runtime {runtime.kind} ({runtime.reason}), "
-          f"threshold {pipeline.policy.threshold:.3f}", file=sys.stderr)
+          f"threshold {pipeline.policy.threshold:.3f}, mode {config.deployment.mode}", file=sys.stderr)
     sink = HeadlessSink(verdicts=args.headless and not args.quiet)
     webhook = Webhook.from_config(config.webhook)
+    status = _StatusFile(config.deployment.status_file, webhook) if config.deployment.status_file else None
     watchdog = Watchdog()  # systemd Type=notify (jetson/edge-fas.service); no-op elsewhere
+    corrupt = []  # reasons of replayed frames that could not be read
+    last = {}
     recorder = None
     if args.record or config.record.path:
         from edge_fas.pipeline.recorder import StreamRecorder
@@ -118,8 +192,12 @@ def run(args) -> int:
     def on_result(result):
         sink(result)
         watchdog(result)
+        last["result"] = result
         if webhook is not None:
             webhook.send(result.verdict.to_dict())
+        if status is not None:
+            status(result)
+        corrupt.extend(r for r in result.verdict.reasons if reason_code(r) == RECORDING_CORRUPT)
 
     pipeline.on_result = on_result
     rc = 0
@@ -127,6 +205,7 @@ def run(args) -> int:
     record_error = None
     try:
         pipeline.start()
+        print(f"edge-fas run: physics check {pipeline.physics_mode} ({pipeline.physics_reason})", file=sys.stderr)
         if args.headless:
             restore_sigterm = _stop_on_sigterm()
             while pipeline.running:
@@ -150,10 +229,20 @@ def run(args) -> int:
                 record_error = e
             print(f"recorded {recorder.written} frames to {recorder.path} ({recorder.dropped} not written: "
                   "the disk could not keep up)", file=sys.stderr)
-    summary = sink.write_summary(sys.stdout if args.headless else sys.stderr)
+    extra = {"mode": config.deployment.mode, "risks": pipeline.context.get("risks", []),
+             "webhook": None if webhook is None else webhook.snapshot()}
+    if status is not None and "result" in last:
+        status(last["result"], force=True)
+    summary = sink.write_summary(sys.stdout if args.headless else sys.stderr, extra=extra)
     print(_human(summary), file=sys.stderr)
-    if pipeline.error is not None and summary["verdicts"] == 0:
+    if pipeline.error is not None:
         raise EdgeFasError(f"camera {spec} failed: {pipeline.error}")
+    if corrupt:
+        raise EdgeFasError(f"recording corrupt: {len(corrupt)} frame(s) of {spec} could not be read (judged unknown); "
+                           f"first: {corrupt[0].split(':', 1)[1].strip()}")
     if record_error is not None:
         raise record_error
+    if rc != 0 and args.screenshot:
+        raise EdgeFasError(f"no screenshot: the source ended (camera {pipeline.camera_status}) after "
+                           f"{summary['frames']} frames, before --screenshot-after {args.screenshot_after} were shown")
     return rc

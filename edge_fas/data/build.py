@@ -240,16 +240,17 @@ def test_indices(d: dict, split: str = "test") -> dict[str, SampleIndex]:
         if not domains:
             return {}
         ix = split_index(d, split, domains=domains)
-        ix.meta["all_species"] = _domain_species(domains)
+        ix.meta["all_species"] = _domain_species(domains, d.get("attack_mix", "domain"))
         sets = {"+".join(domains): ix}
     return _with_missing(sets, d)
 
 
-def _domain_species(domains) -> list[str]:
-    """The species the synthetic domains present, so one missing from a small sample shows as absent."""
-    from edge_fas.sim import get_domain
+def _domain_species(domains, attack_mix="domain") -> list[str]:
+    """The species the synthetic domains present under `attack_mix`, so one missing from a small sample
+    shows as absent, not hidden."""
+    from edge_fas.data.synthetic import attack_probabilities
 
-    return sorted({s for dom in domains for s, p in get_domain(dom).attack_probabilities().items() if p > 0})
+    return sorted({s for dom in domains for s, p in attack_probabilities(dom, attack_mix).items() if p > 0})
 
 
 def _with_missing(sets: dict, d: dict) -> dict:
@@ -303,7 +304,7 @@ def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict
         if not domains:
             return {}
         cs = build_split(d, split, params, domains=domains)
-        cs.meta["all_species"] = _domain_species(domains)
+        cs.meta["all_species"] = _domain_species(domains, d.get("attack_mix", "domain"))
         sets = {"+".join(domains): cs}
     missing = list(d.get("test_missing") or [])
     if missing:

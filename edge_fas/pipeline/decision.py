@@ -8,13 +8,21 @@ Verdict:
   evidence of an attack, e.g. a replayed stream), and the live evidence gathered so far is thrown
   away: after a fault, `live` needs `min_live_frames` fresh live frames again;
 - a frame counts as live only when its score is below the threshold; to flip a standing `attack`
-  it must also clear the hysteresis margin (score < threshold - hysteresis), so a score wavering at
+  it must also clear the hysteresis margin (score < threshold - margin), so a score wavering at
   the threshold does not flicker attack/live. The margin never delays the safe direction: one frame
   at or above the threshold ends `live` at once;
 - `live` needs at least `min_live_frames` live frames among the last `window` AND a live current
   frame (a single attack frame ends `live` at once: never live on an attack-looking frame);
+  The margin is `hysteresis`, but at most half the threshold: on calibrated scores a strict operating
+  point can sit near 0 (APCER 5% at P(attack) 0.036), where a fixed 0.05 would make a standing attack
+  permanent;
 - `attack` when attack frames are at least as many as live frames in the window;
 - otherwise `unknown` (still gathering evidence).
+
+Abstention: a frame that would count as live (score below the threshold) whose uncertainty statistic
+(edge_fas.uncertainty: MMDG's uncertainty or the spoof-trace dispersion at the face) is above the
+artifact's calibrated level is a fault `uncertain` -> `unknown`. A frame scored as an attack stays
+attack evidence whatever its uncertainty.
 """
 
 from __future__ import annotations
@@ -37,10 +45,19 @@ CAMERA_STALLED = "camera_stalled"
 CAMERA_DISCONNECTED = "camera_disconnected"
 RUNTIME_ERROR = "runtime_error"
 PIPELINE_ERROR = "pipeline_error"
+RECORDING_CORRUPT = "recording_corrupt"  # a replayed frame that could not be read
 WARMING_UP = "gathering_evidence"
 ATTACK_SCORE = "attack_score"
+UNCERTAIN = "uncertain"  # the model's uncertainty / trace dispersion at the face is above its calibrated level
+# the physics check's findings (edge_fas.pipeline.physics)
+FLAT_FACE = "flat_face"
+NO_FACIAL_RELIEF = "no_facial_relief"
+FACE_DARK_IN_IR = "face_dark_in_ir"
+NO_PUPILS_IN_IR = "no_pupils_in_ir"
+PHYSICS_UNMEASURED = "physics_unmeasured"
 
-ATTACK_EVIDENCE = frozenset({REPEATED_FRAME})  # an identical frame twice is a replay of the stream
+# an identical frame twice is a replay of the stream; a flat, curved or IR-dark face is a presentation
+ATTACK_EVIDENCE = frozenset({REPEATED_FRAME, FLAT_FACE, NO_FACIAL_RELIEF, FACE_DARK_IN_IR})
 
 
 def reason(code: str, detail: str = "") -> str:
@@ -55,7 +72,8 @@ class DecisionPolicy:
     """Stateful per-face verdict. Call `decide(score, faults)` once per processed frame; `reset()`
     when the tracked face changes."""
 
-    def __init__(self, threshold: float, window: int = 5, min_live_frames: int = 4, hysteresis: float = 0.05):
+    def __init__(self, threshold: float, window: int = 5, min_live_frames: int = 4, hysteresis: float = 0.05,
+                 abstain_level: float | None = None):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"decision threshold {threshold} is outside [0, 1]; fix decision.threshold "
                              "in the site config or the artifact's manifest")
@@ -66,15 +84,21 @@ class DecisionPolicy:
         self.window = int(window)
         self.min_live_frames = int(min_live_frames)
         self.hysteresis = float(hysteresis)
+        self.margin = min(self.hysteresis, self.threshold / 2.0)  # see the module docstring
+        self.abstain_level = None if abstain_level is None else float(abstain_level)
         self.history: deque[str] = deque(maxlen=self.window)  # "live" / "attack" per frame
         self.standing = "unknown"
 
     @classmethod
-    def from_config(cls, decision_config, artifact_threshold: float) -> "DecisionPolicy":
-        """The site config's threshold wins over the artifact's operating threshold."""
+    def from_config(cls, decision_config, artifact_threshold: float, abstention: dict | None = None) -> "DecisionPolicy":
+        """The site config's threshold wins over the artifact's operating threshold; the abstention level is
+        the artifact's (its `abstention` section) unless the config sets one or turns abstention off."""
         d = decision_config
         thr = d.threshold if d.threshold is not None else artifact_threshold
-        return cls(float(thr), d.window, d.min_live_frames, d.hysteresis)
+        level = None
+        if getattr(d, "abstain", False):
+            level = d.abstain_level if d.abstain_level is not None else (abstention or {}).get("level")
+        return cls(float(thr), d.window, d.min_live_frames, d.hysteresis, abstain_level=level)
 
     def reset(self) -> None:
         self.history.clear()
@@ -83,16 +107,23 @@ class DecisionPolicy:
     def _frame_label(self, score: float) -> str:
         if score >= self.threshold:
             return "attack"
-        if self.standing == "attack" and score >= self.threshold - self.hysteresis:
+        if self.standing == "attack" and score >= self.threshold - self.margin:
             return "attack_margin"  # below threshold but inside the margin: not yet live evidence
         return "live"
 
-    def decide(self, score: float | None, faults: list[str] | None = None, **verdict_fields) -> Verdict:
+    def decide(self, score: float | None, faults: list[str] | None = None, uncertainty: tuple | None = None,
+               **verdict_fields) -> Verdict:
+        """uncertainty: (statistic name, value) of this frame, for abstention (None: the model has none)."""
         faults = list(faults or [])
         if score is None and not faults:
             faults = [reason(PIPELINE_ERROR, "no score and no fault reason")]
         if score is not None and not (0.0 <= float(score) <= 1.0):  # NaN fails this too
             faults.append(reason(RUNTIME_ERROR, f"score {score!r} outside [0, 1]"))
+        elif score is not None and self.abstain_level is not None and uncertainty is not None \
+                and float(score) < self.threshold:
+            name, value = uncertainty
+            if not value <= self.abstain_level:  # NaN abstains too
+                faults.append(reason(UNCERTAIN, f"{name} {value:.4g} > calibrated level {self.abstain_level:.4g}"))
         if faults:
             self.history.clear()
             attack = any(reason_code(f) in ATTACK_EVIDENCE for f in faults)
@@ -114,7 +145,7 @@ class DecisionPolicy:
         elif label == "attack_margin":  # a standing attack holds while the score stays inside the margin
             verdict = "attack"
             reasons.append(reason(ATTACK_SCORE, f"{score:.3f} within the hysteresis margin "
-                                                f"({self.threshold - self.hysteresis:.3f}-{self.threshold:.3f})"))
+                                                f"({self.threshold - self.margin:.3f}-{self.threshold:.3f})"))
         else:
             verdict = "unknown"
             reasons.append(reason(WARMING_UP, f"{n_live}/{self.min_live_frames} live frames"))

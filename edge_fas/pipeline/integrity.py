@@ -9,6 +9,7 @@ frames: a broken stream must turn into an `unknown` verdict with the reason, not
   goes back is a stale or re-sent frame);
 - an identical image twice is a replay of the stream (sensor noise makes real frames differ);
 - stream skew: the spread of the streams' timestamps within one frame set;
+- a replayed frame the recording could not give (meta "corrupt") is `recording_corrupt`;
 The pipeline runs `check` on EVERY captured frame in the capture thread (so a repeated or stale
 frame is caught even when the worker would have skipped it) and `check_age` when it processes one.
 
@@ -21,8 +22,8 @@ import zlib
 
 import numpy as np
 
-from edge_fas.pipeline.decision import (MISSING_MODALITY, REPEATED_FRAME, SERIAL_NOT_ALLOWED, STALE_FRAME,
-                                        STREAM_SKEW, reason)
+from edge_fas.pipeline.decision import (MISSING_MODALITY, RECORDING_CORRUPT, REPEATED_FRAME, SERIAL_NOT_ALLOWED,
+                                        STALE_FRAME, STREAM_SKEW, reason)
 from edge_fas.types import MODALITIES, FrameSet
 
 
@@ -57,6 +58,8 @@ class IntegrityChecker:
 
     def check(self, frames: FrameSet, age_ms: float | None = None) -> list[str]:
         faults: list[str] = []
+        if frames.meta.get("corrupt"):  # set by a replay that could not read this frame
+            faults.append(reason(RECORDING_CORRUPT, str(frames.meta["corrupt"])))
         serial = str(frames.device.serial or "")
         if self.allowed_serials and serial not in self.allowed_serials:
             faults.append(reason(SERIAL_NOT_ALLOWED, f"camera serial {serial or '(none)'!r} is not in "

@@ -2,7 +2,8 @@
 
 `put` never blocks: a newer item replaces one the consumer has not taken yet, and that stale item
 is counted in `dropped`. So the processing latency never grows with load: the worker always gets
-the newest frame, never a queue of old ones.
+the newest frame, never a queue of old ones. (`wait_empty` lets a producer wait instead, for replays
+that must judge every frame.)
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ class Mailbox:
             if not self._has:
                 return None
             item, self._item, self._has = self._item, None, False
+            self._cond.notify_all()  # wakes a producer in wait_empty
             return item
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Block until the slot is empty (True) or the mailbox is closed or `timeout` passes (False).
+
+        A producer that calls this before each `put` never replaces an untaken item: nothing is
+        dropped (the pipeline's no-drop mode for recordings)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._has and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return not self._closed
 
     def close(self) -> None:
         with self._cond:

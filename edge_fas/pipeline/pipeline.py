@@ -10,7 +10,10 @@ registration takes an ROI) -> working-distance check -> crop. When no frame come
 camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts keep coming.
 
 judge thread (stage B): runtime inference -> DecisionPolicy -> Result, handed to `on_result` and kept
-for `latest()`. Inference of one frame overlaps the preparation of the next (numpy, OpenCV and the
+for `latest()`. Stage A also runs the physics check (edge_fas.pipeline.physics) on the registered
+face: its findings veto the network's score, or, in `detector` mode (a real camera with a model trained
+on synthetic data only), its score replaces the network's. Stage B hands the model's uncertainty at
+the face (edge_fas.uncertainty) to the policy, which abstains above the artifact's calibrated level. Inference of one frame overlaps the preparation of the next (numpy, OpenCV and the
 runtime release the GIL), and only this thread touches the decision policy. Any exception becomes a
 fault reason, never `live`. `process(frames)` runs both stages synchronously (tests, tools).
 """
@@ -27,14 +30,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_fas.config import Config
+from edge_fas.deployment import event_context
 from edge_fas.errors import CameraError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import DecisionPolicy, reason
 from edge_fas.pipeline.integrity import IntegrityChecker
 from edge_fas.pipeline.mailbox import Mailbox
+from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
+from edge_fas.pipeline.physics import PhysicsCheck, choose_mode
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
+from edge_fas.uncertainty import face_statistic
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,8 @@ class _Prepared:
     box: tuple | None = None
     changed: bool = False
     crop: object = None
+    keypoints: object = None
+    physics: object = None  # PhysicsResult of this frame, when the check ran
     handed: float | None = None
     latency: dict = field(default_factory=dict)
 
@@ -122,8 +131,12 @@ def _default_register():
 
 
 class Pipeline:
+    """no_drop: every captured frame is judged, in order (capture waits for the pipeline instead of
+    replacing an untaken frame, and the frame-age check is off): the same recording then gives the
+    same verdicts every run. For replays and the synthetic rig only; a live camera must not queue."""
+
     def __init__(self, camera, runtime, config: Config | None = None, detector=None, register=None,
-                 max_frames: int | None = None, clock=time.monotonic):
+                 max_frames: int | None = None, clock=time.monotonic, no_drop: bool = False):
         self.camera = camera
         self.runtime = runtime
         self.config = config if config is not None else Config()
@@ -136,10 +149,17 @@ class Pipeline:
             self._register_roi = False
         self.max_frames = max_frames
         self.clock = clock
+        self.no_drop = bool(no_drop)
         self.on_result = None  # callable(Result), called from the processing thread
         self.on_frame = None  # callable(FrameSet), every captured frame, capture thread; must not block
-        self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold))
+        self.policy = DecisionPolicy.from_config(self.config.decision, float(runtime.threshold),
+                                                 (getattr(runtime, "manifest", None) or {}).get("abstention"))
+        d = self.config.decision
+        self.physics = PhysicsCheck.from_config(d) if d.physics != "off" else None
+        self.physics_mode: str | None = "off" if d.physics == "off" else None  # decided once the camera is open
+        self.physics_reason = "decision.physics = off" if d.physics == "off" else ""
         self.integrity = IntegrityChecker.from_config(self.config)
+        self.context = event_context(self.config, getattr(camera, "kind", None), getattr(runtime, "artifact", None))
         d = self.config.detector
         self.tracker = FaceTracker(smoothing=d.smoothing)
         self.mailbox = Mailbox()  # capture -> stage A (prepare)
@@ -164,6 +184,7 @@ class Pipeline:
             self._detector = FaceDetector(min_score=self.config.detector.min_score)
         if getattr(self.camera, "status", "connected") != "connected":
             self.camera.open()
+        self._decide_physics_mode(getattr(getattr(self.camera, "device", None), "driver", ""))
         self._threads = [threading.Thread(target=self._capture_loop, name="edge-fas-capture", daemon=True),
                          threading.Thread(target=self._prepare_loop, name="edge-fas-prepare", daemon=True),
                          threading.Thread(target=self._judge_loop, name="edge-fas-judge", daemon=True)]
@@ -201,6 +222,17 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _decide_physics_mode(self, driver: str) -> None:
+        """Network + physics veto, or the physics check alone (a real camera, a synthetic-only model)."""
+        if self.physics_mode is not None:
+            return
+        self.physics_mode, self.physics_reason = choose_mode(self.config.decision.physics, driver or "",
+                                                             getattr(self.runtime, "manifest", None))
+        if self.physics_mode == "detector":  # its own score scale: the policy judges it at its threshold
+            d = self.config.decision
+            self.policy = DecisionPolicy(PHYSICS_THRESHOLD, d.window, d.min_live_frames, d.hysteresis)
+        log.info("physics check: %s (%s)", self.physics_mode, self.physics_reason)
 
     # -- results -------------------------------------------------------------------------------
     def counters(self) -> dict:
@@ -242,6 +274,8 @@ class Pipeline:
                                 self.on_frame(frames)
                             except Exception:
                                 log.exception("on_frame callback failed")
+                        if self.no_drop and not self.mailbox.wait_empty():
+                            return  # stopped while waiting
                         self.mailbox.put(frames, carry=_carry_faults)
                         if self.max_frames is not None and self.frames_captured >= self.max_frames:
                             return
@@ -306,6 +340,8 @@ class Pipeline:
             self._stage.close()
 
     def _handoff(self, prepared: "_Prepared") -> None:
+        if self.no_drop:
+            self._stage.wait_empty()
         prepared.handed = self.clock()
         self._stage.put(prepared, carry=_carry_prepared)
 
@@ -328,6 +364,9 @@ class Pipeline:
         return self.policy.decide(None, list(faults))
 
     def _emit(self, frames: FrameSet | None, verdict: Verdict) -> None:
+        device = frames.device if frames is not None else getattr(self.camera, "device", None)
+        camera = {**self.context["camera"], "serial": str(getattr(device, "serial", ""))}
+        verdict.context = {**self.context, "camera": camera, "time": round(time.time(), 3)}  # wall clock
         self.decisions += 1
         self._decision_rate.tick(self.clock())
         result = Result(frames, verdict, self.camera_status, self.counters())
@@ -366,7 +405,8 @@ class Pipeline:
         return frames, self.judge(self.prepare(frames))
 
     def prepare(self, frames: FrameSet) -> "_Prepared":
-        """Stream checks, face detection and tracking, registration, working distance and crop.
+        """Stream checks, face detection and tracking, registration, working distance, crop and the
+        physics check.
 
         Colour is the same before and after registration, so on a bright colour image the face is found
         first and only its surroundings are registered (when the registration takes an ROI); in the dark,
@@ -384,7 +424,7 @@ class Pipeline:
             p.age_ms = (t0 - host) * 1000.0
             p.latency["capture_age"] = p.age_ms
         stream = frames.meta["faults"] if "faults" in frames.meta else self._stream_faults(frames)  # direct calls
-        p.faults += list(stream) + self.integrity.check_age(p.age_ms)
+        p.faults += list(stream) + ([] if self.no_drop else self.integrity.check_age(p.age_ms))
         if self.camera_status in BAD_STATUSES:
             p.faults.append(reason(D.CAMERA_DISCONNECTED if self.camera_status != "stalled" else D.CAMERA_STALLED,
                                    f"camera {self.camera_status}"))
@@ -398,6 +438,7 @@ class Pipeline:
         depth_m = reg.depth_m() if reg is not None and reg.registered else None
         chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
         p.box, p.changed = self.tracker.update(chosen.box if chosen is not None else None)
+        p.keypoints = getattr(chosen, "keypoints", None)
         lap("detection")
         if reg is None and p.box is not None:
             reg, fault = self._try_register(frames, p.box)
@@ -413,6 +454,13 @@ class Pipeline:
             except Exception as e:
                 p.faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
             lap("crop")
+            if self.physics is not None:
+                self._decide_physics_mode(frames.device.driver)  # direct process() calls: decided here
+                try:
+                    p.physics = self.physics.check(reg, p.box, p.keypoints)
+                except Exception as e:  # a bug in a check must not let a frame through unchecked
+                    p.faults.append(reason(D.PIPELINE_ERROR, f"physics check failed: {e!r}"))
+                lap("physics")
         return p
 
     def judge(self, p: "_Prepared") -> Verdict:
@@ -425,11 +473,21 @@ class Pipeline:
             self.policy.reset()  # a new face: its window starts empty
         if p.frames is None:  # stall or disconnect: no frame to judge
             return self.policy.decide(None, p.faults)
-        out, score = None, None
-        if p.crop is not None:
+        out, score, uncertainty = None, None, None
+        if p.physics is not None:
+            p.faults += [f for f in p.physics.findings if f not in p.faults]  # the physics check can only veto
+        if self.physics_mode == "detector":  # no network trained for this camera: the physics check decides
+            if p.crop is not None:
+                score = None if p.physics is None else p.physics.score
+                if score is None:
+                    p.faults.append(reason(D.PHYSICS_UNMEASURED, "the physics check could not measure this face "
+                                                                 "(no depth or IR on it)"))
+        elif p.crop is not None:
             try:
                 out = self.runtime.infer(p.crop.as_batch())
                 score = float(np.asarray(out.score).reshape(-1)[0])
+                stat = face_statistic(out)
+                uncertainty = None if stat is None else (stat[0], float(stat[1][0]))
             except Exception as e:
                 p.faults.append(reason(D.RUNTIME_ERROR, f"{type(e).__name__}: {e}"))
             now = self.clock()
@@ -438,7 +496,8 @@ class Pipeline:
         frames = p.frames
         frame_ids = {"counter": frames.counter, "timestamp_ms": frames.timestamp_ms,
                      "counters": dict(frames.counters)}
-        verdict = self.policy.decide(score, p.faults, frame=frame_ids, truth=frames.truth, box=p.box, output=out)
+        verdict = self.policy.decide(score, p.faults, uncertainty=uncertainty, frame=frame_ids, truth=frames.truth,
+                                     box=p.box, output=out, physics=p.physics)
         end = self.clock()
         p.latency["decision"] = (end - p.mark) * 1000.0
         p.latency["total"] = (end - p.start) * 1000.0 + (p.age_ms or 0.0)

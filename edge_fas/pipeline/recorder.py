@@ -49,9 +49,14 @@ class StreamRecorder:
             self.dropped += 1
             self._unreported_drops += 1
 
+    @property
+    def _synthetic(self) -> bool:
+        """The synthetic rig (by what was opened; a recording's own device claim is not trusted)."""
+        return getattr(self.camera, "kind", None) == "synthetic"
+
     def _open(self, frames):
         from edge_fas.drivers.session import SessionWriter
-        synthetic = frames.device.driver == "synthetic"
+        synthetic = self._synthetic
         return SessionWriter(self.path, device=frames.device, calibration=frames.calibration or self.camera.calibration,
                              domain=frames.truth.domain if frames.truth else "",
                              notes="recorded by edge-fas run --record",
@@ -64,14 +69,16 @@ class StreamRecorder:
                                  "of real people with `edge-fas collect` (it asks for the label and consent)")
         if self._writer is None:
             self._writer = self._open(frames)
-        key = (t.species, t.extra.get("subject"), frames.meta.get("take"))
+        key = (t.species, t.extra.get("subject"), t.extra.get("subject_id"), frames.meta.get("take"))
         if lost_before:  # frames were lost just before this one: start a new take here
             log.warning("recording: %d frame(s) not written (the disk is too slow); take split at frame %s",
                         lost_before, frames.counter)
             self._take_key = None
         if key != self._take_key:
-            self._writer.begin_take(species=t.species, label=int(t.label), subject_id=str(t.extra.get("subject", "")),
-                                    consent=t.label == 1 or frames.device.driver == "synthetic")
+            # a replayed session keeps its takes' pseudonym and consent; the rig's subjects are numbered
+            subject = t.extra.get("subject_id") or (f"sim-{t.extra['subject']}" if "subject" in t.extra else "")
+            self._writer.begin_take(species=t.species, label=int(t.label), subject_id=str(subject),
+                                    consent=self._synthetic or bool(t.extra.get("consent")))
             self._take_key = key
         self._writer.write(frames)
         self.written += 1

@@ -91,7 +91,8 @@ class HeadlessSink:
             }
         return s
 
-    def write_summary(self, stream=None) -> dict:
-        s = self.summary()
+    def write_summary(self, stream=None, extra: dict | None = None) -> dict:
+        """Write the summary line; `extra` adds keys (e.g. mode, webhook delivery statistics)."""
+        s = {**self.summary(), **(extra or {})}
         (stream or self.stream).write(dumps(s) + "\n")
         return s

@@ -54,7 +54,10 @@ class Runtime:
         return self.artifact.input_size
 
     def infer(self, batch: dict) -> ModelOutput:
-        return to_model_output(self._run(check_batch(batch, self.input_size)))
+        out = to_model_output(self._run(check_batch(batch, self.input_size)))
+        # every backend's score leaves here calibrated (the manifest's calibration; logits stay raw)
+        out.score = self.artifact.calibration.calibrate(out.score, out.logits)
+        return out
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

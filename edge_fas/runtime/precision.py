@@ -310,3 +310,14 @@ def ort_scores(path, batch: dict, chunk: int = 16) -> np.ndarray:
     n = len(batch["rgb"])
     return np.concatenate([s.run(["score"], {k: v[i:i + chunk] for k, v in batch.items()})[0].reshape(-1)
                            for i in range(0, n, chunk)])
+
+
+def calibrated_ort_scores(artifact, path, batch: dict) -> np.ndarray:
+    """ort_scores on the scale of the artifact's operating threshold: its score calibration applied
+    (identity for an uncalibrated artifact), as every runtime's scores are (Runtime.infer)."""
+    return calibrated(artifact, ort_scores(path, batch))
+
+
+def calibrated(artifact, scores) -> np.ndarray:
+    """Raw model scores mapped through the artifact's score calibration."""
+    return np.asarray(artifact.calibration.apply_scores(np.asarray(scores).reshape(-1)), dtype=np.float64)

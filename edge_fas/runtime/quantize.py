@@ -105,7 +105,8 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     candidate = folder / f".{INT8_FILE}.candidate"
     try:
         head = quantize_onnx(artifact.onnx_path, candidate, calib)
-        f32, i8 = prec.ort_scores(artifact.onnx_path, test), prec.ort_scores(candidate, test)
+        f32, i8 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, test), \
+            prec.calibrated_ort_scores(artifact, candidate, test)
         thr = prec.operating_threshold(artifact)
         figures = prec.compare(f32, i8, thr, labels)
         figures["data"] = "synthetic rig crops, held-out seed 1" if held_out is None else "given held-out set"

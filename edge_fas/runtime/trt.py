@@ -261,9 +261,10 @@ class TensorRTRuntime(Runtime):
         """The engine-build gate: this engine against fp32 ONNX Runtime on held-out inputs."""
         batch, labels, data = (gate_inputs if gate_inputs is not None
                                else prec.held_out_inputs(artifact, GATE_FRAME_SETS, seed=2))
-        ref = prec.ort_scores(artifact.onnx_path, batch)
-        got = np.concatenate([self._run({k: v[i:i + self.max_batch] for k, v in batch.items()})["score"].reshape(-1)
+        ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+        raw = np.concatenate([self._run({k: v[i:i + self.max_batch] for k, v in batch.items()})["score"].reshape(-1)
                               for i in range(0, len(ref), self.max_batch)])
+        got = prec.calibrated(artifact, raw)  # both on the operating threshold's (calibrated) scale
         figures = prec.compare(ref, got, prec.operating_threshold(artifact), labels)
         figures["data"] = data
         if precision == "fp32":

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SPECIES = ("bona_fide", "print", "replay", "rigid_mask", "paper_mask", "flexible_mask", "partial")
-ATTACK_SPECIES = SPECIES[1:]
+from edge_fas.labels import ATTACK_SPECIES, SPECIES  # noqa: F401 - one vocabulary for the rig, record and collect
 
 
 @dataclass(frozen=True)

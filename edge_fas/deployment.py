@@ -1,0 +1,122 @@
+"""Start-up checks of a deployment: what production mode refuses, and settings that weaken a check.
+
+`check_start(config, camera_kind, artifact)` runs before the model and the camera load:
+
+- production (deployment.mode: production) refuses a simulated or recorded source (synthetic, replay),
+  an empty camera.allowed_serials, the bundled demo model, an unsigned webhook and any weakening;
+- in any mode a *weakening* (a setting below what the artifact was validated with, see `weakenings`)
+  is refused unless deployment.accept_risks names its risk; development then runs, warns once and
+  marks every event with the risk (`event_context`).
+
+Each refusal is a ConfigError naming the key and the fix. `event_context` is what every verdict and
+webhook event carries: the mode, the camera kind and serial, the artifact's digest, the risks taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_fas.config import RISKS, Config
+from edge_fas.errors import ConfigError
+
+SIMULATED_KINDS = ("synthetic", "replay")  # sources production never takes decisions from
+# The working distance is "bounded" while faces nearer than NEAREST_M (a print held against the lens)
+# and farther than FARTHEST_M (depth on a face too coarse to tell a flat print from a face) are refused.
+NEAREST_M = 0.1
+FARTHEST_M = 3.0
+
+
+@dataclass(frozen=True)
+class Weakening:
+    risk: str  # a key of edge_fas.config.RISKS
+    key: str  # the config key that weakens the check
+    detail: str  # what it is set to and what the artifact was validated with
+
+
+def effective_threshold(config: Config, artifact) -> float:
+    t = config.decision.threshold
+    return float(t) if t is not None else float(artifact.threshold)
+
+
+def weakenings(config: Config, artifact) -> list[Weakening]:
+    """Settings below what `artifact` was validated with (empty: none)."""
+    d = config.decision
+    out = []
+    trained = tuple(artifact.trained_modalities)
+    missing = [m for m in trained if m not in d.required_modalities]
+    if missing:
+        out.append(Weakening("fewer_modalities", "decision.required_modalities",
+                             f"{list(d.required_modalities)} does not require {', '.join(missing)}; the artifact was "
+                             f"trained and calibrated on {', '.join(trained)}"))
+    t = effective_threshold(config, artifact)
+    lo, hi = artifact.validated_threshold_range
+    if t <= 0.0 or t >= 1.0:
+        out.append(Weakening("threshold_outside_validated_range", "decision.threshold",
+                             f"{t:g} makes every frame {'an attack' if t <= 0 else 'live'} (a threshold of 0 or 1 "
+                             "switches the model off)"))
+    elif not lo <= t <= hi:
+        where = (f"the validated range [{lo:g}, {hi:g}] (manifest operating_point.validated_range)"
+                 if artifact.has_validated_range else
+                 f"what the artifact validated: its manifest has no operating_point.validated_range, so only its "
+                 f"own threshold {artifact.threshold:g} counts as validated")
+        out.append(Weakening("threshold_outside_validated_range", "decision.threshold",
+                             f"{t:g} is outside {where}"))
+    if d.min_distance_m < NEAREST_M or d.max_distance_m > FARTHEST_M:
+        out.append(Weakening("distance_checks_off", "decision.min_distance_m/max_distance_m",
+                             f"{d.min_distance_m:g}-{d.max_distance_m:g} m does not bound the working distance to "
+                             f"[{NEAREST_M:g}, {FARTHEST_M:g}] m"))
+    return out
+
+
+def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[str]:
+    """Refuse what this mode does not allow (ConfigError naming the key); returns the risks taken.
+
+    `warn(str)` receives one line per accepted risk (development only)."""
+    dep = config.deployment
+    found = weakenings(config, artifact)
+    if dep.mode == "production":
+        problems = []
+        if camera_kind in SIMULATED_KINDS:
+            problems.append(f"camera.spec: a {camera_kind} camera is a simulated or recorded source; production "
+                            "decides on real cameras only (realsense, openni, orbbec)")
+        if not config.camera.allowed_serials:
+            problems.append("camera.allowed_serials is empty; list the serial number(s) of this kiosk's camera "
+                            "(`edge-fas doctor` shows them)")
+        if artifact.is_demo:
+            problems.append(f"model.artifact: {artifact.folder} is the bundled demo model, which its model card "
+                            "calls unfit for deployment; export your own and set model.artifact to it")
+        if config.webhook.url and not (config.webhook.key or config.webhook.key_file):
+            problems.append("webhook.key_file: webhook events must be signed in production; write a site key "
+                            "(e.g. `openssl rand -hex 32`) to a file readable only by the service and set "
+                            "webhook.key_file")
+        if dep.accept_risks:
+            problems.append(f"deployment.accept_risks {list(dep.accept_risks)}: accepting a weakened check is for "
+                            "development only; remove it")
+        problems += [f"{w.key}: {w.detail}; restore it (production never runs a weakened check)" for w in found]
+        if problems:
+            raise ConfigError("deployment.mode is production, which refuses this configuration:\n  - "
+                              + "\n  - ".join(problems))
+        return []
+    refused = [w for w in found if w.risk not in dep.accept_risks]
+    if refused:
+        raise ConfigError("a setting weakens a check below what the model artifact was validated with:\n  - "
+                          + "\n  - ".join(f"{w.key}: {w.detail}; risk: {RISKS[w.risk]}" for w in refused)
+                          + "\nRestore it, or (development only) accept the risk by name: config "
+                          + f"deployment.accept_risks: [{', '.join(sorted({w.risk for w in refused}))}] "
+                          + f"(or --deployment-accept-risks {','.join(sorted({w.risk for w in refused}))}); "
+                          + "every event then carries it")
+    for w in found:
+        if warn is not None:
+            warn(f"development mode, accepted risk {w.risk}: {w.key}: {w.detail}")
+    return sorted({w.risk for w in found})
+
+
+def event_context(config: Config, camera_kind: str | None, artifact) -> dict:
+    """The fields every verdict and event carries (the serial is added per frame)."""
+    ctx = {"mode": config.deployment.mode, "camera": {"kind": camera_kind or "unknown"}}
+    if artifact is not None:
+        ctx["artifact"] = {"digest": artifact.digest, "model": artifact.model_name, "demo": artifact.is_demo}
+        risks = sorted({w.risk for w in weakenings(config, artifact)})
+        if risks:
+            ctx["risks"] = risks
+    return ctx
