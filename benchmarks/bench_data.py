@@ -210,8 +210,7 @@ class PeakMemory:
 # ---- phases (each in its own process) -------------------------------------------------------------
 
 def _make_config(tree: Path, protocol: str, workers: int, batch: int, cache_dir=None) -> dict:
-    from edge_fas.data.protocols import protocol_config
-    from edge_fas.training import apply_overrides, load_train_config
+    from edge_fas.training import apply_overrides, load_train_config, protocol_config
 
     base = load_train_config(None)
     cfg = protocol_config(protocol, MODEL["name"], MODEL["preset"], base, synthetic=False, root=str(tree))

@@ -1,4 +1,4 @@
-"""`edge-fas train`: train a model (see edge_fas/training.py for the config).
+"""`edge-fas train`: train a model (see edge_fas/training/config.py for the config).
 
     edge-fas train --config configs/demo.yaml                         # synthetic rig
     edge-fas train --protocol mmdg-p1-cps-w --data-root /data/fas     # a paper's protocol on the real datasets
@@ -67,7 +67,8 @@ def config_from_args(args) -> dict:
     if getattr(args, "resume", False):
         overrides["train.resume"] = True
     if args.protocol:
-        from edge_fas.data.protocols import get_protocol, protocol_config
+        from edge_fas.data.protocols import get_protocol
+        from edge_fas.training import protocol_config
 
         base = load_train_config(args.config)
         root = args.data_root or overrides.pop("data.root", None) or base["data"]["root"]
