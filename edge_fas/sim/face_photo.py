@@ -180,9 +180,7 @@ def build_person(color: np.ndarray, shape: HeadShape = HeadShape(), skin: np.nda
 
     r, g, bl = color[..., 0], color[..., 1], color[..., 2]
     if skin is None:
-        skin_region = (face_r2 <= 1.05) | ((np.abs(x - 267.0) < 60.0) & (y > 300.0) & (y < 360.0))
-        skin = (skin_region & (r > 0.35) & (r > bl + 0.06) & (r >= g)).astype(np.float32)
-        skin = cv2.GaussianBlur(skin, (7, 7), 2.0)
+        skin = detect_skin(color)
 
     lum = 0.299 * r + 0.587 * g + 0.114 * bl
     if ir_base is None:
@@ -205,6 +203,18 @@ def build_person(color: np.ndarray, shape: HeadShape = HeadShape(), skin: np.nda
     for k, v in layers.items():
         layers[k] = cv2.copyMakeBorder(v, 0, BODY_EXTENSION_ROWS, 0, 0, cv2.BORDER_REPLICATE)
     return PersonLayers(**layers)
+
+
+def detect_skin(color: np.ndarray) -> np.ndarray:
+    """Skin probability of a canonical-grid photo: reddish pixels in the face ellipse and on the neck."""
+    h, w = color.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    fx, fy = face_coords((h, w))
+    a, b = FACE_AXES
+    r, g, bl = color[..., 0], color[..., 1], color[..., 2]
+    skin_region = ((fx / a) ** 2 + (fy / b) ** 2 <= 1.05) | ((np.abs(x - 267.0) < 60.0) & (y > 300.0) & (y < 360.0))
+    skin = (skin_region & (r > 0.35) & (r > bl + 0.06) & (r >= g)).astype(np.float32)
+    return cv2.GaussianBlur(skin, (7, 7), 2.0)
 
 
 def expression_warp(shape: tuple[int, int], smile: float, brows: float) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,9 @@ class Atlas:
     scale_m: float  # metres per atlas pixel
     landmarks: dict  # name -> (x, y) atlas pixels, incl. "face_outline" as an N x 2 array
     face_height: float  # mean height of the face region (for the face box's projection)
+    # near-IR subsurface scattering, 0..1 (skin 1: a projected dot spreads in it; screens 0). Only the
+    # randomised family renders it; the named domains ignore it.
+    scatter: np.ndarray | None = None
 
 
 def _luminance(c):
@@ -133,16 +136,21 @@ MATERIALS = {
     "silicone_seam": 0.35, "silicone_gloss": 0.14,
     # paper mask and paper glasses
     "paper_mask_gloss": 0.02, "partial_gloss": 0.02,
+    # near-IR subsurface scattering per material (see Atlas.scatter)
+    "skin_scatter": 1.0, "other_scatter": 0.3, "paper_scatter": 0.35, "screen_scatter": 0.0, "resin_scatter": 0.2,
+    "silicone_scatter": 0.8,
 }
 
 
-def _person(subject: Subject, person=None):
+def _person(subject: Subject, person=None, m=None):
     p = person if person is not None else person_layers()
+    m = m or MATERIALS
     color = _tone(p.color, p.skin, subject.tone)
     ir = p.ir_albedo * np.where(p.skin > 0.5, 0.9 + 0.1 * subject.tone, 1.0)
     height = p.height + (subject.relief_gain - 1.0) * p.face_relief
+    scatter = (m["other_scatter"] + (m["skin_scatter"] - m["other_scatter"]) * p.skin).astype(np.float32)
     layers = dict(color=color, alpha=p.alpha.copy(), height=height.astype(np.float32), ir=ir.astype(np.float32),
-                  specular=p.specular.copy())
+                  specular=p.specular.copy(), scatter=scatter)
     if subject.smile or subject.brows:
         mx, my = expression_warp(color.shape[:2], subject.smile, subject.brows)
         for k in ("color", "height", "ir"):
@@ -169,11 +177,11 @@ def build_atlas(species: str, subject: Subject, person=None, materials: dict | N
 
 
 def _bona_fide(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     zero = np.zeros_like(L["alpha"])
     return Atlas("bona_fide", L["color"], L["alpha"], L["height"], L["ir"], L["specular"], zero, gloss=m["skin_gloss"],
                  origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
-                 face_height=_face_height(L["height"], p.face_mask))
+                 face_height=_face_height(L["height"], p.face_mask), scatter=L["scatter"])
 
 
 def _sheet(content: np.ndarray, margin: int, fill: float):
@@ -184,7 +192,7 @@ def _sheet(content: np.ndarray, margin: int, fill: float):
 
 
 def _print(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     margin = int(m["print_margin_px"])
     printed = halftone(L["color"][:PHOTO_ROWS], m["halftone_period"], m["print_desaturate"])
     color = _sheet(printed, margin, m["paper_white"])  # the photo printed with a white margin
@@ -205,7 +213,7 @@ def _print(subject: Subject, person, m) -> Atlas:
     fm = _sheet(p.face_mask[:PHOTO_ROWS], margin, 0.0)
     return Atlas("print", color, alpha, height, ir, np.zeros_like(alpha), np.zeros_like(alpha), gloss=m["print_gloss"],
                  origin=origin, scale_m=PIXEL_M, landmarks=_landmarks((margin, margin)),
-                 face_height=_face_height(height, fm))
+                 face_height=_face_height(height, fm), scatter=np.full((h, w), m["paper_scatter"], np.float32))
 
 
 @functools.lru_cache(maxsize=4)
@@ -218,7 +226,7 @@ def _screen_pattern(h0: int, w0: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _replay(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     h0, w0 = PHOTO_ROWS, L["color"].shape[1]
     # display gamma, colour cast
     shown = np.clip(L["color"][:PHOTO_ROWS], 0, 1) ** m["screen_gamma"] * np.array(m["screen_cast"], np.float32)
@@ -240,10 +248,12 @@ def _replay(subject: Subject, person, m) -> Atlas:
     fm = _sheet(p.face_mask[:PHOTO_ROWS], bezel, 0.0)
     return Atlas("replay", color, alpha, height, ir.astype(np.float32), specular.astype(np.float32), emissive,
                  gloss=0.0, origin=(FACE_CENTER[0] + bezel, FACE_CENTER[1] + bezel), scale_m=PIXEL_M,
-                 landmarks=_landmarks((bezel, bezel)), face_height=_face_height(height, fm))
+                 landmarks=_landmarks((bezel, bezel)), face_height=_face_height(height, fm),
+                 scatter=(m["screen_scatter"] * emissive + m["other_scatter"] * (1.0 - emissive)).astype(np.float32))
 
 
-def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species=""):
+def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species="",
+               scatter=0.3):
     """Composite a mask onto the wearer: the mask inside mask_alpha, the wearer outside and through the eye holes."""
     m = mask_alpha * (1.0 - p.eye_holes) if eye_holes else mask_alpha
     color = L["color"] * (1 - m[..., None]) + mask_color * m[..., None]
@@ -252,7 +262,8 @@ def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=Tru
     specular = (L["specular"] * (1 - m)).astype(np.float32)
     return Atlas(species, color.astype(np.float32), L["alpha"], height, ir, specular, np.zeros_like(m), gloss=gloss,
                  origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
-                 face_height=_face_height(height, p.face_mask))
+                 face_height=_face_height(height, p.face_mask),
+                 scatter=(L["scatter"] * (1 - m) + scatter * m).astype(np.float32))
 
 
 def _mask_region(p, grow=1.06):
@@ -263,18 +274,19 @@ def _mask_region(p, grow=1.06):
 
 
 def _rigid_mask(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     region = _mask_region(p)
     smooth = cv2.GaussianBlur(p.face_relief, (0, 0), m["resin_smooth_px"])  # moulded: no fine relief, rounded nose
     height = m["resin_standoff_m"] + m["resin_relief"] * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
     painted = cv2.GaussianBlur(L["color"], (0, 0), 1.6)
     painted = np.clip((painted - 0.5) * 1.15 + 0.5 + np.array([0.03, 0.0, -0.02], np.float32), 0, 1)
     ir = m["resin_ir"] + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
-    return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask")
+    return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask",
+                      scatter=m["resin_scatter"])
 
 
 def _paper_mask(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     region = _mask_region(p, grow=1.0)
     fx, _ = face_coords(p.alpha.shape)
     a = FACE_AXES[0]
@@ -282,11 +294,11 @@ def _paper_mask(subject: Subject, person, m) -> Atlas:
     height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
     printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"])
     return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"], m),
-                      gloss=m["paper_mask_gloss"], species="paper_mask")
+                      gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"])
 
 
 def _flexible_mask(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     region = _mask_region(p, grow=1.1)
     # ~6 mm of silicone, softened detail
     height = m["silicone_m"] + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), m["silicone_smooth_px"])
@@ -299,11 +311,11 @@ def _flexible_mask(subject: Subject, person, m) -> Atlas:
     seam = cv2.morphologyEx((region > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     skin_like = skin_like * (1.0 - m["silicone_seam"] * seam[..., None])  # the glued edge shows
     return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32),
-                      gloss=m["silicone_gloss"], species="flexible_mask")
+                      gloss=m["silicone_gloss"], species="flexible_mask", scatter=m["silicone_scatter"])
 
 
 def _partial(subject: Subject, person, m) -> Atlas:
-    p, L = _person(subject, person)
+    p, L = _person(subject, person, m)
     fx, fy = face_coords(p.alpha.shape)
     ey = 0.5 * (to_face_frame(LANDMARKS["eye_right"])[1] + to_face_frame(LANDMARKS["eye_left"])[1])
     band = ((np.abs(fy - ey) < 26.0) & (np.abs(fx) < 86.0)).astype(np.float32)
@@ -312,9 +324,60 @@ def _partial(subject: Subject, person, m) -> Atlas:
     printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m["halftone_period"], m["print_desaturate"])
     shifted = np.roll(printed, (2, 3), (0, 1))  # the printed eyes are not exactly the wearer's
     atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted, m), eye_holes=False,
-                       gloss=m["partial_gloss"], species="partial")
+                       gloss=m["partial_gloss"], species="partial", scatter=m["paper_scatter"])
     return atlas
 
 
 _BUILDERS = {"bona_fide": _bona_fide, "print": _print, "replay": _replay, "rigid_mask": _rigid_mask,
              "paper_mask": _paper_mask, "flexible_mask": _flexible_mask, "partial": _partial}
+
+
+def add_hands(atlas: Atlas, rng: np.random.Generator, count: int, skin_rgb, skin_ir: float, pad: int = 110) -> Atlas:
+    """An attacker's hands holding a print, screen or paper mask: a thumb over the medium's border and the
+    rest of the hand beyond it (skin in all three modalities, standing off the medium). The atlas grows by
+    `pad` transparent pixels on every side so the hands can reach past the border."""
+    def grow(a, fill):
+        widths = ((pad, pad), (pad, pad)) + (((0, 0),) if a.ndim == 3 else ())
+        return np.pad(a, widths, constant_values=fill)
+
+    sheet = grow(atlas.alpha, 0.0) > 0.5
+    color, alpha = grow(atlas.color, 0.0), grow(atlas.alpha, 0.0)
+    height = np.pad(atlas.height, pad, mode="edge")
+    ir, specular, emissive = grow(atlas.ir_albedo, 0.0), grow(atlas.specular, 0.0), grow(atlas.emissive, 0.0)
+    scatter = grow(atlas.scatter if atlas.scatter is not None else np.zeros_like(atlas.alpha), 0.0)
+    h, w = alpha.shape
+    ys, xs = np.nonzero(sheet)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    edges = ["left", "right", "bottom"]
+    for k in range(int(count)):
+        edge = edges[int(rng.integers(3))] if k == 0 else ("right" if edge == "left" else "left")
+        if edge == "bottom":
+            cx, cy, angle = rng.uniform(left + 60, right - 60), bottom - 12.0, 90.0
+            palm = (cx + rng.uniform(-20, 20), bottom + 55.0)
+        else:
+            side = -1 if edge == "left" else 1
+            cx = (left + 14.0) if side < 0 else (right - 14.0)
+            cy, angle = rng.uniform(top + 0.35 * (bottom - top), bottom - 40), rng.uniform(-25, 25)
+            palm = ((left - 50.0) if side < 0 else (right + 50.0), cy + rng.uniform(10, 40))
+        level = float(height[int(np.clip(cy, 0, h - 1)), int(np.clip(cx, 0, w - 1))])
+        tone = np.clip(np.asarray(skin_rgb, np.float32) * rng.uniform(0.85, 1.15), 0, 1)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        for (px, py), axes, ang, lift in (((palm[0], palm[1]), (48.0, 62.0), angle, -0.02),
+                                          ((cx, cy), (13.0, 36.0), angle, 0.012)):
+            t = np.radians(ang)
+            u = ((xx - px) * np.cos(t) + (yy - py) * np.sin(t)) / axes[0]
+            v = (-(xx - px) * np.sin(t) + (yy - py) * np.cos(t)) / axes[1]
+            r2 = u * u + v * v
+            part = r2 <= 1.0
+            if lift < 0:
+                part &= ~sheet  # the palm is behind the medium: only what shows beyond its border
+            dome = level + lift + 0.009 * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+            shade = (0.8 + 0.2 * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)))[..., None]
+            color[part] = (tone * shade)[part]
+            alpha[part], height[part], ir[part] = 1.0, dome[part], skin_ir
+            specular[part], emissive[part], scatter[part] = 0.0, 0.0, 1.0
+    marks = {k: (np.asarray(v) + pad if k == "face_outline" else (v[0] + pad, v[1] + pad))
+             for k, v in atlas.landmarks.items()}
+    return Atlas(atlas.species, color, alpha, height.astype(np.float32), ir, specular, emissive, gloss=atlas.gloss,
+                 origin=(atlas.origin[0] + pad, atlas.origin[1] + pad), scale_m=atlas.scale_m, landmarks=marks,
+                 face_height=atlas.face_height, scatter=scatter)
