@@ -117,13 +117,13 @@ def test_crops_are_framed_by_the_live_detector():
 
 
 def test_zoom_shift_augmentation_moves_all_modalities_together():
-    from edge_fas.data.crops import _zoom_shift
+    from edge_fas.data.augment import zoom_shift
 
     rng = np.random.default_rng(0)
     rgb, depth = rng.random((3, 32, 32), np.float32), rng.random((1, 32, 32), np.float32)
-    same = _zoom_shift((rgb, depth), 1.0, (0.0, 0.0))
+    same = zoom_shift((rgb, depth), 1.0, (0.0, 0.0))
     assert np.array_equal(same[0], rgb) and np.array_equal(same[1], depth)
-    moved = _zoom_shift((rgb, depth), 1.0, (2 / 32, 0.0))  # two pixels right, both modalities
+    moved = zoom_shift((rgb, depth), 1.0, (2 / 32, 0.0))  # two pixels right, both modalities
     assert np.array_equal(moved[0][..., 2:], rgb[..., :-2]) and np.array_equal(moved[1][..., 2:], depth[..., :-2])
-    zoomed = _zoom_shift((rgb,), 1.1, (0.0, 0.0))[0]
+    zoomed = zoom_shift((rgb,), 1.1, (0.0, 0.0))[0]
     assert zoomed.shape == rgb.shape and not np.allclose(zoomed, rgb)
