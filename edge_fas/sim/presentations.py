@@ -84,14 +84,20 @@ def _screens(h: int, w: int, period: float) -> np.ndarray:
     return out
 
 
-def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25) -> np.ndarray:
-    """A printer's look: rotated dot screens per ink, desaturation, warm paper, lifted blacks."""
+def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25, strength: float = 1.0) -> np.ndarray:
+    """A printer's look: rotated dot screens per ink (`strength` 0: finer than the texture, invisible),
+    desaturation, warm paper, lifted blacks."""
     h, w = color.shape[:2]
-    screens = _screens(h, w, round(float(period), 3))
+    screens = _screens(h, w, round(float(period), 3)) if strength > 0 else None
     out = np.empty_like(color)
     for ch in range(3):
         ink = 1.0 - color[..., ch]
+        if screens is None:
+            out[..., ch] = 1.0 - ink * 0.9
+            continue
         out[..., ch] = 1.0 - np.clip((ink - screens[ch]) * 3.0 + ink, 0.0, 1.0) * 0.9
+        if strength < 1.0:
+            out[..., ch] = strength * out[..., ch] + (1.0 - strength) * (1.0 - ink * 0.9)
     lum = _luminance(out)[..., None]
     out = (1.0 - desaturate) * out + desaturate * lum  # printers desaturate
     out = 0.08 + 0.86 * out  # paper white is not white, black ink is not black
@@ -125,6 +131,7 @@ MATERIALS = {
     "skin_gloss": 0.06,
     # print and paper: paper white, its near-IR reflectance, the ink's (carbon black absorbs at 850 nm)
     "paper_white": 0.93, "paper_ir": 0.84, "ink_paper_ir": 0.82, "ink_ir_dark": 0.22, "halftone_period": 3.2,
+    "halftone": 1.0,  # strength of the visible dot screen (1: the named domains' coarse screen)
     "print_margin_px": 28, "print_gloss": 0.03, "print_desaturate": 0.25,
     # replay: display gamma and colour cast, near-IR of the panel, bezel, sub-pixel moire, a lamp's glare
     "screen_gamma": 1.25, "screen_cast": (0.92, 0.97, 1.1), "screen_ir": 0.03, "bezel_px": 30, "bezel_gray": 0.04,
@@ -194,7 +201,7 @@ def _sheet(content: np.ndarray, margin: int, fill: float):
 def _print(subject: Subject, person, m) -> Atlas:
     p, L = _person(subject, person, m)
     margin = int(m["print_margin_px"])
-    printed = halftone(L["color"][:PHOTO_ROWS], m["halftone_period"], m["print_desaturate"])
+    printed = halftone(L["color"][:PHOTO_ROWS], m["halftone_period"], m["print_desaturate"], m["halftone"])
     color = _sheet(printed, margin, m["paper_white"])  # the photo printed with a white margin
     h, w = color.shape[:2]
     x = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
@@ -292,7 +299,7 @@ def _paper_mask(subject: Subject, person, m) -> Atlas:
     a = FACE_AXES[0]
     tip = float(p.face_relief.max())
     height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
-    printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"])
+    printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"], m["halftone"])
     return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"], m),
                       gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"])
 
@@ -321,7 +328,8 @@ def _partial(subject: Subject, person, m) -> Atlas:
     band = ((np.abs(fy - ey) < 26.0) & (np.abs(fx) < 86.0)).astype(np.float32)
     band = cv2.GaussianBlur(band, (3, 3), 0.7)
     level = float(np.percentile(L["height"][band > 0.5], 95)) + 0.006  # paper glasses rest on the nose bridge
-    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m["halftone_period"], m["print_desaturate"])
+    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m["halftone_period"], m["print_desaturate"],
+                       m["halftone"])
     shifted = np.roll(printed, (2, 3), (0, 1))  # the printed eyes are not exactly the wearer's
     atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted, m), eye_holes=False,
                        gloss=m["partial_gloss"], species="partial", scatter=m["paper_scatter"])

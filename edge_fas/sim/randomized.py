@@ -197,7 +197,8 @@ def draw_scene(ranges: RangeSet, seed: int, species: str, index: int) -> Scene:
     hands, cutout, bend = 0, False, 0.0
     if species in ("print", "paper_mask", "partial"):
         m.update(paper_white=d("print.paper_white"), paper_ir=d("print.paper_ir"), ink_ir_dark=d("print.ink_ir_dark"),
-                 halftone_period=d("print.halftone_period"), print_desaturate=d("print.desaturate"),
+                 halftone=d("print.halftone"), halftone_period=d("print.halftone_period"),
+                 print_desaturate=d("print.desaturate"),
                  print_margin_px=int(d("print.margin_px")), print_gloss=d("print.gloss"))
         m["ink_paper_ir"] = m["paper_ir"] - 0.02
         m["paper_mask_gloss"] = m["partial_gloss"] = m["print_gloss"]
@@ -230,7 +231,7 @@ def draw_scene(ranges: RangeSet, seed: int, species: str, index: int) -> Scene:
     lighting = Lighting(azimuth_deg=d("light.azimuth_deg"), elevation_deg=d("light.elevation_deg"),
                         ambient=d("light.ambient"), intensity=d("light.intensity"))
     jpeg = int(d("color.jpeg_quality")) if rng.random() < d("color.jpeg_prob") else None
-    background = {"kind": d("background.kind"), "distance_m": d("background.distance_m"),
+    background = {"kind": d("background.kind"), "distance_m": distance + d("background.behind_m"),
                   "tilt_deg": d("background.tilt_deg"), "ir": d("background.ir"), "seed": int(rng.integers(2 ** 31))}
     subject = Subject(tone=1.0, relief_gain=1.0, smile=round(identity.smile, 3), brows=round(identity.brows, 3),
                       bend=bend)

@@ -110,7 +110,7 @@ FACTORS: dict[str, tuple[str, object]] = {
     "ir.vignette": ("IR falloff to the corners", (0.0, 0.4)),
     "ir.scatter_px": ("blur of a projected dot in skin at 0.5 m (subsurface scattering)", (0.8, 2.5)),
     # colour imager (per sample, the lens and sensor per camera)
-    "color.exposure": ("exposure", (0.55, 1.5)),
+    "color.exposure": ("exposure", (0.6, 1.3)),
     "color.noise": ("read noise at unit gain (8-bit units)", (1.0, 6.0)),
     "color.gamma": ("response curve", (0.8, 1.25)),
     "color.saturation": ("colour saturation", (0.6, 1.25)),
@@ -121,7 +121,7 @@ FACTORS: dict[str, tuple[str, object]] = {
     "color.jpeg_prob": ("probability the colour stream is JPEG-compressed", 0.6),
     "color.jpeg_quality": ("JPEG quality", (35.0, 95.0)),
     # background (per sample)
-    "background.distance_m": ("wall distance", (0.8, 4.0)),
+    "background.behind_m": ("wall distance behind the subject or medium", (0.3, 3.0)),
     "background.tilt_deg": ("wall tilt", (-30.0, 30.0)),
     "background.kind": ("wall texture", ["noise", "stripes", "gradient", "tiles", "blobs"]),
     "background.ir": ("wall reflectance at 850 nm", (0.1, 0.8)),
@@ -129,6 +129,8 @@ FACTORS: dict[str, tuple[str, object]] = {
     "print.paper_white": ("paper white level", (0.8, 0.97)),
     "print.paper_ir": ("paper reflectance at 850 nm", (0.6, 0.92)),
     "print.ink_ir_dark": ("near-IR absorption of the darkest ink (carbon black)", (0.0, 0.5)),
+    "print.halftone": ("strength of the visible halftone screen (real screens are finer than the texture)",
+                       (0.0, 0.6)),
     "print.halftone_period": ("halftone period (canonical pixels)", (2.0, 5.0)),
     "print.desaturate": ("printer desaturation", (0.05, 0.4)),
     "print.margin_px": ("white margin around the photo", (0.0, 60.0)),
