@@ -6,8 +6,9 @@ installed with matplotlib). Its landmarks were measured once with the bundled Bl
 an ellipsoid face with a nose ridge, eye sockets, lips and chin, a cap, hair at the sides and the
 shoulders behind; heights are metres towards the camera, measured from the ear plane.
 
-Identity variety comes from skin tone, face width/height scaling, relief depth and expression warps
-(smile, raised brows) applied to this one photo: the simulator has one real face, not many.
+In the named domains, identity variety comes from skin tone, face width/height scaling, relief depth
+and expression warps (smile, raised brows) applied to this one photo. build_person makes the layers for
+any canonical texture and HeadShape (the randomised family's identities).
 """
 
 from __future__ import annotations
