@@ -390,13 +390,18 @@ class RandomizedRig:
         if abs(skew) >= 0.5:  # rows read out top to bottom while the head moves sideways
             m = np.float32([[1, skew / self.height, -skew / 2], [0, 1, 0]])
             image = cv2.warpAffine(image, m, (self.width, self.height), borderMode=cv2.BORDER_REPLICATE)
-        lum = image.mean(-1, keepdims=True)
-        image = lum + np.float32(p["color.saturation"]) * (image - lum)
-        image *= cam.color_vignette[..., None]
+        # per plane from here (numpy's broadcasting over a third axis is several times slower)
+        planes = cv2.split(image)
+        lum = (planes[0] + planes[1] + planes[2]) * np.float32(1.0 / 3.0)
+        sat = np.float32(p["color.saturation"])
+        pools = _pools((self.height, self.width))
         # shot noise grows with the signal, read noise with the gain (exposure)
-        sigma = np.float32(p["color.noise"]) * np.sqrt(np.maximum(image, 1.0) / 64.0) * np.float32(np.sqrt(scene.exposure))
-        image += sigma * _pools((self.height, self.width)).slice(_pools((self.height, self.width)).color, rng)
-        rgb = cv2.LUT(np.clip(image, 0, 255).astype(np.uint8), cam.color_lut)
+        k = np.float32(p["color.noise"] * np.sqrt(scene.exposure) / 8.0)
+        out = []
+        for c in planes:
+            c = (lum + sat * (c - lum)) * cam.color_vignette
+            out.append(c + k * np.sqrt(np.maximum(c, np.float32(1.0))) * pools.slice(pools.white, rng))
+        rgb = cv2.LUT(np.clip(cv2.merge(out), 0, 255).astype(np.uint8), cam.color_lut)
         if scene.jpeg_quality is not None:
             ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, scene.jpeg_quality])
             rgb = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
