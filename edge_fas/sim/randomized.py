@@ -41,8 +41,8 @@ from edge_fas.sim.face_photo import PHOTO_ROWS
 from edge_fas.sim.identity import IdentityParams, background_texture, identity_layers
 from edge_fas.sim.presentations import Subject, _sheet, add_hands, build_atlas
 from edge_fas.sim.ranges import CAMERA_BLOCK, IDENTITY_BLOCK, RangeSet, get_ranges
-from edge_fas.sim.render import (Lighting, NoisePools, Pose, View, plane_depth, prepare_atlas, shading, shadow_band,
-                                 trace_surface)
+from edge_fas.sim.render import (Lighting, NoisePools, Pose, View, composite_color, plane_depth, prepare_atlas,
+                                 shadow_band, trace_surface)
 from edge_fas.sim.rig import ground_truth
 from edge_fas.types import DeviceInfo, FrameSet
 
@@ -357,22 +357,9 @@ class RandomizedRig:
         p = cam.params
         view = cam.color_view
         wall_z, _, wall_planes, _ = walls
-        surface = trace_surface(view, prepared, pose)
-        remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
-        normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
-        lit, highlight = shading(normals, scene.lighting, prepared.atlas.gloss)
-        lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
-        r, g, b, a = cv2.split(px)
-        alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
-        wall_level = np.float32(0.6 + 0.4 * scene.lighting.intensity)
         w = scene.warmth
         gains = np.array([1.0 + w, 1.0, 1.0 - w]) * scene.exposure
-        planes = []
-        for c, wall, gain in zip((r, g, b), wall_planes, gains):
-            shaded = c.astype(np.float32) * lit + highlight
-            planes.append((wall * wall_level + alpha * (shaded - wall * wall_level)) * np.float32(gain))
-        image = cv2.merge(planes)
+        image = composite_color(view, prepared, pose, wall_z, wall_planes, scene.lighting, gains)
         if view.shape != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         s = self.width / 640.0

@@ -229,6 +229,30 @@ def shading(normals: np.ndarray, lighting: Lighting, gloss: float) -> tuple[np.n
     return lit, np.float32(255.0 * gloss) * h24 * (1.0 - emissive)
 
 
+def composite_color(view: View, prepared: PreparedAtlas, pose: Pose, wall_z: np.ndarray, wall_planes, lighting: Lighting,
+                    gains) -> np.ndarray:
+    """The presentation lit by `lighting` in front of the wall (its depth and R, G, B planes), times the
+    per-channel gains (exposure and white balance are linear, so they apply here, before any resize or
+    blur): H x W x 3 float32 at the view's size. Per channel on 2-D planes: numpy's broadcasting over a
+    third axis is several times slower."""
+    surface = trace_surface(view, prepared, pose)
+    remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
+    # shading varies smoothly: compute it on the half-resolution grid, then upsample
+    normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
+    lit, highlight = shading(normals, lighting, prepared.atlas.gloss)
+    lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
+    r, g, b, a = cv2.split(px)
+    alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
+    wall_level = 0.6 + 0.4 * lighting.intensity
+    planes = []
+    for c, wall, gain in zip((r, g, b), wall_planes, gains):
+        wall = wall * np.float32(wall_level)
+        shaded = c.astype(np.float32) * lit + highlight
+        planes.append((wall + alpha * (shaded - wall)) * np.float32(gain))
+    return cv2.merge(planes)
+
+
 class NoisePools:
     """Pre-drawn random fields, sliced at random offsets per frame: noise without drawing 300k numbers a frame."""
 

@@ -26,8 +26,8 @@ import numpy as np
 from edge_fas.calibration import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.sim.domains import DOMAINS, SPECIES, Domain, get_domain
 from edge_fas.sim.presentations import Atlas, Subject, build_atlas
-from edge_fas.sim.render import (Lighting, NoisePools, Pose, PreparedAtlas, View, plane_depth, prepare_atlas, shading,
-                                 shadow_band, trace_surface)
+from edge_fas.sim.render import (Lighting, NoisePools, Pose, PreparedAtlas, View, composite_color, plane_depth,
+                                 prepare_atlas, shadow_band, trace_surface)
 from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
 
 DISTANCE_RANGE_M = (0.35, 1.2)
@@ -212,25 +212,8 @@ class Rig:
     def _render_color(self, prepared, pose, wall_z, sample, speed, rng) -> np.ndarray:
         d = self.domain
         view = self.color_view
-        surface = trace_surface(view, prepared, pose)
-        remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
-        # shading varies smoothly: compute it on the half-resolution grid, then upsample
-        normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
-        lit, highlight = shading(normals, sample.lighting, prepared.atlas.gloss)
-        lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
-        r, g, b, a = cv2.split(px)
-        alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
-        # per channel on 2-D planes (numpy's broadcasting over a 3rd axis is several times slower);
-        # exposure and white balance are linear, so they are applied here, before resize and blur
-        wall_level = 0.6 + 0.4 * sample.lighting.intensity
         gains = np.array(d.white_balance) * sample.exposure
-        planes = []
-        for c, wall, gain in zip((r, g, b), self._wall_planes(view.shape), gains):
-            wall = wall * np.float32(wall_level)
-            shaded = c.astype(np.float32) * lit + highlight
-            planes.append((wall + alpha * (shaded - wall)) * np.float32(gain))
-        image = cv2.merge(planes)
+        image = composite_color(view, prepared, pose, wall_z, self._wall_planes(view.shape), sample.lighting, gains)
         if view.shape != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         blur = int(round(d.motion_blur_px * speed))
