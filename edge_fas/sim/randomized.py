@@ -43,7 +43,7 @@ from edge_fas.sim.presentations import Subject, _sheet, add_hands, build_atlas
 from edge_fas.sim.ranges import CAMERA_BLOCK, IDENTITY_BLOCK, RangeSet, get_ranges
 from edge_fas.sim.render import (Lighting, NoisePools, Pose, View, composite_color, plane_depth, prepare_atlas,
                                  shadow_band, trace_surface)
-from edge_fas.sim.rig import ground_truth
+from edge_fas.sim.rig import _rotation, ground_truth
 from edge_fas.types import DeviceInfo, FrameSet
 
 EDGE_JUMP_M = 0.03  # a depth step larger than this between neighbours is an edge
@@ -51,14 +51,6 @@ EDGE_JUMP_M = 0.03  # a depth step larger than this between neighbours is an edg
 
 def _rng(*parts) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32("|".join(map(str, parts)).encode()))
-
-
-def _rotation(rx_deg: float, ry_deg: float, rz_deg: float) -> np.ndarray:
-    rx, ry, rz = np.radians([rx_deg, ry_deg, rz_deg])
-    mx = np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]])
-    my = np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
-    mz = np.array([[np.cos(rz), -np.sin(rz), 0], [np.sin(rz), np.cos(rz), 0], [0, 0, 1]])
-    return mx @ my @ mz
 
 
 @functools.lru_cache(maxsize=2)
