@@ -7,6 +7,7 @@ import pytest
 from edge_fas.errors import ConfigError
 from edge_fas.sim import RANGE_SETS, Pose, make_rig
 from edge_fas.sim.ranges import FACTORS, HELDOUT_OVERRIDES, IDENTITY_BLOCK, parse_custom
+from test_sim_physics import depth_at, face_region  # the named rig's helpers, same truth layout
 
 W, H = 160, 120
 
@@ -18,19 +19,6 @@ def frontal(z=0.5):
 def custom(**factors):
     """A range set named rand_test: rand with `factors` fixed (dots in names written as __)."""
     return parse_custom({"rand_test": {k.replace("__", "."): v for k, v in factors.items()}})["rand_test"]
-
-
-def depth_at(frames, name, r=2):
-    x, y = np.round(frames.truth.extra["keypoints_depth"][name]).astype(int)
-    patch = frames.depth[y - r:y + r + 1, x - r:x + r + 1].astype(float)
-    return float(np.median(patch[patch > 0])) if (patch > 0).any() else np.nan
-
-
-def face_box_depth(frames, shrink=0.2):
-    kp = np.array(list(frames.truth.extra["keypoints_depth"].values()))
-    (x0, y0), (x1, y1) = kp.min(0), kp.max(0)
-    w, h = x1 - x0, y1 - y0
-    return (slice(int(y0 - shrink * h), int(y1 + shrink * h)), slice(int(x0 - shrink * w), int(x1 + shrink * w)))
 
 
 def test_every_factor_is_documented_and_heldout_ranges_lie_outside_training():
@@ -119,12 +107,12 @@ def test_face_relief_and_flat_print_in_the_randomised_rig():
     rs = custom(camera__depth_resolution=[1.0, 1.0], depth__smoothing_px=[0.0, 0.0], emitter__pattern=["dots"])
     rig = make_rig("rand_test", seed=2, width=320, height=240, ranges=rs)
     live = rig.render("bona_fide", 0, pose=frontal(0.5))
-    nose = depth_at(live, "nose")
-    cheeks = np.nanmean([depth_at(live, "cheek_right"), depth_at(live, "cheek_left")])
+    nose = depth_at(live, "nose", r=2)
+    cheeks = np.nanmean([depth_at(live, "cheek_right", r=2), depth_at(live, "cheek_left", r=2)])
     assert cheeks - nose >= 10.0, (nose, cheeks)
     flat = next(i for i in range(40) if rig.sample("print", i).subject.bend == 0.0)
     printed = rig.render("print", flat, pose=frontal(0.5))
-    d = printed.depth[face_box_depth(printed)].astype(float)
+    d = printed.depth[face_region(printed)].astype(float)
     d = d[d > 0]
     assert np.percentile(d, 90) - np.percentile(d, 10) < 0.5 * (cheeks - nose + 10.0)
 
@@ -137,7 +125,7 @@ def test_projected_dots_blur_in_skin_and_stay_sharp_on_paper():
 
     def dot_contrast(species):
         f = rig.render(species, 0, pose=frontal(0.45))
-        region = face_box_depth(f, 0.0)
+        region = face_region(f, 0.0)
         a = f.ir[region].astype(float)
         return np.abs(np.diff(a, axis=1)).mean() / max(a.mean(), 1.0)
 
