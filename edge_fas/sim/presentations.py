@@ -138,9 +138,11 @@ MATERIALS = {
     "screen_level": 0.78, "screen_moire": 0.3, "screen_glare": 0.12,
     # rigid mask: resin or plastic
     "resin_ir": 0.86, "resin_smooth_px": 9.0, "resin_relief": 0.75, "resin_standoff_m": 0.012, "resin_gloss": 0.25,
+    "resin_blur_px": 1.6, "resin_contrast": 1.15, "resin_tint": (0.03, 0.0, -0.02),  # the paint's colour
     # silicone mask
     "silicone_ir": 0.52, "silicone_ir_texture": 0.3, "silicone_m": 0.006, "silicone_smooth_px": 4.0,
     "silicone_seam": 0.35, "silicone_gloss": 0.14,
+    "silicone_keep": 0.85, "silicone_desaturate": 0.15, "silicone_tint": (0.03, 0.0, 0.0),  # pigmented silicone
     # paper mask and paper glasses
     "paper_mask_gloss": 0.02, "partial_gloss": 0.02,
     # near-IR subsurface scattering per material (see Atlas.scatter)
@@ -285,8 +287,8 @@ def _rigid_mask(subject: Subject, person, m) -> Atlas:
     region = _mask_region(p)
     smooth = cv2.GaussianBlur(p.face_relief, (0, 0), m["resin_smooth_px"])  # moulded: no fine relief, rounded nose
     height = m["resin_standoff_m"] + m["resin_relief"] * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
-    painted = cv2.GaussianBlur(L["color"], (0, 0), 1.6)
-    painted = np.clip((painted - 0.5) * 1.15 + 0.5 + np.array([0.03, 0.0, -0.02], np.float32), 0, 1)
+    painted = cv2.GaussianBlur(L["color"], (0, 0), m["resin_blur_px"])
+    painted = np.clip((painted - 0.5) * m["resin_contrast"] + 0.5 + np.array(m["resin_tint"], np.float32), 0, 1)
     ir = m["resin_ir"] + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
     return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask",
                       scatter=m["resin_scatter"])
@@ -311,7 +313,8 @@ def _flexible_mask(subject: Subject, person, m) -> Atlas:
     height = m["silicone_m"] + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), m["silicone_smooth_px"])
     skin_like = cv2.GaussianBlur(L["color"], (0, 0), 1.0)
     lum = _luminance(skin_like)[..., None]
-    skin_like = np.clip(0.85 * skin_like + 0.15 * lum + np.array([0.03, 0.0, 0.0], np.float32), 0, 1)
+    skin_like = np.clip(m["silicone_keep"] * skin_like + m["silicone_desaturate"] * lum
+                        + np.array(m["silicone_tint"], np.float32), 0, 1)
     ir_face = L["ir"]
     # silicone at 850 nm: a little darker than skin (~15%) and more uniform (no blood, no subsurface texture)
     ir = m["silicone_ir"] + m["silicone_ir_texture"] * (ir_face - float(ir_face[region > 0.5].mean()))

@@ -205,12 +205,16 @@ def draw_scene(ranges: RangeSet, seed: int, species: str, index: int) -> Scene:
         m["screen_cast"] = tuple(float(v) for v in rng.uniform(0.88, 1.12, 3))
     elif species == "rigid_mask":
         m.update(resin_ir=d("rigid.ir"), resin_smooth_px=d("rigid.smooth_px"), resin_relief=d("rigid.relief"),
-                 resin_standoff_m=d("rigid.standoff_m"), resin_gloss=d("rigid.gloss"))
+                 resin_standoff_m=d("rigid.standoff_m"), resin_gloss=d("rigid.gloss"),
+                 resin_blur_px=d("rigid.paint_blur_px"), resin_contrast=d("rigid.paint_contrast"))
+        m["resin_tint"] = tuple(float(v) for v in rng.uniform(-1, 1, 3) * d("rigid.paint_tint"))
     elif species == "flexible_mask":
         m.update(silicone_ir=d("silicone.ir_ratio") * identity.skin_ir, silicone_ir_texture=d("silicone.ir_texture"),
                  silicone_m=d("silicone.thickness_m"), silicone_smooth_px=d("silicone.smooth_px"),
                  silicone_seam=d("silicone.seam"), silicone_gloss=d("silicone.gloss"),
-                 silicone_scatter=d("silicone.scatter"))
+                 silicone_scatter=d("silicone.scatter"), silicone_desaturate=d("silicone.desaturate"))
+        m["silicone_keep"] = 1.0 - m["silicone_desaturate"]
+        m["silicone_tint"] = tuple(float(v) for v in rng.uniform(-1, 1, 3) * d("silicone.tint"))
     if species in ("print", "replay", "paper_mask") and rng.random() < d("hands.prob"):
         hands = int(d("hands.count"))
     distance = d("pose.distance_m")

@@ -150,6 +150,9 @@ FACTORS: dict[str, tuple[str, object]] = {
     "rigid.relief": ("mask relief relative to the face's", (0.5, 0.9)),
     "rigid.standoff_m": ("how far the mask stands off the face", (0.006, 0.02)),
     "rigid.gloss": ("paint gloss", (0.05, 0.4)),
+    "rigid.paint_blur_px": ("how much of the face's detail the paint keeps (blur, canonical pixels)", (0.8, 3.0)),
+    "rigid.paint_contrast": ("paint contrast", (0.9, 1.3)),
+    "rigid.paint_tint": ("largest per-channel colour offset of the paint", (0.0, 0.08)),
     "silicone.ir_ratio": ("silicone reflectance at 850 nm relative to the wearer's skin", (0.72, 0.92)),
     "silicone.ir_texture": ("how much of skin's near-IR texture the silicone keeps", (0.15, 0.5)),
     "silicone.thickness_m": ("silicone thickness", (0.003, 0.009)),
@@ -157,6 +160,8 @@ FACTORS: dict[str, tuple[str, object]] = {
     "silicone.seam": ("visibility of the glued edge", (0.1, 0.5)),
     "silicone.gloss": ("sheen", (0.06, 0.25)),
     "silicone.scatter": ("silicone's near-IR subsurface scattering relative to skin's", (0.5, 0.9)),
+    "silicone.desaturate": ("how much colour the pigmented silicone loses", (0.05, 0.35)),
+    "silicone.tint": ("largest per-channel colour offset of the pigment", (0.0, 0.06)),
     "hands.prob": ("probability an attacker's hands hold a print, screen or paper mask in view", 0.6),
     "hands.count": ("hands holding the medium", [1, 2]),
 }
