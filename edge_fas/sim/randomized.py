@@ -75,10 +75,11 @@ class Camera:
             f = (width / 2.0) / np.tan(np.radians(hfov) / 2.0)
             off = take("camera.principal_px") * s
             ang = rng.uniform(0, 2 * np.pi)
-            coeffs = (k1, k2, 0.0, 0.0, 0.0)
-            return Intrinsics(width=width, height=height, fx=float(f), fy=float(f * (1 + rng.uniform(-0.003, 0.003))),
-                              cx=float(width / 2.0 + off * np.cos(ang)), cy=float(height / 2.0 + off * np.sin(ang)),
-                              model="brown_conrady" if (k1 or k2) else "none", coeffs=coeffs)
+            fy = f * (1 + rng.uniform(-0.003, 0.003))
+            cx, cy = width / 2.0 + off * np.cos(ang), height / 2.0 + off * np.sin(ang)
+            k1, k2 = monotonic_radial(k1, k2, np.hypot(max(cx, width - cx) / f, max(cy, height - cy) / fy))
+            return Intrinsics(width=width, height=height, fx=float(f), fy=float(fy), cx=float(cx), cy=float(cy),
+                              model="brown_conrady" if (k1 or k2) else "none", coeffs=(k1, k2, 0.0, 0.0, 0.0))
 
         color = intrinsics(take("camera.color_hfov_deg"), take("camera.color_k1"), take("camera.color_k2"), "color")
         depth = intrinsics(take("camera.depth_hfov_deg"), take("camera.depth_k1"), 0.0, "depth")
@@ -137,6 +138,22 @@ class Camera:
             dots = (rng.random(shape) < density).astype(np.float32)
         dots = cv2.GaussianBlur(dots, (0, 0), self.params["emitter.dot_px"])
         return (dots / max(float(dots.mean()), 1e-6)).astype(np.float32)
+
+
+def monotonic_radial(k1: float, k2: float, r_max: float, min_slope: float = 0.3) -> tuple[float, float]:
+    """Radial terms scaled down (x0.8 at a time) until f(r) = r (1 + k1 r^2 + k2 r^4) rises with a slope of
+    at least `min_slope` all the way to the image's farthest corner `r_max` (normalised, distorted): a
+    real lens's mapping never folds back inside its image (a folded one has pixels with no ray), and near
+    the fold the undistortion does not converge."""
+    r = np.linspace(0.0, 4.0, 4001)
+    for _ in range(40):
+        f = r * (1.0 + k1 * r * r + k2 * r ** 4)
+        slope = 1.0 + 3.0 * k1 * r * r + 5.0 * k2 * r ** 4
+        inside = r <= (r[np.argmax(f >= r_max)] if (f >= r_max).any() else r[-1])
+        if (f >= r_max).any() and slope[inside].min() >= min_slope:
+            return float(k1), float(k2)
+        k1, k2 = 0.8 * k1, 0.8 * k2
+    return 0.0, 0.0
 
 
 def _gamma_lut(gamma: float) -> np.ndarray:
