@@ -68,6 +68,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 on a shared machine")
     args = ap.parse_args()
     w, h = (int(v) for v in args.rig_size.split("x"))
     out = Path(args.out)
@@ -82,7 +83,7 @@ def main() -> int:
                      "data.cache_dir": str(out / "cache"), "data.render_workers": args.workers,
                      "data.seed": args.seed, "train.epochs": args.epochs, "train.batch_size": 16, "train.lr": 3e-4,
                      "train.schedule": "cosine", "train.keep": "best", "train.seed": args.seed, "train.log_every": 20,
-                     "train.device": args.device, "out": str(out / arm)})
+                     "train.device": args.device, "train.threads": args.threads, "out": str(out / arm)})
         cfg = load_train_config(None, over)
         ckpt = out / arm / "checkpoint.pt"
         t0 = time.perf_counter()
