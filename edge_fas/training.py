@@ -15,7 +15,12 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
             augment: true, drop: {depth: 0.1, ir: 0.1},
             attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
-                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis)}
+                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis),
+            randomization: {rand_NAME: {base: rand, factor: [low, high]}} (custom range sets of the
+                        randomised family; domains may be rand, rand_heldout or these names),
+            preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; recorded in
+                        the checkpoint and the exported manifest, so the live pipeline crops the same way),
+            augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
     train: {epochs, batch_size, lr, weight_decay, accumulate, seed, amp, device, threads,
             max_steps_per_epoch, init_from, log_every,
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
@@ -68,7 +73,11 @@ DEFAULTS = {
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
-             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
+             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10,
+             # randomised rig and invariance training (edge_fas.sim.ranges, edge_fas.data.augment):
+             "randomization": {},  # custom range sets {rand_NAME: {base: rand | rand_heldout, factor: value}}
+             "preprocess": {},  # preprocessing overrides, e.g. {depth_norm: plane_mm, ir_norm: face_log}; in the manifest
+             "augment_params": {}},  # edge_fas.data.augment.AugmentParams overrides, e.g. {photometric: 0.8}
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "max_steps_per_epoch": None, "init_from": None,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
@@ -77,13 +86,16 @@ DEFAULTS = {
 }
 
 
+FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
+
+
 def _merge(defaults: dict, given: dict, where: str) -> dict:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ConfigError(f"training config: unknown key(s) {unknown} in {where}; known: {sorted(defaults)}")
     out = copy.deepcopy(defaults)
     for k, v in given.items():
-        if isinstance(defaults[k], dict) and k not in ("overrides", "drop") and isinstance(v, dict):
+        if isinstance(defaults[k], dict) and k not in FREE_FORM and isinstance(v, dict):
             out[k] = _merge(defaults[k], v, f"{where}.{k}")
         else:
             out[k] = v
@@ -146,6 +158,38 @@ def train_domain_names(cfg: dict) -> list[str]:
 
         return get_protocol(d["protocol"]).datasets
     return list(d["train_domains"])
+
+
+def data_params(cfg: dict, size: int, rgb_norm: dict | None = None):
+    """(PreprocessParams, AugmentParams) from the data section; bad keys fail before anything renders.
+    rgb_norm: the RGB mean/std of a pretrained backbone or the fine-tuned checkpoint (they win)."""
+    from edge_fas.data.augment import AugmentParams
+    from edge_fas.preprocess import PreprocessParams
+
+    d = cfg["data"]
+    pre = dict(d["preprocess"] or {})
+    if "size" in pre:
+        raise ConfigError("data.preprocess.size: the input size is the model's (model.overrides.input_size)")
+    params = PreprocessParams.from_dict({**pre, "size": int(size), **(rgb_norm or {})})
+    return params, AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}))
+
+
+def heldout_summary(cfg: dict, split: str) -> dict:
+    """For randomised domains in `split`: which factors lie outside every training range set's ranges."""
+    from edge_fas.sim.ranges import get_ranges, is_randomized, parse_custom
+
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        return {}
+    custom = parse_custom(d["randomization"])
+    names = {"val": d["val_domains"] or d["train_domains"], "test": d["test_domains"]}[split]
+    train = [get_ranges(t, custom) for t in d["train_domains"] if is_randomized(t)]
+    out = {}
+    for name in names:
+        if is_randomized(name) and train:
+            rs = get_ranges(name, custom)
+            out[name] = sorted(set.intersection(*(set(rs.disjoint_from(t)) for t in train)))
+    return {"factors_outside_training_ranges": out} if out else {}
 
 
 def _check_choice(cfg: dict, key: str, choices) -> None:
@@ -299,7 +343,6 @@ def train(cfg: dict) -> dict:
     """Run one training described by `cfg` (see load_train_config). Returns the final metrics dict."""
     from edge_fas.data import CropDataset, balanced_sampler, collate
     from edge_fas.models import build
-    from edge_fas.preprocess import PreprocessParams
 
     world, rank, local_rank = _dist_info()
     tc = cfg["train"]
@@ -313,6 +356,11 @@ def train(cfg: dict) -> dict:
     except ValueError as e:
         raise ConfigError(f"train.target: {e}") from None
     _check_attack_mix(cfg)
+    data_params(cfg, 64)  # data.preprocess / data.augment_params / data.randomization fail here, not mid-run
+    if cfg["data"]["source"] == "synthetic":
+        from edge_fas.sim.ranges import parse_custom
+
+        parse_custom(cfg["data"]["randomization"])
     if int(tc["threads"]) > 0:
         torch.set_num_threads(int(tc["threads"]))
     if world > 1:
@@ -355,7 +403,7 @@ def train(cfg: dict) -> dict:
     if world > 1:
         _broadcast_params(model)
     model.to(device)
-    params = PreprocessParams.from_dict({"size": int(model.input_size), **rgb_norm})
+    params, augment_params = data_params(cfg, int(model.input_size), rgb_norm)
 
     opt_kw = {k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None}
     optimisers = model.make_optimisers(**opt_kw)
@@ -377,8 +425,8 @@ def train(cfg: dict) -> dict:
     test_sets = build_test_sets(cfg["data"], params, progress=_loading_progress("test") if show else None)
     domain_ids = {d: k for k, d in enumerate(train_domain_names(cfg))} if cfg["data"]["source"] != "sessions" \
         else {d: k for k, d in enumerate(sorted(set(train_set.domain.tolist())))}
-    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), drop=cfg["data"]["drop"],
-                     domain_ids=domain_ids)
+    ds = CropDataset(train_set, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]), domain_ids=domain_ids,
+                     augment_params=augment_params)
     bs = int(tc["batch_size"])
     if world > 1:
         sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=int(tc["seed"]))
@@ -515,7 +563,7 @@ def train(cfg: dict) -> dict:
                              "protocol": d.get("protocol"), "data": train_set.meta.get("data", "")},
                 "validation": {"source": d["source"], "domains": vd,
                                "split": "val", "samples": len(val_set), "seed": d["seed"], "eer": val["eer"],
-                               "auc": val["auc"], "data": val_set.meta.get("data", "")},
+                               "auc": val["auc"], "data": val_set.meta.get("data", ""), **heldout_summary(cfg, "val")},
                 "trained_on": {"source": d["source"], "domains": td, "split": "train",
                                "samples": len(train_set), "seed": d["seed"], "rig_size": d["rig_size"],
                                "protocol": d.get("protocol"), "data": train_set.meta.get("data", "")},

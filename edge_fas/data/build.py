@@ -174,6 +174,7 @@ def build_split(d: dict, split: str, params, domains=None, progress=None) -> Cro
         recs, files = split_records(protocol, split, opts)
         return _dataset_crops(protocol, f"{split} split", recs, files, opts, params, progress)
     from edge_fas.data.synthetic import synthetic_crops
+    from edge_fas.sim.ranges import parse_custom
 
     if domains is None:
         domains = {"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
@@ -181,7 +182,7 @@ def build_split(d: dict, split: str, params, domains=None, progress=None) -> Cro
     w, h = d["rig_size"]
     cs = synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                          width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                         attack_mix=d["attack_mix"], progress=progress)
+                         attack_mix=d["attack_mix"], progress=progress, ranges=parse_custom(d.get("randomization")))
     cs.meta["data"] = (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
                        f"domain, seed {d['seed']}, rig {w}x{h})")
     return cs

@@ -10,6 +10,10 @@ truth box most; the truth box only where the detector finds none): a model train
 met differently framed crops live and its verdicts flipped with the framing. Crops go through
 edge_fas.preprocess.crop_face like live frames.
 Rendered sets are cached as .npz under `cache_dir`, keyed by every parameter that changes them.
+
+Domains are the rig's named domains (surf, cefa, wmca, padisi) or its randomised family (rand,
+rand_heldout, and custom range sets passed as `ranges`; edge_fas.sim.ranges), whose own attack mix is
+every species equally often.
 """
 
 from __future__ import annotations
@@ -100,7 +104,9 @@ def attack_probabilities(domain: str, attack_mix) -> dict[str, float]:
     if attack_mix not in ATTACK_MIXES:
         raise ValueError(f"unknown attack_mix {attack_mix!r}: expected one of {', '.join(ATTACK_MIXES)} "
                          "or a mapping {species: weight}")
-    if attack_mix == "uniform":
+    from edge_fas.sim import is_randomized
+
+    if attack_mix == "uniform" or is_randomized(domain):  # the randomised family's own mix is uniform
         return {s: 1.0 / len(ATTACK_SPECIES) for s in ATTACK_SPECIES}
     return get_domain(domain).attack_probabilities()
 
@@ -123,10 +129,8 @@ def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: fl
 
 
 def _render_one(args):
-    domain, seed, width, height, index, species, t, params = args
-    from edge_fas.sim import Rig
-
-    rig = _rig(domain, seed, width, height)
+    domain, seed, width, height, index, species, t, params, ranges = args
+    rig = _rig(domain, seed, width, height, ranges)
     frames = rig.render(species, index, t)
     truth = frames.truth
     if truth is None or truth.face_box is None:
@@ -152,30 +156,32 @@ def detected_face_box(rgb, truth_box, min_iou: float = 0.3):
 _RIGS: dict = {}
 
 
-def _rig(domain, seed, width, height):
-    from edge_fas.sim import Rig
+def _rig(domain, seed, width, height, ranges=None):
+    from edge_fas.sim import make_rig
 
-    key = (domain, seed, width, height)
+    key = (domain, seed, width, height, None if ranges is None else ranges.key())
     if key not in _RIGS:
-        _RIGS[key] = Rig(domain, seed=seed, width=width, height=height)
+        _RIGS[key] = make_rig(domain, seed=seed, width=width, height=height, ranges=ranges)
     return _RIGS[key]
 
 
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
-                    workers: int = 1, progress=None, attack_mix="domain") -> CropSet:
+                    workers: int = 1, progress=None, attack_mix="domain", ranges: dict | None = None) -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
     px). workers > 1 renders in a process pool. progress: optional callable(done, total).
-    attack_mix: see sample_plan."""
-    from edge_fas.sim import DOMAINS
+    attack_mix: see sample_plan. ranges: custom range sets of the randomised family {name: RangeSet}
+    (edge_fas.sim.ranges.parse_custom), usable as domain names."""
+    from edge_fas.sim import ALL_DOMAINS, get_ranges, is_domain, is_randomized
 
     params = params or PreprocessParams()
     domains = [domains] if isinstance(domains, str) else list(domains)
+    ranges = dict(ranges or {})
     for d in domains:
-        if d not in DOMAINS:
-            raise ValueError(f"unknown synthetic domain {d!r}: expected some of {', '.join(DOMAINS)}")
+        if not is_domain(d, ranges):
+            raise ValueError(f"unknown synthetic domain {d!r}: expected some of {', '.join(ALL_DOMAINS + tuple(ranges))}")
     from edge_fas.sim import fingerprint
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
@@ -184,14 +190,16 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     sets = []
     for d in domains:
         path = None
+        rs = get_ranges(d, ranges) if is_randomized(d) else None
         if cache_dir is not None:
-            h = hashlib.sha256((key + d).encode()).hexdigest()[:12]
+            h = hashlib.sha256((key + d + (rs.key() if rs is not None else "")).encode()).hexdigest()[:12]
             path = Path(cache_dir) / f"synthetic-{d}-{split}-{per_domain}-{h}.npz"
             if path.exists():
                 sets.append(CropSet.load(path))
                 continue
-        jobs = [(d, seed, width, height, i, s, t, params) for i, s, t in sample_plan(d, split, per_domain, seed,
-                                                                                   attack_mix=attack_mix)]
+        custom = ranges.get(d)  # None for built-in sets: workers look them up by name
+        jobs = [(d, seed, width, height, i, s, t, params, custom)
+                for i, s, t in sample_plan(d, split, per_domain, seed, attack_mix=attack_mix)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
