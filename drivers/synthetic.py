@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from edge_fas.drivers.base import Camera
 from edge_fas.errors import CameraError
-from edge_fas.sim.rig import Rig
+from edge_fas.sim import make_rig
 from edge_fas.sim.scenario import Scenario, parse_scenario
 from edge_fas.types import FrameSet
 
@@ -33,8 +33,8 @@ class SyntheticCamera(Camera):
         self.emitter = emitter
         self.realtime = realtime
         self.max_frames = max_frames
-        self.rig = Rig(scenario.domain, seed=scenario.seed, width=self.width, height=self.height,
-                       emitter=emitter != "off")
+        self.rig = make_rig(scenario.domain, seed=scenario.seed, width=self.width, height=self.height,
+                            emitter=emitter != "off", fixed_camera=True)  # one device for the whole stream
         self.calibration = self.rig.calibration
         self.device = self.rig.device
         self.status = "connecting"

@@ -69,8 +69,12 @@ def random_batch(size: int, n: int, rng: np.random.Generator, drop_modalities: b
     return b
 
 
-def parity_batches(size: int, count: int, batch: int, seed: int = 0, source: str = "auto"):
+def parity_batches(size: int, count: int, batch: int, seed: int = 0, source: str = "auto",
+                   params: PreprocessParams | None = None):
     """(description, iterator of batches) of `count` frame sets.
+
+    params: the artifact's preprocessing (default: PreprocessParams(size)), so the synthetic crops are
+    normalised the way the model sees them live.
 
     source "synthetic": registered, cropped synthetic-rig frame sets over all domains and species
     (what a kiosk feeds the network); "random": unit-variance noise crops with missing modalities
@@ -84,7 +88,7 @@ def parity_batches(size: int, count: int, batch: int, seed: int = 0, source: str
             source = "random"
     if source == "synthetic":
         from edge_fas.runtime.quantize import synthetic_crops
-        params = PreprocessParams(size=size)
+        params = params or PreprocessParams(size=size)
 
         def gen():
             done = 0
@@ -115,7 +119,8 @@ def torch_outputs(model, batch: dict, names) -> dict[str, np.ndarray]:
 
 
 def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, batch: int = 8,
-                 atol: float = SCORE_ATOL, seed: int = 0, source: str = "auto", quiet: bool = True) -> dict:
+                 atol: float = SCORE_ATOL, seed: int = 0, source: str = "auto", quiet: bool = True,
+                 params: PreprocessParams | None = None) -> dict:
     """Run PyTorch and ONNX Runtime (CPU, float32) on the same inputs; raise if scores diverge by > atol."""
     import onnxruntime as ort
 
@@ -126,7 +131,7 @@ def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, bat
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     worst = {n: 0.0 for n in names}
     seen = 0
-    described, batches = parity_batches(size, count, batch, seed, source)
+    described, batches = parity_batches(size, count, batch, seed, source, params)
     for b in batches:
         b = check_batch(b, size)
         ref = torch_outputs(model, b, names)
@@ -227,7 +232,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     t0 = time.perf_counter()
     export_onnx(model, out / art.ONNX, size, names)
     parity = check_parity(model, out / art.ONNX, size, names, count=parity_count, batch=parity_batch, atol=atol,
-                          source=parity_source, quiet=quiet)
+                          source=parity_source, quiet=quiet, params=params)
     parity["seconds"] = round(time.perf_counter() - t0, 1)
     files = [art.ONNX]
     if checkpoint is not None:

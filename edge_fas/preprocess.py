@@ -10,6 +10,17 @@ in every model artifact's manifest.
   nearer is positive; clipped to +-`depth_clip`; holes stay 0 and are reported in `depth_valid`.
 - IR: per-crop normalisation, (x - mean) / max(std, `ir_min_std`) with x in [0, 1]; the floor keeps a
   dark, flat screen dark instead of stretching its noise.
+
+Two physics-first alternatives (chosen per model, recorded in its manifest; the defaults above keep
+every existing artifact's behaviour):
+- `depth_norm: plane_mm`: the relief above a plane fitted (least squares, one outlier-rejecting refit)
+  to the valid central face pixels, in units of `depth_unit_mm` (nearer positive). A print or a screen
+  is ~0 however it is tilted; a face keeps its physical relief in millimetres, so its amplitude is a
+  cue instead of being scaled away.
+- `ir_norm: face_log`: log IR minus the median log IR of the valid central face pixels, in units of
+  `ir_log_unit`: a ratio of reflectances, blind to the emitter's power, the distance and the imager's
+  gain (all multiplicative), keeping contrast (skin against hair and eyes, paper against ink, the
+  emitter's dots and how skin blurs them) at its real scale. IR holes (0) stay 0.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ from edge_fas.types import FaceCrop, FrameSet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEPTH_NORMS = ("median_mad", "plane_mm")
+IR_NORMS = ("crop", "face_log")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,18 @@ class PreprocessParams:
     depth_min_scale_mm: float = 10.0
     depth_clip: float = 4.0
     ir_min_std: float = 0.05
+    depth_norm: str = "median_mad"  # or "plane_mm" (see the module docstring)
+    depth_unit_mm: float = 20.0  # plane_mm: millimetres per unit
+    ir_norm: str = "crop"  # or "face_log"
+    ir_log_unit: float = 0.5  # face_log: natural-log units per unit
+
+    def __post_init__(self):
+        if self.depth_norm not in DEPTH_NORMS:
+            raise ConfigError(f"preprocessing: depth_norm {self.depth_norm!r} is unknown; use one of {DEPTH_NORMS}")
+        if self.ir_norm not in IR_NORMS:
+            raise ConfigError(f"preprocessing: ir_norm {self.ir_norm!r} is unknown; use one of {IR_NORMS}")
+        if self.depth_unit_mm <= 0 or self.ir_log_unit <= 0:
+            raise ConfigError("preprocessing: depth_unit_mm and ir_log_unit must be > 0")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -90,6 +115,28 @@ def crop_face(frames: FrameSet, box, params: PreprocessParams) -> FaceCrop:
     return crop
 
 
+def _plane_relief(depth_mm: np.ndarray, valid: np.ndarray, c0: int, c1: int) -> np.ndarray | None:
+    """Millimetres in front of the plane fitted to the valid central pixels (None: too few of them)."""
+    n = depth_mm.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    sel = np.zeros_like(valid)
+    sel[c0:c1, c0:c1] = valid[c0:c1, c0:c1]
+    if sel.sum() < 16:
+        sel = valid
+    if sel.sum() < 16:
+        return None
+    a = np.stack([xx[sel], yy[sel], np.ones(int(sel.sum()), np.float32)], 1).astype(np.float64)
+    z = depth_mm[sel].astype(np.float64)
+    coef = np.linalg.lstsq(a, z, rcond=None)[0]
+    resid = z - a @ coef
+    mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-6
+    keep = np.abs(resid) < 3.0 * mad + 2.0  # refit without the background and flying pixels in the square
+    if keep.sum() >= 16:
+        coef = np.linalg.lstsq(a[keep], z[keep], rcond=None)[0]
+    plane = (coef[0] * xx + coef[1] * yy + coef[2]).astype(np.float32)
+    return plane - depth_mm  # nearer than the plane is positive
+
+
 def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.ndarray | None,
                    params: PreprocessParams) -> FaceCrop:
     """Normalise already-cropped size x size images. depth_mm: distance in mm (0 = hole), larger = farther."""
@@ -108,13 +155,17 @@ def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.n
 
     valid = np.zeros((n, n), bool)
     depth_t = np.zeros((1, n, n), np.float32)
+    c0, c1 = int(n * 0.25), int(n * 0.75)  # statistics over the central face region (the crop is 1.4x the face)
     if depth_mm is not None:
         valid = depth_mm > 0
-        # statistics over the central face region (the crop is 1.4x the face), fall back to the whole crop
-        c0, c1 = int(n * 0.25), int(n * 0.75)
         centre = depth_mm[c0:c1, c0:c1][valid[c0:c1, c0:c1]]
-        vals = centre if centre.size >= 16 else depth_mm[valid]
-        if vals.size:
+        vals = centre if centre.size >= 16 else depth_mm[valid]  # fall back to the whole crop
+        if params.depth_norm == "plane_mm":
+            relief = _plane_relief(depth_mm, valid, c0, c1)
+            if relief is not None:
+                d = np.clip(relief / params.depth_unit_mm, -params.depth_clip, params.depth_clip)
+                depth_t[0] = np.where(valid, d, 0.0).astype(np.float32)
+        elif vals.size:
             med = float(np.median(vals))
             scale = max(1.4826 * float(np.median(np.abs(vals - med))), params.depth_min_scale_mm)
             d = np.clip((med - depth_mm) / scale, -params.depth_clip, params.depth_clip)
@@ -125,6 +176,15 @@ def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.n
         x = ir.astype(np.float32) / (65535.0 if ir.dtype == np.uint16 else 255.0)
         if x.ndim == 3:
             x = x[..., 0]
-        ir_t[0] = (x - x.mean()) / max(float(x.std()), params.ir_min_std)
+        if params.ir_norm == "face_log":
+            lit = x > 0
+            logs = np.log(np.maximum(x, 1.0 / 255.0))
+            centre = logs[c0:c1, c0:c1][lit[c0:c1, c0:c1]]
+            ref = centre if centre.size >= 16 else logs[lit]
+            if ref.size:
+                r = np.clip((logs - float(np.median(ref))) / params.ir_log_unit, -params.depth_clip, params.depth_clip)
+                ir_t[0] = np.where(lit, r, 0.0).astype(np.float32)
+        else:
+            ir_t[0] = (x - x.mean()) / max(float(x.std()), params.ir_min_std)
 
     return FaceCrop(rgb=rgb_t, depth=depth_t, ir=ir_t, present=present, depth_valid=valid)

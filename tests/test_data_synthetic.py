@@ -117,13 +117,26 @@ def test_crops_are_framed_by_the_live_detector():
 
 
 def test_zoom_shift_augmentation_moves_all_modalities_together():
-    from edge_fas.data.crops import _zoom_shift
+    from edge_fas.data.augment import zoom_shift
 
     rng = np.random.default_rng(0)
     rgb, depth = rng.random((3, 32, 32), np.float32), rng.random((1, 32, 32), np.float32)
-    same = _zoom_shift((rgb, depth), 1.0, (0.0, 0.0))
+    same = zoom_shift((rgb, depth), 1.0, (0.0, 0.0))
     assert np.array_equal(same[0], rgb) and np.array_equal(same[1], depth)
-    moved = _zoom_shift((rgb, depth), 1.0, (2 / 32, 0.0))  # two pixels right, both modalities
+    moved = zoom_shift((rgb, depth), 1.0, (2 / 32, 0.0))  # two pixels right, both modalities
     assert np.array_equal(moved[0][..., 2:], rgb[..., :-2]) and np.array_equal(moved[1][..., 2:], depth[..., :-2])
-    zoomed = _zoom_shift((rgb,), 1.1, (0.0, 0.0))[0]
+    zoomed = zoom_shift((rgb,), 1.1, (0.0, 0.0))[0]
     assert zoomed.shape == rgb.shape and not np.allclose(zoomed, rgb)
+
+
+def test_randomised_crops_key_their_cache_on_the_range_values(tmp_path):
+    from edge_fas.sim.ranges import parse_custom
+
+    near = parse_custom({"rand_x": {"pose.distance_m": [0.4, 0.45]}})
+    far = parse_custom({"rand_x": {"pose.distance_m": [0.9, 1.0]}})
+    a = synthetic_crops(["rand_x"], "test", 3, params=P, width=160, height=120, cache_dir=tmp_path, ranges=near)
+    b = synthetic_crops(["rand_x"], "test", 3, params=P, width=160, height=120, cache_dir=tmp_path, ranges=far)
+    assert len(list(tmp_path.iterdir())) == 2 and not np.array_equal(a.rgb, b.rgb)
+    assert set(a.domain) == {"rand_x"}
+    with pytest.raises(ValueError, match="rand_heldout"):
+        synthetic_crops(["rand_y"], "test", 1, params=P)

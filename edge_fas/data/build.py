@@ -189,6 +189,13 @@ def _synthetic_description(d: dict, domains, split: str) -> str:
             f"domain, seed {d['seed']}, rig {w}x{h})")
 
 
+def _custom_ranges(d: dict) -> dict:
+    """data.randomization's custom range sets of the randomised family {name: RangeSet}."""
+    from edge_fas.sim.ranges import parse_custom
+
+    return parse_custom(d.get("randomization"))
+
+
 def _dataset_meta(protocol, what, files, opts) -> dict:
     return {"source": "datasets", "protocol": protocol.name, "set": what, "root": str(opts.root),
             "lists": [str(f) for f in files], "frames_per_video": opts.frames_per_video, "detect": opts.detect}
@@ -216,8 +223,9 @@ def split_index(d: dict, split: str, domains=None) -> SampleIndex:
 
     domains = _split_domains(d, split, domains)
     w, h = d["rig_size"]
+    ranges = _custom_ranges(d)
     samples = [s for dom in domains for s in synthetic_samples(dom, split, int(d["per_domain"][split]), int(d["seed"]),
-                                                                int(w), int(h), d["attack_mix"])]
+                                                                int(w), int(h), d["attack_mix"], ranges)]
     return SampleIndex(samples, {"source": "synthetic", "domains": domains, "split": split,
                                  "data": _synthetic_description(d, domains, split)})
 
@@ -283,7 +291,7 @@ def build_split(d: dict, split: str, params, domains=None, progress=None) -> Cro
     w, h = d["rig_size"]
     cs = synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                          width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                         attack_mix=d["attack_mix"], progress=progress)
+                         attack_mix=d["attack_mix"], progress=progress, ranges=_custom_ranges(d))
     cs.meta["data"] = _synthetic_description(d, domains, split)
     return cs
 

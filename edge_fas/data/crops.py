@@ -11,17 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from edge_fas.data.augment import MODALITIES, AugmentParams, augment
 from edge_fas.types import FaceCrop
 
-__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "appearance",
-           "drop_random_modalities", "MODALITIES", "ZOOM", "SHIFT"]
-
-MODALITIES = ("rgb", "depth", "ir")
+__all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "MODALITIES"]
 
 
 @dataclass
@@ -97,68 +94,18 @@ def drop_modalities(crops: CropSet, missing) -> CropSet:
     return out
 
 
-ZOOM = (0.9, 1.1)  # the augmentation's zoom range (scale about the crop centre)
-SHIFT = 0.06       # and shift range (+- fraction of the side, per axis)
-
-
-def _augment(rgb, depth, ir, rng: np.random.Generator, cutout: float):
-    """The papers' augmentations (horizontal flip, brightness/gamma on colour, cutout per modality)
-    and a small zoom and shift of all modalities together: the live detector's box moves and breathes
-    from frame to frame (measured on the rig: centre 4-7% and size 8% of the box, one std).
-    (Streaming training, edge_fas.data.stream, zooms and shifts at the source's resolution instead.)"""
-    if rng.random() < 0.5:
-        rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
-    rgb, depth, ir = _zoom_shift((rgb, depth, ir), rng.uniform(*ZOOM), rng.uniform(-SHIFT, SHIFT, 2))
-    return appearance(rgb, depth, ir, rng, cutout)
-
-
-def appearance(rgb, depth, ir, rng: np.random.Generator, cutout: float):
-    """The model-size part of the augmentation: brightness and contrast of the (normalised) colour,
-    then cutout per modality."""
-    rgb = rgb * np.float32(rng.uniform(0.8, 1.2)) + np.float32(rng.uniform(-0.2, 0.2))  # in normalised units
-    if cutout > 0:
-        s = rgb.shape[-1]
-        for a in (rgb, depth, ir):
-            if rng.random() < cutout:
-                h = int(s * rng.uniform(0.15, 0.35))
-                y, x = rng.integers(0, s - h, 2)
-                a[..., y:y + h, x:x + h] = 0.0
-    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth), np.ascontiguousarray(ir)
-
-
-def drop_random_modalities(arrays: list, present: np.ndarray, rng: np.random.Generator, drop: dict) -> None:
-    """Zero each present modality with its probability in `drop` (missing-modality training), in place;
-    one modality always stays."""
-    for k, m in enumerate(MODALITIES):
-        if present[k] and rng.random() < drop.get(m, 0.0) and present.sum() > 1:
-            arrays[k][:] = 0.0
-            present[k] = False
-
-
-def _zoom_shift(arrays, scale: float, shift) -> list[np.ndarray]:
-    """Scale about the centre and shift (fractions of the side) each C x H x W array the same way."""
-    side = arrays[0].shape[-1]
-    c = (side - 1) / 2.0
-    m = np.array([[scale, 0.0, c - scale * c + shift[0] * side],
-                  [0.0, scale, c - scale * c + shift[1] * side]], np.float32)
-    out = []
-    for a in arrays:
-        hwc = np.ascontiguousarray(np.moveaxis(a, 0, -1))
-        w = cv2.warpAffine(hwc, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out.append(np.moveaxis(w.reshape(side, side, -1), -1, 0).astype(np.float32))
-    return out
-
-
 class CropDataset(Dataset):
     """Torch view of a CropSet. Items are dicts: rgb, depth, ir (float32 tensors), present (bool),
-    label (long), domain (long id), index. `drop` maps a modality name to a probability of zeroing it (missing-modality
-    training)."""
+    label (long), domain (long id), index. With augment=True each item goes through
+    edge_fas.data.augment.augment with `augment_params` (default: AugmentParams with this `cutout` and
+    `drop`, a mapping of modality name to the probability of removing it: missing-modality training)."""
 
     MODS = ("rgb", "depth", "ir")
 
     def __init__(self, crops: CropSet, augment: bool = False, seed: int = 0, cutout: float = 0.3,
-                 drop: dict | None = None, domain_ids: dict | None = None):
+                 drop: dict | None = None, domain_ids: dict | None = None, augment_params: AugmentParams | None = None):
         self.crops, self.augment, self.seed, self.cutout = crops, augment, int(seed), float(cutout)
+        self.augment_params = augment_params or AugmentParams(cutout=self.cutout, drop=dict(drop or {}))
         # integer domain ids for domain-aware losses (MMDG's prototypes); unknown domains get -1
         ids = domain_ids if domain_ids is not None else {d: k for k, d in enumerate(sorted(set(crops.domain.tolist())))}
         self.domain_id = np.array([ids.get(d, -1) for d in crops.domain.tolist()], np.int64)
@@ -177,10 +124,7 @@ class CropDataset(Dataset):
         present = c.present[i].copy()
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-            rgb, depth, ir = _augment(rgb, depth, ir, rng, self.cutout)
-            arrays = [rgb, depth, ir]
-            drop_random_modalities(arrays, present, rng, self.drop)
-            rgb, depth, ir = arrays
+            rgb, depth, ir, present = augment(rgb, depth, ir, present, rng, self.augment_params)
         return {"rgb": torch.from_numpy(rgb), "depth": torch.from_numpy(depth), "ir": torch.from_numpy(ir),
                 "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])),
                 "domain": torch.tensor(int(self.domain_id[i])), "index": int(i)}

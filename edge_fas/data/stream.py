@@ -2,7 +2,8 @@
 index of small sample descriptions, decoded, detected and cropped lazily in DataLoader workers.
 
     index = SampleIndex(samples, meta={"data": "..."})     # labels, species, domains, paths: no pixels
-    ds = StreamDataset(index, params, cache=CropCache(dir), augment=True, seed=0, drop={"depth": 0.1})
+    ds = StreamDataset(index, params, cache=CropCache(dir), augment=True, seed=0,
+                       augment_params=AugmentParams(photometric=0.8, drop={"depth": 0.1}))
     loader = make_loader(ds, batch_size=32, sampler=BalancedSampler(index.label, 32, seed=0), workers=4)
 
 A sample is any object with `label`, `species`, `dataset`, `listed`, `identity()` (what its pixels
@@ -13,11 +14,12 @@ it page for page (a list of Python objects would be copied into every worker as 
 change). Memory is the index (a few hundred bytes per sample) plus what the batches and the workers
 hold; it does not grow with the pixels of the dataset, and workers share the index's byte buffer.
 
-Augmentation (training) draws, per sample and epoch, from a generator seeded by (seed, epoch, index):
-the zoom and shift act on the SourceCrop at its own resolution before the resize
-(edge_fas.data.source.finish), then the flip, the appearance changes and cutout act on the
-model-size crop and a modality may be dropped (edge_fas.data.crops, the same code the in-memory
-CropDataset uses), in the same order and from the same draws as CropDataset.
+Augmentation (training; edge_fas.data.augment, its AugmentParams) draws, per sample and epoch, from a
+generator seeded by (seed, epoch, index): the flip, zoom and shift are drawn first, the zoom and shift
+act on the SourceCrop at its own resolution before the resize (edge_fas.data.source.finish), the flip
+on the model-size crop; then the colour gain, the per-modality photometric changes, cutout and
+modality dropout (augment.appearance, the code the in-memory CropDataset runs), in the same order and
+from the same draws as CropDataset.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_fas.data.crops import MODALITIES, SHIFT, ZOOM, appearance, collate, drop_random_modalities
+from edge_fas.data.augment import MODALITIES, AugmentParams, appearance, draw_geometry
+from edge_fas.data.crops import collate
 from edge_fas.data.source import finish
 
 __all__ = ["SampleIndex", "StreamDataset", "BalancedSampler", "collate_present", "make_loader", "fill_cache", "detector"]
@@ -108,16 +111,18 @@ class StreamDataset(Dataset):
 
     Items are the dicts CropDataset gives (rgb, depth, ir float32 tensors, present, label, domain id,
     index), or None for a sample with no face (collate_present drops it). `missing`: modalities
-    removed from every item (MMDG Protocol 2's test sets); `drop`: modality -> probability of zeroing
-    it during training."""
+    removed from every item (MMDG Protocol 2's test sets). With augment=True each item is augmented
+    with `augment_params` (default: AugmentParams with this `cutout` and `drop`, modality -> probability
+    of removing it during training)."""
 
     def __init__(self, index: SampleIndex, params, cache=None, augment: bool = False, seed: int = 0,
-                 cutout: float = 0.3, drop: dict | None = None, domain_ids: dict | None = None, missing=()):
+                 cutout: float = 0.3, drop: dict | None = None, domain_ids: dict | None = None, missing=(),
+                 augment_params: AugmentParams | None = None):
         from edge_fas.errors import ConfigError
 
         self.index, self.params, self.cache = index, params, cache
-        self.augment, self.seed, self.cutout = bool(augment), int(seed), float(cutout)
-        self.drop = dict(drop or {})
+        self.augment, self.seed = bool(augment), int(seed)
+        self.augment_params = augment_params or AugmentParams(cutout=float(cutout), drop=dict(drop or {}))
         ids = domain_ids if domain_ids is not None else {d: k for k, d in enumerate(sorted(set(index.domain.tolist())))}
         self.domain_id = np.array([ids.get(d, -1) for d in index.domain.tolist()], np.int64)
         bad = [m for m in missing if m not in MODALITIES]
@@ -167,23 +172,18 @@ class StreamDataset(Dataset):
         src = self.source(i)
         if src is None:
             return None
-        present_drop = None
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            flip = rng.random() < 0.5
-            crop = finish(src, self.params, geometry=(rng.uniform(*ZOOM), rng.uniform(-SHIFT, SHIFT, 2)))
+            flip, scale, shift = draw_geometry(rng, self.augment_params)
+            crop = finish(src, self.params, geometry=(scale, shift))
             rgb, depth, ir = crop.rgb, crop.depth, crop.ir
             if flip:
                 rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
-            rgb, depth, ir = appearance(rgb, depth, ir, rng, self.cutout)
-            present_drop = rng
+            rgb, depth, ir, present = appearance(rgb, depth, ir, crop.present, rng, self.augment_params)
         else:
             crop = finish(src, self.params)
-            rgb, depth, ir = crop.rgb, crop.depth, crop.ir
-        present = np.asarray(crop.present, bool).copy()
+            rgb, depth, ir, present = crop.rgb, crop.depth, crop.ir, np.asarray(crop.present, bool).copy()
         arrays = [np.ascontiguousarray(a, np.float32) for a in (rgb, depth, ir)]
-        if present_drop is not None:
-            drop_random_modalities(arrays, present, present_drop, self.drop)
         for m in self.missing:
             k = MODALITIES.index(m)
             arrays[k][:] = 0.0

@@ -12,6 +12,11 @@ edge_fas.preprocess.crop_face like live frames.
 Training streams SyntheticSamples (rendered lazily in DataLoader workers, through the crop cache);
 synthetic_crops renders whole sets into memory, cached as .npz under `cache_dir`, keyed by every
 parameter that changes them.
+
+Domains are the rig's named domains (surf, cefa, wmca, padisi) or its randomised family (rand,
+rand_heldout, and custom range sets passed as `ranges`; edge_fas.sim.ranges), whose own attack mix is
+every species equally often. A randomised sample carries its range set, and its cache identity holds
+every range value, so changing a range never reuses a crop rendered under the old one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -29,8 +35,11 @@ from edge_fas.data.crops import CropSet
 from edge_fas.preprocess import PreprocessParams
 from edge_fas.types import FrameSet
 
+if TYPE_CHECKING:
+    from edge_fas.sim.ranges import RangeSet
+
 __all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "SyntheticSample", "synthetic_samples", "synthetic_crops", "sample_plan",
-           "register"]
+           "range_set", "register"]
 
 SPLIT_OFFSETS = {"train": 0, "val": 100_000, "test": 200_000}
 CACHE_VERSION = 2  # 2: detector face boxes
@@ -105,7 +114,9 @@ def attack_probabilities(domain: str, attack_mix) -> dict[str, float]:
     if attack_mix not in ATTACK_MIXES:
         raise ValueError(f"unknown attack_mix {attack_mix!r}: expected one of {', '.join(ATTACK_MIXES)} "
                          "or a mapping {species: weight}")
-    if attack_mix == "uniform":
+    from edge_fas.sim import is_randomized
+
+    if attack_mix == "uniform" or is_randomized(domain):  # the randomised family's own mix is uniform
         return {s: 1.0 / len(ATTACK_SPECIES) for s in ATTACK_SPECIES}
     return get_domain(domain).attack_probabilities()
 
@@ -129,7 +140,10 @@ def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: fl
 
 @dataclass(frozen=True)
 class SyntheticSample:
-    """One deterministic sample of the synthetic rig (a row of sample_plan), rendered lazily."""
+    """One deterministic sample of the synthetic rig (a row of sample_plan), rendered lazily.
+
+    ranges: the range set a randomised domain draws from (edge_fas.sim.ranges.RangeSet: rand,
+    rand_heldout or a custom set named as the domain); None for a named domain."""
 
     domain: str
     seed: int
@@ -138,6 +152,7 @@ class SyntheticSample:
     index: int
     species: str
     t: float
+    ranges: RangeSet | None = None
 
     @property
     def label(self) -> int:
@@ -156,7 +171,7 @@ class SyntheticSample:
 
         return {"kind": "synthetic", "sim": fingerprint(), "version": CACHE_VERSION, "domain": self.domain,
                 "seed": self.seed, "size": [self.width, self.height], "index": self.index, "species": self.species,
-                "t": self.t}
+                "t": self.t, **({"ranges": self.ranges.to_dict()} if self.ranges is not None else {})}
 
     def needs_detector(self, detect: bool = False) -> bool:
         return True
@@ -165,7 +180,8 @@ class SyntheticSample:
         """Render, register and cut the face as the live pipeline frames it (None: no face in view)."""
         from edge_fas.data.source import face_source
 
-        frames = _rig(self.domain, self.seed, self.width, self.height).render(self.species, self.index, self.t)
+        rig = _rig(self.domain, self.seed, self.width, self.height, self.ranges)
+        frames = rig.render(self.species, self.index, self.t)
         truth = frames.truth
         if truth is None or truth.face_box is None:
             return None
@@ -174,20 +190,35 @@ class SyntheticSample:
 
 
 def synthetic_samples(domain: str, split: str, n: int, seed: int = 0, width: int = 320, height: int = 240,
-                      attack_mix="domain") -> list[SyntheticSample]:
-    """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily)."""
-    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t))
+                      attack_mix="domain", ranges: dict | None = None) -> list[SyntheticSample]:
+    """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily).
+
+    ranges: custom range sets of the randomised family {name: RangeSet} (edge_fas.sim.ranges.parse_custom),
+    usable as domain names."""
+    rs = range_set(domain, ranges)
+    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t), rs)
             for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix)]
 
 
+def range_set(domain: str, ranges: dict | None = None) -> RangeSet | None:
+    """The range set `domain` draws from (None for a named domain); an unknown domain is an error
+    listing the known ones."""
+    from edge_fas.sim import ALL_DOMAINS, get_ranges, is_domain, is_randomized
+
+    ranges = dict(ranges or {})
+    if not is_domain(domain, ranges):
+        raise ValueError(f"unknown synthetic domain {domain!r}: expected some of {', '.join(ALL_DOMAINS + tuple(ranges))}")
+    return get_ranges(domain, ranges) if is_randomized(domain) else None
+
+
 def _render_one(args):
-    domain, seed, width, height, index, species, t, params = args
+    sample, params = args
     from edge_fas.data.source import finish
 
-    src = SyntheticSample(domain, seed, width, height, index, species, t).source(params)
+    src = sample.source(params)
     if src is None:
         return None
-    return finish(src, params), (0 if species == "bona_fide" else 1), species, domain
+    return finish(src, params), sample.label, sample.species, sample.domain
 
 
 _DETECTOR = None  # one BlazeFace per (worker) process: (pid, detector)
@@ -209,31 +240,30 @@ def detected_face_box(rgb, truth_box, min_iou: float = 0.3, detector=None):
 _RIGS: dict = {}
 
 
-def _rig(domain, seed, width, height):
-    from edge_fas.sim import Rig
+def _rig(domain, seed, width, height, ranges=None):
+    from edge_fas.sim import make_rig
 
-    key = (domain, seed, width, height)
+    key = (domain, seed, width, height, None if ranges is None else ranges.key())
     if key not in _RIGS:
-        _RIGS[key] = Rig(domain, seed=seed, width=width, height=height)
+        _RIGS[key] = make_rig(domain, seed=seed, width=width, height=height, ranges=ranges)
     return _RIGS[key]
 
 
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
-                    workers: int = 1, progress=None, attack_mix="domain") -> CropSet:
+                    workers: int = 1, progress=None, attack_mix="domain", ranges: dict | None = None) -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
     px). workers > 1 renders in a process pool. progress: optional callable(done, total).
-    attack_mix: see sample_plan."""
-    from edge_fas.sim import DOMAINS
+    attack_mix: see sample_plan. ranges: custom range sets of the randomised family {name: RangeSet}
+    (edge_fas.sim.ranges.parse_custom), usable as domain names."""
+    from edge_fas.sim import fingerprint
 
     params = params or PreprocessParams()
     domains = [domains] if isinstance(domains, str) else list(domains)
     for d in domains:
-        if d not in DOMAINS:
-            raise ValueError(f"unknown synthetic domain {d!r}: expected some of {', '.join(DOMAINS)}")
-    from edge_fas.sim import fingerprint
+        range_set(d, ranges)
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
                       "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {})},
@@ -241,14 +271,15 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     sets = []
     for d in domains:
         path = None
+        rs = range_set(d, ranges)
         if cache_dir is not None:
-            h = hashlib.sha256((key + d).encode()).hexdigest()[:12]
+            h = hashlib.sha256((key + d + (rs.key() if rs is not None else "")).encode()).hexdigest()[:12]
             path = Path(cache_dir) / f"synthetic-{d}-{split}-{per_domain}-{h}.npz"
             if path.exists():
                 sets.append(CropSet.load(path))
                 continue
-        jobs = [(d, seed, width, height, i, s, t, params) for i, s, t in sample_plan(d, split, per_domain, seed,
-                                                                                   attack_mix=attack_mix)]
+        jobs = [(sample, params) for sample in synthetic_samples(d, split, per_domain, seed, width, height,
+                                                                 attack_mix, ranges)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 

@@ -22,6 +22,7 @@ lie on it. The physics that tells attacks from faces lives here:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -56,6 +57,9 @@ class Atlas:
     scale_m: float  # metres per atlas pixel
     landmarks: dict  # name -> (x, y) atlas pixels, incl. "face_outline" as an N x 2 array
     face_height: float  # mean height of the face region (for the face box's projection)
+    # near-IR subsurface scattering, 0..1 (skin 1: a projected dot spreads in it; screens 0). Only the
+    # randomised family renders it; the named domains ignore it.
+    scatter: np.ndarray | None = None
 
 
 def _luminance(c):
@@ -68,27 +72,43 @@ def _tone(color, skin, tone):
     return color * (1.0 - skin[..., None]) + np.clip(color * gains, 0, 1) * skin[..., None]
 
 
-def halftone(color: np.ndarray, period: float = 3.2) -> np.ndarray:
-    """A printer's look: rotated dot screens per ink, desaturation, warm paper, lifted blacks."""
-    h, w = color.shape[:2]
+@functools.lru_cache(maxsize=4)
+def _screens(h: int, w: int, period: float) -> np.ndarray:
+    """A printer's rotated dot screens, one per ink (3 x H x W), kept for the next print of that size."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    out = np.empty_like(color)
+    out = np.empty((3, h, w), np.float64)  # float64 as the rotation's np.float64 factors make it
     for ch, angle in enumerate((15.0, 75.0, 0.0)):
         t = np.radians(angle)
         u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
-        screen = 0.5 + 0.25 * (np.cos(2 * np.pi * u / period) + np.cos(2 * np.pi * v / period))
+        out[ch] = 0.5 + 0.25 * (np.cos(2 * np.pi * u / period) + np.cos(2 * np.pi * v / period))
+    return out
+
+
+def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25, strength: float = 1.0) -> np.ndarray:
+    """A printer's look: rotated dot screens per ink (`strength` 0: finer than the texture, invisible),
+    desaturation, warm paper, lifted blacks."""
+    h, w = color.shape[:2]
+    screens = _screens(h, w, round(float(period), 3)) if strength > 0 else None
+    out = np.empty_like(color)
+    for ch in range(3):
         ink = 1.0 - color[..., ch]
-        out[..., ch] = 1.0 - np.clip((ink - screen) * 3.0 + ink, 0.0, 1.0) * 0.9
+        if screens is None:
+            out[..., ch] = 1.0 - ink * 0.9
+            continue
+        out[..., ch] = 1.0 - np.clip((ink - screens[ch]) * 3.0 + ink, 0.0, 1.0) * 0.9
+        if strength < 1.0:
+            out[..., ch] = strength * out[..., ch] + (1.0 - strength) * (1.0 - ink * 0.9)
     lum = _luminance(out)[..., None]
-    out = 0.75 * out + 0.25 * lum  # printers desaturate
+    out = (1.0 - desaturate) * out + desaturate * lum  # printers desaturate
     out = 0.08 + 0.86 * out  # paper white is not white, black ink is not black
     return np.clip(out * np.array([1.03, 1.0, 0.9], np.float32), 0, 1)
 
 
-def _faint_ink_ir(color):
+def _faint_ink_ir(color, m=None):
     # most inks are transparent at 850 nm; the carbon black that makes the darkest tones is not
+    m = m or MATERIALS
     darkness = np.clip(1.0 - _luminance(color) * 1.6, 0.0, 1.0)
-    return (0.82 - 0.22 * darkness).astype(np.float32)
+    return (m["ink_paper_ir"] - m["ink_ir_dark"] * darkness).astype(np.float32)
 
 
 def _landmarks(offset=(0.0, 0.0), scale=1.0):
@@ -105,13 +125,41 @@ def _landmarks(offset=(0.0, 0.0), scale=1.0):
     return marks
 
 
-def _person(subject: Subject):
-    p = person_layers()
+# Material constants of the named domains. The randomised family (edge_fas.sim.ranges) draws each of
+# them per sample; a builder given `materials` uses those values and these for the rest.
+MATERIALS = {
+    "skin_gloss": 0.06,
+    # print and paper: paper white, its near-IR reflectance, the ink's (carbon black absorbs at 850 nm)
+    "paper_white": 0.93, "paper_ir": 0.84, "ink_paper_ir": 0.82, "ink_ir_dark": 0.22, "halftone_period": 3.2,
+    "halftone": 1.0,  # strength of the visible dot screen (1: the named domains' coarse screen)
+    "print_margin_px": 28, "print_gloss": 0.03, "print_desaturate": 0.25,
+    # replay: display gamma and colour cast, near-IR of the panel, bezel, sub-pixel moire, a lamp's glare
+    "screen_gamma": 1.25, "screen_cast": (0.92, 0.97, 1.1), "screen_ir": 0.03, "bezel_px": 30, "bezel_gray": 0.04,
+    "screen_level": 0.78, "screen_moire": 0.3, "screen_glare": 0.12,
+    # rigid mask: resin or plastic
+    "resin_ir": 0.86, "resin_smooth_px": 9.0, "resin_relief": 0.75, "resin_standoff_m": 0.012, "resin_gloss": 0.25,
+    "resin_blur_px": 1.6, "resin_contrast": 1.15, "resin_tint": (0.03, 0.0, -0.02),  # the paint's colour
+    # silicone mask
+    "silicone_ir": 0.52, "silicone_ir_texture": 0.3, "silicone_m": 0.006, "silicone_smooth_px": 4.0,
+    "silicone_seam": 0.35, "silicone_gloss": 0.14,
+    "silicone_keep": 0.85, "silicone_desaturate": 0.15, "silicone_tint": (0.03, 0.0, 0.0),  # pigmented silicone
+    # paper mask and paper glasses
+    "paper_mask_gloss": 0.02, "partial_gloss": 0.02,
+    # near-IR subsurface scattering per material (see Atlas.scatter)
+    "skin_scatter": 1.0, "other_scatter": 0.3, "paper_scatter": 0.35, "screen_scatter": 0.0, "resin_scatter": 0.2,
+    "silicone_scatter": 0.8,
+}
+
+
+def _person(subject: Subject, person=None, m=None):
+    p = person if person is not None else person_layers()
+    m = m or MATERIALS
     color = _tone(p.color, p.skin, subject.tone)
     ir = p.ir_albedo * np.where(p.skin > 0.5, 0.9 + 0.1 * subject.tone, 1.0)
     height = p.height + (subject.relief_gain - 1.0) * p.face_relief
+    scatter = (m["other_scatter"] + (m["skin_scatter"] - m["other_scatter"]) * p.skin).astype(np.float32)
     layers = dict(color=color, alpha=p.alpha.copy(), height=height.astype(np.float32), ir=ir.astype(np.float32),
-                  specular=p.specular.copy())
+                  specular=p.specular.copy(), scatter=scatter)
     if subject.smile or subject.brows:
         mx, my = expression_warp(color.shape[:2], subject.smile, subject.brows)
         for k in ("color", "height", "ir"):
@@ -123,21 +171,26 @@ def _face_height(height, face_mask):
     return float((height * face_mask).sum() / max(face_mask.sum(), 1.0))
 
 
-def build_atlas(species: str, subject: Subject) -> Atlas:
+def build_atlas(species: str, subject: Subject, person=None, materials: dict | None = None) -> Atlas:
+    """The atlas of `species` worn or shown by `subject`. person: the PersonLayers (default: the
+    Grace Hopper head); materials: overrides of MATERIALS (unknown names are an error)."""
     builder = _BUILDERS.get(species)
     if builder is None:
         from edge_fas.errors import ConfigError
 
         raise ConfigError(f"synthetic species {species!r} is unknown; expected one of {', '.join(_BUILDERS)}")
-    return builder(subject)
+    unknown = sorted(set(materials or {}) - set(MATERIALS))
+    if unknown:
+        raise ValueError(f"unknown material parameter(s) {unknown}; known: {sorted(MATERIALS)}")
+    return builder(subject, person, {**MATERIALS, **(materials or {})})
 
 
-def _bona_fide(subject: Subject) -> Atlas:
-    p, L = _person(subject)
+def _bona_fide(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
     zero = np.zeros_like(L["alpha"])
-    return Atlas("bona_fide", L["color"], L["alpha"], L["height"], L["ir"], L["specular"], zero, gloss=0.06,
+    return Atlas("bona_fide", L["color"], L["alpha"], L["height"], L["ir"], L["specular"], zero, gloss=m["skin_gloss"],
                  origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
-                 face_height=_face_height(L["height"], p.face_mask))
+                 face_height=_face_height(L["height"], p.face_mask), scatter=L["scatter"])
 
 
 def _sheet(content: np.ndarray, margin: int, fill: float):
@@ -147,10 +200,11 @@ def _sheet(content: np.ndarray, margin: int, fill: float):
     return out
 
 
-def _print(subject: Subject) -> Atlas:
-    p, L = _person(subject)
-    margin = 28
-    color = _sheet(halftone(L["color"][:PHOTO_ROWS]), margin, 0.93)  # the photo printed with a white margin
+def _print(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
+    margin = int(m["print_margin_px"])
+    printed = halftone(L["color"][:PHOTO_ROWS], m["halftone_period"], m["print_desaturate"], m["halftone"])
+    color = _sheet(printed, margin, m["paper_white"])  # the photo printed with a white margin
     h, w = color.shape[:2]
     x = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
     half = w / 2.0
@@ -161,26 +215,36 @@ def _print(subject: Subject) -> Atlas:
         sag = np.sqrt(radius ** 2 - xm ** 2) - np.sqrt(max(radius ** 2 - (half * PIXEL_M) ** 2, 0.0))
         height += (np.sign(subject.bend) * sag).astype(np.float32)
     alpha = np.ones((h, w), np.float32)
-    ir = _faint_ink_ir(color)
-    ir[:margin], ir[-margin:], ir[:, :margin], ir[:, -margin:] = 0.84, 0.84, 0.84, 0.84
+    ir = _faint_ink_ir(color, m)
+    if margin:
+        ir[:margin], ir[-margin:], ir[:, :margin], ir[:, -margin:] = (m["paper_ir"],) * 4
     origin = (FACE_CENTER[0] + margin, FACE_CENTER[1] + margin)
     fm = _sheet(p.face_mask[:PHOTO_ROWS], margin, 0.0)
-    return Atlas("print", color, alpha, height, ir, np.zeros_like(alpha), np.zeros_like(alpha), gloss=0.03,
+    return Atlas("print", color, alpha, height, ir, np.zeros_like(alpha), np.zeros_like(alpha), gloss=m["print_gloss"],
                  origin=origin, scale_m=PIXEL_M, landmarks=_landmarks((margin, margin)),
-                 face_height=_face_height(height, fm))
+                 face_height=_face_height(height, fm), scatter=np.full((h, w), m["paper_scatter"], np.float32))
 
 
-def _replay(subject: Subject) -> Atlas:
-    p, L = _person(subject)
-    h0, w0 = PHOTO_ROWS, L["color"].shape[1]
-    shown = np.clip(L["color"][:PHOTO_ROWS], 0, 1) ** 1.25 * np.array([0.92, 0.97, 1.1], np.float32)  # display gamma, blue cast
+@functools.lru_cache(maxsize=4)
+def _screen_pattern(h0: int, w0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y, x = np.mgrid[0:h0, 0:w0].astype(np.float32)
     stripes = np.stack([0.5 + 0.5 * np.cos(2 * np.pi * (x / 2.6 - k / 3.0)) for k in range(3)], -1)
-    shown = shown * (0.78 + 0.3 * stripes)  # RGB sub-pixel columns: alias into moire at most distances
-    shown *= (0.9 + 0.08 * np.cos(2 * np.pi * y / 2.3))[..., None]  # pixel rows
-    glare = np.clip(1.0 - np.abs((x - 0.9 * y) / (0.35 * w0)), 0, 1)[..., None] * 0.12  # reflection of a lamp
-    bezel = 30
-    color = _sheet(np.clip(shown + glare, 0, 1), bezel, 0.04)
+    rows = (0.9 + 0.08 * np.cos(2 * np.pi * y / 2.3))[..., None]
+    glare = np.clip(1.0 - np.abs((x - 0.9 * y) / (0.35 * w0)), 0, 1)[..., None]
+    return stripes, rows, glare
+
+
+def _replay(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
+    h0, w0 = PHOTO_ROWS, L["color"].shape[1]
+    # display gamma, colour cast
+    shown = np.clip(L["color"][:PHOTO_ROWS], 0, 1) ** m["screen_gamma"] * np.array(m["screen_cast"], np.float32)
+    stripes, rows, glare = _screen_pattern(h0, w0)
+    moire = m["screen_moire"]
+    shown = shown * (m["screen_level"] + moire * stripes)  # RGB sub-pixel columns: alias into moire at most distances
+    shown *= rows  # pixel rows
+    bezel = int(m["bezel_px"])
+    color = _sheet(np.clip(shown + glare * m["screen_glare"], 0, 1), bezel, m["bezel_gray"])  # + a lamp's reflection
     emissive = _sheet(np.ones((h0, w0), np.float32), bezel, 0.0)
     h, w = color.shape[:2]
     alpha = np.ones((h, w), np.float32)
@@ -189,14 +253,16 @@ def _replay(subject: Subject) -> Atlas:
     blobs = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 12)
     blobs = (blobs - blobs.min()) / (np.ptp(blobs) + 1e-6)
     specular = np.clip((blobs - 0.55) * 3.0, 0, 0.9) * emissive  # glossy glass: patches of drop-outs
-    ir = 0.03 + 0.02 * (1.0 - emissive)  # LCDs emit no near-IR and absorb most of it
+    ir = m["screen_ir"] + 0.02 * (1.0 - emissive)  # LCDs emit no near-IR and absorb most of it
     fm = _sheet(p.face_mask[:PHOTO_ROWS], bezel, 0.0)
     return Atlas("replay", color, alpha, height, ir.astype(np.float32), specular.astype(np.float32), emissive,
                  gloss=0.0, origin=(FACE_CENTER[0] + bezel, FACE_CENTER[1] + bezel), scale_m=PIXEL_M,
-                 landmarks=_landmarks((bezel, bezel)), face_height=_face_height(height, fm))
+                 landmarks=_landmarks((bezel, bezel)), face_height=_face_height(height, fm),
+                 scatter=(m["screen_scatter"] * emissive + m["other_scatter"] * (1.0 - emissive)).astype(np.float32))
 
 
-def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species=""):
+def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species="",
+               scatter=0.3):
     """Composite a mask onto the wearer: the mask inside mask_alpha, the wearer outside and through the eye holes."""
     m = mask_alpha * (1.0 - p.eye_holes) if eye_holes else mask_alpha
     color = L["color"] * (1 - m[..., None]) + mask_color * m[..., None]
@@ -205,7 +271,8 @@ def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=Tru
     specular = (L["specular"] * (1 - m)).astype(np.float32)
     return Atlas(species, color.astype(np.float32), L["alpha"], height, ir, specular, np.zeros_like(m), gloss=gloss,
                  origin=FACE_CENTER, scale_m=PIXEL_M, landmarks=_landmarks(),
-                 face_height=_face_height(height, p.face_mask))
+                 face_height=_face_height(height, p.face_mask),
+                 scatter=(L["scatter"] * (1 - m) + scatter * m).astype(np.float32))
 
 
 def _mask_region(p, grow=1.06):
@@ -215,58 +282,113 @@ def _mask_region(p, grow=1.06):
     return cv2.GaussianBlur(inside, (3, 3), 0.7)
 
 
-def _rigid_mask(subject: Subject) -> Atlas:
-    p, L = _person(subject)
+def _rigid_mask(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
     region = _mask_region(p)
-    smooth = cv2.GaussianBlur(p.face_relief, (0, 0), 9.0)  # moulded: no fine relief, rounded nose
-    height = 0.012 + 0.75 * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
-    painted = cv2.GaussianBlur(L["color"], (0, 0), 1.6)
-    painted = np.clip((painted - 0.5) * 1.15 + 0.5 + np.array([0.03, 0.0, -0.02], np.float32), 0, 1)
-    ir = 0.86 + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
-    return _over_face(p, L, region, height, painted, ir, gloss=0.25, species="rigid_mask")
+    smooth = cv2.GaussianBlur(p.face_relief, (0, 0), m["resin_smooth_px"])  # moulded: no fine relief, rounded nose
+    height = m["resin_standoff_m"] + m["resin_relief"] * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
+    painted = cv2.GaussianBlur(L["color"], (0, 0), m["resin_blur_px"])
+    painted = np.clip((painted - 0.5) * m["resin_contrast"] + 0.5 + np.array(m["resin_tint"], np.float32), 0, 1)
+    ir = m["resin_ir"] + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
+    return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask",
+                      scatter=m["resin_scatter"])
 
 
-def _paper_mask(subject: Subject) -> Atlas:
-    p, L = _person(subject)
+def _paper_mask(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
     region = _mask_region(p, grow=1.0)
     fx, _ = face_coords(p.alpha.shape)
     a = FACE_AXES[0]
     tip = float(p.face_relief.max())
     height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
-    printed = halftone(L["color"])
-    return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"]), gloss=0.02,
-                      species="paper_mask")
+    printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"], m["halftone"])
+    return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"], m),
+                      gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"])
 
 
-def _flexible_mask(subject: Subject) -> Atlas:
-    p, L = _person(subject)
+def _flexible_mask(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
     region = _mask_region(p, grow=1.1)
-    height = 0.006 + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), 4.0)  # ~6 mm of silicone, softened detail
+    # ~6 mm of silicone, softened detail
+    height = m["silicone_m"] + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), m["silicone_smooth_px"])
     skin_like = cv2.GaussianBlur(L["color"], (0, 0), 1.0)
     lum = _luminance(skin_like)[..., None]
-    skin_like = np.clip(0.85 * skin_like + 0.15 * lum + np.array([0.03, 0.0, 0.0], np.float32), 0, 1)
+    skin_like = np.clip(m["silicone_keep"] * skin_like + m["silicone_desaturate"] * lum
+                        + np.array(m["silicone_tint"], np.float32), 0, 1)
     ir_face = L["ir"]
     # silicone at 850 nm: a little darker than skin (~15%) and more uniform (no blood, no subsurface texture)
-    ir = 0.52 + 0.3 * (ir_face - float(ir_face[region > 0.5].mean()))
+    ir = m["silicone_ir"] + m["silicone_ir_texture"] * (ir_face - float(ir_face[region > 0.5].mean()))
     seam = cv2.morphologyEx((region > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    skin_like = skin_like * (1.0 - 0.35 * seam[..., None])  # the glued edge shows
-    return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32), gloss=0.14,
-                      species="flexible_mask")
+    skin_like = skin_like * (1.0 - m["silicone_seam"] * seam[..., None])  # the glued edge shows
+    return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32),
+                      gloss=m["silicone_gloss"], species="flexible_mask", scatter=m["silicone_scatter"])
 
 
-def _partial(subject: Subject) -> Atlas:
-    p, L = _person(subject)
+def _partial(subject: Subject, person, m) -> Atlas:
+    p, L = _person(subject, person, m)
     fx, fy = face_coords(p.alpha.shape)
     ey = 0.5 * (to_face_frame(LANDMARKS["eye_right"])[1] + to_face_frame(LANDMARKS["eye_left"])[1])
     band = ((np.abs(fy - ey) < 26.0) & (np.abs(fx) < 86.0)).astype(np.float32)
     band = cv2.GaussianBlur(band, (3, 3), 0.7)
     level = float(np.percentile(L["height"][band > 0.5], 95)) + 0.006  # paper glasses rest on the nose bridge
-    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8))
+    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m["halftone_period"], m["print_desaturate"],
+                       m["halftone"])
     shifted = np.roll(printed, (2, 3), (0, 1))  # the printed eyes are not exactly the wearer's
-    atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted), eye_holes=False,
-                       gloss=0.02, species="partial")
+    atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted, m), eye_holes=False,
+                       gloss=m["partial_gloss"], species="partial", scatter=m["paper_scatter"])
     return atlas
 
 
 _BUILDERS = {"bona_fide": _bona_fide, "print": _print, "replay": _replay, "rigid_mask": _rigid_mask,
              "paper_mask": _paper_mask, "flexible_mask": _flexible_mask, "partial": _partial}
+
+
+def add_hands(atlas: Atlas, rng: np.random.Generator, count: int, skin_rgb, skin_ir: float, pad: int = 110) -> Atlas:
+    """An attacker's hands holding a print, screen or paper mask: a thumb over the medium's border and the
+    rest of the hand beyond it (skin in all three modalities, standing off the medium). The atlas grows by
+    `pad` transparent pixels on every side so the hands can reach past the border."""
+    def grow(a, fill):
+        widths = ((pad, pad), (pad, pad)) + (((0, 0),) if a.ndim == 3 else ())
+        return np.pad(a, widths, constant_values=fill)
+
+    sheet = grow(atlas.alpha, 0.0) > 0.5
+    color, alpha = grow(atlas.color, 0.0), grow(atlas.alpha, 0.0)
+    height = np.pad(atlas.height, pad, mode="edge")
+    ir, specular, emissive = grow(atlas.ir_albedo, 0.0), grow(atlas.specular, 0.0), grow(atlas.emissive, 0.0)
+    scatter = grow(atlas.scatter if atlas.scatter is not None else np.zeros_like(atlas.alpha), 0.0)
+    h, w = alpha.shape
+    ys, xs = np.nonzero(sheet)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    edges = ["left", "right", "bottom"]
+    for k in range(int(count)):
+        edge = edges[int(rng.integers(3))] if k == 0 else ("right" if edge == "left" else "left")
+        if edge == "bottom":
+            cx, cy, angle = rng.uniform(left + 60, right - 60), bottom - 12.0, 90.0
+            palm = (cx + rng.uniform(-20, 20), bottom + 55.0)
+        else:
+            side = -1 if edge == "left" else 1
+            cx = (left + 14.0) if side < 0 else (right - 14.0)
+            cy, angle = rng.uniform(top + 0.35 * (bottom - top), bottom - 40), rng.uniform(-25, 25)
+            palm = ((left - 50.0) if side < 0 else (right + 50.0), cy + rng.uniform(10, 40))
+        level = float(height[int(np.clip(cy, 0, h - 1)), int(np.clip(cx, 0, w - 1))])
+        tone = np.clip(np.asarray(skin_rgb, np.float32) * rng.uniform(0.85, 1.15), 0, 1)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        for (px, py), axes, ang, lift in (((palm[0], palm[1]), (48.0, 62.0), angle, -0.02),
+                                          ((cx, cy), (13.0, 36.0), angle, 0.012)):
+            t = np.radians(ang)
+            u = ((xx - px) * np.cos(t) + (yy - py) * np.sin(t)) / axes[0]
+            v = (-(xx - px) * np.sin(t) + (yy - py) * np.cos(t)) / axes[1]
+            r2 = u * u + v * v
+            part = r2 <= 1.0
+            if lift < 0:
+                part &= ~sheet  # the palm is behind the medium: only what shows beyond its border
+            dome = level + lift + 0.009 * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+            shade = (0.8 + 0.2 * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)))[..., None]
+            color[part] = (tone * shade)[part]
+            alpha[part], height[part], ir[part] = 1.0, dome[part], skin_ir
+            specular[part], emissive[part], scatter[part] = 0.0, 0.0, 1.0
+    marks = {k: (np.asarray(v) + pad if k == "face_outline" else (v[0] + pad, v[1] + pad))
+             for k, v in atlas.landmarks.items()}
+    return Atlas(atlas.species, color, alpha, height.astype(np.float32), ir, specular, emissive, gloss=atlas.gloss,
+                 origin=(atlas.origin[0] + pad, atlas.origin[1] + pad), scale_m=atlas.scale_m, landmarks=marks,
+                 face_height=atlas.face_height, scatter=scatter)

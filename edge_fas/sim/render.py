@@ -32,7 +32,11 @@ PARALLAX_STEPS = 3  # ray/height-field fixed-point steps
 @dataclass
 class View:
     """One camera's fixed state: intrinsics, world-to-camera pose, and its normalised ray grids
-    (full resolution, and a half-resolution grid whose pixel centres match cv2.resize's)."""
+    (full resolution, and a half-resolution grid whose pixel centres match cv2.resize's).
+
+    A pinhole camera's grids are separable (a row and a column); with lens distortion (Brown-Conrady,
+    pixel = distort(ray), as edge_fas.calibration models it) every pixel's ray is undistorted once here
+    and the grids are full images."""
 
     intrinsics: Intrinsics
     R: np.ndarray  # world -> camera rotation
@@ -40,11 +44,32 @@ class View:
 
     def __post_init__(self):
         k = self.intrinsics
-        self.xn = ((np.arange(k.width, dtype=np.float32) - k.cx) / k.fx)[None, :]
-        self.yn = ((np.arange(k.height, dtype=np.float32) - k.cy) / k.fy)[:, None]
         cw, ch = (k.width + 1) // 2, (k.height + 1) // 2
-        self.coarse_xn = ((2.0 * np.arange(cw, dtype=np.float32) + 0.5 - k.cx) / k.fx)[None, :]
-        self.coarse_yn = ((2.0 * np.arange(ch, dtype=np.float32) + 0.5 - k.cy) / k.fy)[:, None]
+        px, py = np.arange(k.width, dtype=np.float32), np.arange(k.height, dtype=np.float32)
+        cx, cy = 2.0 * np.arange(cw, dtype=np.float32) + 0.5, 2.0 * np.arange(ch, dtype=np.float32) + 0.5
+        if self.distorted:
+            self.xn, self.yn = self._undistorted_grid(px, py)
+            self.coarse_xn, self.coarse_yn = self._undistorted_grid(cx, cy)
+        else:
+            self.xn = ((px - k.cx) / k.fx)[None, :]
+            self.yn = ((py - k.cy) / k.fy)[:, None]
+            self.coarse_xn = ((cx - k.cx) / k.fx)[None, :]
+            self.coarse_yn = ((cy - k.cy) / k.fy)[:, None]
+
+    @property
+    def distorted(self) -> bool:
+        k = self.intrinsics
+        return k.model != "none" and any(abs(c) > 0 for c in k.coeffs)
+
+    def _undistorted_grid(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.intrinsics
+        if k.model != "brown_conrady":
+            raise ValueError(f"the synthetic rig renders pinhole or brown_conrady cameras, not {k.model!r}")
+        gx, gy = np.meshgrid(px, py)
+        pts = np.stack([gx.ravel(), gy.ravel()], -1).reshape(-1, 1, 2).astype(np.float64)
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9)
+        xy = cv2.undistortPoints(pts, k.K, k.dist, None, None, None, crit).reshape(gx.shape + (2,))
+        return np.ascontiguousarray(xy[..., 0], np.float32), np.ascontiguousarray(xy[..., 1], np.float32)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,6 +83,9 @@ class View:
     def project(self, points_world: np.ndarray) -> np.ndarray:
         p = points_world @ self.R.T + self.t
         k = self.intrinsics
+        if self.distorted:
+            px, _ = cv2.projectPoints(p.reshape(-1, 1, 3).astype(np.float64), np.zeros(3), np.zeros(3), k.K, k.dist)
+            return px.reshape(-1, 2)
         return np.stack([k.fx * p[:, 0] / p[:, 2] + k.cx, k.fy * p[:, 1] / p[:, 2] + k.cy], 1)
 
 
@@ -162,6 +190,7 @@ class PreparedAtlas:
     normals: np.ndarray  # H x W x 4 float32: surface normal (right, down, towards camera), emissive
     geometry: np.ndarray  # H x W x 4 float32: height, IR albedo lit head-on, drop-out propensity, alpha
     height: np.ndarray  # H x W float32 (also geometry[..., 0]; contiguous for the parallax lookups)
+    scatter: np.ndarray | None = None  # H x W float32 near-IR subsurface scattering (randomised family)
 
 
 def prepare_atlas(atlas: Atlas) -> PreparedAtlas:
@@ -174,8 +203,9 @@ def prepare_atlas(atlas: Atlas) -> PreparedAtlas:
     meta = Atlas(atlas.species, color=None, alpha=None, height=None, ir_albedo=None, specular=None, emissive=None,
                  gloss=atlas.gloss, origin=atlas.origin, scale_m=atlas.scale_m, landmarks=atlas.landmarks,
                  face_height=atlas.face_height)
+    scatter = None if atlas.scatter is None else np.ascontiguousarray(atlas.scatter, np.float32)
     return PreparedAtlas(meta, np.ascontiguousarray(rgba), np.ascontiguousarray(normals),
-                         np.ascontiguousarray(geometry), np.ascontiguousarray(atlas.height.astype(np.float32)))
+                         np.ascontiguousarray(geometry), np.ascontiguousarray(atlas.height.astype(np.float32)), scatter)
 
 
 def shading(normals: np.ndarray, lighting: Lighting, gloss: float) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +227,30 @@ def shading(normals: np.ndarray, lighting: Lighting, gloss: float) -> tuple[np.n
     h24 *= h24
     h24 *= h24  # h ** 24 by squaring: a tight highlight
     return lit, np.float32(255.0 * gloss) * h24 * (1.0 - emissive)
+
+
+def composite_color(view: View, prepared: PreparedAtlas, pose: Pose, wall_z: np.ndarray, wall_planes, lighting: Lighting,
+                    gains) -> np.ndarray:
+    """The presentation lit by `lighting` in front of the wall (its depth and R, G, B planes), times the
+    per-channel gains (exposure and white balance are linear, so they apply here, before any resize or
+    blur): H x W x 3 float32 at the view's size. Per channel on 2-D planes: numpy's broadcasting over a
+    third axis is several times slower."""
+    surface = trace_surface(view, prepared, pose)
+    remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
+    # shading varies smoothly: compute it on the half-resolution grid, then upsample
+    normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
+    lit, highlight = shading(normals, lighting, prepared.atlas.gloss)
+    lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
+    r, g, b, a = cv2.split(px)
+    alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
+    wall_level = 0.6 + 0.4 * lighting.intensity
+    planes = []
+    for c, wall, gain in zip((r, g, b), wall_planes, gains):
+        wall = wall * np.float32(wall_level)
+        shaded = c.astype(np.float32) * lit + highlight
+        planes.append((wall + alpha * (shaded - wall)) * np.float32(gain))
+    return cv2.merge(planes)
 
 
 class NoisePools:

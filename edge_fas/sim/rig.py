@@ -26,8 +26,8 @@ import numpy as np
 from edge_fas.calibration import Extrinsics, Intrinsics, RigCalibration
 from edge_fas.sim.domains import DOMAINS, SPECIES, Domain, get_domain
 from edge_fas.sim.presentations import Atlas, Subject, build_atlas
-from edge_fas.sim.render import (Lighting, NoisePools, Pose, PreparedAtlas, View, plane_depth, prepare_atlas, shading,
-                                 shadow_band, trace_surface)
+from edge_fas.sim.render import (Lighting, NoisePools, Pose, PreparedAtlas, View, composite_color, plane_depth,
+                                 prepare_atlas, shadow_band, trace_surface)
 from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
 
 DISTANCE_RANGE_M = (0.35, 1.2)
@@ -41,7 +41,9 @@ SUBJECTS_PER_DOMAIN = 6  # identities per domain (the face photo varied); sample
 def _prepared(species: str, subject: Subject) -> PreparedAtlas:
     if species != "print":
         subject = Subject(subject.tone, subject.relief_gain, subject.smile, subject.brows, 0.0)  # bend is print-only
-    return prepare_atlas(build_atlas(species, subject))
+    atlas = build_atlas(species, subject)
+    atlas.scatter = None  # the named domains do not render subsurface scattering: keep the cache small
+    return prepare_atlas(atlas)
 
 
 def _subject_pool(domain: Domain, seed: int) -> list[Subject]:
@@ -210,25 +212,8 @@ class Rig:
     def _render_color(self, prepared, pose, wall_z, sample, speed, rng) -> np.ndarray:
         d = self.domain
         view = self.color_view
-        surface = trace_surface(view, prepared, pose)
-        remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        px = cv2.remap(prepared.rgba, surface.map_x, surface.map_y, **remap)
-        # shading varies smoothly: compute it on the half-resolution grid, then upsample
-        normals = cv2.remap(prepared.normals, surface.coarse_x, surface.coarse_y, **remap)
-        lit, highlight = shading(normals, sample.lighting, prepared.atlas.gloss)
-        lit, highlight = cv2.split(cv2.resize(cv2.merge([lit, highlight]), (view.shape[1], view.shape[0])))
-        r, g, b, a = cv2.split(px)
-        alpha = a.astype(np.float32) * np.float32(1.0 / 255.0) * (surface.z < wall_z)
-        # per channel on 2-D planes (numpy's broadcasting over a 3rd axis is several times slower);
-        # exposure and white balance are linear, so they are applied here, before resize and blur
-        wall_level = 0.6 + 0.4 * sample.lighting.intensity
         gains = np.array(d.white_balance) * sample.exposure
-        planes = []
-        for c, wall, gain in zip((r, g, b), self._wall_planes(view.shape), gains):
-            wall = wall * np.float32(wall_level)
-            shaded = c.astype(np.float32) * lit + highlight
-            planes.append((wall + alpha * (shaded - wall)) * np.float32(gain))
-        image = cv2.merge(planes)
+        image = composite_color(view, prepared, pose, wall_z, self._wall_planes(view.shape), sample.lighting, gains)
         if view.shape != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         blur = int(round(d.motion_blur_px * speed))
@@ -301,24 +286,31 @@ class Rig:
         return self._walls[key]
 
     def _truth(self, species, prepared, pose, sample) -> GroundTruth:
-        atlas = prepared.atlas
-        outline = atlas.landmarks["face_outline"]
-        pts = pose.atlas_to_world(atlas, outline, np.full(len(outline), atlas.face_height * 0.6))
-        xy = self.full_color_view.project(pts)
-        x0, y0 = np.floor(xy.min(0)).astype(int)
-        x1, y1 = np.ceil(xy.max(0)).astype(int)
-        box = (int(max(0, x0)), int(max(0, y0)), int(min(self.width, x1)), int(min(self.height, y1)))
-        names = ("eye_right", "eye_left", "nose", "mouth", "cheek_right", "cheek_left")
-        marks = np.array([atlas.landmarks[n] for n in names], np.float64)
-        heights = [float(prepared.height[int(round(m[1])), int(round(m[0]))]) for m in marks]
-        world = pose.atlas_to_world(atlas, marks, heights)
-        kp = self.full_color_view.project(world)
-        kp_depth = self.depth_view.project(world)
-        return GroundTruth(label=0 if species == "bona_fide" else 1, species=species, domain=self.domain.name,
-                           face_box=box, distance_m=round(sample.distance, 4),
-                           extra={"subject": sample.subject_id, "keypoints": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp)},
-                                  "keypoints_depth": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp_depth)},
-                                  "yaw_deg": pose.yaw_deg, "pitch_deg": pose.pitch_deg})
+        return ground_truth(species, prepared, pose, sample.distance, sample.subject_id, self.domain.name,
+                            self.full_color_view, self.depth_view, (self.width, self.height))
+
+
+def ground_truth(species, prepared, pose, distance, subject_id, domain, color_view, depth_view, size) -> GroundTruth:
+    """Label, face box and keypoints (colour and depth pixels) of a rendered presentation."""
+    width, height = size
+    atlas = prepared.atlas
+    outline = atlas.landmarks["face_outline"]
+    pts = pose.atlas_to_world(atlas, outline, np.full(len(outline), atlas.face_height * 0.6))
+    xy = color_view.project(pts)
+    x0, y0 = np.floor(xy.min(0)).astype(int)
+    x1, y1 = np.ceil(xy.max(0)).astype(int)
+    box = (int(max(0, x0)), int(max(0, y0)), int(min(width, x1)), int(min(height, y1)))
+    names = ("eye_right", "eye_left", "nose", "mouth", "cheek_right", "cheek_left")
+    marks = np.array([atlas.landmarks[n] for n in names], np.float64)
+    heights = [float(prepared.height[int(round(m[1])), int(round(m[0]))]) for m in marks]
+    world = pose.atlas_to_world(atlas, marks, heights)
+    kp = color_view.project(world)
+    kp_depth = depth_view.project(world)
+    return GroundTruth(label=0 if species == "bona_fide" else 1, species=species, domain=domain,
+                       face_box=box, distance_m=round(distance, 4),
+                       extra={"subject": subject_id, "keypoints": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp)},
+                              "keypoints_depth": {n: [round(float(v), 2) for v in p] for n, p in zip(names, kp_depth)},
+                              "yaw_deg": pose.yaw_deg, "pitch_deg": pose.pitch_deg})
 
 
 def rig_fingerprint(rig: Rig) -> str:

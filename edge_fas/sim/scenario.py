@@ -7,7 +7,10 @@ Spec grammar (the part after `synthetic:` in `--camera synthetic:...`), comma-se
 NAME is `demo` (the default: bona fide, then each attack species in turn, then bona fide again, so
 the operator sees the verdict flip and recover), `bona_fide`, any attack species alone, `attacks`
 (every attack species, no bona fide), or `mixed` (alternating bona fide and each attack).
-Examples: `synthetic`, `synthetic:print`, `synthetic:demo,domain=wmca,take=2`.
+DOMAIN is a named domain (surf, cefa, wmca, padisi) or a range set of the randomised family (rand,
+rand_heldout): there every take is a new identity, light, background and attack material, seen by
+one drawn camera for the whole stream.
+Examples: `synthetic`, `synthetic:print`, `synthetic:demo,domain=wmca,take=2`, `synthetic:demo,domain=rand,seed=3`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from edge_fas.errors import ConfigError
 from edge_fas.sim.domains import ATTACK_SPECIES, DOMAINS, SPECIES
+from edge_fas.sim.ranges import RANGE_SETS
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,9 @@ def parse_scenario(spec: str | None) -> Scenario:
         raise ConfigError(f"synthetic camera option {sorted(unknown)[0]!r} is unknown; expected domain=, seed=, "
                           f"take=, loop= (e.g. synthetic:demo,domain=wmca,take=2)")
     domain = options.get("domain", DOMAINS[0])
-    if domain not in DOMAINS:
-        raise ConfigError(f"synthetic camera domain {domain!r} is unknown; expected one of {', '.join(DOMAINS)}")
+    if domain not in DOMAINS and domain not in RANGE_SETS:
+        raise ConfigError(f"synthetic camera domain {domain!r} is unknown; expected one of "
+                          f"{', '.join(DOMAINS + tuple(RANGE_SETS))}")
     try:
         seed = int(options.get("seed", 0))
         take_s = float(options.get("take", 3.0))

@@ -17,7 +17,13 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             crop_cache: true (decoded, detected and cut faces kept under cache_dir/crops, edge_fas.data.cache),
             augment: true, drop: {depth: 0.1, ir: 0.1},
             attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
-                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis)}
+                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis),
+            randomization: {rand_NAME: {base: rand, factor: [low, high]}} (custom range sets of the
+                        randomised family; domains may be rand, rand_heldout or these names),
+            preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; applied after
+                        the crop cache, recorded in the checkpoint and the exported manifest, so the live
+                        pipeline crops the same way),
+            augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
     train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
             workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
             training process), max_steps_per_epoch, init_from, log_every,
@@ -41,8 +47,9 @@ import yaml
 
 from edge_fas.errors import ConfigError
 
-__all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "load_train_config", "apply_overrides", "check_config", "protocol_config",
-           "resolve_workers", "train_domain_names", "real_protocol", "model_input_size"]
+__all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
+           "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size", "data_params",
+           "heldout_summary"]
 
 DEFAULTS = {
     "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
@@ -51,7 +58,11 @@ DEFAULTS = {
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "crop_cache": True, "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
-             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10},
+             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10,
+             # randomised rig and invariance training (edge_fas.sim.ranges, edge_fas.data.augment):
+             "randomization": {},  # custom range sets {rand_NAME: {base: rand | rand_heldout, factor: value}}
+             "preprocess": {},  # preprocessing overrides, e.g. {depth_norm: plane_mm, ir_norm: face_log}; in the manifest
+             "augment_params": {}},  # edge_fas.data.augment.AugmentParams overrides, e.g. {photometric: 0.8}
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
               "init_from": None,
@@ -61,6 +72,7 @@ DEFAULTS = {
 }
 SCHEDULES = ("constant", "cosine")
 KEEP = ("last", "best")
+FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
 
 
 def _merge(defaults: dict, given: dict, where: str) -> dict:
@@ -69,7 +81,7 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
         raise ConfigError(f"training config: unknown key(s) {unknown} in {where}; known: {sorted(defaults)}")
     out = copy.deepcopy(defaults)
     for k, v in given.items():
-        if isinstance(defaults[k], dict) and k not in ("overrides", "drop") and isinstance(v, dict):
+        if isinstance(defaults[k], dict) and k not in FREE_FORM and isinstance(v, dict):
             out[k] = _merge(defaults[k], v, f"{where}.{k}")
         else:
             out[k] = v
@@ -110,8 +122,9 @@ def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
 
 
 def check_config(cfg: dict) -> None:
-    """The choices, the operating-point target, the attack mix and the worker count, checked before
-    any rendering, decoding or training starts (a config error names the key and its choices)."""
+    """The choices, the operating-point target, the attack mix, the worker count, the data section's
+    preprocessing, augmentation and range sets and the synthetic domains, checked before any rendering,
+    decoding or training starts (a config error names the key and its choices)."""
     from edge_fas import metrics
     from edge_fas.data.build import SOURCES
 
@@ -126,6 +139,25 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"train.target: {e}") from None
     _check_attack_mix(cfg)
     resolve_workers(cfg["train"]["workers"])
+    data_params(cfg, 64)  # data.preprocess and data.augment_params
+    _check_synthetic_domains(cfg)
+
+
+def _check_synthetic_domains(cfg: dict) -> None:
+    """data.randomization's range sets, and every synthetic domain named (train, val, test) known."""
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        return
+    from edge_fas.data.synthetic import range_set
+    from edge_fas.sim.ranges import parse_custom
+
+    custom = parse_custom(d["randomization"])
+    for key in ("train_domains", "val_domains", "test_domains"):
+        for name in d[key] or []:
+            try:
+                range_set(name, custom)
+            except ValueError as e:
+                raise ConfigError(f"data.{key}: {e} (custom range sets go under data.randomization)") from None
 
 
 def _check_attack_mix(cfg: dict) -> None:
@@ -165,6 +197,38 @@ def real_protocol(cfg: dict):
     from edge_fas.data.protocols import get_protocol
 
     return get_protocol(d["protocol"])
+
+
+def data_params(cfg: dict, size: int, rgb_norm: dict | None = None):
+    """(PreprocessParams, AugmentParams) from the data section; bad keys fail before anything renders.
+    rgb_norm: the RGB mean/std of a pretrained backbone or the fine-tuned checkpoint (they win)."""
+    from edge_fas.data.augment import AugmentParams
+    from edge_fas.preprocess import PreprocessParams
+
+    d = cfg["data"]
+    pre = dict(d["preprocess"] or {})
+    if "size" in pre:
+        raise ConfigError("data.preprocess.size: the input size is the model's (model.overrides.input_size)")
+    params = PreprocessParams.from_dict({**pre, "size": int(size), **(rgb_norm or {})})
+    return params, AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}))
+
+
+def heldout_summary(cfg: dict, split: str) -> dict:
+    """For randomised domains in `split`: which factors lie outside every training range set's ranges."""
+    from edge_fas.sim.ranges import get_ranges, is_randomized, parse_custom
+
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        return {}
+    custom = parse_custom(d["randomization"])
+    names = {"val": d["val_domains"] or d["train_domains"], "test": d["test_domains"]}[split]
+    train = [get_ranges(t, custom) for t in d["train_domains"] if is_randomized(t)]
+    out = {}
+    for name in names:
+        if is_randomized(name) and train:
+            rs = get_ranges(name, custom)
+            out[name] = sorted(set.intersection(*(set(rs.disjoint_from(t)) for t in train)))
+    return {"factors_outside_training_ranges": out} if out else {}
 
 
 def model_input_size(cfg: dict) -> int:

@@ -43,14 +43,18 @@ def build_data(cfg: dict, split: str, params, domains=None, progress=None):
 
 
 def training_loader(cfg: dict, train_set, params, cache, domain_ids: dict | None, world: int = 1, rank: int = 0,
-                    device="cpu"):
-    """(dataset, sampler, loader) streaming the training split as train() does: augmented, class-balanced
-    batches of train.batch_size per process, decoded in train.workers persistent processes."""
+                    device="cpu", augment_params=None):
+    """(dataset, sampler, loader) streaming the training split as train() does: augmented (augment_params;
+    default: the config's data.augment_params with data.drop), class-balanced batches of train.batch_size
+    per process, decoded in train.workers persistent processes."""
     from edge_fas.data.stream import BalancedSampler, StreamDataset, make_loader
+    from edge_fas.training.config import data_params
 
     tc = cfg["train"]
+    if augment_params is None:
+        augment_params = data_params(cfg, params.size)[1]
     ds = StreamDataset(train_set, params, cache, augment=bool(cfg["data"]["augment"]), seed=int(tc["seed"]),
-                       drop=cfg["data"]["drop"], domain_ids=domain_ids)
+                       domain_ids=domain_ids, augment_params=augment_params)
     bs = int(tc["batch_size"])
     try:
         sampler = BalancedSampler(train_set.label, bs, seed=int(tc["seed"]), world=world, rank=rank)
@@ -66,9 +70,10 @@ def training_loader(cfg: dict, train_set, params, cache, domain_ids: dict | None
 
 class TrainingData:
     """One run's data: `train`, `val` (SampleIndex) and `tests` (name -> SampleIndex), the crop cache,
-    the domain ids (MMDG's prototypes), and the training `loader` with its `dataset` and `sampler`."""
+    the domain ids (MMDG's prototypes), and the training `loader` with its `dataset` and `sampler`
+    (augmented with `augment_params`, default the config's)."""
 
-    def __init__(self, cfg: dict, params, world: int = 1, rank: int = 0, device="cpu"):
+    def __init__(self, cfg: dict, params, world: int = 1, rank: int = 0, device="cpu", augment_params=None):
         from edge_fas.data.build import split_index, test_indices
 
         d = cfg["data"]
@@ -80,7 +85,7 @@ class TrainingData:
         names = train_domain_names(cfg) if d["source"] != "sessions" else sorted(set(self.train.domain.tolist()))
         self.domain_ids = {name: k for k, name in enumerate(names)}
         self.dataset, self.sampler, self.loader = training_loader(cfg, self.train, params, self.cache, self.domain_ids,
-                                                                  world, rank, device)
+                                                                  world, rank, device, augment_params)
 
     def set_epoch(self, epoch: int) -> None:
         """New augmentation draws and a new class-balanced order for `epoch`."""

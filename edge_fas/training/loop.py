@@ -32,7 +32,7 @@ import yaml
 from edge_fas import metrics
 from edge_fas.errors import ConfigError
 from edge_fas.training import distributed
-from edge_fas.training.config import check_config, real_protocol, train_domain_names
+from edge_fas.training.config import check_config, data_params, heldout_summary, real_protocol, train_domain_names
 from edge_fas.training.data import TrainingData, to_device
 
 __all__ = ["train", "build_model", "lr_factor", "seed_everything", "save_model", "load_model"]
@@ -87,11 +87,12 @@ class _Log:
 
 
 def build_model(cfg: dict, device, world: int = 1):
-    """(model, PreprocessParams): built from the config, or train.init_from's checkpoint (fine-tuning),
-    with model.pretrained's backbone weights; the RGB normalisation is the pretrained backbone's or the
-    fine-tuned checkpoint's, and travels on in the checkpoint meta and the exported artifact."""
+    """(model, PreprocessParams, AugmentParams): the model built from the config, or train.init_from's
+    checkpoint (fine-tuning), with model.pretrained's backbone weights; the preprocessing is
+    data.preprocess at the model's input size with the RGB normalisation of the pretrained backbone or
+    the fine-tuned checkpoint, and travels on in the checkpoint meta and the exported artifact; the
+    augmentation is data.augment_params with data.drop."""
     from edge_fas.models import build
-    from edge_fas.preprocess import PreprocessParams
 
     mc, tc = cfg["model"], cfg["train"]
     if tc["init_from"]:
@@ -115,7 +116,8 @@ def build_model(cfg: dict, device, world: int = 1):
     if world > 1:
         distributed.broadcast_params(model)
     model.to(device)
-    return model, PreprocessParams.from_dict({"size": int(model.input_size), **rgb_norm})
+    params, augment_params = data_params(cfg, int(model.input_size), rgb_norm)
+    return model, params, augment_params
 
 
 def _optimisers(model, tc: dict, world: int) -> dict:
@@ -239,9 +241,9 @@ def train(cfg: dict) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    model, params = build_model(cfg, device, world)
+    model, params, augment_params = build_model(cfg, device, world)
     optimisers = _optimisers(model, tc, world)
-    data = TrainingData(cfg, params, world, rank, device)  # indices only: samples decode in the loaders' workers
+    data = TrainingData(cfg, params, world, rank, device, augment_params)  # indices only: samples decode in workers
     start_epoch, history, best = 0, [], None  # best: {"epoch", "eer", "auc", "state"} when train.keep is best
     if tc["resume"] and (out / "resume.pt").exists():
         start_epoch, history, best = _resume(out / "resume.pt", model, optimisers, device)
@@ -332,7 +334,8 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
                          "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
                          "protocol": d.get("protocol"), "data": data.train.meta.get("data", "")},
             "validation": {"source": d["source"], "domains": vd, "split": "val", "samples": n_val, "seed": d["seed"],
-                           "eer": val["eer"], "auc": val["auc"], "data": data.val.meta.get("data", "")},
+                           "eer": val["eer"], "auc": val["auc"], "data": data.val.meta.get("data", ""),
+                           **heldout_summary(cfg, "val")},
             "trained_on": {"source": d["source"], "domains": td, "split": "train", "samples": len(data.train),
                            "seed": d["seed"], "rig_size": d["rig_size"], "protocol": d.get("protocol"),
                            "data": data.train.meta.get("data", "")},

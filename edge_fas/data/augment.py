@@ -1,0 +1,195 @@
+"""Training augmentation of normalised face crops: one function of (arrays, rng, params).
+
+    rgb, depth, ir, present = augment(rgb, depth, ir, present, rng, AugmentParams(photometric=0.8))
+
+Inputs are one sample's crops as edge_fas.preprocess makes them (rgb 3xSxS, depth 1xSxS, ir 1xSxS,
+float32, already normalised) and its present mask (3,). Steps, in order:
+
+1. geometry, all modalities together: horizontal flip, a small zoom and shift (the live detector's box
+   moves and breathes from frame to frame: measured on the rig, centre 4-7% and size 8% of the box);
+2. colour gain and offset (the papers' brightness/contrast augmentation);
+3. per-modality photometric invariance (`photometric` > 0; off by default): changes a renderer or a
+   camera makes that no physical cue depends on, drawn independently per modality so the network
+   cannot rely on one modality's rendering style:
+   - colour: per-channel cast, gamma, desaturation to grey, blur or sharpening, noise;
+   - IR: contrast (an IR gamma: a scale of log-ratio IR), a smooth uneven-illumination field, blur or
+     sharpening, noise;
+   - depth: noise, blur, extra holes (blobs set to 0, as the sensor reports them);
+   relief and reflectance themselves are left alone: the depth relief's amplitude and the IR ratio
+   between face and material are the cues;
+4. cutout per modality (a square set to 0);
+5. modality dropout: a present modality is removed (zeros, present False) with its probability, never
+   the last one left.
+
+A step whose probability is 0 draws no random numbers, so the default parameters reproduce the
+augmentation the project trained with before this module existed, draw for draw.
+
+Step 1 is `draw_geometry` plus `zoom_shift`, steps 2-5 are `appearance`: streaming training
+(edge_fas.data.stream) applies the zoom and shift at the source crop's own resolution instead (real
+context comes in at the border), from the same draws in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import cv2
+import numpy as np
+
+from edge_fas.errors import ConfigError
+
+MODALITIES = ("rgb", "depth", "ir")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    flip: float = 0.5  # probability of a horizontal flip
+    zoom: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.06  # fraction of the side, each axis
+    rgb_gain: tuple[float, float] = (0.8, 1.2)  # on normalised colour
+    rgb_offset: float = 0.2
+    photometric: float = 0.0  # probability per modality of its photometric-invariance set (step 3)
+    rgb_cast: float = 0.15  # per-channel gain range +-
+    rgb_gamma: tuple[float, float] = (0.7, 1.4)
+    rgb_gray: float = 0.15  # probability of desaturating to grey
+    ir_contrast: tuple[float, float] = (0.7, 1.4)
+    ir_shading: float = 0.4  # amplitude of the smooth illumination field (normalised units)
+    depth_holes: float = 0.3  # probability of extra hole blobs
+    blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
+    noise: float = 0.12  # largest noise std, normalised units
+    cutout: float = 0.3  # probability per modality
+    drop: dict = field(default_factory=dict)  # modality -> probability of removing it
+
+    @classmethod
+    def from_dict(cls, d: dict | None, **defaults) -> "AugmentParams":
+        """From a config mapping; unknown keys and bad values are errors that name them."""
+        allowed = {f.name for f in fields(cls)}
+        merged = {**defaults, **(d or {})}
+        unknown = sorted(set(merged) - allowed)
+        if unknown:
+            raise ConfigError(f"augmentation: unknown key(s) {unknown}; known: {sorted(allowed)}")
+        for k in ("zoom", "rgb_gain", "rgb_gamma", "ir_contrast"):
+            if k in merged:
+                merged[k] = tuple(float(v) for v in merged[k])
+        params = cls(**merged)
+        for k in ("flip", "photometric", "rgb_gray", "depth_holes", "cutout"):
+            if not 0.0 <= float(getattr(params, k)) <= 1.0:
+                raise ConfigError(f"augmentation: {k}={getattr(params, k)} must be a probability in [0, 1]")
+        bad = sorted(set(params.drop) - set(MODALITIES))
+        if bad:
+            raise ConfigError(f"augmentation: drop names unknown modality {bad}; use some of {MODALITIES}")
+        return params
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def augment(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.ndarray, rng: np.random.Generator,
+            params: AugmentParams = AugmentParams()):
+    """One sample's augmented (rgb, depth, ir, present); the inputs are not modified."""
+    flip, scale, shift = draw_geometry(rng, params)
+    if flip:
+        rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
+    rgb, depth, ir = zoom_shift((rgb, depth, ir), scale, shift)
+    return appearance(rgb, depth, ir, present, rng, params)
+
+
+def draw_geometry(rng: np.random.Generator, params: AugmentParams = AugmentParams()):
+    """Step 1's draws, in order: (flip, zoom scale, (dx, dy) shift as fractions of the side).
+
+    augment() applies them to the model-size crop; streaming training (edge_fas.data.stream) zooms and
+    shifts the source crop at its own resolution before the resize, then flips the model-size crop."""
+    flip = bool(rng.random() < params.flip)
+    return flip, float(rng.uniform(*params.zoom)), rng.uniform(-params.shift, params.shift, 2)
+
+
+def appearance(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.ndarray, rng: np.random.Generator,
+               params: AugmentParams = AugmentParams()):
+    """Steps 2-5 (colour gain and offset, photometric invariance, cutout, modality dropout) on model-size
+    crops that have had their geometry step; returns (rgb, depth, ir, present), the inputs not modified."""
+    p = params
+    present = np.asarray(present, bool).copy()
+    depth, ir = np.array(depth, np.float32), np.array(ir, np.float32)  # cutout writes in place
+    rgb = rgb * np.float32(rng.uniform(*p.rgb_gain)) + np.float32(rng.uniform(-p.rgb_offset, p.rgb_offset))
+    if p.photometric > 0:
+        if present[0] and rng.random() < p.photometric:
+            rgb = _colour(rgb, rng, p)
+        if present[1] and rng.random() < p.photometric:
+            depth = _depth(depth, rng, p)
+        if present[2] and rng.random() < p.photometric:
+            ir = _ir(ir, rng, p)
+    arrays = [rgb, depth, ir]
+    if p.cutout > 0:
+        s = rgb.shape[-1]
+        for a in arrays:
+            if rng.random() < p.cutout:
+                h = int(s * rng.uniform(0.15, 0.35))
+                y, x = rng.integers(0, s - h, 2)
+                a[..., y:y + h, x:x + h] = 0.0
+    for k, m in enumerate(MODALITIES):
+        if present[k] and rng.random() < p.drop.get(m, 0.0) and present.sum() > 1:
+            arrays[k][:] = 0.0
+            present[k] = False
+    return tuple(np.ascontiguousarray(a, np.float32) for a in arrays) + (present,)
+
+
+def zoom_shift(arrays, scale: float, shift) -> list[np.ndarray]:
+    """Scale about the centre and shift (fractions of the side) each C x H x W array the same way."""
+    side = arrays[0].shape[-1]
+    c = (side - 1) / 2.0
+    m = np.array([[scale, 0.0, c - scale * c + shift[0] * side],
+                  [0.0, scale, c - scale * c + shift[1] * side]], np.float32)
+    out = []
+    for a in arrays:
+        hwc = np.ascontiguousarray(np.moveaxis(a, 0, -1))
+        w = cv2.warpAffine(hwc, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(np.moveaxis(w.reshape(side, side, -1), -1, 0).astype(np.float32))
+    return out
+
+
+def _blur_or_sharpen(a: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    sigma = rng.uniform(0.0, p.blur) * a.shape[-1] / 64.0
+    if sigma < 0.25:
+        return a
+    soft = np.stack([cv2.GaussianBlur(c, (0, 0), sigma) for c in a])
+    if rng.random() < 0.3:  # sharpening: an unsharp mask, as camera pipelines apply
+        return a + np.float32(rng.uniform(0.3, 1.0)) * (a - soft)
+    return soft
+
+
+def _noise(a: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    return a + np.float32(rng.uniform(0.0, p.noise)) * rng.standard_normal(a.shape).astype(np.float32)
+
+
+def _smooth_field(side: int, rng) -> np.ndarray:
+    """A smooth random field of unit amplitude (a bilinear 3x3 grid of random values)."""
+    grid = rng.uniform(-1.0, 1.0, (3, 3)).astype(np.float32)
+    return cv2.resize(grid, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+def _colour(rgb: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    # normalised colour stays roughly zero-centred, unit-scale: apply cast and gamma around that centre
+    rgb = rgb * (1.0 + rng.uniform(-p.rgb_cast, p.rgb_cast, (3, 1, 1))).astype(np.float32)
+    g = np.float32(rng.uniform(*p.rgb_gamma))
+    rgb = np.sign(rgb) * np.abs(rgb) ** g
+    if rng.random() < p.rgb_gray:
+        rgb = np.repeat(rgb.mean(0, keepdims=True), 3, 0)
+    return _noise(_blur_or_sharpen(rgb, rng, p), rng, p).astype(np.float32)
+
+
+def _ir(ir: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    valid = ir != 0  # registered IR is 0 where no depth pixel landed: keep those holes
+    out = ir * np.float32(rng.uniform(*p.ir_contrast))
+    out = out + np.float32(rng.uniform(0.0, p.ir_shading)) * _smooth_field(ir.shape[-1], rng)[None]
+    out = _noise(_blur_or_sharpen(out, rng, p), rng, p)
+    return np.where(valid, out, 0.0).astype(np.float32)
+
+
+def _depth(depth: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    valid = depth != 0
+    out = _noise(_blur_or_sharpen(depth, rng, p) if rng.random() < 0.5 else depth, rng, p)
+    if rng.random() < p.depth_holes:
+        s = depth.shape[-1]
+        blobs = cv2.GaussianBlur(rng.standard_normal((s, s)).astype(np.float32), (0, 0), s / 16.0)
+        valid &= (blobs < np.quantile(blobs, 1.0 - rng.uniform(0.03, 0.2)))[None]
+    return np.where(valid, out, 0.0).astype(np.float32)

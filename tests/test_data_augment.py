@@ -1,0 +1,147 @@
+"""Training for invariance: per-modality augmentation, the physics-first preprocessing modes, and the
+training config's randomisation / preprocess / augmentation block."""
+
+import numpy as np
+import pytest
+
+from edge_fas.data.augment import AugmentParams, augment
+from edge_fas.errors import ConfigError
+from edge_fas.preprocess import PreprocessParams, normalise_crop
+
+S = 32
+
+
+def crops(seed=0):
+    rng = np.random.default_rng(seed)
+    rgb = rng.standard_normal((3, S, S)).astype(np.float32)
+    depth = rng.standard_normal((1, S, S)).astype(np.float32)
+    depth[0, :4, :4] = 0.0  # a hole
+    ir = rng.standard_normal((1, S, S)).astype(np.float32)
+    return rgb, depth, ir, np.array([True, True, True])
+
+
+def test_default_augmentation_draws_nothing_for_photometric_invariance():
+    """photometric=0 (the default) consumes no random numbers: old training runs stay reproducible."""
+    a = augment(*crops(), np.random.default_rng(5), AugmentParams())
+    b = augment(*crops(), np.random.default_rng(5), AugmentParams(photometric=0.0, rgb_gray=0.9, noise=1.0))
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    c = augment(*crops(), np.random.default_rng(5), AugmentParams(photometric=1.0, flip=0.0, cutout=0.0))
+    assert not np.allclose(c[2], augment(*crops(), np.random.default_rng(5), AugmentParams(flip=0.0, cutout=0.0))[2])
+
+
+def test_photometric_invariance_keeps_holes_and_absent_modalities():
+    rgb, depth, ir, present = crops()
+    present = np.array([True, True, False])
+    ir[:] = 0.0
+    p = AugmentParams(photometric=1.0, flip=0.0, zoom=(1.0, 1.0), shift=0.0, cutout=0.0, depth_holes=1.0)
+    for seed in range(5):
+        r, d, i, pr = augment(rgb, depth, ir, present, np.random.default_rng(seed), p)
+        assert np.all(d[0, :4, :4] == 0.0)  # a sensor hole stays a hole
+        assert (d == 0).sum() >= 16
+        assert np.all(i == 0.0) and not pr[2]  # an absent modality is not invented
+        assert r.dtype == np.float32 and r.shape == rgb.shape
+
+
+def test_modality_dropout_never_drops_the_last_modality():
+    p = AugmentParams(drop={"rgb": 1.0, "depth": 1.0, "ir": 1.0}, cutout=0.0)
+    for seed in range(10):
+        *_, present = augment(*crops(seed), np.random.default_rng(seed), p)
+        assert present.sum() == 1
+
+
+def test_augment_params_from_config_fail_clearly():
+    with pytest.raises(ConfigError, match="unknown key.*'gamma'"):
+        AugmentParams.from_dict({"gamma": 2})
+    with pytest.raises(ConfigError, match="photometric=1.5"):
+        AugmentParams.from_dict({"photometric": 1.5})
+    with pytest.raises(ConfigError, match="unknown modality"):
+        AugmentParams.from_dict({"drop": {"thermal": 0.1}})
+    assert AugmentParams.from_dict({"ir_contrast": [0.5, 2]}).ir_contrast == (0.5, 2.0)
+
+
+def _plane(tilt_x=0.0, tilt_y=0.0, base=600.0):
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    return base + tilt_x * xx + tilt_y * yy
+
+
+def test_plane_mm_depth_removes_tilt_and_keeps_relief_in_millimetres():
+    p = PreprocessParams(size=S, depth_norm="plane_mm", depth_unit_mm=20.0)
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    dome = 20.0 * np.exp(-((xx - 15.5) ** 2 + (yy - 15.5) ** 2) / (2 * 4.0 ** 2))  # a 20 mm nose
+    faces = []
+    for tilt in ((0.0, 0.0), (3.0, -2.0)):
+        flat = normalise_crop(None, _plane(*tilt), None, p).depth[0]
+        assert np.abs(flat).max() < 0.01  # a tilted sheet is flat
+        faces.append(normalise_crop(None, _plane(*tilt) - dome, None, p).depth[0])
+        assert 0.9 < np.ptp(faces[-1]) < 1.1  # 20 mm of relief = 1 unit
+    assert np.abs(faces[0] - faces[1]).max() < 0.02  # whatever the tilt
+    old = PreprocessParams(size=S)  # median/MAD: the tilt of a sheet becomes "relief"
+    assert np.abs(normalise_crop(None, _plane(3.0, -2.0), None, old).depth[0]).max() > 1.0
+    holes = _plane(3.0, 0.0)
+    holes[:5] = 0
+    out = normalise_crop(None, holes, None, p)
+    assert np.all(out.depth[0, :5] == 0) and not out.depth_valid[:5].any()
+
+
+def test_face_log_ir_is_blind_to_gain_and_keeps_contrast():
+    rng = np.random.default_rng(0)
+    ir = (rng.uniform(0.3, 0.6, (S, S)) * 40000).astype(np.uint16)
+    ir[:3] = 0  # no IR (a hole in the registered stream)
+    p = PreprocessParams(size=S, ir_norm="face_log")
+    a = normalise_crop(None, None, ir, p).ir[0]
+    b = normalise_crop(None, None, (ir // 2).astype(np.uint16), p).ir[0]
+    assert np.abs(a - b).max() < 0.01
+    assert np.all(a[:3] == 0)
+    flat = normalise_crop(None, None, np.full((S, S), 30000, np.uint16), p).ir[0]
+    assert np.abs(flat).max() < 1e-6 and a.std() > 0.3  # contrast stays at its real scale
+
+
+def test_preprocess_modes_round_trip_and_reject_unknown_values():
+    p = PreprocessParams(size=64, depth_norm="plane_mm", ir_norm="face_log")
+    assert PreprocessParams.from_dict(p.to_dict()) == p
+    old = {k: v for k, v in PreprocessParams(size=64).to_dict().items()
+           if k not in ("depth_norm", "depth_unit_mm", "ir_norm", "ir_log_unit")}
+    assert PreprocessParams.from_dict(old) == PreprocessParams(size=64)  # an old manifest keeps its behaviour
+    with pytest.raises(ConfigError, match="depth_norm 'plane'"):
+        PreprocessParams(depth_norm="plane")
+
+
+def test_training_config_data_block_is_checked_and_names_heldout_factors():
+    from edge_fas.training import data_params, heldout_summary, load_train_config
+
+    cfg = load_train_config(None, {"data.train_domains": ["rand"], "data.val_domains": ["rand_heldout"],
+                                   "data.preprocess": {"depth_norm": "plane_mm"},
+                                   "data.augment_params": {"photometric": 0.5}, "data.drop": {"ir": 0.2}})
+    params, aug = data_params(cfg, 64)
+    assert params.size == 64 and params.depth_norm == "plane_mm"
+    assert aug.photometric == 0.5 and aug.drop == {"ir": 0.2}
+    held = heldout_summary(cfg, "val")["factors_outside_training_ranges"]["rand_heldout"]
+    assert "camera.color_hfov_deg" in held and "pose.distance_m" not in held
+    bad = load_train_config(None, {"data.preprocess": {"depth_mode": "x"}})
+    with pytest.raises(ConfigError, match="depth_mode"):
+        data_params(bad, 64)
+    with pytest.raises(ConfigError, match="input size"):
+        data_params(load_train_config(None, {"data.preprocess": {"size": 32}}), 64)
+
+
+def test_training_runs_on_randomised_ranges_with_the_new_preprocessing(tmp_path):
+    """One short run: trains on `rand`, validates on a custom held-out set, records the preprocessing."""
+    from edge_fas.training import load_model, load_train_config, train
+
+    cfg = load_train_config(None, {
+        "model.name": "spoof_trace", "model.overrides": {"input_size": 32},
+        "data.train_domains": ["rand"], "data.val_domains": ["rand_far"],
+        "data.randomization": {"rand_far": {"base": "rand_heldout", "pose.distance_m": [0.9, 1.0]}},
+        "data.per_domain": {"train": 16, "val": 8, "test": 4}, "data.rig_size": [160, 120],
+        "data.cache_dir": str(tmp_path / "cache"), "data.preprocess": {"depth_norm": "plane_mm", "ir_norm": "face_log"},
+        "data.augment_params": {"photometric": 1.0}, "data.attack_mix": "uniform",
+        "train.epochs": 1, "train.batch_size": 8, "train.max_steps_per_epoch": 1, "train.progress": False,
+        "out": str(tmp_path / "run")})
+    result = train(cfg)
+    assert np.isfinite(result["val"]["auc"] if result["val"]["auc"] is not None else 0.5)
+    _, info = load_model(tmp_path / "run" / "checkpoint.pt")
+    meta = info["meta"]
+    assert meta["preprocess"]["depth_norm"] == "plane_mm" and meta["preprocess"]["ir_norm"] == "face_log"
+    assert "pose.distance_m" not in meta["validation"]["factors_outside_training_ranges"]["rand_far"]
+    assert "camera.color_hfov_deg" in meta["validation"]["factors_outside_training_ranges"]["rand_far"]

@@ -1,0 +1,211 @@
+"""The randomised family of the synthetic rig: named seeded factors, held-out ranges, identities, cameras
+with lens distortion, and the physics the family adds (subsurface scattering, flying pixels, hands)."""
+
+import numpy as np
+import pytest
+
+from edge_fas.errors import ConfigError
+from edge_fas.sim import RANGE_SETS, Pose, make_rig
+from edge_fas.sim.ranges import FACTORS, HELDOUT_OVERRIDES, IDENTITY_BLOCK, parse_custom
+from test_sim_physics import depth_at, face_region  # the named rig's helpers, same truth layout
+
+W, H = 160, 120
+
+
+def frontal(z=0.5):
+    return Pose(x=0.0, y=0.0, z=z, yaw_deg=0.0, pitch_deg=0.0, roll_deg=0.0)
+
+
+def custom(**factors):
+    """A range set named rand_test: rand with `factors` fixed (dots in names written as __)."""
+    return parse_custom({"rand_test": {k.replace("__", "."): v for k, v in factors.items()}})["rand_test"]
+
+
+def test_every_factor_is_documented_and_heldout_ranges_lie_outside_training():
+    rand, held = RANGE_SETS["rand"], RANGE_SETS["rand_heldout"]
+    assert all(isinstance(doc, str) and doc for doc, _ in FACTORS.values())
+    outside = set(held.disjoint_from(rand))
+    # every overridden continuous factor is disjoint; the photo identity is swapped (procedural is shared)
+    assert {k for k, v in HELDOUT_OVERRIDES.items() if isinstance(v, tuple)} <= outside
+    assert "background.kind" in outside and "identity.source" not in outside
+    assert rand.disjoint_from(rand) == []
+    rng = np.random.default_rng(0)
+    fov = [held.draw(rng, "camera.color_hfov_deg") for _ in range(50)]
+    assert min(fov) > FACTORS["camera.color_hfov_deg"][1][1]
+
+
+def test_custom_range_sets_fail_clearly():
+    with pytest.raises(ConfigError, match="unknown factor 'camera.fov'"):
+        parse_custom({"rand_x": {"camera.fov": [1, 2]}})
+    with pytest.raises(ConfigError, match=r"low <= high"):
+        parse_custom({"rand_x": {"camera.color_hfov_deg": [80, 60]}})
+    with pytest.raises(ConfigError, match="must start with 'rand'"):
+        parse_custom({"far": {}})
+    with pytest.raises(ConfigError, match="unknown choice"):
+        parse_custom({"rand_x": {"emitter.pattern": ["laser"]}})
+    ok = parse_custom({"rand_far": {"base": "rand_heldout", "pose.distance_m": [1.0, 1.2]}})["rand_far"]
+    assert ok.values["pose.distance_m"] == (1.0, 1.2) and ok.values["camera.color_k1"] == (-0.3, -0.16)
+
+
+def test_render_contract_is_deterministic_and_seeded():
+    a = make_rig("rand", seed=3, width=W, height=H).render("print", 5, t=0.4)
+    b = make_rig("rand", seed=3, width=W, height=H).render("print", 5, t=0.4)
+    c = make_rig("rand", seed=4, width=W, height=H).render("print", 5, t=0.4)
+    for m in ("rgb", "depth", "ir"):
+        assert np.array_equal(getattr(a, m), getattr(b, m))
+    assert not np.array_equal(a.rgb, c.rgb)
+    assert a.rgb.shape == (H, W, 3) and a.rgb.dtype == np.uint8
+    assert a.depth.dtype == np.uint16 and a.ir.shape == (H, W) and not a.registered
+    assert a.truth.label == 1 and a.truth.domain == "rand"
+    scene = a.meta["sim"]["scene"]
+    assert {"camera.color_hfov_deg", "emitter.pattern", "print.paper_ir", "pose.distance_m"} <= set(scene)
+
+
+def test_identities_are_shared_within_a_block_and_differ_across_blocks():
+    rig = make_rig("rand", seed=0, width=W, height=H)
+    same = [rig.sample(s, i).identity for s, i in (("bona_fide", 8), ("replay", 9), ("print", 8 + IDENTITY_BLOCK - 1))]
+    assert same[0] == same[1] == same[2]
+    others = {rig.sample("bona_fide", 8 + IDENTITY_BLOCK * k).identity for k in range(1, 6)}
+    assert same[0] not in others and len(others) == 5
+
+
+def test_cameras_vary_per_block_and_a_fixed_camera_stays():
+    rig = make_rig("rand", seed=0, width=W, height=H)
+    fovs = {round(rig.render("bona_fide", i * 16).calibration.color.fx, 3) for i in range(3)}
+    assert len(fovs) == 3
+    live = make_rig("rand", seed=0, width=W, height=H, fixed_camera=True)
+    assert len({round(live.render("bona_fide", i * 16).calibration.color.fx, 3) for i in range(3)}) == 1
+
+
+def test_lens_distortion_is_in_the_calibration_and_the_pixels():
+    """A depth keypoint deprojected and projected into colour with the calibration's distortion lands on
+    the colour truth; ignoring the distortion misses it."""
+    import cv2
+
+    rs = custom(camera__color_k1=-0.28, camera__color_k2=0.0, camera__depth_k1=0.0, camera__depth_resolution=1.0,
+                camera__color_hfov_deg=[55.0, 55.0], pose__offset=[0.0, 0.0], depth__smoothing_px=[0.0, 0.0])
+    rig = make_rig("rand_test", seed=1, width=320, height=240, ranges=rs)
+    f = rig.render("bona_fide", 0, pose=Pose(0.2, -0.11, 0.5, 10.0, 5.0, 0.0))  # off-centre: distortion matters
+    cal = f.calibration
+    assert cal.color.model == "brown_conrady" and cal.color.coeffs[0] < -0.15  # strong barrel distortion kept
+    hit, naive = [], []
+    for name in ("nose", "eye_left", "mouth"):
+        u, v = f.truth.extra["keypoints_depth"][name]
+        z = depth_at(f, name, r=1) / 1000.0
+        p = np.array([(u - cal.depth.cx) / cal.depth.fx * z, (v - cal.depth.cy) / cal.depth.fy * z, z])
+        q = cal.depth_to_color.apply(p[None])
+        px, _ = cv2.projectPoints(q, np.zeros(3), np.zeros(3), cal.color.K, cal.color.dist)
+        truth = np.array(f.truth.extra["keypoints"][name])
+        hit.append(np.hypot(*(px.ravel() - truth)))
+        pin = np.array([cal.color.fx * q[0, 0] / q[0, 2] + cal.color.cx, cal.color.fy * q[0, 1] / q[0, 2] + cal.color.cy])
+        naive.append(np.hypot(*(pin - truth)))
+    assert max(hit) < 2.0, hit
+    assert max(naive) > 4.0, naive
+
+
+def test_a_lens_never_folds_back_inside_its_image():
+    """Strong barrel distortion on a wide lens is scaled down until every pixel has a ray."""
+    from edge_fas.sim.randomized import monotonic_radial
+
+    assert monotonic_radial(-0.1, 0.0, 0.6) == (-0.1, 0.0)  # a moderate lens is kept as drawn
+    k1, k2 = monotonic_radial(-0.3, -0.05, 1.2)  # 88 degrees wide: r (1 - 0.3 r^2) folds before the corner
+    assert -0.3 < k1 < 0 and -0.05 < k2 <= 0
+    rs = custom(camera__color_k1=-0.3, camera__color_k2=-0.05, camera__color_hfov_deg=[88.0, 88.0],
+                camera__color_sharpness=[1.0, 1.0])
+    view = make_rig("rand_test", seed=0, width=W, height=H, ranges=rs).camera(0).color_view
+    assert view.distorted and np.diff(view.xn, axis=1).min() > 0 and np.diff(view.yn, axis=0).min() > 0
+
+
+def test_face_relief_and_flat_print_in_the_randomised_rig():
+    rs = custom(camera__depth_resolution=[1.0, 1.0], depth__smoothing_px=[0.0, 0.0], emitter__pattern=["dots"])
+    rig = make_rig("rand_test", seed=2, width=320, height=240, ranges=rs)
+    live = rig.render("bona_fide", 0, pose=frontal(0.5))
+    nose = depth_at(live, "nose", r=2)
+    cheeks = np.nanmean([depth_at(live, "cheek_right", r=2), depth_at(live, "cheek_left", r=2)])
+    assert cheeks - nose >= 10.0, (nose, cheeks)
+    flat = next(i for i in range(40) if rig.sample("print", i).subject.bend == 0.0)
+    printed = rig.render("print", flat, pose=frontal(0.5))
+    d = printed.depth[face_region(printed)].astype(float)
+    d = d[d > 0]
+    assert np.percentile(d, 90) - np.percentile(d, 10) < 0.5 * (cheeks - nose + 10.0)
+
+
+def test_projected_dots_blur_in_skin_and_stay_sharp_on_paper():
+    rs = custom(emitter__pattern=["dots"], emitter__contrast=[0.8, 0.8], emitter__density=[0.08, 0.08],
+                ir__scatter_px=[3.0, 3.0], light__ir_ambient=[0.0, 0.0], ir__noise=[0.5, 0.5],
+                camera__depth_resolution=[1.0, 1.0], print__ink_ir_dark=[0.0, 0.0])
+    rig = make_rig("rand_test", seed=0, width=320, height=240, ranges=rs)
+
+    def dot_contrast(species):
+        f = rig.render(species, 0, pose=frontal(0.45))
+        region = face_region(f, 0.0)
+        a = f.ir[region].astype(float)
+        return np.abs(np.diff(a, axis=1)).mean() / max(a.mean(), 1.0)
+
+    assert dot_contrast("print") > 1.5 * dot_contrast("bona_fide")
+
+
+def test_flying_pixels_lie_between_foreground_and_background():
+    base = dict(emitter__pattern=["flood"], depth__edge_px=[3.0, 3.0], depth__hole_rate=[0.0, 0.0],
+                depth__dark_limit=[1.0, 1.0], camera__depth_resolution=[1.0, 1.0], depth__smoothing_px=[0.0, 0.0],
+                background__behind_m=[1.0, 1.0], background__tilt_deg=[0.0, 0.0], depth__tof_noise_mm_per_m=[2.0, 2.0])
+    keep = make_rig("rand_test", seed=0, width=W, height=H, ranges=custom(depth__flying=[1.0, 1.0], **base))
+    drop = make_rig("rand_test", seed=0, width=W, height=H, ranges=custom(depth__flying=[0.0, 0.0], **base))
+    fk, fd = keep.render("print", 0, pose=frontal(0.6)), drop.render("print", 0, pose=frontal(0.6))
+    zk, zd = fk.depth.astype(float), fd.depth.astype(float)
+    mixed = (zk > 700) & (zk < 1500)  # neither the sheet (~600 mm) nor the wall (~1600 mm)
+    assert mixed.sum() > 20
+    assert ((zd > 700) & (zd < 1500)).sum() < 0.2 * mixed.sum()
+    assert (zd == 0).sum() > (zk == 0).sum()
+
+
+def test_attackers_hands_hold_the_medium():
+    from edge_fas.sim.presentations import Subject, add_hands, build_atlas
+
+    atlas = build_atlas("print", Subject())
+    held = add_hands(atlas, np.random.default_rng(0), 2, (0.8, 0.6, 0.5), 0.6, pad=100)
+    assert held.alpha.shape == (atlas.alpha.shape[0] + 200, atlas.alpha.shape[1] + 200)
+    outside = held.alpha.copy()
+    outside[100:-100, 100:-100] = 0
+    assert (outside > 0.5).sum() > 500  # hands beyond the sheet's border
+    skin_ir = np.isclose(held.ir_albedo, 0.6) & (held.alpha > 0.5)
+    assert (skin_ir[100:-100, 100:-100]).sum() > 300  # thumbs over the print
+    assert held.origin == (atlas.origin[0] + 100, atlas.origin[1] + 100)
+
+
+def test_astronaut_landmarks_match_the_face_detector():
+    import cv2
+    from importlib import resources
+
+    from edge_fas.face import FaceDetector
+    from edge_fas.sim.identity import ASTRONAUT_LANDMARKS
+
+    data = (resources.files("edge_fas.assets.faces") / "astronaut.jpg").read_bytes()
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    with FaceDetector() as det:
+        found = det.detect(image)
+    assert found
+    names = ("eye_right", "eye_left", "nose", "mouth")
+    assert np.abs(found[0].keypoints[:4] - np.array([ASTRONAUT_LANDMARKS[n] for n in names])).max() < 4.0
+
+
+def test_identity_sources_differ_and_the_heldout_set_draws_the_other_photo():
+    rig = make_rig("rand_heldout", seed=0, width=W, height=H)
+    sources = {rig.sample("bona_fide", IDENTITY_BLOCK * k).identity.source for k in range(30)}
+    assert "astronaut" in sources and "hopper" not in sources
+    train = make_rig("rand", seed=0, width=W, height=H)
+    assert "astronaut" not in {train.sample("bona_fide", IDENTITY_BLOCK * k).identity.source for k in range(30)}
+
+
+def test_scenario_and_synthetic_camera_run_the_randomised_family():
+    from edge_fas.drivers.synthetic import SyntheticCamera
+    from edge_fas.sim.scenario import parse_scenario
+
+    sc = parse_scenario("demo,domain=rand_heldout,seed=2,take=0.1")
+    assert sc.domain == "rand_heldout"
+    with pytest.raises(ConfigError, match="rand_heldout"):
+        parse_scenario("demo,domain=randomised")
+    cam = SyntheticCamera(sc, width=W, height=H, realtime=False, max_frames=6).open()
+    frames = list(cam.frames())
+    assert len(frames) == 6 and {f.truth.species for f in frames} >= {"bona_fide", "print"}
+    assert all(f.calibration is frames[0].calibration for f in frames)  # one device for the stream
