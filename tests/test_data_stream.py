@@ -184,3 +184,65 @@ def test_cache_build_command_fills_resumes_and_rebuilds(tree, tmp_path, capsys):
     assert "33 samples, 0 already cached, 33 built" in capsys.readouterr().out
     assert cli_main(args + ["--splits", "dev"]) == 2
     assert "--splits 'dev'" in capsys.readouterr().err
+
+
+def test_streamed_augmentation_runs_the_augment_module_steps(records):
+    """Streaming applies edge_fas.data.augment (photometric per modality, cutout, dropout) from the same
+    draws as augment(); with no zoom or shift the two give the same arrays."""
+    from edge_fas.data.augment import AugmentParams, augment
+
+    params = AugmentParams(zoom=(1.0, 1.0), shift=0.0, photometric=1.0, drop={"rgb": 0.3, "ir": 0.5})
+    ds = StreamDataset(SampleIndex(records), P, augment=True, seed=7, augment_params=params)
+    ds.set_epoch(2)
+    dropped = 0
+    for i in range(len(ds)):
+        crop = finish(ds.source(i), P)
+        want = augment(crop.rgb, crop.depth, crop.ir, crop.present, np.random.default_rng((7, 2, i)), params)
+        got = ds[i]
+        for k, m in enumerate(("rgb", "depth", "ir", "present")):
+            assert np.array_equal(got[m].numpy(), want[k]), (i, m)
+        dropped += int((~want[3]).sum())
+    assert dropped > 0  # the dropout was exercised
+    plain = StreamDataset(SampleIndex(records), P, augment=True, seed=7, augment_params=AugmentParams(zoom=(1.0, 1.0),
+                                                                                                      shift=0.0))
+    plain.set_epoch(2)
+    assert not np.array_equal(plain[0]["ir"].numpy(), ds[0]["ir"].numpy())  # photometric changed the IR
+
+
+def test_randomised_samples_stream_with_their_range_set(tmp_path):
+    """A custom range set reaches the streamed samples, keys their cache entries on every range value,
+    pickles small into the index, renders in a worker, and equals the in-memory rendering."""
+    import pickle
+
+    from edge_fas.data.build import split_index
+    from edge_fas.data.synthetic import synthetic_crops
+    from edge_fas.errors import ConfigError
+    from edge_fas.sim.ranges import parse_custom
+    from edge_fas.training import check_config, load_train_config
+
+    def config(distance):
+        return load_train_config(None, {"data.train_domains": ["rand_x", "rand"], "data.rig_size": [160, 120],
+                                        "data.per_domain": {"train": 2, "val": 1, "test": 1},
+                                        "data.randomization": {"rand_x": {"pose.distance_m": distance}}})
+
+    near, far = (split_index(config(d)["data"], "train") for d in ([0.4, 0.45], [0.9, 1.0]))
+    s = near.sample(0)
+    assert s.domain == "rand_x" and s.ranges.values["pose.distance_m"] == (0.4, 0.45)
+    assert near.sample(2).ranges.name == "rand" and near.sample(2).ranges.values == split_index(
+        config([0.9, 1.0])["data"], "train").sample(2).ranges.values
+    assert len(pickle.dumps(s)) < 1000  # the range set travels as its changes from a built-in set
+    assert crop_key(s.identity(), P, True) != crop_key(far.sample(0).identity(), P, True)  # one value changed
+    assert crop_key(near.sample(2).identity(), P, True) == crop_key(far.sample(2).identity(), P, True)
+
+    params = PreprocessParams(size=32)
+    cache = CropCache(tmp_path / "c")
+    loader = make_loader(StreamDataset(near.subset([0, 1]), params, cache), 2, workers=1, persistent=False)
+    (batch,) = list(loader)  # rendered in a worker process from the pickled range set
+    cs = synthetic_crops(["rand_x"], "train", 2, params=params, width=160, height=120,
+                         ranges=parse_custom(config([0.4, 0.45])["data"]["randomization"]))
+    assert np.allclose(batch["rgb"].numpy(), cs.rgb.astype(np.float32), atol=4e-3)  # the CropSet keeps float16
+    other = StreamDataset(far.subset([0]), params, cache)
+    assert other.fill(0).startswith("built")  # the far set's entry is its own, never the near one's
+    assert not torch.equal(other[0]["rgb"], batch["rgb"][0])
+    with pytest.raises(ConfigError, match="data.val_domains.*rand_y"):
+        check_config(load_train_config(None, {"data.val_domains": ["rand_y"]}))
