@@ -64,15 +64,14 @@ def build_cache(cfg: dict, splits=SETS, workers="auto", quiet: bool = False) -> 
     from edge_fas.data.build import split_index, test_indices
     from edge_fas.data.stream import StreamDataset, fill_cache
     from edge_fas.errors import ConfigError
-    from edge_fas.preprocess import PreprocessParams
     from edge_fas.progress import Progress
-    from edge_fas.training import model_input_size, open_cache, resolve_workers
+    from edge_fas.training import data_params, model_input_size, open_cache, resolve_workers
 
     cache = open_cache(cfg)
     if cache is None:
         raise ConfigError("data.crop_cache is false: there is no cache to build (set data.crop_cache: true)")
     workers = resolve_workers(workers)
-    params = PreprocessParams(size=model_input_size(cfg))
+    params = data_params(cfg, model_input_size(cfg))[0]  # data.preprocess's crop_scale is in the cache key
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.remove_stale_temporaries(older_than_s=600.0)
     sets = {s: split_index(cfg["data"], s) for s in splits if s != "test"}

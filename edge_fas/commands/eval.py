@@ -73,7 +73,7 @@ def data_config(args, meta: dict) -> dict:
     trained = (meta.get("train_config") or {}).get("data", {}) or {}
     training = meta.get("training") or {}
     d = copy.deepcopy(DEFAULTS["data"])
-    for k in ("frames_per_video", "detect", "wmca"):
+    for k in ("frames_per_video", "detect", "wmca", "randomization"):  # a custom range set stays a known domain
         if k in trained:
             d[k] = trained[k]
     if args.sessions:
