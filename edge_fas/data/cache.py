@@ -7,7 +7,8 @@ or the session take and frame), the crop parameters (model input size, crop scal
 whole-image size limit), the face detector's model hash where a detector frames the face, and
 CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the old entries
 are simply not read again (delete the folder to reclaim the space). The normalisation (mean/std,
-depth and IR scaling) is applied after the cache, so changing it reuses every entry.
+depth and IR scaling, data.preprocess's depth_norm and ir_norm) is applied after the cache, so changing it
+reuses every entry.
 
 Entries are uncompressed .npz files (`KEY[:2]/KEY.npz` under the cache folder) holding the arrays and a
 JSON header that repeats the key; they are written to a temporary name and renamed into place, so a
