@@ -17,8 +17,8 @@ def frontal(z=0.5):
 
 
 def custom(**factors):
-    """A range set named rand_test: rand with `factors` fixed (dots in names written as __)."""
-    return parse_custom({"rand_test": {k.replace("__", "."): v for k, v in factors.items()}})["rand_test"]
+    """A range set named rand_custom: rand with `factors` fixed (dots in names written as __)."""
+    return parse_custom({"rand_custom": {k.replace("__", "."): v for k, v in factors.items()}})["rand_custom"]
 
 
 def test_every_factor_is_documented_and_heldout_ranges_lie_outside_training():
@@ -32,6 +32,18 @@ def test_every_factor_is_documented_and_heldout_ranges_lie_outside_training():
     rng = np.random.default_rng(0)
     fov = [held.draw(rng, "camera.color_hfov_deg") for _ in range(50)]
     assert min(fov) > FACTORS["camera.color_hfov_deg"][1][1]
+
+
+def test_the_test_ranges_lie_outside_both_training_and_heldout_ranges():
+    from edge_fas.sim.ranges import TEST_OVERRIDES
+
+    rand, held, test = RANGE_SETS["rand"], RANGE_SETS["rand_heldout"], RANGE_SETS["rand_test"]
+    continuous = {k for k, v in TEST_OVERRIDES.items() if isinstance(v, tuple)}
+    assert continuous <= set(test.disjoint_from(rand)) and continuous <= set(test.disjoint_from(held))
+    # only procedural identities: neither photo that training or selection saw
+    assert test.values["identity.source"] == ["procedural"]
+    rng = np.random.default_rng(0)
+    assert max(test.draw(rng, "camera.color_hfov_deg") for _ in range(50)) < FACTORS["camera.color_hfov_deg"][1][0]
 
 
 def test_custom_range_sets_fail_clearly():
@@ -84,7 +96,7 @@ def test_lens_distortion_is_in_the_calibration_and_the_pixels():
 
     rs = custom(camera__color_k1=-0.28, camera__color_k2=0.0, camera__depth_k1=0.0, camera__depth_resolution=1.0,
                 camera__color_hfov_deg=[55.0, 55.0], pose__offset=[0.0, 0.0], depth__smoothing_px=[0.0, 0.0])
-    rig = make_rig("rand_test", seed=1, width=320, height=240, ranges=rs)
+    rig = make_rig("rand_custom", seed=1, width=320, height=240, ranges=rs)
     f = rig.render("bona_fide", 0, pose=Pose(0.2, -0.11, 0.5, 10.0, 5.0, 0.0))  # off-centre: distortion matters
     cal = f.calibration
     assert cal.color.model == "brown_conrady" and cal.color.coeffs[0] < -0.15  # strong barrel distortion kept
@@ -112,13 +124,13 @@ def test_a_lens_never_folds_back_inside_its_image():
     assert -0.3 < k1 < 0 and -0.05 < k2 <= 0
     rs = custom(camera__color_k1=-0.3, camera__color_k2=-0.05, camera__color_hfov_deg=[88.0, 88.0],
                 camera__color_sharpness=[1.0, 1.0])
-    view = make_rig("rand_test", seed=0, width=W, height=H, ranges=rs).camera(0).color_view
+    view = make_rig("rand_custom", seed=0, width=W, height=H, ranges=rs).camera(0).color_view
     assert view.distorted and np.diff(view.xn, axis=1).min() > 0 and np.diff(view.yn, axis=0).min() > 0
 
 
 def test_face_relief_and_flat_print_in_the_randomised_rig():
     rs = custom(camera__depth_resolution=[1.0, 1.0], depth__smoothing_px=[0.0, 0.0], emitter__pattern=["dots"])
-    rig = make_rig("rand_test", seed=2, width=320, height=240, ranges=rs)
+    rig = make_rig("rand_custom", seed=2, width=320, height=240, ranges=rs)
     live = rig.render("bona_fide", 0, pose=frontal(0.5))
     nose = depth_at(live, "nose", r=2)
     cheeks = np.nanmean([depth_at(live, "cheek_right", r=2), depth_at(live, "cheek_left", r=2)])
@@ -134,7 +146,7 @@ def test_projected_dots_blur_in_skin_and_stay_sharp_on_paper():
     rs = custom(emitter__pattern=["dots"], emitter__contrast=[0.8, 0.8], emitter__density=[0.08, 0.08],
                 ir__scatter_px=[3.0, 3.0], light__ir_ambient=[0.0, 0.0], ir__noise=[0.5, 0.5],
                 camera__depth_resolution=[1.0, 1.0], print__ink_ir_dark=[0.0, 0.0])
-    rig = make_rig("rand_test", seed=0, width=320, height=240, ranges=rs)
+    rig = make_rig("rand_custom", seed=0, width=320, height=240, ranges=rs)
 
     def dot_contrast(species):
         f = rig.render(species, 0, pose=frontal(0.45))
@@ -149,8 +161,8 @@ def test_flying_pixels_lie_between_foreground_and_background():
     base = dict(emitter__pattern=["flood"], depth__edge_px=[3.0, 3.0], depth__hole_rate=[0.0, 0.0],
                 depth__dark_limit=[1.0, 1.0], camera__depth_resolution=[1.0, 1.0], depth__smoothing_px=[0.0, 0.0],
                 background__behind_m=[1.0, 1.0], background__tilt_deg=[0.0, 0.0], depth__tof_noise_mm_per_m=[2.0, 2.0])
-    keep = make_rig("rand_test", seed=0, width=W, height=H, ranges=custom(depth__flying=[1.0, 1.0], **base))
-    drop = make_rig("rand_test", seed=0, width=W, height=H, ranges=custom(depth__flying=[0.0, 0.0], **base))
+    keep = make_rig("rand_custom", seed=0, width=W, height=H, ranges=custom(depth__flying=[1.0, 1.0], **base))
+    drop = make_rig("rand_custom", seed=0, width=W, height=H, ranges=custom(depth__flying=[0.0, 0.0], **base))
     fk, fd = keep.render("print", 0, pose=frontal(0.6)), drop.render("print", 0, pose=frontal(0.6))
     zk, zd = fk.depth.astype(float), fd.depth.astype(float)
     mixed = (zk > 700) & (zk < 1500)  # neither the sheet (~600 mm) nor the wall (~1600 mm)
