@@ -26,21 +26,17 @@ DOMAINS = ("surf", "cefa", "wmca", "padisi")
 
 
 def prepare(models, extra_sets, workers):
-    """Render every crop set the runs need once, with a process pool (the runs then hit the cache)."""
-    from edge_fas.models import build
-    from edge_fas.preprocess import PreprocessParams
-    from edge_fas.training import build_data, load_train_config
+    """Render every sample the runs need once into the crop cache, in `workers` processes (the runs
+    then read it: a sample's entry is the same whichever domains a run groups it with)."""
+    from edge_fas.commands.cache import build_cache
+    from edge_fas.training import load_train_config
 
     for m in models:
         cfg = load_train_config(ROOT / "configs" / f"lodo-{m}.yaml", extra_sets)
-        cfg["data"]["render_workers"] = workers
-        size = int(build(m, cfg["model"]["preset"], **cfg["model"]["overrides"]).input_size)
-        p = PreprocessParams(size=size)
-        t = time.perf_counter()
-        for split in ("train", "val", "test"):
-            for d in DOMAINS:
-                build_data(cfg, split, p, domains=[d])
-        print(f"prepared crops for {m} ({size}px) in {time.perf_counter() - t:.0f} s", flush=True)
+        cfg["data"].update(train_domains=list(DOMAINS), val_domains=None, test_domains=list(DOMAINS))
+        t = build_cache(cfg, workers=workers)
+        print(f"prepared crops for {m}: {t['samples']} samples ({t['built']} rendered) in {t['seconds']:.0f} s",
+              flush=True)
 
 
 def run_all(models, out: Path, jobs: int, extra: list[str]):

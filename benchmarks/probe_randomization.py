@@ -81,6 +81,7 @@ def main() -> int:
                      "data.per_domain": {"train": args.train // n_dom, "val": args.val // len(val_doms),
                                          "test": args.test},
                      "data.cache_dir": str(out / "cache"), "data.render_workers": args.workers,
+                     "train.workers": args.workers,
                      "data.seed": args.seed, "train.epochs": args.epochs, "train.batch_size": 16, "train.lr": 3e-4,
                      "train.schedule": "cosine", "train.keep": "best", "train.seed": args.seed, "train.log_every": 20,
                      "train.device": args.device, "train.threads": args.threads, "out": str(out / arm)})

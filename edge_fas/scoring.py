@@ -1,5 +1,6 @@
-"""Score a CropSet with a model as it is deployed: `load_scorer(path)` takes an exported artifact
-folder (the bundled 'demo' included) or a training checkpoint (.pt).
+"""Score a CropSet, or a streamed set (edge_fas.data.stream.StreamDataset, decoded in worker processes),
+with a model as it is deployed: `load_scorer(path)` takes an exported artifact folder (the bundled
+'demo' included) or a training checkpoint (.pt).
 
 An artifact is scored through `edge_fas.runtime.load_runtime`, the runtime the live pipeline uses
 (ONNX Runtime on CPU unless told otherwise), so evaluation sees exactly the deployed graph, its
@@ -27,7 +28,8 @@ __all__ = ["Scorer", "Scored", "load_scorer", "model_scorer", "describe_crops"]
 
 @dataclass
 class Scored:
-    """Per-sample results of one scored CropSet."""
+    """Per-sample results of one scored CropSet or streamed set (a streamed sample with no face is left
+    out: `index` holds the positions of the scored samples in the set)."""
 
     score: np.ndarray  # calibrated P(attack)
     logits: np.ndarray  # raw model logits (before calibration)
@@ -38,6 +40,7 @@ class Scored:
     statistic: str | None = None  # uncertainty statistic name (edge_fas.uncertainty) or None
     uncertainty: np.ndarray | None = None  # its value per sample
     map_peaks: dict = field(default_factory=dict)  # map kind -> per-sample 99th percentile
+    index: np.ndarray | None = None  # positions of these samples in the scored set
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -95,20 +98,21 @@ class Scorer:
     def infer(self, batch: dict) -> ModelOutput:
         return self._infer(batch)
 
-    def score(self, crops, batch_size: int = 32, progress=None) -> Scored:
-        """Score every crop of a CropSet in order."""
+    def score(self, crops, batch_size: int = 32, progress=None, workers: int = 0) -> Scored:
+        """Score every crop of a CropSet in order, or every sample of a StreamDataset (decoded in
+        `workers` processes; samples with no face are left out)."""
         n = len(crops)
         if n == 0:
             raise ConfigError("nothing to score: the crop set is empty")
         size = self.preprocess.size
-        if crops.rgb.shape[-1] != size:
-            raise ConfigError(f"crops are {crops.rgb.shape[-1]} px but {self.source} takes {size} px; crop with "
+        streamed = hasattr(crops, "index")
+        got = crops.params.size if streamed else crops.rgb.shape[-1]
+        if got != size:
+            raise ConfigError(f"crops are {got} px but {self.source} takes {size} px; crop with "
                               "the model's preprocessing (scorer.preprocess)")
-        scores, logits, stats, peaks, stat_name = [], [], [], {}, None
-        for i in range(0, n, batch_size):
-            sl = slice(i, min(i + batch_size, n))
-            batch = {k: np.asarray(getattr(crops, k)[sl], dtype=np.float32) for k in ("rgb", "depth", "ir")}
-            batch["present"] = crops.present[sl].astype(np.float32)
+        scores, logits, stats, peaks, stat_name, where, done = [], [], [], {}, None, [], 0
+        for batch, positions in (_stream_batches(crops, batch_size, workers) if streamed else
+                                 _crop_batches(crops, batch_size)):
             out = self._infer(batch)
             scores.append(np.asarray(out.score, np.float64).reshape(-1))
             logits.append(np.asarray(out.logits, np.float64).reshape(-1) if out.logits is not None
@@ -119,12 +123,41 @@ class Scorer:
                 stats.append(st[1])
             for k, v in U.map_peaks(out).items():
                 peaks.setdefault(k, []).append(v)
+            where.append(positions)
+            done = int(positions[-1]) + 1
             if progress:
-                progress(sl.stop, n)
-        return Scored(score=np.concatenate(scores), logits=np.concatenate(logits), label=np.asarray(crops.label),
-                      species=np.asarray(crops.species), domain=np.asarray(crops.domain), data=describe_crops(crops),
-                      statistic=stat_name, uncertainty=np.concatenate(stats) if stats else None,
-                      map_peaks={k: np.concatenate(v) for k, v in peaks.items()})
+                progress(done, n)
+        if not where:
+            raise ConfigError(f"nothing to score: none of the {n} samples gave a face crop")
+        idx = np.concatenate(where)
+        meta = crops.index if streamed else crops
+        return Scored(score=np.concatenate(scores), logits=np.concatenate(logits), label=np.asarray(meta.label)[idx],
+                      species=np.asarray(meta.species)[idx], domain=np.asarray(meta.domain)[idx],
+                      data=describe_crops(meta), statistic=stat_name,
+                      uncertainty=np.concatenate(stats) if stats else None,
+                      map_peaks={k: np.concatenate(v) for k, v in peaks.items()}, index=idx)
+
+
+def _crop_batches(crops, batch_size: int):
+    """(batch of numpy arrays, positions) over a CropSet, in order."""
+    n = len(crops)
+    for i in range(0, n, batch_size):
+        sl = slice(i, min(i + batch_size, n))
+        batch = {k: np.asarray(getattr(crops, k)[sl], dtype=np.float32) for k in ("rgb", "depth", "ir")}
+        batch["present"] = crops.present[sl].astype(np.float32)
+        yield batch, np.arange(sl.start, sl.stop)
+
+
+def _stream_batches(ds, batch_size: int, workers: int):
+    """(batch of numpy arrays, positions) over a StreamDataset, in order, decoded in `workers` processes."""
+    from edge_fas.data.stream import make_loader
+
+    for b in make_loader(ds, batch_size, workers=workers, persistent=False):
+        if b is None:  # no sample of this batch had a face
+            continue
+        batch = {k: b[k].numpy() for k in ("rgb", "depth", "ir")}
+        batch["present"] = b["present"].numpy().astype(np.float32)
+        yield batch, b["index"].numpy()
 
 
 def _raw_logits_from(score, calibration: ScoreCalibration) -> np.ndarray:

@@ -145,3 +145,19 @@ def test_training_runs_on_randomised_ranges_with_the_new_preprocessing(tmp_path)
     assert meta["preprocess"]["depth_norm"] == "plane_mm" and meta["preprocess"]["ir_norm"] == "face_log"
     assert "pose.distance_m" not in meta["validation"]["factors_outside_training_ranges"]["rand_far"]
     assert "camera.color_hfov_deg" in meta["validation"]["factors_outside_training_ranges"]["rand_far"]
+
+
+def test_eval_finds_a_checkpoints_custom_range_set_by_name():
+    """edge-fas eval defaults to the training domains; a custom range set among them stays known."""
+    import argparse
+
+    from edge_fas.commands import eval as eval_command
+    from edge_fas.data.build import test_indices
+
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    meta = {"training": {"source": "synthetic", "domains": ["rand_far"]},
+            "train_config": {"data": {"randomization": {"rand_far": {"pose.distance_m": [0.9, 1.0]}}}}}
+    sets = test_indices(eval_command.data_config(parser.parse_args(["model.pt", "--per-domain", "4"]), meta))
+    sample = sets["rand_far"].sample(0)
+    assert sample.ranges.name == "rand_far" and sample.ranges.values["pose.distance_m"] == (0.9, 1.0)

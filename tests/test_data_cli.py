@@ -26,8 +26,13 @@ def run(tmp_path_factory):
     cfg.write_text(yaml.safe_dump(TINY))
     out = base / "run"
     assert cli_main(["train", "--config", str(cfg), "--protocol", "mmdg-p1-cps-w", "--data-root", str(root),
-                     "--set", f"out={out}"]) == 0
+                     "--set", f"out={out}", "--set", f"data.cache_dir={cache_of(base)}"]) == 0
     return root, out, cfg
+
+
+def cache_of(tmp):
+    """The crop cache these tests share, beside their temporary folders (not in the working tree)."""
+    return str(tmp.parent / "cli-cache")
 
 
 def rows(folder):
@@ -49,7 +54,8 @@ def test_eval_writes_scores_per_sample_with_paths_labels_and_species(run, tmp_pa
     root, out, _ = run
     rep = tmp_path / "rep"
     # no --protocol: a real-data checkpoint is evaluated on its own protocol
-    assert cli_main(["eval", str(out / "checkpoint.pt"), "--out", str(rep), "--data-root", str(root), "--no-plots"]) == 0
+    assert cli_main(["eval", str(out / "checkpoint.pt"), "--out", str(rep), "--data-root", str(root), "--no-plots",
+                     "--cache-dir", cache_of(tmp_path)]) == 0
     r = rows(rep)
     listed = [ln.split()[0] for ln in (root / "MMDG-Benchmark" / "W-test.txt").read_text().splitlines()]
     assert [x["path"] for x in r] == listed and {x["dataset"] for x in r} == {"wmca"}
@@ -70,7 +76,7 @@ def test_eval_other_protocols_on_the_same_tree(run, tmp_path):
     # the flexible-modal protocol: one report per test set, a summary with the image-weighted average
     flex = tmp_path / "flex"
     assert cli_main(["eval", ckpt, "--out", str(flex), "--protocol", "mmfas-cross", "--data-root", str(root),
-                     "--no-plots"]) == 0
+                     "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     summary = json.loads((flex / "summary.json").read_text())
     assert summary["average"]["sets"] == ["cefa", "surf", "wmca"] and summary["average"]["samples"] == 4 + 4 + 9
     assert [x["species"] for x in rows(flex / "wmca-glasses")] == ["bona_fide", "bona_fide", "glasses"]
@@ -78,19 +84,19 @@ def test_eval_other_protocols_on_the_same_tree(run, tmp_path):
     # WMCA leave-one-out on Idiap's preprocessed HDF5 pair: only bona fide and the unseen PAI are tested
     loo = tmp_path / "loo"
     assert cli_main(["eval", ckpt, "--out", str(loo), "--protocol", "wmca-loo-prints", "--data-root", str(root),
-                     "--no-plots"]) == 0
+                     "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     r = rows(loo)
     assert {x["species"] for x in r} == {"bona_fide", "print"} and len(r) == 3 * 3  # 3 videos x 3 frames
     assert r[0]["path"] == "face-station/17.01.18/001_01_000_0_00"
     # CeFA protocol 4.1 from the re-issued lists (0 = live)
     cefa = tmp_path / "cefa"
     assert cli_main(["eval", ckpt, "--out", str(cefa), "--protocol", "cefa-4.1", "--data-root", str(root),
-                     "--no-plots"]) == 0
+                     "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     assert [x["label"] for x in rows(cefa)] == ["0", "1", "1", "0"]
     # MMDG Protocol 2: the same test list with depth and IR removed
     p2 = tmp_path / "p2"
     assert cli_main(["eval", ckpt, "--out", str(p2), "--protocol", "mmdg-p2-cps-w-rgb-only", "--data-root", str(root),
-                     "--no-plots"]) == 0
+                     "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     assert "modalities removed at test: depth, ir" in json.loads((p2 / "metrics.json").read_text())["meta"]["data"]
 
 
@@ -100,7 +106,7 @@ def test_real_protocols_never_fall_back_to_synthetic(run, tmp_path, capsys):
     assert "reads the real datasets: pass --data-root DIR" in capsys.readouterr().err
     # eval without --data-root reads the real data under the root the checkpoint was trained from
     assert cli_main(["eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "x"), "--protocol", "casia-surf",
-                     "--no-plots"]) == 0
+                     "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     assert str(root / "CASIA-SURF" / "test_private_list.txt") in \
         json.loads((tmp_path / "x" / "metrics.json").read_text())["meta"]["data"]
     assert cli_main(["eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "y"), "--protocol", "wmca-loo-glasses",

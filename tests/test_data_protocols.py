@@ -8,10 +8,10 @@ import pytest
 
 from edge_fas.data.build import DataOptions, split_records, records_of_test_sets
 from edge_fas.data.crops import CropSet
-from edge_fas.data.protocols import PROTOCOLS, get_protocol, protocol_config
+from edge_fas.data.protocols import PROTOCOLS, get_protocol
 from edge_fas.data.records import DatasetError
 from edge_fas.errors import ConfigError
-from edge_fas.training import drop_modalities
+from edge_fas.training import drop_modalities, protocol_config
 from fas_tree import make_tree
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -163,7 +164,8 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     p = write_cfg(tmp_path, cfg)
     assert cli_main(["train", "--config", str(p)]) == 0
     ft = tiny_config(tmp_path)
-    ft["data"] = {"source": "sessions", "sessions": {**sessions, "test": sessions["val"]}, "frames_per_take": 2}
+    ft["data"] = {"source": "sessions", "sessions": {**sessions, "test": sessions["val"]}, "frames_per_take": 2,
+                  "cache_dir": cfg["data"]["cache_dir"]}
     ft["train"].update(init_from=str(tmp_path / "run" / "checkpoint.pt"))
     ft["out"] = str(tmp_path / "ft")
     r = train(load_train_config(write_cfg(tmp_path, ft)))
@@ -172,5 +174,34 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     assert meta["training"]["source"] == "sessions"
     rep = tmp_path / "site-report"
     assert cli_main(["eval", str(tmp_path / "ft" / "checkpoint.pt"), "--out", str(rep), "--sessions",
-                     sessions["val"][0], "--no-plots"]) == 0
+                     sessions["val"][0], "--no-plots", "--cache-dir", cfg["data"]["cache_dir"]]) == 0
     assert (rep / "scores.csv").read_text().count("\n") == 9  # header + 4 takes x 2 frames
+
+
+def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
+    """DDP on CPU (gloo, 2 processes x batch 2) over the streaming dataset trains like one process with
+    batch 4: the same global batches, averaged gradients, the same logged losses and weights."""
+    from edge_fas.models import load_checkpoint
+
+    cfg = tiny_config(tmp_path)
+    cfg["model"] = {"name": "vit", "preset": "edge",
+                    "overrides": {"input_size": 32, "patch_size": 8, "width": 24, "depth": 1, "heads": 2}}
+    cfg["data"]["test_domains"] = []
+    cfg["train"].update(epochs=2, device="cpu", workers=1, lr=1e-3)
+    runs = {}
+    for name, world, batch in (("one", 1, 4), ("two", 2, 2)):
+        c = {**cfg, "train": {**cfg["train"], "batch_size": batch}, "out": str(tmp_path / name)}
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump(c))
+        exe = Path(sys.executable).parent / "edge-fas"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world), str(exe),
+               "train", "--config", str(p)] if world > 1 else [str(exe), "train", "--config", str(p)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=240)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        runs[name] = ([r["total"] for r in log if r["kind"] == "step"], load_checkpoint(tmp_path / name / "checkpoint.pt")[0])
+    (one, m1), (two, m2) = runs["one"], runs["two"]
+    assert len(one) == len(two) == 4 and one[0] != one[-1]  # 8 samples / global batch 4, 2 epochs: the model learns
+    assert np.allclose(one, two, rtol=1e-4, atol=1e-6), (one, two)
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k

@@ -172,7 +172,8 @@ def _finetune_and_export(args, split, checkpoint: Path, work: Path, out: Path):
         "data.source": "sessions", "data.sessions": split, "data.frames_per_take": args.frames_per_take,
         "train.epochs": args.epochs, "train.lr": args.lr, "train.batch_size": args.batch_size,
         "train.init_from": str(checkpoint), "train.target": args.target, "train.keep": "best",
-        "train.schedule": "cosine", "train.threads": args.threads, "out": str(work / "train")})
+        "train.schedule": "cosine", "train.threads": args.threads, "out": str(work / "train"),
+        "data.cache_dir": str(work / "cache")})  # the sessions' decoded crops stay with the run
     del model
     train(cfg)
     art = export_checkpoint(work / "train" / "checkpoint.pt", out, parity_count=args.parity, parity_source="random",

@@ -5,8 +5,9 @@ demo included) and write the report folder (JSON, Markdown, CSV, PNGs).
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
     edge-fas eval ARTIFACT --out R --sessions DIR --target apcer=0.01 --val-sessions DIR2 # recorded sessions
 
-The test sets come from edge_fas.data.build.build_test_sets; each is scored once through
-edge_fas.scoring (an artifact through the runtime the live pipeline uses), then reported. A protocol
+The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
+--workers processes, never all in memory); each is scored once through edge_fas.scoring (an artifact
+through the runtime the live pipeline uses), then reported. A protocol
 with one test set writes its report into --out; one with several (mmfas-cross, MMDG Protocol 3) writes
 OUT/<test set>/ per set plus OUT/summary.json and OUT/summary.md (with the papers' image-weighted
 average where the protocol has one). `--target` chooses the threshold on the validation data (the
@@ -54,7 +55,12 @@ def add_arguments(parser):
     parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt", "auto"],
                         help="runtime for an artifact (default onnxruntime on CPU)")
     parser.add_argument("--device", default="cpu", help="device for the runtime (default cpu)")
-    parser.add_argument("--cache-dir", default="runs/cache", help="where rendered crops are cached")
+    parser.add_argument("--cache-dir", default="runs/cache",
+                        help="crop cache folder (decoded, detected and cut faces are kept under DIR/crops)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decode every sample afresh; do not read or write the crop cache")
+    parser.add_argument("--workers", default="auto",
+                        help="processes decoding samples (default auto: cores - 1, at most 8; 0: in this process)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
@@ -67,7 +73,7 @@ def data_config(args, meta: dict) -> dict:
     trained = (meta.get("train_config") or {}).get("data", {}) or {}
     training = meta.get("training") or {}
     d = copy.deepcopy(DEFAULTS["data"])
-    for k in ("frames_per_video", "detect", "wmca"):
+    for k in ("frames_per_video", "detect", "wmca", "randomization"):  # a custom range set stays a known domain
         if k in trained:
             d[k] = trained[k]
     if args.sessions:
@@ -112,28 +118,34 @@ def data_config(args, meta: dict) -> dict:
     return d
 
 
-def validation_set(d: dict, params):
-    """The data --target chooses its threshold on, disjoint from the test sets."""
-    from edge_fas.data.build import build_split, build_test_sets
-    from edge_fas.data.crops import CropSet
+def validation_set(d: dict):
+    """The samples --target chooses its threshold on, disjoint from the test sets."""
+    from edge_fas.data.build import split_index, test_indices
+    from edge_fas.data.stream import SampleIndex
     from edge_fas.errors import ConfigError
 
     if d["source"] == "datasets":
-        return build_split(d, "val", params, progress=_progress("validation"))
+        return split_index(d, "val")
     if d["source"] == "sessions":
         if not d["sessions"]["val"]:
             raise ConfigError("--target with --sessions needs --val-sessions DIR to choose the threshold on")
-        return build_test_sets(d, params, split="val")["sessions"]
-    sets = list(build_test_sets(d, params, split="val").values())
-    return sets[0] if len(sets) == 1 else CropSet.concat(sets)
+        return test_indices(d, split="val")["sessions"]
+    sets = list(test_indices(d, split="val").values())
+    return sets[0] if len(sets) == 1 else SampleIndex.concat(sets)
 
 
 def run(args) -> int:
+    import yaml
+
     from edge_fas import operating_point as opmod
-    from edge_fas.data.build import build_test_sets, weighted_average
+    from edge_fas.data.build import test_indices, weighted_average
+    from edge_fas.data.cache import CropCache
+    from edge_fas.data.stream import StreamDataset
     from edge_fas.errors import ConfigError
+    from edge_fas.progress import Progress
     from edge_fas.report import model_report_sections, write_report
     from edge_fas.scoring import load_scorer
+    from edge_fas.training import resolve_workers
 
     if args.list_protocols:
         print_protocols()
@@ -147,18 +159,27 @@ def run(args) -> int:
     scorer = load_scorer(args.model, runtime=args.runtime, device=args.device)
     d = data_config(args, scorer.info)
     params = scorer.preprocess
+    workers = resolve_workers(yaml.safe_load(str(args.workers)))
+    cache = None if args.no_cache else CropCache(Path(args.cache_dir) / "crops")
+
+    def score(name, ix):
+        """One streamed set scored (samples with no face are left out and counted)."""
+        with Progress(f"scoring {name}", len(ix)) as bar:
+            return scorer.score(StreamDataset(ix, params, cache, missing=ix.meta.get("missing", ())), workers=workers,
+                                progress=bar.callback)
 
     # 1. the named test sets
-    sets = build_test_sets(d, params, split=args.split, progress=_progress("test") if d["source"] == "datasets" else None)
-    if not sets:
+    indices = test_indices(d, split=args.split)
+    if not indices:
         raise ConfigError("the chosen data has no test set")
-    # 2. one scoring call per set
-    scored = {name: scorer.score(cs) for name, cs in sets.items()}
+    # 2. one scoring call per set; a report covers the samples that gave a face
+    scored = {name: score(name, ix) for name, ix in indices.items()}
+    sets = {name: ix if len(scored[name]) == len(ix) else ix.subset(scored[name].index) for name, ix in indices.items()}
+    skipped = {name: len(indices[name]) - len(scored[name]) for name in indices}
     # 3. the operating point: recorded, given, or chosen here on validation data
     op = None
     if args.target:
-        val_cs = validation_set(d, params)
-        val = scorer.score(val_cs)
+        val = score("validation", validation_set(d))
         first = next(iter(sets))
         try:
             op = opmod.choose(val.score, val.label, val.species, args.target, val.data,
@@ -185,7 +206,7 @@ def run(args) -> int:
                          operating_point=op, extra_markdown=extra, title=f"{scorer.name} on {name}: {data}",
                          meta={"model": str(args.model), "scored_by": scorer.name, "test_set": name, "data": data,
                                "source": d["source"], "protocol": d.get("protocol"), "split": args.split,
-                               "samples": len(cs), "skipped_no_face": cs.meta.get("skipped_no_face", 0),
+                               "samples": len(cs), "skipped_no_face": skipped[name],
                                "threshold_split": threshold_split, **extra_doc})
         results[name] = r
         print(f"wrote {folder}: HTER {r['hter']:.4f}, APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, "
@@ -194,13 +215,6 @@ def run(args) -> int:
     if len(sets) > 1:
         _write_summary(out, d, sets, results, weighted_average)
     return 0
-
-
-def _progress(what: str):
-    """A (done, total) callback showing how far loading has got, on stderr."""
-    from edge_fas.progress import Progress
-
-    return Progress(f"loading {what} samples", 1).callback
 
 
 def _write_summary(out: Path, d: dict, sets: dict, results: dict, weighted_average) -> None:

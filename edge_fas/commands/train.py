@@ -1,4 +1,4 @@
-"""`edge-fas train`: train a model (see edge_fas/training.py for the config).
+"""`edge-fas train`: train a model (see edge_fas/training/config.py for the config).
 
     edge-fas train --config configs/demo.yaml                         # synthetic rig
     edge-fas train --protocol mmdg-p1-cps-w --data-root /data/fas     # a paper's protocol on the real datasets
@@ -57,18 +57,18 @@ def print_protocols() -> None:
         print(f"{name:32s} {p.paper}\n{'':32s} reads: {where}")
 
 
-def run(args) -> int:
+def config_from_args(args) -> dict:
+    """The effective training config of --config, --set, --protocol/--data-root/--lists/--synthetic
+    and --resume (train and `cache build` read the same options)."""
     from edge_fas.errors import ConfigError
-    from edge_fas.training import apply_overrides, load_train_config, train
+    from edge_fas.training import apply_overrides, load_train_config
 
-    if args.list_protocols:
-        print_protocols()
-        return 0
     overrides = parse_sets(args.set)
-    if args.resume:
+    if getattr(args, "resume", False):
         overrides["train.resume"] = True
     if args.protocol:
-        from edge_fas.data.protocols import get_protocol, protocol_config
+        from edge_fas.data.protocols import get_protocol
+        from edge_fas.training import protocol_config
 
         base = load_train_config(args.config)
         root = args.data_root or overrides.pop("data.root", None) or base["data"]["root"]
@@ -76,15 +76,23 @@ def run(args) -> int:
         pr = get_protocol(args.protocol)
         cfg = protocol_config(args.protocol, base["model"]["name"], base["model"]["preset"], base,
                               synthetic=args.synthetic or not pr.real, root=root, lists=lists)
-        cfg = apply_overrides(cfg, overrides)
-    else:
-        if args.synthetic:
-            raise ConfigError("--synthetic runs a protocol's synthetic stand-in: pass --protocol NAME too")
-        if args.data_root:
-            overrides["data.root"] = args.data_root
-        if args.lists:
-            overrides["data.lists"] = args.lists
-        cfg = load_train_config(args.config, overrides)
+        return apply_overrides(cfg, overrides)
+    if args.synthetic:
+        raise ConfigError("--synthetic runs a protocol's synthetic stand-in: pass --protocol NAME too")
+    if args.data_root:
+        overrides["data.root"] = args.data_root
+    if args.lists:
+        overrides["data.lists"] = args.lists
+    return load_train_config(args.config, overrides)
+
+
+def run(args) -> int:
+    from edge_fas.training import train
+
+    if args.list_protocols:
+        print_protocols()
+        return 0
+    cfg = config_from_args(args)
     if args.print_config:
         print(yaml.safe_dump(cfg, sort_keys=False), end="")
         return 0

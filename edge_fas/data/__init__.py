@@ -1,4 +1,6 @@
-"""Datasets: every source ends as a CropSet of normalised face crops (see crops.py).
+"""Datasets: every source (public datasets, recorded sessions, the synthetic rig) is an index of samples
+streamed through DataLoader workers and an on-disk crop cache (stream.py, cache.py, source.py), or
+decoded into an in-memory CropSet of normalised face crops for small sets (crops.py).
 
 Public datasets: one reader per family (casia_surf, cefa, wmca, padisi) indexes a release's list or
 partition files into Records (records.py) that decode lazily; protocols.py names the papers' protocols

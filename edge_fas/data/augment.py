@@ -23,6 +23,10 @@ float32, already normalised) and its present mask (3,). Steps, in order:
 
 A step whose probability is 0 draws no random numbers, so the default parameters reproduce the
 augmentation the project trained with before this module existed, draw for draw.
+
+Step 1 is `draw_geometry` plus `zoom_shift`, steps 2-5 are `appearance`: streaming training
+(edge_fas.data.stream) applies the zoom and shift at the source crop's own resolution instead (real
+context comes in at the border), from the same draws in the same order.
 """
 
 from __future__ import annotations
@@ -83,11 +87,29 @@ class AugmentParams:
 def augment(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.ndarray, rng: np.random.Generator,
             params: AugmentParams = AugmentParams()):
     """One sample's augmented (rgb, depth, ir, present); the inputs are not modified."""
+    flip, scale, shift = draw_geometry(rng, params)
+    if flip:
+        rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
+    rgb, depth, ir = zoom_shift((rgb, depth, ir), scale, shift)
+    return appearance(rgb, depth, ir, present, rng, params)
+
+
+def draw_geometry(rng: np.random.Generator, params: AugmentParams = AugmentParams()):
+    """Step 1's draws, in order: (flip, zoom scale, (dx, dy) shift as fractions of the side).
+
+    augment() applies them to the model-size crop; streaming training (edge_fas.data.stream) zooms and
+    shifts the source crop at its own resolution before the resize, then flips the model-size crop."""
+    flip = bool(rng.random() < params.flip)
+    return flip, float(rng.uniform(*params.zoom)), rng.uniform(-params.shift, params.shift, 2)
+
+
+def appearance(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.ndarray, rng: np.random.Generator,
+               params: AugmentParams = AugmentParams()):
+    """Steps 2-5 (colour gain and offset, photometric invariance, cutout, modality dropout) on model-size
+    crops that have had their geometry step; returns (rgb, depth, ir, present), the inputs not modified."""
     p = params
     present = np.asarray(present, bool).copy()
-    if rng.random() < p.flip:
-        rgb, depth, ir = rgb[..., ::-1], depth[..., ::-1], ir[..., ::-1]
-    rgb, depth, ir = zoom_shift((rgb, depth, ir), rng.uniform(*p.zoom), rng.uniform(-p.shift, p.shift, 2))
+    depth, ir = np.array(depth, np.float32), np.array(ir, np.float32)  # cutout writes in place
     rgb = rgb * np.float32(rng.uniform(*p.rgb_gain)) + np.float32(rng.uniform(-p.rgb_offset, p.rgb_offset))
     if p.photometric > 0:
         if present[0] and rng.random() < p.photometric:

@@ -1,16 +1,20 @@
 """Training and test data from a config's `data` section: the splits and the named test sets.
 
-One place turns a data source into CropSets, for `edge-fas train` and `edge-fas eval` alike:
+One place turns a data source into sample indices (streamed: edge_fas.data.stream) or in-memory
+CropSets, for `edge-fas train`, `edge-fas eval` and `edge-fas cache` alike:
 
 - `synthetic`: the synthetic rig's domains (edge_fas.data.synthetic);
 - `sessions`: recorded field sessions (edge_fas.data.sessions);
 - `datasets`: a named protocol (edge_fas.data.protocols) on the public datasets under `data.root`,
   its list files looked up in `data.lists` (else the root) and read by the dataset readers.
 
-    build_split(cfg["data"], "train", params)        -> CropSet
-    build_test_sets(cfg["data"], params)              -> {"wmca": CropSet, "wmca-print": CropSet, ...}
+    split_index(cfg["data"], "train")                 -> SampleIndex (what training streams)
+    test_indices(cfg["data"])                         -> {"wmca": SampleIndex, "wmca-print": SampleIndex, ...}
+    build_split(cfg["data"], "train", params)        -> CropSet (decoded into memory: small sets, tools)
+    build_test_sets(cfg["data"], params)              -> {"wmca": CropSet, ...}
 
-Every CropSet's meta["data"] says in words what it was computed on; reports carry it.
+Every index's and CropSet's meta["data"] says in words what it was computed on; reports carry it. A
+test index's meta["missing"] names the modalities its protocol removes at test (MMDG Protocol 2).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from edge_fas.data.crops import CropSet, drop_modalities
 from edge_fas.data.lists import read_list
 from edge_fas.data.protocols import ListRef, Protocol, get_protocol
 from edge_fas.data.records import DatasetError, Record, load_crops
+from edge_fas.data.stream import SampleIndex
 from edge_fas.errors import ConfigError
 
 __all__ = ["SOURCES", "DataOptions", "find_list", "ref_records", "split_records", "records_of_test_sets", "build_split",
-           "build_test_sets", "weighted_average"]
+           "build_test_sets", "split_index", "test_indices", "weighted_average"]
 
 SOURCES = ("synthetic", "sessions", "datasets")
 READERS = {"cefa": cefa.records, "surf": casia_surf.records, "wmca": wmca.records, "padisi": padisi.records}
@@ -142,60 +147,161 @@ def _describe(protocol: Protocol, what: str, files, opts: DataOptions, n: int) -
 
 
 def _dataset_crops(protocol, what, recs, files, opts, params, progress=None) -> CropSet:
-    meta = {"source": "datasets", "protocol": protocol.name, "set": what, "root": str(opts.root),
-            "lists": [str(f) for f in files], "frames_per_video": opts.frames_per_video, "detect": opts.detect}
-    cs = load_crops(recs, params, meta=meta, detect=opts.detect, progress=progress)
+    cs = load_crops(recs, params, meta=_dataset_meta(protocol, what, files, opts), detect=opts.detect,
+                    progress=progress)
     cs.meta["data"] = _describe(protocol, what, files, opts, len(cs))
     return cs
 
 
+def _check_source(d: dict) -> str:
+    if d["source"] not in SOURCES:
+        raise ConfigError(f"data.source {d['source']!r} is unknown; use one of {', '.join(SOURCES)} (public datasets: "
+                          "datasets, with data.protocol and data.root)")
+    return d["source"]
+
+
+def _real_protocol(d: dict) -> Protocol:
+    if not d.get("protocol"):
+        raise ConfigError("data.source is 'datasets' but data.protocol is not set: pass --protocol NAME")
+    protocol = get_protocol(d["protocol"])
+    if not protocol.real:
+        raise ConfigError(f"protocol {protocol.name} exists on the synthetic rig only; use data.source synthetic")
+    return protocol
+
+
+def _session_paths(d: dict, split: str) -> list:
+    paths = d["sessions"][split]
+    if not paths:
+        raise ConfigError(f"data.source is 'sessions' but data.sessions.{split} lists no session folders")
+    return paths
+
+
+def _split_domains(d: dict, split: str, domains=None) -> list[str]:
+    if domains is not None:
+        return list(domains)
+    return list({"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
+                 "test": d["test_domains"]}[split])
+
+
+def _synthetic_description(d: dict, domains, split: str) -> str:
+    w, h = d["rig_size"]
+    return (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
+            f"domain, seed {d['seed']}, rig {w}x{h})")
+
+
+def _custom_ranges(d: dict) -> dict:
+    """data.randomization's custom range sets of the randomised family {name: RangeSet}."""
+    from edge_fas.sim.ranges import parse_custom
+
+    return parse_custom(d.get("randomization"))
+
+
+def _dataset_meta(protocol, what, files, opts) -> dict:
+    return {"source": "datasets", "protocol": protocol.name, "set": what, "root": str(opts.root),
+            "lists": [str(f) for f in files], "frames_per_video": opts.frames_per_video, "detect": opts.detect}
+
+
+def split_index(d: dict, split: str, domains=None) -> SampleIndex:
+    """The samples of `split` (train / val; test for synthetic and sessions) of a config's data section,
+    not decoded: what training streams (edge_fas.data.stream)."""
+    source = _check_source(d)
+    if source == "sessions":
+        from edge_fas.data.sessions import session_samples
+
+        paths = _session_paths(d, split)
+        samples = session_samples(paths, frames_per_take=int(d["frames_per_take"]))
+        return SampleIndex(samples, {"source": "sessions", "sessions": [str(p) for p in paths],
+                                     "data": f"recorded sessions ({split}): {', '.join(map(str, paths))}, "
+                                             f"{len(samples)} samples"})
+    if source == "datasets":
+        protocol = _real_protocol(d)
+        opts = DataOptions.from_config(d)
+        recs, files = split_records(protocol, split, opts)
+        return SampleIndex(recs, {**_dataset_meta(protocol, f"{split} split", files, opts),
+                                  "data": _describe(protocol, f"{split} split", files, opts, len(recs))}, opts.detect)
+    from edge_fas.data.synthetic import synthetic_samples
+
+    domains = _split_domains(d, split, domains)
+    w, h = d["rig_size"]
+    ranges = _custom_ranges(d)
+    samples = [s for dom in domains for s in synthetic_samples(dom, split, int(d["per_domain"][split]), int(d["seed"]),
+                                                                int(w), int(h), d["attack_mix"], ranges)]
+    return SampleIndex(samples, {"source": "synthetic", "domains": domains, "split": split,
+                                 "data": _synthetic_description(d, domains, split)})
+
+
+def test_indices(d: dict, split: str = "test") -> dict[str, SampleIndex]:
+    """The named test sets of a config's data section as sample indices (an empty dict when it has none);
+    meta["missing"]: the modalities data.test_missing removes (MMDG Protocol 2)."""
+    source = _check_source(d)
+    if source == "datasets":
+        protocol = _real_protocol(d)
+        opts = DataOptions.from_config(d)
+        sets = {name: SampleIndex(recs, {**_dataset_meta(protocol, f"test set {name}", files, opts),
+                                         "data": _describe(protocol, f"test set {name}", files, opts, len(recs))},
+                                  opts.detect)
+                for name, (recs, files) in records_of_test_sets(protocol, opts).items()}
+    elif source == "sessions":
+        sets = {"sessions": split_index(d, split)} if d["sessions"][split] else {}
+    else:
+        domains = d["test_domains"]
+        if not domains:
+            return {}
+        ix = split_index(d, split, domains=domains)
+        ix.meta["all_species"] = _domain_species(domains, d.get("attack_mix", "domain"))
+        sets = {"+".join(domains): ix}
+    return _with_missing(sets, d)
+
+
+def _domain_species(domains, attack_mix="domain") -> list[str]:
+    """The species the synthetic domains present under `attack_mix`, so one missing from a small sample
+    shows as absent, not hidden."""
+    from edge_fas.data.synthetic import attack_probabilities
+
+    return sorted({s for dom in domains for s, p in attack_probabilities(dom, attack_mix).items() if p > 0})
+
+
+def _with_missing(sets: dict, d: dict) -> dict:
+    missing = list(d.get("test_missing") or [])
+    if missing:
+        for name, ix in sets.items():
+            ix.meta["missing"] = missing
+            ix.meta["data"] = f"{ix.meta.get('data', '')}; modalities removed at test: {', '.join(missing)}"
+    return sets
+
+
 def build_split(d: dict, split: str, params, domains=None, progress=None) -> CropSet:
     """CropSet for `split` (train / val; test for synthetic and sessions) from a config's data section."""
-    source = d["source"]
-    if source not in SOURCES:
-        raise ConfigError(f"data.source {source!r} is unknown; use one of {', '.join(SOURCES)} (public datasets: "
-                          "datasets, with data.protocol and data.root)")
+    source = _check_source(d)
     if source == "sessions":  # recorded field sessions: fine-tuning at a new site
         from edge_fas.data.sessions import session_crops
 
-        paths = d["sessions"][split]
-        if not paths:
-            raise ConfigError(f"data.source is 'sessions' but data.sessions.{split} lists no session folders")
+        paths = _session_paths(d, split)
         cs = session_crops(paths, params, frames_per_take=int(d["frames_per_take"]))
         cs.meta["data"] = f"recorded sessions ({split}): {', '.join(map(str, paths))}, {len(cs)} samples"
         return cs
     if source == "datasets":
-        if not d.get("protocol"):
-            raise ConfigError("data.source is 'datasets' but data.protocol is not set: pass --protocol NAME")
-        protocol = get_protocol(d["protocol"])
-        if not protocol.real:
-            raise ConfigError(f"protocol {protocol.name} exists on the synthetic rig only; use data.source synthetic")
+        protocol = _real_protocol(d)
         opts = DataOptions.from_config(d)
         recs, files = split_records(protocol, split, opts)
         return _dataset_crops(protocol, f"{split} split", recs, files, opts, params, progress)
     from edge_fas.data.synthetic import synthetic_crops
-    from edge_fas.sim.ranges import parse_custom
 
-    if domains is None:
-        domains = {"train": d["train_domains"], "val": d["val_domains"] or d["train_domains"],
-                   "test": d["test_domains"]}[split]
+    domains = _split_domains(d, split, domains)
     w, h = d["rig_size"]
     cs = synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                          width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
-                         attack_mix=d["attack_mix"], progress=progress, ranges=parse_custom(d.get("randomization")))
-    cs.meta["data"] = (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
-                       f"domain, seed {d['seed']}, rig {w}x{h})")
+                         attack_mix=d["attack_mix"], progress=progress, ranges=_custom_ranges(d))
+    cs.meta["data"] = _synthetic_description(d, domains, split)
     return cs
 
 
 def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict[str, CropSet]:
     """The named test sets of a config's data section (an empty dict when it has none), with the
     modalities in data.test_missing removed (MMDG Protocol 2)."""
-    source = d["source"]
+    source = _check_source(d)
     if source == "datasets":
-        protocol = get_protocol(d["protocol"]) if d.get("protocol") else None
-        if protocol is None or not protocol.real:
-            raise ConfigError("data.source is 'datasets' but data.protocol names no real-data protocol")
+        protocol = _real_protocol(d)
         opts = DataOptions.from_config(d)
         sets = {name: _dataset_crops(protocol, f"test set {name}", recs, files, opts, params, progress)
                 for name, (recs, files) in records_of_test_sets(protocol, opts).items()}
@@ -205,12 +311,8 @@ def build_test_sets(d: dict, params, split: str = "test", progress=None) -> dict
         domains = d["test_domains"]
         if not domains:
             return {}
-        from edge_fas.data.synthetic import attack_probabilities
-
         cs = build_split(d, split, params, domains=domains)
-        # the species the domains present, so one missing from a small sample shows as absent, not hidden
-        mix = d.get("attack_mix", "domain")
-        cs.meta["all_species"] = sorted({s for dom in domains for s, p in attack_probabilities(dom, mix).items() if p > 0})
+        cs.meta["all_species"] = _domain_species(domains, d.get("attack_mix", "domain"))
         sets = {"+".join(domains): cs}
     missing = list(d.get("test_missing") or [])
     if missing:

@@ -15,12 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_fas.data.augment import AugmentParams, augment
+from edge_fas.data.augment import MODALITIES, AugmentParams, augment
 from edge_fas.types import FaceCrop
 
 __all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "MODALITIES"]
-
-MODALITIES = ("rgb", "depth", "ir")
 
 
 @dataclass

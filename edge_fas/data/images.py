@@ -1,12 +1,12 @@
 """Face-crop image triplets (colour, depth, IR image files), shared by the CASIA-SURF, CeFA and
-WMCA-Image readers, and the one place released face crops become FaceCrops.
+WMCA-Image readers, and the one place released face crops become SourceCrops (edge_fas.data.source).
 
 Releases that ship face crops (CASIA-SURF's and CeFA's images and the MMDG WMCA-Image export are
 already cropped to the face; so are the PADISI npz arrays and Idiap's preprocessed WMCA) are used as
 crops: resized to the model input, not re-detected, unless the user asks for detection
 (data.detect), in which case the live pipeline's BlazeFace detector frames the crop with
 edge_fas.preprocess.crop_face exactly as live (the whole image where it finds no face). Either way the
-pixels go through edge_fas.preprocess, the function the live pipeline uses.
+pixels go through edge_fas.preprocess, the function the live pipeline uses (source.finish).
 
 8-bit depth images in these releases are brighter = nearer; they become a pseudo-distance
 (`(256 - v) * DEPTH_8BIT_MM`, 0 stays a hole) so the shared depth normalisation (median/MAD, nearer
@@ -23,10 +23,10 @@ import numpy as np
 from edge_fas.data.lists import ListLine, to_attack_label
 from edge_fas.data.records import DatasetError, Record
 from edge_fas.data.species import BONA_FIDE
-from edge_fas.preprocess import normalise_crop
+from edge_fas.data.source import SourceCrop, face_source, finish, whole_source
 from edge_fas.types import FaceCrop, FrameSet
 
-__all__ = ["load", "aligned_crop", "depth8_to_mm", "read_image", "swap_modality", "video_frames",
+__all__ = ["source", "aligned_source", "aligned_crop", "depth8_to_mm", "read_image", "swap_modality", "video_frames",
            "check_label", "triplet_records", "DEPTH_8BIT_MM", "COLOUR_FOLDERS", "IMAGE_SUFFIXES"]
 
 DEPTH_8BIT_MM = 4.0  # pseudo-mm per grey level of an 8-bit "brighter = nearer" depth image
@@ -50,24 +50,26 @@ def depth8_to_mm(v: np.ndarray) -> np.ndarray:
     return np.where(v > 0, (256.0 - v) * DEPTH_8BIT_MM, 0.0).astype(np.float32)
 
 
-def aligned_crop(rgb, depth_mm, ir, params, detector=None) -> FaceCrop:
-    """A FaceCrop from registered images that already show the face (a release's crops).
-    rgb: HxWx3 uint8 RGB; depth_mm: HxW float distance in mm (0 = hole); ir: HxW uint8/uint16."""
+def aligned_source(rgb, depth_mm, ir, params, detector=None) -> SourceCrop:
+    """The SourceCrop of registered images that already show the face (a release's crops): kept whole,
+    or, with a detector, the face it finds (the whole image where it finds none) as the live pipeline
+    crops it. rgb: HxWx3 uint8 RGB; depth_mm: HxW float distance in mm (0 = hole); ir: HxW uint8/uint16."""
     if detector is not None and rgb is not None:
-        from edge_fas.preprocess import crop_face
-
         h, w = rgb.shape[:2]
         dets = detector.detect(rgb)
         box = max(dets, key=lambda d: d.area).box if dets else (0, 0, w, h)
         depth = None if depth_mm is None else np.clip(np.round(depth_mm), 0, 65535).astype(np.uint16)
         frames = FrameSet(rgb=rgb, depth=depth, ir=ir, depth_scale=0.001, registered=True)
-        return crop_face(frames, box, params)
-    n = params.size
-    rs = lambda a, interp: None if a is None else cv2.resize(a, (n, n), interpolation=interp)  # noqa: E731
-    return normalise_crop(rs(rgb, cv2.INTER_AREA), rs(depth_mm, cv2.INTER_NEAREST), rs(ir, cv2.INTER_AREA), params)
+        return face_source(frames, box, params)
+    return whole_source(rgb, depth_mm, ir, params)
 
 
-def load(record: Record, params, detector=None) -> FaceCrop:
+def aligned_crop(rgb, depth_mm, ir, params, detector=None) -> FaceCrop:
+    """aligned_source, resized and normalised (edge_fas.data.source.finish)."""
+    return finish(aligned_source(rgb, depth_mm, ir, params, detector), params)
+
+
+def source(record: Record, params, detector=None) -> SourceCrop:
     """Decode a colour/depth/IR image triplet record."""
     rgb_p, depth_p, ir_p = record.files
     rgb = read_image(rgb_p, record.where, grey=False)
@@ -76,7 +78,7 @@ def load(record: Record, params, detector=None) -> FaceCrop:
     if depth.shape != rgb.shape[:2] or ir.shape != rgb.shape[:2]:  # releases crop all three alike
         depth = cv2.resize(depth, rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
         ir = cv2.resize(ir, rgb.shape[1::-1], interpolation=cv2.INTER_AREA)
-    return aligned_crop(rgb, depth8_to_mm(depth), ir, params, detector)
+    return aligned_source(rgb, depth8_to_mm(depth), ir, params, detector)
 
 
 def swap_modality(path: str, modality: str, where: str) -> str:

@@ -28,12 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_fas.data.images import aligned_crop
+from edge_fas.data.images import aligned_source
 from edge_fas.data.lists import ListLine, to_attack_label
 from edge_fas.data.records import DatasetError, Record, frame_index
 from edge_fas.data.species import BONA_FIDE, padisi_species
 
-__all__ = ["DATASET", "CHANNELS", "GROUND_TRUTH", "records", "load"]
+__all__ = ["DATASET", "CHANNELS", "GROUND_TRUTH", "records", "source"]
 
 DATASET = "padisi"
 CHANNELS = {"bgr": (0, 1, 2), "nir": 3, "depth": 4, "thermal": 5, "count": 22}
@@ -89,7 +89,7 @@ def records(line: ListLine, polarity: str, root: Path, frames_per_video: int = 1
     return [Record("padisi_npz", (str(path),), label, species, DATASET, name, line.where, (0, frames_per_video))]
 
 
-def load(record: Record, params, detector=None):
+def source(record: Record, params, detector=None):
     (path,) = record.files
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -111,4 +111,4 @@ def load(record: Record, params, detector=None):
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     ir = np.round(f[CHANNELS["nir"]] * 65535.0).astype(np.uint16)
     depth_mm = f[CHANNELS["depth"]] * 65535.0
-    return aligned_crop(rgb, depth_mm, ir, params, detector)
+    return aligned_source(rgb, depth_mm, ir, params, detector)

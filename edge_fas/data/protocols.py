@@ -27,13 +27,12 @@ exist on the synthetic rig only.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 
 from edge_fas.data.wmca import LOO
 from edge_fas.errors import ConfigError
 
-__all__ = ["ListRef", "Protocol", "PROTOCOLS", "SYNTHETIC_DOMAIN", "DATASET_OF", "get_protocol", "protocol_config"]
+__all__ = ["ListRef", "Protocol", "PROTOCOLS", "SYNTHETIC_DOMAIN", "DATASET_OF", "get_protocol"]
 
 SYNTHETIC_DOMAIN = {"C": "cefa", "P": "padisi", "S": "surf", "W": "wmca"}
 DATASET_OF = dict(SYNTHETIC_DOMAIN)  # letter -> dataset name (the readers' and the reports' domain names)
@@ -185,34 +184,3 @@ def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
     return PROTOCOLS[name]
-
-
-def protocol_config(name: str, model: str, preset: str = "edge", base: dict | None = None, synthetic: bool = True,
-                    root=None, lists=None) -> dict:
-    """A training config (see edge_fas.training) running protocol `name`: on its real lists under
-    `root` (synthetic=False), or on its synthetic stand-in domains (synthetic=True). Missing-at-test
-    modalities become test-time drops via `data.test_missing`."""
-    from edge_fas.training import DEFAULTS
-
-    pr = get_protocol(name)
-    cfg = copy.deepcopy(base or DEFAULTS)
-    cfg["model"] = {**cfg.get("model", {}), "name": model, "preset": preset}
-    cfg["model"].setdefault("overrides", {})
-    cfg["data"]["test_missing"] = list(pr.missing_at_test)
-    if synthetic or not pr.real:
-        if not pr.synthetic_ok:
-            raise ConfigError(f"protocol {name} has no synthetic stand-in: its splits ({pr.paper}) select attack "
-                              "species or ethnicities the synthetic domains do not model; run it on the real data "
-                              "with --data-root DIR")
-        train_d, test_d = pr.synthetic()
-        cfg["data"].update(source="synthetic", protocol=None, train_domains=train_d, test_domains=test_d)
-        cfg["out"] = f"runs/{name}-synthetic-{model}"
-    else:
-        if root is None:
-            raise ConfigError(f"protocol {name} reads the real datasets: pass --data-root DIR (the folder holding "
-                              f"{', '.join(pr.list_files()[:2])}, ...) or set data.root; --synthetic runs its synthetic "
-                              "stand-in instead")
-        cfg["data"].update(source="datasets", protocol=name, root=str(root), lists=None if lists is None else str(lists),
-                           train_domains=pr.datasets, test_domains=list(pr.tests))
-        cfg["out"] = f"runs/{name}-{model}"
-    return cfg

@@ -9,27 +9,37 @@ is the vendored BlazeFace detector's, as in the live pipeline (the detection ove
 truth box most; the truth box only where the detector finds none): a model trained on truth boxes
 met differently framed crops live and its verdicts flipped with the framing. Crops go through
 edge_fas.preprocess.crop_face like live frames.
-Rendered sets are cached as .npz under `cache_dir`, keyed by every parameter that changes them.
+Training streams SyntheticSamples (rendered lazily in DataLoader workers, through the crop cache);
+synthetic_crops renders whole sets into memory, cached as .npz under `cache_dir`, keyed by every
+parameter that changes them.
 
 Domains are the rig's named domains (surf, cefa, wmca, padisi) or its randomised family (rand,
 rand_heldout, and custom range sets passed as `ranges`; edge_fas.sim.ranges), whose own attack mix is
-every species equally often.
+every species equally often. A randomised sample carries its range set, and its cache identity holds
+every range value, so changing a range never reuses a crop rendered under the old one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge_fas.data.crops import CropSet
-from edge_fas.preprocess import PreprocessParams, crop_face
+from edge_fas.preprocess import PreprocessParams
 from edge_fas.types import FrameSet
 
-__all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "synthetic_crops", "sample_plan", "register"]
+if TYPE_CHECKING:
+    from edge_fas.sim.ranges import RangeSet
+
+__all__ = ["SPLIT_OFFSETS", "ATTACK_MIXES", "SyntheticSample", "synthetic_samples", "synthetic_crops", "sample_plan",
+           "range_set", "register"]
 
 SPLIT_OFFSETS = {"train": 0, "val": 100_000, "test": 200_000}
 CACHE_VERSION = 2  # 2: detector face boxes
@@ -128,28 +138,102 @@ def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: fl
     return plan
 
 
+@dataclass(frozen=True)
+class SyntheticSample:
+    """One deterministic sample of the synthetic rig (a row of sample_plan), rendered lazily.
+
+    ranges: the range set a randomised domain draws from (edge_fas.sim.ranges.RangeSet: rand,
+    rand_heldout or a custom set named as the domain); None for a named domain."""
+
+    domain: str
+    seed: int
+    width: int
+    height: int
+    index: int
+    species: str
+    t: float
+    ranges: RangeSet | None = None
+
+    @property
+    def label(self) -> int:
+        return 0 if self.species == "bona_fide" else 1
+
+    @property
+    def dataset(self) -> str:
+        return self.domain
+
+    @property
+    def listed(self) -> str:
+        return ""
+
+    def identity(self) -> dict:
+        from edge_fas.sim import fingerprint
+
+        return {"kind": "synthetic", "sim": fingerprint(), "version": CACHE_VERSION, "domain": self.domain,
+                "seed": self.seed, "size": [self.width, self.height], "index": self.index, "species": self.species,
+                "t": self.t, **({"ranges": self.ranges.to_dict()} if self.ranges is not None else {})}
+
+    def needs_detector(self, detect: bool = False) -> bool:
+        return True
+
+    def source(self, params, detector=None):
+        """Render, register and cut the face as the live pipeline frames it (None: no face in view)."""
+        from edge_fas.data.source import face_source
+
+        rig = _rig(self.domain, self.seed, self.width, self.height, self.ranges)
+        frames = rig.render(self.species, self.index, self.t)
+        truth = frames.truth
+        if truth is None or truth.face_box is None:
+            return None
+        box = detected_face_box(frames.rgb, truth.face_box, detector=detector) or truth.face_box
+        return face_source(register(frames), box, params)
+
+
+def synthetic_samples(domain: str, split: str, n: int, seed: int = 0, width: int = 320, height: int = 240,
+                      attack_mix="domain", ranges: dict | None = None) -> list[SyntheticSample]:
+    """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily).
+
+    ranges: custom range sets of the randomised family {name: RangeSet} (edge_fas.sim.ranges.parse_custom),
+    usable as domain names."""
+    rs = range_set(domain, ranges)
+    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t), rs)
+            for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix)]
+
+
+def range_set(domain: str, ranges: dict | None = None) -> RangeSet | None:
+    """The range set `domain` draws from (None for a named domain); an unknown domain is an error
+    listing the known ones."""
+    from edge_fas.sim import ALL_DOMAINS, get_ranges, is_domain, is_randomized
+
+    ranges = dict(ranges or {})
+    if not is_domain(domain, ranges):
+        raise ValueError(f"unknown synthetic domain {domain!r}: expected some of {', '.join(ALL_DOMAINS + tuple(ranges))}")
+    return get_ranges(domain, ranges) if is_randomized(domain) else None
+
+
 def _render_one(args):
-    domain, seed, width, height, index, species, t, params, ranges = args
-    rig = _rig(domain, seed, width, height, ranges)
-    frames = rig.render(species, index, t)
-    truth = frames.truth
-    if truth is None or truth.face_box is None:
+    sample, params = args
+    from edge_fas.data.source import finish
+
+    src = sample.source(params)
+    if src is None:
         return None
-    box = detected_face_box(frames.rgb, truth.face_box) or truth.face_box
-    return crop_face(register(frames), box, params), truth.label, truth.species, domain
+    return finish(src, params), sample.label, sample.species, sample.domain
 
 
-_DETECTOR = None  # one BlazeFace per (worker) process
+_DETECTOR = None  # one BlazeFace per (worker) process: (pid, detector)
 
 
-def detected_face_box(rgb, truth_box, min_iou: float = 0.3):
+def detected_face_box(rgb, truth_box, min_iou: float = 0.3, detector=None):
     """The detector's box for the face at `truth_box` (the live pipeline's framing), or None."""
     global _DETECTOR
     from edge_fas.face import FaceDetector, detection_near
 
-    if _DETECTOR is None:
-        _DETECTOR = FaceDetector()
-    found = detection_near(_DETECTOR.detect(rgb), truth_box, min_iou)
+    if detector is None:
+        if _DETECTOR is None or _DETECTOR[0] != os.getpid():  # a forked worker starts its own
+            _DETECTOR = (os.getpid(), FaceDetector())
+        detector = _DETECTOR[1]
+    found = detection_near(detector.detect(rgb), truth_box, min_iou)
     return found.box if found is not None else None
 
 
@@ -174,15 +258,12 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     px). workers > 1 renders in a process pool. progress: optional callable(done, total).
     attack_mix: see sample_plan. ranges: custom range sets of the randomised family {name: RangeSet}
     (edge_fas.sim.ranges.parse_custom), usable as domain names."""
-    from edge_fas.sim import ALL_DOMAINS, get_ranges, is_domain, is_randomized
+    from edge_fas.sim import fingerprint
 
     params = params or PreprocessParams()
     domains = [domains] if isinstance(domains, str) else list(domains)
-    ranges = dict(ranges or {})
     for d in domains:
-        if not is_domain(d, ranges):
-            raise ValueError(f"unknown synthetic domain {d!r}: expected some of {', '.join(ALL_DOMAINS + tuple(ranges))}")
-    from edge_fas.sim import fingerprint
+        range_set(d, ranges)
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
                       "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {})},
@@ -190,16 +271,15 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
     sets = []
     for d in domains:
         path = None
-        rs = get_ranges(d, ranges) if is_randomized(d) else None
+        rs = range_set(d, ranges)
         if cache_dir is not None:
             h = hashlib.sha256((key + d + (rs.key() if rs is not None else "")).encode()).hexdigest()[:12]
             path = Path(cache_dir) / f"synthetic-{d}-{split}-{per_domain}-{h}.npz"
             if path.exists():
                 sets.append(CropSet.load(path))
                 continue
-        custom = ranges.get(d)  # None for built-in sets: workers look them up by name
-        jobs = [(d, seed, width, height, i, s, t, params, custom)
-                for i, s, t in sample_plan(d, split, per_domain, seed, attack_mix=attack_mix)]
+        jobs = [(sample, params) for sample in synthetic_samples(d, split, per_domain, seed, width, height,
+                                                                 attack_mix, ranges)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fas.data.images import aligned_crop, depth8_to_mm, triplet_records
+from edge_fas.data.images import aligned_source, depth8_to_mm, triplet_records
 from edge_fas.data.lists import ListLine
 from edge_fas.data.records import DatasetError, Record, frame_index
 from edge_fas.data.species import BONA_FIDE, WMCA_LABEL_NAMES, wmca_species
 
 __all__ = ["DATASET", "LOO", "path_species", "records", "PartitionRow", "read_partition", "select",
-           "video_records", "load_preprocessed", "load_raw"]
+           "video_records", "source_preprocessed", "source_raw"]
 
 DATASET = "wmca"
 NAME = re.compile(r"^(\d{3})_(\d{2})_(\d{3})_(\d)_(\d{2,3})$")
@@ -206,7 +206,7 @@ def _to_uint8(a: np.ndarray, path: str, where: str) -> np.ndarray:
     raise DatasetError(f"{where}: {path} frames are {a.dtype}; the preprocessed WMCA release stores 8-bit frames")
 
 
-def load_preprocessed(record: Record, params, detector=None):
+def source_preprocessed(record: Record, params, detector=None):
     import h5py
 
     rgb_path, cdit_path = record.files
@@ -226,14 +226,14 @@ def load_preprocessed(record: Record, params, detector=None):
 
         depth = cv2.resize(depth, rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
         ir = cv2.resize(ir, rgb.shape[1::-1], interpolation=cv2.INTER_AREA)
-    return aligned_crop(rgb, depth8_to_mm(depth), ir, params, detector)
+    return aligned_source(rgb, depth8_to_mm(depth), ir, params, detector)
 
 
-def load_raw(record: Record, params, detector=None):
+def source_raw(record: Record, params, detector=None):
     """A full raw frame: the face is detected as live; None when no face is found."""
     import h5py
 
-    from edge_fas.preprocess import crop_face
+    from edge_fas.data.source import face_source
     from edge_fas.types import FrameSet
 
     (path,) = record.files
@@ -254,4 +254,4 @@ def load_raw(record: Record, params, detector=None):
     if not dets:
         return None
     frames = FrameSet(rgb=rgb, depth=depth, ir=ir, depth_scale=0.001, registered=True)
-    return crop_face(frames, max(dets, key=lambda d: d.area).box, params)
+    return face_source(frames, max(dets, key=lambda d: d.area).box, params)

@@ -1,0 +1,278 @@
+"""The training config: its sections, keys and defaults, reading and overriding it, and the checks
+that run before any data is touched.
+
+A training config is YAML with four sections (defaults in DEFAULTS; unknown keys are errors):
+
+    model: {name: spoof_trace, preset: edge, overrides: {},
+            pretrained: null | PATH (a timm / torchvision ViT or ResNet-50 weights file, safetensors or .pth:
+            loaded into the backbone, and its RGB mean/std become the crops' normalisation)}
+    data:  {source: synthetic | sessions | datasets,
+            protocol: null (datasets: a protocol name, edge_fas/data/protocols.py), root: null (datasets: the
+            folder holding the public datasets), lists: null (the protocol lists' folder; default: root),
+            frames_per_video: 3 (video sources), detect: false (re-detect faces in releases that ship crops),
+            wmca: preprocessed | raw (which WMCA release the WMCA partitions read),
+            train_domains: [...], val_domains: null (= train), test_domains: [],
+            test_missing: [] (modalities removed at test, e.g. [depth]),
+            per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
+            crop_cache: true (decoded, detected and cut faces kept under cache_dir/crops, edge_fas.data.cache),
+            augment: true, drop: {depth: 0.1, ir: 0.1},
+            attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
+                        | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis),
+            randomization: {rand_NAME: {base: rand, factor: [low, high]}} (custom range sets of the
+                        randomised family; domains may be rand, rand_heldout or these names),
+            preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; applied after
+                        the crop cache, recorded in the checkpoint and the exported manifest, so the live
+                        pipeline crops the same way),
+            augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
+    train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
+            workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
+            training process), max_steps_per_epoch, init_from, log_every,
+            schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
+            of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
+            ties, as timm's checkpoint saver keeps its best),
+            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE}
+    out: runs/NAME
+
+protocol_config turns a paper's protocol (edge_fas.data.protocols, which knows nothing of training)
+into such a config.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+from edge_fas.errors import ConfigError
+
+__all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
+           "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size", "data_params",
+           "heldout_summary"]
+
+DEFAULTS = {
+    "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
+    "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
+             "detect": False, "wmca": "preprocessed",
+             "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
+             "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
+             "seed": 0, "cache_dir": "runs/cache", "crop_cache": True, "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
+             "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10,
+             # randomised rig and invariance training (edge_fas.sim.ranges, edge_fas.data.augment):
+             "randomization": {},  # custom range sets {rand_NAME: {base: rand | rand_heldout, factor: value}}
+             "preprocess": {},  # preprocessing overrides, e.g. {depth_norm: plane_mm, ir_norm: face_log}; in the manifest
+             "augment_params": {}},  # edge_fas.data.augment.AugmentParams overrides, e.g. {photometric: 0.8}
+    "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
+              "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
+              "init_from": None,
+              "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
+    "out": "runs/train",
+}
+SCHEDULES = ("constant", "cosine")
+KEEP = ("last", "best")
+FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"training config: unknown key(s) {unknown} in {where}; known: {sorted(defaults)}")
+    out = copy.deepcopy(defaults)
+    for k, v in given.items():
+        if isinstance(defaults[k], dict) and k not in FREE_FORM and isinstance(v, dict):
+            out[k] = _merge(defaults[k], v, f"{where}.{k}")
+        else:
+            out[k] = v
+    return out
+
+
+def load_train_config(path=None, overrides: dict | None = None) -> dict:
+    """Read a training YAML (or none: the defaults) and apply dotted overrides {"train.epochs": 2}."""
+    given = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"training config {p} does not exist; pass an existing YAML file (see configs/)")
+        try:
+            given = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"training config {p}: not valid YAML ({e})") from None
+        if not isinstance(given, dict):
+            raise ConfigError(f"training config {p}: the top level must be a mapping of sections")
+    return apply_overrides(_merge(DEFAULTS, given, "top level"), overrides)
+
+
+def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
+    """Dotted overrides {"train.epochs": 2, "out": "runs/x"} applied to a full config, then checked."""
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if section not in cfg or (name and (not isinstance(cfg[section], dict) or name not in cfg[section])):
+            raise ConfigError(f"training config override {key!r}: no such key")
+        if name:
+            cfg[section][name] = value
+        else:
+            cfg[section] = value
+    if cfg["model"]["preset"] not in ("paper", "edge"):
+        raise ConfigError(f"training config: model.preset must be 'paper' or 'edge', got {cfg['model']['preset']!r}")
+    if int(cfg["train"]["accumulate"]) < 1:
+        raise ConfigError("training config: train.accumulate must be >= 1")
+    return cfg
+
+
+def check_config(cfg: dict) -> None:
+    """The choices, the operating-point target, the attack mix, the worker count, the data section's
+    preprocessing, augmentation and range sets and the synthetic domains, checked before any rendering,
+    decoding or training starts (a config error names the key and its choices)."""
+    from edge_fas import metrics
+    from edge_fas.data.build import SOURCES
+
+    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
+                         ("data.wmca", ("preprocessed", "raw"))):
+        section, name = key.split(".")
+        if cfg[section][name] not in choices:
+            raise ConfigError(f"{key} {cfg[section][name]!r} is unknown; use one of {', '.join(choices)}")
+    try:
+        metrics.parse_target(cfg["train"]["target"])
+    except ValueError as e:
+        raise ConfigError(f"train.target: {e}") from None
+    _check_attack_mix(cfg)
+    resolve_workers(cfg["train"]["workers"])
+    data_params(cfg, 64)  # data.preprocess and data.augment_params
+    _check_synthetic_domains(cfg)
+
+
+def _check_synthetic_domains(cfg: dict) -> None:
+    """data.randomization's range sets, and every synthetic domain named (train, val, test) known."""
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        return
+    from edge_fas.data.synthetic import range_set
+    from edge_fas.sim.ranges import parse_custom
+
+    custom = parse_custom(d["randomization"])
+    for key in ("train_domains", "val_domains", "test_domains"):
+        for name in d[key] or []:
+            try:
+                range_set(name, custom)
+            except ValueError as e:
+                raise ConfigError(f"data.{key}: {e} (custom range sets go under data.randomization)") from None
+
+
+def _check_attack_mix(cfg: dict) -> None:
+    """data.attack_mix (the domain's own mix needs no check)."""
+    from edge_fas.data.synthetic import attack_probabilities
+
+    mix = cfg["data"]["attack_mix"]
+    if cfg["data"]["source"] != "synthetic" or mix == "domain":
+        return
+    try:
+        attack_probabilities("", mix)  # a named mix or a weight mapping does not depend on the domain
+    except ValueError as e:
+        raise ConfigError(f"data.attack_mix: {e}") from None
+
+
+def resolve_workers(value) -> int:
+    """train.workers: a count, or auto (cores - 1, at least 1, at most 8)."""
+    if value in ("auto", None):
+        return min(8, max(1, (os.cpu_count() or 2) - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"train.workers {value!r}: use auto or a number of processes >= 0 (0: decode in the "
+                          "training process)")
+    return value
+
+
+def train_domain_names(cfg: dict) -> list[str]:
+    """The training domains: the protocol's datasets for public data, else data.train_domains."""
+    protocol = real_protocol(cfg)
+    return protocol.datasets if protocol is not None else list(cfg["data"]["train_domains"])
+
+
+def real_protocol(cfg: dict):
+    """The real-data protocol a config runs, or None."""
+    d = cfg["data"]
+    if d["source"] != "datasets" or not d.get("protocol"):
+        return None
+    from edge_fas.data.protocols import get_protocol
+
+    return get_protocol(d["protocol"])
+
+
+def data_params(cfg: dict, size: int, rgb_norm: dict | None = None):
+    """(PreprocessParams, AugmentParams) from the data section; bad keys fail before anything renders.
+    rgb_norm: the RGB mean/std of a pretrained backbone or the fine-tuned checkpoint (they win)."""
+    from edge_fas.data.augment import AugmentParams
+    from edge_fas.preprocess import PreprocessParams
+
+    d = cfg["data"]
+    pre = dict(d["preprocess"] or {})
+    if "size" in pre:
+        raise ConfigError("data.preprocess.size: the input size is the model's (model.overrides.input_size)")
+    params = PreprocessParams.from_dict({**pre, "size": int(size), **(rgb_norm or {})})
+    return params, AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}))
+
+
+def heldout_summary(cfg: dict, split: str) -> dict:
+    """For randomised domains in `split`: which factors lie outside every training range set's ranges."""
+    from edge_fas.sim.ranges import get_ranges, is_randomized, parse_custom
+
+    d = cfg["data"]
+    if d["source"] != "synthetic":
+        return {}
+    custom = parse_custom(d["randomization"])
+    names = {"val": d["val_domains"] or d["train_domains"], "test": d["test_domains"]}[split]
+    train = [get_ranges(t, custom) for t in d["train_domains"] if is_randomized(t)]
+    out = {}
+    for name in names:
+        if is_randomized(name) and train:
+            rs = get_ranges(name, custom)
+            out[name] = sorted(set.intersection(*(set(rs.disjoint_from(t)) for t in train)))
+    return {"factors_outside_training_ranges": out} if out else {}
+
+
+def model_input_size(cfg: dict) -> int:
+    """The input side the config's model trains at (train.init_from's model if set), read from a model
+    built on the meta device (no weights allocated)."""
+    import torch
+
+    from edge_fas.models import build
+
+    mc = cfg["model"]
+    name, preset, config = mc["name"], mc["preset"], dict(mc["overrides"] or {})
+    if cfg["train"]["init_from"]:
+        ck = torch.load(cfg["train"]["init_from"], map_location="cpu", weights_only=False, mmap=True)
+        name, preset, config = ck["name"], ck["preset"], ck["config"]
+    with torch.device("meta"):
+        return int(build(name, preset, **config).input_size)
+
+
+def protocol_config(name: str, model: str, preset: str = "edge", base: dict | None = None, synthetic: bool = True,
+                    root=None, lists=None) -> dict:
+    """A training config running protocol `name`: on its real lists under `root` (synthetic=False), or on
+    its synthetic stand-in domains (synthetic=True). Missing-at-test modalities become test-time drops
+    via `data.test_missing`."""
+    from edge_fas.data.protocols import get_protocol
+
+    pr = get_protocol(name)
+    cfg = copy.deepcopy(base or DEFAULTS)
+    cfg["model"] = {**cfg.get("model", {}), "name": model, "preset": preset}
+    cfg["model"].setdefault("overrides", {})
+    cfg["data"]["test_missing"] = list(pr.missing_at_test)
+    if synthetic or not pr.real:
+        if not pr.synthetic_ok:
+            raise ConfigError(f"protocol {name} has no synthetic stand-in: its splits ({pr.paper}) select attack "
+                              "species or ethnicities the synthetic domains do not model; run it on the real data "
+                              "with --data-root DIR")
+        train_d, test_d = pr.synthetic()
+        cfg["data"].update(source="synthetic", protocol=None, train_domains=train_d, test_domains=test_d)
+        cfg["out"] = f"runs/{name}-synthetic-{model}"
+    else:
+        if root is None:
+            raise ConfigError(f"protocol {name} reads the real datasets: pass --data-root DIR (the folder holding "
+                              f"{', '.join(pr.list_files()[:2])}, ...) or set data.root; --synthetic runs its synthetic "
+                              "stand-in instead")
+        cfg["data"].update(source="datasets", protocol=name, root=str(root), lists=None if lists is None else str(lists),
+                           train_domains=pr.datasets, test_domains=list(pr.tests))
+        cfg["out"] = f"runs/{name}-{model}"
+    return cfg

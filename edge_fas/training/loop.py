@@ -1,0 +1,342 @@
+"""The training loop: `train(cfg)` builds the model, streams the data (edge_fas.training.data), runs
+the epochs, validates after each, and ends by fitting the decision on validation and writing the
+checkpoint.
+
+Each step calls the model's own `train_step(batch, optimisers, scaler)` (MMDG's ReGrad and the
+spoof-trace network's adversarial steps included; models that accumulate gradients do it there). After
+every epoch the model is validated on the validation split with edge_fas.metrics (train.keep: best
+keeps the epoch with the lowest validation EER). At the end the score calibration, the operating point
+(`train.target`, default the EER) and the abstention level are fitted on the *validation* split
+(edge_fas.operating_point) and stored in the checkpoint meta with the split, so test numbers use a
+calibration and threshold fixed before seeing test data (ISO/IEC 30107-3 practice).
+
+Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
+(optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
+per logged step and per epoch), config.yaml (the effective config), metrics.json (final val/test).
+Under torchrun see edge_fas.training.distributed; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from edge_fas import metrics
+from edge_fas.errors import ConfigError
+from edge_fas.training import distributed
+from edge_fas.training.config import check_config, data_params, heldout_summary, real_protocol, train_domain_names
+from edge_fas.training.data import TrainingData, to_device
+
+__all__ = ["train", "build_model", "lr_factor", "seed_everything", "save_model", "load_model"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_model(path, model, **meta):
+    """edge_fas.models.save_checkpoint (the models part owns the format)."""
+    from edge_fas.models import save_checkpoint
+
+    return save_checkpoint(path, model, **meta)
+
+
+def load_model(path, map_location="cpu"):
+    from edge_fas.models import load_checkpoint
+
+    return load_checkpoint(path, map_location=map_location)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.01) -> float:
+    """Multiplier on the base learning rate at optimiser step `step` of `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _device(name: str, local_rank: int | None = None) -> torch.device:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    return torch.device("cuda", local_rank) if device.type == "cuda" and local_rank is not None else device
+
+
+class _Log:
+    def __init__(self, path: Path | None):
+        self.f = open(path, "a") if path is not None else None
+
+    def write(self, **rec):
+        if self.f:
+            self.f.write(json.dumps(rec, default=float) + "\n")
+            self.f.flush()
+
+    def close(self):
+        if self.f:
+            self.f.close()
+
+
+def build_model(cfg: dict, device, world: int = 1):
+    """(model, PreprocessParams, AugmentParams): the model built from the config, or train.init_from's
+    checkpoint (fine-tuning), with model.pretrained's backbone weights; the preprocessing is
+    data.preprocess at the model's input size with the RGB normalisation of the pretrained backbone or
+    the fine-tuned checkpoint, and travels on in the checkpoint meta and the exported artifact; the
+    augmentation is data.augment_params with data.drop."""
+    from edge_fas.models import build
+
+    mc, tc = cfg["model"], cfg["train"]
+    if tc["init_from"]:
+        model, info = load_model(tc["init_from"])
+        if model.name != mc["name"]:
+            raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
+    else:
+        overrides = dict(mc["overrides"] or {})
+        model = build(mc["name"], mc["preset"], **overrides)
+        if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
+            overrides["num_domains"] = len(train_domain_names(cfg))
+            model = build(mc["name"], mc["preset"], **overrides)
+    rgb_norm = {k: v for k, v in (info["meta"].get("preprocess") or {}).items() if k in ("rgb_mean", "rgb_std")} \
+        if tc["init_from"] else {}
+    if mc.get("pretrained"):  # .get: a whole model section given as an override may lack the key
+        from edge_fas.models.pretrained import load_pretrained
+
+        if tc["init_from"]:
+            raise ConfigError("model.pretrained and train.init_from both initialise the model; give one of them")
+        rgb_norm = load_pretrained(model, mc["pretrained"])["normalisation"]
+    if world > 1:
+        distributed.broadcast_params(model)
+    model.to(device)
+    params, augment_params = data_params(cfg, int(model.input_size), rgb_norm)
+    return model, params, augment_params
+
+
+def _optimisers(model, tc: dict, world: int) -> dict:
+    """The model's own optimisers (train.lr / weight_decay where given), averaging gradients under
+    torchrun; gradient accumulation only for models whose train_step implements it."""
+    optimisers = model.make_optimisers(**{k: tc[k] for k in ("lr", "weight_decay") if tc[k] is not None})
+    for o in optimisers.values():
+        for g in o.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+    if world > 1:
+        for o in optimisers.values():
+            distributed.average_grads_before_step(o, world)
+    accumulate = int(tc["accumulate"])
+    if accumulate > 1 and not getattr(model, "supports_accumulation", False):  # its train_step must do it
+        raise ConfigError(f"train.accumulate={accumulate}: {model.name}'s train_step does not implement gradient "
+                          f"accumulation (it steps {len(optimisers)} optimiser(s) its own way); use 1")
+    return optimisers
+
+
+class _Epochs:
+    """The per-epoch training pass: learning-rate schedule, the model's steps, logging and progress."""
+
+    def __init__(self, cfg, model, optimisers, data: TrainingData, device, world: int, log: _Log, main: bool):
+        self.tc, self.model, self.optimisers, self.data = cfg["train"], model, optimisers, data
+        self.device, self.world, self.log, self.main = device, world, log, main
+        self.use_amp = device.type == "cuda" and self.tc["amp"] in ("auto", True)
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.accumulate = int(self.tc["accumulate"])
+        max_steps = self.tc["max_steps_per_epoch"]
+        self.steps = min(len(data.loader), int(max_steps)) if max_steps else len(data.loader)
+        self.updates = -(-self.steps // self.accumulate)  # an epoch's last, shorter group also steps
+
+    def lr(self, update: int) -> float:
+        tc = self.tc
+        return lr_factor(tc["schedule"], update, int(tc["epochs"]) * self.updates, int(tc["warmup_epochs"]) * self.updates,
+                         float(tc["min_lr_ratio"]))
+
+    def run(self, epoch: int) -> dict:
+        """One epoch; returns its record (train_loss, samples_per_s, lr_factor)."""
+        tc, data, model, world = self.tc, self.data, self.model, self.world
+        data.set_epoch(epoch)
+        if hasattr(model, "update_prototypes"):  # MMDG: per-epoch prototype refresh on half the train set
+            model.update_prototypes(data.prototype_batches(epoch), sample_fraction=1.0, seed=epoch)
+        t0, seen, run_loss, factor = time.perf_counter(), 0, 0.0, self.lr(epoch * self.updates)
+        for step, batch in enumerate(data.loader):
+            if step >= self.steps:
+                break
+            if batch is None:  # no sample of this batch had a face
+                if world > 1:  # the other processes are waiting in this step's all-reduce
+                    raise RuntimeError(f"epoch {epoch} step {step}: no sample of this process's batch has a face "
+                                       "(a detector-framed source); raise train.batch_size or train in one process")
+                continue
+            n_batch = int(batch["label"].shape[0])
+            batch = to_device(batch, self.device)
+            factor = self.lr(epoch * self.updates + step // self.accumulate)
+            for o in self.optimisers.values():
+                for g in o.param_groups:
+                    g["lr"] = g["initial_lr"] * factor
+            # the model's own step in every case (MMDG's ReGrad included); accumulating ones step the
+            # optimiser on every accumulate-th batch and on the epoch's last
+            acc = {"accumulate": self.accumulate, "apply": (step + 1) % self.accumulate == 0 or step == self.steps - 1} \
+                if self.accumulate > 1 else {}
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                terms = model.train_step(batch, self.optimisers, scaler=self.scaler, **acc)
+            if world > 1:
+                terms = distributed.global_mean(terms, world, self.device)
+            if not math.isfinite(terms["total"]):
+                raise RuntimeError(f"training diverged at epoch {epoch} step {step}: loss {terms['total']}; "
+                                   "lower train.lr")
+            seen += n_batch
+            run_loss += terms["total"]
+            rate = seen * world / max(time.perf_counter() - t0, 1e-9)
+            if self.main and (step % int(tc["log_every"]) == 0 or step == self.steps - 1):
+                self.log.write(kind="step", epoch=epoch, step=step, samples_per_s=round(rate, 2), **terms)
+            if self.main and tc["progress"]:
+                print(f"\repoch {epoch + 1}/{tc['epochs']} step {step + 1}/{self.steps} loss {terms['total']:.4f} "
+                      f"{rate:.1f} samples/s", end="", file=sys.stderr, flush=True)
+        if self.main and tc["progress"]:
+            print(file=sys.stderr)
+        return {"train_loss": run_loss / max(self.steps, 1),
+                "samples_per_s": round(seen * world / max(time.perf_counter() - t0, 1e-9), 2),
+                "lr_factor": round(factor, 5)}
+
+
+def _better(val: dict, best: dict | None) -> bool:
+    return best is None or (val["eer"], -val["auc"]) < (best["eer"], -best["auc"])
+
+
+def _resume(path: Path, model, optimisers, device) -> tuple[int, list, dict | None]:
+    """(first epoch, history, best) from resume.pt, with the model, optimiser and RNG states restored."""
+    st = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(st["model"])
+    for k, o in optimisers.items():
+        o.load_state_dict(st["optimisers"][k])
+    random.setstate(st["rng"]["python"])
+    np.random.set_state(st["rng"]["numpy"])
+    torch.set_rng_state(st["rng"]["torch"])
+    return st["epoch"] + 1, st["history"], st.get("best")
+
+
+def _save_resume(path: Path, model, optimisers, epoch: int, history: list, best) -> None:
+    torch.save({"model": model.state_dict(), "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                "epoch": epoch, "history": history, "best": best,
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}},
+               path)
+
+
+def train(cfg: dict) -> dict:
+    """Run one training described by `cfg` (see edge_fas.training.config). Returns the final metrics dict."""
+    check_config(cfg)
+    tc = cfg["train"]
+    world, rank, local_rank = distributed.world()
+    if int(tc["threads"]) > 0:
+        torch.set_num_threads(int(tc["threads"]))
+    if world > 1:
+        distributed.start(tc["device"])
+    device = _device(tc["device"], local_rank if world > 1 else None)
+    seed_everything(int(tc["seed"]) + rank)
+    out, main = Path(cfg["out"]), rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    model, params, augment_params = build_model(cfg, device, world)
+    optimisers = _optimisers(model, tc, world)
+    data = TrainingData(cfg, params, world, rank, device, augment_params)  # indices only: samples decode in workers
+    start_epoch, history, best = 0, [], None  # best: {"epoch", "eer", "auc", "state"} when train.keep is best
+    if tc["resume"] and (out / "resume.pt").exists():
+        start_epoch, history, best = _resume(out / "resume.pt", model, optimisers, device)
+    log = _Log(out / "log.jsonl" if main else None)
+    epochs = _Epochs(cfg, model, optimisers, data, device, world, log, main)
+    for epoch in range(start_epoch, int(tc["epochs"])):
+        rec = {"kind": "epoch", "epoch": epoch, **epochs.run(epoch)}
+        # validation: threshold fixed here, on the source domains' validation split
+        val, _ = data.evaluate(model, data.val, data.domain_ids)
+        rec.update(val_eer=val["eer"], val_auc=val["auc"], val_threshold=val["threshold"])
+        rec = {k: rec[k] for k in ("kind", "epoch", "train_loss", "samples_per_s", "val_eer", "val_auc",
+                                   "val_threshold", "lr_factor")}
+        if tc["keep"] == "best" and _better(val, best):
+            best = {"epoch": epoch, "eer": val["eer"], "auc": val["auc"],
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        history.append(rec)
+        log.write(**rec)
+        if main:
+            _save_resume(out / "resume.pt", model, optimisers, epoch, history, best)
+    if world > 1:
+        distributed.check_replicas(model)
+    kept_epoch = int(tc["epochs"]) - 1
+    if best is not None:  # train.keep: best
+        model.load_state_dict(best["state"])
+        kept_epoch = best["epoch"]
+    result, record, n_val = _decide_and_test(cfg, model, params, data, device)
+    result.update(history=history, kept_epoch=kept_epoch)
+    if main:
+        meta = _checkpoint_meta(cfg, data, params, record, result, kept_epoch, n_val)
+        save_model(out / "checkpoint.pt", model.cpu(), **meta)
+        (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
+    log.close()
+    return result
+
+
+def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tuple[dict, dict, int]:
+    """Calibration, operating point and abstention fitted on validation (edge_fas.operating_point), then
+    every test set at that operating point: (result, decision record, validation samples scored)."""
+    from edge_fas.data.build import weighted_average
+    from edge_fas.operating_point import fit_decision_record
+    from edge_fas.score_calibration import ScoreCalibration
+    from edge_fas.scoring import model_scorer
+
+    scorer = model_scorer(model, params, device)
+    scored_val = scorer.score(data.stream(data.val, data.domain_ids), workers=data.workers)
+    scored_tests = {name: scorer.score(data.stream(ix), workers=data.workers) for name, ix in data.tests.items()}
+    skipped = {"val": len(data.val) - len(scored_val),
+               **{n: len(ix) - len(scored_tests[n]) for n, ix in data.tests.items()}}
+    # the record's test evidence comes from the first test set; every set's metrics are in metrics.json
+    record = fit_decision_record(scored_val, cfg["train"]["target"], next(iter(scored_tests.values()), None))
+    thr, cal = record["operating_point"]["threshold"], ScoreCalibration.from_dict(record["calibration"])
+    val = metrics.evaluate(cal.apply_logits(scored_val.logits), scored_val.label, scored_val.species, threshold=thr)
+    result = {"val": metrics.json_ready(val), "threshold": thr, "calibration": record["calibration"]}
+    if data.tests:
+        tests = {name: metrics.evaluate(cal.apply_logits(sc.logits), sc.label, sc.species, threshold=thr)
+                 for name, sc in scored_tests.items()}
+        result["tests"] = {name: metrics.json_ready(m) for name, m in tests.items()}
+        result["test_data"] = {name: ix.meta.get("data", "") for name, ix in data.tests.items()}
+        if len(tests) == 1:
+            result["test"] = result["tests"][next(iter(tests))]
+        protocol = real_protocol(cfg)
+        if protocol is not None and protocol.average:
+            result["test_average"] = weighted_average(tests, {n: len(sc) for n, sc in scored_tests.items()},
+                                                      protocol.average)
+    if any(skipped.values()):
+        result["skipped_no_face"] = skipped
+    return result, record, len(scored_val)
+
+
+def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result: dict, kept_epoch: int,
+                     n_val: int) -> dict:
+    """What the checkpoint says about itself: the decision and the split it was fitted on, what it was
+    trained and validated on, the preprocessing, the config."""
+    d, tc, mc = cfg["data"], cfg["train"], cfg["model"]
+    sess = d["source"] == "sessions"
+    vd = d["sessions"]["val"] if sess else (d["val_domains"] or train_domain_names(cfg))
+    td = d["sessions"]["train"] if sess else train_domain_names(cfg)
+    real = d["source"] == "datasets"
+    target, val = record["operating_point"]["target"], result["val"]
+    return {"threshold": result["threshold"],
+            "threshold_source": f"operating point {target} on the validation split (calibrated scores)",
+            "threshold_split": f"{target} on the {d['source']} validation split "
+                               f"({data.val.meta.get('data') if real else ', '.join(map(str, vd))}, {n_val} samples"
+                               f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
+            **{k: v for k, v in record.items() if k != "threshold"},
+            "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
+                         "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
+                         "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
+                         "protocol": d.get("protocol"), "data": data.train.meta.get("data", "")},
+            "validation": {"source": d["source"], "domains": vd, "split": "val", "samples": n_val, "seed": d["seed"],
+                           "eer": val["eer"], "auc": val["auc"], "data": data.val.meta.get("data", ""),
+                           **heldout_summary(cfg, "val")},
+            "trained_on": {"source": d["source"], "domains": td, "split": "train", "samples": len(data.train),
+                           "seed": d["seed"], "rig_size": d["rig_size"], "protocol": d.get("protocol"),
+                           "data": data.train.meta.get("data", "")},
+            "preprocess": params.to_dict(), "epochs": int(tc["epochs"]), "train_config": cfg}
