@@ -246,3 +246,48 @@ def test_randomised_samples_stream_with_their_range_set(tmp_path):
     assert not torch.equal(other[0]["rgb"], batch["rgb"][0])
     with pytest.raises(ConfigError, match="data.val_domains.*rand_y"):
         check_config(load_train_config(None, {"data.val_domains": ["rand_y"]}))
+
+
+_KILLED_TRAINER = """
+import os, signal, sys
+import torch
+from edge_fas.data.stream import make_loader
+
+if __name__ == "__main__":
+    loader = make_loader(torch.utils.data.TensorDataset(torch.arange(64)), batch_size=1, workers=2,
+                         collate_fn=torch.utils.data.default_collate)
+    it = iter(loader)
+    next(it)
+    print(" ".join(str(w.pid) for w in it._workers), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9` or the OOM killer would end a training run
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_workers_end_when_the_training_process_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "trainer.py"
+    script.write_text(_KILLED_TRAINER)
+    log = tmp_path / "pids.txt"
+    with open(log, "w") as f:  # a file, not a pipe: the worker processes hold their copy of stdout open
+        subprocess.run([sys.executable, str(script)], stdout=f, stderr=subprocess.STDOUT, timeout=120)
+    pids = [int(p) for p in log.read_text().split()[-2:] if p.isdigit()]
+    assert len(pids) == 2, log.read_text()
+    deadline = time.monotonic() + 20
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if _running(p)]
+    for p in left:
+        os.kill(p, 9)
+    assert not left, f"DataLoader workers {left} outlived the killed training process"

@@ -24,8 +24,11 @@ from the same draws as CropDataset.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import threading
+import time
 
 import numpy as np
 import torch
@@ -230,10 +233,25 @@ class BalancedSampler(torch.utils.data.Sampler):
         return iter(mine.tolist())
 
 
-def _worker_init(_):
+def _worker_init(parent_pid: int, _worker_id: int):
     import cv2
 
     cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_with(parent_pid: int, every_s: float = 1.0):
+    """End this worker once the process that made the loader is gone. torch's own watchdog compares the
+    worker's parent pid, which under forkserver is the forkserver, not the training process: a killed
+    `edge-fas train` left its workers rendering on every core (seen here)."""
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid was reused by another user's process: ours is gone
+            os._exit(0)
 
 
 def _worker_context():
@@ -257,7 +275,7 @@ def make_loader(dataset, batch_size: int, sampler=None, workers: int = 0, pin_me
     return torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), sampler=sampler, shuffle=False,
                                        collate_fn=collate_fn, num_workers=workers,
                                        persistent_workers=persistent and workers > 0, pin_memory=pin_memory,
-                                       worker_init_fn=_worker_init if workers > 0 else None,
+                                       worker_init_fn=functools.partial(_worker_init, os.getpid()) if workers > 0 else None,
                                        multiprocessing_context=_worker_context() if workers > 0 else None,
                                        prefetch_factor=2 if workers > 0 else None)
 
