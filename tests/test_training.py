@@ -57,7 +57,13 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert {r["kind"] for r in log} == {"step", "epoch"} and all(r["samples_per_s"] > 0 for r in log)
     assert "test" in json.loads((out / "metrics.json").read_text())
     # resume: a second epoch continues from resume.pt instead of starting over
-    assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "train.epochs=2"]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg), "--resume", "--set", "train.epochs=2",
+                     "--set", "train.progress=true"]) == 0
+    # progress into a log (stderr is not a terminal here): whole lines, no carriage returns run together
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("epoch 2/2 step ")]
+    assert "\r" not in err and len(lines) == 2 and lines[-1].startswith("epoch 2/2 step 2/2 loss ")
     hist = json.loads((out / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [0, 1]
     # keep: best -> the checkpoint is the epoch with the lowest validation EER (AUC breaks ties)

@@ -162,6 +162,7 @@ class _Epochs:
         if hasattr(model, "update_prototypes"):  # MMDG: per-epoch prototype refresh on half the train set
             model.update_prototypes(data.prototype_batches(epoch), sample_fraction=1.0, seed=epoch)
         t0, seen, run_loss, factor = time.perf_counter(), 0, 0.0, self.lr(epoch * self.updates)
+        tty = sys.stderr.isatty()
         for step, batch in enumerate(data.loader):
             if step >= self.steps:
                 break
@@ -192,10 +193,13 @@ class _Epochs:
             rate = seen * world / max(time.perf_counter() - t0, 1e-9)
             if self.main and (step % int(tc["log_every"]) == 0 or step == self.steps - 1):
                 self.log.write(kind="step", epoch=epoch, step=step, samples_per_s=round(rate, 2), **terms)
-            if self.main and tc["progress"]:
-                print(f"\repoch {epoch + 1}/{tc['epochs']} step {step + 1}/{self.steps} loss {terms['total']:.4f} "
-                      f"{rate:.1f} samples/s", end="", file=sys.stderr, flush=True)
-        if self.main and tc["progress"]:
+            # a terminal gets one line redrawn every step; a log file (nohup, systemd, CI) a line every
+            # log_every steps instead of thousands of carriage returns run together
+            if self.main and tc["progress"] and (tty or step % int(tc["log_every"]) == 0 or step == self.steps - 1):
+                print(("\r" if tty else "") + f"epoch {epoch + 1}/{tc['epochs']} step {step + 1}/{self.steps} "
+                      f"loss {terms['total']:.4f} {rate:.1f} samples/s", end="" if tty else "\n",
+                      file=sys.stderr, flush=True)
+        if self.main and tc["progress"] and tty:
             print(file=sys.stderr)
         return {"train_loss": run_loss / max(self.steps, 1),
                 "samples_per_s": round(seen * world / max(time.perf_counter() - t0, 1e-9), 2),
