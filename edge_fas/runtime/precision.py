@@ -144,7 +144,8 @@ def held_out_inputs(artifact, count: int, seed: int, quiet: bool = True):
     try:
         from edge_fas.runtime.quantize import synthetic_crops
         batch, labels = synthetic_crops(count, artifact.preprocess, seed=seed, quiet=quiet)
-        return batch, labels, f"synthetic rig crops, seed {seed} (held out: calibration uses seed 0)"
+        return batch, labels, (f"synthetic rig crops, seed {seed}: the named domains and the randomised family's "
+                               "held-out ranges (held out: int8 calibration uses seed 0 and the training ranges)")
     except EdgeFasError:
         from edge_fas.export import random_batch
         return (random_batch(artifact.input_size, count, np.random.default_rng(seed)), None,
