@@ -248,9 +248,7 @@ def _exit_with(parent_pid: int, every_s: float = 1.0):
         time.sleep(every_s)
         try:
             os.kill(parent_pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:  # the pid was reused by another user's process: ours is gone
+        except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's process
             os._exit(0)
 
 

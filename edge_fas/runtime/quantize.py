@@ -24,7 +24,7 @@ INT8_FILE = "model.int8.onnx"
 def _rigs(seed: int):
     """The four named domains and one rig of the randomised family: its training ranges for the int8
     calibration (seed 0), its held-out ranges for every other seed (the precision gates). A model
-    trained on the randomised family (the demo) is then calibrated and gated on cameras like the ones it
+    trained on the randomised family (configs/demo-rand.yaml) is then calibrated and gated on cameras like the ones it
     was made for, and every model on the named rig's look as well."""
     from edge_fas.sim import DOMAINS, make_rig
     family = "rand" if seed == 0 else "rand_heldout"
