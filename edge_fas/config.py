@@ -314,17 +314,26 @@ def check_url(url: str, key: str = "webhook.url") -> urllib.parse.SplitResult:
     return parts
 
 
+def read_yaml_sections(path: str | Path, what: str, hint: str) -> dict:
+    """A YAML file whose top level maps section names to settings ({} when empty); a missing file, bad YAML
+    or another top level is a ConfigError naming `what` and the file (`hint`: how to get a good one)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist; {hint}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {p} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {p}: the top level must be a mapping of sections")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Load the YAML file (if any), apply dotted overrides {"decision.window": 5}, validate."""
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist; write one with `edge-fas run --print-config > {p}`")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        data = read_yaml_sections(path, "config file", f"write one with `edge-fas run --print-config > {path}`")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         data.setdefault(section, {})

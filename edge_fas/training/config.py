@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
-import yaml
-
+from edge_fas.config import read_yaml_sections
 from edge_fas.errors import ConfigError
 
 __all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
@@ -90,17 +88,8 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
 
 def load_train_config(path=None, overrides: dict | None = None) -> dict:
     """Read a training YAML (or none: the defaults) and apply dotted overrides {"train.epochs": 2}."""
-    given = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"training config {p} does not exist; pass an existing YAML file (see configs/)")
-        try:
-            given = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"training config {p}: not valid YAML ({e})") from None
-        if not isinstance(given, dict):
-            raise ConfigError(f"training config {p}: the top level must be a mapping of sections")
+    given = {} if path is None else read_yaml_sections(path, "training config",
+                                                       "pass an existing YAML file (see configs/)")
     return apply_overrides(_merge(DEFAULTS, given, "top level"), overrides)
 
 
