@@ -119,5 +119,9 @@ def test_real_protocols_never_fall_back_to_synthetic(run, tmp_path, capsys):
     assert cli_main(["train", "--config", str(cfg), "--protocol", "mmdg-p1-cps-w", "--synthetic", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["source"] == "synthetic" and printed["data"]["test_domains"] == ["wmca"]
+    # --print-config shows the merged config, then refuses it as train would
+    assert cli_main(["train", "--config", str(cfg), "--print-config", "--set", "train.target=apcer=2"]) == 2
+    out_err = capsys.readouterr()
+    assert yaml.safe_load(out_err.out)["train"]["target"] == "apcer=2" and "train.target" in out_err.err
     assert cli_main(["train", "--list-protocols"]) == 0
     assert "MMDG-Benchmark/W-test.txt" in capsys.readouterr().out

@@ -94,7 +94,12 @@ def run(args) -> int:
         return 0
     cfg = config_from_args(args)
     if args.print_config:
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        from edge_fas.training import check_config
+
+        # print what was merged first (that is what one debugs), then refuse it as train would: a config
+        # that prints cleanly but stops at `train` would say two different things
+        print(yaml.safe_dump(cfg, sort_keys=False), end="", flush=True)
+        check_config(cfg)
         return 0
     result = train(cfg)
     v = result["val"]
