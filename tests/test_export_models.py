@@ -53,3 +53,20 @@ def test_export_load_and_parity(name, tmp_path, capsys):
             got = getattr(ort_out, extra)
             assert got is not None and got.shape == getattr(torch_out, extra).shape
             np.testing.assert_allclose(got, getattr(torch_out, extra), atol=1e-3)
+
+
+def test_a_refused_int8_export_keeps_the_fp32_artifact_and_says_so(tmp_path, capsys, monkeypatch):
+    from edge_fas.runtime import precision as prec
+
+    torch.manual_seed(0)
+    models.save_checkpoint(tmp_path / "ckpt.pt", _build("spoof_trace").eval(), threshold=0.5,
+                           threshold_split="synthetic dev", training={"summary": "synthetic only (test)"})
+    monkeypatch.setattr(prec, "MIN_AGREEMENT", 1.01)  # no int8 model can pass: the real refusal path runs
+    assert main(["export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "art"), "--parity", "4",
+                 "--parity-source", "random", "--gate", "8", "--int8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "int8 refused" in err and "fp32 artifact in" in err and "precision.int8" in err
+    art = load_artifact(tmp_path / "art")  # complete, hashes intact
+    assert "model.int8.onnx" not in art.manifest["files"] and art.manifest["precision"]["int8"]["passed"] is False
+    assert load_runtime(art.folder, kind="onnxruntime", device="cpu").infer(random_batch(art.input_size, 1,
+                                                                                 np.random.default_rng(0))).score.shape == (1,)

@@ -106,6 +106,14 @@ def test_int8_below_the_gate_is_not_written(tmp_path):
     after = load_artifact(tmp_path)
     assert "int8" not in after.manifest and not (tmp_path / "model.int8.onnx").exists()
     assert not list(tmp_path.glob(".*candidate*"))
+    # the refusal is kept, so nothing later reads the artifact as "int8 never measured"
+    rec = after.manifest["precision"]["int8"]
+    assert rec["passed"] is False and rec["written"] is False and rec["frame_sets"] == 24
+    with pytest.raises(prec.PrecisionRefused, match="int8 refused"):
+        prec.check_allowed(after, "int8")
+    assert "forced" in prec.check_allowed(after, "int8", force=True)
+    with pytest.raises(EdgeFasError, match=r"its gate refused it \(\d+\.\d+% decision agreement.*--force-precision"):
+        load_runtime(str(tmp_path), kind="onnxruntime", device="cpu", int8=True, warmup=())
 
 
 def test_progress_lines_go_to_stderr_and_quiet_means_silent(capsys):

@@ -43,8 +43,13 @@ def run(args) -> int:
                             overwrite=args.force, gate_count=args.gate, force_precision=args.force_precision,
                             quiet=args.quiet)
     if args.int8:
+        from edge_fas.runtime.precision import PrecisionRefused
         from edge_fas.runtime.quantize import add_int8
-        art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet)
+        try:
+            art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet)
+        except PrecisionRefused as e:  # still an error (int8 was asked for), but say what was kept
+            raise EdgeFasError(f"{e}. The fp32 artifact in {art.folder} is complete and usable; the refused int8 "
+                               "figures are kept in its manifest (precision.int8)") from None
     m = art.manifest
     p = m["export"]["parity"]
     print(f"wrote {art.folder}: {m['model']['name']} ({m['model']['preset']}), input {art.input_size}px, "

@@ -70,7 +70,7 @@ class OrtRuntime(Runtime):
         if int8:
             q = artifact.manifest.get("int8")
             if not q:
-                raise ArtifactError(f"artifact {artifact.folder} has no int8 model; export it with --int8")
+                raise ArtifactError(prec.no_int8_file(artifact))
             note = prec.check_allowed(artifact, "int8", force_precision)
             notes.append(note)
             path = artifact.folder / q["file"]

@@ -113,6 +113,17 @@ def recorded_gate(artifact, precision: str) -> dict | None:
     return rec
 
 
+def no_int8_file(artifact) -> str:
+    """Why the artifact has no int8 model: never exported with --int8, or exported and refused by its gate."""
+    rec = (artifact.manifest.get("precision") or {}).get("int8") or {}
+    if rec.get("written") is False:
+        return (f"artifact {artifact.folder} has no int8 model: `edge-fas export --int8` measured one and its gate "
+                f"refused it ({float(rec['decision_agreement']):.2%} decision agreement with fp32, needs "
+                f"{float(rec['min_agreement']):.1%}); run fp32 or fp16, or re-export with --int8 --force-precision "
+                "to accept the loss")
+    return f"artifact {artifact.folder} has no int8 model; export it with `edge-fas export --int8`"
+
+
 def check_allowed(artifact, precision: str, force: bool = False) -> str:
     """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on)."""
     if precision == "fp32":

@@ -96,13 +96,23 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
     return head
 
 
+def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
+    """Keep a refused int8 gate's figures in the manifest (precision.int8, passed: false; no int8 file), as a
+    failed fp16 gate is kept: the model card and benchmarks can then say it was measured and refused, and a
+    TensorRT int8 build of this artifact is refused from the record unless forced."""
+    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256")}
+    manifest["precision"] = {**(manifest.get("precision") or {}), "int8": {**figures, "written": False}}
+    art.write_manifest(artifact.folder, manifest, [n for n in artifact.manifest["files"] if n != INT8_FILE])
+
+
 def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_count: int = 64,
              eval_count: int = 128, force: bool = False, min_agreement: float | None = None,
              quiet: bool = True) -> art.Artifact:
     """Write model.int8.onnx into the artifact after its precision gate passes (or is forced).
 
     calibration: batch dict; held_out: (batch dict, labels). Default: synthetic-rig crops (seeds 0 and 1).
-    Refused (PrecisionRefused, nothing written to the manifest) below the gate's decision agreement."""
+    Refused below the gate's decision agreement (PrecisionRefused; no int8 file, the refused figures kept in
+    the manifest's precision.int8)."""
     from edge_fas.runtime import precision as prec
     params = artifact.preprocess
     calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0, quiet=quiet)[0]
@@ -117,7 +127,11 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
         figures = prec.compare(f32, i8, thr, labels)
         figures["data"] = ("synthetic rig crops, held-out seed 1 (named domains and the randomised family's "
                            "held-out ranges)") if held_out is None else "given held-out set"
-        figures = prec.judge(figures, "int8", min_agreement or prec.MIN_AGREEMENT, force)
+        try:
+            figures = prec.judge(figures, "int8", min_agreement or prec.MIN_AGREEMENT, force)
+        except prec.PrecisionRefused as refused:
+            _record_refused_int8(artifact, refused.figures)
+            raise
         candidate.replace(folder / INT8_FILE)
     finally:
         candidate.unlink(missing_ok=True)

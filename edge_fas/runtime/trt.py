@@ -100,8 +100,7 @@ def model_for(artifact: Artifact, precision: str, workdir: Path) -> Path:
         return prec.fp16_onnx(artifact.onnx_path, workdir / "model.fp16.onnx")
     q = artifact.manifest.get("int8")
     if not q:
-        raise EdgeFasError(f"artifact {artifact.folder} has no int8 model; export it with `edge-fas export --int8` "
-                           "(explicit Q/DQ, the only int8 TensorRT 11 builds)")
+        raise EdgeFasError(prec.no_int8_file(artifact) + " (explicit Q/DQ, the only int8 TensorRT 11 builds)")
     if not q.get("tensorrt"):
         raise EdgeFasError(f"the int8 model of {artifact.folder} uses asymmetric uint8 activations (ONNX Runtime CPU "
                            "format), which TensorRT cannot build; re-export with `edge-fas export --int8`")
