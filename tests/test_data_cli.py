@@ -98,6 +98,24 @@ def test_eval_other_protocols_on_the_same_tree(run, tmp_path):
     assert cli_main(["eval", ckpt, "--out", str(p2), "--protocol", "mmdg-p2-cps-w-rgb-only", "--data-root", str(root),
                      "--no-plots", "--cache-dir", cache_of(tmp_path)]) == 0
     assert "modalities removed at test: depth, ir" in json.loads((p2 / "metrics.json").read_text())["meta"]["data"]
+    # --missing removes a stream from any test set (here CeFA 4.1 without IR): the same samples, other scores
+    no_ir = tmp_path / "cefa-no-ir"
+    assert cli_main(["eval", ckpt, "--out", str(no_ir), "--protocol", "cefa-4.1", "--data-root", str(root),
+                     "--no-plots", "--cache-dir", cache_of(tmp_path), "--missing", "ir"]) == 0
+    assert "modalities removed at test: ir" in json.loads((no_ir / "metrics.json").read_text())["meta"]["data"]
+    assert [x["path"] for x in rows(no_ir)] == [x["path"] for x in rows(cefa)]
+    assert [x["score"] for x in rows(no_ir)] != [x["score"] for x in rows(cefa)]
+
+
+def test_eval_missing_names_its_modalities(run, tmp_path, capsys):
+    root, out, _ = run
+    base = ["eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "m"), "--data-root", str(root), "--no-plots",
+            "--cache-dir", cache_of(tmp_path)]
+    assert cli_main(base + ["--protocol", "cefa-4.1", "--missing", "nir"]) == 2
+    assert "--missing 'nir': name modalities from rgb, depth, ir" in capsys.readouterr().err
+    # added to a protocol's own: the RGB-only protocol without RGB leaves nothing
+    assert cli_main(base + ["--protocol", "mmdg-p2-cps-w-rgb-only", "--missing", "rgb"]) == 2
+    assert "leaves no modality to score" in capsys.readouterr().err
 
 
 def test_real_protocols_never_fall_back_to_synthetic(run, tmp_path, capsys):

@@ -44,6 +44,10 @@ def add_arguments(parser):
                              "models: use another for subjects never seen in training)")
     parser.add_argument("--attack-mix", default="domain", choices=["domain", "uniform"],
                         help="synthetic attack species mix (uniform: every species equally often)")
+    parser.add_argument("--missing", default=None, metavar="MODALITY[,MODALITY]",
+                        help="remove these modalities (rgb, depth, ir) from every test sample, as MMDG's Protocol 2 "
+                             "does: what the model decides when a sensor stream is lost, and which stream a species' "
+                             "detection rests on (added to a protocol's own)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="operating threshold (default: the model's recorded operating point)")
     parser.add_argument("--target", default=None, metavar="apcer=0.01|bpcer=0.05|eer",
@@ -118,6 +122,23 @@ def data_config(args, meta: dict) -> dict:
     return d
 
 
+def with_missing(d: dict, missing: str | None) -> dict:
+    """d with --missing's modalities added to data.test_missing (a protocol's own stay)."""
+    from edge_fas.errors import ConfigError
+    from edge_fas.types import MODALITIES
+
+    if not missing:
+        return d
+    names = [m.strip() for m in missing.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODALITIES]
+    if bad or not names:
+        raise ConfigError(f"--missing {missing!r}: name modalities from {', '.join(MODALITIES)}, comma separated")
+    merged = list(dict.fromkeys(list(d.get("test_missing") or []) + names))
+    if len(merged) == len(MODALITIES):
+        raise ConfigError(f"--missing {missing!r} leaves no modality to score")
+    return {**d, "test_missing": merged}
+
+
 def validation_set(d: dict):
     """The samples --target chooses its threshold on, disjoint from the test sets."""
     from edge_fas.data.build import split_index, test_indices
@@ -157,7 +178,7 @@ def run(args) -> int:
     if args.val_sessions and not args.sessions:
         raise ConfigError("--val-sessions goes with --sessions")
     scorer = load_scorer(args.model, runtime=args.runtime, device=args.device)
-    d = data_config(args, scorer.info)
+    d = with_missing(data_config(args, scorer.info), args.missing)
     params = scorer.preprocess
     workers = resolve_workers(yaml.safe_load(str(args.workers)))
     cache = None if args.no_cache else CropCache(Path(args.cache_dir) / "crops")
