@@ -58,6 +58,16 @@ def test_int8_is_written_hashed_and_measured(tmp_path):
     assert "int8" in q.reason
     diff = np.abs(q.infer(held).score - load_runtime(tmp_path, device="cpu").infer(held).score)
     assert diff.max() == pytest.approx(gate["score_abs_diff_max"], rel=0.01)
+    # measured again and refused (a stricter gate): the earlier int8 model is no longer listed or used
+    from edge_fas.runtime.precision import PrecisionRefused
+    with pytest.raises(PrecisionRefused):
+        add_int8(load_artifact(tmp_path), calibration=random_batch(32, 16, rng), held_out=(held, labels),
+                 min_agreement=1.01)
+    after = load_artifact(tmp_path)
+    assert "int8" not in after.manifest and "model.int8.onnx" not in after.manifest["files"]
+    assert after.manifest["precision"]["int8"]["passed"] is False
+    with pytest.raises(EdgeFasError, match="its gate refused it"):
+        load_runtime(tmp_path, kind="onnxruntime", device="cpu", int8=True, force_precision=True)
 
 
 def test_bench_command_prints_table_and_json(tmp_path, capsys):

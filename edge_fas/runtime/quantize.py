@@ -98,9 +98,9 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
 
 def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
     """Keep a refused int8 gate's figures in the manifest (precision.int8, passed: false; no int8 file), as a
-    failed fp16 gate is kept: the model card and benchmarks can then say it was measured and refused, and a
-    TensorRT int8 build of this artifact is refused from the record unless forced."""
-    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256")}
+    failed fp16 gate is kept: the model card and benchmarks can then say it was measured and refused, and the
+    runtimes say why there is no int8 model. An int8 model an earlier export listed is unlisted with it."""
+    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256", "int8")}
     manifest["precision"] = {**(manifest.get("precision") or {}), "int8": {**figures, "written": False}}
     art.write_manifest(artifact.folder, manifest, [n for n in artifact.manifest["files"] if n != INT8_FILE])
 
