@@ -52,17 +52,22 @@ def ci(d: dict) -> str:
     return "n/a" if lo is None else f"[{pct(lo)}, {pct(hi)}]"
 
 
-def apcer_at_bpcer(scores_csv: Path, bpcer: float = 0.05) -> tuple[float, dict]:
+def apcer_at_bpcer(s, y, sp, bpcer: float = 0.05) -> tuple[float, dict]:
     """(threshold, {species: APCER}) where the set's own bona fide scores give BPCER = `bpcer`."""
-    rows = list(csv.DictReader(open(scores_csv)))
-    s = np.array([float(r["score"]) for r in rows])
-    y = np.array([int(r["label"]) for r in rows])
-    sp = np.array([r["species"] for r in rows])
     bona = np.sort(s[y == 0])
     # the smallest threshold rejecting at most `bpcer` of bona fide (attack when score >= threshold)
     k = int(np.floor(bpcer * len(bona)))
     thr = float(np.nextafter(bona[len(bona) - 1 - k], np.inf)) if k < len(bona) else 0.0
     return thr, {name: float(np.mean(s[(y == 1) & (sp == name)] < thr)) for name in sorted(set(sp[y == 1]))}
+
+
+def species_auc(s, y, sp) -> dict:
+    """{species: AUC of that species against bona fide} (edge_fas.metrics.auc): how well the model separates
+    each species from real faces, whatever the threshold."""
+    from edge_fas import metrics
+
+    bona = y == 0
+    return {name: metrics.auc(s[bona | (sp == name)], y[bona | (sp == name)]) for name in sorted(set(sp[y == 1]))}
 
 
 def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_domain: int, workers: int,
@@ -82,23 +87,9 @@ def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_do
     return folders
 
 
-def species_auc(scores_csv: Path) -> dict:
-    """{species: AUC of that species' scores against the bona fide ones} (ties count half): how well the
-    model separates each species from real faces, whatever the threshold."""
-    rows = list(csv.DictReader(open(scores_csv)))
-    s = np.array([float(r["score"]) for r in rows])
-    sp = np.array([r["species"] for r in rows])
-    bona = s[sp == "bona_fide"]
-    out = {}
-    for name in sorted(set(sp) - {"bona_fide"}):
-        a = s[sp == name]
-        if len(a) and len(bona):
-            out[name] = float((a[:, None] > bona[None, :]).mean() + 0.5 * (a[:, None] == bona[None, :]).mean())
-    return out
-
-
-def merged(folders: list[Path]) -> tuple[dict, Path]:
-    """Pool several seeds' reports: re-evaluate their scores.csv together at the same threshold."""
+def merged(folders: list[Path]) -> tuple[dict, tuple]:
+    """Pool several seeds' reports: re-evaluate their scores.csv together at the same threshold (also
+    written as pooled_scores.csv). Returns (metrics, (scores, labels, species))."""
     from edge_fas import metrics
 
     rows = [r for f in folders for r in csv.DictReader(open(f / "scores.csv"))]
@@ -112,7 +103,7 @@ def merged(folders: list[Path]) -> tuple[dict, Path]:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    return metrics.json_ready(metrics.evaluate(s, y, sp, threshold=thr)), pooled
+    return metrics.json_ready(metrics.evaluate(s, y, sp, threshold=thr)), (s, y, np.array(sp))
 
 
 def main() -> int:
@@ -143,7 +134,7 @@ def main() -> int:
         t0 = time.perf_counter()
         folders = run_eval(args.model, Path(args.out) / name, domains, seeds, split, args.per_domain, args.workers,
                            args.missing)
-        m, pooled = merged(folders)
+        m, scores = merged(folders)
         d = m["detail"]
         removed = f", modalities removed: {args.missing}" if args.missing else ""
         print(f"\n## {name}: domains {domains}, rig seeds {seeds}, split {split}{removed} "
@@ -152,8 +143,8 @@ def main() -> int:
               f"{m['threshold']:.4g}): BPCER {pct(d['bpcer']['rate'])} {ci(d['bpcer'])} "
               f"({d['bpcer']['errors']}/{d['bpcer']['n']}), APCER_max {pct(d['apcer_max']['rate'])} "
               f"{ci(d['apcer_max'])} ({d['apcer_max'].get('species')})\n")
-        thr5, at5 = apcer_at_bpcer(pooled)
-        sep = species_auc(pooled)
+        thr5, at5 = apcer_at_bpcer(*scores)
+        sep = species_auc(*scores)
         print("| species | APCER at the operating point | 95% interval | errors/n | APCER where this set's BPCER = 5% "
               "| AUC against bona fide |")
         print("|---|---|---|---|---|---|")
