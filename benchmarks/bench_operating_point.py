@@ -84,7 +84,7 @@ def remeasure_int8(folder) -> dict | None:
               "decision_agreement": round(float(np.mean((f32 >= thr) == (i8 >= thr))), 4),
               "score_abs_diff_mean": float(f"{diff.mean():.3g}"), "score_abs_diff_max": float(f"{diff.max():.3g}"),
               "scale": "calibrated P(attack) at the operating threshold"}
-    manifest = {k: v for k, v in a.manifest.items() if k not in ("files", "manifest_sha256")}
+    manifest = art.manifest_body(a.manifest)
     manifest["int8"] = {**manifest["int8"], "accuracy_change": change}
     art.write_manifest(a.folder, manifest, list(a.manifest["files"]))
     return change

@@ -41,6 +41,12 @@ def _manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(yaml.safe_dump(body, sort_keys=True).encode()).hexdigest()
 
 
+def manifest_body(manifest: dict, *drop: str) -> dict:
+    """A written manifest without what write_manifest adds (files, manifest_sha256) and the keys `drop`:
+    the starting point for rewriting an artifact's manifest."""
+    return {k: v for k, v in manifest.items() if k not in ("files", "manifest_sha256", *drop)}
+
+
 def write_manifest(folder: str | Path, manifest: dict, files: list[str]) -> dict:
     """Hash `files` (names inside folder), add them and the manifest digest, write manifest.yaml.
 

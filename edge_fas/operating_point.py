@@ -143,7 +143,7 @@ def attach_to_artifact(artifact, record: dict):
     returns the reloaded Artifact. For re-calibrating an exported model without re-exporting it."""
     from edge_fas import artifact as art
 
-    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256")}
+    manifest = art.manifest_body(artifact.manifest)
     for key in DECISION_KEYS:
         manifest.pop(key, None)
     manifest.update(json_plain(record))

@@ -209,7 +209,7 @@ def _recalibrate(args, split, base_art, checkpoint, out: Path):
     files = [n for n in base_art.manifest["files"] if n != base_art.manifest.get("int8", {}).get("file")]
     for name in files:
         shutil.copy2(base_art.folder / name, out / name)
-    manifest = {k: v for k, v in base_art.manifest.items() if k not in ("files", "manifest_sha256", "int8")}
+    manifest = art_mod.manifest_body(base_art.manifest, "int8")
     manifest["training"] = {**(manifest.get("training") or {}),
                             "site_calibration": {"sessions": split, "note": "network unchanged (adapt --epochs 0)"}}
     art_mod.write_manifest(out, manifest, files)

@@ -100,7 +100,7 @@ def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
     """Keep a refused int8 gate's figures in the manifest (precision.int8, passed: false; no int8 file), as a
     failed fp16 gate is kept: the model card and benchmarks can then say it was measured and refused, and the
     runtimes say why there is no int8 model. An int8 model an earlier export listed is unlisted with it."""
-    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256", "int8")}
+    manifest = art.manifest_body(artifact.manifest, "int8")
     manifest["precision"] = {**(manifest.get("precision") or {}), "int8": {**figures, "written": False}}
     art.write_manifest(artifact.folder, manifest, [n for n in artifact.manifest["files"] if n != INT8_FILE])
 
@@ -136,7 +136,7 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     finally:
         candidate.unlink(missing_ok=True)
     acc = lambda s: float(np.mean((s >= thr).astype(int) == labels))  # noqa: E731
-    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("files", "manifest_sha256")}
+    manifest = art.manifest_body(artifact.manifest)
     manifest["int8"] = {
         "file": INT8_FILE, "recipe": INT8_RECIPE, "tensorrt": True,
         "format": "explicit Q/DQ: symmetric int8 activations, per-channel int8 weights, "
