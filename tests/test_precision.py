@@ -116,6 +116,29 @@ def test_int8_below_the_gate_is_not_written(tmp_path):
         load_runtime(str(tmp_path), kind="onnxruntime", device="cpu", int8=True, warmup=())
 
 
+def test_quantize_keeps_named_nodes_in_float_and_names_an_unknown_calibration_method(tmp_path):
+    from edge_fas.runtime.quantize import quantize_onnx
+    torch.manual_seed(0)
+    a = export_model(Tiny(), tmp_path / "a", threshold=0.5, parity_count=4, parity_source="random", gate_count=0)
+    calib = random_batch(32, 8, np.random.default_rng(0))
+    convs = [n.name for n in onnx.load(str(a.onnx_path)).graph.node if n.op_type == "Conv"]
+    assert len(convs) >= 2
+
+    def quantised_convs(path):
+        g = onnx.load(str(path)).graph
+        producer = {o: n for n in g.node for o in n.output}
+        return {n.name for n in g.node if n.op_type == "Conv"
+                and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)}
+
+    quantize_onnx(a.onnx_path, tmp_path / "all.onnx", calib)
+    assert set(convs) <= quantised_convs(tmp_path / "all.onnx")
+    quantize_onnx(a.onnx_path, tmp_path / "kept.onnx", calib, keep_float=convs[:1], method="percentile")
+    kept = quantised_convs(tmp_path / "kept.onnx")
+    assert convs[0] not in kept and set(convs[1:]) <= kept
+    with pytest.raises(EdgeFasError, match=r"int8 calibration method 'kmeans' is unknown; use one of"):
+        quantize_onnx(a.onnx_path, tmp_path / "x.onnx", calib, method="kmeans")
+
+
 def test_progress_lines_go_to_stderr_and_quiet_means_silent(capsys):
     import io
 

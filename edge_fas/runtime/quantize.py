@@ -68,10 +68,18 @@ QDQ_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 INT8_RECIPE = "qdq-symmetric-v1"
 
 
-def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
-    """Write the Q/DQ int8 model; returns the score-head nodes kept in float."""
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def quantize_onnx(src, dst, calib: dict, batch: int = 8, keep_float=(), method: str = "minmax") -> list[str]:
+    """Write the Q/DQ int8 model; returns the score-head nodes kept in float.
+
+    keep_float: more node names to leave in float; method: how activation ranges are calibrated (ONNX
+    Runtime's MinMax, Percentile or Entropy). Export uses the defaults (INT8_RECIPE);
+    benchmarks/bench_int8.py compares the others and finds the nodes the decisions are sensitive to."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     from edge_fas.runtime.precision import score_head_nodes
 
@@ -87,9 +95,13 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8) -> list[str]:
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)  # fold + infer shapes, as ORT advises
     try:
         head = sorted(score_head_nodes(onnx.load(str(prepared))))
+        if method not in CALIBRATION_METHODS:
+            raise EdgeFasError(f"int8 calibration method {method!r} is unknown; use one of {CALIBRATION_METHODS}")
+        calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                     "entropy": CalibrationMethod.Entropy}[method]
         quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=QDQ_OPS, nodes_to_exclude=head,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                        op_types_to_quantize=QDQ_OPS, nodes_to_exclude=head + sorted(keep_float),
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     finally:
         prepared.unlink(missing_ok=True)

@@ -1,0 +1,109 @@
+"""Why an artifact's int8 model does or does not make float32's decisions: calibration recipes compared, the
+parts of the network the decisions are sensitive to, and where the flipped frames' scores lie.
+
+    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256]
+
+Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
+synthetic-rig seed 0, the gate's 128 held-out crops from seed 1 (named domains and the randomised family's
+held-out ranges), decisions at the artifact's operating point. It prints, each with the decision agreement,
+the flips and the mean |change| of the calibrated score:
+1. the export's recipe (symmetric Q/DQ, MinMax on 64 crops) and the alternatives: MinMax, Percentile and
+   Entropy calibration on `--calib` crops;
+2. one part of the network at a time quantised (the rest in float), parts being the modules under the top
+   level (encoders, decoders, fusion, classifier): where the flips come from;
+3. the flipped frames: their label, float32 and int8 scores, and the share of the gate set whose
+   float32 score lies closer to the threshold than theirs (a flip far from the threshold is a broken
+   layer; one among many scores at the threshold is a crowded operating point).
+Synthetic rig only; ONNX Runtime on the CPU (TensorRT's int8 kernels round differently; its engine is gated
+again when built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def part_of(node_name: str) -> str:
+    """'/model/ir/up4/up4.0/ConvTranspose' -> 'ir' (the module under the top level)."""
+    parts = [p for p in node_name.split("/") if p]
+    return parts[1] if len(parts) > 2 and parts[0] == "model" else parts[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="an artifact folder")
+    ap.add_argument("--calib", type=int, default=256, help="calibration crops for the alternative recipes")
+    ap.add_argument("--keep-float", default="", help="parts (as section 2 names them) to leave in float, comma separated")
+    args = ap.parse_args()
+
+    import onnx
+
+    from edge_fas import artifact as art
+    from edge_fas.runtime import precision as prec
+    from edge_fas.runtime import quantize as q
+
+    artifact = art.load_artifact(args.model)
+    start = time.time()
+    calib, _ = q.synthetic_crops(max(args.calib, 64), artifact.preprocess, seed=0)
+    gate, labels = q.synthetic_crops(128, artifact.preprocess, seed=1)
+    thr = prec.operating_threshold(artifact)
+    f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
+    print(f"{args.model}: threshold {thr:.4g} (calibrated P(attack)); {len(labels)} gate crops "
+          f"({int((labels == 0).sum())} bona fide); crops rendered in {time.time() - start:.0f} s; synthetic rig")
+
+    model = onnx.load(str(artifact.onnx_path))
+    quantisable = [n.name for n in model.graph.node if n.op_type in q.QDQ_OPS and n.name]
+    by_part = defaultdict(list)
+    for name in quantisable:
+        by_part[part_of(name)].append(name)
+    work = Path(tempfile.mkdtemp(prefix="bench-int8-"))
+
+    def measure(label: str, n_calib: int, method: str = "minmax", keep_float=()) -> np.ndarray:
+        dst = work / "candidate.onnx"
+        q.quantize_onnx(artifact.onnx_path, dst, {k: v[:n_calib] for k, v in calib.items()},
+                        keep_float=keep_float, method=method)
+        i8 = prec.calibrated_ort_scores(artifact, dst, gate)
+        f = prec.compare(f32, i8, thr, labels)
+        print(f"  {label:44s} agreement {f['decision_agreement']:.4f}  flips {f['flips']:3d}  "
+              f"mean |change| {f['score_abs_diff_mean']:.4f}", flush=True)
+        return i8
+
+    print("1. recipes")
+    export_scores = measure("export's: MinMax, 64 crops", 64)
+    for method in q.CALIBRATION_METHODS:
+        measure(f"{method}, {args.calib} crops", args.calib, method)
+    print(f"2. one part quantised at a time (MinMax, {args.calib} crops)")
+    for part, names in by_part.items():
+        others = [n for n in quantisable if n not in set(names)]
+        measure(f"{part} ({len(names)} nodes)", args.calib, keep_float=others)
+    print("3. the export recipe's flips")
+    flipped = np.flatnonzero((f32 >= thr) != (export_scores >= thr))
+    distance = np.abs(f32 - thr)
+    for i in flipped:
+        closer = float(np.mean(distance < distance[i]))
+        print(f"  crop {i:3d} {'attack' if labels[i] else 'bona fide':9s} float32 {f32[i]:.4f}  int8 "
+              f"{export_scores[i]:.4f}  ({100 * closer:.0f}% of the gate set lies closer to the threshold)")
+    if args.keep_float:
+        parts = [p for p in args.keep_float.split(",") if p]
+        unknown = sorted(set(parts) - set(by_part))
+        if unknown:
+            print(f"--keep-float: no part named {unknown}; the parts are {', '.join(by_part)}", file=sys.stderr)
+            return 2
+        print(f"4. {', '.join(parts)} kept in float, the rest quantised (MinMax, 64 crops, as export)")
+        measure(f"{len(sum((by_part[p] for p in parts), []))} nodes in float", 64,
+                keep_float=[n for p in parts for n in by_part[p]])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
