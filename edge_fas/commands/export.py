@@ -18,7 +18,9 @@ def add_arguments(parser):
                         help="parity inputs: synthetic-rig crops (auto when registration is available) or random crops")
     parser.add_argument("--int8", action="store_true",
                         help="also write an int8 model (explicit Q/DQ, score head in float; runs on ONNX Runtime's "
-                             "CPU and TensorRT 10/11), written only if its precision gate passes")
+                             "CPU and TensorRT 10/11), written only if its precision gate passes; a refusal exits 2 (what "
+                             "was asked for is missing) with the fp32 artifact complete, while the automatic fp16 "
+                             "model's failed gate is reported and recorded but exits 0")
     parser.add_argument("--gate", type=int, default=128, metavar="N",
                         help="held-out frame sets for the fp16 / int8 precision gates (default 128; 0: skip fp16)")
     parser.add_argument("--force-precision", action="store_true",
