@@ -81,8 +81,10 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert "replay" in doc["metrics"]["apcer"]  # surf's species are all listed, present or absent
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_shipped_configs_pass_the_checks_train_runs_first(path):
     """Every config the README or a model card tells users to run loads and passes check_config (a
     renamed key or a stale choice would otherwise surface only after a long cache build)."""
