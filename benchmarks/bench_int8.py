@@ -53,30 +53,48 @@ def main() -> int:
     from edge_fas.runtime import quantize as q
 
     artifact = art.load_artifact(args.model)
-    start = time.time()
-    calib, _ = q.synthetic_crops(max(args.calib, 64), artifact.preprocess, seed=0)
-    gate, labels = q.synthetic_crops(128, artifact.preprocess, seed=1)
-    thr = prec.operating_threshold(artifact)
-    f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
-    print(f"{args.model}: threshold {thr:.4g} (calibrated P(attack)); {len(labels)} gate crops "
-          f"({int((labels == 0).sum())} bona fide); crops rendered in {time.time() - start:.0f} s; synthetic rig")
-
     model = onnx.load(str(artifact.onnx_path))
     quantisable = [n.name for n in model.graph.node if n.op_type in q.QDQ_OPS and n.name]
     by_part = defaultdict(list)
     for name in quantisable:
         by_part[part_of(name)].append(name)
-    work = Path(tempfile.mkdtemp(prefix="bench-int8-"))
+    parts = [p for p in args.keep_float.split(",") if p]
+    unknown = sorted(set(parts) - set(by_part))
+    if unknown:
+        print(f"--keep-float: no part named {unknown}; the parts are {', '.join(by_part)}", file=sys.stderr)
+        return 2
+    kept = [n for p in parts for n in by_part[p]]
+    start = time.time()
+    calib, _ = q.synthetic_crops(max(args.calib, 64), artifact.preprocess, seed=0)
+    gate, labels = q.synthetic_crops(128, artifact.preprocess, seed=1)
+    thr = prec.operating_threshold(artifact)
+    f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
+    other = None
+    if args.keep_float:
+        batch, other_labels = q.synthetic_crops(128, artifact.preprocess, seed=0, offset=5000)
+        other = (batch, other_labels, prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch))
+    print(f"{args.model}: threshold {thr:.4g} (calibrated P(attack)); {len(labels)} gate crops "
+          f"({int((labels == 0).sum())} bona fide); crops rendered in {time.time() - start:.0f} s; synthetic rig")
 
-    def measure(label: str, n_calib: int, method: str = "minmax", keep_float=()) -> np.ndarray:
+    scratch = tempfile.TemporaryDirectory(prefix="bench-int8-")  # removed when main returns
+    work = Path(scratch.name)
+
+    def measure(label: str, n_calib: int, method: str = "minmax", keep_float=(), on=None) -> np.ndarray:
+        batch, truth, ref = on or (gate, labels, f32)
         dst = work / "candidate.onnx"
         q.quantize_onnx(artifact.onnx_path, dst, {k: v[:n_calib] for k, v in calib.items()},
                         keep_float=keep_float, method=method)
-        i8 = prec.calibrated_ort_scores(artifact, dst, gate)
-        f = prec.compare(f32, i8, thr, labels)
+        i8 = prec.calibrated_ort_scores(artifact, dst, batch)
+        f = prec.compare(ref, i8, thr, truth)
         print(f"  {label:44s} agreement {f['decision_agreement']:.4f}  flips {f['flips']:3d}  "
               f"mean |change| {f['score_abs_diff_mean']:.4f}", flush=True)
         return i8
+
+    if args.keep_float:
+        print(f"4. {', '.join(parts)} ({len(kept)} nodes) kept in float, the rest quantised (MinMax, 64 crops, as export)")
+        measure("on the gate crops (seed 1)", 64, keep_float=kept)
+        measure("on 128 other crops of seed 0", 64, keep_float=kept, on=other)
+        return 0
 
     print("1. recipes")
     export_scores = measure("export's: MinMax, 64 crops", 64)
@@ -93,15 +111,6 @@ def main() -> int:
         closer = float(np.mean(distance < distance[i]))
         print(f"  crop {i:3d} {'attack' if labels[i] else 'bona fide':9s} float32 {f32[i]:.4f}  int8 "
               f"{export_scores[i]:.4f}  ({100 * closer:.0f}% of the gate set lies closer to the threshold)")
-    if args.keep_float:
-        parts = [p for p in args.keep_float.split(",") if p]
-        unknown = sorted(set(parts) - set(by_part))
-        if unknown:
-            print(f"--keep-float: no part named {unknown}; the parts are {', '.join(by_part)}", file=sys.stderr)
-            return 2
-        print(f"4. {', '.join(parts)} kept in float, the rest quantised (MinMax, 64 crops, as export)")
-        measure(f"{len(sum((by_part[p] for p in parts), []))} nodes in float", 64,
-                keep_float=[n for p in parts for n in by_part[p]])
     return 0
 
 
