@@ -1,7 +1,7 @@
 """Why an artifact's int8 model does or does not make float32's decisions: calibration recipes compared, the
 parts of the network the decisions are sensitive to, and where the flipped frames' scores lie.
 
-    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256]
+    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256] [--keep-float PART[,PART]]
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
 synthetic-rig seed 0, the gate's 128 held-out crops from seed 1 (named domains and the randomised family's
@@ -12,8 +12,11 @@ the flips and the mean |change| of the calibrated score:
 2. one part of the network at a time quantised (the rest in float), parts being the modules under the top
    level (encoders, decoders, fusion, classifier): where the flips come from;
 3. the flipped frames: their label, float32 and int8 scores, and the share of the gate set whose
-   float32 score lies closer to the threshold than theirs (a flip far from the threshold is a broken
-   layer; one among many scores at the threshold is a crowded operating point).
+   float32 score lies closer to the threshold than theirs (a flip far from the threshold is a large int8
+   error; one among many scores at the threshold is a crowded operating point);
+4. with `--keep-float PART[,PART]`, instead of 1-3: those parts left in float, the rest quantised, on the gate
+   crops and on 128 other crops of seed 0 (not the calibration crops). Parts chosen by reading sections 2-3
+   were chosen on the gate crops, so only the second figure is unbiased.
 Synthetic rig only; ONNX Runtime on the CPU (TensorRT's int8 kernels round differently; its engine is gated
 again when built).
 """

@@ -83,6 +83,9 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8, keep_float=(), method: 
 
     from edge_fas.runtime.precision import score_head_nodes
 
+    if method not in CALIBRATION_METHODS:
+        raise EdgeFasError(f"int8 calibration method {method!r} is unknown; use one of {CALIBRATION_METHODS}")
+
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.it = iter(_split(calib, batch))
@@ -95,8 +98,6 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8, keep_float=(), method: 
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)  # fold + infer shapes, as ORT advises
     try:
         head = sorted(score_head_nodes(onnx.load(str(prepared))))
-        if method not in CALIBRATION_METHODS:
-            raise EdgeFasError(f"int8 calibration method {method!r} is unknown; use one of {CALIBRATION_METHODS}")
         calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                      "entropy": CalibrationMethod.Entropy}[method]
         quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
