@@ -45,17 +45,6 @@ ARMS = {
 TEST_SETS = {"rand_heldout": ["rand_heldout"], "named": NAMED, "rand": ["rand"]}
 
 
-def auc_interval(scores, labels, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap of the AUC, resampling bona fide and attacks separately."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    out = []
-    for _ in range(reps):
-        idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        out.append(metrics.auc(scores[idx], labels[idx]))
-    return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=600, help="training samples per arm (split over its domains)")
@@ -107,7 +96,7 @@ def main() -> int:
             crops = build_data(cfg_t, "test", params, domains=doms)
             sets[name] = crops
             res, scores = evaluate_crops(model, crops, threshold=thr)
-            lo, hi = auc_interval(scores, crops.label)
+            lo, hi = metrics.auc_interval(scores, crops.label)
             arm_res[name] = {"n": len(crops), "auc": res["auc"], "auc_95": [lo, hi], "eer": res["eer"],
                              "bpcer": res["bpcer"], "apcer_max": res["apcer_max"],
                              "apcer": {k: v for k, v in res["apcer"].items()}}

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ["evaluate", "error_rates", "curve", "eer_threshold", "threshold_at_apcer",
-           "threshold_at_bpcer", "auc", "APCER_POINTS", "ATTACK_SPECIES_DEFAULT", "binomial_interval",
+           "threshold_at_bpcer", "auc", "auc_interval", "APCER_POINTS", "ATTACK_SPECIES_DEFAULT", "binomial_interval",
            "parse_target", "operating_threshold", "validated_range"]
 
 APCER_POINTS = (0.01, 0.05, 0.10)
@@ -296,6 +296,18 @@ def auc(scores, labels) -> float:
     ranks[order] = np.repeat(mid, counts)
     u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def auc_interval(scores, labels, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the AUC, resampling bona fide and attacks separately."""
+    s, y, _ = _as_arrays(scores, labels)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    out = []
+    for _ in range(reps):
+        idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        out.append(auc(s[idx], y[idx]))
+    return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
 
 
 def _nan_to_none(x):

@@ -105,3 +105,17 @@ def test_bad_input_names_the_problem():
         metrics.evaluate([0.1, 0.2], [0])
     with pytest.raises(ValueError, match="NaN"):
         metrics.evaluate([float("nan"), 0.2], [0, 1])
+
+
+def test_auc_interval_brackets_the_auc_and_narrows_with_more_samples():
+    from edge_fas.metrics import auc, auc_interval
+    assert auc_interval([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == (1.0, 1.0)  # separated in every resample
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (40, 400):
+        y = np.repeat([0, 1], n)
+        s = rng.normal(y * 1.0, 1.0)
+        lo, hi = auc_interval(s, y)
+        assert lo < auc(s, y) < hi
+        widths.append(hi - lo)
+    assert widths[1] < 0.5 * widths[0]
