@@ -191,6 +191,7 @@ def _wmean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 class SpoofTraceNet(nn.Module):
     name = "spoof_trace"
     output_names = ("logits", "score", "trace")
+    training_only_modules = ("disc_live", "disc_spoof", "aux_heads")  # not in the exported graph
 
     def __init__(self, preset: str = "edge", pretrained=None, identity_net: nn.Module | None = None,
                  identity_weights=None, **overrides):

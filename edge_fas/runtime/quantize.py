@@ -59,7 +59,7 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0, quiet: b
 
 
 def _split(batch: dict, size: int):
-    n = len(batch["rgb"])
+    n = len(next(iter(batch.values())))
     for i in range(0, n, size):
         yield {k: v[i:i + size] for k, v in batch.items()}
 

@@ -27,6 +27,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
     train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
             workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
             training process), max_steps_per_epoch, init_from, log_every,
+            quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
+            edge_fas.training.qat; for fine-tuning a model whose int8 export the precision gate refused),
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best),
@@ -63,7 +65,7 @@ DEFAULTS = {
              "augment_params": {}},  # edge_fas.data.augment.AugmentParams overrides, e.g. {photometric: 0.8}
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
-              "init_from": None,
+              "init_from": None, "quantization_aware": False,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
     "out": "runs/train",
@@ -126,6 +128,8 @@ def check_config(cfg: dict) -> None:
         metrics.parse_target(cfg["train"]["target"])
     except ValueError as e:
         raise ConfigError(f"train.target: {e}") from None
+    if not isinstance(cfg["train"]["quantization_aware"], bool):
+        raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
     _check_attack_mix(cfg)
     resolve_workers(cfg["train"]["workers"])
     data_params(cfg, 64)  # data.preprocess and data.augment_params

@@ -31,7 +31,7 @@ import yaml
 
 from edge_fas import metrics
 from edge_fas.errors import ConfigError
-from edge_fas.training import distributed
+from edge_fas.training import distributed, qat
 from edge_fas.training.config import check_config, data_params, heldout_summary, real_protocol, train_domain_names
 from edge_fas.training.data import TrainingData, to_device
 
@@ -246,6 +246,8 @@ def train(cfg: dict) -> dict:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     model, params, augment_params = build_model(cfg, device, world)
+    if tc["quantization_aware"]:
+        qat.prepare(model)  # before the optimisers and resume.pt: both then see the prepared model
     optimisers = _optimisers(model, tc, world)
     data = TrainingData(cfg, params, world, rank, device, augment_params)  # indices only: samples decode in workers
     start_epoch, history, best = 0, [], None  # best: {"epoch", "eer", "auc", "state"} when train.keep is best
@@ -273,6 +275,8 @@ def train(cfg: dict) -> dict:
     if best is not None:  # train.keep: best
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
+    if tc["quantization_aware"]:
+        qat.strip(model)  # the float model the checkpoint, the decision and every export carry
     result, record, n_val = _decide_and_test(cfg, model, params, data, device)
     result.update(history=history, kept_epoch=kept_epoch)
     if main:
@@ -334,6 +338,7 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
                                f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
             **{k: v for k, v in record.items() if k != "threshold"},
             "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
+                         "quantization_aware": bool(tc["quantization_aware"]),
                          "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                          "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
                          "protocol": d.get("protocol"), "data": data.train.meta.get("data", "")},

@@ -1,0 +1,174 @@
+"""Quantisation-aware fine-tuning (`train.quantization_aware: true`): the model trains with int8 rounding
+simulated where the export's int8 recipe (edge_fas.runtime.quantize, qdq-symmetric-v1) will round, so the
+weights it learns still make the same decisions after post-training quantisation.
+
+Why: on the randomised-rig demo candidates every post-training recipe flipped the same decisions; the
+flips came from rounding errors compounding across the network (benchmarks/bench_int8.py), which a
+calibration method cannot remove but training through the rounding can.
+
+What is simulated, per Conv2d / ConvTranspose2d / Linear of the exported network (a model's
+`training_only_modules`, e.g. spoof_trace's discriminators, are left alone):
+- weights: symmetric per-output-channel int8, scale max|w_c| / 127 (ONNX Runtime's symmetric range is
+  [-127, 127]); recomputed from the current weights every forward pass;
+- the input and the output activation: symmetric per-tensor int8, scale max|x| / 127 with max|x| a running
+  average of the batches' maxima (PyTorch's moving-average min-max observer), frozen in eval mode. The
+  output is rounded where the int8 graph rounds it: after a BatchNorm the export folds into the layer, over
+  the range of a ReLU that follows (see _rounding_points).
+All round with a straight-through gradient (torch.fake_quantize_*). Not simulated: a tensor feeding two
+quantised layers is rounded once in the Q/DQ graph but once per layer here, and MinMax calibration takes the
+calibration set's maximum where this takes a running average; the export's gate measures the real int8 model.
+
+The fake quantisers are removed (`strip`) before the checkpoint is written: the checkpoint, the float
+ONNX and `edge-fas export --int8` are exactly as for any model, and the int8 model is calibrated and
+gated by the export as always."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+QUANTISED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+QMAX = 127  # symmetric int8: [-127, 127]
+
+
+class WeightFakeQuant(nn.Module):
+    """Symmetric per-output-channel int8 rounding of a weight (a parametrization)."""
+
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        dims = [d for d in range(w.dim()) if d != self.axis]
+        scale = w.detach().abs().amax(dim=dims).clamp_min(1e-8) / QMAX
+        zero = torch.zeros(scale.shape, dtype=torch.int32, device=w.device)
+        return torch.fake_quantize_per_channel_affine(w, scale.float(), zero, self.axis, -QMAX, QMAX)
+
+
+class ActivationFakeQuant(nn.Module):
+    """Symmetric per-tensor int8 rounding of an activation, its range a running average of batch maxima.
+
+    positive_only: the tensor goes into a ReLU, which ONNX Runtime's Q/DQ pass folds into the rounding, so
+    the range is the ReLU output's, [0, max]."""
+
+    def __init__(self, momentum: float = 0.01, positive_only: bool = False):
+        super().__init__()
+        self.momentum, self.positive_only = momentum, positive_only
+        self.register_buffer("max_abs", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:  # tensors only: no host synchronisation per layer on a GPU
+            batch_max = (x.detach() if self.positive_only else x.detach().abs()).amax().float()
+            self.max_abs.copy_(torch.where(self.seen, torch.lerp(self.max_abs, batch_max, self.momentum), batch_max))
+            self.seen.fill_(True)
+        elif not bool(self.seen):  # evaluated before any training batch: no range to round to yet
+            return x
+        scale = (self.max_abs.clamp_min(1e-8) / QMAX).reshape(1)
+        zero = torch.zeros(1, dtype=torch.int32, device=x.device)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, -QMAX, QMAX)
+
+
+def _quantised_layers(model: nn.Module):
+    skip = tuple(f"{name}." for name in getattr(model, "training_only_modules", ()))
+    for name, module in model.named_modules():
+        if isinstance(module, QUANTISED_TYPES) and not f"{name}.".startswith(skip):
+            yield name, module
+
+
+def _example_inputs(model: nn.Module):
+    """A zero batch of one for edge-fas's models: forward(rgb, depth, ir, present) at model.input_size."""
+    size = int(model.input_size)
+    return (torch.zeros(1, 3, size, size), torch.zeros(1, 1, size, size), torch.zeros(1, 1, size, size),
+            torch.ones(1, 3))
+
+
+def _rounding_points(model: nn.Module, layers: list[nn.Module], example) -> dict:
+    """{layer: (the module whose output the int8 model rounds, whether a ReLU reads it)}, found by one forward
+    pass in eval mode. A BatchNorm reading the layer's output directly is folded into the layer by the export
+    (torch for Conv, ONNX Runtime's pre-processing for ConvTranspose), so rounding happens after it; a ReLU
+    module reading that output is folded into the rounding's range. (A functional relu is not seen: its
+    range is then taken over negative values too, a coarser rounding than the int8 model's.)"""
+    produced, points, hooks = {}, {}, []  # produced: id -> (tensor kept alive so ids stay unique, layer)
+
+    def lookup(t):
+        hit = produced.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else None
+
+    def record_layer(layer, _args, out):
+        produced[id(out)] = (out, layer)
+        points[layer] = (layer, False)
+
+    def record_bn(bn, args, out):
+        layer = lookup(args[0])
+        if layer is not None:
+            produced[id(out)] = (out, layer)
+            points[layer] = (bn, False)
+
+    def check_relu(_relu, args):
+        layer = lookup(args[0])
+        if layer is not None:
+            points[layer] = (points[layer][0], True)
+
+    hooks += [layer.register_forward_hook(record_layer) for layer in layers]
+    hooks += [m.register_forward_hook(record_bn) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks += [m.register_forward_pre_hook(check_relu) for m in model.modules() if isinstance(m, nn.ReLU)]
+    mode = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*[x.to(device) for x in example])
+    finally:
+        model.train(mode)
+        for h in hooks:
+            h.remove()
+    return points
+
+
+def _quantise_input(module, args):
+    return (module.input_fake_quant(args[0]), *args[1:])
+
+
+def _quantise_output(module, _args, out):
+    return module.output_fake_quant(out)
+
+
+def prepare(model: nn.Module, example=None) -> int:
+    """Add the fake quantisers in place; returns how many layers now train quantisation-aware.
+
+    example: the inputs of one forward pass (default: edge-fas's four model inputs, zeros)."""
+    layers = [m for _, m in _quantised_layers(model)]
+    points = _rounding_points(model, layers, example if example is not None else _example_inputs(model))
+    device = next(model.parameters()).device
+    for module in layers:
+        axis = 1 if isinstance(module, nn.ConvTranspose2d) else 0  # ConvTranspose weights are (in, out, kh, kw)
+        parametrize.register_parametrization(module, "weight", WeightFakeQuant(axis))
+        module.input_fake_quant = ActivationFakeQuant().to(device)
+        rounds_output, into_relu = points.get(module, (module, False))  # a layer the pass never ran: its own output
+        rounds_output.output_fake_quant = ActivationFakeQuant(positive_only=into_relu).to(device)
+        module._edge_fas_qat_hooks = [module.register_forward_pre_hook(_quantise_input),
+                                      rounds_output.register_forward_hook(_quantise_output)]
+    return len(layers)
+
+
+def is_prepared(model: nn.Module) -> bool:
+    return any(hasattr(m, "_edge_fas_qat_hooks") for m in model.modules())
+
+
+def strip(model: nn.Module) -> int:
+    """Remove the fake quantisers in place, keeping the trained float weights; returns how many layers."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "_edge_fas_qat_hooks"):
+            for h in module._edge_fas_qat_hooks:
+                h.remove()
+            del module._edge_fas_qat_hooks
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+            count += 1
+    for module in model.modules():
+        for name in ("input_fake_quant", "output_fake_quant"):
+            if hasattr(module, name):
+                delattr(module, name)
+    return count

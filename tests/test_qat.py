@@ -1,0 +1,127 @@
+"""Quantisation-aware training (edge_fas.training.qat): the simulated rounding is the int8 model ONNX Runtime
+runs after the export's own quantisation, the fake quantisers come off without a trace, a model's
+training-only parts are left alone, and `train.quantization_aware` trains and checkpoints a plain model."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_fas.errors import ConfigError
+from edge_fas.training import load_train_config, qat, train
+
+
+class Toy(nn.Module):
+    """A conv into a BatchNorm and a ReLU, then a transposed conv into a BatchNorm: what the export folds."""
+
+    def __init__(self):
+        super().__init__()
+        self.down, self.down_bn, self.relu = nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()
+        self.up, self.up_bn = nn.ConvTranspose2d(8, 4, 2, stride=2), nn.BatchNorm2d(4)
+        for bn in (self.down_bn, self.up_bn):  # statistics a trained model would have
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.up_bn(self.up(self.relu(self.down_bn(self.down(x)))))
+
+    def quantisers(self):
+        """The simulated roundings in the order the int8 graph's QuantizeLinear nodes run."""
+        return [self.down.input_fake_quant, self.down_bn.output_fake_quant, self.up.input_fake_quant,
+                self.up_bn.output_fake_quant]
+
+
+def test_simulated_rounding_is_what_onnx_runtime_int8_computes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from edge_fas.runtime.quantize import quantize_onnx
+
+    torch.manual_seed(0)
+    model = Toy().eval()
+    x = torch.randn(16, 3, 16, 16)
+    with torch.no_grad():
+        reference = model(x).numpy()
+    torch.onnx.export(model, (x[:1],), str(tmp_path / "f.onnx"), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    quantize_onnx(tmp_path / "f.onnx", tmp_path / "q.onnx", {"x": x.numpy()}, batch=16)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    constants = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    ort_ranges = [float(constants[n.input[1]]) * 127 for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    int8 = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+
+    assert qat.prepare(model, example=(x[:1],)) == 2
+    # each output is rounded where the export rounds it: after the BatchNorm folded into the layer, over the
+    # range of the ReLU ONNX Runtime folds into that rounding
+    assert not hasattr(model.down, "output_fake_quant") and not hasattr(model.up, "output_fake_quant")
+    assert model.down_bn.output_fake_quant.positive_only and not model.up_bn.output_fake_quant.positive_only
+    model.train()
+    for bn in (model.down_bn, model.up_bn):  # not recursive: their output quantisers still observe
+        bn.training = False  # the running statistics the export folds, not this batch's
+    with torch.no_grad():
+        model(x)  # one observed batch: MinMax calibration's ranges on the same batch
+    observed = [float(fq.max_abs) for fq in model.quantisers()]
+    assert len(ort_ranges) == 4 and np.allclose(observed, ort_ranges, rtol=0.01), (observed, ort_ranges)
+    for fq, r in zip(model.quantisers(), ort_ranges):  # ONNX Runtime's exact ranges: then the same arithmetic
+        fq.max_abs.fill_(r)
+    model.eval()
+    with torch.no_grad():
+        simulated = model(x).numpy()
+    step = ort_ranges[-1] / 127  # the output's int8 step
+    same = np.abs(simulated - int8) < step / 100  # the same int8 value
+    assert same.mean() > 0.99, f"{same.mean():.4f} of the simulated outputs are the int8 model's"
+    assert np.mean(np.abs(reference - int8) < step / 100) < 0.1  # float is not: the test can tell them apart
+
+
+def test_weights_round_per_output_channel_and_strip_restores_the_float_model():
+    torch.manual_seed(0)
+    model = Toy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qat.prepare(model, example=(torch.zeros(1, 3, 8, 8),))
+    assert qat.is_prepared(model)
+    for layer, axis in ((model.down, 0), (model.up, 1)):  # ConvTranspose weights are (in, out, kh, kw)
+        w, original = layer.weight, layer.parametrizations.weight.original
+        dims = [d for d in range(w.dim()) if d != axis]
+        scale = original.abs().amax(dim=dims, keepdim=True) / qat.QMAX
+        steps = w / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().max() <= qat.QMAX + 1e-3
+        assert not torch.equal(w, original)
+    assert qat.strip(model) == 2 and not qat.is_prepared(model)
+    assert not [m for m in model.modules() if hasattr(m, "output_fake_quant") or hasattr(m, "input_fake_quant")]
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_training_only_modules_stay_float():
+    from edge_fas.models import build
+
+    with pytest.warns(UserWarning, match="identity loss"):
+        model = build("spoof_trace", "edge", input_size=32)
+    qat.prepare(model)
+    prepared = {n for n, m in model.named_modules() if hasattr(m, "input_fake_quant")}
+    assert prepared and any(n.startswith("classifier") for n in prepared) and any(n.startswith("decoders") for n in prepared)
+    assert not [n for n in prepared if n.startswith(model.training_only_modules)]
+
+
+def test_quantization_aware_training_writes_a_plain_checkpoint(tmp_path):
+    from edge_fas.models import load_checkpoint
+
+    tiny = {"name": "mmfas", "preset": "edge",
+            "overrides": {"input_size": 32, "patch_size": 8, "width": 24, "heads": 2, "enc_depth": 1,
+                          "fusion_depth": 1, "head_width": 24}}
+    cfg = load_train_config(None, {"model": tiny, "data.train_domains": ["cefa"], "data.rig_size": [160, 120],
+                                   "data.per_domain": {"train": 8, "val": 6, "test": 6},
+                                   "data.cache_dir": str(tmp_path / "cache"), "out": str(tmp_path / "run")})
+    cfg["train"].update(epochs=1, batch_size=4, threads=1, progress=False, quantization_aware=True, keep="best")
+    result = train(cfg)
+    assert result["val"]["n_attack"] + result["val"]["n_bona_fide"] == 6
+    model, info = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    meta = info["meta"]
+    assert meta["training"]["quantization_aware"] is True
+    assert not qat.is_prepared(model) and not [k for k in model.state_dict() if "fake_quant" in k or "original" in k]
+    cfg["train"]["quantization_aware"] = "yes"
+    with pytest.raises(ConfigError, match="train.quantization_aware must be true or false"):
+        train(cfg)
