@@ -2,6 +2,7 @@
 parts of the network the decisions are sensitive to, and where the flipped frames' scores lie.
 
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256] [--keep-float PART[,PART]]
+    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --check 512
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
 synthetic-rig seed 0, the gate's 128 held-out crops from seed 1 (named domains and the randomised family's
@@ -16,7 +17,11 @@ the flips and the mean |change| of the calibrated score:
    error; one among many scores at the threshold is a crowded operating point);
 4. with `--keep-float PART[,PART]`, instead of 1-3: those parts left in float, the rest quantised, on the gate
    crops and on 128 other crops of seed 0 (not the calibration crops). Parts chosen by reading sections 2-3
-   were chosen on the gate crops, so only the second figure is unbiased.
+   were chosen on the gate crops, so only the second figure is unbiased;
+5. with `--check N`, instead of 1-4: the export's recipe on the gate crops and on N crops of seed 2 (the
+   randomised family's held-out ranges and the named domains, like the gate; rendered by neither the export
+   nor sections 1-4), with the agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a
+   model changed to pass the gate (quantisation-aware training).
 Synthetic rig only; ONNX Runtime on the CPU (TensorRT's int8 kernels round differently; its engine is gated
 again when built).
 """
@@ -47,11 +52,14 @@ def main() -> int:
     ap.add_argument("--model", required=True, help="an artifact folder")
     ap.add_argument("--calib", type=int, default=256, help="calibration crops for the alternative recipes")
     ap.add_argument("--keep-float", default="", help="parts (as section 2 names them) to leave in float, comma separated")
+    ap.add_argument("--check", type=int, default=0, metavar="N",
+                    help="only the export's recipe, on the gate crops and on N crops of seed 2, with intervals")
     args = ap.parse_args()
 
     import onnx
 
     from edge_fas import artifact as art
+    from edge_fas.metrics import binomial_interval
     from edge_fas.runtime import precision as prec
     from edge_fas.runtime import quantize as q
 
@@ -68,13 +76,14 @@ def main() -> int:
         return 2
     kept = [n for p in parts for n in by_part[p]]
     start = time.time()
-    calib, _ = q.synthetic_crops(max(args.calib, 64), artifact.preprocess, seed=0)
+    calib, _ = q.synthetic_crops(64 if args.check else max(args.calib, 64), artifact.preprocess, seed=0)
     gate, labels = q.synthetic_crops(128, artifact.preprocess, seed=1)
     thr = prec.operating_threshold(artifact)
     f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
     other = None
-    if args.keep_float:
-        batch, other_labels = q.synthetic_crops(128, artifact.preprocess, seed=0, offset=5000)
+    if args.keep_float or args.check:  # --check takes precedence
+        batch, other_labels = q.synthetic_crops(args.check, artifact.preprocess, seed=2) if args.check else \
+            q.synthetic_crops(128, artifact.preprocess, seed=0, offset=5000)
         other = (batch, other_labels, prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch))
     print(f"{args.model}: threshold {thr:.4g} (calibrated P(attack)); {len(labels)} gate crops "
           f"({int((labels == 0).sum())} bona fide); crops rendered in {time.time() - start:.0f} s; synthetic rig")
@@ -89,9 +98,16 @@ def main() -> int:
                         keep_float=keep_float, method=method)
         i8 = prec.calibrated_ort_scores(artifact, dst, batch)
         f = prec.compare(ref, i8, thr, truth)
-        print(f"  {label:44s} agreement {f['decision_agreement']:.4f}  flips {f['flips']:3d}  "
-              f"mean |change| {f['score_abs_diff_mean']:.4f}", flush=True)
+        lo, hi, _ = binomial_interval(f["flips"], f["frame_sets"])
+        print(f"  {label:44s} agreement {f['decision_agreement']:.4f} [{1 - hi:.4f}, {1 - lo:.4f}]  flips "
+              f"{f['flips']:3d}  mean |change| {f['score_abs_diff_mean']:.4f}", flush=True)
         return i8
+
+    if args.check:
+        print("5. the export's recipe (MinMax, 64 crops of seed 0); agreement with its 95% interval")
+        measure(f"on the gate crops (seed 1, {len(labels)})", 64)
+        measure(f"on {args.check} crops of seed 2", 64, on=other)
+        return 0
 
     if args.keep_float:
         print(f"4. {', '.join(parts)} ({len(kept)} nodes) kept in float, the rest quantised (MinMax, 64 crops, as export)")
