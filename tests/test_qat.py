@@ -125,3 +125,24 @@ def test_quantization_aware_training_writes_a_plain_checkpoint(tmp_path):
     cfg["train"]["quantization_aware"] = "yes"
     with pytest.raises(ConfigError, match="train.quantization_aware must be true or false"):
         train(cfg)
+
+
+def test_activation_range_is_a_decaying_running_maximum():
+    """Never below the latest batch's maximum (as coarse as MinMax calibration), and an early peak fades."""
+    fq = qat.ActivationFakeQuant(decay=0.01).train()
+    fq(torch.tensor([10.0, -2.0]))
+    assert float(fq.max_abs) == 10.0
+    fq(torch.tensor([0.5, -1.0]))
+    assert float(fq.max_abs) == pytest.approx(9.9)
+    for _ in range(400):
+        fq(torch.tensor([1.0]))
+    assert float(fq.max_abs) == pytest.approx(1.0)
+    fq(torch.tensor([3.0]))
+    assert float(fq.max_abs) == 3.0
+    relu = qat.ActivationFakeQuant(positive_only=True).train()
+    relu(torch.tensor([-5.0, 2.0]))  # a ReLU follows: only the positive side is the int8 model's range
+    assert float(relu.max_abs) == 2.0
+    fq.eval()
+    y = fq(torch.tensor([1.0, 0.01, 5.0]))
+    step = 3.0 / qat.QMAX
+    assert torch.allclose(y, torch.tensor([round(1.0 / step) * step, 0.0, 3.0]))  # rounded, clamped to the range
