@@ -3,6 +3,7 @@ parts of the network the decisions are sensitive to, and where the flipped frame
 
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256] [--keep-float PART[,PART]]
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --check 512
+    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --tails 20
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
 synthetic-rig seed 0, the gate's 128 held-out crops from seed 1 (named domains and the randomised family's
@@ -21,7 +22,10 @@ the flips and the mean |change| of the calibrated score:
 5. with `--check N`, instead of 1-4: the export's recipe on the gate crops and on N crops of seed 2 (the
    randomised family's held-out ranges and the named domains, like the gate; rendered by neither the export
    nor sections 1-4), with the agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a
-   model changed to pass the gate (quantisation-aware training).
+   model changed to pass the gate (quantisation-aware training);
+6. with `--tails N`, instead of 1-5: the N quantised inputs with the heaviest tails on the calibration crops
+   (max |x| over its 99.9th percentile, and the median): per-tensor int8 spends its 255 steps on the
+   maximum, so a tensor whose maximum is 10x its 99.9th percentile rounds its typical values to zero.
 Synthetic rig only; ONNX Runtime on the CPU (TensorRT's int8 kernels round differently; its engine is gated
 again when built).
 """
@@ -47,11 +51,45 @@ def part_of(node_name: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "model" else parts[0]
 
 
+def heavy_tails(model, calib: dict) -> list[tuple]:
+    """(max/p99.9, max, p99.9, median, first reader, readers) of |x| for every input tensor of a quantised
+    node, over the calibration crops, heaviest first (the float model run with those tensors as outputs)."""
+    import onnx
+    import onnxruntime as ort
+
+    from edge_fas.runtime import quantize as q
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    readers = defaultdict(list)
+    for n in model.graph.node:
+        if n.op_type in q.QDQ_OPS:
+            readers[n.input[0]].append(n.name)
+    inputs = {i.name for i in model.graph.input}
+    for t in readers:
+        if t not in inputs:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    seen = defaultdict(list)
+    for feed in q._split({k: v for k, v in calib.items() if k in inputs}, 8):
+        values = {**feed, **dict(zip(names, session.run(None, feed)))}
+        for t in readers:
+            seen[t].append(np.abs(values[t]).ravel())
+    rows = []
+    for t, who in readers.items():
+        x = np.concatenate(seen[t])
+        p999 = float(np.percentile(x, 99.9))
+        rows.append((float(x.max()) / max(p999, 1e-12), float(x.max()), p999, float(np.median(x)), who[0], len(who)))
+    return sorted(rows, reverse=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="an artifact folder")
     ap.add_argument("--calib", type=int, default=256, help="calibration crops for the alternative recipes")
     ap.add_argument("--keep-float", default="", help="parts (as section 2 names them) to leave in float, comma separated")
+    ap.add_argument("--tails", type=int, default=0, metavar="N",
+                    help="only the N quantised inputs with the heaviest tails on the calibration crops")
     ap.add_argument("--check", type=int, default=0, metavar="N",
                     help="only the export's recipe, on the gate crops and on N crops of seed 2, with intervals")
     args = ap.parse_args()
@@ -75,6 +113,13 @@ def main() -> int:
         print(f"--keep-float: no part named {unknown}; the parts are {', '.join(by_part)}", file=sys.stderr)
         return 2
     kept = [n for p in parts for n in by_part[p]]
+    if args.tails:
+        calib, _ = q.synthetic_crops(64, artifact.preprocess, seed=0)
+        print(f"6. the {args.tails} quantised inputs with the heaviest tails (64 calibration crops of seed 0; synthetic rig)")
+        for ratio, top, p999, median, name, readers in heavy_tails(model, calib)[:args.tails]:
+            print(f"  max/p99.9 {ratio:6.1f}  max {top:9.3f}  p99.9 {p999:8.3f}  median {median:8.4f}  read by {name}"
+                  + (f" (+{readers - 1} more)" if readers > 1 else ""))
+        return 0
     start = time.time()
     calib, _ = q.synthetic_crops(64 if args.check else max(args.calib, 64), artifact.preprocess, seed=0)
     gate, labels = q.synthetic_crops(128, artifact.preprocess, seed=1)
