@@ -1,10 +1,11 @@
 """Quantisation-aware fine-tuning (`train.quantization_aware: true`): the model trains with int8 rounding
 simulated where the export's int8 recipe (edge_fas.runtime.quantize, qdq-symmetric-v1) will round, so the
-weights it learns still make the same decisions after post-training quantisation.
+weights it learns are shaped by that rounding before post-training quantisation applies it.
 
-Why: on the randomised-rig demo candidates every post-training recipe flipped the same decisions; the
-flips came from rounding errors compounding across the network (benchmarks/bench_int8.py), which a
-calibration method cannot remove but training through the rounding can.
+Why: on the randomised-rig demo candidates every post-training recipe flipped the same decisions, through
+rounding errors compounding across the network (benchmarks/bench_int8.py), which no calibration method
+removes. On stage 2 this fine-tuning removes 40% of the flips but does not pass the int8 gate
+(docs/demo-model.md: the fusion gate's heavy-tailed features are the rest).
 
 What is simulated, per Conv2d / ConvTranspose2d / Linear of the exported network (a model's
 `training_only_modules`, e.g. spoof_trace's discriminators, are left alone):
@@ -16,7 +17,8 @@ What is simulated, per Conv2d / ConvTranspose2d / Linear of the exported network
   the range of a ReLU that follows (see _rounding_points).
 All round with a straight-through gradient (torch.fake_quantize_*). Not simulated: a tensor feeding two
 quantised layers is rounded once in the Q/DQ graph but once per layer here, and the ranges are the training
-batches' rather than the calibration crops'; the export's gate measures the real int8 model.
+batches' rather than the calibration crops'; the export's gate measures the real int8 model. Under torchrun
+each process keeps its own ranges (as it keeps its own BatchNorm statistics); rank 0's are validated.
 
 The fake quantisers are removed (`strip`) before the checkpoint is written: the checkpoint, the float
 ONNX and `edge-fas export --int8` are exactly as for any model, and the int8 model is calibrated and
@@ -72,7 +74,8 @@ class ActivationFakeQuant(nn.Module):
             return x
         scale = (self.max_abs.clamp_min(1e-8) / QMAX).reshape(1)
         zero = torch.zeros(1, dtype=torch.int32, device=x.device)
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero, -QMAX, QMAX)
+        # in float32: under CUDA autocast x may be float16 (rounded on the int8 grid, then cast back)
+        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero, -QMAX, QMAX).to(x.dtype)
 
 
 def _quantised_layers(model: nn.Module):
