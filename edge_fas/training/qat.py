@@ -5,7 +5,7 @@ weights it learns are shaped by that rounding before post-training quantisation 
 Why: on the randomised-rig demo candidates every post-training recipe flipped the same decisions, through
 rounding errors compounding across the network (benchmarks/bench_int8.py), which no calibration method
 removes. On stage 2 this fine-tuning removes 40% of the flips but does not pass the int8 gate
-(docs/demo-model.md: the fusion gate's heavy-tailed features are the rest).
+(docs/demo-model.md says why).
 
 What is simulated, per Conv2d / ConvTranspose2d / Linear of the exported network (a model's
 `training_only_modules`, e.g. spoof_trace's discriminators, are left alone):
