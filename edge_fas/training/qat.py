@@ -86,10 +86,13 @@ def _quantised_layers(model: nn.Module):
 
 
 def _example_inputs(model: nn.Module):
-    """A zero batch of one for edge-fas's models: forward(rgb, depth, ir, present) at model.input_size."""
-    size = int(model.input_size)
-    return (torch.zeros(1, 3, size, size), torch.zeros(1, 1, size, size), torch.zeros(1, 1, size, size),
-            torch.ones(1, 3))
+    """One frame set of the inputs the exporter traces (export.random_batch), in the artifact's input order."""
+    import numpy as np
+
+    from edge_fas.artifact import INPUT_NAMES
+    from edge_fas.export import random_batch
+    batch = random_batch(int(model.input_size), 1, np.random.default_rng(1))
+    return tuple(torch.from_numpy(batch[k]) for k in INPUT_NAMES)
 
 
 def _rounding_points(model: nn.Module, layers: list[nn.Module], example) -> dict:
@@ -146,7 +149,7 @@ def _quantise_output(module, _args, out):
 def prepare(model: nn.Module, example=None) -> int:
     """Add the fake quantisers in place; returns how many layers now train quantisation-aware.
 
-    example: the inputs of one forward pass (default: edge-fas's four model inputs, zeros)."""
+    example: the inputs of one forward pass (default: the exporter's random frame set at model.input_size)."""
     layers = [m for _, m in _quantised_layers(model)]
     points = _rounding_points(model, layers, example if example is not None else _example_inputs(model))
     device = next(model.parameters()).device
