@@ -2,6 +2,8 @@
 runs after the export's own quantisation, the fake quantisers come off without a trace, a model's
 training-only parts are left alone, and `train.quantization_aware` trains and checkpoints a plain model."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -115,12 +117,16 @@ def test_quantization_aware_training_writes_a_plain_checkpoint(tmp_path):
     cfg = load_train_config(None, {"model": tiny, "data.train_domains": ["cefa"], "data.rig_size": [160, 120],
                                    "data.per_domain": {"train": 8, "val": 6, "test": 6},
                                    "data.cache_dir": str(tmp_path / "cache"), "out": str(tmp_path / "run")})
-    cfg["train"].update(epochs=1, batch_size=4, threads=1, progress=False, quantization_aware=True, keep="best")
+    cfg["train"].update(epochs=1, batch_size=4, threads=1, progress=False, quantization_aware=True, keep="best",
+                        quantization_consistency=0.5, log_every=1)
     result = train(cfg)
     assert result["val"]["n_attack"] + result["val"]["n_bona_fide"] == 6
     model, info = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     meta = info["meta"]
-    assert meta["training"]["quantization_aware"] is True
+    assert meta["training"]["quantization_aware"] is True and meta["training"]["quantization_consistency"] == 0.5
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if s["kind"] == "step"]
+    assert steps and all(s["int8_consistency"] >= 0 for s in steps)  # the extra step ran on every batch
     assert not qat.is_prepared(model) and not [k for k in model.state_dict() if "fake_quant" in k or "original" in k]
     cfg["train"]["quantization_aware"] = "yes"
     with pytest.raises(ConfigError, match="train.quantization_aware must be true or false"):
@@ -146,3 +152,92 @@ def test_activation_range_is_a_decaying_running_maximum():
     y = fq(torch.tensor([1.0, 0.01, 5.0]))
     step = 3.0 / qat.QMAX
     assert torch.allclose(y, torch.tensor([round(1.0 / step) * step, 0.0, 3.0]))  # rounded, clamped to the range
+
+
+class Scored(nn.Module):
+    """The three streams into a Conv-BN-ReLU and a conv, averaged into one logit per sample, plus a layer the
+    scored path never uses (like spoof_trace's discriminators)."""
+
+    training_only_modules = ("unused",)
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn, self.relu = nn.Conv2d(5, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+        self.b = nn.Conv2d(16, 1, 3, padding=1)
+        self.unused = nn.Linear(2, 2)
+
+    def forward(self, rgb, depth, ir, present=None):
+        return {"logits": 10 * self.b(self.relu(self.bn(self.a(torch.cat([rgb, depth, ir], 1))))).flatten(1).mean(1)}
+
+
+def _prepared_copy(model, batch):
+    """A second prepared Scored with `model`'s state (deepcopy does not copy a parametrized module)."""
+    twin = Scored()
+    qat.prepare(twin, example=tuple(batch[m][:1] for m in ("rgb", "depth", "ir")))
+    twin.load_state_dict(model.state_dict())
+    return twin.train(model.training)
+
+
+def _scored_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randn(8, c, 16, 16, generator=g) for m, c in (("rgb", 3), ("depth", 1), ("ir", 1))}
+
+
+def test_float_path_is_the_float_model_and_leaves_the_ranges_alone():
+    torch.manual_seed(0)
+    batch = _scored_batch()
+    model = Scored()
+    qat.prepare(model, example=tuple(batch[m][:1] for m in ("rgb", "depth", "ir")))
+    model.train()
+    model(**batch)  # observe one batch
+    model.eval()
+    plain = _prepared_copy(model, batch)
+    qat.strip(plain)  # the same weights and BatchNorm statistics, no rounding
+    with torch.no_grad():
+        quantised = model(**batch)["logits"]
+        with qat.float_path(model):
+            floating = model(**batch)["logits"]
+        again = model(**batch)["logits"]
+        reference = plain(**batch)["logits"]
+    assert torch.allclose(floating, reference, atol=1e-6)
+    assert not torch.allclose(quantised, reference, atol=1e-4)  # the test can tell the two paths apart
+    assert torch.equal(again, quantised)  # rounding is back after the block
+    ranges = [float(m.max_abs) for m in model.modules() if isinstance(m, qat.ActivationFakeQuant)]
+    with qat.float_path(model), torch.no_grad():
+        model.train()(**{k: 100 * v for k, v in batch.items()})  # would widen every range if observed
+    assert ranges == [float(m.max_abs) for m in model.modules() if isinstance(m, qat.ActivationFakeQuant)]
+
+
+def test_consistency_step_pulls_the_int8_logits_towards_the_float_ones():
+    torch.manual_seed(0)
+    batch = _scored_batch()
+    model = Scored()
+    qat.prepare(model, example=tuple(batch[m][:1] for m in ("rgb", "depth", "ir")))
+    model.train()
+    twin = _prepared_copy(model, batch)  # the step's two passes, computed independently
+    with torch.no_grad():
+        with qat.float_path(twin):
+            target = twin(**batch)["logits"]
+        expected = 0.7 * torch.nn.functional.smooth_l1_loss(twin(**batch)["logits"], target)
+    main = [p for n, p in model.named_parameters() if not n.startswith("unused")]
+    optimisers = {"main": torch.optim.Adam(main, lr=1e-3), "other": torch.optim.Adam(model.unused.parameters(), lr=1e-3)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = qat.consistency_step(model, batch, optimisers, 0.7)
+    assert loss == pytest.approx(float(expected), rel=1e-5) and loss > 0
+    after = dict(model.named_parameters())
+    assert not torch.equal(after["a.parametrizations.weight.original"], before["a.parametrizations.weight.original"])
+    assert torch.equal(after["unused.weight"], before["unused.weight"]) and not optimisers["other"].state
+    assert all(p.grad is None for p in model.parameters())  # nothing left over for the model's own next step
+
+
+@pytest.mark.parametrize("train_section, message", [
+    ({"quantization_consistency": 0.5}, "needs train.quantization_aware: true"),
+    ({"quantization_aware": True, "quantization_consistency": -1}, "must be a weight >= 0"),
+    ({"quantization_aware": True, "quantization_consistency": "high"}, "must be a weight >= 0"),
+    ({"quantization_aware": True, "quantization_consistency": 0.5, "accumulate": 2}, "use train.accumulate: 1"),
+])
+def test_consistency_weight_is_checked(train_section, message):
+    from edge_fas.training.config import check_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(load_train_config(None, {f"train.{k}": v for k, v in train_section.items()}))

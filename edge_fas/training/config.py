@@ -29,6 +29,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             training process), max_steps_per_epoch, init_from, log_every,
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
             edge_fas.training.qat; for fine-tuning a model whose int8 export the precision gate refused),
+            quantization_consistency: 0 | weight (with quantization_aware: an extra step per batch pulling
+            the simulated-int8 logits towards the float ones, qat.consistency_step; 0 = off),
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best),
@@ -42,6 +44,7 @@ into such a config.
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 from edge_fas.config import read_yaml_sections
@@ -66,6 +69,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
               "init_from": None, "quantization_aware": False,
+              "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
     "out": "runs/train",
@@ -130,6 +134,7 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"train.target: {e}") from None
     if not isinstance(cfg["train"]["quantization_aware"], bool):
         raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
+    _check_consistency(cfg["train"])
     _check_attack_mix(cfg)
     resolve_workers(cfg["train"]["workers"])
     data_params(cfg, 64)  # data.preprocess and data.augment_params
@@ -151,6 +156,18 @@ def _check_synthetic_domains(cfg: dict) -> None:
                 range_set(name, custom)
             except ValueError as e:
                 raise ConfigError(f"data.{key}: {e} (custom range sets go under data.randomization)") from None
+
+
+def _check_consistency(tc: dict) -> None:
+    w = tc["quantization_consistency"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise ConfigError(f"train.quantization_consistency must be a weight >= 0 (0 = off); got {w!r}")
+    if w > 0 and not tc["quantization_aware"]:
+        raise ConfigError("train.quantization_consistency compares the float and the simulated-int8 model, so it "
+                          "needs train.quantization_aware: true (or set it to 0)")
+    if w > 0 and int(tc["accumulate"]) > 1:
+        raise ConfigError("train.quantization_consistency steps the optimisers once per batch and cannot run "
+                          "inside gradient accumulation; use train.accumulate: 1 with it")
 
 
 def _check_attack_mix(cfg: dict) -> None:

@@ -183,6 +183,9 @@ class _Epochs:
                 if self.accumulate > 1 else {}
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 terms = model.train_step(batch, self.optimisers, scaler=self.scaler, **acc)
+                if tc["quantization_consistency"]:  # float/int8 agreement, its own step (edge_fas.training.qat)
+                    terms["int8_consistency"] = qat.consistency_step(model, batch, self.optimisers,
+                                                                     float(tc["quantization_consistency"]), self.scaler)
             if world > 1:
                 terms = distributed.global_mean(terms, world, self.device)
             if not math.isfinite(terms["total"]):
@@ -339,6 +342,7 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
             **{k: v for k, v in record.items() if k != "threshold"},
             "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
                          "quantization_aware": bool(tc["quantization_aware"]),
+                         "quantization_consistency": float(tc["quantization_consistency"]),
                          "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
                          "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
                          "protocol": d.get("protocol"), "data": data.train.meta.get("data", "")},

@@ -20,13 +20,20 @@ quantised layers is rounded once in the Q/DQ graph but once per layer here, and 
 batches' rather than the calibration crops'; the export's gate measures the real int8 model. Under torchrun
 each process keeps its own ranges (as it keeps its own BatchNorm statistics); rank 0's are validated.
 
+`train.quantization_consistency: W` adds one optimiser step per batch (consistency_step): the simulated-int8
+logits are pulled towards the float model's (float_path(), detached) with weight W, since the export's gate
+compares exactly those two while the task loss trains only the int8 path.
+
 The fake quantisers are removed (`strip`) before the checkpoint is written: the checkpoint, the float
 ONNX and `edge-fas export --int8` are exactly as for any model, and the int8 model is calibrated and
 gated by the export as always."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -40,8 +47,11 @@ class WeightFakeQuant(nn.Module):
     def __init__(self, axis: int):
         super().__init__()
         self.axis = axis
+        self.enabled = True  # False inside float_path()
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return w
         dims = [d for d in range(w.dim()) if d != self.axis]
         scale = w.detach().abs().amax(dim=dims).clamp_min(1e-8) / QMAX
         zero = torch.zeros(scale.shape, dtype=torch.int32, device=w.device)
@@ -64,8 +74,11 @@ class ActivationFakeQuant(nn.Module):
         self.decay, self.positive_only = decay, positive_only
         self.register_buffer("max_abs", torch.zeros(()))
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+        self.enabled = True  # False inside float_path(): no rounding and no range update
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
         if self.training:  # tensors only: no host synchronisation per layer on a GPU
             batch_max = (x.detach() if self.positive_only else x.detach().abs()).amax().float()
             self.max_abs.copy_(torch.where(self.seen, torch.maximum(self.max_abs * (1 - self.decay), batch_max), batch_max))
@@ -162,6 +175,51 @@ def prepare(model: nn.Module, example=None) -> int:
         module._edge_fas_qat_hooks = [module.register_forward_pre_hook(_quantise_input),
                                       rounds_output.register_forward_hook(_quantise_output)]
     return len(layers)
+
+
+@contextmanager
+def float_path(model: nn.Module):
+    """Inside the block the prepared model computes in plain float (no rounding, no range updates)."""
+    quantisers = [m for m in model.modules() if isinstance(m, (WeightFakeQuant, ActivationFakeQuant))]
+    for q in quantisers:
+        q.enabled = False
+    try:
+        yield
+    finally:
+        for q in quantisers:
+            q.enabled = True
+
+
+def consistency_step(model: nn.Module, batch: dict, optimisers: dict, weight: float, scaler=None) -> float:
+    """One extra optimiser step pulling the simulated-int8 model's logits towards the float model's on this
+    batch (`train.quantization_consistency`); returns the weighted loss.
+
+    Why: the export's precision gate compares float and int8 decisions, and plain QAT trains only the int8
+    path's task loss. On the spoof-trace network a bona fide score is phi of near-zero traces, so rounding
+    error anywhere reads as a spoof; the task loss barely sees that while the gate sees every such flip.
+    The float logits are a detached target computed first, in the same (train) mode so both passes use the
+    same batch statistics. Huber (smooth L1, beta 1) on logits: a flip is a logit moving by 3-4, which an
+    MSE would weigh like a diverging sample. Every optimiser holding a parameter that received a gradient
+    steps (the main one(s); a discriminator outside the scored forward pass gets none)."""
+    inputs = (batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
+    with torch.no_grad(), float_path(model):
+        target = model(*inputs)["logits"].float()
+    quantised = model(*inputs)["logits"].float()
+    loss = weight * F.smooth_l1_loss(quantised, target, beta=1.0)
+    for o in optimisers.values():
+        o.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    stepping = [o for o in optimisers.values() if any(p.grad is not None for g in o.param_groups for p in g["params"])]
+    for o in stepping:
+        if scaler is not None:
+            scaler.step(o)
+        else:
+            o.step()
+    if scaler is not None:
+        scaler.update()
+    for o in optimisers.values():
+        o.zero_grad(set_to_none=True)
+    return float(loss.detach())
 
 
 def is_prepared(model: nn.Module) -> bool:
