@@ -6,6 +6,13 @@ follows depth exactly). registered=True uses the SDK's depth-to-colour alignment
 the device has it, software otherwise); that aligns depth only, so IR is then left out (meta["note"]). Recording uses the SDK's
 own .bag format (Pipeline.start_recording).
 
+Each stream's capture settings from the frame metadata (SENSOR_METADATA: exposure, gain, auto-exposure,
+white balance, laser power and status) go into FrameSet.meta["sensor"][stream], and so into recorded
+sessions. The units are the device's: Orbbec's header says exposure is usually in 100 us steps for colour
+and 1 us for depth/IR, so the key is `exposure`, not RealSense's `exposure_us`. Written against
+pyorbbecsdk's Frame.has_metadata / get_metadata_value and OBFrameMetadataType (1.x and 2.x bind the same
+names); never run against a device here.
+
 The wrapper's extension links against libOrbbecSDK.so.*, which the wheel ships in site-packages but not
 on the loader path: it is preloaded with ctypes (RTLD_GLOBAL) before `import pyorbbecsdk`. Wheels built
 for a newer glibc cannot load at all; the CameraError then says so.
@@ -28,9 +35,12 @@ from edge_fas.drivers.base import Camera
 from edge_fas.errors import CameraError
 from edge_fas.types import DeviceInfo, FrameSet
 
-__all__ = ["OrbbecCamera", "open_orbbec", "list_devices", "load_sdk", "calibration_from_param"]
+__all__ = ["OrbbecCamera", "open_orbbec", "list_devices", "load_sdk", "calibration_from_param", "sensor_metadata"]
 
 _sdk = {"module": None}
+# OBFrameMetadataType name -> the key in FrameSet.meta["sensor"][stream] (values in the device's units)
+SENSOR_METADATA = {"EXPOSURE": "exposure", "GAIN": "gain", "AUTO_EXPOSURE": "auto_exposure",
+                   "WHITE_BALANCE": "white_balance", "LASER_POWER": "laser_power", "LASER_STATUS": "laser_on"}
 
 
 def load_sdk():
@@ -203,6 +213,10 @@ class OrbbecCamera(Camera):
             counters = {k: int(f.get_index()) for k, f in (("rgb", color), ("depth", depth), ("ir", ir)) if f}
             meta = {"note": "IR left out: the SDK aligns depth only"} if self.want_registered and ir else {}
             meta["skew_ms"] = stream_skew_ms(FrameSet(timestamps=stamps))  # for integrity checks
+            sensor = {k: sensor_metadata(self._ob, f) for k, f in (("rgb", color), ("depth", depth), ("ir", ir))}
+            sensor = {k: v for k, v in sensor.items() if v}
+            if sensor:
+                meta["sensor"] = sensor
             yield FrameSet(rgb=self._image(color, "rgb"), depth=self._image(depth, "depth"),
                            ir=None if self.want_registered else self._image(ir, "ir"), meta=meta, depth_scale=scale, timestamps=stamps, counters=counters,
                            registered=self.want_registered, device=self.device, calibration=self.calibration)
@@ -217,6 +231,21 @@ class OrbbecCamera(Camera):
                 pass
             self._pipe = None
         self.status = "closed"
+
+
+def sensor_metadata(ob, frame) -> dict:
+    """{key: int} of the SENSOR_METADATA this frame carries (none for a missing frame or an SDK without them)."""
+    if frame is None or not hasattr(frame, "has_metadata"):
+        return {}
+    out = {}
+    for name, key in SENSOR_METADATA.items():
+        kind = getattr(ob.OBFrameMetadataType, name, None)
+        try:
+            if kind is not None and frame.has_metadata(kind):
+                out[key] = int(frame.get_metadata_value(kind))
+        except Exception:  # noqa: BLE001 - the SDK's OBError on a device without it: a diagnostic never stops capture
+            continue
+    return out
 
 
 def open_orbbec(arg: str | None, config=None) -> OrbbecCamera:

@@ -8,6 +8,11 @@ RigCalibration. A live stream that stalls is restarted with back-off (hardware r
 device that comes back must carry the configured serial; after reconnect_timeout_s the camera gives up
 with a CameraError. `Db3Writer` writes real librealsense recordings from any FrameSets through
 rs.software_device + rs.recorder (tests and `edge-fas record --format native` use it).
+
+Each stream's frame metadata that says how the site was captured (exposure, gain, auto-exposure, laser
+power, white balance; SENSOR_METADATA) is kept in FrameSet.meta["sensor"][stream], so every recorded session
+carries it per frame (drivers/session.py writes meta), and Db3Writer writes it back into .db3 recordings.
+Keys a device or firmware does not report are absent, never guessed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from edge_fas.types import DeviceInfo, FrameSet
 __all__ = ["RealSenseCamera", "Db3Writer", "open_realsense", "list_devices", "calibration_from_profile"]
 
 IR_INDEX = 1  # the left imager: depth is computed in its frame
+# rs.frame_metadata_value name -> the key in FrameSet.meta["sensor"][stream] (librealsense's units: exposure
+# in microseconds, gain and laser power in the device's own steps, white balance in kelvin)
+SENSOR_METADATA = {"actual_exposure": "exposure_us", "gain_level": "gain", "auto_exposure": "auto_exposure",
+                   "frame_laser_power": "laser_power", "frame_laser_power_mode": "laser_power_mode",
+                   "white_balance": "white_balance_k"}
 END_GRACE_S = 0.5  # playback: how long a stopped player must stay quiet before the recording counts as ended
 
 
@@ -378,6 +388,9 @@ class RealSenseCamera(Camera):
                     if md is not None and f.supports_frame_metadata(md):
                         meta["emitter_on"] = bool(f.get_frame_metadata(md))
                         break
+            sensor = _sensor_metadata(rs, f)
+            if sensor:
+                meta.setdefault("sensor", {})[name] = sensor
         meta["skew_ms"] = stream_skew_ms(FrameSet(timestamps=stamps))  # for integrity checks
         return FrameSet(rgb=images.get("rgb"), depth=images.get("depth"), ir=images.get("ir"),
                         depth_scale=self.depth_scale, timestamps=stamps, counters=counters, registered=False,
@@ -410,6 +423,16 @@ class RealSenseCamera(Camera):
         self.status = "failed"
         raise CameraError(f"RealSense {self.serial} did not come back within {self.reconnect_timeout_s:.0f} s; "
                           "check the cable and power, then restart (camera.reconnect_timeout_s sets the wait)")
+
+
+def _sensor_metadata(rs, frame) -> dict:
+    """{key: int} of the SENSOR_METADATA this frame carries."""
+    out = {}
+    for rs_name, key in SENSOR_METADATA.items():
+        md = getattr(rs.frame_metadata_value, rs_name, None)
+        if md is not None and frame.supports_frame_metadata(md):
+            out[key] = int(frame.get_frame_metadata(md))
+    return out
 
 
 def open_realsense(arg: str | None, config=None) -> RealSenseCamera:
@@ -523,6 +546,7 @@ class Db3Writer:
             f.domain = rs.timestamp_domain.hardware_clock
             f.frame_number = int(frames.counters.get(name, self.frames))
             f.profile = profile.as_video_stream_profile()
+            self._set_metadata(rs, sensor, frames.meta.get("sensor", {}).get(name))
             self._sent += 1
             sensor.on_video_frame(f)
             deadline = time.monotonic() + 5.0
@@ -532,6 +556,16 @@ class Db3Writer:
                                          "within 5 s")
                 time.sleep(0.0005)
         self.frames += 1
+
+    def _set_metadata(self, rs, sensor, values: dict | None) -> None:
+        """The stream's SENSOR_METADATA for the frame about to be sent. A software sensor attaches what was
+        last set to every later frame, so a source must give the same keys on every frame (a camera does);
+        a frame set without them gets the previous frame's values. A key with no librealsense field (another
+        driver's) cannot be stored in a .db3 and is left out; the recording itself never fails over it."""
+        names = {key: rs_name for rs_name, key in SENSOR_METADATA.items()}
+        for key, value in (values or {}).items():
+            if key in names:
+                sensor.set_metadata(getattr(rs.frame_metadata_value, names[key]), int(value))
 
     def close(self) -> None:
         if self._rec is None:

@@ -5,7 +5,8 @@ A session is a folder:
     session.yaml                 format version, device, calibration, site, domain, operator, notes,
                                  retention_days, created, and the list of takes with their labels
     takes/0001/frames.jsonl      one JSON line per frame: index, timestamps, counters, depth_scale,
-                                 files, meta, truth (when the source had one)
+                                 files, meta (with each stream's exposure, gain and laser power
+                                 where the camera reports them), truth (when the source had one)
     takes/0001/rgb/000000.png    colour (lossless PNG, or JPEG with color_codec="jpeg")
     takes/0001/depth/000000.png  16-bit PNG depth, raw units (metres = value * depth_scale)
     takes/0001/ir/000000.png     PNG IR, 8 or 16 bit as captured

@@ -56,7 +56,10 @@ class FrameSet:
 
     rgb: H x W x 3 uint8 in RGB order. depth: H x W uint16 in raw units, metres = depth * depth_scale,
     0 = no measurement. ir: H x W uint8 or uint16. Timestamps are milliseconds (device clock where
-    the device has one), counters the device's frame numbers; both per stream.
+    the device has one), counters the device's frame numbers; both per stream. meta: what the source knows
+    beyond the pixels, e.g. skew_ms (stream timestamp spread), emitter_on, and sensor: {stream: {exposure,
+    gain, laser power, ...}} from the camera's frame metadata (drivers/realsense.py, drivers/orbbec.py);
+    recorded sessions keep it per frame.
     """
 
     rgb: np.ndarray | None = None

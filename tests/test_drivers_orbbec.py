@@ -43,3 +43,25 @@ def test_sdk_or_device_absence_is_clear():
     with pytest.raises(CameraError, match="no Orbbec camera found"):
         with open_camera("orbbec"):
             pass
+
+
+def test_sensor_metadata_takes_what_the_frame_carries():
+    """The SDK's per-frame metadata calls (Frame.has_metadata / get_metadata_value) on a stand-in frame: the SDK
+    cannot load here, and no device is attached."""
+    from edge_fas.drivers.orbbec import SENSOR_METADATA, sensor_metadata
+
+    kinds = NS(**{name: f"OB_{name}" for name in SENSOR_METADATA})  # OBFrameMetadataType's member names
+    ob = NS(OBFrameMetadataType=kinds)
+    carried = {"OB_EXPOSURE": 3300, "OB_GAIN": 16, "OB_LASER_STATUS": 1}
+
+    class Frame:
+        def has_metadata(self, kind):
+            return kind in carried or kind == "OB_WHITE_BALANCE"
+
+        def get_metadata_value(self, kind):
+            if kind not in carried:
+                raise RuntimeError("OBError: metadata not supported")  # what a device without it raises
+            return carried[kind]
+
+    assert sensor_metadata(ob, Frame()) == {"exposure": 3300, "gain": 16, "laser_on": 1}
+    assert sensor_metadata(ob, None) == {}

@@ -22,6 +22,10 @@ def recording(tmp_path_factory):
         f = rig.render(species, n, 0.0)
         f.timestamps = {"rgb": 33.3 * n + 0.4, "depth": 33.3 * n, "ir": 33.3 * n}
         f.counters = {"rgb": n, "depth": n, "ir": n}
+        # what a D435 reports per frame: auto-exposure on colour, manual exposure and laser power on depth/IR
+        stereo = {"exposure_us": 8500 + 100 * n, "gain": 16, "auto_exposure": 0, "laser_power": 150}
+        f.meta["sensor"] = {"rgb": {"exposure_us": 156 + n, "gain": 64, "auto_exposure": 1, "white_balance_k": 4600},
+                            "depth": {**stereo, "temperature_c": 41}, "ir": dict(stereo)}  # no .db3 field for the last
         frames.append(f)
     path = tmp_path_factory.mktemp("rs") / "synthetic.db3"
     assert write_db3(path, frames) == 3
@@ -42,10 +46,26 @@ def test_playback_round_trips_frames_and_calibration(recording):
         assert b.timestamps["depth"] == pytest.approx(a.timestamps["depth"], abs=1e-3)
         assert b.depth_scale == pytest.approx(a.depth_scale)
         assert b.meta["skew_ms"] == pytest.approx(0.4, abs=1e-3)  # the colour exposure trails by 0.4 ms
+        # each stream's exposure, gain and laser power, through librealsense's own frame metadata
+        storable = {k: v for k, v in a.meta["sensor"]["depth"].items() if k != "temperature_c"}
+        assert b.meta["sensor"] == {"rgb": a.meta["sensor"]["rgb"], "depth": storable, "ir": a.meta["sensor"]["ir"]}
     ref = rig.calibration
     assert cal.color.fx == pytest.approx(ref.color.fx, rel=1e-6) and cal.depth.cy == pytest.approx(ref.depth.cy, rel=1e-6)
     np.testing.assert_allclose(cal.depth_to_color.R, ref.depth_to_color.R, atol=1e-6)
     np.testing.assert_allclose(cal.depth_to_color.t, ref.depth_to_color.t, atol=1e-6)  # float32 in the file
+
+
+def test_sensor_metadata_reaches_a_recorded_session(tmp_path, recording):
+    """A site's exposure, gain and laser power land in every frame of a field session (`edge-fas record`)."""
+    from edge_fas.cli import main
+
+    out = tmp_path / "session"
+    assert main(["record", "--camera", f"replay:{recording[0]}", "--out", str(out), "--frames", "3", "--consent",
+                 "--species", "bona_fide", "--subject", "S001"]) == 0
+    with open_camera(f"replay:{out}") as cam:
+        got = list(cam.frames())
+    assert [f.meta["sensor"]["depth"]["exposure_us"] for f in got] == [8500, 8600, 8700]
+    assert got[0].meta["sensor"]["rgb"] == {"exposure_us": 156, "gain": 64, "auto_exposure": 1, "white_balance_k": 4600}
 
 
 def test_registration_agrees_with_rs_align(recording):
