@@ -192,6 +192,9 @@ class SpoofTraceNet(nn.Module):
     name = "spoof_trace"
     output_names = ("logits", "score", "trace")
     training_only_modules = ("disc_live", "disc_spoof", "aux_heads")  # not in the exported graph
+    # {name: fn(batch, out) -> scalar tensor}: terms training adds to the generator's Eq. 13 total in the same
+    # step (edge_fas.training.qat's float/int8 consistency); empty for the paper's training
+    extra_losses: dict = {}
 
     def __init__(self, preset: str = "edge", pretrained=None, identity_net: nn.Module | None = None,
                  identity_weights=None, **overrides):
@@ -490,6 +493,9 @@ class SpoofTraceNet(nn.Module):
         self._set_disc_grad(False)
         out = self.forward(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
         terms = self.loss(batch, out, pairs=pairs)
+        for name, fn in self.extra_losses.items():
+            terms[name] = fn(batch, out)
+            terms["total"] = terms["total"] + terms[name]
         self._step(terms["total"], optimisers["generator"], scaler)
         self._set_disc_grad(True)
         gen, pres = out["_gen"], out["_present"]

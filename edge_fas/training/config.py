@@ -29,8 +29,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             training process), max_steps_per_epoch, init_from, log_every,
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
             edge_fas.training.qat; for fine-tuning a model whose int8 export the precision gate refused),
-            quantization_consistency: 0 | weight (with quantization_aware: an extra step per batch pulling
-            the simulated-int8 logits towards the float ones, qat.consistency_step; 0 = off),
+            quantization_consistency: 0 | weight (with quantization_aware, spoof_trace only: a term of the
+            generator loss pulling the simulated-int8 logits towards the float ones, qat.consistency_loss),
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best),
@@ -165,9 +165,6 @@ def _check_consistency(tc: dict) -> None:
     if w > 0 and not tc["quantization_aware"]:
         raise ConfigError("train.quantization_consistency compares the float and the simulated-int8 model, so it "
                           "needs train.quantization_aware: true (or set it to 0)")
-    if w > 0 and int(tc["accumulate"]) > 1:
-        raise ConfigError("train.quantization_consistency steps the optimisers once per batch and cannot run "
-                          "inside gradient accumulation; use train.accumulate: 1 with it")
 
 
 def _check_attack_mix(cfg: dict) -> None:

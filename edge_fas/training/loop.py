@@ -183,9 +183,6 @@ class _Epochs:
                 if self.accumulate > 1 else {}
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 terms = model.train_step(batch, self.optimisers, scaler=self.scaler, **acc)
-                if tc["quantization_consistency"]:  # float/int8 agreement, its own step (edge_fas.training.qat)
-                    terms["int8_consistency"] = qat.consistency_step(model, batch, self.optimisers,
-                                                                     float(tc["quantization_consistency"]), self.scaler)
             if world > 1:
                 terms = distributed.global_mean(terms, world, self.device)
             if not math.isfinite(terms["total"]):
@@ -251,6 +248,12 @@ def train(cfg: dict) -> dict:
     model, params, augment_params = build_model(cfg, device, world)
     if tc["quantization_aware"]:
         qat.prepare(model)  # before the optimisers and resume.pt: both then see the prepared model
+    if tc["quantization_consistency"]:
+        if not hasattr(model, "extra_losses"):
+            raise ConfigError(f"train.quantization_consistency: {model.name}'s training step takes no extra loss "
+                              "term (spoof_trace's does); set it to 0 for this model")
+        weight = float(tc["quantization_consistency"])
+        model.extra_losses = {"int8_consistency": lambda batch, out: qat.consistency_loss(model, batch, out, weight)}
     optimisers = _optimisers(model, tc, world)
     data = TrainingData(cfg, params, world, rank, device, augment_params)  # indices only: samples decode in workers
     start_epoch, history, best = 0, [], None  # best: {"epoch", "eer", "auc", "state"} when train.keep is best
@@ -280,6 +283,8 @@ def train(cfg: dict) -> dict:
         kept_epoch = best["epoch"]
     if tc["quantization_aware"]:
         qat.strip(model)  # the float model the checkpoint, the decision and every export carry
+    if "extra_losses" in vars(model):
+        del model.extra_losses  # back to the class's empty default
     result, record, n_val = _decide_and_test(cfg, model, params, data, device)
     result.update(history=history, kept_epoch=kept_epoch)
     if main:

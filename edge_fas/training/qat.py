@@ -20,9 +20,10 @@ quantised layers is rounded once in the Q/DQ graph but once per layer here, and 
 batches' rather than the calibration crops'; the export's gate measures the real int8 model. Under torchrun
 each process keeps its own ranges (as it keeps its own BatchNorm statistics); rank 0's are validated.
 
-`train.quantization_consistency: W` adds one optimiser step per batch (consistency_step): the simulated-int8
-logits are pulled towards the float model's (float_path(), detached) with weight W, since the export's gate
-compares exactly those two while the task loss trains only the int8 path.
+`train.quantization_consistency: W` adds a term to the model's own generator loss (consistency_loss; models
+with `extra_losses`, i.e. spoof_trace): the simulated-int8 logits are pulled towards the float model's
+(float_path(), detached) with weight W, since the export's gate compares exactly those two while the task
+loss trains only the int8 path.
 
 The fake quantisers are removed (`strip`) before the checkpoint is written: the checkpoint, the float
 ONNX and `edge-fas export --int8` are exactly as for any model, and the int8 model is calibrated and
@@ -190,36 +191,22 @@ def float_path(model: nn.Module):
             q.enabled = True
 
 
-def consistency_step(model: nn.Module, batch: dict, optimisers: dict, weight: float, scaler=None) -> float:
-    """One extra optimiser step pulling the simulated-int8 model's logits towards the float model's on this
-    batch (`train.quantization_consistency`); returns the weighted loss.
+def consistency_loss(model: nn.Module, batch: dict, out: dict, weight: float) -> torch.Tensor:
+    """weight x Huber (smooth L1, beta 1) between this step's simulated-int8 logits (`out`, with gradient) and
+    the float model's logits on the same batch (float_path(), no gradient), for `train.quantization_consistency`.
 
     Why: the export's precision gate compares float and int8 decisions, and plain QAT trains only the int8
     path's task loss. On the spoof-trace network a bona fide score is phi of near-zero traces, so rounding
     error anywhere reads as a spoof; the task loss barely sees that while the gate sees every such flip.
-    The float logits are a detached target computed first, in the same (train) mode so both passes use the
-    same batch statistics. Huber (smooth L1, beta 1) on logits: a flip is a logit moving by 3-4, which an
-    MSE would weigh like a diverging sample. Every optimiser holding a parameter that received a gradient
-    steps (the main one(s); a discriminator outside the scored forward pass gets none)."""
-    inputs = (batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))
+    The float pass runs in the same (train) mode, so both use the batch's own BatchNorm statistics. Huber on
+    logits: a flip moves a logit by 3-4, which an MSE would weigh like a diverging sample.
+    It is a term of the model's own generator step (SpoofTraceNet.extra_losses), not a step of its own: an
+    extra Adam step per batch takes as large a step as the task's whatever the weight, shares the task's
+    momentum, and put the adversarial steps out of balance; tried first, it inverted the validation scores
+    within one epoch (AUC 0.14)."""
     with torch.no_grad(), float_path(model):
-        target = model(*inputs)["logits"].float()
-    quantised = model(*inputs)["logits"].float()
-    loss = weight * F.smooth_l1_loss(quantised, target, beta=1.0)
-    for o in optimisers.values():
-        o.zero_grad(set_to_none=True)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    stepping = [o for o in optimisers.values() if any(p.grad is not None for g in o.param_groups for p in g["params"])]
-    for o in stepping:
-        if scaler is not None:
-            scaler.step(o)
-        else:
-            o.step()
-    if scaler is not None:
-        scaler.update()
-    for o in optimisers.values():
-        o.zero_grad(set_to_none=True)
-    return float(loss.detach())
+        target = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))["logits"].float()
+    return weight * F.smooth_l1_loss(out["logits"].float(), target, beta=1.0)
 
 
 def is_prepared(model: nn.Module) -> bool:
