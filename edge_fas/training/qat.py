@@ -201,9 +201,10 @@ def consistency_loss(model: nn.Module, batch: dict, out: dict, weight: float) ->
     The float pass runs in the same (train) mode, so both use the batch's own BatchNorm statistics. Huber on
     logits: a flip moves a logit by 3-4, which an MSE would weigh like a diverging sample.
     It is a term of the model's own generator step (SpoofTraceNet.extra_losses), not a step of its own: an
-    extra Adam step per batch takes as large a step as the task's whatever the weight, shares the task's
-    momentum, and put the adversarial steps out of balance; tried first, it inverted the validation scores
-    within one epoch (AUC 0.14)."""
+    extra Adam step per batch takes as large a step as the task's whatever the weight and shares the task's
+    momentum (and so doubles the generator's steps against the discriminator's). Tried first that way on
+    stage 2, the simulated-int8 model's validation scores were inverted after one epoch (AUC 0.14); which of
+    those did it was not isolated."""
     with torch.no_grad(), float_path(model):
         target = model(batch["rgb"], batch["depth"], batch["ir"], batch.get("present"))["logits"].float()
     return weight * F.smooth_l1_loss(out["logits"].float(), target, beta=1.0)
