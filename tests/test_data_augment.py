@@ -161,3 +161,26 @@ def test_eval_finds_a_checkpoints_custom_range_set_by_name():
     sets = test_indices(eval_command.data_config(parser.parse_args(["model.pt", "--per-domain", "4"]), meta))
     sample = sets["rand_far"].sample(0)
     assert sample.ranges.name == "rand_far" and sample.ranges.values["pose.distance_m"] == (0.9, 1.0)
+
+
+def test_ir_surround_offsets_the_surround_against_the_face_only():
+    from edge_fas.data.augment import face_ellipse
+
+    rgb, depth, ir, present = crops()
+    ir[0, -3:, -3:] = 0.0  # a registration hole in the surround
+    quiet = dict(photometric=1.0, flip=0.0, zoom=(1.0, 1.0), shift=0.0, cutout=0.0, ir_contrast=(1.0, 1.0),
+                 ir_shading=0.0, blur=0.0, noise=0.0)
+    offsets = []
+    for seed in range(6):
+        out = augment(rgb, depth, ir, present, np.random.default_rng(seed), AugmentParams(ir_surround=1.0, **quiet))[2]
+        c = S // 2
+        assert np.allclose(out[0, c - 3:c + 3, c - 3:c + 3], ir[0, c - 3:c + 3, c - 3:c + 3])  # the face is untouched
+        shift = out[0, :3, :3] - ir[0, :3, :3]  # a corner: all surround
+        assert np.allclose(shift, shift.flat[0], atol=1e-6) and abs(shift.flat[0]) <= 1.0
+        assert np.all(out[0, -3:, -3:] == 0.0)  # holes stay holes
+        offsets.append(float(shift.flat[0]))
+    assert np.ptp(offsets) > 0.5  # a fresh offset per sample, both ways
+    mask = face_ellipse(S)
+    assert mask[S // 2, S // 2] == 1.0 and mask[0, 0] == 0.0 and 0.0 < mask[S // 2, int(0.19 * S)] < 1.0
+    off = augment(rgb, depth, ir, present, np.random.default_rng(0), AugmentParams(**quiet))[2]
+    assert np.array_equal(off, ir)  # off by default: nothing drawn, nothing changed

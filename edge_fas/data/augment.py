@@ -13,7 +13,9 @@ float32, already normalised) and its present mask (3,). Steps, in order:
    cannot rely on one modality's rendering style:
    - colour: per-channel cast, gamma, desaturation to grey, blur or sharpening, noise;
    - IR: contrast (an IR gamma: a scale of log-ratio IR), a smooth uneven-illumination field, blur or
-     sharpening, noise;
+     sharpening, noise; with `ir_surround` > 0 also a random offset of the IR outside the face (hair,
+     ears, neck, background) against the face: how bright a person's surround is against their skin
+     varies between people and is not the material of the face;
    - depth: noise, blur, extra holes (blobs set to 0, as the sensor reports them);
    relief and reflectance themselves are left alone: the depth relief's amplitude and the IR ratio
    between face and material are the cues;
@@ -54,6 +56,7 @@ class AugmentParams:
     rgb_gray: float = 0.15  # probability of desaturating to grey
     ir_contrast: tuple[float, float] = (0.7, 1.4)
     ir_shading: float = 0.4  # amplitude of the smooth illumination field (normalised units)
+    ir_surround: float = 0.0  # largest offset of the IR outside the face ellipse against inside (normalised units; 0 = off)
     depth_holes: float = 0.3  # probability of extra hole blobs
     blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
     noise: float = 0.12  # largest noise std, normalised units
@@ -167,6 +170,15 @@ def _smooth_field(side: int, rng) -> np.ndarray:
     return cv2.resize(grid, (side, side), interpolation=cv2.INTER_CUBIC)
 
 
+def face_ellipse(side: int) -> np.ndarray:
+    """Soft mask (1 inside) of where the face lies in a crop: the crop is crop_scale (1.4) x the face box's
+    longer side, centred on it, so the face fills the middle ~70%; the edge is soft because the box and the
+    geometry step move it by a few percent."""
+    yy, xx = (np.mgrid[0:side, 0:side].astype(np.float32) + 0.5) / side - 0.5
+    r = np.sqrt((xx / 0.32) ** 2 + (yy / 0.38) ** 2)
+    return np.clip((1.15 - r) / 0.3, 0.0, 1.0).astype(np.float32)
+
+
 def _colour(rgb: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
     # normalised colour stays roughly zero-centred, unit-scale: apply cast and gamma around that centre
     rgb = rgb * (1.0 + rng.uniform(-p.rgb_cast, p.rgb_cast, (3, 1, 1))).astype(np.float32)
@@ -181,6 +193,8 @@ def _ir(ir: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
     valid = ir != 0  # registered IR is 0 where no depth pixel landed: keep those holes
     out = ir * np.float32(rng.uniform(*p.ir_contrast))
     out = out + np.float32(rng.uniform(0.0, p.ir_shading)) * _smooth_field(ir.shape[-1], rng)[None]
+    if p.ir_surround > 0:  # drawn only when on, so configs without it keep their draws
+        out = out + np.float32(rng.uniform(-p.ir_surround, p.ir_surround)) * (1.0 - face_ellipse(ir.shape[-1]))[None]
     out = _noise(_blur_or_sharpen(out, rng, p), rng, p)
     return np.where(valid, out, 0.0).astype(np.float32)
 
