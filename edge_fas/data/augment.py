@@ -15,7 +15,8 @@ float32, already normalised) and its present mask (3,). Steps, in order:
    - IR: contrast (an IR gamma: a scale of log-ratio IR), a smooth uneven-illumination field, blur or
      sharpening, noise; with `ir_surround` > 0 also a random offset of the IR outside the face (hair,
      ears, neck, background) against the face: how bright a person's surround is against their skin
-     varies between people and is not the material of the face;
+     varies between people and is not the material of the face (tried once on the silicone specialist,
+     it did not weaken the link between bright hair and rejected bona fide: docs/demo-model.md);
    - depth: noise, blur, extra holes (blobs set to 0, as the sensor reports them);
    relief and reflectance themselves are left alone: the depth relief's amplitude and the IR ratio
    between face and material are the cues;
