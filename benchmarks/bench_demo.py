@@ -152,6 +152,7 @@ def factor_report(name: str, domain: str, seeds: str, split: str, per_domain: in
         raise SystemExit(f"{name}: the scored samples are not the rig's plan for {domain} seeds {seeds} "
                          f"(--per-domain must match the eval's); no factor report")
     score = np.array([float(r["score"]) for r in scored])
+    threshold = json.loads((folders[0] / "metrics.json").read_text())["metrics"]["threshold"]
     rng = np.random.default_rng(0)
     print(f"\n### {name}: drawn factors against the score (Spearman rho; p from permuting each factor between "
           f"its cameras, identities or samples; the {top} strongest)")
@@ -168,6 +169,26 @@ def factor_report(name: str, domain: str, seeds: str, split: str, per_domain: in
         what = "higher = nearer rejection" if sp == "bona_fide" else "lower = nearer acceptance"
         print(f"- {sp} (n={len(idx)}, {what}; {len(found)} factors tested, so about {0.05 * len(found):.0f} "
               f"reach p < 0.05 by chance): " + "; ".join(f"{k} {rho:+.2f} (p={p:.3f})" for k, rho, p in found[:top]))
+    bpcer_by_skin_ir(rows, score, threshold)
+
+
+def bpcer_by_skin_ir(rows: list, score: np.ndarray, threshold: float) -> None:
+    """BPCER at the recorded operating point by thirds of the drawn skin near-IR reflectance: a demographic
+    check (people differ in how much skin reflects at 850 nm; the rig draws it independently of visible tone).
+    The intervals treat frames as independent; frames of one identity are not, so they are somewhat narrow."""
+    from edge_fas.metrics import binomial_interval
+
+    bona = [i for i, (s, _, _) in enumerate(rows) if s == "bona_fide"]
+    skin = np.array([rows[i][1]["identity.skin_ir"] for i in bona])
+    cuts = np.quantile(skin, [1 / 3, 2 / 3])
+    parts = []
+    for name, sel in (("darkest third", skin <= cuts[0]), ("middle", (skin > cuts[0]) & (skin <= cuts[1])),
+                      ("brightest third", skin > cuts[1])):
+        rejected = int((score[np.array(bona)[sel]] >= threshold).sum())
+        lo, hi, _ = binomial_interval(rejected, int(sel.sum()))
+        parts.append(f"{name} (skin_ir {skin[sel].min():.2f}-{skin[sel].max():.2f}): {pct(rejected / max(sel.sum(), 1))} "
+                     f"[{pct(lo)}, {pct(hi)}] ({rejected}/{int(sel.sum())})")
+    print("- BPCER at the recorded operating point by skin near-IR reflectance: " + "; ".join(parts))
 
 
 def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_domain: int, workers: int,
