@@ -221,3 +221,37 @@ def test_scenario_and_synthetic_camera_run_the_randomised_family():
     frames = list(cam.frames())
     assert len(frames) == 6 and {f.truth.species for f in frames} >= {"bona_fide", "print"}
     assert all(f.calibration is frames[0].calibration for f in frames)  # one device for the stream
+
+
+def test_the_wearers_hair_lies_over_a_worn_mask_as_drawn():
+    # Without it a mask replaced the forehead hair with its own material: a flat near-IR forehead marked every
+    # mask, and bright-haired people looked like masks. With mask.hair_over = 1 the fringe is the wearer's hair.
+    from dataclasses import replace
+
+    from edge_fas.sim.identity import IdentityParams, identity_layers
+    from edge_fas.sim.presentations import Subject, _hair_over, build_atlas
+
+    ranges = RANGE_SETS["rand"]
+    params = next(p for p in (IdentityParams.draw(ranges, np.random.default_rng(s)) for s in range(40))
+                  if p.source == "procedural"
+                  and (_hair_over(identity_layers(p), 1.0) * identity_layers(p).face_mask).sum() > 1000)
+    person = identity_layers(params)
+    fringe = (_hair_over(person, 1.0) > 0.9) & (person.face_mask > 0.5)  # the forehead's hair
+
+    def fringe_ir(species, hair_ir, over):
+        person = identity_layers(replace(params, hair_ir=hair_ir))
+        atlas = build_atlas(species, Subject(), person=person, materials={"mask_hair_over": over})
+        return float(atlas.ir_albedo[fringe].mean())
+
+    bona_fide = fringe_ir("bona_fide", 0.55, 0.0) - fringe_ir("bona_fide", 0.1, 0.0)
+    assert bona_fide > 0.3
+    for species in ("flexible_mask", "rigid_mask", "paper_mask"):
+        covered = fringe_ir(species, 0.55, 0.0) - fringe_ir(species, 0.1, 0.0)
+        worn_under = fringe_ir(species, 0.55, 1.0) - fringe_ir(species, 0.1, 1.0)
+        assert abs(covered) < 0.55 * bona_fide, species  # the mask's material hides most of the hair
+        assert worn_under == pytest.approx(bona_fide, rel=0.05), species  # the hair in front is the wearer's
+    # drawn per worn mask only, after every other draw of the sample
+    rig = make_rig("rand", seed=0, width=W, height=H)
+    assert 0.0 <= rig.sample("flexible_mask", 3).materials["mask_hair_over"] <= 1.0
+    assert "mask_hair_over" not in rig.sample("print", 3).materials
+    assert "mask.hair_over" not in rig.sample("bona_fide", 3).params

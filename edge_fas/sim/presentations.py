@@ -145,6 +145,8 @@ MATERIALS = {
     "silicone_keep": 0.85, "silicone_desaturate": 0.15, "silicone_tint": (0.03, 0.0, 0.0),  # pigmented silicone
     # paper mask and paper glasses
     "paper_mask_gloss": 0.02, "partial_gloss": 0.02,
+    # how much of the wearer's own hair lies over a worn mask's edge and forehead (0: the mask covers it)
+    "mask_hair_over": 0.0,
     # near-IR subsurface scattering per material (see Atlas.scatter)
     "skin_scatter": 1.0, "other_scatter": 0.3, "paper_scatter": 0.35, "screen_scatter": 0.0, "resin_scatter": 0.2,
     "silicone_scatter": 0.8,
@@ -261,12 +263,31 @@ def _replay(subject: Subject, person, m) -> Atlas:
                  scatter=(m["screen_scatter"] * emissive + m["other_scatter"] * (1.0 - emissive)).astype(np.float32))
 
 
+FOREHEAD_ABOVE_BROWS = -72.0  # face-frame y (photo pixels) above which the forehead lies over the brows
+
+
+def _hair_over(p, amount: float) -> np.ndarray:
+    """Where, and how opaquely, the wearer's own hair lies in front of a worn mask: the non-skin pixels
+    above the brows or outside the face ellipse (fringe and temples), times `amount`. Without it a mask
+    replaces the forehead hair with its own material, so a flat near-IR forehead, which is also what
+    bright-haired people show, would mark every mask (the rig-side cause of bona fide rejections going
+    with drawn hair reflectance; docs/demo-model.md)."""
+    if amount <= 0:
+        return np.zeros_like(p.skin)
+    _, fy = face_coords(p.skin.shape)
+    upper = np.clip((FOREHEAD_ABOVE_BROWS - fy) / 6.0, 0.0, 1.0)
+    outside = 1.0 - p.face_mask
+    return (amount * (1.0 - p.skin) * np.maximum(upper, outside)).astype(np.float32)
+
+
 def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species="",
-               scatter=0.3):
-    """Composite a mask onto the wearer: the mask inside mask_alpha, the wearer outside and through the eye holes."""
+               scatter=0.3, hair_over=0.0):
+    """Composite a mask onto the wearer: the mask inside mask_alpha, the wearer outside and through the eye holes;
+    hair_over: how much of the wearer's hair lies in front of the mask (see _hair_over)."""
     m = mask_alpha * (1.0 - p.eye_holes) if eye_holes else mask_alpha
+    height = np.where(m > 0.5, mask_height, L["height"]).astype(np.float32)  # hair lies on the mask's surface
+    m = m * (1.0 - _hair_over(p, hair_over))
     color = L["color"] * (1 - m[..., None]) + mask_color * m[..., None]
-    height = np.where(m > 0.5, mask_height, L["height"]).astype(np.float32)
     ir = (L["ir"] * (1 - m) + mask_ir * m).astype(np.float32)
     specular = (L["specular"] * (1 - m)).astype(np.float32)
     return Atlas(species, color.astype(np.float32), L["alpha"], height, ir, specular, np.zeros_like(m), gloss=gloss,
@@ -291,7 +312,7 @@ def _rigid_mask(subject: Subject, person, m) -> Atlas:
     painted = np.clip((painted - 0.5) * m["resin_contrast"] + 0.5 + np.array(m["resin_tint"], np.float32), 0, 1)
     ir = m["resin_ir"] + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
     return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask",
-                      scatter=m["resin_scatter"])
+                      scatter=m["resin_scatter"], hair_over=m["mask_hair_over"])
 
 
 def _paper_mask(subject: Subject, person, m) -> Atlas:
@@ -303,7 +324,8 @@ def _paper_mask(subject: Subject, person, m) -> Atlas:
     height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
     printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"], m["halftone"])
     return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"], m),
-                      gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"])
+                      gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"],
+                      hair_over=m["mask_hair_over"])
 
 
 def _flexible_mask(subject: Subject, person, m) -> Atlas:
@@ -321,7 +343,8 @@ def _flexible_mask(subject: Subject, person, m) -> Atlas:
     seam = cv2.morphologyEx((region > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     skin_like = skin_like * (1.0 - m["silicone_seam"] * seam[..., None])  # the glued edge shows
     return _over_face(p, L, region, height.astype(np.float32), skin_like, ir.astype(np.float32),
-                      gloss=m["silicone_gloss"], species="flexible_mask", scatter=m["silicone_scatter"])
+                      gloss=m["silicone_gloss"], species="flexible_mask", scatter=m["silicone_scatter"],
+                      hair_over=m["mask_hair_over"])
 
 
 def _partial(subject: Subject, person, m) -> Atlas:

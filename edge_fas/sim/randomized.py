@@ -248,11 +248,14 @@ def draw_scene(ranges: RangeSet, seed: int, species: str, index: int) -> Scene:
                   "tilt_deg": d("background.tilt_deg"), "ir": d("background.ir"), "seed": int(rng.integers(2 ** 31))}
     subject = Subject(tone=1.0, relief_gain=1.0, smile=round(identity.smile, 3), brows=round(identity.brows, 3),
                       bend=bend)
-    return Scene(species=species, identity_id=identity_id, identity=identity, materials=m, subject=subject, pose=pose,
-                 distance=distance, lighting=lighting, warmth=d("light.warmth"), ir_ambient=d("light.ir_ambient"),
-                 exposure=d("color.exposure"), jpeg_quality=jpeg, background=background, hands=hands, cutout=cutout,
-                 phase=rng.uniform(0, 2 * np.pi, 3), sway=d("pose.sway"), blur_angle=float(rng.uniform(-30, 30)),
-                 params=params)
+    scene = Scene(species=species, identity_id=identity_id, identity=identity, materials=m, subject=subject, pose=pose,
+                  distance=distance, lighting=lighting, warmth=d("light.warmth"), ir_ambient=d("light.ir_ambient"),
+                  exposure=d("color.exposure"), jpeg_quality=jpeg, background=background, hands=hands, cutout=cutout,
+                  phase=rng.uniform(0, 2 * np.pi, 3), sway=d("pose.sway"), blur_angle=float(rng.uniform(-30, 30)),
+                  params=params)
+    if species in ("rigid_mask", "paper_mask", "flexible_mask"):  # drawn last: every draw above stays as it was
+        m["mask_hair_over"] = d("mask.hair_over")  # (m and params are the scene's own dicts)
+    return scene
 
 
 class RandomizedRig:

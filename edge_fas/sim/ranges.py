@@ -165,6 +165,8 @@ FACTORS: dict[str, tuple[str, object]] = {
     "silicone.scatter": ("silicone's near-IR subsurface scattering relative to skin's", (0.5, 0.9)),
     "silicone.desaturate": ("how much colour the pigmented silicone loses", (0.05, 0.35)),
     "silicone.tint": ("largest per-channel colour offset of the pigment", (0.0, 0.06)),
+    "mask.hair_over": ("how much of the wearer's own hair lies over a worn mask's forehead and edges (rigid, paper, "
+                       "silicone): 0 the mask covers it, 1 all of it in front", (0.0, 1.0)),
     "hands.prob": ("probability an attacker's hands hold a print, screen or paper mask in view", 0.6),
     "hands.count": ("hands holding the medium", [1, 2]),
 }
