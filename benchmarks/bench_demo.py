@@ -250,6 +250,9 @@ def main() -> int:
           f"{op.get('target', '?')}, threshold {a.threshold:.4g}, chosen on {op.get('split', a.manifest['threshold'].get('split'))}")
     trained = a.manifest.get("training") or {}
     print(f"trained on: {trained.get('data') or trained.get('domains')}")
+    from edge_fas.sim import fingerprint
+
+    print(f"test sets rendered by synthetic rig {fingerprint()} (edge_fas.sim.fingerprint: changes with its physics)")
     wanted = set(args.sets.split(","))
     summary = []
     for name, domains, seeds, split in TEST_SETS:

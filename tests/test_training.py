@@ -79,6 +79,9 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     assert doc["metrics"]["threshold"] == pytest.approx(torch.load(out / "checkpoint.pt", weights_only=False)["meta"]["threshold"])
     assert (rep / "scores.csv").read_text().count("\n") == 7
     assert "replay" in doc["metrics"]["apcer"]  # surf's species are all listed, present or absent
+    from edge_fas.sim import fingerprint
+
+    assert f"synthetic rig {fingerprint()}" in doc["meta"]["data"]  # which version of the rig made these numbers
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

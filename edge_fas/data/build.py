@@ -184,8 +184,10 @@ def _split_domains(d: dict, split: str, domains=None) -> list[str]:
 
 
 def _synthetic_description(d: dict, domains, split: str) -> str:
-    w, h = d["rig_size"]
-    return (f"synthetic rig, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
+    from edge_fas.sim import fingerprint
+
+    w, h = d["rig_size"]  # the rig's version: a change to its physics changes every number computed on it
+    return (f"synthetic rig {fingerprint()}, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
             f"domain, seed {d['seed']}, rig {w}x{h})")
 
 
