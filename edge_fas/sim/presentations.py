@@ -267,8 +267,8 @@ FOREHEAD_ABOVE_BROWS = -72.0  # face-frame y (photo pixels) above which the fore
 
 
 def _hair_over(p, amount: float) -> np.ndarray:
-    """Where, and how opaquely, the wearer's own hair lies in front of a worn mask: the non-skin pixels
-    above the brows or outside the face ellipse (fringe and temples), times `amount`. Without it a mask
+    """Where, and how opaquely, the wearer's own hair lies in front of a worn mask: the person's non-skin
+    pixels above the brows or outside the face ellipse (fringe and temples), times `amount`. Without it a mask
     replaces the forehead hair with its own material, so a flat near-IR forehead, which is also what
     bright-haired people show, would mark every mask (the rig-side cause of bona fide rejections going
     with drawn hair reflectance; docs/demo-model.md)."""
@@ -277,7 +277,7 @@ def _hair_over(p, amount: float) -> np.ndarray:
     _, fy = face_coords(p.skin.shape)
     upper = np.clip((FOREHEAD_ABOVE_BROWS - fy) / 6.0, 0.0, 1.0)
     outside = 1.0 - p.face_mask
-    return (amount * (1.0 - p.skin) * np.maximum(upper, outside)).astype(np.float32)
+    return (amount * p.alpha * (1.0 - p.skin) * np.maximum(upper, outside)).astype(np.float32)
 
 
 def _over_face(p, L, mask_alpha, mask_height, mask_color, mask_ir, eye_holes=True, gloss=0.1, species="",
