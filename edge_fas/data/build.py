@@ -187,8 +187,8 @@ def _synthetic_description(d: dict, domains, split: str) -> str:
     from edge_fas.sim import fingerprint
 
     w, h = d["rig_size"]  # the rig's version: a change to its physics changes every number computed on it
-    return (f"synthetic rig {fingerprint()}, domains {', '.join(domains)} ({split} split, {d['per_domain'][split]} per "
-            f"domain, seed {d['seed']}, rig {w}x{h})")
+    return (f"synthetic rig {fingerprint()}, domains {', '.join(domains)} ({split} split, "
+            f"{d['per_domain'][split]} per domain, seed {d['seed']}, rig {w}x{h})")
 
 
 def _custom_ranges(d: dict) -> dict:
