@@ -209,7 +209,7 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
                     "overrides": {"input_size": 32, "patch_size": 8, "width": 24, "depth": 1, "heads": 2}}
     cfg["data"]["test_domains"] = []
     cfg["train"].update(epochs=2, device="cpu", workers=1, lr=1e-3)
-    runs = {}
+    runs, vals = {}, {}
     for name, world, batch in (("one", 1, 4), ("two", 2, 2)):
         c = {**cfg, "train": {**cfg["train"], "batch_size": batch}, "out": str(tmp_path / name)}
         p = tmp_path / f"{name}.yaml"
@@ -221,7 +221,10 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
         runs[name] = ([r["total"] for r in log if r["kind"] == "step"], load_checkpoint(tmp_path / name / "checkpoint.pt")[0])
+        vals[name] = [(r["val_auc"], r["val_eer"]) for r in log if r["kind"] == "epoch"]
     (one, m1), (two, m2) = runs["one"], runs["two"]
+    # validation is shared out between the processes and gathered: the same figures as one process's
+    assert len(vals["one"]) == 2 and np.allclose(vals["one"], vals["two"], atol=1e-6), vals
     assert len(one) == len(two) == 4 and one[0] != one[-1]  # 8 samples / global batch 4, 2 epochs: the model learns
     assert np.allclose(one, two, rtol=1e-4, atol=1e-6), (one, two)
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):

@@ -77,7 +77,7 @@ class TrainingData:
         from edge_fas.data.build import split_index, test_indices
 
         d = cfg["data"]
-        self.params, self.device = params, device
+        self.params, self.device, self.world, self.rank = params, device, world, rank
         self.workers = resolve_workers(cfg["train"]["workers"])
         self.train, self.val = split_index(d, "train"), split_index(d, "val")
         self.tests = test_indices(d)
@@ -100,9 +100,18 @@ class TrainingData:
                              missing=index.meta.get("missing", ()))
 
     def evaluate(self, model, index, domain_ids=None, threshold=None) -> tuple[dict, np.ndarray]:
-        """Metrics and scores of the model on one set (see evaluate_crops)."""
-        return evaluate_crops(model, self.stream(index, domain_ids), threshold=threshold, device=self.device,
-                              workers=self.workers)
+        """Metrics and scores of the model on one set (see evaluate_crops). Under torchrun every process
+        scores its share of the set with rank 0's buffers and the scores are summed across processes, so each
+        one holds every score (and makes the same choices) without all of them scoring the whole set."""
+        ds = self.stream(index, domain_ids)
+        if self.world == 1:
+            return evaluate_crops(model, ds, threshold=threshold, device=self.device, workers=self.workers)
+        from edge_fas.training import distributed
+
+        distributed.broadcast_buffers(model)
+        scores = _predict_shared(model, ds, self.world, self.rank, self.device, self.workers)
+        ok = np.isfinite(scores)
+        return metrics.evaluate(scores[ok], ds.index.label[ok], ds.index.species[ok], threshold=threshold), scores
 
     def prototype_batches(self, epoch: int):
         """Batches of a random half of the training samples (seeded by the epoch), unaugmented, on the
@@ -149,6 +158,25 @@ def predict(model, data, batch_size: int = 64, device="cpu", workers: int = 0, p
     loader = make_loader(ds, batch_size, workers=workers, persistent=False,
                          pin_memory=torch.device(device).type == "cuda")
     return score_loader(model, loader, len(ds), device, progress)
+
+
+def _predict_shared(model, ds, world: int, rank: int, device, workers: int) -> np.ndarray:
+    """predict() over `world` processes: this one scores every world-th sample from `rank`; the scores are
+    all-reduced (NaN, no face, stays NaN)."""
+    import torch.distributed as dist
+    from torch.utils.data import Subset
+
+    from edge_fas.data.stream import make_loader
+
+    loader = make_loader(Subset(ds, list(range(rank, len(ds), world))), 64, workers=workers, persistent=False,
+                         pin_memory=torch.device(device).type == "cuda")
+    own = score_loader(model, loader, len(ds), device)  # NaN outside this process's share
+    scored = np.isfinite(own)
+    both = torch.tensor(np.stack([np.where(scored, own, 0.0), scored.astype(np.float64)]), dtype=torch.float64,
+                        device=device)
+    dist.all_reduce(both)
+    total, count = both.cpu().numpy()
+    return np.where(count > 0, total, np.nan)
 
 
 def evaluate_crops(model, crops, threshold=None, device="cpu", workers: int = 0) -> tuple[dict, np.ndarray]:

@@ -6,6 +6,9 @@ step their own optimisers inside train_step, so instead of wrapping the forward 
 are averaged across processes right before every optimiser step (the same effect as DDP's
 all-reduce); the logged losses are averaged too, so they are the global batch's. Rank 0 broadcasts
 its initial weights, only rank 0 writes files, and at the end every replica must hold the same weights.
+Each epoch's validation is shared out: every process scores its share of the set with rank 0's buffers
+(TrainingData.evaluate) and the scores are gathered. The final calibration and tests still run whole on
+every process.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import os
 
 import torch
 
-__all__ = ["world", "start", "average_grads_before_step", "broadcast_params", "global_mean", "check_replicas"]
+__all__ = ["world", "start", "average_grads_before_step", "broadcast_params", "broadcast_buffers", "global_mean",
+           "check_replicas"]
 
 
 def world() -> tuple[int, int, int]:
@@ -59,6 +63,16 @@ def broadcast_params(model) -> None:
     import torch.distributed as dist
 
     for t in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(t.data, 0)
+
+
+def broadcast_buffers(model) -> None:
+    """Every process takes rank 0's buffers (BatchNorm's running statistics drift apart between processes,
+    each seeing its own slice of the batch; the weights do not), as DDP's broadcast_buffers does: then the
+    processes score a set as one model."""
+    import torch.distributed as dist
+
+    for t in model.buffers():
         dist.broadcast(t.data, 0)
 
 
