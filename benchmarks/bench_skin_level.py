@@ -17,7 +17,6 @@ real skin at 850 nm by less than people differ is a property of real masks, not 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,75 +25,51 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rig_probe import Probe, arguments, auc_lower, regions, rho, row_bands, scene_indices  # noqa: E402
+
 SKIN_ENDS = (0.45, 0.75)
 
 
-def rank(a):
-    return np.argsort(np.argsort(a)).astype(float)
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", default="rand_test", help="range set of the randomised family")
-    ap.add_argument("--scenes", type=int, default=48)
-    args = ap.parse_args()
-
-    from edge_fas.data.source import face_source, finish
-    from edge_fas.data.synthetic import register
-    from edge_fas.preprocess import PreprocessParams
-    from edge_fas.sim import get_ranges
-    from edge_fas.sim.randomized import RandomizedRig, draw_scene
-
-    params = PreprocessParams(size=128, depth_norm="plane_mm", ir_norm="face_log")
-    base = get_ranges(args.set)
-    # a degenerate range still draws, so every other factor of the scene stays as drawn
-    rigs = {v: RandomizedRig(args.set, seed=11, ranges=base.with_overrides(args.set, {"identity.skin_ir": (v, v)}))
-            for v in SKIN_ENDS}
-    rigs["drawn"] = RandomizedRig(args.set, seed=11, ranges=base)
-
-    n = params.size
-    yy, xx = np.mgrid[0:n, 0:n]
-    face = ((xx - n / 2) / (n / 2.8)) ** 2 + ((yy - n / 2) / (n / 2.8)) ** 2 <= 1  # as the 1.4x crop frames it
-    inner = ((xx - n / 2) / (n / 4)) ** 2 + ((yy - n / 2) / (n / 4)) ** 2 <= 1
+    args = arguments(__doc__.split("\n\n")[0])
+    probe = Probe(args.set)
+    rigs = {v: probe.rig({"identity.skin_ir": v}) for v in SKIN_ENDS}
+    rigs["drawn"] = probe.rig()
+    r = regions(probe.params.size)
+    face, inner = r["face"], r["inner"]
     statistics = {
         "surroundings' level (mean outside the face)": lambda ir: ir[~face].mean(),
         "darkest 5% of the face": lambda ir: np.percentile(ir[face], 5),
         "spread over the face": lambda ir: ir[face].std(),
         "spread over the inner face": lambda ir: ir[inner].std(),
     }
-
-    def ir_crop(rig, species, index):
-        fr = rig.render(species, index, 0.0)
-        if fr.truth is None or fr.truth.face_box is None:
-            return None
-        return finish(face_source(register(fr), fr.truth.face_box, params), params).ir[0]
-
-    conditions = (f"skin {SKIN_ENDS[0]}", f"skin {SKIN_ENDS[1]}", "bona fide as drawn", "silicone as drawn")
+    conditions = {f"skin {SKIN_ENDS[0]}": (SKIN_ENDS[0], "bona_fide"),
+                  f"skin {SKIN_ENDS[1]}": (SKIN_ENDS[1], "bona_fide"), "bona fide as drawn": ("drawn", "bona_fide"),
+                  "silicone as drawn": ("drawn", "flexible_mask")}
     values = {c: {s: [] for s in statistics} for c in conditions}
     diffs, skin = [], []
-    for i in (8 * k for k in range(args.scenes)):
-        crops = [ir_crop(rigs[SKIN_ENDS[0]], "bona_fide", i), ir_crop(rigs[SKIN_ENDS[1]], "bona_fide", i),
-                 ir_crop(rigs["drawn"], "bona_fide", i), ir_crop(rigs["drawn"], "flexible_mask", i)]
-        if any(c is None for c in crops):
+    for i in scene_indices(args.scenes):
+        crops = {c: probe.ir_crop(rigs[rig], species, i) for c, (rig, species) in conditions.items()}
+        if any(c is None for c in crops.values()):
             continue
-        diffs.append(np.abs(crops[1] - crops[0]))
-        for c, ir in zip(conditions, crops):
+        diffs.append(np.abs(crops[f"skin {SKIN_ENDS[1]}"] - crops[f"skin {SKIN_ENDS[0]}"]))
+        for c, ir in crops.items():
             for s, f in statistics.items():
                 values[c][s].append(float(f(ir)))
-        skin.append(draw_scene(base, 11, "bona_fide", i).identity.skin_ir)
+        skin.append(probe.identity(i).skin_ir)
     m = np.stack(diffs).mean(0)
-    print(f"{args.set}, rig seed 11, {len(diffs)} scenes at 640x480; 128 px face_log near-IR crops (units of 0.5 ln)\n")
+    print(probe.header(len(diffs)))
     print(f"Where skin reflectance {SKIN_ENDS[0]} -> {SKIN_ENDS[1]} changes a bona fide crop (mean |change|): "
           f"inner face {m[inner].mean():.3f}, face {m[face].mean():.3f}, outside the face {m[~face].mean():.3f}")
-    print("  by 16-px row band, top to bottom: " + " ".join(f"{m[y:y + 16].mean():.2f}" for y in range(0, n, 16)))
+    print("  by 16-px row band, top to bottom: " + row_bands(m))
     print("\n| statistic | " + " | ".join(conditions) + " | rho with skin_ir (bona fide as drawn) | "
           "AUC of 'silicone is lower' |")
     print("|---|" + "---|" * (len(conditions) + 2))
     for s in statistics:
         v = {c: np.array(values[c][s]) for c in conditions}
-        rho = float(np.corrcoef(rank(skin), rank(v["bona fide as drawn"]))[0, 1])
-        auc = float((v["silicone as drawn"][:, None] < v["bona fide as drawn"][None, :]).mean())
-        print(f"| {s} | " + " | ".join(f"{v[c].mean():+.3f}" for c in conditions) + f" | {rho:+.2f} | {auc:.2f} |")
+        print(f"| {s} | " + " | ".join(f"{v[c].mean():+.3f}" for c in conditions)
+              + f" | {rho(skin, v['bona fide as drawn']):+.2f} | "
+              f"{auc_lower(v['silicone as drawn'], v['bona fide as drawn']):.2f} |")
     return 0
 
 
