@@ -18,7 +18,8 @@ What is simulated, per Conv2d / ConvTranspose2d / Linear of the exported network
 All round with a straight-through gradient (torch.fake_quantize_*). Not simulated: a tensor feeding two
 quantised layers is rounded once in the Q/DQ graph but once per layer here, and the ranges are the training
 batches' rather than the calibration crops'; the export's gate measures the real int8 model. Under torchrun
-each process keeps its own ranges (as it keeps its own BatchNorm statistics); rank 0's are validated.
+each process keeps its own ranges (as it keeps its own BatchNorm statistics) until each epoch's validation,
+where every process takes rank 0's (buffers, broadcast by TrainingData.evaluate); rank 0's are validated.
 
 `train.quantization_consistency: W` adds a term to the model's own generator loss (consistency_loss; models
 with `extra_losses`, i.e. spoof_trace): the simulated-int8 logits are pulled towards the float model's
