@@ -23,7 +23,11 @@ from edge_fas.score_calibration import ScoreCalibration, logit_of
 from edge_fas.types import ModelOutput
 from edge_fas import uncertainty as U
 
-__all__ = ["Scorer", "Scored", "load_scorer", "model_scorer", "describe_crops"]
+__all__ = ["Scorer", "Scored", "NothingToScore", "load_scorer", "model_scorer", "describe_crops", "join_shares"]
+
+
+class NothingToScore(ConfigError):
+    """The set to score is empty, or none of its samples gave a face crop."""
 
 
 @dataclass
@@ -103,7 +107,7 @@ class Scorer:
         `workers` processes; samples with no face are left out)."""
         n = len(crops)
         if n == 0:
-            raise ConfigError("nothing to score: the crop set is empty")
+            raise NothingToScore("nothing to score: the crop set is empty")
         size = self.preprocess.size
         streamed = hasattr(crops, "index")
         got = crops.params.size if streamed else crops.rgb.shape[-1]
@@ -128,7 +132,7 @@ class Scorer:
             if progress:
                 progress(done, n)
         if not where:
-            raise ConfigError(f"nothing to score: none of the {n} samples gave a face crop")
+            raise NothingToScore(f"nothing to score: none of the {n} samples gave a face crop")
         idx = np.concatenate(where)
         meta = crops.index if streamed else crops
         return Scored(score=np.concatenate(scores), logits=np.concatenate(logits), label=np.asarray(meta.label)[idx],
@@ -136,6 +140,29 @@ class Scorer:
                       data=describe_crops(meta), statistic=stat_name,
                       uncertainty=np.concatenate(stats) if stats else None,
                       map_peaks={k: np.concatenate(v) for k, v in peaks.items()}, index=idx)
+
+
+def join_shares(shares: list, data: str) -> Scored:
+    """One Scored from the shares of a set scored by `len(shares)` processes, share r holding samples
+    r, r + world, r + 2 world, ... (None where a share had nothing to score), in the set's order as if one
+    process had scored it. data: the whole set's description."""
+    world = len(shares)
+    got = [(r, s) for r, s in enumerate(shares) if s is not None]
+    if not got:
+        raise NothingToScore("nothing to score: no sample of the set gave a face crop")
+    where = np.concatenate([r + world * np.asarray(s.index) for r, s in got])
+    order = np.argsort(where, kind="stable")
+
+    def joined(arrays):
+        return np.concatenate(arrays)[order]
+
+    first = got[0][1]
+    return Scored(score=joined([s.score for _, s in got]), logits=joined([s.logits for _, s in got]),
+                  label=joined([s.label for _, s in got]), species=joined([s.species for _, s in got]),
+                  domain=joined([s.domain for _, s in got]), data=data, statistic=first.statistic,
+                  uncertainty=(joined([s.uncertainty for _, s in got]) if first.uncertainty is not None else None),
+                  map_peaks={k: joined([s.map_peaks[k] for _, s in got]) for k in first.map_peaks},
+                  index=where[order])
 
 
 def _crop_batches(crops, batch_size: int):

@@ -207,9 +207,8 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["model"] = {"name": "vit", "preset": "edge",
                     "overrides": {"input_size": 32, "patch_size": 8, "width": 24, "depth": 1, "heads": 2}}
-    cfg["data"]["test_domains"] = []
     cfg["train"].update(epochs=2, device="cpu", workers=1, lr=1e-3)
-    runs, vals = {}, {}
+    runs, vals, finals = {}, {}, {}
     for name, world, batch in (("one", 1, 4), ("two", 2, 2)):
         c = {**cfg, "train": {**cfg["train"], "batch_size": batch}, "out": str(tmp_path / name)}
         p = tmp_path / f"{name}.yaml"
@@ -222,7 +221,17 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
         log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
         runs[name] = ([r["total"] for r in log if r["kind"] == "step"], load_checkpoint(tmp_path / name / "checkpoint.pt")[0])
         vals[name] = [(r["val_auc"], r["val_eer"]) for r in log if r["kind"] == "epoch"]
+        finals[name] = json.loads((tmp_path / name / "metrics.json").read_text())
     (one, m1), (two, m2) = runs["one"], runs["two"]
+    # the final calibration, operating point and test scoring are shared out too, and gathered in order
+    f1, f2 = finals["one"], finals["two"]
+    assert f1["test"]["n_attack"] + f1["test"]["n_bona_fide"] == 6 and f1["calibration"]["method"]
+    c1, c2 = f1["calibration"], f2["calibration"]  # the weights agree to float rounding (below), so does its fit
+    assert c1["method"] == c2["method"] and c1.keys() == c2.keys() and np.isclose(f1["threshold"], f2["threshold"])
+    assert all(np.allclose(c1["params"][k], c2["params"][k], rtol=1e-4) for k in c1["params"]), (c1, c2)
+    for split in ("val", "test"):
+        for k in ("auc", "eer", "apcer_max", "bpcer", "n_attack", "n_bona_fide"):
+            assert np.isclose(f1[split][k], f2[split][k], atol=1e-6), (split, k, f1[split][k], f2[split][k])
     # validation is shared out between the processes and gathered: the same figures as one process's
     assert len(vals["one"]) == 2 and np.allclose(vals["one"], vals["two"], atol=1e-6), vals
     assert len(one) == len(two) == 4 and one[0] != one[-1]  # 8 samples / global batch 4, 2 epochs: the model learns

@@ -113,6 +113,25 @@ class TrainingData:
         ok = np.isfinite(scores)
         return metrics.evaluate(scores[ok], ds.index.label[ok], ds.index.species[ok], threshold=threshold), scores
 
+    def score(self, scorer, index, domain_ids=None):
+        """The scorer's Scored for one set (the final calibration, operating point and tests). Under torchrun
+        every process scores every world-th sample and the shares are gathered, so each one holds the whole
+        set's results, in order, as one process would."""
+        from edge_fas.scoring import NothingToScore, describe_crops, join_shares
+
+        if self.world == 1:
+            return scorer.score(self.stream(index, domain_ids), workers=self.workers)
+        import torch.distributed as dist
+
+        share = index.subset(range(self.rank, len(index), self.world))
+        try:  # a share may be empty or faceless while the others are not: every process must reach the gather
+            mine = scorer.score(self.stream(share, domain_ids), workers=self.workers)
+        except NothingToScore:
+            mine = None
+        shares = [None] * self.world
+        dist.all_gather_object(shares, mine)
+        return join_shares(shares, describe_crops(index))
+
     def prototype_batches(self, epoch: int):
         """Batches of a random half of the training samples (seeded by the epoch), unaugmented, on the
         device: what MMDG refreshes its prototypes on (only this half is decoded)."""

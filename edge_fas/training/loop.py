@@ -13,7 +13,8 @@ calibration and threshold fixed before seeing test data (ISO/IEC 30107-3 practic
 Outputs in `out`: checkpoint.pt (edge_fas.models.save_checkpoint, the model + meta), resume.pt
 (optimisers, epoch, RNG states: `train.resume: true` continues from it), log.jsonl (one JSON object
 per logged step and per epoch), config.yaml (the effective config), metrics.json (final val/test).
-Under torchrun see edge_fas.training.distributed; only rank 0 writes files.
+Under torchrun see edge_fas.training.distributed; each process scores a share of every validation and test
+set (TrainingData.evaluate and .score gather them), and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -303,9 +304,11 @@ def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tu
     from edge_fas.score_calibration import ScoreCalibration
     from edge_fas.scoring import model_scorer
 
+    if data.world > 1:  # the processes score shares of each set, so they must be one model: rank 0's buffers
+        distributed.broadcast_buffers(model)
     scorer = model_scorer(model, params, device)
-    scored_val = scorer.score(data.stream(data.val, data.domain_ids), workers=data.workers)
-    scored_tests = {name: scorer.score(data.stream(ix), workers=data.workers) for name, ix in data.tests.items()}
+    scored_val = data.score(scorer, data.val, data.domain_ids)
+    scored_tests = {name: data.score(scorer, ix) for name, ix in data.tests.items()}
     skipped = {"val": len(data.val) - len(scored_val),
                **{n: len(ix) - len(scored_tests[n]) for n, ix in data.tests.items()}}
     # the record's test evidence comes from the first test set; every set's metrics are in metrics.json
