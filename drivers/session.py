@@ -327,6 +327,10 @@ class SessionReader:
             self._cache = {take_id: self._lines(take_id)}  # one take's lines at a time
         return self._frame(info, self._cache[take_id][index])
 
+    def frame_lines(self, take_id: str) -> list[dict]:
+        """The whole frames.jsonl lines of one take (timestamps, counters, files, meta), images not read."""
+        return self._lines(take_id)
+
     def _lines(self, take_id: str) -> list[dict]:
         path = self.path / "takes" / take_id / "frames.jsonl"
         if not path.is_file():

@@ -11,7 +11,8 @@ import sys
 from edge_fas import __version__
 from edge_fas.errors import EdgeFasError
 
-SUBCOMMANDS = ["run", "record", "collect", "calibrate", "train", "cache", "eval", "adapt", "export", "bench", "doctor"]
+SUBCOMMANDS = ["run", "record", "collect", "inspect", "calibrate", "train", "cache", "eval", "adapt", "export", "bench",
+               "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

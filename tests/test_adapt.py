@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge_fas.cli import main as cli_main
-from edge_fas.commands.adapt import _check_subjects, _split_sessions, add_arguments, run
+from edge_fas.commands.adapt import _check_settings, _check_subjects, _split_sessions, add_arguments, run
 from edge_fas.errors import ConfigError
 
 SPECIES = ["bona_fide", "print", "bona_fide", "replay", "bona_fide", "flexible_mask"]
@@ -86,3 +86,24 @@ def test_split_mistakes_are_refused_with_the_fix(sessions, tmp_path):
     assert _check_subjects({"train": [sessions[0]], "val": [sessions[1]], "test": [sessions[0]]}, allow=True)
     with pytest.raises(ConfigError, match="not a session folder"):
         _split_sessions(p.parse_args(["--sessions", str(tmp_path), "--out", "o"]))
+
+
+def test_sessions_whose_laser_setting_tells_the_label_are_refused(sessions, tmp_path):
+    """Bona fide recorded with the emitter on, attacks with it off: the fine-tune could learn the emitter."""
+    from edge_fas.drivers.session import SessionWriter
+    from edge_fas.sim import Rig
+
+    rig = Rig("cefa", seed=4, width=160, height=120)
+    path = tmp_path / "lobby-emitter"
+    with SessionWriter(path, device=rig.device, calibration=rig.calibration, site="lobby") as w:
+        for k, (species, laser) in enumerate([("bona_fide", 150), ("print", 0)]):
+            w.begin_take(species=species, subject_id=f"E{k}", consent=True)
+            f = rig.render(species, k, 0.0)
+            f.meta["sensor"] = {"depth": {"laser_power": laser, "auto_exposure": 1}}
+            w.write(f)
+            w.end_take()
+    split = {"train": [str(path)], "val": [sessions[1]], "test": [sessions[2]]}
+    with pytest.raises(ConfigError, match="depth laser_power separates the labels.*--allow-setting-confounds"):
+        _check_settings(split, allow=False)
+    assert "bona fide takes 150, attack takes 0" in _check_settings(split, allow=True)[0]
+    assert _check_settings({"train": [sessions[0]], "val": [sessions[1]], "test": [sessions[2]]}, allow=False) == []

@@ -4,7 +4,9 @@
 
 1. splits the recorded sessions (edge-fas record / collect) by session into train, validation and test
    (or takes --val-sessions / --test-sessions), and refuses a split in which one subject id appears
-   on both sides (the test numbers would not be held out) unless --allow-shared-subjects;
+   on both sides (the test numbers would not be held out) unless --allow-shared-subjects, and sessions
+   in which a recorded camera setting separates bona fide from attack takes (`edge-fas inspect` shows
+   them) unless --allow-setting-confounds;
 2. fine-tunes the base model's checkpoint on the train sessions (`edge-fas train` with init_from),
    or with --epochs 0 keeps the network as it is (the bundled demo ships without its checkpoint);
 3. fits the score calibration, the operating point for --target and the abstention level on the
@@ -42,6 +44,9 @@ def add_arguments(parser):
                         help="test sessions, never used for training or selection (default: split from --sessions)")
     parser.add_argument("--allow-shared-subjects", action="store_true",
                         help="accept a split in which a subject id appears in more than one of train/val/test")
+    parser.add_argument("--allow-setting-confounds", action="store_true",
+                        help="accept sessions in which a recorded camera setting (laser power, a fixed exposure) "
+                             "separates bona fide from attack takes (see `edge-fas inspect`)")
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (0: calibrate and pick the "
                                                                  "operating point only; default 3)")
     parser.add_argument("--lr", type=float, default=5e-5, help="fine-tuning learning rate (default 5e-5)")
@@ -102,6 +107,20 @@ def _check_subjects(split: dict, allow: bool) -> list[str]:
     return shared
 
 
+def _check_settings(split: dict, allow: bool) -> list[str]:
+    """Camera settings that separate bona fide from attack takes over all the sessions (drivers/summary.py):
+    the fine-tune could learn the setting instead of the attack, and the test sessions, recorded the same
+    way, would not show it."""
+    from edge_fas.drivers.summary import setting_confounds
+
+    found = setting_confounds([p for paths in split.values() for p in paths])
+    if found and not allow:
+        raise ConfigError("the sessions' camera settings tell bona fide from attack takes: " + "; ".join(found[:3])
+                          + ". Record bona fide and attack takes with the same settings (check with `edge-fas "
+                          "inspect SESSION`), or pass --allow-setting-confounds")
+    return found
+
+
 def _base_checkpoint(base: str) -> tuple[Path | None, object]:
     """(checkpoint path or None, the loaded artifact or None) of --base."""
     from edge_fas.artifact import load_artifact
@@ -130,6 +149,7 @@ def run(args) -> int:
         raise ConfigError(f"{out} exists and is not empty; pass --force to replace it")
     split = _split_sessions(args)
     shared = _check_subjects(split, args.allow_shared_subjects)
+    confounds = _check_settings(split, args.allow_setting_confounds)
     work = Path(args.work or Path("runs") / f"adapt-{out.name}")
     checkpoint, base_art = _base_checkpoint(args.base)
     print(f"edge-fas adapt: train {split['train']}, validation {split['val']}, test {split['test']}", file=sys.stderr)
@@ -153,7 +173,7 @@ def run(args) -> int:
     write_report(report, test.score, test.label, test.species, test.domain, threshold=art.threshold,
                  operating_point=op, extra_markdown=extra, title=f"{scorer.name} adapted, on the test sessions",
                  meta={"artifact": str(art.folder), "base": str(args.base), "sessions": split, "data": test.data,
-                       "shared_subjects": shared, **extra_doc})
+                       "shared_subjects": shared, "setting_confounds": confounds, **extra_doc})
     ev = opmod.evidence(test.score, test.label, test.species, art.threshold, test.data)
     print(f"wrote {art.folder} (threshold {art.threshold:.4g} for {op['target']}, chosen on the validation "
           f"sessions) and the report {report}")
