@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_fas.drivers.summary import sensor_values, setting_ranges
 from edge_fas.errors import EdgeFasError
 from edge_fas.labels import SPECIES, SUBJECT_ID, consent_problem, label_of, new_subject_id, species_problem, \
     subject_problem
@@ -137,6 +138,7 @@ class TakeRecorder:
         self.stopped_reason: str | None = None
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._sensor: dict = {}  # {stream: {key: [values]}} of the frames accepted: the take's camera settings
         writer.begin_take(label=spec.label, species=spec.species, subject_id=spec.subject_id,
                           consent=spec.consent, notes=spec.notes)
         self._thread = threading.Thread(target=self._run, name="take-writer", daemon=True)
@@ -155,6 +157,12 @@ class TakeRecorder:
                                        f"the take was stopped after {self.frames_queued} frames")
                 raise CollectError(self.stopped_reason) from None
             self.frames_queued += 1
+            sensor_values(frames.meta, self._sensor)
+
+    def settings(self) -> dict:
+        """The take's camera settings so far: {stream: {key: {min, median, max, n}}} (drivers/summary.py)."""
+        with self._lock:
+            return setting_ranges(self._sensor)
 
     def _run(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from edge_fas.apps import overlay
 from edge_fas.apps.collect import (SPECIES, CollectError, FaceCheck, TakeRecorder, TakeSpec, face_check,
                                    new_subject_id, open_session_writer)
 from edge_fas.apps.widgets import ImageView
+from edge_fas.drivers.summary import label_confounds
 from edge_fas.errors import EdgeFasError
 
 CHECK_HZ = 5.0
@@ -191,15 +192,21 @@ class CollectWindow(QMainWindow):
         if recorder is None:
             return None
         summary = {"subject_id": recorder.spec.subject_id, "species": recorder.spec.species,
-                   "frames": 0, "problem": recorder.stopped_reason}
+                   "label": recorder.spec.label, "frames": 0, "problem": recorder.stopped_reason}
         try:
             summary["frames"] = recorder.finish()
         except CollectError as exc:
             summary["problem"] = str(exc)
+        summary["sensor"] = recorder.settings()
         self.takes.append(summary)
+        # a camera setting that so far tells this session's bona fide takes from its attacks (the emitter
+        # off for the attacks, say): said now, while the operator can still record takes that mix them
+        summary["warnings"] = label_confounds(self.takes)
         text = f"take {len(self.takes)} written: {summary['frames']} frames ({summary['species']}, {summary['subject_id']})"
         if summary["problem"]:
             text += f" — stopped early: {summary['problem']}"
+        if summary["warnings"]:
+            text += "\nWarning: " + "\nWarning: ".join(summary["warnings"])
         self.take_status.setText(text)
         self.consent.setChecked(False)  # consent is per person: ask again for the next take
         self.update_gate()

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_fas.errors import RecordingError
 
-__all__ = ["summarize", "setting_ranges", "setting_confounds"]
+__all__ = ["summarize", "setting_ranges", "setting_confounds", "label_confounds", "sensor_values"]
 
 MODALITIES = ("rgb", "depth", "ir")
 # keys the camera sets itself under auto-exposure / auto white balance (drivers' SENSOR_METADATA names)
@@ -53,14 +53,20 @@ class _Frames:
         if not isinstance(sensor, dict) or not sensor:
             t["no_sensor"] += 1
             return
-        for stream, values in sensor.items():
-            for key, v in (values or {}).items():
-                if isinstance(v, (bool, int, float)) and np.isfinite(float(v)):
-                    t["sensor"].setdefault(stream, {}).setdefault(key, []).append(float(v))
+        sensor_values(meta, t["sensor"])
 
 
 def _empty() -> dict:
     return {"times": [], "counters": {}, "sensor": {}, "no_sensor": 0, "scales": set(), "problems": []}
+
+
+def sensor_values(meta: dict, into: dict) -> None:
+    """Append one frame's FrameSet.meta["sensor"] numbers to {stream: {key: [v, ...]}}."""
+    sensor = (meta or {}).get("sensor")
+    for stream, values in (sensor.items() if isinstance(sensor, dict) else ()):
+        for key, v in (values or {}).items():
+            if isinstance(v, (bool, int, float)) and np.isfinite(float(v)):
+                into.setdefault(stream, {}).setdefault(key, []).append(float(v))
 
 
 def setting_ranges(values: dict) -> dict:
@@ -211,7 +217,7 @@ def _warnings(summary: dict) -> list[str]:
                     continue  # auto-exposure at work, not a setting changed mid-take
                 if r["max"] - r["min"] > VARIES * max(abs(r["median"]), 1.0):
                     out.append(f"{name}: {stream} {key} moved during the take ({_num(r['min'])} to {_num(r['max'])})")
-    out.extend(_label_confounds(takes))
+    out.extend(label_confounds(takes))
     return out
 
 
@@ -220,8 +226,9 @@ def _auto(t: dict, stream: str) -> bool:
     return t["sensor"].get(stream, {}).get("auto_exposure", {}).get("max", 0.0) > 0
 
 
-def _label_confounds(takes: list[dict]) -> list[str]:
-    """Settings whose ranges over bona fide takes and over attack takes do not overlap. Exposure, gain and
+def label_confounds(takes: list[dict]) -> list[str]:
+    """Settings whose ranges over bona fide takes and over attack takes do not overlap (takes: dicts with
+    label, frames and sensor as setting_ranges gives it). Exposure, gain and
     white balance count only where the operator fixed them (auto-exposure off in every take compared):
     under auto-exposure they follow the scene, as they will at the site, so they are not a recording
     choice; the laser and auto-exposure itself always count."""
@@ -263,4 +270,4 @@ def setting_confounds(paths) -> list[str]:
     takes = []
     for p in paths:
         takes.extend(summarize(p)["takes"])
-    return _label_confounds(takes)
+    return label_confounds(takes)
