@@ -119,37 +119,30 @@ def test_take_records_every_frame_then_stops_and_asks_consent_again(window, qtbo
     assert writer.closed
 
 
+def record_take(window, qtbot, species, laser):
+    """One 4-frame take with the camera reporting this laser power; returns the window's take summary."""
+    window.capture.camera.sensor = {"depth": {"laser_power": laser, "auto_exposure": 1}}
+    window.species.setCurrentText(species)
+    window.consent.setChecked(True)
+    window.n_frames.setValue(4)
+    n = len(window.takes)
+    window.record_button.click()
+    qtbot.waitUntil(lambda: len(window.takes) == n + 1, timeout=5000)
+    return window.takes[-1]
+
+
 def test_takes_record_the_camera_settings_and_mixed_settings_raise_no_warning(window, qtbot):
-    camera = window.capture.camera
-
-    def take(species, laser):
-        camera.sensor = {"depth": {"laser_power": laser, "auto_exposure": 1}}
-        window.species.setCurrentText(species)
-        window.consent.setChecked(True)
-        window.n_frames.setValue(4)
-        n = len(window.takes)
-        window.record_button.click()
-        qtbot.waitUntil(lambda: len(window.takes) == n + 1, timeout=5000)
-        return window.takes[-1]
-
-    assert take("bona_fide", 150)["warnings"] == []
-    assert take("print", 150)["warnings"] == []  # the same settings: nothing to say
-    t = take("replay", 0)  # the emitter off for one attack: attacks were recorded both ways, so no cue
+    assert record_take(window, qtbot, "bona_fide", 150)["warnings"] == []
+    assert record_take(window, qtbot, "print", 150)["warnings"] == []  # the same settings: nothing to say
+    t = record_take(window, qtbot, "replay", 0)  # the emitter off for one attack: attacks were recorded both ways
     assert t["sensor"]["depth"]["laser_power"]["max"] == 0 and t["warnings"] == []
     assert "Warning" not in window.take_status.text()
 
 
 def test_a_session_whose_attacks_all_had_the_emitter_off_is_flagged_on_screen(window, qtbot):
-    camera = window.capture.camera
-    for species, laser in (("bona_fide", 150), ("print", 0)):
-        camera.sensor = {"depth": {"laser_power": laser, "auto_exposure": 1}}
-        window.species.setCurrentText(species)
-        window.consent.setChecked(True)
-        window.n_frames.setValue(4)
-        n = len(window.takes)
-        window.record_button.click()
-        qtbot.waitUntil(lambda: len(window.takes) == n + 1, timeout=5000)
-    assert "depth laser_power separates the labels: bona fide takes 150, attack takes 0" in window.takes[-1]["warnings"][0]
+    record_take(window, qtbot, "bona_fide", 150)
+    warnings = record_take(window, qtbot, "print", 0)["warnings"]
+    assert "depth laser_power separates the labels: bona fide takes 150, attack takes 0" in warnings[0]
     assert "Warning: depth laser_power separates the labels" in window.take_status.text()
 
 
