@@ -1,0 +1,104 @@
+"""Two models scored by bench_demo.py on the same scenes, compared pair by pair.
+
+    .venv/bin/python benchmarks/bench_compare.py runs/bench-A runs/bench-B [--per-domain 300] [--resamples 1000]
+
+Both folders are bench_demo.py `--out` folders made with the same --per-domain (and so the same rendered
+scenes: every test set's scenes depend only on the rig, its seed and the count). For each test set both
+hold, it prints for each species its AUC against bona fide and its APCER at the set's own BPCER = 5%
+threshold, and the skin near-IR gap (BPCER of the darkest third of bona fide by drawn skin near-IR
+reflectance minus that of the brightest third, at the same threshold), for A, for B and B - A, each with a
+95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
+resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
+Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
+either of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_demo  # noqa: E402
+
+SPECIES = ("flexible_mask", "rigid_mask", "paper_mask", "print", "replay", "partial")
+
+
+def auc(s: np.ndarray, attack: np.ndarray, bona: np.ndarray) -> float:
+    a, b = s[attack][:, None], s[bona][None, :]
+    return float((a > b).mean() + 0.5 * (a == b).mean())
+
+
+def figures(s: np.ndarray, sp: np.ndarray, dark: np.ndarray, bright: np.ndarray) -> dict:
+    """{name: value}: per species AUC and APCER at the set's BPCER = 5%, and the skin gap there. dark and
+    bright: boolean masks over the bona fide samples (in their order in s)."""
+    y = (sp != "bona_fide").astype(int)
+    bona = np.where(y == 0)[0]
+    threshold, apcer = bench_demo.apcer_at_bpcer(s, y, sp, 0.05)
+    out = {}
+    for name in SPECIES:
+        attack = np.where(sp == name)[0]
+        if len(attack):
+            out[f"AUC {name}"] = auc(s, attack, bona)
+            out[f"APCER at BPCER 5% {name}"] = apcer[name]
+    rejected = s[bona] >= threshold
+    out["skin gap (darkest - brightest third BPCER at BPCER 5%)"] = float(rejected[dark].mean() - rejected[bright].mean())
+    return out
+
+
+def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, per_domain: int,
+            resamples: int) -> None:
+    rows = [r for seed in seeds.split(",") for r in bench_demo.drawn_factors(domain, int(seed), split, per_domain)]
+    scored = [list(csv.DictReader(open(d / name / "pooled_scores.csv"))) for d in (a, b)]
+    if not ([r["species"] for r in scored[0]] == [r["species"] for r in scored[1]] == [r[0] for r in rows]):
+        raise SystemExit(f"{name}: the two folders do not hold the same scenes (or not the rig's plan for "
+                         f"--per-domain {per_domain}); compare runs made with the same bench_demo options")
+    sa, sb = (np.array([float(r["score"]) for r in x]) for x in scored)
+    sp = np.array([r["species"] for r in scored[0]])
+    bona = np.where(sp == "bona_fide")[0]
+    skin = np.array([rows[i][1]["identity.skin_ir"] for i in bona])
+    lo, hi = np.quantile(skin, [1 / 3, 2 / 3])
+    base = [figures(s, sp, skin <= lo, skin > hi) for s in (sa, sb)]
+    rng = np.random.default_rng(0)
+    groups = {k: np.where(sp == k)[0] for k in np.unique(sp)}
+    draws = {k: [] for k in base[0]}
+    for _ in range(resamples):
+        pick = {k: rng.choice(v, len(v)) for k, v in groups.items()}
+        idx = np.concatenate([pick[k] for k in groups])
+        b_skin = skin[np.searchsorted(bona, pick["bona_fide"])]  # bona fide come out in pick's order
+        fa, fb = (figures(s[idx], sp[idx], b_skin <= lo, b_skin > hi) for s in (sa, sb))
+        for k in draws:
+            draws[k].append((fa[k], fb[k], fb[k] - fa[k]))
+    print(f"\n## {name}: {a} -> {b} ({resamples} paired resamples of the scenes)")
+    for k in base[0]:
+        d = np.array(draws[k])
+
+        def interval(c):
+            return f"[{np.percentile(d[:, c], 2.5):+.3f}, {np.percentile(d[:, c], 97.5):+.3f}]"
+        print(f"- {k}: {base[0][k]:.3f} -> {base[1][k]:.3f}; change {base[1][k] - base[0][k]:+.3f} {interval(2)}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", type=Path, help="bench_demo.py --out folder of the first model")
+    ap.add_argument("b", type=Path, help="bench_demo.py --out folder of the second model")
+    ap.add_argument("--per-domain", type=int, default=300, help="bench_demo's --per-domain for both (default 300)")
+    ap.add_argument("--resamples", type=int, default=1000)
+    args = ap.parse_args()
+    done = 0
+    for name, domain, seeds, split in bench_demo.TEST_SETS:
+        if (args.a / name / "pooled_scores.csv").is_file() and (args.b / name / "pooled_scores.csv").is_file():
+            compare(name, domain, seeds, split, args.a, args.b, args.per_domain, args.resamples)
+            done += 1
+    if not done:
+        raise SystemExit(f"no test set has pooled_scores.csv in both {args.a} and {args.b}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
