@@ -331,6 +331,11 @@ class SessionReader:
         """The whole frames.jsonl lines of one take (timestamps, counters, files, meta), images not read."""
         return self._lines(take_id)
 
+    def image_path(self, take_id: str, rel) -> Path | None:
+        """Where a frame line's file entry points, or None when that is outside the session folder."""
+        path = self.path / "takes" / take_id / str(rel)
+        return path if self._inside(path) else None
+
     def _lines(self, take_id: str) -> list[dict]:
         path = self.path / "takes" / take_id / "frames.jsonl"
         if not path.is_file():

@@ -119,19 +119,19 @@ def _session(path: Path) -> tuple[dict, list[dict], dict, _Frames]:
     acc, streams = _Frames(), {}
     takes = []
     for info in reader.takes:
-        folder = path / "takes" / info.id
         lines = reader.frame_lines(info.id)
-        for n, line in enumerate(lines):
+        for line in lines:
             files = line.get("files") if isinstance(line.get("files"), dict) else {}
-            missing = [m for m, rel in files.items() if not (folder / str(rel)).is_file()]
+            paths = {m: reader.image_path(info.id, rel) for m, rel in files.items()}  # None: outside the session
+            missing = [m for m, p in paths.items() if p is None or not p.is_file()]
             problem = f"frame {line.get('index')}: no {', '.join(missing)} image" if missing else None
             acc.add(info.id, line.get("timestamps"), line.get("counters"), line.get("meta"),
                     line.get("depth_scale", 0.001), problem)
-            for m, rel in files.items():
+            for m, p in paths.items():
                 if m in MODALITIES and m not in streams and not missing:
-                    img = cv2.imread(str(folder / str(rel)), cv2.IMREAD_UNCHANGED)
+                    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
                     if img is not None:
-                        streams[m] = {**_image_kind(img), "format": Path(str(rel)).suffix.lstrip(".")}
+                        streams[m] = {**_image_kind(img), "format": p.suffix.lstrip(".")}
         takes.append({"id": info.id, "species": info.species, "label": int(info.label),
                       "subject_id": info.subject_id, "consent": bool(info.consent), "complete": bool(info.complete),
                       "frames": len(lines)})

@@ -82,10 +82,13 @@ def test_missing_images_and_missing_settings_are_counted_not_fatal(tmp_path, rig
     lines = (path / "takes" / "0001" / "frames.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     first["meta"].pop("sensor")
+    lines[2] = lines[2].replace('"ir/000002.png"', '"../../../outside.png"')  # a path out of the session
+    (tmp_path / "outside.png").write_bytes((path / "takes" / "0001" / "ir" / "000000.png").read_bytes())
     (path / "takes" / "0001" / "frames.jsonl").write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n")
     s = summarize(path)
     w = "\n".join(s["warnings"])
-    assert "take 0001: 1 unreadable frames, e.g. frame 1: no ir image" in w
+    assert "take 0001: 2 unreadable frames, e.g. frame 1: no ir image" in w
+    assert "frame 2: no ir image" in s["takes"][0]["problems"][1]
     assert "take 0001: 1 of 3 frames carry no sensor settings" in w
 
 
