@@ -169,32 +169,39 @@ def factor_report(name: str, domain: str, seeds: str, split: str, per_domain: in
         what = "higher = nearer rejection" if sp == "bona_fide" else "lower = nearer acceptance"
         print(f"- {sp} (n={len(idx)}, {what}; {len(found)} factors tested, so about {0.05 * len(found):.0f} "
               f"reach p < 0.05 by chance): " + "; ".join(f"{k} {rho:+.2f} (p={p:.3f})" for k, rho, p in found[:top]))
-    bpcer_by_skin_ir(rows, score, threshold)
+    bpcer_by_skin(rows, score, threshold)
 
 
-def bpcer_by_skin_ir(rows: list, score: np.ndarray, threshold: float) -> None:
-    """BPCER by thirds of the drawn skin near-IR reflectance: a demographic check (people differ in how much
-    skin reflects at 850 nm; the rig draws it independently of visible tone). Twice: at the recorded
+SKIN_FACTORS = (  # drawn factor, what it is, its low and high ends: a demographic check per factor
+    ("identity.skin_ir", "skin near-IR reflectance", "darkest", "brightest"),
+    ("identity.skin_tone", "visible skin tone", "darkest", "lightest"),
+)
+
+
+def bpcer_by_skin(rows: list, score: np.ndarray, threshold: float) -> None:
+    """BPCER by thirds of each drawn skin factor (SKIN_FACTORS): people differ in how much skin reflects at
+    850 nm and in visible tone, and the rig draws the two independently. Twice per factor: at the recorded
     operating point, and at the threshold where this set's bona fide as a whole are rejected 5% of the time
     (the issue's target regime; a description of who bears the rejections, not an operating point). The
     intervals treat frames as independent; frames of one identity are not, so they are somewhat narrow."""
     from edge_fas.metrics import binomial_interval
 
     bona = np.array([i for i, (s, _, _) in enumerate(rows) if s == "bona_fide"])
-    skin = np.array([rows[i][1]["identity.skin_ir"] for i in bona])
-    cuts = np.quantile(skin, [1 / 3, 2 / 3])
-    thirds = (("darkest third", skin <= cuts[0]), ("middle", (skin > cuts[0]) & (skin <= cuts[1])),
-              ("brightest third", skin > cuts[1]))
     labels = np.array([0 if s == "bona_fide" else 1 for s, _, _ in rows])
     at5, _ = apcer_at_bpcer(score, labels, np.array([s for s, _, _ in rows]), 0.05)
-    for where, thr in (("the recorded operating point", threshold), ("this set's BPCER = 5% threshold", at5)):
-        parts = []
-        for name, sel in thirds:
-            rejected = int((score[bona[sel]] >= thr).sum())
-            lo, hi, _ = binomial_interval(rejected, int(sel.sum()))
-            parts.append(f"{name} (skin_ir {skin[sel].min():.2f}-{skin[sel].max():.2f}): "
-                         f"{pct(rejected / max(sel.sum(), 1))} [{pct(lo)}, {pct(hi)}] ({rejected}/{int(sel.sum())})")
-        print(f"- BPCER at {where} by skin near-IR reflectance: " + "; ".join(parts))
+    for factor, what, low, high in SKIN_FACTORS:
+        x = np.array([rows[i][1][factor] for i in bona])
+        cuts = np.quantile(x, [1 / 3, 2 / 3])
+        thirds = ((f"{low} third", x <= cuts[0]), ("middle", (x > cuts[0]) & (x <= cuts[1])),
+                  (f"{high} third", x > cuts[1]))
+        for where, thr in (("the recorded operating point", threshold), ("this set's BPCER = 5% threshold", at5)):
+            parts = []
+            for name, sel in thirds:
+                rejected = int((score[bona[sel]] >= thr).sum())
+                lo, hi, _ = binomial_interval(rejected, int(sel.sum()))
+                parts.append(f"{name} ({factor.split('.')[1]} {x[sel].min():.2f}-{x[sel].max():.2f}): "
+                             f"{pct(rejected / max(sel.sum(), 1))} [{pct(lo)}, {pct(hi)}] ({rejected}/{int(sel.sum())})")
+            print(f"- BPCER at {where} by {what}: " + "; ".join(parts))
 
 
 def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_domain: int, workers: int,
