@@ -5,8 +5,9 @@
 Both folders are bench_demo.py `--out` folders made with the same --per-domain (and so the same rendered
 scenes: every test set's scenes depend only on the rig, its seed and the count). For each test set both
 hold, it prints for each species its AUC against bona fide and its APCER at the set's own BPCER = 5%
-threshold, and the skin near-IR gap (BPCER of the darkest third of bona fide by drawn skin near-IR
-reflectance minus that of the brightest third, at the same threshold), for A, for B and B - A, each with a
+threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona fide
+by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
+same threshold), for A, for B and B - A, each with a
 95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
 resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
 Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
@@ -34,9 +35,9 @@ def auc(s: np.ndarray, attack: np.ndarray, bona: np.ndarray) -> float:
     return float((a > b).mean() + 0.5 * (a == b).mean())
 
 
-def figures(s: np.ndarray, sp: np.ndarray, dark: np.ndarray, bright: np.ndarray) -> dict:
-    """{name: value}: per species AUC and APCER at the set's BPCER = 5%, and the skin gap there. dark and
-    bright: boolean masks over the bona fide samples (in their order in s)."""
+def figures(s: np.ndarray, sp: np.ndarray, thirds: dict) -> dict:
+    """{name: value}: per species AUC and APCER at the set's BPCER = 5%, and each skin factor's gap there.
+    thirds: {factor: (low third, high third)}, boolean masks over the bona fide samples (in their order in s)."""
     y = (sp != "bona_fide").astype(int)
     bona = np.where(y == 0)[0]
     threshold, apcer = bench_demo.apcer_at_bpcer(s, y, sp, 0.05)
@@ -47,7 +48,8 @@ def figures(s: np.ndarray, sp: np.ndarray, dark: np.ndarray, bright: np.ndarray)
             out[f"AUC {name}"] = auc(s, attack, bona)
             out[f"APCER at BPCER 5% {name}"] = apcer[name]
     rejected = s[bona] >= threshold
-    out["skin gap (darkest - brightest third BPCER at BPCER 5%)"] = float(rejected[dark].mean() - rejected[bright].mean())
+    for (factor, _, low, high), (lo, hi) in zip(bench_demo.SKIN_FACTORS, thirds):
+        out[f"{factor} gap ({low} - {high} third BPCER at BPCER 5%)"] = float(rejected[lo].mean() - rejected[hi].mean())
     return out
 
 
@@ -61,17 +63,22 @@ def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, pe
     sa, sb = (np.array([float(r["score"]) for r in x]) for x in scored)
     sp = np.array([r["species"] for r in scored[0]])
     bona = np.where(sp == "bona_fide")[0]
-    skin = np.array([rows[i][1]["identity.skin_ir"] for i in bona])
-    lo, hi = np.quantile(skin, [1 / 3, 2 / 3])
-    base = [figures(s, sp, skin <= lo, skin > hi) for s in (sa, sb)]
+    skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in bench_demo.SKIN_FACTORS]
+    cuts = [np.quantile(x, [1 / 3, 2 / 3]) for x in skin]
+
+    def thirds(x_of):  # (low, high) masks of every skin factor, for bona fide values x_of(factor index)
+        return [(x_of(k) <= c[0], x_of(k) > c[1]) for k, c in enumerate(cuts)]
+
+    base = [figures(s, sp, thirds(lambda k: skin[k])) for s in (sa, sb)]
     rng = np.random.default_rng(0)
     groups = {k: np.where(sp == k)[0] for k in np.unique(sp)}
     draws = {k: [] for k in base[0]}
     for _ in range(resamples):
         pick = {k: rng.choice(v, len(v)) for k, v in groups.items()}
         idx = np.concatenate([pick[k] for k in groups])
-        b_skin = skin[np.searchsorted(bona, pick["bona_fide"])]  # bona fide come out in pick's order
-        fa, fb = (figures(s[idx], sp[idx], b_skin <= lo, b_skin > hi) for s in (sa, sb))
+        at = np.searchsorted(bona, pick["bona_fide"])  # bona fide come out in pick's order
+        masks = thirds(lambda k: skin[k][at])
+        fa, fb = (figures(s[idx], sp[idx], masks) for s in (sa, sb))
         for k in draws:
             draws[k].append((fa[k], fb[k], fb[k] - fa[k]))
     print(f"\n## {name}: {a} -> {b} ({resamples} paired resamples of the scenes)")
