@@ -1,8 +1,8 @@
 """What a recording holds, without replaying it through the pipeline: `summarize(path)` for
 `edge-fas inspect` (what librealsense's rosbag inspector tells about a .bag, for every format replay reads).
 
-For a session folder it reads session.yaml and the frames.jsonl lines (images are not decoded: one frame
-per take is read for the stream sizes, and every frame's files are checked to exist); a .db3/.bag or .oni
+For a session folder it reads session.yaml and the frames.jsonl lines (images are not decoded: the first
+whole frame's images give the stream sizes, and every frame's files are checked to exist); a .db3/.bag or .oni
 recording is played once through its driver. The summary covers:
 
 - the device, the calibration, the session's site/domain/operator, every take's label, subject, consent,

@@ -11,7 +11,7 @@ interrupted takes, unreadable frames, frames without sensor settings, settings t
 and settings that separate bona fide from attack takes (record both with the same settings, or a model
 learns the setting; `edge-fas adapt` refuses such sessions). Under auto-exposure, exposure, gain and white
 balance follow the scene and are not held against the recording. Images of session folders are not
-decoded (one frame per take is read for the stream sizes); a native recording is played once. The exit
+decoded (the first whole frame's images give the stream sizes); a native recording is played once. The exit
 status is 0 when there are no warnings and 1 when there are (scripts can gate on it).
 """
 
@@ -45,8 +45,8 @@ def describe(s: dict) -> list[str]:
     dev = s["device"]
     lines = [f"{s['path']}: {s['format']}, {s['frames']} frames in {len(s['takes'])} "
              f"{'take' if len(s['takes']) == 1 else 'takes'}",
-             f"device: {dev.get('model') or '?'} serial {dev.get('serial') or '?'} firmware {dev.get('firmware') or '?'}"
-             f"; calibration {'recorded' if s['calibration'] else 'MISSING'}"]
+             f"device: {dev.get('model') or '?'} serial {dev.get('serial') or '?'} "
+             f"firmware {dev.get('firmware') or '?'}; calibration {'recorded' if s['calibration'] else 'MISSING'}"]
     where = [f"{k} {s[k]}" for k in ("site", "domain", "operator", "created", "retention_days") if k in s]
     if where:
         lines.append(", ".join(where))
