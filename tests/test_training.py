@@ -182,6 +182,7 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
         sessions[split] = [str(path)]
     cfg = tiny_config(tmp_path)
     cfg["data"]["test_domains"] = []
+    cfg["data"]["preprocess"] = {"ir_norm": "face_log", "rgb_norm": "face"}
     p = write_cfg(tmp_path, cfg)
     assert cli_main(["train", "--config", str(p)]) == 0
     ft = tiny_config(tmp_path)
@@ -193,6 +194,8 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     assert r["val"]["n_attack"] == 4 and r["val"]["n_bona_fide"] == 4 and "test" in r
     meta = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["meta"]
     assert meta["training"]["source"] == "sessions"
+    # the fine-tune config names no preprocessing: the network's own normalisation comes with it (adapt's case)
+    assert meta["preprocess"]["ir_norm"] == "face_log" and meta["preprocess"]["rgb_norm"] == "face"
     rep = tmp_path / "site-report"
     assert cli_main(["eval", str(tmp_path / "ft" / "checkpoint.pt"), "--out", str(rep), "--sessions",
                      sessions["val"][0], "--no-plots", "--cache-dir", cfg["data"]["cache_dir"]]) == 0
@@ -238,3 +241,18 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
     assert np.allclose(one, two, rtol=1e-4, atol=1e-6), (one, two)
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
+
+
+def test_fine_tuning_keeps_the_models_input_normalisation_and_refuses_another(tmp_path):
+    from edge_fas.training.config import data_params
+
+    cfg = load_train_config(None, {"train.init_from": "base/checkpoint.pt"})
+    parent = {"size": 64, "depth_norm": "plane_mm", "ir_norm": "face_log", "rgb_norm": "face", "rgb_mean": [0.5] * 3}
+    params, _ = data_params(cfg, 64, parent)
+    assert (params.depth_norm, params.ir_norm, params.rgb_norm, params.rgb_mean) == ("plane_mm", "face_log", "face",
+                                                                                    (0.5,) * 3)
+    cfg["data"]["preprocess"] = {"ir_norm": "face_log", "rgb_mean": [0.5, 0.5, 0.5]}  # agreeing keys are fine
+    assert data_params(cfg, 64, parent)[0].ir_norm == "face_log"
+    cfg["data"]["preprocess"] = {"ir_norm": "crop", "depth_norm": "plane_mm"}
+    with pytest.raises(ConfigError, match=r"base/checkpoint.pt.*ir_norm is 'crop' in the config, 'face_log' in the model"):
+        data_params(cfg, 64, parent)

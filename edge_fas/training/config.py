@@ -206,9 +206,13 @@ def real_protocol(cfg: dict):
     return get_protocol(d["protocol"])
 
 
-def data_params(cfg: dict, size: int, rgb_norm: dict | None = None):
+def data_params(cfg: dict, size: int, inherited: dict | None = None):
     """(PreprocessParams, AugmentParams) from the data section; bad keys fail before anything renders.
-    rgb_norm: the RGB mean/std of a pretrained backbone or the fine-tuned checkpoint (they win)."""
+
+    inherited: preprocessing a model brings with it, which wins over the defaults: the RGB mean/std of a
+    pretrained backbone, or every preprocessing parameter (but the size) of the checkpoint that
+    train.init_from fine-tunes, since a network trained on one input normalisation is wrong on another.
+    A data.preprocess key that contradicts it is an error that names both values."""
     from edge_fas.data.augment import AugmentParams
     from edge_fas.preprocess import PreprocessParams
 
@@ -216,7 +220,20 @@ def data_params(cfg: dict, size: int, rgb_norm: dict | None = None):
     pre = dict(d["preprocess"] or {})
     if "size" in pre:
         raise ConfigError("data.preprocess.size: the input size is the model's (model.overrides.input_size)")
-    params = PreprocessParams.from_dict({**pre, "size": int(size), **(rgb_norm or {})})
+    inherited = {k: v for k, v in (inherited or {}).items() if k != "size"}
+    PreprocessParams.from_dict({**pre, "size": int(size)})  # the config's own keys are checked first, by name
+
+    def same(a, b):
+        return [float(x) for x in a] == [float(x) for x in b] if isinstance(a, (list, tuple)) else a == b
+
+    clash = sorted(k for k in set(pre) & set(inherited) if not same(pre[k], inherited[k]))
+    if clash:
+        where = cfg["train"].get("init_from") or "the pretrained backbone"
+        raise ConfigError("data.preprocess contradicts the preprocessing of the model it starts from (" + where + "): "
+                          + "; ".join(f"{k} is {pre[k]!r} in the config, {inherited[k]!r} in the model" for k in clash)
+                          + ". A network is only right on the input normalisation it was trained with: remove these "
+                            "keys from data.preprocess, or train from scratch to change them")
+    params = PreprocessParams.from_dict({**pre, **inherited, "size": int(size)})
     return params, AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}))
 
 

@@ -106,18 +106,21 @@ def build_model(cfg: dict, device, world: int = 1):
         if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
             overrides["num_domains"] = len(train_domain_names(cfg))
             model = build(mc["name"], mc["preset"], **overrides)
-    rgb_norm = {k: v for k, v in (info["meta"].get("preprocess") or {}).items() if k in ("rgb_mean", "rgb_std")} \
-        if tc["init_from"] else {}
+    inherited = {}
+    if tc["init_from"]:  # all of it (see data_params); a key older manifests lack had its default then
+        from edge_fas.preprocess import PreprocessParams
+
+        inherited = {**PreprocessParams().to_dict(), **(info["meta"].get("preprocess") or {})}
     if mc.get("pretrained"):  # .get: a whole model section given as an override may lack the key
         from edge_fas.models.pretrained import load_pretrained
 
         if tc["init_from"]:
             raise ConfigError("model.pretrained and train.init_from both initialise the model; give one of them")
-        rgb_norm = load_pretrained(model, mc["pretrained"])["normalisation"]
+        inherited = load_pretrained(model, mc["pretrained"])["normalisation"]
     if world > 1:
         distributed.broadcast_params(model)
     model.to(device)
-    params, augment_params = data_params(cfg, int(model.input_size), rgb_norm)
+    params, augment_params = data_params(cfg, int(model.input_size), inherited)
     return model, params, augment_params
 
 
