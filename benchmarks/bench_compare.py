@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--resamples", type=int, default=1000)
     args = ap.parse_args()
     done = 0
-    for name, domain, seeds, split in bench_demo.TEST_SETS:
+    for name, domain, seeds, split in bench_demo.TEST_SETS + bench_demo.SELECTION_SETS:
         if (args.a / name / "pooled_scores.csv").is_file() and (args.b / name / "pooled_scores.csv").is_file():
             compare(name, domain, seeds, split, args.a, args.b, args.per_domain, args.resamples)
             done += 1
