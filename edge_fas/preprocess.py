@@ -11,8 +11,16 @@ in every model artifact's manifest.
 - IR: per-crop normalisation, (x - mean) / max(std, `ir_min_std`) with x in [0, 1]; the floor keeps a
   dark, flat screen dark instead of stretching its noise.
 
-Two physics-first alternatives (chosen per model, recorded in its manifest; the defaults above keep
-every existing artifact's behaviour):
+Three alternatives (chosen per model, recorded in its manifest; the defaults above keep every existing
+artifact's behaviour):
+- `rgb_norm: face`: each channel's mean over the central face region is subtracted before the division by
+  std, so the crop's overall lightness and colour cast are gone (the face centre averages 0 in every
+  channel) while its texture and contrast keep their scale. Overall lightness and saturation follow the
+  skin tone of the person, the exposure and the white balance, none of which is a property of an attack,
+  and in the synthetic rig's training data attacks are lighter and less saturated on average
+  (benchmarks/bench_colour_stats.py). Measured once (docs/demo-model.md, "Colour statistics that track skin
+  tone"): better on silicone, worse on rigid masks, paper masks and partial attacks on the validation ranges,
+  and no change in how often lighter-skinned people are rejected.
 - `depth_norm: plane_mm`: the relief above a plane fitted (least squares, one outlier-rejecting refit)
   to the valid central face pixels, in units of `depth_unit_mm` (nearer positive). A print or a screen
   is ~0 however it is tilted; a face keeps its physical relief in millimetres, so its amplitude is a
@@ -37,6 +45,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTH_NORMS = ("median_mad", "plane_mm")
 IR_NORMS = ("crop", "face_log")
+RGB_NORMS = ("imagenet", "face")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class PreprocessParams:
     crop_scale: float = 1.4  # crop square side relative to the detected face box's longer side
     rgb_mean: tuple[float, float, float] = IMAGENET_MEAN
     rgb_std: tuple[float, float, float] = IMAGENET_STD
+    rgb_norm: str = "imagenet"  # or "face" (see the module docstring)
     depth_min_scale_mm: float = 10.0
     depth_clip: float = 4.0
     ir_min_std: float = 0.05
@@ -56,6 +66,8 @@ class PreprocessParams:
     def __post_init__(self):
         if self.depth_norm not in DEPTH_NORMS:
             raise ConfigError(f"preprocessing: depth_norm {self.depth_norm!r} is unknown; use one of {DEPTH_NORMS}")
+        if self.rgb_norm not in RGB_NORMS:
+            raise ConfigError(f"preprocessing: rgb_norm {self.rgb_norm!r} is unknown; use one of {RGB_NORMS}")
         if self.ir_norm not in IR_NORMS:
             raise ConfigError(f"preprocessing: ir_norm {self.ir_norm!r} is unknown; use one of {IR_NORMS}")
         if self.depth_unit_mm <= 0 or self.ir_log_unit <= 0:
@@ -146,16 +158,20 @@ def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.n
         if a is not None and a.shape[:2] != (n, n):
             raise ValueError(f"{name} crop is {a.shape[:2]}, expected {(n, n)} (PreprocessParams.size)")
 
+    c0, c1 = int(n * 0.25), int(n * 0.75)  # statistics over the central face region (the crop is 1.4x the face)
     if rgb is not None:
         x = rgb.astype(np.float32) / 255.0
-        x = (x - np.asarray(params.rgb_mean, np.float32)) / np.asarray(params.rgb_std, np.float32)
-        rgb_t = np.ascontiguousarray(x.transpose(2, 0, 1))
+        if params.rgb_norm == "face":
+            mean = x[c0:c1, c0:c1].reshape(-1, 3).mean(0)
+        else:
+            mean = np.asarray(params.rgb_mean, np.float32)
+        x = (x - mean) / np.asarray(params.rgb_std, np.float32)
+        rgb_t = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
     else:
         rgb_t = np.zeros((3, n, n), np.float32)
 
     valid = np.zeros((n, n), bool)
     depth_t = np.zeros((1, n, n), np.float32)
-    c0, c1 = int(n * 0.25), int(n * 0.75)  # statistics over the central face region (the crop is 1.4x the face)
     if depth_mm is not None:
         valid = depth_mm > 0
         centre = depth_mm[c0:c1, c0:c1][valid[c0:c1, c0:c1]]

@@ -66,3 +66,25 @@ def test_params_round_trip_and_unknown_keys():
     assert PreprocessParams.from_dict(p.to_dict()) == p
     with pytest.raises(Exception, match="unknown key"):
         PreprocessParams.from_dict({"size": 3, "blur": 1})
+
+
+def test_face_colour_norm_removes_lightness_and_cast_but_keeps_texture():
+    rng = np.random.default_rng(0)
+    face = rng.integers(60, 180, (64, 64, 3)).astype(np.uint8)
+    brighter_warmer = (face.astype(np.int16) + np.array([30, 12, -20])).astype(np.uint8)  # no clipping: 40..210
+    imagenet, normed = PreprocessParams(size=64), PreprocessParams(size=64, rgb_norm="face")
+    a, b = normalise_crop(face, None, None, normed).rgb, normalise_crop(brighter_warmer, None, None, normed).rgb
+    assert np.abs(a - b).max() < 1e-5  # overall lightness and cast are gone
+    assert np.abs(a[:, 16:48, 16:48].mean(axis=(1, 2))).max() < 1e-5  # the face centre averages 0 per channel
+    plain = normalise_crop(face, None, None, imagenet).rgb
+    assert np.abs(plain - normalise_crop(brighter_warmer, None, None, imagenet).rgb).max() > 0.3  # the default keeps them
+    # texture keeps its scale: the same image differs from the default normalisation by one offset per channel
+    offset = (plain - a).reshape(3, -1)
+    assert np.ptp(offset, axis=1).max() < 1e-5 and np.abs(offset).max() > 0.01
+
+
+def test_unknown_colour_norm_names_the_choices():
+    with pytest.raises(Exception, match="rgb_norm 'grey' is unknown.*imagenet.*face"):
+        PreprocessParams(size=64, rgb_norm="grey")
+    p = PreprocessParams(size=64, rgb_norm="face")
+    assert PreprocessParams.from_dict(p.to_dict()) == p

@@ -1,0 +1,140 @@
+"""Does a crop's overall colour tell attacks from bona fide in a training config's data, and does it follow
+the wearer's skin tone? A data audit, no model involved.
+
+    .venv/bin/python benchmarks/bench_colour_stats.py --config runs/RUN/config.yaml [--split train] [--limit N]
+
+A model learns any cue that separates the labels in its training data. If attacks are on average lighter or
+less saturated than bona fide, and lightness and saturation also follow the skin tone of the person in front
+of the camera, a model that uses them rejects light-skinned people more often and passes masks worn by
+dark-skinned people more easily, whatever the camera. This reads the config's samples (from its crop cache
+where they are cached, else decoded; synthetic sources also get each sample's drawn visible skin tone) as
+the model would see them without augmentation (the config's own `data.preprocess`), and prints for each
+statistic of the colour crop's central face region (the region `rgb_norm: face` averages):
+
+- the AUC with which the statistic alone separates each attack species from bona fide (0.5: no cue;
+  above: attacks higher; below: attacks lower);
+- Spearman's rho with the drawn visible skin tone over bona fide (synthetic rig only);
+- the mean for bona fide and for attacks within thirds of skin tone.
+
+Statistics: lightness (mean of R, G, B), saturation (mean HSV saturation), contrast (std of lightness) and
+red/blue ratio, each on the crop un-normalised back to [0, 1] (with `rgb_norm: face` lightness and cast are
+what the network never sees; contrast is what is left of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPECIES = ("flexible_mask", "rigid_mask", "paper_mask", "print", "replay", "partial")
+STATS = ("lightness", "saturation", "contrast", "red/blue")
+
+
+def auc(a: np.ndarray, b: np.ndarray) -> float:
+    """P(a > b) + P(a = b) / 2 for a drawn from a, b from b."""
+    a, b = np.asarray(a)[:, None], np.asarray(b)[None, :]
+    return float((a > b).mean() + 0.5 * (a == b).mean())
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def colour_stats(rgb_01: np.ndarray) -> dict:
+    """The statistics of one 3 x S x S colour crop in [0, 1] over its central face region."""
+    s = rgb_01.shape[-1]
+    c0, c1 = int(s * 0.25), int(s * 0.75)
+    centre = np.ascontiguousarray(np.moveaxis(rgb_01[:, c0:c1, c0:c1], 0, -1), np.float32)
+    lum = centre.mean(-1)
+    hsv = cv2.cvtColor(centre, cv2.COLOR_RGB2HSV)
+    return {"lightness": float(lum.mean()), "saturation": float(hsv[..., 1].mean()), "contrast": float(lum.std()),
+            "red/blue": float((centre[..., 0].mean() + 1e-3) / (centre[..., 2].mean() + 1e-3))}
+
+
+def skin_tone(sample) -> float:
+    """The drawn visible skin tone of a randomised-rig sample's identity (nan for any other sample)."""
+    if getattr(sample, "ranges", None) is None:
+        return float("nan")
+    from edge_fas.sim.randomized import draw_scene
+
+    return float(draw_scene(sample.ranges, sample.seed, sample.species, sample.index).identity.skin_tone)
+
+
+def collect(config: str, split: str, limit: int | None):
+    from edge_fas.data.build import split_index
+    from edge_fas.data.source import finish
+    from edge_fas.data.stream import StreamDataset
+    from edge_fas.models import build
+    from edge_fas.preprocess import PreprocessParams
+    from edge_fas.training import load_train_config
+    from edge_fas.training.config import data_params
+    from edge_fas.training.data import open_cache
+
+    cfg = load_train_config(config)
+    mc = cfg["model"]
+    size = int(build(mc["name"], mc["preset"], **dict(mc["overrides"] or {})).input_size)
+    params = data_params(cfg, size)[0]
+    index = split_index(cfg["data"], split)
+    ds = StreamDataset(index, params, cache=open_cache(cfg), augment=False)
+    n = len(ds) if not limit else min(limit, len(ds))
+    print(f"{config}: {split} split, {n} of {len(ds)} samples, {size} px, rgb_norm {params.rgb_norm}", flush=True)
+    rows = []
+    mean, std = np.asarray(params.rgb_mean, np.float32), np.asarray(params.rgb_std, np.float32)
+    # the crop at model size before normalisation: what the camera gave, not what the network sees
+    plain = PreprocessParams.from_dict({**params.to_dict(), "rgb_norm": "imagenet"})
+    for i in range(n):
+        sample = index.sample(i)
+        src = ds.source(i)
+        if src is None or src.rgb is None:
+            continue
+        raw = finish(src, plain)
+        rgb = np.clip(raw.rgb * std[:, None, None] + mean[:, None, None], 0.0, 1.0)
+        rows.append((sample.species, skin_tone(sample), colour_stats(rgb)))
+        if (i + 1) % 500 == 0:
+            print(f"  {i + 1}/{n}", flush=True)
+    return rows
+
+
+def report(rows) -> None:
+    species = np.array([r[0] for r in rows])
+    tone = np.array([r[1] for r in rows])
+    values = {k: np.array([r[2][k] for r in rows]) for k in STATS}
+    bona = species == "bona_fide"
+    present = [s for s in SPECIES if (species == s).any()]
+    print(f"\n{bona.sum()} bona fide, {(~bona).sum()} attacks\n")
+    print("| statistic | " + " | ".join(present) + " | all attacks | rho with skin tone (bona fide) |")
+    print("|---" * (len(present) + 3) + "|")
+    for k in STATS:
+        v = values[k]
+        rho = spearman(v[bona], tone[bona]) if np.isfinite(tone[bona]).all() else float("nan")
+        print(f"| {k} (AUC, attacks higher) | " + " | ".join(f"{auc(v[species == s], v[bona]):.3f}" for s in present)
+              + f" | {auc(v[~bona], v[bona]):.3f} | {rho:+.2f} |")
+    if not np.isfinite(tone).all():
+        return
+    lo, hi = np.quantile(tone, [1 / 3, 2 / 3])
+    print("\nMeans within thirds of visible skin tone (bona fide / attacks):")
+    for name, sel in (("darkest", tone <= lo), ("middle", (tone > lo) & (tone <= hi)), ("lightest", tone > hi)):
+        print(f"- {name} third: " + "; ".join(f"{k} {values[k][bona & sel].mean():.3f} / {values[k][~bona & sel].mean():.3f}"
+                                             for k in STATS))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="a training config (a run's config.yaml)")
+    ap.add_argument("--split", default="train", choices=("train", "val", "test"))
+    ap.add_argument("--limit", type=int, default=0, help="the first N samples only (default: all)")
+    args = ap.parse_args()
+    report(collect(args.config, args.split, args.limit))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
