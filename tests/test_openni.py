@@ -37,11 +37,64 @@ def test_dummy_device_streams_depth_and_colour(tmp_path):
     assert frames[1].timestamps["depth"] > frames[0].timestamps["depth"]
 
 
+RECORD_4_FRAMES = """
+import json, sys
+from edge_fas.drivers.openni import OpenNICamera
+with OpenNICamera(uri="Dummy", record_to=sys.argv[1]) as cam:
+    n = 0
+    for _ in cam.frames():
+        n += 1
+        if n == 4:
+            break
+print(json.dumps({"frames": n, "closed": cam.recording_closed, "note": cam.note}), flush=True)
+"""
+
+
 def test_oni_recording_is_written(tmp_path):
-    path = tmp_path / "dummy.oni"
-    with OpenNICamera(uri="Dummy", record_to=path) as cam:
-        assert len(_take(cam, 4)) == 4
+    # libOpenNI2 now and then deadlocks destroying a recorder of the Dummy device (about 1 in 80 recordings
+    # here), and the library is stuck for the rest of that process: each try records in a process of its own,
+    # and a try whose recorder did not close (close() gives up and says so) or that hangs is made again
+    import json
+    import subprocess
+    import sys
+
+    result = {"frames": 0, "closed": None, "note": "every try hung"}
+    for attempt in range(3):
+        path = tmp_path / f"dummy-{attempt}.oni"
+        try:
+            run = subprocess.run([sys.executable, "-c", RECORD_4_FRAMES, str(path)], capture_output=True, text=True,
+                                 timeout=60)
+        except subprocess.TimeoutExpired:
+            continue
+        assert run.returncode == 0, run.stderr[-2000:]
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        if result["closed"]:
+            break
+    assert result["frames"] == 4 and result["closed"], result
     assert path.is_file() and path.stat().st_size > 100_000  # 4 frames of 320x240 depth + colour
+
+
+def test_a_recorder_that_never_closes_does_not_freeze_the_camera(tmp_path, monkeypatch, caplog):
+    import threading
+
+    import edge_fas.drivers.openni as oni
+
+    release = threading.Event()
+
+    class StuckRecorder:  # oniRecorderDestroy deadlocked inside libOpenNI2
+        def stop(self):
+            pass
+
+        def close(self):
+            release.wait(30)
+
+    monkeypatch.setattr(oni, "RECORDER_CLOSE_TIMEOUT_S", 0.2)
+    cam = OpenNICamera(uri="Dummy", record_to=tmp_path / "take.oni")
+    cam._recorder, cam._streams, cam._dev = StuckRecorder(), {}, None
+    cam.close()
+    release.set()
+    assert cam.status == "closed" and cam.recording_closed is False and cam._recorder is None
+    assert "take.oni" in cam.note and "edge-fas inspect" in cam.note and "take.oni" in caplog.text
 
 
 @pytest.mark.skip(reason="Debian's libOniFile (OpenNI 2.2) segfaults in oniStreamReadFrame on recordings of the "
