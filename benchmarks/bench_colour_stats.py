@@ -2,6 +2,7 @@
 the wearer's skin tone? A data audit, no model involved.
 
     .venv/bin/python benchmarks/bench_colour_stats.py --config runs/RUN/config.yaml [--split train] [--limit N]
+    .venv/bin/python benchmarks/bench_colour_stats.py --scores runs/bench-RUN/rand_test [--per-domain 900]
 
 A model learns any cue that separates the labels in its training data. If attacks are on average lighter or
 less saturated than bona fide, and lightness and saturation also follow the skin tone of the person in front
@@ -15,6 +16,12 @@ statistic of the colour crop's central face region (the region `rgb_norm: face` 
   above: attacks higher; below: attacks lower);
 - Spearman's rho with the drawn visible skin tone over bona fide (synthetic rig only);
 - the mean for bona fide and for attacks within thirds of skin tone.
+
+With --scores (a set folder that benchmarks/bench_demo.py wrote, with its pooled_scores.csv) it reads the
+same statistics for that set's scenes (from eval's crop cache, runs/cache) and says which of them a model's
+bona fide scores follow: Spearman's rho of the score with each statistic and with the drawn skin tone, and
+the partial rank correlations (statistic given tone, tone given statistic), so a cue that stands in for skin
+tone can be told from skin tone itself.
 
 Statistics: lightness (mean of R, G, B), saturation (mean HSV saturation), contrast (std of lightness) and
 red/blue ratio, each on the crop un-normalised back to [0, 1] (with `rgb_norm: face` lightness and cast are
@@ -32,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SPECIES = ("flexible_mask", "rigid_mask", "paper_mask", "print", "replay", "partial")
 STATS = ("lightness", "saturation", "contrast", "red/blue")
@@ -66,6 +74,67 @@ def skin_tone(sample) -> float:
     from edge_fas.sim.randomized import draw_scene
 
     return float(draw_scene(sample.ranges, sample.seed, sample.species, sample.index).identity.skin_tone)
+
+
+def partial_rho(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Spearman's rho of x and y with z's (linear, rank) part removed from both."""
+    rx, ry, rz = (np.argsort(np.argsort(a)).astype(float) for a in (x, y, z))
+    ex, ey = (r - np.polyval(np.polyfit(rz, r, 1), rz) for r in (rx, ry))
+    return float(np.corrcoef(ex, ey)[0, 1])
+
+
+def scored_set(folder: Path, per_domain: int):
+    """(species, tone, stats) rows for a bench_demo set folder's scenes, in its pooled_scores.csv order, and
+    the scores."""
+    import csv
+    import json
+
+    from bench_demo import SELECTION_SETS, TEST_SETS
+
+    from edge_fas.data.cache import CropCache
+    from edge_fas.data.source import finish
+    from edge_fas.data.stream import SampleIndex, StreamDataset
+    from edge_fas.data.synthetic import synthetic_samples
+    from edge_fas.preprocess import PreprocessParams
+
+    sets = {name: (domains, seeds, split) for name, domains, seeds, split in TEST_SETS + SELECTION_SETS}
+    if folder.name not in sets or "," in sets[folder.name][0]:
+        raise SystemExit(f"--scores {folder}: expected a randomised bench_demo set folder ({', '.join(sets)})")
+    domain, seeds, split = sets[folder.name]
+    rows_csv = list(csv.DictReader(open(folder / "pooled_scores.csv")))
+    samples = [s for seed in seeds.split(",") for s in synthetic_samples(domain, split, per_domain, int(seed), 640, 480,
+                                                                         attack_mix="uniform")]
+    if [s.species for s in samples] != [r["species"] for r in rows_csv]:
+        raise SystemExit(f"{folder}: its scores are not {domain} {split} seeds {seeds} at --per-domain {per_domain}")
+    from edge_fas.artifact import load_artifact
+
+    model = json.loads((folder / f"seed{seeds.split(',')[0]}" / "metrics.json").read_text())["meta"]["model"]
+    pre = load_artifact(model).manifest["preprocess"]  # the crops eval cut, un-normalised below
+    params = PreprocessParams.from_dict({**pre, "rgb_norm": "imagenet"})
+    ds = StreamDataset(SampleIndex(samples, {"data": str(folder)}), params, cache=CropCache(Path("runs/cache/crops")),
+                       augment=False)
+    mean, std = np.asarray(params.rgb_mean, np.float32), np.asarray(params.rgb_std, np.float32)
+    rows, scores = [], []
+    for i, sample in enumerate(samples):
+        src = ds.source(i)
+        if src is None or src.rgb is None:
+            continue
+        rgb = np.clip(finish(src, params).rgb * std[:, None, None] + mean[:, None, None], 0.0, 1.0)
+        rows.append((sample.species, skin_tone(sample), colour_stats(rgb)))
+        scores.append(float(rows_csv[i]["score"]))
+    return rows, np.array(scores)
+
+
+def score_report(rows, scores: np.ndarray) -> None:
+    bona = np.array([r[0] == "bona_fide" for r in rows])
+    tone = np.array([r[1] for r in rows])[bona]
+    s = scores[bona]
+    print(f"\n{bona.sum()} bona fide: what their scores follow (Spearman rho; partial: the other held fixed)\n")
+    print(f"- skin tone: rho {spearman(s, tone):+.2f}")
+    for k in STATS:
+        v = np.array([r[2][k] for r in rows])[bona]
+        print(f"- {k}: rho {spearman(s, v):+.2f}; given skin tone {partial_rho(s, v, tone):+.2f}; "
+              f"skin tone given {k} {partial_rho(s, tone, v):+.2f}")
 
 
 def collect(config: str, split: str, limit: int | None):
@@ -128,11 +197,20 @@ def report(rows) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="a training config (a run's config.yaml)")
+    ap.add_argument("--config", help="a training config (a run's config.yaml)")
+    ap.add_argument("--scores", type=Path, help="a bench_demo.py set folder (e.g. runs/bench-RUN/rand_test)")
+    ap.add_argument("--per-domain", type=int, default=300, help="bench_demo's --per-domain for --scores")
     ap.add_argument("--split", default="train", choices=("train", "val", "test"))
     ap.add_argument("--limit", type=int, default=0, help="the first N samples only (default: all)")
     args = ap.parse_args()
-    report(collect(args.config, args.split, args.limit))
+    if bool(args.config) == bool(args.scores):
+        ap.error("give one of --config and --scores")
+    if args.scores:
+        rows, scores = scored_set(args.scores, args.per_domain)
+        report(rows)
+        score_report(rows, scores)
+    else:
+        report(collect(args.config, args.split, args.limit))
     return 0
 
 
