@@ -182,7 +182,7 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
         sessions[split] = [str(path)]
     cfg = tiny_config(tmp_path)
     cfg["data"]["test_domains"] = []
-    cfg["data"]["preprocess"] = {"ir_norm": "face_log", "rgb_norm": "face"}
+    cfg["data"]["preprocess"] = {"ir_norm": "face_log", "rgb_norm": "face", "crop_scale": 1.3}
     p = write_cfg(tmp_path, cfg)
     assert cli_main(["train", "--config", str(p)]) == 0
     ft = tiny_config(tmp_path)
@@ -190,12 +190,26 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
                   "cache_dir": cfg["data"]["cache_dir"]}
     ft["train"].update(init_from=str(tmp_path / "run" / "checkpoint.pt"))
     ft["out"] = str(tmp_path / "ft")
+    # `edge-fas cache build` keys the crops on the checkpoint's crop_scale, as the fine-tune will cut them
+    from edge_fas.commands.cache import build_cache
+
+    from edge_fas.data.build import split_index
+    from edge_fas.data.stream import StreamDataset
+    from edge_fas.preprocess import PreprocessParams
+    from edge_fas.training import open_cache
+
+    ft_cfg = load_train_config(write_cfg(tmp_path, ft))
+    build_cache(ft_cfg, splits=("train",), workers=0, quiet=True)
+    cut_as_trained = StreamDataset(split_index(ft_cfg["data"], "train"), PreprocessParams(size=32, crop_scale=1.3),
+                                   open_cache(ft_cfg))
+    assert cut_as_trained.fill(0).startswith("cached")
     r = train(load_train_config(write_cfg(tmp_path, ft)))
     assert r["val"]["n_attack"] == 4 and r["val"]["n_bona_fide"] == 4 and "test" in r
     meta = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["meta"]
     assert meta["training"]["source"] == "sessions"
     # the fine-tune config names no preprocessing: the network's own normalisation comes with it (adapt's case)
     assert meta["preprocess"]["ir_norm"] == "face_log" and meta["preprocess"]["rgb_norm"] == "face"
+    assert meta["preprocess"]["crop_scale"] == 1.3
     rep = tmp_path / "site-report"
     assert cli_main(["eval", str(tmp_path / "ft" / "checkpoint.pt"), "--out", str(rep), "--sessions",
                      sessions["val"][0], "--no-plots", "--cache-dir", cfg["data"]["cache_dir"]]) == 0

@@ -66,12 +66,14 @@ def build_cache(cfg: dict, splits=SETS, workers="auto", quiet: bool = False) -> 
     from edge_fas.errors import ConfigError
     from edge_fas.progress import Progress
     from edge_fas.training import data_params, model_input_size, open_cache, resolve_workers
+    from edge_fas.training.config import init_from_preprocess
 
     cache = open_cache(cfg)
     if cache is None:
         raise ConfigError("data.crop_cache is false: there is no cache to build (set data.crop_cache: true)")
     workers = resolve_workers(workers)
-    params = data_params(cfg, model_input_size(cfg))[0]  # data.preprocess's crop_scale is in the cache key
+    # the crop_scale is in the cache key: a fine-tuned checkpoint's own, as training will use it
+    params = data_params(cfg, model_input_size(cfg), init_from_preprocess(cfg))[0]
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.remove_stale_temporaries(older_than_s=600.0)
     sets = {s: split_index(cfg["data"], s) for s in splits if s != "test"}

@@ -255,6 +255,24 @@ def heldout_summary(cfg: dict, split: str) -> dict:
     return {"factors_outside_training_ranges": out} if out else {}
 
 
+def parent_preprocess(meta: dict) -> dict:
+    """The preprocessing a checkpoint that train.init_from fine-tunes brings with it (data_params' `inherited`):
+    all of its manifest's parameters; a key older manifests lack had its default then."""
+    from edge_fas.preprocess import PreprocessParams
+
+    return {**PreprocessParams().to_dict(), **(meta.get("preprocess") or {})}
+
+
+def init_from_preprocess(cfg: dict) -> dict:
+    """parent_preprocess of the config's train.init_from checkpoint ({} without one), read without its weights."""
+    import torch
+
+    if not cfg["train"]["init_from"]:
+        return {}
+    ck = torch.load(cfg["train"]["init_from"], map_location="cpu", weights_only=False, mmap=True)
+    return parent_preprocess(ck.get("meta") or {})
+
+
 def model_input_size(cfg: dict) -> int:
     """The input side the config's model trains at (train.init_from's model if set), read from a model
     built on the meta device (no weights allocated)."""

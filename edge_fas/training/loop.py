@@ -33,7 +33,8 @@ import yaml
 from edge_fas import metrics
 from edge_fas.errors import ConfigError
 from edge_fas.training import distributed, qat
-from edge_fas.training.config import check_config, data_params, heldout_summary, real_protocol, train_domain_names
+from edge_fas.training.config import (check_config, data_params, heldout_summary, parent_preprocess, real_protocol,
+                                      train_domain_names)
 from edge_fas.training.data import TrainingData, to_device
 
 __all__ = ["train", "build_model", "lr_factor", "seed_everything", "save_model", "load_model"]
@@ -106,11 +107,7 @@ def build_model(cfg: dict, device, world: int = 1):
         if "num_domains" in model.config and "num_domains" not in overrides:  # one prototype per source domain
             overrides["num_domains"] = len(train_domain_names(cfg))
             model = build(mc["name"], mc["preset"], **overrides)
-    inherited = {}
-    if tc["init_from"]:  # all of it (see data_params); a key older manifests lack had its default then
-        from edge_fas.preprocess import PreprocessParams
-
-        inherited = {**PreprocessParams().to_dict(), **(info["meta"].get("preprocess") or {})}
+    inherited = parent_preprocess(info["meta"]) if tc["init_from"] else {}  # all of it: see data_params
     if mc.get("pretrained"):  # .get: a whole model section given as an override may lack the key
         from edge_fas.models.pretrained import load_pretrained
 
