@@ -24,8 +24,9 @@ the partial rank correlations (statistic given tone, tone given statistic), so a
 tone can be told from skin tone itself.
 
 Statistics: lightness (mean of R, G, B), saturation (mean HSV saturation), contrast (std of lightness) and
-red/blue ratio, each on the crop un-normalised back to [0, 1] (with `rgb_norm: face` lightness and cast are
-what the network never sees; contrast is what is left of them).
+red/blue ratio, each on the crop un-normalised back to [0, 1], and surround: the mean lightness of the rest
+of the crop (hair, ears, background) minus the face region's. With `rgb_norm: face` the network never sees
+lightness or cast; contrast and surround are what is left of them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SPECIES = ("flexible_mask", "rigid_mask", "paper_mask", "print", "replay", "partial")
-STATS = ("lightness", "saturation", "contrast", "red/blue")
+STATS = ("lightness", "saturation", "contrast", "red/blue", "surround")
 
 
 def auc(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,8 +64,11 @@ def colour_stats(rgb_01: np.ndarray) -> dict:
     centre = np.ascontiguousarray(np.moveaxis(rgb_01[:, c0:c1, c0:c1], 0, -1), np.float32)
     lum = centre.mean(-1)
     hsv = cv2.cvtColor(centre, cv2.COLOR_RGB2HSV)
+    outside = np.ones((s, s), bool)
+    outside[c0:c1, c0:c1] = False
     return {"lightness": float(lum.mean()), "saturation": float(hsv[..., 1].mean()), "contrast": float(lum.std()),
-            "red/blue": float((centre[..., 0].mean() + 1e-3) / (centre[..., 2].mean() + 1e-3))}
+            "red/blue": float((centre[..., 0].mean() + 1e-3) / (centre[..., 2].mean() + 1e-3)),
+            "surround": float(rgb_01.mean(0)[outside].mean() - lum.mean())}
 
 
 def skin_tone(sample) -> float:
