@@ -96,7 +96,6 @@ def scored_set(folder: Path, per_domain: int):
     from bench_demo import SELECTION_SETS, TEST_SETS
 
     from edge_fas.data.cache import CropCache
-    from edge_fas.data.source import finish
     from edge_fas.data.stream import SampleIndex, StreamDataset
     from edge_fas.data.synthetic import synthetic_samples
     from edge_fas.preprocess import PreprocessParams
@@ -113,19 +112,11 @@ def scored_set(folder: Path, per_domain: int):
     from edge_fas.artifact import load_artifact
 
     model = json.loads((folder / f"seed{seeds.split(',')[0]}" / "metrics.json").read_text())["meta"]["model"]
-    pre = load_artifact(model).manifest["preprocess"]  # the crops eval cut, un-normalised below
-    params = PreprocessParams.from_dict({**pre, "rgb_norm": "imagenet"})
+    params = PreprocessParams.from_dict(load_artifact(model).manifest["preprocess"])  # the crops eval cut
     ds = StreamDataset(SampleIndex(samples, {"data": str(folder)}), params, cache=CropCache(Path("runs/cache/crops")),
                        augment=False)
-    mean, std = np.asarray(params.rgb_mean, np.float32), np.asarray(params.rgb_std, np.float32)
-    rows, scores = [], []
-    for i, sample in enumerate(samples):
-        src = ds.source(i)
-        if src is None or src.rgb is None:
-            continue
-        rgb = np.clip(finish(src, params).rgb * std[:, None, None] + mean[:, None, None], 0.0, 1.0)
-        rows.append((sample.species, skin_tone(sample), colour_stats(rgb)))
-        scores.append(float(rows_csv[i]["score"]))
+    rows, kept = crop_rows(samples, ds, params)
+    scores = [float(rows_csv[i]["score"]) for i in kept]
     return rows, np.array(scores)
 
 
@@ -141,39 +132,42 @@ def score_report(rows, scores: np.ndarray) -> None:
               f"skin tone given {k} {partial_rho(s, tone, v):+.2f}")
 
 
+def crop_rows(samples, ds, params, progress: bool = False) -> tuple[list, list[int]]:
+    """(species, skin tone, colour_stats) of each sample's colour crop at model size, un-normalised back to
+    [0, 1] (what the camera gave, whatever the model's rgb_norm), and the indices of the samples kept (those
+    with a face and colour)."""
+    from edge_fas.data.source import finish
+    from edge_fas.preprocess import PreprocessParams
+
+    plain = PreprocessParams.from_dict({**params.to_dict(), "rgb_norm": "imagenet"})
+    mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (plain.rgb_mean, plain.rgb_std))
+    rows, kept = [], []
+    for i, sample in enumerate(samples):
+        src = ds.source(i)
+        if src is not None and src.rgb is not None:
+            rgb = np.clip(finish(src, plain).rgb * std + mean, 0.0, 1.0)
+            rows.append((sample.species, skin_tone(sample), colour_stats(rgb)))
+            kept.append(i)
+        if progress and (i + 1) % 500 == 0:
+            print(f"  {i + 1}/{len(samples)}", flush=True)
+    return rows, kept
+
+
 def collect(config: str, split: str, limit: int | None):
     from edge_fas.data.build import split_index
-    from edge_fas.data.source import finish
     from edge_fas.data.stream import StreamDataset
-    from edge_fas.models import build
-    from edge_fas.preprocess import PreprocessParams
-    from edge_fas.training import load_train_config
-    from edge_fas.training.config import data_params
+    from edge_fas.training import load_train_config, model_input_size
+    from edge_fas.training.config import data_params, init_from_preprocess
     from edge_fas.training.data import open_cache
 
     cfg = load_train_config(config)
-    mc = cfg["model"]
-    size = int(build(mc["name"], mc["preset"], **dict(mc["overrides"] or {})).input_size)
-    params = data_params(cfg, size)[0]
+    size = model_input_size(cfg)
+    params = data_params(cfg, size, init_from_preprocess(cfg))[0]  # as training cuts the crops
     index = split_index(cfg["data"], split)
     ds = StreamDataset(index, params, cache=open_cache(cfg), augment=False)
     n = len(ds) if not limit else min(limit, len(ds))
     print(f"{config}: {split} split, {n} of {len(ds)} samples, {size} px, rgb_norm {params.rgb_norm}", flush=True)
-    rows = []
-    mean, std = np.asarray(params.rgb_mean, np.float32), np.asarray(params.rgb_std, np.float32)
-    # the crop at model size before normalisation: what the camera gave, not what the network sees
-    plain = PreprocessParams.from_dict({**params.to_dict(), "rgb_norm": "imagenet"})
-    for i in range(n):
-        sample = index.sample(i)
-        src = ds.source(i)
-        if src is None or src.rgb is None:
-            continue
-        raw = finish(src, plain)
-        rgb = np.clip(raw.rgb * std[:, None, None] + mean[:, None, None], 0.0, 1.0)
-        rows.append((sample.species, skin_tone(sample), colour_stats(rgb)))
-        if (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{n}", flush=True)
-    return rows
+    return crop_rows([index.sample(i) for i in range(n)], ds, params, progress=True)[0]
 
 
 def report(rows) -> None:
