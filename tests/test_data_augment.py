@@ -184,3 +184,20 @@ def test_ir_surround_offsets_the_surround_against_the_face_only():
     assert mask[S // 2, S // 2] == 1.0 and mask[0, 0] == 0.0 and 0.0 < mask[S // 2, int(0.19 * S)] < 1.0
     off = augment(rgb, depth, ir, present, np.random.default_rng(0), AugmentParams(**quiet))[2]
     assert np.array_equal(off, ir)  # off by default: nothing drawn, nothing changed
+
+
+def test_rgb_surround_offsets_the_colour_surround_in_lightness_only():
+    rgb, depth, ir, present = crops()
+    quiet = dict(photometric=1.0, flip=0.0, zoom=(1.0, 1.0), shift=0.0, cutout=0.0, rgb_gain=(1.0, 1.0),
+                 rgb_offset=0.0, rgb_cast=0.0, rgb_gamma=(1.0, 1.0), rgb_gray=0.0, blur=0.0, noise=0.0)
+    offsets = []
+    c = S // 2
+    for seed in range(6):
+        out = augment(rgb, depth, ir, present, np.random.default_rng(seed), AugmentParams(rgb_surround=0.8, **quiet))[0]
+        assert np.allclose(out[:, c - 3:c + 3, c - 3:c + 3], rgb[:, c - 3:c + 3, c - 3:c + 3])  # the face is untouched
+        shift = out[:, :3, :3] - rgb[:, :3, :3]  # a corner: all surround
+        assert np.allclose(shift, shift.flat[0], atol=1e-6) and abs(shift.flat[0]) <= 0.8  # one offset, every channel
+        offsets.append(float(shift.flat[0]))
+    assert np.ptp(offsets) > 0.4 and min(offsets) < 0 < max(offsets)  # a fresh offset per sample, both ways
+    off = augment(rgb, depth, ir, present, np.random.default_rng(0), AugmentParams(**quiet))[0]
+    assert np.allclose(off, rgb)  # off by default: nothing drawn, nothing changed

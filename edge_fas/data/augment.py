@@ -11,7 +11,11 @@ float32, already normalised) and its present mask (3,). Steps, in order:
 3. per-modality photometric invariance (`photometric` > 0; off by default): changes a renderer or a
    camera makes that no physical cue depends on, drawn independently per modality so the network
    cannot rely on one modality's rendering style:
-   - colour: per-channel cast, gamma, desaturation to grey, blur or sharpening, noise;
+   - colour: per-channel cast, gamma, desaturation to grey, blur or sharpening, noise; with `rgb_surround`
+     > 0 also a random lightness offset of the colour outside the face against the face: in the rig's data
+     the face-to-surround level follows the wearer's skin tone and a model that cannot see the face's own
+     level (rgb_norm: face) reads tone through it (docs/demo-model.md, "Colour statistics that track skin
+     tone");
    - IR: contrast (an IR gamma: a scale of log-ratio IR), a smooth uneven-illumination field, blur or
      sharpening, noise; with `ir_surround` > 0 also a random offset of the IR outside the face (hair,
      ears, neck, background) against the face: how bright a person's surround is against their skin
@@ -61,6 +65,9 @@ class AugmentParams:
     # at 1.0 it lowered rigid-mask, paper-mask and partial-attack AUC and moved neither silicone nor the skin gap
     # (docs/demo-model.md, "Trained on the current rig, with and without ir_surround")
     ir_surround: float = 0.0
+    # the colour counterpart: largest lightness offset (normalised units, the same on all three channels) of the
+    # colour outside the face ellipse against inside (0 = off)
+    rgb_surround: float = 0.0
     depth_holes: float = 0.3  # probability of extra hole blobs
     blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
     noise: float = 0.12  # largest noise std, normalised units
@@ -190,6 +197,8 @@ def _colour(rgb: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
     rgb = np.sign(rgb) * np.abs(rgb) ** g
     if rng.random() < p.rgb_gray:
         rgb = np.repeat(rgb.mean(0, keepdims=True), 3, 0)
+    if p.rgb_surround > 0:  # drawn only when on, so configs without it keep their draws
+        rgb = rgb + np.float32(rng.uniform(-p.rgb_surround, p.rgb_surround)) * (1.0 - face_ellipse(rgb.shape[-1]))[None]
     return _noise(_blur_or_sharpen(rgb, rng, p), rng, p).astype(np.float32)
 
 
