@@ -17,7 +17,9 @@ Test sets (all rendered by edge_fas.sim at the live 640x480; nothing real):
 Selection set, run only when named (`--sets rand_heldout_val`; bench_compare.py compares two candidates on
 it): `rand_heldout`, split val, rig seeds 3 and 4. The validation ranges at seeds no training config uses
 (they validate on seed 0): for choosing an input or an augmentation on enough people to see a skin-tone
-gradient, with the test sets kept for reporting. Its numbers are never a result.
+gradient, with the test sets kept for reporting. Its numbers are never a result. A second selection family,
+`--sets rand_heldout_proc_val`: the same ranges with procedural identities only (like `rand_test`'s faces;
+`rand_heldout` draws half its faces from one photo), rig seeds 21 and 22; a choice should hold on both.
 
 For each set it runs `edge-fas eval MODEL --domains ... --seed ... --attack-mix uniform --rig-size 640x480`
 (so crops, runtime, calibration and the recorded operating point are exactly what the product uses),
@@ -50,7 +52,8 @@ TEST_SETS = (  # name, domains, seed, split
 # For choosing between candidate models (an input, an augmentation), never for reporting: the validation
 # range set the models are selected and calibrated on, at rig seeds no training run uses (training
 # validates on seed 0), so a choice can be made on many more people than a run's own validation split.
-SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),)
+SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
+                  ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"))
 RESULT_SETS = {t[0] for t in TEST_SETS}
 
 
@@ -101,7 +104,7 @@ def bootstrap(s, y, sp, resamples: int = 1000, seed: int = 0) -> dict:
     return out
 
 
-RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val")  # sets whose every drawn factor can be recovered (--factors)
+RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val")  # sets whose every drawn factor can be recovered (--factors)
 
 
 def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[tuple[str, dict, dict]]:

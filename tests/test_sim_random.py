@@ -46,6 +46,14 @@ def test_the_test_ranges_lie_outside_both_training_and_heldout_ranges():
     assert max(test.draw(rng, "camera.color_hfov_deg") for _ in range(50)) < FACTORS["camera.color_hfov_deg"][1][0]
 
 
+def test_the_second_selection_family_is_the_heldout_ranges_with_procedural_faces_only():
+    held, proc = RANGE_SETS["rand_heldout"], RANGE_SETS["rand_heldout_proc"]
+    changed = {k for k in held.values if held.values[k] != proc.values[k]}
+    assert changed == {"identity.source"} and proc.values["identity.source"] == ["procedural"]
+    assert set(HELDOUT_OVERRIDES) - {"identity.source"} <= set(proc.disjoint_from(RANGE_SETS["rand"])) | {
+        k for k, v in HELDOUT_OVERRIDES.items() if not isinstance(v, tuple)}
+
+
 def test_custom_range_sets_fail_clearly():
     with pytest.raises(ConfigError, match="unknown factor 'camera.fov'"):
         parse_custom({"rand_x": {"camera.fov": [1, 2]}})
