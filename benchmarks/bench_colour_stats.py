@@ -93,7 +93,7 @@ def scored_set(folder: Path, per_domain: int):
     import csv
     import json
 
-    from bench_demo import SELECTION_SETS, TEST_SETS
+    from bench_demo import SELECTION_SETS, TEST_SETS, custom_ranges
 
     from edge_fas.data.cache import CropCache
     from edge_fas.data.stream import SampleIndex, StreamDataset
@@ -106,7 +106,7 @@ def scored_set(folder: Path, per_domain: int):
     domain, seeds, split = sets[folder.name]
     rows_csv = list(csv.DictReader(open(folder / "pooled_scores.csv")))
     samples = [s for seed in seeds.split(",") for s in synthetic_samples(domain, split, per_domain, int(seed), 640, 480,
-                                                                         attack_mix="uniform")]
+                                                                         attack_mix="uniform", ranges=custom_ranges(domain))]
     if [s.species for s in samples] != [r["species"] for r in rows_csv]:
         raise SystemExit(f"{folder}: its scores are not {domain} {split} seeds {seeds} at --per-domain {per_domain}")
     from edge_fas.artifact import load_artifact

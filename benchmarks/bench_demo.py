@@ -55,6 +55,20 @@ TEST_SETS = (  # name, domains, seed, split
 SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
                   ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"))
 RESULT_SETS = {t[0] for t in TEST_SETS}
+# domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
+# adding one changes neither the rig's fingerprint nor any cached render)
+RANGE_FILES = {"rand_heldout_proc": ROOT / "configs" / "ranges" / "rand_heldout_proc.yaml"}
+
+
+def custom_ranges(domain: str) -> dict | None:
+    """{name: RangeSet} for a domain defined in RANGE_FILES, else None (a built-in domain)."""
+    if domain not in RANGE_FILES:
+        return None
+    import yaml
+
+    from edge_fas.sim.ranges import parse_custom
+
+    return parse_custom(yaml.safe_load(RANGE_FILES[domain].read_text()))
 
 
 def pct(v) -> str:
@@ -118,9 +132,10 @@ def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[t
     from edge_fas.sim.randomized import RandomizedRig
     from edge_fas.sim.ranges import CAMERA_BLOCK, IDENTITY_BLOCK
 
-    rig = RandomizedRig(domain, seed=seed, width=640, height=480)
+    custom = custom_ranges(domain)
+    rig = RandomizedRig(domain, seed=seed, width=640, height=480, ranges=custom[domain] if custom else None)
     rows = []
-    for sample in synthetic_samples(domain, split, per_domain, seed, 640, 480, attack_mix="uniform"):
+    for sample in synthetic_samples(domain, split, per_domain, seed, 640, 480, attack_mix="uniform", ranges=custom):
         scene = rig.sample(sample.species, sample.index)
         identity = asdict(scene.identity)
         camera = ("camera", seed, sample.index // CAMERA_BLOCK)
@@ -226,7 +241,8 @@ def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_do
         folder = out / f"seed{seed}"
         argv = ["eval", model, "--out", str(folder), "--domains", domains, "--seed", seed, "--split", split,
                 "--per-domain", str(per_domain), "--attack-mix", "uniform", "--rig-size", "640x480",
-                "--workers", str(workers)] + (["--missing", missing] if missing else [])
+                "--workers", str(workers)] + (["--missing", missing] if missing else []) + \
+            (["--ranges", str(RANGE_FILES[domains])] if domains in RANGE_FILES else [])
         print("$ edge-fas " + " ".join(argv), flush=True)
         if cli(argv) != 0:
             raise SystemExit(f"edge-fas eval failed for {domains} seed {seed}")

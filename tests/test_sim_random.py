@@ -1,6 +1,8 @@
 """The randomised family of the synthetic rig: named seeded factors, held-out ranges, identities, cameras
 with lens distortion, and the physics the family adds (subsurface scattering, flying pixels, hands)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,12 +48,49 @@ def test_the_test_ranges_lie_outside_both_training_and_heldout_ranges():
     assert max(test.draw(rng, "camera.color_hfov_deg") for _ in range(50)) < FACTORS["camera.color_hfov_deg"][1][0]
 
 
-def test_the_second_selection_family_is_the_heldout_ranges_with_procedural_faces_only():
-    held, proc = RANGE_SETS["rand_heldout"], RANGE_SETS["rand_heldout_proc"]
-    changed = {k for k in held.values if held.values[k] != proc.values[k]}
-    assert changed == {"identity.source"} and proc.values["identity.source"] == ["procedural"]
-    assert set(HELDOUT_OVERRIDES) - {"identity.source"} <= set(proc.disjoint_from(RANGE_SETS["rand"])) | {
-        k for k, v in HELDOUT_OVERRIDES.items() if not isinstance(v, tuple)}
+def test_eval_scores_a_range_set_defined_in_a_file_and_records_it(tmp_path):
+    """`edge-fas eval --ranges FILE`: the shipped second selection family (rand_heldout with procedural faces only)
+    is a file, not a built-in set, so adding it changed neither the rig's fingerprint nor any cached render."""
+    import json
+
+    import yaml
+
+    from edge_fas.cli import main
+    from edge_fas.sim.randomized import RandomizedRig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "ranges" / "rand_heldout_proc.yaml"
+    proc = parse_custom(yaml.safe_load(path.read_text()))["rand_heldout_proc"]
+    held = RANGE_SETS["rand_heldout"]
+    assert {k for k in held.values if held.values[k] != proc.values[k]} == {"identity.source"}
+    rig = RandomizedRig("rand_heldout_proc", seed=21, width=160, height=120, ranges=proc)
+    assert {rig.sample("bona_fide", i).identity.source for i in range(0, 24, 4)} == {"procedural"}
+
+    out = tmp_path / "rep"
+    assert main(["eval", "demo", "--out", str(out), "--ranges", str(path), "--domains", "rand_heldout_proc",
+                 "--per-domain", "4", "--rig-size", "160x120", "--seed", "21", "--split", "val", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "c"), "--no-plots"]) == 0
+    meta = json.loads((out / "metrics.json").read_text())["meta"]
+    assert meta["test_set"] == "rand_heldout_proc" and meta["samples"] == 4
+    assert meta["ranges"] == {"rand_heldout_proc": {"base": "rand_heldout", "identity.source": ["procedural"]}}
+
+
+def test_a_bad_range_file_is_an_error_that_names_the_file_and_the_fix(tmp_path):
+    from edge_fas.commands.eval import with_range_file
+
+    with pytest.raises(ConfigError, match=r"--ranges .*missing.yaml: cannot read it"):
+        with_range_file({}, str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rand_x:\n  camera.fov: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"--ranges .*bad.yaml: .*unknown factor 'camera.fov'"):
+        with_range_file({}, str(bad))
+    bad.write_text("- just a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping of range set name"):
+        with_range_file({}, str(bad))
+    bad.write_text("rand_far:\n  pose.distance_m: [1.0, 1.2]\n")
+    with pytest.raises(ConfigError, match=r"\['rand_far'\] already name"):  # the model's own set of that name differs
+        with_range_file({"rand_far": {"pose.distance_m": [0.9, 1.0]}}, str(bad))
+    assert with_range_file({"rand_far": {"pose.distance_m": [1.0, 1.2]}}, str(bad)) == {
+        "rand_far": {"pose.distance_m": [1.0, 1.2]}}  # the same definition twice is fine
 
 
 def test_custom_range_sets_fail_clearly():

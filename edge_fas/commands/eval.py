@@ -4,6 +4,7 @@ demo included) and write the report folder (JSON, Markdown, CSV, PNGs).
     edge-fas eval demo --out R --domains wmca --seed 5                                   # synthetic rig
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
     edge-fas eval ARTIFACT --out R --sessions DIR --target apcer=0.01 --val-sessions DIR2 # recorded sessions
+    edge-fas eval demo --out R --ranges configs/ranges/rand_heldout_proc.yaml --domains rand_heldout_proc  # custom ranges
 
 The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
 --workers processes, never all in memory); each is scored once through edge_fas.scoring (an artifact
@@ -36,6 +37,10 @@ def add_arguments(parser):
                         help="synthetic test domains, comma separated (default: the model's training domains)")
     parser.add_argument("--sessions", default=None, metavar="DIR[,DIR]",
                         help="evaluate on recorded sessions (edge-fas record/collect) instead of synthetic domains")
+    parser.add_argument("--ranges", default=None, metavar="FILE",
+                        help="custom randomisation range sets that --domains may name: a YAML file in the format of a "
+                             "training config's data.randomization ({rand_NAME: {base: rand_heldout, FACTOR: VALUE}}; "
+                             "configs/ranges/ has examples)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="synthetic split (default test)")
     parser.add_argument("--per-domain", type=int, default=60, help="synthetic samples per domain (default 60)")
     parser.add_argument("--rig-size", default="320x240", help="synthetic rig resolution WxH (default 320x240)")
@@ -80,6 +85,8 @@ def data_config(args, meta: dict) -> dict:
     for k in ("frames_per_video", "detect", "wmca", "randomization"):  # a custom range set stays a known domain
         if k in trained:
             d[k] = trained[k]
+    if getattr(args, "ranges", None):
+        d["randomization"] = with_range_file(d.get("randomization"), args.ranges)
     if args.sessions:
         if args.protocol or args.domains:
             raise ConfigError("--sessions evaluates recorded sessions: leave out --protocol and --domains")
@@ -120,6 +127,43 @@ def data_config(args, meta: dict) -> dict:
     d.update(source="synthetic", test_domains=list(domains), per_domain=per_domain, rig_size=[w, h],
              cache_dir=args.cache_dir, seed=args.seed, attack_mix=args.attack_mix)
     return d
+
+
+def custom_ranges_meta(d: dict, domains) -> dict:
+    """{"ranges": {name: its definition}} for the custom range sets among a test set's domains (a report must say
+    what data it was computed on, and a custom set's name alone does not), else {}."""
+    custom = d.get("randomization") or {}
+    used = {str(name): custom[name] for name in sorted(set(map(str, domains))) if name in custom}
+    return {"ranges": used} if used else {}
+
+
+def with_range_file(known: dict | None, path: str) -> dict:
+    """The model's own custom range sets plus those in the --ranges file (checked here, so a typo is an error that
+    names the file, not a failed evaluation later)."""
+    import yaml
+
+    from edge_fas.errors import ConfigError
+    from edge_fas.sim.ranges import parse_custom
+
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"--ranges {path}: cannot read it ({e.strerror}); pass a YAML file of range sets") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--ranges {path}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError(f"--ranges {path}: expected a mapping of range set name to factors, e.g. "
+                          "{rand_far: {base: rand_heldout, pose.distance_m: [1.0, 1.2]}}")
+    known = dict(known or {})
+    clash = sorted(k for k in spec if k in known and known[k] != spec[k])
+    if clash:
+        raise ConfigError(f"--ranges {path}: {clash} already name(s) a different range set in the model's training "
+                          "config; rename them in the file")
+    try:
+        parse_custom({**known, **spec})
+    except ConfigError as e:
+        raise ConfigError(f"--ranges {path}: {e}") from None
+    return {**known, **spec}
 
 
 def with_missing(d: dict, missing: str | None) -> dict:
@@ -228,7 +272,7 @@ def run(args) -> int:
                          meta={"model": str(args.model), "scored_by": scorer.name, "test_set": name, "data": data,
                                "source": d["source"], "protocol": d.get("protocol"), "split": args.split,
                                "samples": len(cs), "skipped_no_face": skipped[name],
-                               "threshold_split": threshold_split, **extra_doc})
+                               "threshold_split": threshold_split, **custom_ranges_meta(d, cs.domain), **extra_doc})
         results[name] = r
         print(f"wrote {folder}: HTER {r['hter']:.4f}, APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, "
               f"AUC {r['auc']:.4f} at threshold {r['threshold']:.4f} ({r['threshold_source']}: {threshold_split}); "

@@ -8,10 +8,6 @@ below per sample (per identity or per camera where the factor belongs to one), f
 - `rand_test`: a second held-out set, for reporting only (never for training or for choosing a checkpoint,
   calibration or threshold): outside both `rand` and `rand_heldout` on cameras, lenses, emitters, sensor
   responses and some materials, with only procedural identities.
-- `rand_heldout_proc`: `rand_heldout` with only procedural identities, a second family for choosing between
-  candidates (benchmarks/bench_demo.py's selection sets): `rand_heldout`'s own identities are half one photo,
-  whose skin tone varies only by repainting, while `rand_test`'s are all procedural, so the two selection
-  families disagreeing tells a choice that holds for one kind of face only.
 - `rand_heldout`: a held-out range set for validation and test. Its camera, lens, emitter, depth-noise,
   IR and colour-response ranges, its photo identity and some material ranges lie outside the training
   ranges (RangeSet.disjoint_from lists them); the rest (species, pose, skin) are shared, so a score on
@@ -331,10 +327,6 @@ RANGE_SETS["rand_heldout"] = RANGE_SETS["rand"].with_overrides(
 RANGE_SETS["rand_test"] = RANGE_SETS["rand"].with_overrides(
     "rand_test", TEST_OVERRIDES, "test ranges: cameras, lenses, emitters, sensor responses and materials that "
     "neither the training ranges nor rand_heldout draw, and only procedural (never photographed) identities")
-
-RANGE_SETS["rand_heldout_proc"] = RANGE_SETS["rand_heldout"].with_overrides(
-    "rand_heldout_proc", {"identity.source": ["procedural"]}, "rand_heldout with only procedural identities (for "
-    "choosing between candidates on faces like rand_test's, never for training)")
 
 
 def is_randomized(domain: str) -> bool:
