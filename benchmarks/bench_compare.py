@@ -1,6 +1,7 @@
 """Two models scored by bench_demo.py on the same scenes, compared pair by pair.
 
     .venv/bin/python benchmarks/bench_compare.py runs/bench-A runs/bench-B [--per-domain 300] [--resamples 1000]
+                                                 [--seed-floor runs/bench-A runs/bench-A-seed1]
 
 Both folders are bench_demo.py `--out` folders made with the same --per-domain (and so the same rendered
 scenes: every test set's scenes depend only on the rig, its seed and the count). For each test set both
@@ -12,6 +13,12 @@ same threshold), for A, for B and B - A, each with a
 resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
 Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
 either of them.
+
+The paired interval covers the scenes, not the training: two runs of one recipe that differ only in their
+training seed differ too. `--seed-floor C D` names two such runs' folders (scored on the same scenes); each
+figure then also prints their change, C -> D, and says whether A -> B's change is beyond both (its interval
+excludes 0 and it is larger than the seed-to-seed change). One pair of seeds is one draw of that noise, a
+rough floor, not its distribution.
 """
 
 from __future__ import annotations
@@ -53,15 +60,20 @@ def figures(s: np.ndarray, sp: np.ndarray, thirds: dict) -> dict:
     return out
 
 
+def scores(name: str, folders, rows: list, per_domain: int) -> list[np.ndarray]:
+    """Each folder's scores of set `name`, checked to be the same scenes as the rig's plan (rows)."""
+    scored = [list(csv.DictReader(open(d / name / "pooled_scores.csv"))) for d in folders]
+    if any([r["species"] for r in x] != [r[0] for r in rows] for x in scored):
+        raise SystemExit(f"{name}: {', '.join(map(str, folders))} do not hold the same scenes (or not the rig's plan "
+                         f"for --per-domain {per_domain}); compare runs made with the same bench_demo options")
+    return [np.array([float(r["score"]) for r in x]) for x in scored]
+
+
 def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, per_domain: int,
-            resamples: int) -> None:
+            resamples: int, seed_floor: tuple[Path, Path] | None = None) -> None:
     rows = [r for seed in seeds.split(",") for r in bench_demo.drawn_factors(domain, int(seed), split, per_domain)]
-    scored = [list(csv.DictReader(open(d / name / "pooled_scores.csv"))) for d in (a, b)]
-    if not ([r["species"] for r in scored[0]] == [r["species"] for r in scored[1]] == [r[0] for r in rows]):
-        raise SystemExit(f"{name}: the two folders do not hold the same scenes (or not the rig's plan for "
-                         f"--per-domain {per_domain}); compare runs made with the same bench_demo options")
-    sa, sb = (np.array([float(r["score"]) for r in x]) for x in scored)
-    sp = np.array([r["species"] for r in scored[0]])
+    sa, sb = scores(name, (a, b), rows, per_domain)
+    sp = np.array([r[0] for r in rows])
     bona = np.where(sp == "bona_fide")[0]
     skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in bench_demo.SKIN_FACTORS]
     cuts = [np.quantile(x, [1 / 3, 2 / 3]) for x in skin]
@@ -70,6 +82,10 @@ def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, pe
         return [(x_of(k) <= c[0], x_of(k) > c[1]) for k, c in enumerate(cuts)]
 
     base = [figures(s, sp, thirds(lambda k: skin[k])) for s in (sa, sb)]
+    floor = None
+    if seed_floor and all((d / name / "pooled_scores.csv").is_file() for d in seed_floor):
+        fc, fd = (figures(s, sp, thirds(lambda k: skin[k])) for s in scores(name, seed_floor, rows, per_domain))
+        floor = {k: fd[k] - fc[k] for k in fc}
     rng = np.random.default_rng(0)
     groups = {k: np.where(sp == k)[0] for k in np.unique(sp)}
     draws = {k: [] for k in base[0]}
@@ -81,13 +97,17 @@ def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, pe
         fa, fb = (figures(s[idx], sp[idx], masks) for s in (sa, sb))
         for k in draws:
             draws[k].append((fa[k], fb[k], fb[k] - fa[k]))
-    print(f"\n## {name}: {a} -> {b} ({resamples} paired resamples of the scenes)")
+    print(f"\n## {name}: {a} -> {b} ({resamples} paired resamples of the scenes)"
+          + (f"; seed floor {seed_floor[0]} -> {seed_floor[1]}" if floor else ""))
     for k in base[0]:
         d = np.array(draws[k])
-
-        def interval(c):
-            return f"[{np.percentile(d[:, c], 2.5):+.3f}, {np.percentile(d[:, c], 97.5):+.3f}]"
-        print(f"- {k}: {base[0][k]:.3f} -> {base[1][k]:.3f}; change {base[1][k] - base[0][k]:+.3f} {interval(2)}")
+        lo, hi = np.percentile(d[:, 2], 2.5), np.percentile(d[:, 2], 97.5)
+        change = base[1][k] - base[0][k]
+        line = f"- {k}: {base[0][k]:.3f} -> {base[1][k]:.3f}; change {change:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        if floor:
+            beyond = (lo > 0 or hi < 0) and abs(change) > abs(floor[k])
+            line += f"; seed-to-seed {floor[k]:+.3f}: {'beyond both' if beyond else 'within the scenes or the seeds'}"
+        print(line)
 
 
 def main() -> int:
@@ -96,11 +116,14 @@ def main() -> int:
     ap.add_argument("b", type=Path, help="bench_demo.py --out folder of the second model")
     ap.add_argument("--per-domain", type=int, default=300, help="bench_demo's --per-domain for both (default 300)")
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed-floor", type=Path, nargs=2, metavar=("C", "D"),
+                    help="two bench_demo folders of one recipe trained with different seeds: the change between them "
+                         "is printed beside each figure as a rough floor for A -> B's")
     args = ap.parse_args()
     done = 0
     for name, domain, seeds, split in bench_demo.TEST_SETS + bench_demo.SELECTION_SETS:
         if (args.a / name / "pooled_scores.csv").is_file() and (args.b / name / "pooled_scores.csv").is_file():
-            compare(name, domain, seeds, split, args.a, args.b, args.per_domain, args.resamples)
+            compare(name, domain, seeds, split, args.a, args.b, args.per_domain, args.resamples, args.seed_floor)
             done += 1
     if not done:
         raise SystemExit(f"no test set has pooled_scores.csv in both {args.a} and {args.b}")
