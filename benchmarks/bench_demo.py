@@ -19,7 +19,10 @@ it): `rand_heldout`, split val, rig seeds 3 and 4. The validation ranges at seed
 (they validate on seed 0): for choosing an input or an augmentation on enough people to see a skin-tone
 gradient, with the test sets kept for reporting. Its numbers are never a result. A second selection family,
 `--sets rand_heldout_proc_val`: the same ranges with procedural identities only (like `rand_test`'s faces;
-`rand_heldout` draws half its faces from one photo), rig seeds 21 and 22; a choice should hold on both.
+`rand_heldout` draws half its faces from one photo), rig seeds 21 and 22; a third, `--sets rand_heldout_bright_val`:
+those faces rendered brighter than any training render (colour exposure above the training range; `rand_heldout`
+renders them darker), rig seeds 31 and 32, where a model that reads lightness as "attack" shows it. A choice
+should hold on all of them.
 
 For each set it runs `edge-fas eval MODEL --domains ... --seed ... --attack-mix uniform --rig-size 640x480`
 (so crops, runtime, calibration and the recorded operating point are exactly what the product uses),
@@ -53,11 +56,12 @@ TEST_SETS = (  # name, domains, seed, split
 # range set the models are selected and calibrated on, at rig seeds no training run uses (training
 # validates on seed 0), so a choice can be made on many more people than a run's own validation split.
 SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
-                  ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"))
+                  ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"),
+                  ("rand_heldout_bright_val", "rand_heldout_bright", "31,32", "val"))
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
-RANGE_FILES = {"rand_heldout_proc": ROOT / "configs" / "ranges" / "rand_heldout_proc.yaml"}
+RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml" for name in ("rand_heldout_proc", "rand_heldout_bright")}
 
 
 def custom_ranges(domain: str) -> dict | None:
@@ -118,7 +122,8 @@ def bootstrap(s, y, sp, resamples: int = 1000, seed: int = 0) -> dict:
     return out
 
 
-RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val")  # sets whose every drawn factor can be recovered (--factors)
+# sets whose every drawn factor can be recovered (--factors)
+RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val", "rand_heldout_bright_val")
 
 
 def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[tuple[str, dict, dict]]:

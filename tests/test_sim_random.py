@@ -74,6 +74,20 @@ def test_eval_scores_a_range_set_defined_in_a_file_and_records_it(tmp_path):
     assert meta["ranges"] == {"rand_heldout_proc": {"base": "rand_heldout", "identity.source": ["procedural"]}}
 
 
+def test_the_shipped_range_files_parse_and_the_bright_family_lies_above_the_training_exposure():
+    import yaml
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "ranges").glob("*.yaml"))
+    sets = {}
+    for f in files:
+        sets.update(parse_custom(yaml.safe_load(f.read_text())))
+    assert {"rand_heldout_proc", "rand_heldout_bright"} <= set(sets)
+    bright, rand = sets["rand_heldout_bright"], RANGE_SETS["rand"]
+    assert "color.exposure" in bright.disjoint_from(rand) and bright.values["color.exposure"][0] > rand.values[
+        "color.exposure"][1]
+    assert bright.values["color.gamma"] == rand.values["color.gamma"]  # brighter by exposure, not by rand_test's gamma
+
+
 def test_a_bad_range_file_is_an_error_that_names_the_file_and_the_fix(tmp_path):
     from edge_fas.commands.eval import with_range_file
 
