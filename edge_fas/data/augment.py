@@ -66,7 +66,9 @@ class AugmentParams:
     # (docs/demo-model.md, "Trained on the current rig, with and without ir_surround")
     ir_surround: float = 0.0
     # the colour counterpart: largest lightness offset (normalised units, the same on all three channels) of the
-    # colour outside the face ellipse against inside (0 = off)
+    # colour outside the face ellipse against inside (0 = off). Off by default: at 1.0 on an rgb_norm: face model it
+    # widened the skin-tone gap and cost paper masks, prints and partial attacks (docs/demo-model.md, "Training
+    # noise, and selection families that can see the skin-tone gradient")
     rgb_surround: float = 0.0
     depth_holes: float = 0.3  # probability of extra hole blobs
     blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
