@@ -61,18 +61,18 @@ SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
-RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml" for name in ("rand_heldout_proc", "rand_heldout_bright")}
+RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml"
+               for name in ("rand_heldout_proc", "rand_heldout_bright")}
 
 
 def custom_ranges(domain: str) -> dict | None:
     """{name: RangeSet} for a domain defined in RANGE_FILES, else None (a built-in domain)."""
     if domain not in RANGE_FILES:
         return None
-    import yaml
-
+    from edge_fas.commands.eval import with_range_file  # read and checked as `edge-fas eval --ranges` reads it
     from edge_fas.sim.ranges import parse_custom
 
-    return parse_custom(yaml.safe_load(RANGE_FILES[domain].read_text()))
+    return parse_custom(with_range_file({}, str(RANGE_FILES[domain])))
 
 
 def pct(v) -> str:

@@ -4,7 +4,7 @@ demo included) and write the report folder (JSON, Markdown, CSV, PNGs).
     edge-fas eval demo --out R --domains wmca --seed 5                                   # synthetic rig
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
     edge-fas eval ARTIFACT --out R --sessions DIR --target apcer=0.01 --val-sessions DIR2 # recorded sessions
-    edge-fas eval demo --out R --ranges configs/ranges/rand_heldout_proc.yaml --domains rand_heldout_proc  # custom ranges
+    edge-fas eval demo --out R --ranges configs/ranges/rand_heldout_proc.yaml --domains rand_heldout_proc  # ranges
 
 The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
 --workers processes, never all in memory); each is scored once through edge_fas.scoring (an artifact
