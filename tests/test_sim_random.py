@@ -53,13 +53,12 @@ def test_eval_scores_a_range_set_defined_in_a_file_and_records_it(tmp_path):
     is a file, not a built-in set, so adding it changed neither the rig's fingerprint nor any cached render."""
     import json
 
-    import yaml
-
     from edge_fas.cli import main
+    from edge_fas.commands.eval import with_range_file
     from edge_fas.sim.randomized import RandomizedRig
 
     path = Path(__file__).resolve().parents[1] / "configs" / "ranges" / "rand_heldout_proc.yaml"
-    proc = parse_custom(yaml.safe_load(path.read_text()))["rand_heldout_proc"]
+    proc = parse_custom(with_range_file({}, str(path)))["rand_heldout_proc"]  # read as eval --ranges reads it
     held = RANGE_SETS["rand_heldout"]
     assert {k for k in held.values if held.values[k] != proc.values[k]} == {"identity.source"}
     rig = RandomizedRig("rand_heldout_proc", seed=21, width=160, height=120, ranges=proc)
@@ -75,12 +74,12 @@ def test_eval_scores_a_range_set_defined_in_a_file_and_records_it(tmp_path):
 
 
 def test_the_shipped_range_files_parse_and_the_bright_family_lies_above_the_training_exposure():
-    import yaml
+    from edge_fas.commands.eval import with_range_file
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs" / "ranges").glob("*.yaml"))
     sets = {}
     for f in files:
-        sets.update(parse_custom(yaml.safe_load(f.read_text())))
+        sets.update(parse_custom(with_range_file({}, str(f))))  # what eval --ranges accepts
     assert {"rand_heldout_proc", "rand_heldout_bright"} <= set(sets)
     bright, rand = sets["rand_heldout_bright"], RANGE_SETS["rand"]
     assert "color.exposure" in bright.disjoint_from(rand) and bright.values["color.exposure"][0] > rand.values[

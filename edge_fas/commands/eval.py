@@ -85,7 +85,7 @@ def data_config(args, meta: dict) -> dict:
     for k in ("frames_per_video", "detect", "wmca", "randomization"):  # a custom range set stays a known domain
         if k in trained:
             d[k] = trained[k]
-    if getattr(args, "ranges", None):
+    if args.ranges:
         d["randomization"] = with_range_file(d.get("randomization"), args.ranges)
     if args.sessions:
         if args.protocol or args.domains:

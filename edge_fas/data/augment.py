@@ -14,8 +14,8 @@ float32, already normalised) and its present mask (3,). Steps, in order:
    - colour: per-channel cast, gamma, desaturation to grey, blur or sharpening, noise; with `rgb_surround`
      > 0 also a random lightness offset of the colour outside the face against the face: in the rig's data
      the face-to-surround level follows the wearer's skin tone and a model that cannot see the face's own
-     level (rgb_norm: face) reads tone through it (docs/demo-model.md, "Colour statistics that track skin
-     tone");
+     level (rgb_norm: face) reads tone through it (tried once, it widened the skin-tone gap instead:
+     docs/demo-model.md);
    - IR: contrast (an IR gamma: a scale of log-ratio IR), a smooth uneven-illumination field, blur or
      sharpening, noise; with `ir_surround` > 0 also a random offset of the IR outside the face (hair,
      ears, neck, background) against the face: how bright a person's surround is against their skin
