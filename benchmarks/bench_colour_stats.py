@@ -93,7 +93,7 @@ def scored_set(folder: Path, per_domain: int):
     import csv
     import json
 
-    from bench_demo import SELECTION_SETS, TEST_SETS, custom_ranges
+    from bench_demo import SELECTION_SETS, TEST_SETS, check_rendered_by_this_rig, custom_ranges
 
     from edge_fas.data.cache import CropCache
     from edge_fas.data.stream import SampleIndex, StreamDataset
@@ -104,6 +104,7 @@ def scored_set(folder: Path, per_domain: int):
     if folder.name not in sets or "," in sets[folder.name][0]:
         raise SystemExit(f"--scores {folder}: expected a randomised bench_demo set folder ({', '.join(sets)})")
     domain, seeds, split = sets[folder.name]
+    check_rendered_by_this_rig(folder)
     rows_csv = list(csv.DictReader(open(folder / "pooled_scores.csv")))
     samples = [s for seed in seeds.split(",") for s in synthetic_samples(domain, split, per_domain, int(seed), 640, 480,
                                                                          attack_mix="uniform", ranges=custom_ranges(domain))]

@@ -4,7 +4,8 @@
                                                  [--seed-floor runs/bench-A runs/bench-A-seed1]
 
 Both folders are bench_demo.py `--out` folders made with the same --per-domain (and so the same rendered
-scenes: every test set's scenes depend only on the rig, its seed and the count). For each test set both
+scenes: every test set's scenes depend only on the rig, its seed and the count). Folders scored on an older
+version of the rig (another edge_fas.sim.fingerprint in their reports) are refused: their scenes differ. For each test set both
 hold, it prints for each species its AUC against bona fide and its APCER at the set's own BPCER = 5%
 threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona fide
 by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
@@ -62,6 +63,8 @@ def figures(s: np.ndarray, sp: np.ndarray, thirds: dict) -> dict:
 
 def scores(name: str, folders, rows: list, per_domain: int) -> list[np.ndarray]:
     """Each folder's scores of set `name`, checked to be the same scenes as the rig's plan (rows)."""
+    for d in folders:
+        bench_demo.check_rendered_by_this_rig(d / name)
     scored = [list(csv.DictReader(open(d / name / "pooled_scores.csv"))) for d in folders]
     if any([r["species"] for r in x] != [r[0] for r in rows] for x in scored):
         raise SystemExit(f"{name}: {', '.join(map(str, folders))} do not hold the same scenes (or not the rig's plan "

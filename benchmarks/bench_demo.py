@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -253,6 +254,23 @@ def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_do
             raise SystemExit(f"edge-fas eval failed for {domains} seed {seed}")
         folders.append(folder)
     return folders
+
+
+def check_rendered_by_this_rig(set_folder: Path) -> None:
+    """Stop unless every seed report in a set folder was scored on scenes of the rig as it is now: a change to
+    edge_fas.sim re-renders every scene, so scores of an older rig are not the same scenes, even where their
+    species and counts match."""
+    from edge_fas.sim import fingerprint
+
+    rigs = set()
+    for report in sorted(set_folder.glob("seed*/metrics.json")):
+        found = re.search(r"synthetic rig ([0-9a-f]+)", json.loads(report.read_text())["meta"].get("data", ""))
+        rigs.add(found.group(1) if found else f"unknown ({report} names none)")
+    rigs = rigs or {"unknown (no seed*/metrics.json)"}
+    if rigs != {fingerprint()}:
+        raise SystemExit(f"{set_folder}: scored on synthetic rig {', '.join(sorted(rigs))}, but the rig is now "
+                         f"{fingerprint()}; its scenes are not this rig's. Score the model again with bench_demo.py "
+                         f"into a new --out folder")
 
 
 def merged(folders: list[Path]) -> tuple[dict, tuple]:

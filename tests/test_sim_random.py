@@ -315,3 +315,44 @@ def test_the_wearers_hair_lies_over_a_worn_mask_as_drawn():
     assert 0.0 <= rig.sample("flexible_mask", 3).materials["mask_hair_over"] <= 1.0
     assert "mask_hair_over" not in rig.sample("print", 3).materials
     assert "mask.hair_over" not in rig.sample("bona_fide", 3).params
+
+
+def test_the_media_lightness_is_drawn_and_moves_the_medium_not_the_wearer():
+    # Without these factors every printed and worn medium rendered lighter than skin at every skin tone, a cue
+    # that follows skin tone, not physics (benchmarks/bench_colour_stats.py).
+    from edge_fas.sim.face_photo import FACE_CENTER, person_layers
+    from edge_fas.sim.presentations import MATERIALS, Subject, _mask_region, build_atlas, halftone
+
+    person = person_layers()
+    face = person.face_mask > 0.5
+    outside = (person.alpha > 0.5) & (_mask_region(person, grow=1.2) < 0.01)  # hair, clothes: the wearer's own
+
+    def face_lightness(species, **materials):
+        atlas = build_atlas(species, Subject(), person=person, materials=materials)
+        ox, oy = (int(round(a - b)) for a, b in zip(atlas.origin, FACE_CENTER))  # a print's margin
+        region = atlas.color[oy:oy + face.shape[0], ox:ox + face.shape[1]]  # the person's pixel grid
+        return float(region[face[:len(region)]].mean()), region
+
+    for species, key in (("print", "print_lightness"), ("paper_mask", "print_lightness"),
+                         ("rigid_mask", "resin_lightness"), ("flexible_mask", "silicone_lightness")):
+        dark, dark_img = face_lightness(species, **{key: 0.75})
+        light, light_img = face_lightness(species, **{key: 1.1})
+        assert light - dark > 0.05, species
+        if species != "print":  # a worn mask: the wearer around it keeps their own colour
+            np.testing.assert_array_equal(dark_img[outside[:len(dark_img)]], light_img[outside[:len(dark_img)]])
+    # the printed photo spans the densest ink's reflectance to the paper's; the named domains keep their print
+    ramp = np.repeat(np.linspace(0.0, 1.0, 64, dtype=np.float32)[None, :, None], 8, 0).repeat(3, 2)
+    photo = halftone(ramp, strength=0.0, desaturate=0.0, black=0.02, white=0.85)
+    assert photo[..., 1].min() == pytest.approx(0.02, abs=1e-4) and photo[..., 1].max() == pytest.approx(0.85, abs=1e-4)
+    legacy = halftone(ramp, strength=0.0, desaturate=0.0)
+    assert legacy[..., 1].min() == pytest.approx(0.08 + 0.86 * 0.1, abs=1e-4)  # office paper: lifted blacks
+    assert (MATERIALS["print_black"], MATERIALS["print_white"], MATERIALS["print_lightness"]) == (0.166, 0.94, 1.0)
+    # drawn per medium, after every other draw of the sample, in the randomised family only
+    rig = make_rig("rand", seed=0, width=W, height=H)
+    drawn = rig.sample("paper_mask", 5)
+    assert 0.01 <= drawn.materials["print_black"] <= 0.12 and 0.75 <= drawn.materials["print_lightness"] <= 1.1
+    assert drawn.materials["print_white"] == drawn.materials["paper_white"]
+    assert list(drawn.params)[-2:] == ["print.ink_black", "print.lightness"]
+    assert list(rig.sample("rigid_mask", 5).params)[-1] == "rigid.paint_lightness"
+    assert list(rig.sample("flexible_mask", 5).params)[-1] == "silicone.lightness"
+    assert "print.lightness" not in rig.sample("bona_fide", 5).params

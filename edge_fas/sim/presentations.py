@@ -84,9 +84,11 @@ def _screens(h: int, w: int, period: float) -> np.ndarray:
     return out
 
 
-def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25, strength: float = 1.0) -> np.ndarray:
+def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25, strength: float = 1.0,
+             black: float = 0.166, white: float = 0.94) -> np.ndarray:
     """A printer's look: rotated dot screens per ink (`strength` 0: finer than the texture, invisible),
-    desaturation, warm paper, lifted blacks."""
+    desaturation, warm paper, lifted blacks. `black` and `white`: the reflectance of the densest ink and of the
+    paper under it (the defaults are the named domains' office print; photo paper reaches far darker blacks)."""
     h, w = color.shape[:2]
     screens = _screens(h, w, round(float(period), 3)) if strength > 0 else None
     out = np.empty_like(color)
@@ -100,8 +102,15 @@ def halftone(color: np.ndarray, period: float = 3.2, desaturate: float = 0.25, s
             out[..., ch] = strength * out[..., ch] + (1.0 - strength) * (1.0 - ink * 0.9)
     lum = _luminance(out)[..., None]
     out = (1.0 - desaturate) * out + desaturate * lum  # printers desaturate
-    out = 0.08 + 0.86 * out  # paper white is not white, black ink is not black
+    # paper white is not white, black ink is not black (the screen's 90% coverage is the darkest the dots reach)
+    out = black + (white - black) * (out - 0.1) / 0.9
     return np.clip(out * np.array([1.03, 1.0, 0.9], np.float32), 0, 1)
+
+
+def _printed(photo, m):
+    """The photo as printed on the attack medium (print, paper mask, paper glasses), with material set m."""
+    return halftone(np.clip(photo * m["print_lightness"], 0, 1), m["halftone_period"], m["print_desaturate"],
+                    m["halftone"], m["print_black"], m["print_white"])
 
 
 def _faint_ink_ir(color, m=None):
@@ -133,16 +142,21 @@ MATERIALS = {
     "paper_white": 0.93, "paper_ir": 0.84, "ink_paper_ir": 0.82, "ink_ir_dark": 0.22, "halftone_period": 3.2,
     "halftone": 1.0,  # strength of the visible dot screen (1: the named domains' coarse screen)
     "print_margin_px": 28, "print_gloss": 0.03, "print_desaturate": 0.25,
+    # the printed photo's lightness: the densest ink's and the paper's reflectance under the photo, and a gain on
+    # the photo before printing (the printer's or the attacker's brightness setting)
+    "print_black": 0.166, "print_white": 0.94, "print_lightness": 1.0,
     # replay: display gamma and colour cast, near-IR of the panel, bezel, sub-pixel moire, a lamp's glare
     "screen_gamma": 1.25, "screen_cast": (0.92, 0.97, 1.1), "screen_ir": 0.03, "bezel_px": 30, "bezel_gray": 0.04,
     "screen_level": 0.78, "screen_moire": 0.3, "screen_glare": 0.12,
     # rigid mask: resin or plastic
     "resin_ir": 0.86, "resin_smooth_px": 9.0, "resin_relief": 0.75, "resin_standoff_m": 0.012, "resin_gloss": 0.25,
     "resin_blur_px": 1.6, "resin_contrast": 1.15, "resin_tint": (0.03, 0.0, -0.02),  # the paint's colour
+    "resin_lightness": 1.0,  # the paint's lightness relative to the wearer's face
     # silicone mask
     "silicone_ir": 0.52, "silicone_ir_texture": 0.3, "silicone_m": 0.006, "silicone_smooth_px": 4.0,
     "silicone_seam": 0.35, "silicone_gloss": 0.14,
     "silicone_keep": 0.85, "silicone_desaturate": 0.15, "silicone_tint": (0.03, 0.0, 0.0),  # pigmented silicone
+    "silicone_lightness": 1.0,  # the pigment's lightness relative to the wearer's skin
     # paper mask and paper glasses
     "paper_mask_gloss": 0.02, "partial_gloss": 0.02,
     # how much of the wearer's own hair lies over a worn mask's edge and forehead (0: the mask covers it)
@@ -205,7 +219,7 @@ def _sheet(content: np.ndarray, margin: int, fill: float):
 def _print(subject: Subject, person, m) -> Atlas:
     p, L = _person(subject, person, m)
     margin = int(m["print_margin_px"])
-    printed = halftone(L["color"][:PHOTO_ROWS], m["halftone_period"], m["print_desaturate"], m["halftone"])
+    printed = _printed(L["color"][:PHOTO_ROWS], m)
     color = _sheet(printed, margin, m["paper_white"])  # the photo printed with a white margin
     h, w = color.shape[:2]
     x = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
@@ -309,7 +323,8 @@ def _rigid_mask(subject: Subject, person, m) -> Atlas:
     smooth = cv2.GaussianBlur(p.face_relief, (0, 0), m["resin_smooth_px"])  # moulded: no fine relief, rounded nose
     height = m["resin_standoff_m"] + m["resin_relief"] * smooth / max(float(smooth.max()), 1e-6) * float(p.face_relief.max())
     painted = cv2.GaussianBlur(L["color"], (0, 0), m["resin_blur_px"])
-    painted = np.clip((painted - 0.5) * m["resin_contrast"] + 0.5 + np.array(m["resin_tint"], np.float32), 0, 1)
+    painted = np.clip(((painted - 0.5) * m["resin_contrast"] + 0.5) * m["resin_lightness"]
+                      + np.array(m["resin_tint"], np.float32), 0, 1)
     ir = m["resin_ir"] + 0.03 * (_luminance(painted) - 0.5)  # resin: bright and uniform at 850 nm
     return _over_face(p, L, region, height, painted, ir, gloss=m["resin_gloss"], species="rigid_mask",
                       scatter=m["resin_scatter"], hair_over=m["mask_hair_over"])
@@ -322,7 +337,7 @@ def _paper_mask(subject: Subject, person, m) -> Atlas:
     a = FACE_AXES[0]
     tip = float(p.face_relief.max())
     height = tip + 0.006 + 0.012 * (1.0 - np.clip(fx / a, -1, 1) ** 2) - 0.012  # a sheet curved round the face
-    printed = halftone(L["color"], m["halftone_period"], m["print_desaturate"], m["halftone"])
+    printed = _printed(L["color"], m)
     return _over_face(p, L, region, height.astype(np.float32), printed, _faint_ink_ir(L["color"], m),
                       gloss=m["paper_mask_gloss"], species="paper_mask", scatter=m["paper_scatter"],
                       hair_over=m["mask_hair_over"])
@@ -335,7 +350,7 @@ def _flexible_mask(subject: Subject, person, m) -> Atlas:
     height = m["silicone_m"] + 0.95 * cv2.GaussianBlur(L["height"], (0, 0), m["silicone_smooth_px"])
     skin_like = cv2.GaussianBlur(L["color"], (0, 0), 1.0)
     lum = _luminance(skin_like)[..., None]
-    skin_like = np.clip(m["silicone_keep"] * skin_like + m["silicone_desaturate"] * lum
+    skin_like = np.clip((m["silicone_keep"] * skin_like + m["silicone_desaturate"] * lum) * m["silicone_lightness"]
                         + np.array(m["silicone_tint"], np.float32), 0, 1)
     ir_face = L["ir"]
     # silicone at 850 nm: a little darker than skin (~15%) and more uniform (no blood, no subsurface texture)
@@ -354,8 +369,7 @@ def _partial(subject: Subject, person, m) -> Atlas:
     band = ((np.abs(fy - ey) < 26.0) & (np.abs(fx) < 86.0)).astype(np.float32)
     band = cv2.GaussianBlur(band, (3, 3), 0.7)
     level = float(np.percentile(L["height"][band > 0.5], 95)) + 0.006  # paper glasses rest on the nose bridge
-    printed = halftone(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m["halftone_period"], m["print_desaturate"],
-                       m["halftone"])
+    printed = _printed(cv2.GaussianBlur(L["color"], (0, 0), 0.8), m)
     shifted = np.roll(printed, (2, 3), (0, 1))  # the printed eyes are not exactly the wearer's
     atlas = _over_face(p, L, band, np.full_like(band, level), shifted, _faint_ink_ir(shifted, m), eye_holes=False,
                        gloss=m["partial_gloss"], species="partial", scatter=m["paper_scatter"])

@@ -255,6 +255,15 @@ def draw_scene(ranges: RangeSet, seed: int, species: str, index: int) -> Scene:
                   params=params)
     if species in ("rigid_mask", "paper_mask", "flexible_mask"):  # drawn last: every draw above stays as it was
         m["mask_hair_over"] = d("mask.hair_over")  # (m and params are the scene's own dicts)
+    # the medium's lightness, drawn after everything else so every earlier draw stays as it was. Without them
+    # every printed and worn medium rendered lighter than skin at every skin tone (bench_colour_stats.py), a cue
+    # that follows skin tone, not physics.
+    if species in ("print", "paper_mask", "partial"):
+        m.update(print_black=d("print.ink_black"), print_white=m["paper_white"], print_lightness=d("print.lightness"))
+    elif species == "rigid_mask":
+        m["resin_lightness"] = d("rigid.paint_lightness")
+    elif species == "flexible_mask":
+        m["silicone_lightness"] = d("silicone.lightness")
     return scene
 
 
