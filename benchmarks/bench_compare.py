@@ -5,15 +5,14 @@
 
 Both folders are bench_demo.py `--out` folders made with the same --per-domain (and so the same rendered
 scenes: every test set's scenes depend only on the rig, its seed and the count). Folders scored on an older
-version of the rig (another edge_fas.sim.fingerprint in their reports) are refused: their scenes differ. For each test set both
-hold, it prints for each species its AUC against bona fide and its APCER at the set's own BPCER = 5%
-threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona fide
-by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
-same threshold), for A, for B and B - A, each with a
-95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
-resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
-Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
-either of them.
+version of the rig (another edge_fas.sim.fingerprint in their reports) are refused: their scenes differ. For
+each test set both hold, it prints for each species its AUC against bona fide and its APCER at the set's own
+BPCER = 5% threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona
+fide by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
+same threshold), for A, for B and B - A, each with a 95% paired bootstrap interval: scenes are resampled
+within species and both models' scores of a resampled scene go together, so scene-to-scene variation that both
+share cancels from the difference. Synthetic rig data only; a description of two models on held-out scenes,
+never a selection criterion for either of them.
 
 The paired interval covers the scenes, not the training: two runs of one recipe that differ only in their
 training seed differ too. `--seed-floor C D` names two such runs' folders (scored on the same scenes); each
