@@ -264,8 +264,12 @@ def check_rendered_by_this_rig(set_folder: Path) -> None:
 
     rigs = set()
     for report in sorted(set_folder.glob("seed*/metrics.json")):
-        found = re.search(r"synthetic rig ([0-9a-f]+)", json.loads(report.read_text())["meta"].get("data", ""))
-        rigs.add(found.group(1) if found else f"unknown ({report} names none)")
+        meta = json.loads(report.read_text())["meta"]
+        rig = meta.get("rig")  # eval writes meta.rig since 2026-12-01; older reports name it in their data text
+        if rig is None:
+            found = re.search(r"synthetic rig ([0-9a-f]+)", meta.get("data", ""))
+            rig = found.group(1) if found else f"unknown ({report} names none)"
+        rigs.add(rig)
     rigs = rigs or {"unknown (no seed*/metrics.json)"}
     if rigs != {fingerprint()}:
         raise SystemExit(f"{set_folder}: scored on synthetic rig {', '.join(sorted(rigs))}, but the rig is now "

@@ -13,9 +13,9 @@ import bench_demo  # noqa: E402
 from edge_fas.sim import fingerprint  # noqa: E402
 
 
-def _report(folder: Path, data: str) -> None:
+def _report(folder: Path, data: str, **meta) -> None:
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"meta": {"data": data}}))
+    (folder / "metrics.json").write_text(json.dumps({"meta": {"data": data, **meta}}))
 
 
 def test_scores_of_another_rig_are_refused(tmp_path):
@@ -31,3 +31,12 @@ def test_scores_of_another_rig_are_refused(tmp_path):
         bench_demo.check_rendered_by_this_rig(tmp_path / "mixed")
     with pytest.raises(SystemExit, match="no seed"):
         bench_demo.check_rendered_by_this_rig(tmp_path / "empty")
+
+
+def test_the_rig_field_is_read_before_the_data_text(tmp_path):
+    # eval's reports carry meta.rig; the field wins over a data text that names another rig or none
+    _report(tmp_path / "field" / "seed3", "synthetic rig 0123456789abcdef, old words", rig=fingerprint())
+    bench_demo.check_rendered_by_this_rig(tmp_path / "field")
+    _report(tmp_path / "stale" / "seed3", f"synthetic rig {fingerprint()}", rig="fedcba9876543210")
+    with pytest.raises(SystemExit, match="fedcba9876543210"):
+        bench_demo.check_rendered_by_this_rig(tmp_path / "stale")

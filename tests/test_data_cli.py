@@ -67,6 +67,7 @@ def test_eval_writes_scores_per_sample_with_paths_labels_and_species(run, tmp_pa
     assert set(doc["metrics"]["apcer"]) == {"fake_head", "flexible_mask", "glasses", "paper_mask", "print", "replay",
                                             "rigid_mask"}
     assert "real data" in doc["meta"]["data"] and "W-test.txt" in doc["meta"]["data"]
+    assert "rig" not in doc["meta"]  # a report on real data names no synthetic rig
     assert doc["meta"]["protocol"] == "mmdg-p1-cps-w"
 
 

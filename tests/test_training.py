@@ -82,6 +82,7 @@ def test_train_resume_then_eval_cli(tmp_path, capsys):
     from edge_fas.sim import fingerprint
 
     assert f"synthetic rig {fingerprint()}" in doc["meta"]["data"]  # which version of the rig made these numbers
+    assert doc["meta"]["rig"] == fingerprint()  # and as a field, for tools that refuse another rig's scores
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -129,6 +129,16 @@ def data_config(args, meta: dict) -> dict:
     return d
 
 
+def rig_meta(d: dict) -> dict:
+    """{"rig": fingerprint} for a report on the synthetic rig, else {}: the rig's version as a field of its own, so
+    tools that refuse scores of another rig need not read it out of the data description."""
+    if d.get("source") != "synthetic":
+        return {}
+    from edge_fas.sim import fingerprint
+
+    return {"rig": fingerprint()}
+
+
 def custom_ranges_meta(d: dict, domains) -> dict:
     """{"ranges": {name: its definition}} for the custom range sets among a test set's domains (a report must say
     what data it was computed on, and a custom set's name alone does not), else {}."""
@@ -272,7 +282,8 @@ def run(args) -> int:
                          meta={"model": str(args.model), "scored_by": scorer.name, "test_set": name, "data": data,
                                "source": d["source"], "protocol": d.get("protocol"), "split": args.split,
                                "samples": len(cs), "skipped_no_face": skipped[name],
-                               "threshold_split": threshold_split, **custom_ranges_meta(d, cs.domain), **extra_doc})
+                               "threshold_split": threshold_split, **rig_meta(d), **custom_ranges_meta(d, cs.domain),
+                               **extra_doc})
         results[name] = r
         print(f"wrote {folder}: HTER {r['hter']:.4f}, APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, "
               f"AUC {r['auc']:.4f} at threshold {r['threshold']:.4f} ({r['threshold_source']}: {threshold_split}); "
