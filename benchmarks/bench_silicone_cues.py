@@ -56,17 +56,6 @@ def cues(crop) -> dict:
             "rgb_fine": float(fine(lum, 1.5).std())}
 
 
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    pos, neg = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
-
-
-def apcer_at_bpcer(attack_scores: np.ndarray, bona_scores: np.ndarray, bpcer: float = 0.05) -> float:
-    """Share of attacks scored below the threshold that rejects `bpcer` of bona fide (higher = attack)."""
-    threshold = np.quantile(bona_scores, 1.0 - bpcer)
-    return float((attack_scores <= threshold).mean())
-
-
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, std, weights with bias last) of an L2-regularised logistic regression by Newton's method."""
     mu, sd = x.mean(0), x.std(0) + 1e-9
@@ -119,13 +108,16 @@ def read_set(name: str, per_domain: int, params) -> dict[str, tuple[np.ndarray, 
 
 
 def report(name: str, by_seed: dict, resamples: int = 1000) -> None:
+    from bench_demo import apcer_at_bpcer, bootstrap, species_auc  # the conventions of every bench_demo table
+
+    from edge_fas.metrics import auc
+
     x = np.vstack([v[0] for v in by_seed.values()])
     y = np.concatenate([v[1] for v in by_seed.values()])
-    rng = np.random.default_rng(0)
     print(f"\n## {name}: {int((y == 0).sum())} bona fide, {int(y.sum())} silicone (synthetic rig)\n")
     print("| measurement | AUC silicone against bona fide (below 0.5: silicone lower) |\n|---|---|")
     for j, k in enumerate(CUES):
-        print(f"| {k} | {auc(x[y == 1, j], x[y == 0, j]):.3f} |")
+        print(f"| {k} | {auc(x[:, j], y):.3f} |")
     seeds = list(by_seed)
     if len(seeds) < 2:
         print("\n(one rig seed: no held-out combination)")
@@ -137,15 +129,11 @@ def report(name: str, by_seed: dict, resamples: int = 1000) -> None:
         held.append((logistic_score(model, by_seed[s][0]), by_seed[s][1]))
     score = np.concatenate([h[0] for h in held])
     label = np.concatenate([h[1] for h in held])
-    a, ap = auc(score[label == 1], score[label == 0]), apcer_at_bpcer(score[label == 1], score[label == 0])
-    boot = []
-    pos, neg = np.flatnonzero(label == 1), np.flatnonzero(label == 0)
-    for _ in range(resamples):
-        p, n = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
-        boot.append((auc(score[p], score[n]), apcer_at_bpcer(score[p], score[n])))
-    lo, hi = np.percentile(np.array(boot), [2.5, 97.5], axis=0)
-    print(f"\nAll five, logistic regression fitted on one seed and scored on the other: AUC {a:.3f} [{lo[0]:.3f}, "
-          f"{hi[0]:.3f}], APCER at BPCER 5% {100 * ap:.1f}% [{100 * lo[1]:.1f}, {100 * hi[1]:.1f}]")
+    species = np.where(label == 1, "flexible_mask", "bona_fide")
+    a, ap = species_auc(score, label, species)["flexible_mask"], apcer_at_bpcer(score, label, species)[1]["flexible_mask"]
+    (alo, ahi), (plo, phi) = bootstrap(score, label, species, resamples)["flexible_mask"]
+    print(f"\nAll five, logistic regression fitted on one seed and scored on the other: AUC {a:.3f} [{alo:.3f}, "
+          f"{ahi:.3f}], APCER at BPCER 5% {100 * ap:.1f}% [{100 * plo:.1f}, {100 * phi:.1f}]")
 
 
 def main() -> int:
