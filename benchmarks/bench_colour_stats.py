@@ -93,29 +93,23 @@ def scored_set(folder: Path, per_domain: int):
     import csv
     import json
 
-    from bench_demo import SELECTION_SETS, TEST_SETS, check_rendered_by_this_rig, custom_ranges
+    from bench_demo import check_rendered_by_this_rig, randomised_set, scene_crops, scored_scenes
 
-    from edge_fas.data.cache import CropCache
-    from edge_fas.data.stream import SampleIndex, StreamDataset
-    from edge_fas.data.synthetic import synthetic_samples
+    from edge_fas.artifact import load_artifact
     from edge_fas.preprocess import PreprocessParams
 
-    sets = {name: (domains, seeds, split) for name, domains, seeds, split in TEST_SETS + SELECTION_SETS}
-    if folder.name not in sets or "," in sets[folder.name][0]:
-        raise SystemExit(f"--scores {folder}: expected a randomised bench_demo set folder ({', '.join(sets)})")
-    domain, seeds, split = sets[folder.name]
+    try:
+        domain, seeds, split = randomised_set(folder.name)
+    except SystemExit as e:
+        raise SystemExit(f"--scores {folder}: {e}") from None
     check_rendered_by_this_rig(folder)
     rows_csv = list(csv.DictReader(open(folder / "pooled_scores.csv")))
-    samples = [s for seed in seeds.split(",") for s in synthetic_samples(domain, split, per_domain, int(seed), 640, 480,
-                                                                         attack_mix="uniform", ranges=custom_ranges(domain))]
+    samples = [s for seed in seeds for s in scored_scenes(domain, seed, split, per_domain)]
     if [s.species for s in samples] != [r["species"] for r in rows_csv]:
         raise SystemExit(f"{folder}: its scores are not {domain} {split} seeds {seeds} at --per-domain {per_domain}")
-    from edge_fas.artifact import load_artifact
-
-    model = json.loads((folder / f"seed{seeds.split(',')[0]}" / "metrics.json").read_text())["meta"]["model"]
+    model = json.loads((folder / f"seed{seeds[0]}" / "metrics.json").read_text())["meta"]["model"]
     params = PreprocessParams.from_dict(load_artifact(model).manifest["preprocess"])  # the crops eval cut
-    ds = StreamDataset(SampleIndex(samples, {"data": str(folder)}), params, cache=CropCache(Path("runs/cache/crops")),
-                       augment=False)
+    ds = scene_crops(samples, params, str(folder))
     rows, kept = crop_rows(samples, ds, params)
     scores = [float(rows_csv[i]["score"]) for i in kept]
     return rows, np.array(scores)

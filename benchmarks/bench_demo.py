@@ -76,6 +76,33 @@ def custom_ranges(domain: str) -> dict | None:
     return parse_custom(with_range_file({}, str(RANGE_FILES[domain])))
 
 
+def randomised_set(name: str) -> tuple[str, list[int], str]:
+    """(domain, rig seeds, split) of a bench_demo set drawn from one randomised range set; an error naming the
+    sets otherwise (the named-domain set mixes four rigs and has no drawn factors)."""
+    sets = {n: (domains, seeds, split) for n, domains, seeds, split in TEST_SETS + SELECTION_SETS}
+    if name not in sets or "," in sets[name][0]:
+        raise SystemExit(f"{name}: expected a randomised bench_demo set ({', '.join(n for n in sets if n in RANDOMISED)})")
+    domain, seeds, split = sets[name]
+    return domain, [int(v) for v in seeds.split(",")], split
+
+
+def scored_scenes(domain: str, seed: int, split: str, per_domain: int) -> list:
+    """The samples `edge-fas eval` scores for a set at one rig seed, in its order (run_eval's arguments)."""
+    from edge_fas.data.synthetic import synthetic_samples
+
+    return synthetic_samples(domain, split, per_domain, seed, 640, 480, attack_mix="uniform", ranges=custom_ranges(domain))
+
+
+def scene_crops(samples: list, params, data: str):
+    """A StreamDataset of `samples` cut with `params`, reading the crop cache eval filled (its default
+    --cache-dir, relative as eval reads it); a sample not cached there is rendered."""
+    from edge_fas.data.cache import CropCache
+    from edge_fas.data.stream import SampleIndex, StreamDataset
+
+    return StreamDataset(SampleIndex(samples, {"data": data}), params, cache=CropCache(Path("runs/cache/crops")),
+                         augment=False)
+
+
 def pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
@@ -134,14 +161,13 @@ def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[t
     samples share them), so a permutation test moves a camera's value with all of its samples."""
     from dataclasses import asdict
 
-    from edge_fas.data.synthetic import synthetic_samples
     from edge_fas.sim.randomized import RandomizedRig
     from edge_fas.sim.ranges import CAMERA_BLOCK, IDENTITY_BLOCK
 
     custom = custom_ranges(domain)
     rig = RandomizedRig(domain, seed=seed, width=640, height=480, ranges=custom[domain] if custom else None)
     rows = []
-    for sample in synthetic_samples(domain, split, per_domain, seed, 640, 480, attack_mix="uniform", ranges=custom):
+    for sample in scored_scenes(domain, seed, split, per_domain):
         scene = rig.sample(sample.species, sample.index)
         identity = asdict(scene.identity)
         camera = ("camera", seed, sample.index // CAMERA_BLOCK)

@@ -76,24 +76,15 @@ def logistic_score(model, x: np.ndarray) -> np.ndarray:
 
 def read_set(name: str, per_domain: int, params) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{rig seed: (cue matrix, label: 1 silicone, 0 bona fide)} for a bench_demo set's scenes."""
-    from bench_demo import SELECTION_SETS, TEST_SETS, custom_ranges
+    from bench_demo import randomised_set, scene_crops, scored_scenes
 
-    from edge_fas.data.cache import CropCache
     from edge_fas.data.source import finish
-    from edge_fas.data.stream import SampleIndex, StreamDataset
-    from edge_fas.data.synthetic import synthetic_samples
 
-    sets = {n: (domains, seeds, split) for n, domains, seeds, split in TEST_SETS + SELECTION_SETS}
-    if name not in sets or "," in sets[name][0]:
-        raise SystemExit(f"--sets {name}: expected randomised bench_demo sets ({', '.join(sets)})")
-    domain, seeds, split = sets[name]
+    domain, seeds, split = randomised_set(name)
     out = {}
-    for seed in seeds.split(","):
-        samples = [s for s in synthetic_samples(domain, split, per_domain, int(seed), 640, 480, attack_mix="uniform",
-                                                ranges=custom_ranges(domain))
-                   if s.species in ("bona_fide", "flexible_mask")]
-        ds = StreamDataset(SampleIndex(samples, {"data": name}), params, cache=CropCache(ROOT / "runs" / "cache" / "crops"),
-                           augment=False)
+    for seed in seeds:
+        samples = [s for s in scored_scenes(domain, seed, split, per_domain) if s.species in ("bona_fide", "flexible_mask")]
+        ds = scene_crops(samples, params, name)
         rows, labels = [], []
         for i, sample in enumerate(samples):
             src = ds.source(i)

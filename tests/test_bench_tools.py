@@ -71,3 +71,12 @@ def test_the_silicone_cue_audit_measures_fine_relief_and_combines_held_out():
     label = rng.integers(0, 2, 2000)
     s = cues.logistic_score(cues.fit_logistic(noise[:1000], label[:1000]), noise[1000:])
     assert 0.43 < auc(s, label[1000:]) < 0.57
+
+
+def test_the_scene_helpers_name_the_randomised_sets_only():
+    # bench_colour_stats and bench_silicone_cues read a set's scenes through these, in eval's order
+    assert bench_demo.randomised_set("rand_test") == ("rand_test", [11, 12], "test")
+    with pytest.raises(SystemExit, match="named_domains: expected a randomised bench_demo set"):
+        bench_demo.randomised_set("named_domains")
+    scenes = bench_demo.scored_scenes("rand_heldout_proc", 21, "val", 4)  # a custom range set, read from its file
+    assert len(scenes) == 4 and {s.ranges.name for s in scenes} == {"rand_heldout_proc"}
