@@ -265,8 +265,12 @@ def bpcer_by_skin(rows: list, score: np.ndarray, threshold: float) -> None:
 
 
 def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_domain: int, workers: int,
-             missing: str | None = None) -> list[Path]:
+             missing: str | None = None, ranges: Path | None = None) -> list[Path]:
+    """Score `model` with `edge-fas eval` at each rig seed into out/seedN; `ranges`: the --ranges file defining a
+    custom domain (default: RANGE_FILES' file for the domain, if it has one)."""
     from edge_fas.cli import main as cli
+
+    ranges = ranges or RANGE_FILES.get(domains)
 
     folders = []
     for seed in seeds.split(","):
@@ -274,7 +278,7 @@ def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_do
         argv = ["eval", model, "--out", str(folder), "--domains", domains, "--seed", seed, "--split", split,
                 "--per-domain", str(per_domain), "--attack-mix", "uniform", "--rig-size", "640x480",
                 "--workers", str(workers)] + (["--missing", missing] if missing else []) + \
-            (["--ranges", str(RANGE_FILES[domains])] if domains in RANGE_FILES else [])
+            (["--ranges", str(ranges)] if ranges else [])
         print("$ edge-fas " + " ".join(argv), flush=True)
         if cli(argv) != 0:
             raise SystemExit(f"edge-fas eval failed for {domains} seed {seed}")

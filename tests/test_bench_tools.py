@@ -80,3 +80,40 @@ def test_the_scene_helpers_name_the_randomised_sets_only():
         bench_demo.randomised_set("named_domains")
     scenes = bench_demo.scored_scenes("rand_heldout_proc", 21, "val", 4)  # a custom range set, read from its file
     assert len(scenes) == 4 and {s.ranges.name for s in scenes} == {"rand_heldout_proc"}
+
+
+def test_the_range_shift_audit_puts_one_group_back_to_the_training_ranges(tmp_path):
+    import numpy as np
+
+    import bench_range_shift
+    from edge_fas.commands.eval import with_range_file
+    from edge_fas.sim.ranges import RANGE_SETS, parse_custom
+
+    groups = bench_range_shift.shifted_groups("rand_test")
+    assert set(groups["ir"]) == {"ir.gain", "ir.gamma"} and list(groups["rigid"]) == ["rigid.ir"]
+    for name, factors in [("ir", groups["ir"]), ("rigid", groups["rigid"])]:
+        domain, text = bench_range_shift.range_file_text("rand_test", name, factors)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        fixed = parse_custom(with_range_file({}, str(path)))[domain]
+        # the group's factors are back inside the training ranges; every other shift of rand_test stays
+        still_shifted = set(fixed.disjoint_from(RANGE_SETS["rand"]))
+        assert still_shifted == set(RANGE_SETS["rand_test"].disjoint_from(RANGE_SETS["rand"])) - set(factors)
+        assert all(fixed.values[k] == RANGE_SETS["rand"].values[k] for k in factors)
+    # a file-defined family is defined again as its base, so eval can read the file alone
+    domain, text = bench_range_shift.range_file_text("rand_heldout_proc", "ir", {"ir.gain": [0.6, 1.5]})
+    path = tmp_path / "proc.yaml"
+    path.write_text(text)
+    fixed = parse_custom(with_range_file({}, str(path)))[domain]
+    assert fixed.values["identity.source"] == ["procedural"] and fixed.values["ir.gain"] == (0.6, 1.5)
+
+    # the change and its interval: attacks that score lower in the second set pass more often there
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(400, int), np.ones(200, int)]
+    sp = np.array(["bona_fide"] * 400 + ["rigid_mask"] * 200)
+    s_base = np.r_[rng.normal(0, 1, 400), rng.normal(3, 1, 200)]
+    s_worse = np.r_[rng.normal(0, 1, 400), rng.normal(1, 1, 200)]
+    d5, (lo5, hi5), dauc, (lo, hi) = bench_range_shift.change_interval((s_base, y, sp), (s_worse, y, sp), "rigid_mask",
+                                                                       resamples=200)
+    assert 0.3 < d5 and lo5 < d5 < hi5 and lo5 > 0
+    assert dauc < -0.05 and lo < dauc < hi and hi < 0
