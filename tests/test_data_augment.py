@@ -201,3 +201,48 @@ def test_rgb_surround_offsets_the_colour_surround_in_lightness_only():
     assert np.ptp(offsets) > 0.4 and min(offsets) < 0 < max(offsets)  # a fresh offset per sample, both ways
     off = augment(rgb, depth, ir, present, np.random.default_rng(0), AugmentParams(**quiet))[0]
     assert np.allclose(off, rgb)  # off by default: nothing drawn, nothing changed
+
+
+def test_ir_sensor_reimages_face_relative_ir_through_a_drawn_imager():
+    """ir_sensor: a clean imager gives the crop back; a dim, low-gain one adds noise that grows where the IR is
+    dark; a bright one clips what is brighter than the face; holes stay holes."""
+    from edge_fas.data.augment import _reimage_ir
+
+    rng = np.random.default_rng(0)
+    ir = np.clip(rng.standard_normal((1, S, S)), -1.0, 1.0).astype(np.float32)  # levels within 1/e..e of the face
+    ir[0, :3, :3] = 0.0  # a registration hole
+    hole = ir == 0
+
+    def seen(level, gain, read, seed=1):
+        p = AugmentParams(ir_sensor=1.0, ir_sensor_level=(level, level), ir_sensor_gain=(gain, gain),
+                          ir_sensor_read=(read, read))
+        return _reimage_ir(ir, np.random.default_rng(seed), p)
+
+    clean = seen(80.0, 1e9, 0.0)
+    assert np.all(clean[hole] == 0.0)
+    assert np.abs(clean - ir)[~hole].max() < 0.05  # only rounding to 8 bits (face at 80 of 255)
+    dim = seen(12.0, 2.0, 4.0)
+    err = (dim - ir)[~hole]
+    assert np.std(err) > 0.3 and np.all(dim[hole] == 0.0)
+    dark, light = ir[~hole] < -0.5, ir[~hole] > 0.5
+    assert np.std(err[dark]) > 1.5 * np.std(err[light])  # noise is relatively larger where the IR is dark
+    bright = seen(200.0, 1e9, 0.0)
+    assert bright.max() <= np.log(255.0 / 200.0) / 0.5 + 0.05  # brighter than 255 clips
+    assert np.abs(bright - ir)[(ir < 0.0) & ~hole].max() < 0.05  # darker than the face is untouched
+
+    # off by default: no draws; on: only the IR changes; the config needs face-relative IR
+    a = augment(*crops(), np.random.default_rng(5), AugmentParams())
+    b = augment(*crops(), np.random.default_rng(5), AugmentParams(ir_sensor=0.0, ir_sensor_level=(20.0, 30.0)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = augment(*crops(), np.random.default_rng(5), AugmentParams(ir_sensor=1.0))
+    assert not np.allclose(a[2], c[2])
+    with pytest.raises(ConfigError, match="ir_sensor_level"):
+        AugmentParams.from_dict({"ir_sensor_level": [0.0, 10.0]})
+    from edge_fas.training import data_params, load_train_config
+
+    cfg = load_train_config(None, {"data.augment_params": {"ir_sensor": 0.5}, "data.preprocess": {"ir_norm": "crop"}})
+    with pytest.raises(ConfigError, match="ir_norm: face_log"):
+        data_params(cfg, 64)
+    cfg = load_train_config(None, {"data.augment_params": {"ir_sensor": 0.5},
+                                   "data.preprocess": {"ir_norm": "face_log", "ir_log_unit": 0.4}})
+    assert data_params(cfg, 64)[1].ir_log_unit == 0.4  # the unit the crops were normalised with

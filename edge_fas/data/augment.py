@@ -24,6 +24,9 @@ float32, already normalised) and its present mask (3,). Steps, in order:
    - depth: noise, blur, extra holes (blobs set to 0, as the sensor reports them);
    relief and reflectance themselves are left alone: the depth relief's amplitude and the IR ratio
    between face and material are the cues;
+   before these, with probability `ir_sensor` (off by default), the IR crop is seen again through a drawn
+   8-bit imager (face level, shot and read noise, rounding, clipping): what a dim or a saturating imager
+   does to face-relative IR, which the normalisation cannot undo;
 4. cutout per modality (a square set to 0);
 5. modality dropout: a present modality is removed (zeros, present False) with its probability, never
    the last one left.
@@ -70,6 +73,17 @@ class AugmentParams:
     # widened the skin-tone gap and cost paper masks, prints and partial attacks (docs/demo-model.md, "Training
     # noise, and selection families that can see the skin-tone gradient")
     rgb_surround: float = 0.0
+    # probability of seeing the IR crop again through a drawn 8-bit imager (_reimage_ir; 0 = off, no draws): the
+    # face's level, shot and read noise, quantisation and clipping. Face-relative IR (ir_norm: face_log) cancels an
+    # imager's gain but not what gain does to the signal: a dim imager (low gain, weak emitter, far subject) leaves
+    # few levels and much noise, a bright one clips skin. Needs ir_norm: face_log (training.config.data_params
+    # checks it and fills ir_log_unit and ir_clip from the preprocessing)
+    ir_sensor: float = 0.0
+    ir_sensor_level: tuple[float, float] = (12.0, 230.0)  # the face's median level, 8-bit units (log-uniform)
+    ir_sensor_gain: tuple[float, float] = (2.0, 40.0)  # electrons per 8-bit unit (log-uniform): shot noise
+    ir_sensor_read: tuple[float, float] = (0.5, 4.0)  # read noise, 8-bit units
+    ir_log_unit: float = 0.5  # face_log's unit and clip (edge_fas.preprocess.PreprocessParams)
+    ir_clip: float = 4.0
     depth_holes: float = 0.3  # probability of extra hole blobs
     blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
     noise: float = 0.12  # largest noise std, normalised units
@@ -84,13 +98,17 @@ class AugmentParams:
         unknown = sorted(set(merged) - allowed)
         if unknown:
             raise ConfigError(f"augmentation: unknown key(s) {unknown}; known: {sorted(allowed)}")
-        for k in ("zoom", "rgb_gain", "rgb_gamma", "ir_contrast"):
+        for k in ("zoom", "rgb_gain", "rgb_gamma", "ir_contrast", "ir_sensor_level", "ir_sensor_gain", "ir_sensor_read"):
             if k in merged:
                 merged[k] = tuple(float(v) for v in merged[k])
         params = cls(**merged)
-        for k in ("flip", "photometric", "rgb_gray", "depth_holes", "cutout"):
+        for k in ("flip", "photometric", "rgb_gray", "depth_holes", "cutout", "ir_sensor"):
             if not 0.0 <= float(getattr(params, k)) <= 1.0:
                 raise ConfigError(f"augmentation: {k}={getattr(params, k)} must be a probability in [0, 1]")
+        for k in ("ir_sensor_level", "ir_sensor_gain"):
+            lo, hi = getattr(params, k)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"augmentation: {k}={[lo, hi]} must be a range [low, high] with 0 < low <= high")
         bad = sorted(set(params.drop) - set(MODALITIES))
         if bad:
             raise ConfigError(f"augmentation: drop names unknown modality {bad}; use some of {MODALITIES}")
@@ -127,6 +145,8 @@ def appearance(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.n
     present = np.asarray(present, bool).copy()
     depth, ir = np.array(depth, np.float32), np.array(ir, np.float32)  # cutout writes in place
     rgb = rgb * np.float32(rng.uniform(*p.rgb_gain)) + np.float32(rng.uniform(-p.rgb_offset, p.rgb_offset))
+    if p.ir_sensor > 0 and present[2] and rng.random() < p.ir_sensor:  # drawn only when on: older configs keep draws
+        ir = _reimage_ir(ir, rng, p)
     if p.photometric > 0:
         if present[0] and rng.random() < p.photometric:
             rgb = _colour(rgb, rng, p)
@@ -211,6 +231,25 @@ def _ir(ir: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
     if p.ir_surround > 0:  # drawn only when on, so configs without it keep their draws
         out = out + np.float32(rng.uniform(-p.ir_surround, p.ir_surround)) * (1.0 - face_ellipse(ir.shape[-1]))[None]
     out = _noise(_blur_or_sharpen(out, rng, p), rng, p)
+    return np.where(valid, out, 0.0).astype(np.float32)
+
+
+def _reimage_ir(ir: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
+    """A face_log IR crop seen through a drawn 8-bit imager: the face's median at level L (so a pixel's level is
+    L * exp(x * ir_log_unit)), shot noise for a conversion gain of g electrons per unit plus read noise, rounded,
+    clipped at 255, floored at 1 as the preprocessing floors it, then normalised about the central face again."""
+    valid = ir != 0  # registration holes stay holes
+    level = np.exp(rng.uniform(*np.log(p.ir_sensor_level)))
+    gain = np.exp(rng.uniform(*np.log(p.ir_sensor_gain)))
+    read = rng.uniform(*p.ir_sensor_read)
+    signal = level * np.exp(ir.astype(np.float64) * p.ir_log_unit)
+    noisy = signal + np.sqrt(signal / gain) * rng.standard_normal(ir.shape) + read * rng.standard_normal(ir.shape)
+    logs = np.log(np.clip(np.round(noisy), 1.0, 255.0))
+    n = ir.shape[-1]
+    c0, c1 = int(n * 0.25), int(n * 0.75)  # the preprocessing's central face region
+    centre = logs[..., c0:c1, c0:c1][valid[..., c0:c1, c0:c1]]
+    ref = np.median(centre) if centre.size >= 16 else np.median(logs[valid]) if valid.any() else 0.0
+    out = np.clip((logs - ref) / p.ir_log_unit, -p.ir_clip, p.ir_clip)
     return np.where(valid, out, 0.0).astype(np.float32)
 
 

@@ -234,7 +234,12 @@ def data_params(cfg: dict, size: int, inherited: dict | None = None):
                           + ". A network is only right on the input normalisation it was trained with: remove these "
                             "keys from data.preprocess, or train from scratch to change them")
     params = PreprocessParams.from_dict({**pre, **inherited, "size": int(size)})
-    return params, AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}))
+    augment = AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}),
+                                      ir_log_unit=params.ir_log_unit, ir_clip=params.depth_clip)
+    if augment.ir_sensor > 0 and params.ir_norm != "face_log":
+        raise ConfigError(f"data.augment_params.ir_sensor={augment.ir_sensor} re-images face-relative IR and needs "
+                          f"data.preprocess.ir_norm: face_log (it is {params.ir_norm!r}); set it, or ir_sensor: 0")
+    return params, augment
 
 
 def heldout_summary(cfg: dict, split: str) -> dict:
