@@ -21,8 +21,9 @@ gradient, with the test sets kept for reporting. Its numbers are never a result.
 `--sets rand_heldout_proc_val`: the same ranges with procedural identities only (like `rand_test`'s faces;
 `rand_heldout` draws half its faces from one photo), rig seeds 21 and 22; a third, `--sets rand_heldout_bright_val`:
 those faces rendered brighter than any training render (colour exposure above the training range; `rand_heldout`
-renders them darker), rig seeds 31 and 32, where a model that reads lightness as "attack" shows it. A choice
-should hold on all of them.
+renders them darker), rig seeds 31 and 32, where a model that reads lightness as "attack" shows it; a fourth,
+`--sets rand_heldout_dim_val`: those faces seen by a near-IR imager dimmer than training's and rand_test's, rig
+seeds 41 and 42 (configs/ranges/rand_heldout_dim.yaml says why). A choice should hold on all of them.
 
 For each set it runs `edge-fas eval MODEL --domains ... --seed ... --attack-mix uniform --rig-size 640x480`
 (so crops, runtime, calibration and the recorded operating point are exactly what the product uses),
@@ -58,12 +59,13 @@ TEST_SETS = (  # name, domains, seed, split
 # validates on seed 0), so a choice can be made on many more people than a run's own validation split.
 SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
                   ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"),
-                  ("rand_heldout_bright_val", "rand_heldout_bright", "31,32", "val"))
+                  ("rand_heldout_bright_val", "rand_heldout_bright", "31,32", "val"),
+                  ("rand_heldout_dim_val", "rand_heldout_dim", "41,42", "val"))
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
 RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml"
-               for name in ("rand_heldout_proc", "rand_heldout_bright")}
+               for name in ("rand_heldout_proc", "rand_heldout_bright", "rand_heldout_dim")}
 
 
 def custom_ranges(domain: str) -> dict | None:
@@ -151,7 +153,8 @@ def bootstrap(s, y, sp, resamples: int = 1000, seed: int = 0) -> dict:
 
 
 # sets whose every drawn factor can be recovered (--factors)
-RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val", "rand_heldout_bright_val")
+RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val", "rand_heldout_bright_val",
+              "rand_heldout_dim_val")
 
 
 def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[tuple[str, dict, dict]]:
