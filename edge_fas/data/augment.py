@@ -77,7 +77,9 @@ class AugmentParams:
     # face's level, shot and read noise, quantisation and clipping. Face-relative IR (ir_norm: face_log) cancels an
     # imager's gain but not what gain does to the signal: a dim imager (low gain, weak emitter, far subject) leaves
     # few levels and much noise, a bright one clips skin. Needs ir_norm: face_log (training.config.data_params
-    # checks it and fills ir_log_unit and ir_clip from the preprocessing)
+    # checks it and fills ir_log_unit and ir_clip from the preprocessing). Off by default: at 0.5 it cost paper masks
+    # AUC on every selection family and moved nothing beyond the seed-to-seed change (docs/demo-model.md, "Which
+    # shift costs what, and a dim near-IR imager")
     ir_sensor: float = 0.0
     ir_sensor_level: tuple[float, float] = (12.0, 230.0)  # the face's median level, 8-bit units (log-uniform)
     ir_sensor_gain: tuple[float, float] = (2.0, 40.0)  # electrons per 8-bit unit (log-uniform): shot noise
