@@ -127,6 +127,20 @@ def crop_face(frames: FrameSet, box, params: PreprocessParams) -> FaceCrop:
     return crop
 
 
+def face_relative_log(logs: np.ndarray, lit: np.ndarray, unit: float, clip: float) -> np.ndarray:
+    """face_log IR from log IR (H x W) and where it is lit: minus the median over the lit central face region (the
+    whole lit crop when fewer than 16 pixels there), in `unit`s, clipped to +-`clip`, 0 where unlit (also all 0 when
+    nothing is lit). training augmentation (augment._reimage_ir) normalises a re-imaged crop with it too."""
+    n = logs.shape[-1]
+    c0, c1 = int(n * 0.25), int(n * 0.75)  # the central face region, as normalise_crop's statistics
+    centre = logs[c0:c1, c0:c1][lit[c0:c1, c0:c1]]
+    ref = centre if centre.size >= 16 else logs[lit]
+    if not ref.size:
+        return np.zeros(logs.shape, np.float32)
+    r = np.clip((logs - float(np.median(ref))) / unit, -clip, clip)
+    return np.where(lit, r, 0.0).astype(np.float32)
+
+
 def _plane_relief(depth_mm: np.ndarray, valid: np.ndarray, c0: int, c1: int) -> np.ndarray | None:
     """Millimetres in front of the plane fitted to the valid central pixels (None: too few of them)."""
     n = depth_mm.shape[0]
@@ -194,12 +208,7 @@ def normalise_crop(rgb: np.ndarray | None, depth_mm: np.ndarray | None, ir: np.n
             x = x[..., 0]
         if params.ir_norm == "face_log":
             lit = x > 0
-            logs = np.log(np.maximum(x, 1.0 / 255.0))
-            centre = logs[c0:c1, c0:c1][lit[c0:c1, c0:c1]]
-            ref = centre if centre.size >= 16 else logs[lit]
-            if ref.size:
-                r = np.clip((logs - float(np.median(ref))) / params.ir_log_unit, -params.depth_clip, params.depth_clip)
-                ir_t[0] = np.where(lit, r, 0.0).astype(np.float32)
+            ir_t[0] = face_relative_log(np.log(np.maximum(x, 1.0 / 255.0)), lit, params.ir_log_unit, params.depth_clip)
         else:
             ir_t[0] = (x - x.mean()) / max(float(x.std()), params.ir_min_std)
 

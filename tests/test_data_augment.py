@@ -246,3 +246,11 @@ def test_ir_sensor_reimages_face_relative_ir_through_a_drawn_imager():
     cfg = load_train_config(None, {"data.augment_params": {"ir_sensor": 0.5},
                                    "data.preprocess": {"ir_norm": "face_log", "ir_log_unit": 0.4}})
     assert data_params(cfg, 64)[1].ir_log_unit == 0.4  # the unit the crops were normalised with
+
+
+def test_ir_log_unit_and_clip_follow_the_preprocessing_only():
+    from edge_fas.training import data_params, load_train_config
+
+    cfg = load_train_config(None, {"data.augment_params": {"ir_sensor": 0.5, "ir_log_unit": 0.3}})
+    with pytest.raises(ConfigError, match="data.preprocess.ir_log_unit"):
+        data_params(cfg, 64)

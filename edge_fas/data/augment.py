@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from edge_fas.errors import ConfigError
+from edge_fas.preprocess import face_relative_log
 
 MODALITIES = ("rgb", "depth", "ir")
 
@@ -247,12 +248,7 @@ def _reimage_ir(ir: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
     signal = level * np.exp(ir.astype(np.float64) * p.ir_log_unit)
     noisy = signal + np.sqrt(signal / gain) * rng.standard_normal(ir.shape) + read * rng.standard_normal(ir.shape)
     logs = np.log(np.clip(np.round(noisy), 1.0, 255.0))
-    n = ir.shape[-1]
-    c0, c1 = int(n * 0.25), int(n * 0.75)  # the preprocessing's central face region
-    centre = logs[..., c0:c1, c0:c1][valid[..., c0:c1, c0:c1]]
-    ref = np.median(centre) if centre.size >= 16 else np.median(logs[valid]) if valid.any() else 0.0
-    out = np.clip((logs - ref) / p.ir_log_unit, -p.ir_clip, p.ir_clip)
-    return np.where(valid, out, 0.0).astype(np.float32)
+    return face_relative_log(logs[0], valid[0], p.ir_log_unit, p.ir_clip)[None]
 
 
 def _depth(depth: np.ndarray, rng, p: AugmentParams) -> np.ndarray:

@@ -234,6 +234,10 @@ def data_params(cfg: dict, size: int, inherited: dict | None = None):
                           + ". A network is only right on the input normalisation it was trained with: remove these "
                             "keys from data.preprocess, or train from scratch to change them")
     params = PreprocessParams.from_dict({**pre, **inherited, "size": int(size)})
+    owned = sorted({"ir_log_unit", "ir_clip"} & set(d["augment_params"] or {}))
+    if owned:
+        raise ConfigError(f"data.augment_params: {owned} follow the preprocessing; set data.preprocess.ir_log_unit "
+                          "and data.preprocess.depth_clip instead")
     augment = AugmentParams.from_dict(d["augment_params"], drop=dict(d["drop"] or {}),
                                       ir_log_unit=params.ir_log_unit, ir_clip=params.depth_clip)
     if augment.ir_sensor > 0 and params.ir_norm != "face_log":
