@@ -136,19 +136,24 @@ def bootstrap(s, y, sp, resamples: int = 1000, seed: int = 0) -> dict:
     """{species: ((AUC low, high), (APCER at BPCER 5% low, high))}: 95% percentile intervals from resampling
     the bona fide and that species' samples independently (with replacement), the threshold re-derived from
     each resample's bona fide scores."""
-    from edge_fas import metrics
-
     rng = np.random.default_rng(seed)
-    bona = np.flatnonzero(y == 0)
     out = {}
     for name in sorted(set(sp[y == 1])):
-        own = np.flatnonzero(sp == name)
-        aucs, apcers = [], []
-        for _ in range(resamples):
-            idx = np.concatenate([rng.choice(bona, len(bona)), rng.choice(own, len(own))])
-            aucs.append(metrics.auc(s[idx], y[idx]))
-            apcers.append(apcer_at_bpcer(s[idx], y[idx], sp[idx])[1][name])
+        apcers, aucs = resampled_figures(s, y, sp, name, resamples, rng).T
         out[name] = (tuple(np.percentile(aucs, [2.5, 97.5])), tuple(np.percentile(apcers, [2.5, 97.5])))
+    return out
+
+
+def resampled_figures(s, y, sp, name: str, resamples: int, rng) -> np.ndarray:
+    """resamples x 2 array of (APCER at BPCER 5%, AUC) of species `name`, the bona fide and that species' samples
+    each resampled with replacement, the threshold re-derived from each resample's bona fide scores."""
+    from edge_fas import metrics
+
+    bona, own = np.flatnonzero(y == 0), np.flatnonzero(sp == name)
+    out = np.empty((resamples, 2))
+    for i in range(resamples):
+        idx = np.concatenate([rng.choice(bona, len(bona)), rng.choice(own, len(own))])
+        out[i] = apcer_at_bpcer(s[idx], y[idx], sp[idx])[1][name], metrics.auc(s[idx], y[idx])
     return out
 
 

@@ -100,20 +100,9 @@ def change_interval(base: tuple, other: tuple, species: str, resamples: int = 10
     """(APCER at BPCER 5% change, its 95% interval, AUC change, its 95% interval) of `species` from `base` to
     `other`, each (scores, labels, species): the two sets resampled independently (they share no scenes), the
     threshold re-derived from each resample's own bona fide."""
-    from edge_fas import metrics
-
     rng = np.random.default_rng(seed)
-
-    def draws(s, y, sp):
-        bona, own = np.flatnonzero(y == 0), np.flatnonzero(sp == species)
-        out = []
-        for _ in range(resamples):
-            idx = np.concatenate([rng.choice(bona, len(bona)), rng.choice(own, len(own))])
-            out.append((bench_demo.apcer_at_bpcer(s[idx], y[idx], sp[idx])[1][species], metrics.auc(s[idx], y[idx])))
-        return np.array(out)
-
-    a, b = draws(*base), draws(*other)
-    d = b - a
+    before = bench_demo.resampled_figures(*base, species, resamples, rng)
+    d = bench_demo.resampled_figures(*other, species, resamples, rng) - before
     apcer = bench_demo.apcer_at_bpcer(*other)[1][species] - bench_demo.apcer_at_bpcer(*base)[1][species]
     auc = bench_demo.species_auc(*other)[species] - bench_demo.species_auc(*base)[species]
     return apcer, tuple(np.percentile(d[:, 0], [2.5, 97.5])), auc, tuple(np.percentile(d[:, 1], [2.5, 97.5]))
@@ -157,10 +146,14 @@ def main() -> int:
             raise SystemExit(f"--baseline {base_folder}: no seed*/metrics.json of the rig as it is now; score the set "
                              f"with bench_demo.py --sets {args.set} first, or leave --baseline out")
         bench_demo.run_eval(args.model, base_folder, domain, seeds_arg, split, args.per_domain, args.workers)
-    base = bench_demo.merged(sorted(base_folder.glob("seed*")))[1]
-    if len(base[1]) != args.per_domain * len(seeds):
-        raise SystemExit(f"{base_folder}: {len(base[1])} samples, expected {args.per_domain} x {len(seeds)} "
-                         "(--per-domain must match the baseline's)")
+    def scores_of(folder: Path) -> tuple:
+        scores = bench_demo.merged(sorted(folder.glob("seed*")))[1]
+        if len(scores[1]) != args.per_domain * len(seeds):
+            raise SystemExit(f"{folder}: {len(scores[1])} samples, expected {args.per_domain} x {len(seeds)} "
+                             "(--per-domain must match the folder's; pass another --out for another count)")
+        return scores
+
+    base = scores_of(base_folder)
 
     rows = []
     for group in wanted:
@@ -172,8 +165,7 @@ def main() -> int:
             (folder / "ranges.yaml").write_text(text)
             bench_demo.run_eval(args.model, folder, name, seeds_arg, split, args.per_domain, args.workers,
                                 ranges=folder / "ranges.yaml")
-        rows.append((group, groups[group], bench_demo.merged(sorted(folder.glob("seed*")))[1],
-                     time.perf_counter() - t0))
+        rows.append((group, groups[group], scores_of(folder), time.perf_counter() - t0))
 
     species = sorted(set(base[2][base[1] == 1]))
     print(f"\n## {args.set}: each species' APCER where the set's BPCER = 5%, and the change when one group of "
