@@ -117,3 +117,15 @@ def test_the_range_shift_audit_puts_one_group_back_to_the_training_ranges(tmp_pa
                                                                        resamples=200)
     assert 0.3 < d5 and lo5 < d5 < hi5 and lo5 > 0
     assert dauc < -0.05 and lo < dauc < hi and hi < 0
+
+
+def test_the_physics_audit_renders_named_domains_pooled_and_range_sets_one_each():
+    import bench_physics
+
+    from edge_fas.sim import DOMAINS
+
+    sets = bench_physics.render_sets("named, rand_test,rand")
+    assert [domains for _, domains in sets] == [list(DOMAINS), ["rand_test"], ["rand"]]
+    assert "named domains" in sets[0][0] and sets[1][0].startswith("rand_test")
+    with pytest.raises(SystemExit, match="unknown set 'surff'.*rand_heldout"):
+        bench_physics.render_sets("named,surff")
