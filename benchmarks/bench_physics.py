@@ -48,11 +48,27 @@ def render_sets(names: str) -> list[tuple[str, list[str]]]:
     return out
 
 
+def with_limits(limits, overrides: str):
+    """`limits` (a PhysicsLimits) with 'name=value,...' applied; an unknown name is an error listing the known."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(limits)}
+    changes = {}
+    for item in (i.strip() for i in overrides.split(",") if i.strip()):
+        name, _, value = item.partition("=")
+        if name not in known or not value:
+            raise SystemExit(f"bench_physics: --limits {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}")
+        changes[name] = float(value)
+    return dataclasses.replace(limits, **changes)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="5,6")
     ap.add_argument("--per-species", type=int, default=12, help="frames per species, domain and seed")
     ap.add_argument("--size", default="640x480")
+    ap.add_argument("--limits", default="", help="comma-separated PhysicsLimits overrides, e.g. "
+                                                 "min_nose_over_eyes_mm=-1000 (the check as it was before that limit)")
     ap.add_argument("--sets", default="named", help="comma-separated: 'named' (the four named domains, pooled) "
                                                     "and/or randomised range sets (rand, rand_heldout, rand_test)")
     args = ap.parse_args()
@@ -66,6 +82,7 @@ def main() -> int:
     sets = render_sets(args.sets)
     w, h = (int(v) for v in args.size.split("x"))
     check = PhysicsCheck.from_config(DecisionConfig())
+    check.limits = with_limits(check.limits, args.limits)
     detector = FaceDetector()
     print(f"synthetic rig, seeds {args.seeds}, {args.size}, {args.per_species} frames per species per domain and "
           f"seed; limits: {check.limits}")
@@ -102,8 +119,9 @@ def print_table(rows: dict) -> None:
     from edge_fas.pipeline.physics import THRESHOLD
 
     print("| species | frames | vetoed attack | vetoed unknown | detector says live (score < 0.5) "
-          "| plane relief mm (min-max) | nose relief mm (min-max) | face IR (min-max) | pupil contrast (min-max) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| plane relief mm (min-max) | nose relief mm (min-max) | nose over eyes mm (min-max) | face IR (min-max) "
+          "| pupil contrast (min-max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
 
     def span(res, key, fmt):
         v = [r.measurements[key] for r in res if r.measurements.get(key) is not None]
@@ -121,6 +139,7 @@ def print_table(rows: dict) -> None:
         live = sum(r.score is not None and r.score < THRESHOLD and not r.findings for r in res)
         print(f"| {species} | {n} | {rate(attack, n)} | {rate(unknown, n)} | {rate(live, n)} | "
               f"{span(res, 'plane_relief_mm', '{:.1f}')} | {span(res, 'quadric_relief_mm', '{:.1f}')} | "
+              f"{span(res, 'nose_over_eyes_mm', '{:.1f}')} | "
               f"{span(res, 'face_ir', '{:.2f}')} | {span(res, 'pupil_contrast', '{:.2f}')} |")
 
 

@@ -129,3 +129,15 @@ def test_the_physics_audit_renders_named_domains_pooled_and_range_sets_one_each(
     assert "named domains" in sets[0][0] and sets[1][0].startswith("rand_test")
     with pytest.raises(SystemExit, match="unknown set 'surff'.*rand_heldout"):
         bench_physics.render_sets("named,surff")
+
+
+def test_the_physics_audit_overrides_named_limits_only():
+    import bench_physics
+
+    from edge_fas.pipeline.physics import PhysicsLimits
+
+    assert bench_physics.with_limits(PhysicsLimits(), "min_nose_over_eyes_mm=-1000, min_face_ir=0.2") == \
+        PhysicsLimits(min_nose_over_eyes_mm=-1000.0, min_face_ir=0.2)
+    assert bench_physics.with_limits(PhysicsLimits(), "") == PhysicsLimits()
+    with pytest.raises(SystemExit, match="min_nose_mm.*min_face_ir"):
+        bench_physics.with_limits(PhysicsLimits(), "min_nose_mm=3")
