@@ -7,7 +7,7 @@ or a printed eye cannot fake, each explainable in one line and each with its own
   or a screen is a plane (`flat_face`); a sheet bent round a cylinder, or any smooth curve, is fitted
   by the quadric to within the depth noise (`no_facial_relief`). Both are attack evidence. With the
   detector's keypoints it also measures the nose against the eyes, each as its height off the fitted plane:
-  on a live face the nose tip stands 20-27 mm nearer than the eyes (median on the rig), on a sheet about
+  on a live face the nose tip stands 25-29 mm nearer than the eyes (median on the rig), on a sheet about
   0 mm. Low-frequency depth noise (time-of-flight cameras above all) can lift a sheet's quadric residual
   past its limit; it rarely also puts a bump at the nose and hollows at both eyes (`no_nose_in_depth`,
   weaker evidence: `unknown`, since on cameras it was not tuned on a few live faces read low too).
