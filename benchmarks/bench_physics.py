@@ -57,7 +57,8 @@ def with_limits(limits, overrides: str):
     for item in (i.strip() for i in overrides.split(",") if i.strip()):
         name, _, value = item.partition("=")
         if name not in known or not value:
-            raise SystemExit(f"bench_physics: --limits {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}")
+            raise SystemExit(f"bench_physics: --limits {item!r}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(known))}")
         changes[name] = float(value)
     return dataclasses.replace(limits, **changes)
 
@@ -76,13 +77,13 @@ def main() -> int:
     from edge_fas.calibration import register_to_color
     from edge_fas.config import DecisionConfig
     from edge_fas.face import FaceDetector, detection_near
-    from edge_fas.pipeline.physics import PhysicsCheck
+    from edge_fas.pipeline.physics import PhysicsCheck, PhysicsLimits
     from edge_fas.sim import SPECIES, make_rig
 
     sets = render_sets(args.sets)
     w, h = (int(v) for v in args.size.split("x"))
-    check = PhysicsCheck.from_config(DecisionConfig())
-    check.limits = with_limits(check.limits, args.limits)
+    config = DecisionConfig()
+    check = PhysicsCheck(with_limits(PhysicsLimits.from_config(config), args.limits), config.physics_checks)
     detector = FaceDetector()
     print(f"synthetic rig, seeds {args.seeds}, {args.size}, {args.per_species} frames per species per domain and "
           f"seed; limits: {check.limits}")
