@@ -54,7 +54,7 @@ FLAT_FACE = "flat_face"
 NO_FACIAL_RELIEF = "no_facial_relief"
 FACE_DARK_IN_IR = "face_dark_in_ir"
 NO_PUPILS_IN_IR = "no_pupils_in_ir"
-NO_NOSE_IN_DEPTH = "no_nose_in_depth"  # unknown, not attack: a few live faces at strong poses read low too
+NO_NOSE_IN_DEPTH = "no_nose_in_depth"  # unknown, not attack: on cameras it was not tuned on a few live faces read low
 PHYSICS_UNMEASURED = "physics_unmeasured"
 
 # an identical frame twice is a replay of the stream; a flat, curved or IR-dark face is a presentation

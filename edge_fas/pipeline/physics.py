@@ -140,10 +140,13 @@ def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, c
     X, Y = (xx - cx) / fx * z0, (yy - cy) / fy * z0
     fit = c_quad[0] + c_quad[1] * X + c_quad[2] * Y + c_quad[3] * X * X + c_quad[4] * X * Y + c_quad[5] * Y * Y
     height = np.where(patch > 0, fit - smooth, np.nan).astype(np.float32)
-    off_plane = np.where(valid, smooth - (c_plane[0] + c_plane[1] * X + c_plane[2] * Y), np.nan)
+    nose = None
+    if keypoints is not None:  # the plane-relative map is only needed at the keypoints
+        off_plane = np.where(valid, smooth - (c_plane[0] + c_plane[1] * X + c_plane[2] * Y), np.nan)
+        nose = _nose_over_eyes(off_plane, inner, box, keypoints)
     return {"plane_relief_mm": float(np.percentile(r_plane, 95) - np.percentile(r_plane, 5)),
             "quadric_relief_mm": float(np.percentile(above, 97) - np.percentile(above, 50)),
-            "nose_over_eyes_mm": _nose_over_eyes(off_plane, inner, box, keypoints),
+            "nose_over_eyes_mm": nose,
             "distance_m": z0 / 1000.0, "map": height, "map_box": inner}
 
 
