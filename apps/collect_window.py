@@ -259,7 +259,8 @@ def run_collect_gui(camera_spec: str, session_path, config, spec: TakeSpec, rete
     from edge_fas.drivers import open_camera
     from edge_fas.face import FaceDetector
     app = QApplication.instance() or QApplication(["edge-fas collect"])
-    with open_camera(camera_spec, config) as camera, FaceDetector(config.detector.min_score) as detector:
+    det = config.detector
+    with open_camera(camera_spec, config) as camera, FaceDetector(det.min_score, det.zoom_search) as detector:
         window = CollectWindow(camera, session_path, config, spec, retention_days, detector, writer_factory)
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.show()

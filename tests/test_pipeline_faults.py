@@ -31,7 +31,7 @@ class Det:
 class BoxDetector:
     """Finds the face wherever frames.meta says (None: no face)."""
 
-    def detect(self, image):
+    def detect(self, image, hint=None):
         return [Det(BOX)] if image[0, 0, 0] != 0 else []
 
     def close(self):
@@ -257,7 +257,7 @@ def test_dark_colour_detects_on_registered_ir():
     seen = []
 
     class IrDetector(BoxDetector):
-        def detect(self, image):
+        def detect(self, image, hint=None):
             seen.append(image.shape)
             return [Det(BOX)]
 
@@ -276,3 +276,17 @@ def test_a_skipped_prepared_frame_hands_on_its_faults_and_face_change():
     newer = _Prepared(frame(2), ["no_face"])
     _carry_prepared(dropped, newer)
     assert newer.faults == ["no_face", "repeated_frame: rgb"] and newer.changed
+
+
+def test_detector_is_given_the_tracked_box_as_its_zoom_hint():
+    hints = []
+
+    class HintDetector(BoxDetector):
+        def detect(self, image, hint=None):
+            hints.append(hint)
+            return super().detect(image)
+
+    p = Pipeline(Camera(), Runtime(), load_config(), detector=HintDetector(), register=lambda f: f)
+    judge(p, [frame(0), frame(1), frame(2, face=False), frame(3)])
+    assert hints[0] is None  # nothing tracked yet
+    assert hints[1] == hints[2] == hints[3] == BOX  # the face tracked so far, also on the frame it went missing

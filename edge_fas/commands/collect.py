@@ -65,7 +65,8 @@ def _run_cli(args, config, spec, camera_spec) -> int:
         print(line, file=sys.stderr, flush=True)
 
     d = config.decision
-    with open_camera(camera_spec, config) as camera, FaceDetector(config.detector.min_score) as detector:
+    det = config.detector
+    with open_camera(camera_spec, config) as camera, FaceDetector(det.min_score, det.zoom_search) as detector:
         writer = open_session_writer(args.out, camera, spec, args.retention_days, args.operator)
         try:
             written = record_take(camera.frames(), writer, spec, args.frames, detector,

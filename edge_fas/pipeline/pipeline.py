@@ -181,7 +181,8 @@ class Pipeline:
             raise RuntimeError("Pipeline already started")
         if self._detector is None:
             from edge_fas.face import FaceDetector
-            self._detector = FaceDetector(min_score=self.config.detector.min_score)
+            self._detector = FaceDetector(min_score=self.config.detector.min_score,
+                                          zoom_search=self.config.detector.zoom_search)
         if getattr(self.camera, "status", "connected") != "connected":
             self.camera.open()
         self._decide_physics_mode(getattr(getattr(self.camera, "device", None), "driver", ""))
@@ -383,13 +384,15 @@ class Pipeline:
         return rgb is not None and float(rgb[::8, ::8].mean()) >= self.config.detector.dark_rgb_mean
 
     def _detect(self, frames: FrameSet):
-        """Faces on colour, or on (registered) IR when the colour image is too dark (or absent)."""
+        """Faces on colour, or on (registered) IR when the colour image is too dark (or absent). The tracked
+        box is the detector's hint: where its zoom search looks first for a face too small for the whole frame."""
+        hint = None if self.tracker.box is None else tuple(float(v) for v in self.tracker.box)
         if self._bright(frames):
-            return self._detector.detect(frames.rgb), frames.rgb.shape
+            return self._detector.detect(frames.rgb, hint=hint), frames.rgb.shape
         if frames.ir is None or not frames.registered:
             return [], None
         ir = _to_uint8(frames.ir)
-        return self._detector.detect(ir), ir.shape
+        return self._detector.detect(ir, hint=hint), ir.shape
 
     def _register(self, frames: FrameSet, box=None) -> FrameSet:
         """Registered frames; with a face box only its surroundings when the registration supports an ROI
