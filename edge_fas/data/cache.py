@@ -4,8 +4,8 @@ once and reused by every later epoch and run.
 An entry's key is the SHA-256 of everything its pixels depend on: the sample's identity (the files it
 reads with their sizes and modification times, or the synthetic rig's version and render parameters,
 or the session take and frame), the crop parameters (model input size, crop scale, context, the
-whole-image size limit), the face detector's model hash where a detector frames the face, and
-CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the old entries
+whole-image size limit), the face detector's model hash and search version where a detector frames
+the face, and CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the old entries
 are simply not read again (delete the folder to reclaim the space). The normalisation (mean/std,
 depth and IR scaling, data.preprocess's depth_norm and ir_norm) is applied after the cache, so changing it
 reuses every entry.
@@ -44,9 +44,9 @@ def crop_key(identity: dict, params, detector: bool) -> str:
     parts = {"v": CACHE_VERSION, "sample": identity, "size": int(params.size), "crop_scale": float(params.crop_scale),
              "context": CONTEXT, "max_side": MAX_SIDE_FACTOR}
     if detector:
-        from edge_fas.face import FACE_MODEL_SHA256
+        from edge_fas.face import FACE_MODEL_SHA256, SEARCH_VERSION
 
-        parts["detector"] = FACE_MODEL_SHA256
+        parts["detector"] = [FACE_MODEL_SHA256, SEARCH_VERSION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
