@@ -141,3 +141,17 @@ def test_the_physics_audit_overrides_named_limits_only():
     assert bench_physics.with_limits(PhysicsLimits(), "") == PhysicsLimits()
     with pytest.raises(SystemExit, match="min_nose_mm.*min_face_ir"):
         bench_physics.with_limits(PhysicsLimits(), "min_nose_mm=3")
+
+
+def test_the_face_audit_counts_each_width_band_and_the_total():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_face
+
+    rows = ([dict(width=0.05, found_plain=False, found_zoom=True)] * 3 +
+            [dict(width=0.10, found_plain=True, found_zoom=True), dict(width=0.10, found_plain=False, found_zoom=False)] +
+            [dict(width=0.30, found_plain=True, found_zoom=True)])
+    table = bench_face.found_table(rows)
+    assert table[2].startswith("| 0.00-0.08 | 3 | 0/3 = 0% [0, 63] | 3/3 = 100% [37, 100] |")  # one-sided at 0 or n
+    assert table[3].startswith("| 0.08-0.12 | 2 | 1/2 = 50% ")
+    assert not any(r.startswith("| 0.12-0.16") for r in table)  # an empty band is left out
+    assert table[-1].startswith("| all | 6 | 2/6 = 33% ") and "| 5/6 = 83% " in table[-1]
