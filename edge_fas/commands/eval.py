@@ -5,6 +5,11 @@ demo included) and write the report folder (JSON, Markdown, CSV, PNGs).
     edge-fas eval runs/x/checkpoint.pt --out R --protocol mmdg-p1-cps-w --data-root DIR  # real datasets
     edge-fas eval ARTIFACT --out R --sessions DIR --target apcer=0.01 --val-sessions DIR2 # recorded sessions
     edge-fas eval demo --out R --ranges configs/ranges/rand_heldout_proc.yaml --domains rand_heldout_proc  # ranges
+    edge-fas eval physics --out R --sessions DIR [--config site.yaml] [--decision-physics-min-relief-mm 10]
+
+`physics` in place of a model scores the model-free physics check instead (edge_fas/physics_eval.py): what
+decides on a real camera with a synthetic-only model, at the config's decision.physics_* limits, on a
+site's recorded sessions or synthetic domains.
 
 The test sets come from edge_fas.data.build.test_indices and stream through the crop cache (decoded in
 --workers processes, never all in memory); each is scored once through edge_fas.scoring (an artifact
@@ -23,14 +28,17 @@ import json
 from pathlib import Path
 
 from edge_fas.commands.train import add_data_arguments, print_protocols
+from edge_fas.config import add_config_arguments
 
 HELP = "evaluate a checkpoint or artifact on a protocol's test sets, synthetic domains or sessions (ISO/IEC 30107-3)"
+PHYSICS = "physics"  # the model argument that scores the model-free physics check
 
 
 def add_arguments(parser):
     parser.add_argument("model", nargs="?",
-                        help="checkpoint (.pt) from `edge-fas train`, artifact folder from `edge-fas export`, or "
-                             "'demo' (the bundled artifact, scored through its runtime)")
+                        help="checkpoint (.pt) from `edge-fas train`, artifact folder from `edge-fas export`, "
+                             "'demo' (the bundled artifact, scored through its runtime), or 'physics' (the model-free "
+                             "physics check at the config's decision.physics_* limits: sessions or synthetic domains)")
     parser.add_argument("--out", help="report folder to write")
     add_data_arguments(parser)
     parser.add_argument("--domains", default=None,
@@ -71,6 +79,7 @@ def add_arguments(parser):
     parser.add_argument("--workers", default="auto",
                         help="processes decoding samples (default auto: cores - 1, at most 8; 0: in this process)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_config_arguments(parser, ["decision", "detector"])  # `eval physics` only: the limits and the face detector
 
 
 def data_config(args, meta: dict) -> dict:
@@ -225,6 +234,19 @@ def run(args) -> int:
     if args.list_protocols:
         print_protocols()
         return 0
+    if args.print_config:
+        from edge_fas.config import config_from_args
+
+        print(config_from_args(args).dump(), end="")
+        return 0
+    if args.model == PHYSICS:
+        from edge_fas.physics_eval import run as run_physics
+
+        return run_physics(args)
+    config_flags = [k for k, v in vars(args).items() if k.startswith("cfg__") and v is not None]
+    if config_flags or args.config:
+        raise ConfigError("--config and the --decision-*/--detector-* flags apply to `edge-fas eval physics` only: "
+                          "a model is judged at its artifact's operating point (--threshold or --target to change it)")
     if not args.model or not args.out:
         raise ConfigError("edge-fas eval needs a MODEL (checkpoint, artifact folder or 'demo') and --out REPORT_FOLDER")
     if args.target and args.threshold is not None:

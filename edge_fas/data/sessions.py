@@ -44,15 +44,20 @@ class SessionSample:
     def needs_detector(self, detect: bool = False) -> bool:
         return True
 
-    def source(self, params, detector):
-        """The frame's SourceCrop around its face, or None where no face is found."""
-        from edge_fas.data.source import face_source
-
+    def registered_frames(self):
+        """The recorded frame set, depth and IR registered to colour when the session stored them raw."""
         f = _reader(self.session).load(self.take, self.frame)
         if not f.registered and (f.depth is not None or f.ir is not None) and f.calibration is not None:
             from edge_fas.calibration import register_to_color
 
             f = register_to_color(f)
+        return f
+
+    def source(self, params, detector):
+        """The frame's SourceCrop around its face, or None where no face is found."""
+        from edge_fas.data.source import face_source
+
+        f = self.registered_frames()
         box = frame_box(f, detector)
         return None if box is None else face_source(f, box, params)
 

@@ -176,12 +176,19 @@ class SyntheticSample:
     def needs_detector(self, detect: bool = False) -> bool:
         return True
 
+    def rendered_frames(self):
+        """The sample's frame set as the rig renders it (not registered)."""
+        return _rig(self.domain, self.seed, self.width, self.height, self.ranges).render(self.species, self.index, self.t)
+
+    def registered_frames(self):
+        """The sample's frame set with depth and IR registered to colour, as the live pipeline sees it."""
+        return register(self.rendered_frames())
+
     def source(self, params, detector=None):
         """Render, register and cut the face as the live pipeline frames it (None: no face in view)."""
         from edge_fas.data.source import face_source
 
-        rig = _rig(self.domain, self.seed, self.width, self.height, self.ranges)
-        frames = rig.render(self.species, self.index, self.t)
+        frames = self.rendered_frames()
         truth = frames.truth
         if truth is None or truth.face_box is None:
             return None

@@ -1,0 +1,208 @@
+"""`edge-fas eval physics`: the model-free physics check (edge_fas.pipeline.physics) scored like a model,
+on a site's recorded sessions or on synthetic domains.
+
+With a model trained on synthetic data only (the bundled demo) on a real camera, the physics check decides
+alone (decision.physics: auto), and its limits were set on the synthetic rig. This is how a site sees what
+those limits do on its own camera before relying on them: the same ISO/IEC 30107-3 report as a model's
+(APCER per species, BPCER, 95% intervals, scores.csv, plots) at the check's threshold 0.5, and what each
+measurement spans per species beside its limit, so a limit that vetoes the site's own live faces shows.
+
+Each frame goes through what the live pipeline does before the network: depth and IR registered to colour,
+the face found by the same detector (colour, or registered IR when the colour image is too dark; the
+config's detector.select when several), then PhysicsCheck with the config's decision.physics_* limits.
+Per frame, not per decision window, and the check alone: the pipeline's stream and working-distance checks
+are not applied. A frame the check cannot measure counts as not live (the pipeline says
+`physics_unmeasured`); a frame with no face found is left out and counted. Writes the model report
+(metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and measurements.csv
+(every frame's measurements and findings).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from edge_fas.errors import ConfigError
+
+__all__ = ["MEASUREMENTS", "judge_frame", "measurement_table", "take_table", "run"]
+
+# measurement -> the PhysicsLimits field it is held against
+MEASUREMENTS = {"plane_relief_mm": "min_plane_relief_mm", "quadric_relief_mm": "min_quadric_relief_mm",
+                "nose_over_eyes_mm": "min_nose_over_eyes_mm", "face_ir": "min_face_ir",
+                "pupil_contrast": "min_pupil_contrast"}
+UNMEASURED_SCORE = 1.0  # a frame the check cannot measure is never live
+
+
+def judge_frame(frames, check, detector, detector_config):
+    """(Detection or None, PhysicsResult or None) for one registered frame set, framed as the pipeline frames
+    it: colour when bright enough, else registered IR; the detection near the truth box when the frame has
+    one (synthetic data), else the one detector.select picks."""
+    from edge_fas.face import detection_near
+    from edge_fas.pipeline.pipeline import _to_uint8
+    from edge_fas.pipeline.tracker import select
+
+    rgb = frames.rgb
+    if rgb is not None and float(rgb[::8, ::8].mean()) >= detector_config.dark_rgb_mean:
+        image = rgb
+    elif frames.ir is not None and frames.registered:
+        image = _to_uint8(frames.ir)
+    else:
+        return None, None
+    found = detector.detect(image)
+    truth = frames.truth.face_box if frames.truth is not None else None
+    if truth is not None:
+        chosen = detection_near(found, truth)
+    else:
+        depth_m = frames.depth_m() if frames.depth is not None and frames.registered else None
+        chosen = select(found, detector_config.select, image_shape=image.shape, depth_m=depth_m)
+    if chosen is None:
+        return None, None
+    return chosen, check.check(frames, chosen.box, chosen.keypoints)
+
+
+def _percentiles(values) -> str:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if v.size == 0:
+        return "-"
+    p = np.percentile(v, [1, 5, 50, 95, 99])
+    return " / ".join(f"{x:.3g}" for x in p)
+
+
+def measurement_table(rows: list[dict], limits) -> str:
+    """Markdown: per measurement and species, how many frames had it, its 1st / 5th / 50th / 95th / 99th
+    percentiles, and how many fell below the limit (for bona fide frames: vetoes the limit causes; for an
+    attack: frames that measurement alone would have passed are the rest)."""
+    species = sorted({r["species"] for r in rows}, key=lambda s: (s != "bona_fide", s))
+    out = ["| measurement (limit) | species | frames measured | percentiles 1 / 5 / 50 / 95 / 99 | below the limit |",
+           "|---|---|---|---|---|"]
+    for name, field in MEASUREMENTS.items():
+        limit = getattr(limits, field)
+        for sp in species:
+            values = [r["measurements"].get(name) for r in rows if r["species"] == sp]
+            measured = [v for v in values if v is not None]
+            if not measured:
+                continue
+            below = sum(v < limit for v in measured)
+            out.append(f"| {name} ({limit:g}) | {sp} | {len(measured)}/{len(values)} | {_percentiles(measured)} | "
+                       f"{below}/{len(measured)} ({100 * below / len(measured):.0f}%) |")
+    return "\n".join(out)
+
+
+def take_table(rows: list[dict]) -> str:
+    """Markdown: per species, the takes (a session's take, or a synthetic sample) with at least one frame
+    judged live, and the share of frames judged live in the worst take."""
+    by_take: dict = {}
+    for r in rows:
+        by_take.setdefault((r["species"], r["take"]), []).append(r["score"] < 0.5)
+    species = sorted({s for s, _ in by_take}, key=lambda s: (s != "bona_fide", s))
+    out = ["| species | takes | takes with a frame judged live | most frames live in one take |", "|---|---|---|---|"]
+    for sp in species:
+        takes = [v for (s, _), v in by_take.items() if s == sp]
+        live = sum(any(v) for v in takes)
+        worst = max(takes, key=lambda v: sum(v) / len(v))
+        out.append(f"| {sp} | {len(takes)} | {live} | {sum(worst)}/{len(worst)} |")
+    return "\n".join(out)
+
+
+def _take_of(path: str, index: int) -> str:
+    """A session sample's take ('session/take'), or the sample itself (synthetic: one frame each)."""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 3 else f"sample {index}"
+
+
+def _check_arguments(args) -> None:
+    not_here = [flag for flag, given in (("--protocol", args.protocol), ("--data-root", args.data_root),
+                                         ("--lists", args.lists), ("--synthetic", args.synthetic),
+                                         ("--missing", args.missing), ("--threshold", args.threshold is not None),
+                                         ("--target", args.target), ("--val-sessions", args.val_sessions)) if given]
+    if not_here:
+        raise ConfigError(f"edge-fas eval physics: {', '.join(not_here)} do not apply. The physics check needs metric "
+                          "depth and the rig's calibration (recorded sessions or synthetic domains; public datasets "
+                          "ship crops), and is judged at its own threshold 0.5: its limits are the config's "
+                          "decision.physics_* keys (--config FILE, or --decision-physics-min-relief-mm V, ...)")
+    if not args.sessions and not args.domains:
+        raise ConfigError("edge-fas eval physics needs data: --sessions DIR[,DIR] (recorded with `edge-fas record` or "
+                          "`collect`) or --domains (synthetic, e.g. --domains rand_heldout)")
+
+
+def run(args) -> int:
+    """`edge-fas eval physics --sessions DIR | --domains D --out REPORT`."""
+    from edge_fas.commands.eval import data_config
+    from edge_fas.config import config_from_args
+    from edge_fas.data.build import test_indices
+    from edge_fas.face import FaceDetector
+    from edge_fas.pipeline.physics import THRESHOLD, PhysicsCheck
+    from edge_fas.progress import Progress
+
+    _check_arguments(args)
+    if not args.out:
+        raise ConfigError("edge-fas eval physics needs --out REPORT_FOLDER")
+    config = config_from_args(args)
+    try:
+        check = PhysicsCheck.from_config(config.decision)
+    except ValueError as e:  # an unknown check name
+        raise ConfigError(str(e)) from None
+    d = data_config(args, {})
+    sets = test_indices(d, split=args.split)
+    out = Path(args.out)
+    with FaceDetector(config.detector.min_score, config.detector.zoom_search) as detector:
+        for name, ix in sets.items():
+            rows, no_face = [], {}
+            with Progress(f"physics check on {name}", len(ix)) as bar:
+                for i, sample in enumerate(ix.samples()):
+                    chosen, res = judge_frame(sample.registered_frames(), check, detector, config.detector)
+                    bar.callback(i + 1, len(ix))
+                    if chosen is None:
+                        no_face[sample.species] = no_face.get(sample.species, 0) + 1
+                        continue
+                    rows.append(dict(index=i, path=str(ix.path[i]), take=_take_of(str(ix.path[i]), i),
+                                     species=sample.species, label=int(sample.label), domain=str(ix.domain[i]),
+                                     score=UNMEASURED_SCORE if res.score is None else float(res.score),
+                                     unmeasured=res.score is None, measurements=dict(res.measurements),
+                                     findings=[str(f) for f in res.findings]))
+            if not rows:
+                raise ConfigError(f"{name}: no face was found on any of its {len(ix)} frames; check the recording "
+                                  "(`edge-fas inspect`) and that the face is in view")
+            folder = out if len(sets) == 1 else out / name
+            _write(folder, name, ix, rows, no_face, check, THRESHOLD, d, args)
+    return 0
+
+
+def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args) -> None:
+    from edge_fas.report import write_report
+
+    data = ix.meta.get("data") or name
+    unmeasured = sum(r["unmeasured"] for r in rows)
+    limits = {f: getattr(check.limits, f) for f in MEASUREMENTS.values()}
+    missed = f"{sum(no_face.values())}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(no_face.items()))})"
+                                           if no_face else "")
+    extra = ("\n\n## The physics check's measurements\n\n"
+             f"Limits (decision.physics_*): {', '.join(f'{k} {v:g}' for k, v in limits.items())}; checks: "
+             f"{', '.join(check.checks)}. Frames the check could not measure (no depth or IR on the face; counted "
+             f"as not live): {unmeasured} of {len(rows)}. Frames with no face found (left out): {missed}."
+             "\n\n" + measurement_table(rows, check.limits) +
+             ("\n\nPer take (a decision needs several live frames in its window; one live frame is where an attack "
+              "gets a chance):\n\n" + take_table(rows) if d["source"] == "sessions" else "") +
+             "\n\nA limit moved to fit these takes must be checked on other takes before it is reported: these "
+             "numbers then describe the takes it was fitted on.\n")
+    r = write_report(folder, [x["score"] for x in rows], [x["label"] for x in rows], [x["species"] for x in rows],
+                     [x["domain"] for x in rows], threshold=threshold, all_species=ix.meta.get("all_species"),
+                     paths=[x["path"] for x in rows], plots=not args.no_plots, extra_markdown=extra,
+                     title=f"physics check (model-free) on {name}: {data}",
+                     meta={"model": "physics", "scored_by": "physics check (edge_fas.pipeline.physics)",
+                           "test_set": name, "data": data, "source": d["source"], "split": args.split,
+                           "samples": len(rows), "skipped_no_face": sum(no_face.values()),
+                           "skipped_no_face_by_species": no_face, "unmeasured": unmeasured, "limits": limits,
+                           "checks": list(check.checks), "threshold_split": "the physics check's own threshold"})
+    with open(folder / "measurements.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "path", "species", "score", *MEASUREMENTS, "findings"])
+        for x in rows:
+            values = [x["measurements"].get(m) for m in MEASUREMENTS]
+            w.writerow([x["index"], x["path"], x["species"], f"{x['score']:.6f}",
+                        *("" if v is None else f"{v:.6g}" for v in values), "; ".join(x["findings"])])
+    print(f"wrote {folder}: APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, AUC {r['auc']:.4f} at the physics "
+          f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(no_face.values())} without a face; "
+          f"data: {data}")
