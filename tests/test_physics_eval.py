@@ -120,3 +120,11 @@ def test_a_frame_the_check_cannot_measure_is_never_live(tmp_path):
     assert cli_main(["eval", "physics", "--sessions", str(path), "--out", str(out), "--no-plots"]) == 0
     m, meta = _report(out)
     assert meta["unmeasured"] == meta["samples"] == 2 and m["bpcer"] == 1.0
+
+
+def test_frames_per_take_sets_how_many_frames_of_each_take_are_scored(site, tmp_path):
+    out = tmp_path / "two"
+    assert cli_main(["eval", "physics", "--sessions", site, "--out", str(out), "--no-plots",
+                     "--frames-per-take", "2"]) == 0
+    _, meta = _report(out)
+    assert meta["samples"] + meta["skipped_no_face"] == 2 * len(TAKES)

@@ -45,6 +45,8 @@ def add_arguments(parser):
                         help="synthetic test domains, comma separated (default: the model's training domains)")
     parser.add_argument("--sessions", default=None, metavar="DIR[,DIR]",
                         help="evaluate on recorded sessions (edge-fas record/collect) instead of synthetic domains")
+    parser.add_argument("--frames-per-take", type=int, default=10, metavar="N",
+                        help="with --sessions: evenly spaced frames scored from each take (default 10)")
     parser.add_argument("--ranges", default=None, metavar="FILE",
                         help="custom randomisation range sets that --domains may name: a YAML file in the format of a "
                              "training config's data.randomization ({rand_NAME: {base: rand_heldout, FACTOR: VALUE}}; "
@@ -99,8 +101,11 @@ def data_config(args, meta: dict) -> dict:
     if args.sessions:
         if args.protocol or args.domains:
             raise ConfigError("--sessions evaluates recorded sessions: leave out --protocol and --domains")
+        if args.frames_per_take < 1:
+            raise ConfigError(f"--frames-per-take {args.frames_per_take}: expected at least 1")
         d.update(source="sessions", sessions={"train": [], "val": (args.val_sessions or "").split(",") if
-                                              args.val_sessions else [], "test": args.sessions.split(",")})
+                                              args.val_sessions else [], "test": args.sessions.split(",")},
+                 frames_per_take=args.frames_per_take)
         return d
     protocol = args.protocol
     if protocol is None and not args.domains and training.get("source") == "datasets":
