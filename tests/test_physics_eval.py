@@ -80,12 +80,14 @@ def test_synthetic_domains_are_scored_too(tmp_path):
     (["eval", "physics", "--domains", "surf", "--out", "R", "--decision-physics-checks", "reliefs"],
      "decision.physics_checks"),
 ])
-def test_misuse_is_refused_with_the_fix(argv, match):
-    with pytest.raises(ConfigError, match=match):
-        from edge_fas.cli import build_parser
-        from edge_fas.commands.eval import run
+def test_misuse_is_refused_with_the_fix(argv, match, tmp_path, monkeypatch):
+    from edge_fas.cli import build_parser
+    from edge_fas.commands.eval import run
 
+    monkeypatch.chdir(tmp_path)  # a refusal must come before anything is written: nothing lands here
+    with pytest.raises(ConfigError, match=match):
         run(build_parser().parse_args(argv))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tables_count_frames_below_each_limit_and_live_frames_per_take():
