@@ -116,6 +116,8 @@ class DetectorConfig:
     zoom_search: bool = opt(True, "when the whole frame shows no face, search it again at 2x on overlapping "
                                   "tiles (BlazeFace short-range misses faces under ~1/8 of the frame's width: "
                                   "1.2-1.5 m on a wide lens)")
+    zoom_interval: int = opt(3, "while no face is tracked, the zoom search runs on one frame in this many (it "
+                                "costs ten detector calls: this bounds an idle kiosk's CPU; 1: every frame)", min=1)
     smoothing: float = opt(0.6, "tracker smoothing of the face box (0: none)", min=0.0, max=0.99)
 
 

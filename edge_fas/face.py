@@ -167,10 +167,11 @@ class FaceDetector:
         # close it before interpreter teardown: mediapipe's own __del__ fails once its modules are gone
         self._finalizer = weakref.finalize(self, _close_quietly, self._detector)
 
-    def detect(self, image: np.ndarray, hint=None) -> list[Detection]:
+    def detect(self, image: np.ndarray, hint=None, zoom: bool = True) -> list[Detection]:
         """Faces in an RGB (H, W, 3) or grey (H, W) uint8 image, best score first. `hint`: the box tracked
         on the previous frame, whose 2x window the zoom search tries first (the whole grid only when it
-        finds nothing there)."""
+        finds nothing there). zoom=False skips the zoom search on this call (the live pipeline spaces it
+        out while no face is tracked)."""
         if self._detector is None:
             raise RuntimeError("FaceDetector is closed")
         if image.ndim == 2:
@@ -178,7 +179,7 @@ class FaceDetector:
         if image.dtype != np.uint8:
             raise ValueError(f"face detection needs a uint8 image, got {image.dtype}")
         found = self._detect_once(image)
-        if found or not self.zoom_search:
+        if found or not (self.zoom_search and zoom):
             return found
         tracked = hint_tile(image.shape, hint)
         if tracked is not None:  # the tracked face's own window: one call per frame while it is followed

@@ -56,6 +56,7 @@ def test_zoom_search_finds_a_face_too_small_for_the_whole_frame(grace_hopper):
     with FaceDetector(zoom_search=False) as plain:
         assert plain.detect(frame) == []  # the premise: BlazeFace short-range misses it on the whole frame
     with FaceDetector() as det:
+        assert det.detect(frame, zoom=False) == []  # this call's zoom search skipped (the pipeline's idle frames)
         found = det.detect(frame)
     assert len(found) == 1
     d = found[0]

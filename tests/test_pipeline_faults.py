@@ -31,7 +31,7 @@ class Det:
 class BoxDetector:
     """Finds the face wherever frames.meta says (None: no face)."""
 
-    def detect(self, image, hint=None):
+    def detect(self, image, hint=None, zoom=True):
         return [Det(BOX)] if image[0, 0, 0] != 0 else []
 
     def close(self):
@@ -257,7 +257,7 @@ def test_dark_colour_detects_on_registered_ir():
     seen = []
 
     class IrDetector(BoxDetector):
-        def detect(self, image, hint=None):
+        def detect(self, image, hint=None, zoom=True):
             seen.append(image.shape)
             return [Det(BOX)]
 
@@ -282,7 +282,7 @@ def test_detector_is_given_the_tracked_box_as_its_zoom_hint():
     hints = []
 
     class HintDetector(BoxDetector):
-        def detect(self, image, hint=None):
+        def detect(self, image, hint=None, zoom=True):
             hints.append(hint)
             return super().detect(image)
 
@@ -290,3 +290,20 @@ def test_detector_is_given_the_tracked_box_as_its_zoom_hint():
     judge(p, [frame(0), frame(1), frame(2, face=False), frame(3)])
     assert hints[0] is None  # nothing tracked yet
     assert hints[1] == hints[2] == hints[3] == BOX  # the face tracked so far, also on the frame it went missing
+
+
+def test_the_zoom_search_is_spaced_out_while_no_face_is_tracked():
+    zooms = []
+
+    class ZoomDetector(BoxDetector):
+        def detect(self, image, hint=None, zoom=True):
+            zooms.append(zoom)
+            return super().detect(image)
+
+    cfg = load_config(overrides={"detector.zoom_interval": 3})
+    p = Pipeline(Camera(), Runtime(), cfg, detector=ZoomDetector(), register=lambda f: f)
+    judge(p, [frame(i, face=False) for i in range(7)])
+    assert zooms == [True, False, False, True, False, False, True]  # idle: one frame in three
+    zooms.clear()
+    judge(p, [frame(7), frame(8), frame(9, face=False), frame(10, face=False)])
+    assert zooms == [False, True, True, True]  # a face tracked (also while briefly lost): every frame

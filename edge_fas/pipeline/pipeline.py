@@ -162,6 +162,7 @@ class Pipeline:
         self.context = event_context(self.config, getattr(camera, "kind", None), getattr(runtime, "artifact", None))
         d = self.config.detector
         self.tracker = FaceTracker(smoothing=d.smoothing)
+        self._untracked = 0  # frames since a face was last tracked: spaces out the idle zoom search
         self.mailbox = Mailbox()  # capture -> stage A (prepare)
         self._stage = Mailbox()  # stage A -> stage B (judge)
         self.frames_captured = 0
@@ -387,12 +388,15 @@ class Pipeline:
         """Faces on colour, or on (registered) IR when the colour image is too dark (or absent). The tracked
         box is the detector's hint: where its zoom search looks first for a face too small for the whole frame."""
         hint = None if self.tracker.box is None else tuple(float(v) for v in self.tracker.box)
+        # with nothing tracked, the zoomed grid (ten detector calls) runs on one frame in zoom_interval
+        zoom = hint is not None or self._untracked % self.config.detector.zoom_interval == 0
+        self._untracked = 0 if hint is not None else self._untracked + 1
         if self._bright(frames):
-            return self._detector.detect(frames.rgb, hint=hint), frames.rgb.shape
+            return self._detector.detect(frames.rgb, hint=hint, zoom=zoom), frames.rgb.shape
         if frames.ir is None or not frames.registered:
             return [], None
         ir = _to_uint8(frames.ir)
-        return self._detector.detect(ir, hint=hint), ir.shape
+        return self._detector.detect(ir, hint=hint, zoom=zoom), ir.shape
 
     def _register(self, frames: FrameSet, box=None) -> FrameSet:
         """Registered frames; with a face box only its surroundings when the registration supports an ROI
