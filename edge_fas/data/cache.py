@@ -5,8 +5,8 @@ An entry's key is the SHA-256 of everything its pixels depend on: the sample's i
 reads with their sizes and modification times, or the synthetic rig's version and render parameters,
 or the session take and frame), the crop parameters (model input size, crop scale, context, the
 whole-image size limit), the face detector's model hash and search version where a detector frames
-the face, and CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the old entries
-are simply not read again (delete the folder to reclaim the space). The normalisation (mean/std,
+the face, and CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the
+old entries are simply not read again (delete the folder to reclaim the space). The normalisation (mean/std,
 depth and IR scaling, data.preprocess's depth_norm and ir_norm) is applied after the cache, so changing it
 reuses every entry.
 
