@@ -10,9 +10,11 @@ measurement spans per species beside its limit, so a limit that vetoes the site'
 Each frame goes through what the live pipeline does before the network: depth and IR registered to colour,
 the face found by the same detector (colour, or registered IR when the colour image is too dark; the
 config's detector.select when several), then PhysicsCheck with the config's decision.physics_* limits.
-Per frame, not per decision window, and the check alone: the pipeline's stream and working-distance checks
-are not applied. A frame the check cannot measure counts as not live (the pipeline says
-`physics_unmeasured`); a frame with no face found is left out and counted. Writes the model report
+The ISO report is per frame. For recorded takes the report also gives the decisions: each take's scored
+frames, in order, through the pipeline's decision window (decision.window, min_live_frames). The check is
+scored alone: the pipeline's stream and working-distance checks are not applied. A frame the check cannot
+measure counts as not live (the pipeline says `physics_unmeasured`); a frame with no face found is left
+out of the per-frame figures and counted, and it breaks its take's window as it does live. Writes the model report
 (metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and measurements.csv
 (every frame's measurements and findings).
 """
@@ -91,18 +93,21 @@ def measurement_table(rows: list[dict], limits) -> str:
 
 
 def take_table(rows: list[dict]) -> str:
-    """Markdown: per species, the takes (a session's take, or a synthetic sample) with at least one frame
-    judged live, and the share of frames judged live in the worst take."""
+    """Markdown: per species, the takes (a session's take) with at least one frame judged live, the most
+    frames judged live in one take, and the decisions the pipeline's window made live (rows' `decision`)."""
     by_take: dict = {}
     for r in rows:
-        by_take.setdefault((r["species"], r["take"]), []).append(r["score"] < 0.5)
+        by_take.setdefault((r["species"], r["take"]), []).append(r)
     species = sorted({s for s, _ in by_take}, key=lambda s: (s != "bona_fide", s))
-    out = ["| species | takes | takes with a frame judged live | most frames live in one take |", "|---|---|---|---|"]
+    out = ["| species | takes | takes with a frame judged live | most frames live in one take | "
+           "takes with a live decision | live decisions |", "|---|---|---|---|---|---|"]
     for sp in species:
         takes = [v for (s, _), v in by_take.items() if s == sp]
-        live = sum(any(v) for v in takes)
-        worst = max(takes, key=lambda v: sum(v) / len(v))
-        out.append(f"| {sp} | {len(takes)} | {live} | {sum(worst)}/{len(worst)} |")
+        live = [[r["score"] < 0.5 for r in t] for t in takes]
+        worst = max(live, key=lambda v: sum(v) / len(v))
+        decided = [[r.get("decision") == "live" for r in t] for t in takes]
+        out.append(f"| {sp} | {len(takes)} | {sum(any(v) for v in live)} | {sum(worst)}/{len(worst)} | "
+                   f"{sum(any(v) for v in decided)} | {sum(map(sum, decided))}/{sum(map(len, decided))} |")
     return "\n".join(out)
 
 
@@ -133,6 +138,8 @@ def run(args) -> int:
     from edge_fas.config import config_from_args
     from edge_fas.data.build import test_indices
     from edge_fas.face import FaceDetector
+    from edge_fas.pipeline import decision as D
+    from edge_fas.pipeline.decision import DecisionPolicy
     from edge_fas.pipeline.physics import THRESHOLD, PhysicsCheck
     from edge_fas.progress import Progress
 
@@ -149,15 +156,22 @@ def run(args) -> int:
     out = Path(args.out)
     with FaceDetector(config.detector.min_score, config.detector.zoom_search) as detector:
         for name, ix in sets.items():
-            rows, no_face = [], {}
+            rows, no_face, policies = [], {}, {}
             with Progress(f"physics check on {name}", len(ix)) as bar:
                 for i, sample in enumerate(ix.samples()):
                     chosen, res = judge_frame(sample.registered_frames(), check, detector, config.detector)
                     bar.callback(i + 1, len(ix))
+                    take = _take_of(str(ix.path[i]), i)
+                    if take not in policies:  # each take is one person or instrument: its own decision window
+                        policies[take] = DecisionPolicy(THRESHOLD, config.decision.window,
+                                                        config.decision.min_live_frames, config.decision.hysteresis)
                     if chosen is None:
                         no_face[sample.species] = no_face.get(sample.species, 0) + 1
+                        policies[take].decide(None, [D.reason(D.NO_FACE)])
                         continue
-                    rows.append(dict(index=i, path=str(ix.path[i]), take=_take_of(str(ix.path[i]), i),
+                    faults = list(res.findings) + ([D.reason(D.PHYSICS_UNMEASURED)] if res.score is None else [])
+                    decision = policies[take].decide(res.score, faults).verdict
+                    rows.append(dict(index=i, path=str(ix.path[i]), take=take, decision=decision,
                                      species=sample.species, label=int(sample.label), domain=str(ix.domain[i]),
                                      score=UNMEASURED_SCORE if res.score is None else float(res.score),
                                      unmeasured=res.score is None, measurements=dict(res.measurements),
@@ -166,11 +180,12 @@ def run(args) -> int:
                 raise ConfigError(f"{name}: no face was found on any of its {len(ix)} frames; check the recording "
                                   "(`edge-fas inspect`) and that the face is in view")
             folder = out if len(sets) == 1 else out / name
-            _write(folder, name, ix, rows, no_face, check, THRESHOLD, d, args)
+            _write(folder, name, ix, rows, no_face, check, THRESHOLD, d, args, config.decision.window,
+                   config.decision.min_live_frames)
     return 0
 
 
-def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args) -> None:
+def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args, window: int, min_live: int) -> None:
     from edge_fas.report import write_report
 
     data = ix.meta.get("data") or name
@@ -183,8 +198,10 @@ def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args) -> 
              f"{', '.join(check.checks)}. Frames the check could not measure (no depth or IR on the face; counted "
              f"as not live): {unmeasured} of {len(rows)}. Frames with no face found (left out): {missed}."
              "\n\n" + measurement_table(rows, check.limits) +
-             ("\n\nPer take (a decision needs several live frames in its window; one live frame is where an attack "
-              "gets a chance):\n\n" + take_table(rows) if d["source"] == "sessions" else "") +
+             ("\n\nPer take. A frame judged live is where an attack gets a chance. A live decision is what the "
+              f"pipeline's window (decision.window {window}, min_live_frames {min_live}) makes of the take's scored "
+              "frames in order. Fewer frames than the take holds (--frames-per-take) space them out, so the window "
+              "then spans more time than it does live.\n\n" + take_table(rows) if d["source"] == "sessions" else "") +
              "\n\nA limit moved to fit these takes must be checked on other takes before it is reported: these "
              "numbers then describe the takes it was fitted on.\n")
     r = write_report(folder, [x["score"] for x in rows], [x["label"] for x in rows], [x["species"] for x in rows],
@@ -198,10 +215,10 @@ def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args) -> 
                            "checks": list(check.checks), "threshold_split": "the physics check's own threshold"})
     with open(folder / "measurements.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "path", "species", "score", *MEASUREMENTS, "findings"])
+        w.writerow(["index", "path", "species", "score", "decision", *MEASUREMENTS, "findings"])
         for x in rows:
             values = [x["measurements"].get(m) for m in MEASUREMENTS]
-            w.writerow([x["index"], x["path"], x["species"], f"{x['score']:.6f}",
+            w.writerow([x["index"], x["path"], x["species"], f"{x['score']:.6f}", x["decision"],
                         *("" if v is None else f"{v:.6g}" for v in values), "; ".join(x["findings"])])
     print(f"wrote {folder}: APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, AUC {r['auc']:.4f} at the physics "
           f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(no_face.values())} without a face; "

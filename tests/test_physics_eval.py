@@ -50,7 +50,7 @@ def test_sessions_get_an_iso_report_with_the_measurements_beside_their_limits(si
     assert all(r["path"].startswith("lobby-day0/") for r in rows)
     page = (out / "metrics.md").read_text()
     assert "| plane_relief_mm (12) | bona_fide |" in page
-    assert "| print | 2 | 0 | 0/3 |" in page  # per take: two print takes, no frame of either judged live
+    assert "| print | 2 | 0 | 0/3 | 0 | 0/6 |" in page  # per take: two print takes, no frame or decision live
 
 
 def test_the_configs_limits_are_the_ones_judged(site, tmp_path):
@@ -102,7 +102,7 @@ def test_tables_count_frames_below_each_limit_and_live_frames_per_take():
     assert "| plane_relief_mm (12) | bona_fide | 2/2 |" in table and table.count("| 1/2 (50%) |") == 2
     assert "| face_ir (0.1) | print | 1/2 |" in table and "nose_over_eyes_mm" not in table  # nothing measured
     takes = take_table(rows)
-    assert "| bona_fide | 1 | 1 | 1/2 |" in takes and "| print | 2 | 1 | 1/1 |" in takes
+    assert "| bona_fide | 1 | 1 | 1/2 | 0 | 0/2 |" in takes and "| print | 2 | 1 | 1/1 | 0 | 0/2 |" in takes
 
 
 def test_a_frame_the_check_cannot_measure_is_never_live(tmp_path):
@@ -130,3 +130,25 @@ def test_frames_per_take_sets_how_many_frames_of_each_take_are_scored(site, tmp_
                      "--frames-per-take", "2"]) == 0
     _, meta = _report(out)
     assert meta["samples"] + meta["skipped_no_face"] == 2 * len(TAKES)
+
+
+def test_takes_are_decided_through_the_pipelines_window(site, tmp_path):
+    out = tmp_path / "window"
+    assert cli_main(["eval", "physics", "--sessions", site, "--out", str(out), "--no-plots",
+                     "--decision-window", "3", "--decision-min-live-frames", "2"]) == 0
+    with open(out / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    by_take = {}
+    for r in rows:
+        by_take.setdefault(r["path"].rsplit("/", 1)[0], []).append(r)
+    clean = 0
+    for frames in by_take.values():
+        decisions = [r["decision"] for r in frames]
+        if frames[0]["species"] == "bona_fide" and all(float(r["score"]) < 0.5 for r in frames):
+            assert decisions == ["unknown", "live", "live"]  # the window fills: live from the second live frame
+            clean += 1
+        elif frames[0]["species"] != "bona_fide":
+            assert "live" not in decisions
+    assert clean >= 1  # the rule above was exercised
+    page = (out / "metrics.md").read_text()
+    assert "decision.window 3, min_live_frames 2" in page
