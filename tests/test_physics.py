@@ -88,6 +88,16 @@ def test_a_noisy_sheet_with_a_bump_off_the_nose_is_vetoed_at_the_keypoints():
     assert abs(tilted.measurements["nose_over_eyes_mm"] - live.measurements["nose_over_eyes_mm"]) < 2
 
 
+def test_the_nose_is_measured_when_a_turned_heads_eye_lies_near_the_box_side():
+    # on a turned head BlazeFace puts the far eye near the box's side, past the inner face the relief is
+    # fitted on; the eye's height is read off the whole box (the plane still comes from the inner face)
+    turned = np.array([[258.0, 215.0], [340.0, 215.0], [310.0, 245.0]])  # the right eye 13 px from the side
+    res = PhysicsCheck(checks=("relief",)).check(surface_frames(face_with_nose), FACE_BOX, turned)
+    assert res.measurements["nose_over_eyes_mm"] > 20 and res.findings == []
+    sheet = PhysicsCheck(checks=("relief",)).check(surface_frames(lambda x, y: 0.3 * x + 0.1 * y), FACE_BOX, turned)
+    assert abs(sheet.measurements["nose_over_eyes_mm"]) < 2
+
+
 @pytest.mark.parametrize("species, expected", [("bona_fide", set()), ("print", {D.FLAT_FACE}),
                                                ("replay", {D.FLAT_FACE, D.FACE_DARK_IN_IR})])
 def test_rendered_rig_faces(species, expected):

@@ -142,28 +142,43 @@ def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, c
     height = np.where(patch > 0, fit - smooth, np.nan).astype(np.float32)
     nose = None
     if keypoints is not None:  # the plane-relative map is only needed at the keypoints
-        off_plane = np.where(valid, smooth - (c_plane[0] + c_plane[1] * X + c_plane[2] * Y), np.nan)
-        nose = _nose_over_eyes(off_plane, inner, box, keypoints)
+        nose = _nose_over_eyes(_off_plane(depth_mm, box, c_plane, z0, fx, fy, cx, cy), box, keypoints)
     return {"plane_relief_mm": float(np.percentile(r_plane, 95) - np.percentile(r_plane, 5)),
             "quadric_relief_mm": float(np.percentile(above, 97) - np.percentile(above, 50)),
             "nose_over_eyes_mm": nose,
             "distance_m": z0 / 1000.0, "map": height, "map_box": inner}
 
 
-def _nose_over_eyes(off_plane: np.ndarray, inner, box, keypoints) -> float | None:
+def _off_plane(depth_mm: np.ndarray, box, c_plane, z0: float, fx: float, fy: float, cx: float, cy: float):
+    """The height (mm) of every depth in the whole detector box off the face's fitted plane, as ((x0, y0), map),
+    NaN where there is no depth or it is not the face's surface. The whole box, not the inner face: on a turned
+    head an eye's disc reaches past the inner box (on a fifth of live frames on the rig's development seeds)."""
+    h, w = depth_mm.shape
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    raw = depth_mm[y0:y1, x0:x1].astype(np.float32)
+    smooth = cv2.medianBlur(raw, 5)
+    ok = (raw > 0) & (smooth > 0) & (np.abs(raw - z0) < 150.0)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    plane = c_plane[0] + c_plane[1] * (xx - cx) / fx * z0 + c_plane[2] * (yy - cy) / fy * z0
+    return (x0, y0), np.where(ok, smooth - plane, np.nan)
+
+
+def _nose_over_eyes(off_plane, box, keypoints) -> float | None:
     """Mean height of the two eyes off the plane minus the nose tip's (mm; positive: the nose is nearer),
     each the median over a disc of 6% of the box width at the keypoint. Measured against the plane, so a
-    tilted sheet reads 0. None without keypoints, or when a disc leaves the inner face or holds < 5 depths."""
+    tilted sheet reads 0. off_plane: `_off_plane`'s (origin, map). None without keypoints, or when a disc
+    leaves the box or holds < 5 depths."""
     if keypoints is None or len(keypoints) < 3:
         return None
-    x0, y0 = inner[0], inner[1]
+    (x0, y0), heights_map = off_plane
     r = max(2, int(round(0.06 * (box[2] - box[0]))))
     heights = []
     for kx, ky in np.asarray(keypoints, dtype=np.float64)[:3]:
         u, v = int(round(kx)) - x0, int(round(ky)) - y0
-        if u - r < 0 or v - r < 0 or u + r + 1 > off_plane.shape[1] or v + r + 1 > off_plane.shape[0]:
+        if u - r < 0 or v - r < 0 or u + r + 1 > heights_map.shape[1] or v + r + 1 > heights_map.shape[0]:
             return None
-        disc = off_plane[v - r:v + r + 1, u - r:u + r + 1]
+        disc = heights_map[v - r:v + r + 1, u - r:u + r + 1]
         disc = disc[np.isfinite(disc)]
         if disc.size < 5:
             return None
