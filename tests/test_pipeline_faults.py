@@ -278,32 +278,32 @@ def test_a_skipped_prepared_frame_hands_on_its_faults_and_face_change():
     assert newer.faults == ["no_face", "repeated_frame: rgb"] and newer.changed
 
 
+class CallRecorder(BoxDetector):
+    """BoxDetector that records what the pipeline asks of each detect() call: (hint, zoom)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def detect(self, image, hint=None, zoom=True):
+        self.calls.append((hint, zoom))
+        return super().detect(image)
+
+
 def test_detector_is_given_the_tracked_box_as_its_zoom_hint():
-    hints = []
-
-    class HintDetector(BoxDetector):
-        def detect(self, image, hint=None, zoom=True):
-            hints.append(hint)
-            return super().detect(image)
-
-    p = Pipeline(Camera(), Runtime(), load_config(), detector=HintDetector(), register=lambda f: f)
+    det = CallRecorder()
+    p = Pipeline(Camera(), Runtime(), load_config(), detector=det, register=lambda f: f)
     judge(p, [frame(0), frame(1), frame(2, face=False), frame(3)])
+    hints = [hint for hint, _ in det.calls]
     assert hints[0] is None  # nothing tracked yet
     assert hints[1] == hints[2] == hints[3] == BOX  # the face tracked so far, also on the frame it went missing
 
 
 def test_the_zoom_search_is_spaced_out_while_no_face_is_tracked():
-    zooms = []
-
-    class ZoomDetector(BoxDetector):
-        def detect(self, image, hint=None, zoom=True):
-            zooms.append(zoom)
-            return super().detect(image)
-
+    det = CallRecorder()
     cfg = load_config(overrides={"detector.zoom_interval": 3})
-    p = Pipeline(Camera(), Runtime(), cfg, detector=ZoomDetector(), register=lambda f: f)
+    p = Pipeline(Camera(), Runtime(), cfg, detector=det, register=lambda f: f)
     judge(p, [frame(i, face=False) for i in range(7)])
-    assert zooms == [True, False, False, True, False, False, True]  # idle: one frame in three
-    zooms.clear()
+    assert [zoom for _, zoom in det.calls] == [True, False, False, True, False, False, True]  # idle: one in three
+    det.calls.clear()
     judge(p, [frame(7), frame(8), frame(9, face=False), frame(10, face=False)])
-    assert zooms == [False, True, True, True]  # a face tracked (also while briefly lost): every frame
+    assert [zoom for _, zoom in det.calls] == [False, True, True, True]  # a face tracked (also while briefly lost)
