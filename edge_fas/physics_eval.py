@@ -14,9 +14,9 @@ The ISO report is per frame. For recorded takes the report also gives the decisi
 frames, in order, through the pipeline's decision window (decision.window, min_live_frames). The check is
 scored alone: the pipeline's stream and working-distance checks are not applied. A frame the check cannot
 measure counts as not live (the pipeline says `physics_unmeasured`); a frame with no face found is left
-out of the per-frame figures and counted, and it breaks its take's window as it does live. Writes the model report
-(metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and measurements.csv
-(every frame's measurements and findings).
+out of the per-frame figures and counted, and it breaks its take's window as it does live. Writes the
+model report (metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and
+measurements.csv (every frame's measurements, findings and decision).
 """
 
 from __future__ import annotations
@@ -42,15 +42,11 @@ def judge_frame(frames, check, detector, detector_config):
     it: colour when bright enough, else registered IR; the detection near the truth box when the frame has
     one (synthetic data), else the one detector.select picks."""
     from edge_fas.face import detection_near
-    from edge_fas.pipeline.pipeline import _to_uint8
+    from edge_fas.pipeline.pipeline import detection_image
     from edge_fas.pipeline.tracker import select
 
-    rgb = frames.rgb
-    if rgb is not None and float(rgb[::8, ::8].mean()) >= detector_config.dark_rgb_mean:
-        image = rgb
-    elif frames.ir is not None and frames.registered:
-        image = _to_uint8(frames.ir)
-    else:
+    image = detection_image(frames, detector_config.dark_rgb_mean)
+    if image is None:
         return None, None
     found = detector.detect(image)
     truth = frames.truth.face_box if frames.truth is not None else None

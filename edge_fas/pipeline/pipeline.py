@@ -91,6 +91,21 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32) * (255.0 / hi), 0, 255).astype(np.uint8)
 
 
+def bright_enough(rgb, dark_rgb_mean: float) -> bool:
+    """Whether faces are searched in the colour image (else in IR): detector.dark_rgb_mean."""
+    return rgb is not None and float(rgb[::8, ::8].mean()) >= dark_rgb_mean
+
+
+def detection_image(frames: FrameSet, dark_rgb_mean: float) -> np.ndarray | None:
+    """The image faces are searched in: colour, or the registered IR (8-bit) when colour is too dark or
+    absent; None when there is neither."""
+    if bright_enough(frames.rgb, dark_rgb_mean):
+        return frames.rgb
+    if frames.ir is None or not frames.registered:
+        return None
+    return _to_uint8(frames.ir)
+
+
 def _carry_faults(dropped: FrameSet, newer: FrameSet) -> None:
     """A frame replaced in the mailbox before it was judged passes its faults on (fail closed)."""
     carried = [f for f in dropped.meta.get("faults", ()) if f not in newer.meta.get("faults", ())]
@@ -381,8 +396,7 @@ class Pipeline:
                 log.exception("on_result callback failed")
 
     def _bright(self, frames: FrameSet) -> bool:
-        rgb = frames.rgb
-        return rgb is not None and float(rgb[::8, ::8].mean()) >= self.config.detector.dark_rgb_mean
+        return bright_enough(frames.rgb, self.config.detector.dark_rgb_mean)
 
     def _detect(self, frames: FrameSet):
         """Faces on colour, or on (registered) IR when the colour image is too dark (or absent). The tracked
@@ -391,12 +405,10 @@ class Pipeline:
         # with nothing tracked, the zoomed grid (ten detector calls) runs on one frame in zoom_interval
         zoom = hint is not None or self._untracked % self.config.detector.zoom_interval == 0
         self._untracked = 0 if hint is not None else self._untracked + 1
-        if self._bright(frames):
-            return self._detector.detect(frames.rgb, hint=hint, zoom=zoom), frames.rgb.shape
-        if frames.ir is None or not frames.registered:
+        image = detection_image(frames, self.config.detector.dark_rgb_mean)
+        if image is None:
             return [], None
-        ir = _to_uint8(frames.ir)
-        return self._detector.detect(ir, hint=hint, zoom=zoom), ir.shape
+        return self._detector.detect(image, hint=hint, zoom=zoom), image.shape
 
     def _register(self, frames: FrameSet, box=None) -> FrameSet:
         """Registered frames; with a face box only its surroundings when the registration supports an ROI
