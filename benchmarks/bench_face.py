@@ -62,7 +62,13 @@ def main() -> int:
 
     from bench_physics import render_sets
     from edge_fas.face import FaceDetector, detection_near, iou
+    from edge_fas.pipeline.tracker import select
     from edge_fas.sim import SPECIES, make_rig
+
+    def chosen_is_face(dets, truth) -> bool:
+        """Whether the pipeline's default choice (detector.select: largest) is the true face."""
+        chosen = select(dets, "largest")
+        return chosen is not None and iou(chosen.box, truth) >= 0.3
 
     w, h = (int(v) for v in args.size.split("x"))
     plain, zoom = FaceDetector(zoom_search=False), FaceDetector(zoom_search=True)
@@ -84,14 +90,12 @@ def main() -> int:
                         b = zoom.detect(frames.rgb)
                         times_plain.append(t1 - t0)
                         times_zoom.append(time.perf_counter() - t1)
-                        chosen = max(b, key=lambda d: d.area) if b else None
                         rows.append(dict(species=species, width=(truth[2] - truth[0]) / w,
                                          found_plain=detection_near(a, truth) is not None,
                                          found_zoom=detection_near(b, truth) is not None,
                                          false_plain=sum(iou(d.box, truth) < 0.3 for d in a),
                                          false_zoom=sum(iou(d.box, truth) < 0.3 for d in b),
-                                         chosen_plain=bool(a) and iou(max(a, key=lambda d: d.area).box, truth) >= 0.3,
-                                         chosen_zoom=chosen is not None and iou(chosen.box, truth) >= 0.3))
+                                         chosen_plain=chosen_is_face(a, truth), chosen_zoom=chosen_is_face(b, truth)))
         stream = stream_times(zoom, make_rig(domains[0], seed=int(args.seeds.split(",")[0]), width=w, height=h,
                                              fixed_camera=True), args.stream_frames)
         n = len(rows)
@@ -119,7 +123,9 @@ def stream_times(detector, rig, frames: int) -> dict:
     """detect() time per frame on a live stream, fed the previous frame's box as the pipeline does (through
     its tracker; here the raw box). The scene is the first bona fide one (index 0, 1, ...) whose face the
     whole frame misses, so the stream exercises the zoom search's tracked window."""
-    index = next((i for i in range(50) if not detector._detect_once(rig.render("bona_fide", index=i, t=0.0).rgb)),
+    from edge_fas.pipeline.tracker import select
+
+    index = next((i for i in range(50) if not detector.detect(rig.render("bona_fide", index=i, t=0.0).rgb, zoom=False)),
                  None)
     small = index is not None
     index = index if small else 0
@@ -129,7 +135,8 @@ def stream_times(detector, rig, frames: int) -> dict:
         t0 = time.perf_counter()
         dets = detector.detect(rgb, hint=hint)
         times.append(time.perf_counter() - t0)
-        hint = max(dets, key=lambda d: d.area).box if dets else None
+        chosen = select(dets, "largest")
+        hint = chosen.box if chosen is not None else None
         found += bool(dets)
     return dict(frames=frames, found=found, index=index, small=small, median_ms=1000 * float(np.median(times)),
                 p95_ms=1000 * float(np.percentile(times, 95)))
