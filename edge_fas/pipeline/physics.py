@@ -98,16 +98,32 @@ def _inner_face(box, shape) -> tuple[int, int, int, int] | None:
     return (ix0, iy0, ix1, iy1) if ix1 - ix0 >= 8 and iy1 - iy0 >= 8 else None
 
 
-def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Normal equations (a few columns, thousands of rows: far cheaper than an SVD per frame)."""
     return np.linalg.solve(a.T @ a + 1e-9 * np.eye(a.shape[1]), a.T @ b)
 
 
-def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, cy: float,
-                   keypoints=None) -> dict | None:
-    """Plane and quadric relief (mm) of the face inside `box` of a registered depth image (mm, 0 =
-    hole), the map of its height above the quadric, and with the detector's `keypoints` (right eye, left
-    eye, nose tip, ...) how much nearer the nose is than the eyes. None when too little depth is valid."""
+@dataclass
+class FaceSurface:
+    """The inner face's depth (mm) as 3-D points: x, y at the face's median depth z0 (mm, camera axes:
+    x right, y down, z away), z the median-smoothed depth; `patch` and `smooth` over the inner box."""
+
+    inner: tuple
+    patch: np.ndarray
+    smooth: np.ndarray
+    z0: float
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+
+    def plane(self) -> np.ndarray:
+        """(a, b, c) of the least-squares plane z = a + b x + c y."""
+        return least_squares(np.stack([np.ones_like(self.x), self.x, self.y], 1), self.z)
+
+
+def face_surface(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, cy: float) -> FaceSurface | None:
+    """The inner face's surface points from a registered depth image (mm, 0 = hole); None when too little
+    depth is valid."""
     inner = _inner_face(box, depth_mm.shape)
     if inner is None:
         return None
@@ -126,14 +142,24 @@ def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, c
     if vv.size > 2000:  # a regular subsample is enough for six parameters
         step = int(math.ceil(vv.size / 2000))
         vv, uu = vv[::step], uu[::step]
-    x = (uu + x0 - cx) / fx * z0
-    y = (vv + y0 - cy) / fy * z0
-    z = smooth[vv, uu].astype(np.float64)
-    plane = np.stack([np.ones_like(x), x, y], 1)
+    return FaceSurface(inner, patch, smooth, z0, (uu + x0 - cx) / fx * z0, (vv + y0 - cy) / fy * z0,
+                       smooth[vv, uu].astype(np.float64))
+
+
+def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, cy: float,
+                   keypoints=None) -> dict | None:
+    """Plane and quadric relief (mm) of the face inside `box` of a registered depth image (mm, 0 =
+    hole), the map of its height above the quadric, and with the detector's `keypoints` (right eye, left
+    eye, nose tip, ...) how much nearer the nose is than the eyes. None when too little depth is valid."""
+    surface = face_surface(depth_mm, box, fx, fy, cx, cy)
+    if surface is None:
+        return None
+    (x0, y0, x1, y1), patch, smooth, z0 = surface.inner, surface.patch, surface.smooth, surface.z0
+    x, y, z = surface.x, surface.y, surface.z
+    c_plane = surface.plane()
+    r_plane = z - (c_plane[0] + c_plane[1] * x + c_plane[2] * y)
     quad = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], 1)
-    c_plane = _least_squares(plane, z)
-    r_plane = z - plane @ c_plane
-    c_quad = _least_squares(quad, z)
+    c_quad = least_squares(quad, z)
     above = -(z - quad @ c_quad)  # towards the camera is smaller z: the nose is above the quadric
     # the height map over the whole inner box, for the viewer
     yy, xx = np.mgrid[y0:y1, x0:x1]
@@ -146,7 +172,7 @@ def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, c
     return {"plane_relief_mm": float(np.percentile(r_plane, 95) - np.percentile(r_plane, 5)),
             "quadric_relief_mm": float(np.percentile(above, 97) - np.percentile(above, 50)),
             "nose_over_eyes_mm": nose,
-            "distance_m": z0 / 1000.0, "map": height, "map_box": inner}
+            "distance_m": z0 / 1000.0, "map": height, "map_box": surface.inner}
 
 
 def _off_plane(depth_mm: np.ndarray, box, c_plane, z0: float, fx: float, fy: float, cx: float, cy: float):
