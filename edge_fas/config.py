@@ -39,6 +39,8 @@ RISKS = {  # name -> the risk taken
                         "depth) can be judged live",
     "threshold_outside_validated_range": "the model's error rates at this threshold were never measured",
     "distance_checks_off": "a print held at the lens, or a face too far for a depth cue, can be judged",
+    "pose_check_off": "a head or a sheet turned past what the model and the physics check were validated on can "
+                      "be judged (the nose test misreads a turned face)",
 }
 
 
@@ -86,6 +88,10 @@ class DecisionConfig:
     required_modalities: list = opt(["rgb", "depth", "ir"], "modalities a live verdict needs")
     min_distance_m: float = opt(0.25, "nearest working distance (m)", min=0.0)
     max_distance_m: float = opt(1.5, "farthest working distance (m)", min=0.0)
+    max_yaw_deg: float = opt(30.0, "a head turned further than this (degrees, left or right, measured in depth "
+                                   "against the line of sight) is `unknown`: face the camera", min=0.0, max=90.0)
+    max_pitch_deg: float = opt(25.0, "a head tilted further than this (degrees, up or down) is `unknown`",
+                               min=0.0, max=90.0)
     max_skew_ms: float = opt(40.0, "largest timestamp skew between streams of one frame set (ms)", min=0.0)
     max_frame_age_ms: float = opt(500.0, "older frames are stale (ms)", min=0.0)
     # abstention and the physics check (issue 16: edge_fas.uncertainty, edge_fas.pipeline.physics)

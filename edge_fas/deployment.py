@@ -24,6 +24,9 @@ SIMULATED_KINDS = ("synthetic", "replay")  # sources production never takes deci
 # and farther than FARTHEST_M (depth on a face too coarse to tell a flat print from a face) are refused.
 NEAREST_M = 0.1
 FARTHEST_M = 3.0
+# The pose is "bounded" while heads turned or tilted past this are refused: beyond it the far eye and the
+# nose's side are out of the depth camera's view, and no model or limit here was validated there.
+WIDEST_POSE_DEG = 45.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ def weakenings(config: Config, artifact) -> list[Weakening]:
         out.append(Weakening("distance_checks_off", "decision.min_distance_m/max_distance_m",
                              f"{d.min_distance_m:g}-{d.max_distance_m:g} m does not bound the working distance to "
                              f"[{NEAREST_M:g}, {FARTHEST_M:g}] m"))
+    if d.max_yaw_deg > WIDEST_POSE_DEG or d.max_pitch_deg > WIDEST_POSE_DEG:
+        out.append(Weakening("pose_check_off", "decision.max_yaw_deg/max_pitch_deg",
+                             f"{d.max_yaw_deg:g}/{d.max_pitch_deg:g} degrees does not bound the head's pose to "
+                             f"{WIDEST_POSE_DEG:g} degrees (the rig validated 30 yaw, 18 pitch)"))
     return out
 
 

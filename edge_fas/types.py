@@ -158,6 +158,7 @@ class Verdict:
     # artifact digest, accepted risks, wall-clock time; serialised at the top level
     context: dict[str, Any] = field(default_factory=dict)
     physics: Any = None  # the physics check's PhysicsResult (measurements, findings, maps), when it ran
+    pose: Any = None  # the head's HeadPose (edge_fas.pipeline.pose), when depth measured it
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -178,6 +179,8 @@ class Verdict:
             d.setdefault(k, v)
         if self.physics is not None:
             d["physics"] = self.physics.to_dict()
+        if self.pose is not None:
+            d["pose"] = self.pose.to_dict()
         return d
 
     def to_json(self) -> str:

@@ -35,6 +35,7 @@ from edge_fas.types import Verdict
 NO_FACE = "no_face"
 TOO_NEAR = "face_too_near"
 TOO_FAR = "face_too_far"
+FACE_TURNED = "face_turned"  # head turned or tilted past the validated pose range (edge_fas.pipeline.pose)
 NO_DEPTH = "no_depth_at_face"
 MISSING_MODALITY = "missing_modality"
 STALE_FRAME = "stale_frame"

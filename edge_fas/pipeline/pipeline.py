@@ -6,7 +6,7 @@ Mailbox (a newer frame replaces an untaken one, counted as dropped, and inherits
 
 prepare thread (stage A): newest frame -> age check -> face detection (colour, or registered IR when
 colour is too dark) -> face selection + tracker -> registration (only around the face when the
-registration takes an ROI) -> working-distance check -> crop. When no frame comes for
+registration takes an ROI) -> working-distance and head-pose checks (edge_fas.pipeline.pose) -> crop. When no frame comes for
 camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts keep coming.
 
 judge thread (stage B): runtime inference -> DecisionPolicy -> Result, handed to `on_result` and kept
@@ -38,6 +38,7 @@ from edge_fas.pipeline.integrity import IntegrityChecker
 from edge_fas.pipeline.mailbox import Mailbox
 from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
 from edge_fas.pipeline.physics import PhysicsCheck, choose_mode
+from edge_fas.pipeline.pose import head_pose, pose_faults
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
@@ -127,6 +128,7 @@ class _Prepared:
     crop: object = None
     keypoints: object = None
     physics: object = None  # PhysicsResult of this frame, when the check ran
+    pose: object = None  # HeadPose of this frame, when depth measured it
     handed: float | None = None
     latency: dict = field(default_factory=dict)
 
@@ -138,6 +140,20 @@ def _carry_prepared(dropped: "_Prepared", newer: "_Prepared") -> None:
     """Stage B skipped a prepared frame: its faults and a face change still count (fail closed)."""
     newer.faults += [f for f in dropped.faults if f not in newer.faults]
     newer.changed = newer.changed or dropped.changed
+
+
+def distance_faults(depth_m, box, decision_config) -> list[str]:
+    """The working-distance check: the face's median depth (metres) against decision.min/max_distance_m, or
+    `no_depth_at_face` when depth is required and the face has none."""
+    d = decision_config
+    z = face_distance_m(depth_m, box)
+    if z is None:
+        return [reason(D.NO_DEPTH, "no depth measurement on the face")] if "depth" in d.required_modalities else []
+    if z < d.min_distance_m:
+        return [reason(D.TOO_NEAR, f"{z:.2f} m < {d.min_distance_m:g} m")]
+    if z > d.max_distance_m:
+        return [reason(D.TOO_FAR, f"{z:.2f} m > {d.max_distance_m:g} m")]
+    return []
 
 
 def _default_register():
@@ -467,7 +483,13 @@ class Pipeline:
         if p.box is None:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
-            p.faults += self._distance_faults(reg.depth_m() if reg.registered else None, p.box)
+            p.faults += distance_faults(reg.depth_m() if reg.registered else None, p.box, self.config.decision)
+            try:
+                p.pose = head_pose(reg, p.box, p.keypoints)
+                p.faults += pose_faults(p.pose, self.config.decision.max_yaw_deg, self.config.decision.max_pitch_deg)
+            except Exception as e:  # an unmeasurable pose must not let a frame through unchecked
+                p.faults.append(reason(D.PIPELINE_ERROR, f"head pose failed: {e!r}"))
+            lap("pose")
             try:
                 p.crop = self._crop(reg, p.box)
             except Exception as e:
@@ -516,7 +538,7 @@ class Pipeline:
         frame_ids = {"counter": frames.counter, "timestamp_ms": frames.timestamp_ms,
                      "counters": dict(frames.counters)}
         verdict = self.policy.decide(score, p.faults, uncertainty=uncertainty, frame=frame_ids, truth=frames.truth,
-                                     box=p.box, output=out, physics=p.physics)
+                                     box=p.box, output=out, physics=p.physics, pose=p.pose)
         end = self.clock()
         p.latency["decision"] = (end - p.mark) * 1000.0
         p.latency["total"] = (end - p.start) * 1000.0 + (p.age_ms or 0.0)
@@ -533,13 +555,4 @@ class Pipeline:
         from edge_fas.preprocess import crop_face
         return crop_face(reg, box, self.runtime.preprocess)
 
-    def _distance_faults(self, depth_m, box) -> list[str]:
-        d = self.config.decision
-        z = face_distance_m(depth_m, box)
-        if z is None:
-            return [reason(D.NO_DEPTH, "no depth measurement on the face")] if "depth" in d.required_modalities else []
-        if z < d.min_distance_m:
-            return [reason(D.TOO_NEAR, f"{z:.2f} m < {d.min_distance_m:g} m")]
-        if z > d.max_distance_m:
-            return [reason(D.TOO_FAR, f"{z:.2f} m > {d.max_distance_m:g} m")]
-        return []
+
