@@ -9,12 +9,14 @@ measurement spans per species beside its limit, so a limit that vetoes the site'
 
 Each frame goes through what the live pipeline does before the network: depth and IR registered to colour,
 the face found by the same detector (colour, or registered IR when the colour image is too dark; the
-config's detector.select when several), then PhysicsCheck with the config's decision.physics_* limits.
+config's detector.select when several), the working-distance and head-pose checks (decision.min/
+max_distance_m, max_yaw_deg, max_pitch_deg), then PhysicsCheck with the config's decision.physics_* limits.
 The ISO report is per frame. For recorded takes the report also gives the decisions: each take's scored
-frames, in order, through the pipeline's decision window (decision.window, min_live_frames). The check is
-scored alone: the pipeline's stream and working-distance checks are not applied. A frame the check cannot
-measure counts as not live (the pipeline says `physics_unmeasured`); a frame with no face found is left
-out of the per-frame figures and counted, and it breaks its take's window as it does live. Writes the
+frames, in order, through the pipeline's decision window (decision.window, min_live_frames). The stream
+checks (timestamps, repeated frames) are not applied. A frame the check cannot measure counts as not live
+(the pipeline says `physics_unmeasured`). A frame with no face found, or one the distance or pose check
+turns away, is left out of the per-frame figures and counted, and it breaks its take's window as it does
+live. Writes the
 model report (metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and
 measurements.csv (every frame's measurements, findings and decision).
 """
@@ -35,6 +37,19 @@ MEASUREMENTS = {"plane_relief_mm": "min_plane_relief_mm", "quadric_relief_mm": "
                 "nose_over_eyes_mm": "min_nose_over_eyes_mm", "face_ir": "min_face_ir",
                 "pupil_contrast": "min_pupil_contrast"}
 UNMEASURED_SCORE = 1.0  # a frame the check cannot measure is never live
+
+
+def gate_faults(frames, chosen, decision_config) -> list[str]:
+    """What the pipeline's working-distance and head-pose checks say of a registered frame's face before any
+    score ([]: it goes on to be scored). A face without depth is left to the physics check (unmeasured)."""
+    from edge_fas.pipeline import decision as D
+    from edge_fas.pipeline.pipeline import distance_faults
+    from edge_fas.pipeline.pose import head_pose, pose_faults
+
+    depth_m = frames.depth_m() if frames.depth is not None and frames.registered else None
+    faults = [f for f in distance_faults(depth_m, chosen.box, decision_config) if D.reason_code(f) != D.NO_DEPTH]
+    pose = head_pose(frames, chosen.box, chosen.keypoints)
+    return faults + pose_faults(pose, decision_config.max_yaw_deg, decision_config.max_pitch_deg)
 
 
 def judge_frame(frames, check, detector, detector_config):
@@ -152,10 +167,11 @@ def run(args) -> int:
     out = Path(args.out)
     with FaceDetector(config.detector.min_score, config.detector.zoom_search) as detector:
         for name, ix in sets.items():
-            rows, no_face, policies = [], {}, {}
+            rows, no_face, turned_away, policies = [], {}, {}, {}
             with Progress(f"physics check on {name}", len(ix)) as bar:
                 for i, sample in enumerate(ix.samples()):
-                    chosen, res = judge_frame(sample.registered_frames(), check, detector, config.detector)
+                    frames = sample.registered_frames()
+                    chosen, res = judge_frame(frames, check, detector, config.detector)
                     bar.callback(i + 1, len(ix))
                     take = _take_of(str(ix.path[i]), i)
                     if take not in policies:  # each take is one person or instrument: its own decision window
@@ -165,6 +181,12 @@ def run(args) -> int:
                         no_face[sample.species] = no_face.get(sample.species, 0) + 1
                         policies[take].decide(None, [D.reason(D.NO_FACE)])
                         continue
+                    gates = gate_faults(frames, chosen, config.decision)
+                    if gates:  # the pipeline says unknown before any score: counted, and it breaks the window
+                        key = (sample.species, ", ".join(dict.fromkeys(D.reason_code(f) for f in gates)))
+                        turned_away[key] = turned_away.get(key, 0) + 1
+                        policies[take].decide(None, gates)
+                        continue
                     faults = list(res.findings) + ([D.reason(D.PHYSICS_UNMEASURED)] if res.score is None else [])
                     decision = policies[take].decide(res.score, faults).verdict
                     rows.append(dict(index=i, path=str(ix.path[i]), take=take, decision=decision,
@@ -172,27 +194,39 @@ def run(args) -> int:
                                      score=UNMEASURED_SCORE if res.score is None else float(res.score),
                                      unmeasured=res.score is None, measurements=dict(res.measurements),
                                      findings=[str(f) for f in res.findings]))
+            if not rows and turned_away:
+                d_ = config.decision
+                raise ConfigError(f"{name}: every face found was turned away before the physics check ("
+                                  f"{', '.join(sorted({c for _, c in turned_away}))}): check decision.min_distance_m/"
+                                  f"max_distance_m ({d_.min_distance_m:g}-{d_.max_distance_m:g} m) and "
+                                  f"decision.max_yaw_deg/max_pitch_deg ({d_.max_yaw_deg:g}/{d_.max_pitch_deg:g}) "
+                                  "against where people stand at this camera")
             if not rows:
                 raise ConfigError(f"{name}: no face was found on any of its {len(ix)} frames; check the recording "
                                   "(`edge-fas inspect`) and that the face is in view")
             folder = out if len(sets) == 1 else out / name
-            _write(folder, name, ix, rows, no_face, check, THRESHOLD, d, args, config.decision.window,
-                   config.decision.min_live_frames)
+            _write(folder, name, ix, rows, no_face, turned_away, check, THRESHOLD, d, args, config.decision)
     return 0
 
 
-def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args, window: int, min_live: int) -> None:
+def _write(folder: Path, name, ix, rows, no_face, turned_away, check, threshold, d, args, decision) -> None:
     from edge_fas.report import write_report
 
     data = ix.meta.get("data") or name
     unmeasured = sum(r["unmeasured"] for r in rows)
     limits = {f: getattr(check.limits, f) for f in MEASUREMENTS.values()}
+    window, min_live = decision.window, decision.min_live_frames
     missed = f"{sum(no_face.values())}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(no_face.items()))})"
                                            if no_face else "")
+    gated = f"{sum(turned_away.values())}" + (
+        f" ({', '.join(f'{sp} {n} {codes}' for (sp, codes), n in sorted(turned_away.items()))})" if turned_away else "")
     extra = ("\n\n## The physics check's measurements\n\n"
              f"Limits (decision.physics_*): {', '.join(f'{k} {v:g}' for k, v in limits.items())}; checks: "
              f"{', '.join(check.checks)}. Frames the check could not measure (no depth or IR on the face; counted "
-             f"as not live): {unmeasured} of {len(rows)}. Frames with no face found (left out): {missed}."
+             f"as not live): {unmeasured} of {len(rows)}. Frames with no face found (left out): {missed}. Frames "
+             f"the working-distance or head-pose check turned away before the physics check (left out; decision."
+             f"min/max_distance_m {decision.min_distance_m:g}-{decision.max_distance_m:g} m, max_yaw_deg "
+             f"{decision.max_yaw_deg:g}, max_pitch_deg {decision.max_pitch_deg:g}): {gated}."
              "\n\n" + measurement_table(rows, check.limits) +
              ("\n\nPer take. A frame judged live is where an attack gets a chance. A live decision is what the "
               f"pipeline's window (decision.window {window}, min_live_frames {min_live}) makes of the take's scored "
@@ -208,6 +242,9 @@ def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args, win
                            "test_set": name, "data": data, "source": d["source"], "split": args.split,
                            "samples": len(rows), "skipped_no_face": sum(no_face.values()),
                            "skipped_no_face_by_species": no_face, "unmeasured": unmeasured, "limits": limits,
+                           "turned_away": sum(turned_away.values()),
+                           "turned_away_by_species_and_reason": {f"{sp}: {codes}": n
+                                                                 for (sp, codes), n in sorted(turned_away.items())},
                            "checks": list(check.checks), "threshold_split": "the physics check's own threshold"})
     with open(folder / "measurements.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -217,5 +254,6 @@ def _write(folder: Path, name, ix, rows, no_face, check, threshold, d, args, win
             w.writerow([x["index"], x["path"], x["species"], f"{x['score']:.6f}", x["decision"],
                         *("" if v is None else f"{v:.6g}" for v in values), "; ".join(x["findings"])])
     print(f"wrote {folder}: APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, AUC {r['auc']:.4f} at the physics "
-          f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(no_face.values())} without a face; "
+          f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(no_face.values())} without a face, "
+          f"{sum(turned_away.values())} turned away by the distance or pose check; "
           f"data: {data}")

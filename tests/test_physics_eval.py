@@ -152,3 +152,35 @@ def test_takes_are_decided_through_the_pipelines_window(site, tmp_path):
     assert clean >= 1  # the rule above was exercised
     page = (out / "metrics.md").read_text()
     assert "decision.window 3, min_live_frames 2" in page
+
+
+def test_frames_the_distance_or_pose_check_turns_away_are_counted_and_break_the_window(site, tmp_path, monkeypatch):
+    import edge_fas.physics_eval as PE
+    from edge_fas.pipeline import decision as D
+
+    real = PE.gate_faults
+    # every take's middle frame (recorded at 0.4 s) is a turned head; the rest go through the real gates
+    monkeypatch.setattr(PE, "gate_faults", lambda frames, chosen, d: [D.reason(D.FACE_TURNED, "test")]
+                        if frames.timestamp_ms == 400.0 else real(frames, chosen, d))
+    out = tmp_path / "gated"
+    assert cli_main(["eval", "physics", "--sessions", site, "--out", str(out), "--no-plots",
+                     "--decision-window", "3", "--decision-min-live-frames", "2"]) == 0
+    _, meta = _report(out)
+    assert meta["turned_away"] >= len(TAKES) - 1 and meta["samples"] + meta["skipped_no_face"] + \
+        meta["turned_away"] == 3 * len(TAKES)
+    assert any(k.endswith(": face_turned") for k in meta["turned_away_by_species_and_reason"])
+    with open(out / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    # with the middle frame turned away the window never holds two live frames: no take goes live
+    assert rows and all(r["decision"] != "live" for r in rows)
+    assert "turned away before the physics check" in (out / "metrics.md").read_text()
+
+
+def test_a_site_whose_every_face_is_turned_away_is_told_which_keys_did_it(site, tmp_path):
+    from edge_fas.cli import build_parser
+    from edge_fas.commands.eval import run
+
+    argv = ["eval", "physics", "--sessions", site, "--out", str(tmp_path / "far"), "--no-plots",
+            "--decision-min-distance-m", "0.1", "--decision-max-distance-m", "0.2"]
+    with pytest.raises(ConfigError, match=r"turned away before the physics check \(face_too_far\).*max_distance_m"):
+        run(build_parser().parse_args(argv))
