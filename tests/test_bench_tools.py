@@ -155,3 +155,23 @@ def test_the_face_audit_counts_each_width_band_and_the_total():
     assert table[3].startswith("| 0.08-0.12 | 2 | 1/2 = 50% ")
     assert not any(r.startswith("| 0.12-0.16") for r in table)  # an empty band is left out
     assert table[-1].startswith("| all | 6 | 2/6 = 33% ") and "| 5/6 = 83% " in table[-1]
+
+
+def test_the_pose_audit_states_the_rigs_pose_as_the_gate_measures_it():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_pose
+
+    from edge_fas.calibration import Intrinsics
+    from edge_fas.types import GroundTruth
+
+    class Frames:
+        truth = GroundTruth(label=0, species="bona_fide", extra={"yaw_deg": 10.0, "pitch_deg": 5.0})
+
+    k = Intrinsics(width=640, height=480, fx=500.0, fy=500.0, cx=320.0, cy=240.0)
+    # the rig's +yaw turns the face to the image's left; on the optical axis nothing else is added
+    assert bench_pose.true_pose(Frames, (270, 190, 370, 290), k) == pytest.approx((-10.0, 5.0))
+    # off to the right by 45 degrees of view: a face square to the axis points 45 degrees right of the ray
+    assert bench_pose.true_pose(Frames, (770, 190, 870, 290), k)[0] == pytest.approx(35.0)
+    (yaw_title, yaw_sets), (pitch_title, pitch_sets) = bench_pose.turned_sets()
+    assert [s.values["pose.yaw_deg"] for s in yaw_sets] == [(35.0, 50.0), (-50.0, -35.0)]
+    assert [s.values["pose.pitch_deg"] for s in pitch_sets] == [(30.0, 40.0), (-40.0, -30.0)]
