@@ -9,6 +9,12 @@ What the viewer reads from a pipeline Result (helper F's edge_fas.pipeline): `fr
 (str) and the counters `fps_display`, `fps_decisions`, `dropped` (attributes, or keys of a
 `counters` dict). Missing pieces are shown as unknown rather than failing.
 
+What it shows beside the verdict depends on who looks (gui.details): a development window shows each
+check's reasons, the score bar and the maps; a kiosk (fullscreen) or a production run shows the person
+presenting only LIVE or a prompt they can act on (edge_fas.pipeline.guidance: step closer, face the
+camera, not verified), on one colour for attack and unknown, so the screen is no oracle to tune an
+attack against.
+
 The source is watched too: when the pipeline has stopped (`pipeline.running` false: the recording
 ended, the camera failed) or no new frame came for decision.max_frame_age_ms, the banner says
 NO CAMERA on the unknown colour, whatever the last verdict was: a kiosk never freezes on a LIVE.
@@ -17,6 +23,7 @@ The camera status line stays visible in kiosk mode.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 
@@ -27,6 +34,7 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QHBoxLayout, QLabel, QMain
 
 from edge_fas.apps import overlay
 from edge_fas.apps.widgets import Banner, ImageView, MapChooser, ScoreBar
+from edge_fas.pipeline import guidance
 
 SIDE_VIEW_WIDTH = 320  # depth and IR are drawn small: subsample them to about this width first
 POLL_MS = 10  # poll faster than any camera so a new frame waits at most this long to be shown
@@ -40,6 +48,15 @@ def _field(result, name, default=None):
     if isinstance(counters, dict):
         return counters.get(name, default)
     return default
+
+
+def shows_details(config, kiosk: bool) -> bool:
+    """Whether the window shows each check's reasons, the score and the maps (gui.details; auto: in a
+    development window, not in kiosk mode or production)."""
+    setting = getattr(getattr(config, "gui", None), "details", "auto")
+    if setting in ("show", "hide"):
+        return setting == "show"
+    return not kiosk and getattr(getattr(config, "deployment", None), "mode", "development") != "production"
 
 
 def _frame_key(result):
@@ -64,6 +81,7 @@ class ViewerWindow(QMainWindow):
         gui = getattr(config, "gui", None)
         self.pipeline = pipeline
         self.kiosk = bool(kiosk or getattr(gui, "fullscreen", False))
+        self.details = shows_details(config, self.kiosk)
         self.alpha = float(getattr(gui, "map_alpha", 0.5))
         self.frames_shown = 0
         self.last_result = None
@@ -150,6 +168,9 @@ class ViewerWindow(QMainWindow):
             self.side_panel.hide()
             self.map_toggle.hide()
             self.map_kind.hide()
+        if not self.details:  # the person presenting sees a prompt, never a score, a reason or a map
+            for widget in (self.score_bar, self.map_toggle, self.map_kind, self.legend_bar, self.legend_text):
+                widget.hide()
         self.resize(1000, 660)
 
     # --- updates -----------------------------------------------------------------------------
@@ -216,6 +237,9 @@ class ViewerWindow(QMainWindow):
         if result is None:
             return
         frames, verdict = getattr(result, "frames", None), getattr(result, "verdict", None)
+        if not self.details:
+            self._redraw_prompt(frames, verdict)
+            return
         kind = None
         if frames is not None:
             image, kind = overlay.render_overlay(frames, verdict, show_map=self.map_toggle.isChecked(),
@@ -242,6 +266,27 @@ class ViewerWindow(QMainWindow):
             self.status.setStyleSheet(style)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
         if self.no_camera is not None:  # no verdict stands without a camera behind it
+            self._show_no_camera()
+
+    def _redraw_prompt(self, frames, verdict) -> None:
+        """The display for the person presenting: LIVE, or on the neutral colour what they can do about it
+        (edge_fas.pipeline.guidance); the face box in the banner's colour, no map, no score, no reason."""
+        live = verdict is not None and verdict.verdict == "live"
+        shown = verdict if verdict is None or live else dataclasses.replace(verdict, verdict="unknown")
+        if frames is not None:  # attack and unknown look the same: the colour must not tell them apart
+            self.colour.set_array(overlay.render_overlay(frames, shown, show_map=False)[0])
+        if verdict is None:
+            self.banner.set_verdict(None)
+        else:
+            self.banner.set_verdict(shown.verdict, text=None if live else
+                                    guidance.prompt(verdict.verdict, verdict.reasons).upper())
+        self.reasons.setText("")
+        self.status.setText(self.status_text(self.last_result))
+        healthy = self.camera_status(self.last_result) in ("connected", "recording")
+        style = "" if healthy else "color: #c62828; font-weight: bold;"
+        if self.status.styleSheet() != style:
+            self.status.setStyleSheet(style)
+        if self.no_camera is not None:
             self._show_no_camera()
 
     @staticmethod

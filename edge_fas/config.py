@@ -130,6 +130,11 @@ class DetectorConfig:
 @dataclass
 class GuiConfig:
     fullscreen: bool = opt(False, "kiosk mode: fullscreen, large banner, no controls")
+    details: str = opt("auto", "what the window shows beside the verdict: show (each check's reasons, the score "
+                               "bar and the spoof-trace, uncertainty or relief map), hide (only a prompt the "
+                               "person can act on: step closer, face the camera, not verified), auto (show in a "
+                               "development window, hide in kiosk mode and in production, which refuses show)",
+                       choices=["auto", "show", "hide"])
     show_maps: bool = opt(True, "blend spoof-trace / uncertainty maps over the face")
     map_alpha: float = opt(0.5, "opacity of the blended maps", min=0.0, max=1.0)
 

@@ -3,7 +3,8 @@
 `check_start(config, camera_kind, artifact)` runs before the model and the camera load:
 
 - production (deployment.mode: production) refuses a simulated or recorded source (synthetic, replay),
-  an empty camera.allowed_serials, the bundled demo model, an unsigned webhook and any weakening;
+  an empty camera.allowed_serials, the bundled demo model, an unsigned webhook, a window that shows the
+  checks' reasons and scores to the person presenting (gui.details: show) and any weakening;
 - in any mode a *weakening* (a setting below what the artifact was validated with, see `weakenings`)
   is refused unless deployment.accept_risks names its risk; development then runs, warns once and
   marks every event with the risk (`event_context`).
@@ -96,6 +97,10 @@ def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[s
             problems.append("webhook.key_file: webhook events must be signed in production; write a site key "
                             "(e.g. `openssl rand -hex 32`) to a file readable only by the service and set "
                             "webhook.key_file")
+        if config.gui.details == "show":
+            problems.append("gui.details: show puts each check's reasons, the score and the spoof-trace map in front "
+                            "of the person presenting, which tells an attacker what to adjust; production shows "
+                            "only prompts (set it to auto; the reasons stay in the events and the log)")
         if dep.accept_risks:
             problems.append(f"deployment.accept_risks {list(dep.accept_risks)}: accepting a weakened check is for "
                             "development only; remove it")

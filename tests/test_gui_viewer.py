@@ -182,3 +182,56 @@ def test_screenshot_run_exits_nonzero_at_once_when_the_source_ends_first(qtbot, 
     t0 = time.monotonic()
     assert run_gui(pipe, Config(), screenshot=tmp_path / "s.png", screenshot_after=50, timeout_s=8) == 1
     assert time.monotonic() - t0 < 4 and not (tmp_path / "s.png").exists()
+
+
+def _window(qtbot, verdict, **gui):
+    cfg = Config()
+    for key, value in gui.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    w = ViewerWindow(StubPipeline(Result(_frames(1), verdict)), cfg, poll_ms=5)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.frames_shown == 1, timeout=2000)
+    return w
+
+
+def test_the_kiosk_tells_the_presenter_what_to_fix_and_never_which_check_fired(qtbot, monkeypatch):
+    from edge_fas.apps.widgets import ImageView
+
+    drawn = {}
+    real_set_array = ImageView.set_array
+
+    def recording_set_array(view, rgb):
+        drawn[id(view)] = rgb
+        real_set_array(view, rgb)
+    monkeypatch.setattr(ImageView, "set_array", recording_set_array)
+    trace = np.full((1, 3, 8, 8), 0.9, np.float32)
+    attack = Verdict("attack", score=0.97, threshold=0.5, box=(10, 10, 50, 50),
+                     reasons=["flat_face: depth relief 2.1 mm < 12 mm: a plane (print or screen)"],
+                     output=ModelOutput(score=np.array([0.97], np.float32), trace=trace))
+    w = _window(qtbot, attack, gui__fullscreen=True)
+    assert w.banner.text() == "NOT VERIFIED" and w.banner.verdict == "unknown"  # attack looks like unknown
+    assert w.reasons.text() == "" and not w.score_bar.isVisible() and not w.legend_text.isVisible()
+    # the face box is drawn in the neutral colour and no map is blended over the face
+    expected = overlay.render_overlay(_frames(1), Verdict("unknown", box=(10, 10, 50, 50)), show_map=False)[0]
+    assert np.array_equal(drawn[id(w.colour)], expected)
+    in_development = overlay.render_overlay(_frames(1), attack)[0]
+    assert not np.array_equal(in_development, expected)  # there the map and the red box show
+    far = _window(qtbot, Verdict("unknown", box=(10, 10, 50, 50), reasons=["face_too_far: 1.84 m > 1.5 m"]),
+                  gui__fullscreen=True)
+    assert far.banner.text() == "STEP CLOSER"
+    live = _window(qtbot, Verdict("live", score=0.05, threshold=0.5, box=(10, 10, 50, 50)), gui__fullscreen=True)
+    assert live.banner.text() == "LIVE" and live.banner.verdict == "live"
+
+
+def test_a_development_window_shows_the_reasons_and_production_does_not(qtbot):
+    v = Verdict("attack", score=0.97, threshold=0.5, box=(10, 10, 50, 50), reasons=["flat_face: relief 2.1 mm"])
+    dev = _window(qtbot, v)
+    assert dev.banner.text() == "ATTACK" and "flat_face" in dev.reasons.text() and dev.score_bar.isVisible()
+    assert dev.score_bar.score == pytest.approx(0.97)
+    shown_on_kiosk = _window(qtbot, v, gui__fullscreen=True, gui__details="show")
+    assert "flat_face" in shown_on_kiosk.reasons.text()  # development may choose to, on purpose
+    production = _window(qtbot, v, deployment__mode="production")
+    assert production.banner.text() == "NOT VERIFIED" and production.reasons.text() == ""
+    assert not production.score_bar.isVisible()

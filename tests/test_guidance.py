@@ -1,0 +1,47 @@
+"""The prompt for the person presenting: what they can fix, and one "not verified" for every refusal, so
+the kiosk screen never says which check fired; production refuses a window that would."""
+
+import pytest
+
+from edge_fas.pipeline import decision as D
+from edge_fas.pipeline.guidance import NOT_VERIFIED, OUT_OF_SERVICE, PLEASE_WAIT, VERIFIED, prompt
+
+SECRET_CODES = [D.FLAT_FACE, D.NO_FACIAL_RELIEF, D.FACE_DARK_IN_IR, D.NO_PUPILS_IN_IR, D.NO_NOSE_IN_DEPTH,
+                D.UNCERTAIN, D.ATTACK_SCORE, D.REPEATED_FRAME, D.PHYSICS_UNMEASURED]
+
+
+@pytest.mark.parametrize("code", SECRET_CODES)
+def test_every_refusal_reads_the_same_whichever_check_fired(code):
+    detail = D.reason(code, "depth relief 2.1 mm < 12 mm: a plane (print or screen)")
+    for verdict in ("attack", "unknown"):
+        assert prompt(verdict, [detail]) == NOT_VERIFIED
+    # an attack stays "not verified" even when the person could also fix something
+    assert prompt("attack", [detail, D.reason(D.TOO_FAR, "1.8 m > 1.5 m")]) == NOT_VERIFIED
+
+
+@pytest.mark.parametrize("code,text", [(D.NO_FACE, "Look at the camera"), (D.TOO_NEAR, "Step back"),
+                                       (D.TOO_FAR, "Step closer"), (D.FACE_TURNED, "Face the camera"),
+                                       (D.WARMING_UP, "Hold still")])
+def test_what_the_person_can_fix_is_asked_of_them(code, text):
+    assert prompt("unknown", [D.reason(code, "detail")]) == text
+    # the fix is asked for even beside a weaker finding, which stays unnamed
+    assert prompt("unknown", [D.reason(code), D.reason(D.NO_PUPILS_IN_IR, "0.01 < 0.03")]) == text
+
+
+def test_faults_of_the_machine_are_out_of_service_and_the_rest_waits():
+    assert prompt("unknown", [D.reason(D.CAMERA_STALLED, "no frame for 2 s"), D.reason(D.NO_FACE)]) == OUT_OF_SERVICE
+    assert prompt("unknown", [D.reason(D.RUNTIME_ERROR, "CUDA lost")]) == OUT_OF_SERVICE
+    assert prompt("unknown", [D.reason(D.STALE_FRAME, "612 ms")]) == PLEASE_WAIT
+    assert prompt(None) == PLEASE_WAIT and prompt("live", ["window 5/5 live"]) == VERIFIED
+    assert prompt("unknown", ["something new"]) == NOT_VERIFIED  # an unlisted reason is never a hint
+
+
+def test_production_refuses_a_window_that_shows_the_reasons(tmp_path):
+    from edge_fas.config import load_config
+    from edge_fas.deployment import check_start
+    from edge_fas.errors import ConfigError
+    from tests.test_deployment_safety import _fake_artifact
+
+    config = load_config(overrides={"deployment.mode": "production", "gui.details": "show"})
+    with pytest.raises(ConfigError, match="gui.details: show.*tells an attacker what to adjust"):
+        check_start(config, "realsense", _fake_artifact())
