@@ -175,3 +175,17 @@ def test_the_pose_audit_states_the_rigs_pose_as_the_gate_measures_it():
     (yaw_title, yaw_sets), (pitch_title, pitch_sets) = bench_pose.turned_sets()
     assert [s.values["pose.yaw_deg"] for s in yaw_sets] == [(35.0, 50.0), (-50.0, -35.0)]
     assert [s.values["pose.pitch_deg"] for s in pitch_sets] == [(30.0, 40.0), (-40.0, -30.0)]
+
+
+def test_the_system_audit_counts_takes_that_got_through_and_frames_live():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_system
+
+    rows = ([("11/0", "bona_fide", "unknown", ("gathering_evidence",))] * 3 + [("11/0", "bona_fide", "live", ())] +
+            [("11/1", "print", "attack", ("flat_face", "face_dark_in_ir"))] * 2 +
+            [("11/3", "print", "unknown", ("gathering_evidence",)), ("11/3", "print", "live", ())] +
+            [("12/1", "print", "attack", ("flat_face",))])
+    lines = bench_system.table(rows)
+    assert lines[2].startswith("| bona_fide | 1/1 = 100% ") and "| 1/4 = 25% " in lines[2]
+    assert lines[3].startswith("| print | 1/3 = 33% ") and "| 1/5 = 20% " in lines[3]
+    assert lines[3].endswith("| flat_face 3, face_dark_in_ir 2, gathering_evidence 1 |")
