@@ -165,10 +165,13 @@ class Verdict:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
 
     def to_dict(self) -> dict:
+        from edge_fas.pipeline.guidance import prompt  # here: the pipeline package imports this module
+
         d = {"verdict": self.verdict,
              "score": None if self.score is None else round(float(self.score), 6),
              "threshold": None if self.threshold is None else float(self.threshold),
              "reasons": list(self.reasons),
+             "prompt": prompt(self.verdict, self.reasons),  # what may be shown to the person presenting
              "latency_ms": {k: round(float(v), 3) for k, v in self.latency_ms.items()},
              "frame": self.frame}
         if self.box is not None:

@@ -45,3 +45,13 @@ def test_production_refuses_a_window_that_shows_the_reasons(tmp_path):
     config = load_config(overrides={"deployment.mode": "production", "gui.details": "show"})
     with pytest.raises(ConfigError, match="gui.details: show.*tells an attacker what to adjust"):
         check_start(config, "realsense", _fake_artifact())
+
+
+def test_every_verdicts_json_carries_the_prompt_beside_the_reasons():
+    from edge_fas.types import Verdict
+
+    attack = Verdict("attack", score=0.9, threshold=0.5, reasons=[D.reason(D.FLAT_FACE, "relief 2.1 mm")]).to_dict()
+    assert attack["prompt"] == NOT_VERIFIED and attack["reasons"] == ["flat_face: relief 2.1 mm"]
+    far = Verdict("unknown", reasons=[D.reason(D.TOO_FAR, "1.84 m > 1.5 m")]).to_dict()
+    assert far["prompt"] == "Step closer"
+    assert Verdict("live", score=0.01, threshold=0.5).to_dict()["prompt"] == VERIFIED
