@@ -9,7 +9,7 @@ Frames are rendered by edge_fas.sim, registered with edge_fas.calibration and fr
 BlazeFace detector (the detection that overlaps the rendered face), as in the live pipeline, at the
 default limits (decision.max_yaw_deg, max_pitch_deg). The rig's heads turn up to 25 degrees (named
 domains) or 30 (the randomised family) and tilt up to 15 or 18. `--turned N` adds N bona fide frames per
-seed on two sets beyond that: the `rand` ranges with the yaw drawn in 35-50 degrees to either side, and
+seed and side on two sets beyond that: the `rand` ranges with the yaw drawn in 35-50 degrees to either side, and
 with the pitch drawn in 30-40 degrees up or down.
 
 Per set it prints: the measurement's error against the rig's own pose (bona fide; the truth is the rendered
