@@ -46,7 +46,8 @@ import numpy as np
 
 from edge_fas.pipeline import decision as D
 
-__all__ = ["PhysicsLimits", "PhysicsResult", "PhysicsCheck", "CHECKS", "MODES", "THRESHOLD", "choose_mode"]
+__all__ = ["PhysicsLimits", "PhysicsResult", "PhysicsCheck", "FaceDepth", "face_depth", "CHECKS", "MODES",
+           "THRESHOLD", "choose_mode"]
 
 CHECKS = ("relief", "ir", "eyes")
 MODES = ("auto", "veto", "detector", "off")
@@ -146,12 +147,33 @@ def face_surface(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, cy:
                        smooth[vv, uu].astype(np.float64))
 
 
+@dataclass
+class FaceDepth:
+    """One registered frame's depth in mm (float32), its colour intrinsics `k` and the face's surface points
+    (None: too little depth on the face): measured once per frame for the physics check and the head pose."""
+
+    depth_mm: np.ndarray
+    k: object
+    surface: FaceSurface | None
+
+
+def face_depth(frames, box) -> FaceDepth | None:
+    """FaceDepth of a frame set whose depth is registered to colour; None without depth or intrinsics."""
+    cal = frames.calibration
+    k = cal.color if cal is not None else None
+    if frames.depth is None or not frames.registered or k is None:
+        return None
+    depth_mm = frames.depth.astype(np.float32) * np.float32(frames.depth_scale * 1000.0)
+    return FaceDepth(depth_mm, k, face_surface(depth_mm, box, k.fx, k.fy, k.cx, k.cy))
+
+
 def measure_relief(depth_mm: np.ndarray, box, fx: float, fy: float, cx: float, cy: float,
-                   keypoints=None) -> dict | None:
+                   keypoints=None, surface: FaceSurface | None = None) -> dict | None:
     """Plane and quadric relief (mm) of the face inside `box` of a registered depth image (mm, 0 =
     hole), the map of its height above the quadric, and with the detector's `keypoints` (right eye, left
-    eye, nose tip, ...) how much nearer the nose is than the eyes. None when too little depth is valid."""
-    surface = face_surface(depth_mm, box, fx, fy, cx, cy)
+    eye, nose tip, ...) how much nearer the nose is than the eyes. None when too little depth is valid.
+    `surface`: the face's points when already measured (face_depth)."""
+    surface = surface if surface is not None else face_surface(depth_mm, box, fx, fy, cx, cy)
     if surface is None:
         return None
     (x0, y0, x1, y1), patch, smooth, z0 = surface.inner, surface.patch, surface.smooth, surface.z0
@@ -264,16 +286,16 @@ class PhysicsCheck:
     def from_config(cls, decision_config) -> "PhysicsCheck":
         return cls(PhysicsLimits.from_config(decision_config), decision_config.physics_checks)
 
-    def check(self, frames, box, keypoints=None) -> PhysicsResult:
-        """Measure the face at `box` (colour pixels) of registered `frames`."""
+    def check(self, frames, box, keypoints=None, face: FaceDepth | None = None) -> PhysicsResult:
+        """Measure the face at `box` (colour pixels) of registered `frames`; `face`: face_depth(frames, box)
+        when the caller has it already."""
         lim, res = self.limits, PhysicsResult()
         margins = []
-        if "relief" in self.checks and frames.depth is not None and frames.registered:
-            cal = frames.calibration
-            k = cal.color if cal is not None and cal.color is not None else None
-            if k is not None:
-                depth_mm = frames.depth.astype(np.float32) * np.float32(frames.depth_scale * 1000.0)
-                rel = measure_relief(depth_mm, box, k.fx, k.fy, k.cx, k.cy, keypoints)
+        if "relief" in self.checks:
+            face = face if face is not None else face_depth(frames, box)
+            if face is not None and face.surface is not None:
+                k = face.k
+                rel = measure_relief(face.depth_mm, box, k.fx, k.fy, k.cx, k.cy, keypoints, face.surface)
                 if rel is not None:
                     res.measurements.update(plane_relief_mm=rel["plane_relief_mm"],
                                             quadric_relief_mm=rel["quadric_relief_mm"])

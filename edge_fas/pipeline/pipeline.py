@@ -37,7 +37,7 @@ from edge_fas.pipeline.decision import DecisionPolicy, reason
 from edge_fas.pipeline.integrity import IntegrityChecker
 from edge_fas.pipeline.mailbox import Mailbox
 from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
-from edge_fas.pipeline.physics import PhysicsCheck, choose_mode
+from edge_fas.pipeline.physics import PhysicsCheck, choose_mode, face_depth
 from edge_fas.pipeline.pose import head_pose, pose_faults
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
@@ -484,8 +484,10 @@ class Pipeline:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
             p.faults += distance_faults(reg.depth_m() if reg.registered else None, p.box, self.config.decision)
+            face = None
             try:
-                p.pose = head_pose(reg, p.box, p.keypoints)
+                face = face_depth(reg, p.box)  # once: the head pose and the physics check read the same points
+                p.pose = head_pose(reg, p.box, p.keypoints, face)
                 p.faults += pose_faults(p.pose, self.config.decision.max_yaw_deg, self.config.decision.max_pitch_deg)
             except Exception as e:  # an unmeasurable pose must not let a frame through unchecked
                 p.faults.append(reason(D.PIPELINE_ERROR, f"head pose failed: {e!r}"))
@@ -498,7 +500,7 @@ class Pipeline:
             if self.physics is not None:
                 self._decide_physics_mode(frames.device.driver)  # direct process() calls: decided here
                 try:
-                    p.physics = self.physics.check(reg, p.box, p.keypoints)
+                    p.physics = self.physics.check(reg, p.box, p.keypoints, face)
                 except Exception as e:  # a bug in a check must not let a frame through unchecked
                     p.faults.append(reason(D.PIPELINE_ERROR, f"physics check failed: {e!r}"))
                 lap("physics")

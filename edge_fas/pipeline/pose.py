@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from edge_fas.pipeline import decision as D
-from edge_fas.pipeline.physics import face_surface, least_squares
+from edge_fas.pipeline.physics import FaceDepth, FaceSurface, face_depth, face_surface, least_squares
 
 __all__ = ["HeadPose", "measure_head_pose", "head_pose", "pose_faults"]
 
@@ -87,11 +87,11 @@ def _plane_angles(x, y, z) -> tuple[float, float]:
 
 
 def measure_head_pose(depth_mm: np.ndarray, box, keypoints, fx: float, fy: float, cx: float,
-                      cy: float) -> HeadPose | None:
+                      cy: float, surface: FaceSurface | None = None) -> HeadPose | None:
     """The face's yaw and pitch (degrees, relative to the line of sight) from a registered depth image (mm,
     0 = hole, float32), the detector box and keypoints (right eye, left eye, nose tip, mouth, ...; may be
-    None). None when the face has too little depth."""
-    surface = face_surface(depth_mm, box, fx, fy, cx, cy)
+    None). None when the face has too little depth. `surface`: the face's points when already measured."""
+    surface = surface if surface is not None else face_surface(depth_mm, box, fx, fy, cx, cy)
     if surface is None:
         return None
     at_depth = surface.z / surface.z0  # face_surface spaces x and y at the median depth
@@ -106,14 +106,14 @@ def measure_head_pose(depth_mm: np.ndarray, box, keypoints, fx: float, fy: float
                     anchored)
 
 
-def head_pose(frames, box, keypoints=None) -> HeadPose | None:
-    """measure_head_pose on a registered frame set (depth registered to colour); None without one."""
-    cal = frames.calibration
-    k = cal.color if cal is not None else None
-    if frames.depth is None or not frames.registered or k is None:
+def head_pose(frames, box, keypoints=None, face: FaceDepth | None = None) -> HeadPose | None:
+    """measure_head_pose on a registered frame set (depth registered to colour); None without one. `face`:
+    face_depth(frames, box) when the caller has it already (the pipeline shares it with the physics check)."""
+    face = face if face is not None else face_depth(frames, box)
+    if face is None or face.surface is None:
         return None
-    depth_mm = frames.depth.astype(np.float32) * np.float32(frames.depth_scale * 1000.0)
-    return measure_head_pose(depth_mm, box, keypoints, k.fx, k.fy, k.cx, k.cy)
+    k = face.k
+    return measure_head_pose(face.depth_mm, box, keypoints, k.fx, k.fy, k.cx, k.cy, face.surface)
 
 
 def pose_faults(pose: HeadPose | None, max_yaw_deg: float, max_pitch_deg: float) -> list[str]:
