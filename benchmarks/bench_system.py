@@ -12,7 +12,7 @@ checks and the physics check run, and `live` needs `decision.min_live_frames` li
 --no-drop`) over the synthetic camera's `mixed` scenario: bona fide and each attack species in turn, a new
 identity, light, background and attack material each take, on one drawn camera per seed. The frames are
 rendered once per seed and judged in each mode (decision.physics: off, veto, detector) at the default
-config, the artifact's own threshold.
+config (`--set KEY=VALUE,...` changes it), the artifact's own threshold.
 
 Per mode and species it prints the takes that reached a `live` verdict at least once (the attacker got
 through; for bona fide, the person did), the frames judged `live`, with 95% intervals (Clopper-Pearson),
@@ -48,13 +48,13 @@ def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30) -> l
         return list(camera.frames()), camera
 
 
-def judge(frames: list, camera, runtime, mode: str, detector) -> list[tuple]:
+def judge(frames: list, camera, runtime, mode: str, detector, overrides: dict) -> list[tuple]:
     """(take, species, verdict, reason codes) per frame, the pipeline in `mode` judging every frame in order."""
     from edge_fas.config import load_config
     from edge_fas.pipeline import Pipeline
     from edge_fas.pipeline.decision import reason_code
 
-    config = load_config(overrides={"decision.physics": mode})
+    config = load_config(overrides={**overrides, "decision.physics": mode})
     pipeline = Pipeline(camera, runtime, config, detector=detector, no_drop=True)
     out = []
     for f in frames:
@@ -97,7 +97,10 @@ def main() -> int:
     ap.add_argument("--laps", type=int, default=4, help="passes through every species per seed (default 4)")
     ap.add_argument("--take", type=float, default=1.0, help="seconds per take at 30 fps (default 1.0)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"decision.physics modes to judge in ({', '.join(MODES)})")
+    ap.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                    help="config overrides for every mode, e.g. decision.max_yaw_deg=90,decision.max_pitch_deg=90")
     args = ap.parse_args()
+    overrides = dict(item.strip().split("=", 1) for item in args.set.split(",") if item.strip())
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -113,7 +116,7 @@ def main() -> int:
     detector = FaceDetector(min_score=d.min_score, zoom_search=d.zoom_search)  # what the pipeline opens itself
     print(f"model {runtime.model_name} ({args.model}), runtime {runtime.kind}, threshold {runtime.threshold:.4g}; "
           f"synthetic camera, {args.domain}, seeds {args.seeds}, {args.laps} laps of the mixed scenario, "
-          f"{args.take:g} s takes at 30 fps; default config")
+          f"{args.take:g} s takes at 30 fps; config: {overrides or 'default'}")
     results = defaultdict(list)
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.monotonic()
@@ -121,7 +124,7 @@ def main() -> int:
         print(f"seed {seed}: rendered {len(frames)} frames in {time.monotonic() - t0:.0f} s", flush=True)
         for mode in modes:
             t0 = time.monotonic()
-            results[mode] += [(f"{seed}/{take}", *rest) for take, *rest in judge(frames, camera, runtime, mode, detector)]
+            results[mode] += [(f"{seed}/{take}", *rest) for take, *rest in judge(frames, camera, runtime, mode, detector, overrides)]
             print(f"  judged in mode {mode} in {time.monotonic() - t0:.0f} s", flush=True)
         del frames
     meaning = {"off": "the network alone (decision.physics: off)",
