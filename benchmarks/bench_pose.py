@@ -17,9 +17,9 @@ head's yaw and pitch, made relative to the line of sight as the gate measures it
 gate turns away among those inside the limits by that truth (its cost) and among those past them (its
 catch); the share of frames it turns away per species, with 95% intervals; and, of the live faces the
 physics check's nose test vetoes (`no_nose_in_depth`), how many the gate has already turned away with its
-"face the camera" reason. The estimator was chosen on seeds 0-1; report on others. Synthetic data only: the rig's heads are a height map
-over a photo, with no ears or back of the head, so nothing here says how the measurement does on real
-heads. Timings are from a shared, loaded 2-core box.
+"face the camera" reason. The estimator was chosen on seeds 0-1; report on others. Synthetic data only:
+the rig's heads are a height map over a photo, with no ears or back of the head, so nothing here says how
+the measurement does on real heads. Timings are from a shared, loaded 2-core box.
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def main() -> int:
         print(f"seed {seed}: rendered {len(frames)} frames in {time.monotonic() - t0:.0f} s", flush=True)
         for mode in modes:
             t0 = time.monotonic()
-            results[mode] += [(f"{seed}/{take}", *rest) for take, *rest in judge(frames, camera, runtime, mode, detector, overrides)]
+            judged = judge(frames, camera, runtime, mode, detector, overrides)
+            results[mode] += [(f"{seed}/{take}", *rest) for take, *rest in judged]
             print(f"  judged in mode {mode} in {time.monotonic() - t0:.0f} s", flush=True)
         del frames
     meaning = {"off": "the network alone (decision.physics: off)",

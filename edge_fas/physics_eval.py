@@ -16,9 +16,8 @@ frames, in order, through the pipeline's decision window (decision.window, min_l
 checks (timestamps, repeated frames) are not applied. A frame the check cannot measure counts as not live
 (the pipeline says `physics_unmeasured`). A frame with no face found, or one the distance or pose check
 turns away, is left out of the per-frame figures and counted, and it breaks its take's window as it does
-live. Writes the
-model report (metrics.json, metrics.md, scores.csv, plots) with the measurements' table appended, and
-measurements.csv (every frame's measurements, findings and decision).
+live. Writes the model report (metrics.json, metrics.md, scores.csv, plots) with the measurements' table
+appended, and measurements.csv (every frame's measurements, findings and decision).
 """
 
 from __future__ import annotations
@@ -195,11 +194,11 @@ def run(args) -> int:
                                      unmeasured=res.score is None, measurements=dict(res.measurements),
                                      findings=[str(f) for f in res.findings]))
             if not rows and turned_away:
-                d_ = config.decision
+                dc = config.decision
                 raise ConfigError(f"{name}: every face found was turned away before the physics check ("
                                   f"{', '.join(sorted({c for _, c in turned_away}))}): check decision.min_distance_m/"
-                                  f"max_distance_m ({d_.min_distance_m:g}-{d_.max_distance_m:g} m) and "
-                                  f"decision.max_yaw_deg/max_pitch_deg ({d_.max_yaw_deg:g}/{d_.max_pitch_deg:g}) "
+                                  f"max_distance_m ({dc.min_distance_m:g}-{dc.max_distance_m:g} m) and "
+                                  f"decision.max_yaw_deg/max_pitch_deg ({dc.max_yaw_deg:g}/{dc.max_pitch_deg:g}) "
                                   "against where people stand at this camera")
             if not rows:
                 raise ConfigError(f"{name}: no face was found on any of its {len(ix)} frames; check the recording "

@@ -86,6 +86,7 @@ def test_the_reason_names_the_direction_the_keys_and_the_fix():
     assert text.startswith("face_turned:") and "turned 41 deg left" in text and "tilted 28 deg down" in text
     assert "decision.max_yaw_deg" in text and "face the camera" in text
     assert D.FACE_TURNED not in D.ATTACK_EVIDENCE
+    assert pose_faults(HeadPose(float("nan"), 0.0, True), 30, 25)  # unmeasurable is never inside the limits
 
 
 def test_rendered_turned_heads_are_turned_away_and_frontal_ones_are_not():

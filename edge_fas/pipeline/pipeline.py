@@ -6,8 +6,9 @@ Mailbox (a newer frame replaces an untaken one, counted as dropped, and inherits
 
 prepare thread (stage A): newest frame -> age check -> face detection (colour, or registered IR when
 colour is too dark) -> face selection + tracker -> registration (only around the face when the
-registration takes an ROI) -> working-distance and head-pose checks (edge_fas.pipeline.pose) -> crop. When no frame comes for
-camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts keep coming.
+registration takes an ROI) -> working-distance and head-pose checks (edge_fas.pipeline.pose) -> crop.
+When no frame comes for camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts
+keep coming.
 
 judge thread (stage B): runtime inference -> DecisionPolicy -> Result, handed to `on_result` and kept
 for `latest()`. Stage A also runs the physics check (edge_fas.pipeline.physics) on the registered

@@ -4,13 +4,14 @@ The network, the physics check's limits and the calibrated thresholds were all s
 most 30 degrees from the camera (the synthetic rig's pose range). A head turned further is outside what
 anything was validated on, and there the physics check's nose test misreads more live faces as sheets (6 of
 45 heads turned 35-50 degrees on fresh rig seeds, 2 of 137 inside the range). So the pipeline says
-`unknown` with the reason `face_turned` and the
-angle, and the person is asked to face the camera, as commercial liveness checks do. Like the
-working-distance limits it can only withhold `live`, never grant it.
+`unknown` with the reason `face_turned` and the angle, and the person is asked to face the camera, as
+commercial liveness checks do. Like the working-distance limits it can only withhold `live`, never grant it;
+a pose that cannot be compared with the limits (NaN) counts as past them.
 
 The pose is measured in depth, not guessed from the detector's keypoints: on the rig's development seeds
 (0-1) a generic head model fitted to BlazeFace's six keypoints was off by 8 degrees (median) and by 20 at
-the 95th percentile, and on a tilted print it measures the photo's pose, not the sheet's.
+the 95th percentile even after its scale was corrected by least squares, and on a tilted print it
+measures the photo's pose, not the sheet's.
 - yaw: the slope of a plane fitted to the depth of the eyes-to-mouth region, the window spanning the eye
   keypoints with half the eye distance to either side, from just above the eyes to just below the mouth.
   That window turns with the head. The plane over the detector box's inner face does not: the box follows
@@ -122,11 +123,12 @@ def pose_faults(pose: HeadPose | None, max_yaw_deg: float, max_pitch_deg: float)
     if pose is None:
         return []
     past = []
-    if abs(pose.yaw_deg) > max_yaw_deg:
+    if not abs(pose.yaw_deg) <= max_yaw_deg:  # NaN is past the limit too: fail closed
         past.append(f"turned {abs(pose.yaw_deg):.0f} deg {'right' if pose.yaw_deg > 0 else 'left'} in the image "
                     f"> {max_yaw_deg:g}")
-    if abs(pose.pitch_deg) > max_pitch_deg:
-        past.append(f"tilted {abs(pose.pitch_deg):.0f} deg {'down' if pose.pitch_deg > 0 else 'up'} > {max_pitch_deg:g}")
+    if not abs(pose.pitch_deg) <= max_pitch_deg:
+        way = "down" if pose.pitch_deg > 0 else "up"
+        past.append(f"tilted {abs(pose.pitch_deg):.0f} deg {way} > {max_pitch_deg:g}")
     if not past:
         return []
     return [D.reason(D.FACE_TURNED, f"{', '.join(past)} (decision.max_yaw_deg/max_pitch_deg): face the camera")]
