@@ -259,11 +259,7 @@ class ViewerWindow(QMainWindow):
                                   overlay.verdict_colour(verdict))
         reasons = [] if verdict is None else list(verdict.reasons)
         self.reasons.setText(("why: " + "; ".join(reasons)) if reasons and name != "live" else "")
-        self.status.setText(self.status_text(result))
-        healthy = self.camera_status(result) in ("connected", "recording")
-        style = "" if healthy else "color: #c62828; font-weight: bold;"
-        if self.status.styleSheet() != style:
-            self.status.setStyleSheet(style)
+        self._show_status(result)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
         if self.no_camera is not None:  # no verdict stands without a camera behind it
             self._show_no_camera()
@@ -281,13 +277,17 @@ class ViewerWindow(QMainWindow):
             self.banner.set_verdict(shown.verdict, text=None if live else
                                     guidance.prompt(verdict.verdict, verdict.reasons).upper())
         self.reasons.setText("")
-        self.status.setText(self.status_text(self.last_result))
-        healthy = self.camera_status(self.last_result) in ("connected", "recording")
+        self._show_status(self.last_result)
+        if self.no_camera is not None:
+            self._show_no_camera()
+
+    def _show_status(self, result) -> None:
+        """The camera and rate line, red while the camera is not delivering."""
+        self.status.setText(self.status_text(result))
+        healthy = self.camera_status(result) in ("connected", "recording")
         style = "" if healthy else "color: #c62828; font-weight: bold;"
         if self.status.styleSheet() != style:
             self.status.setStyleSheet(style)
-        if self.no_camera is not None:
-            self._show_no_camera()
 
     @staticmethod
     def camera_status(result) -> str:
