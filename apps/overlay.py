@@ -199,7 +199,16 @@ def render_overlay(frames: FrameSet, verdict: Verdict | None, show_map: bool = T
 
 def latency_text(latency_ms: dict[str, float]) -> str:
     """'capture 3.1 · detect 8.0 · ... ms' in pipeline order, unknown stages after."""
-    order = ["capture_age", "capture", "register", "registration", "detect", "detection", "crop",
-             "infer", "inference", "decide", "decision", "total"]
+    order = ["capture_age", "capture", "register", "registration", "detect", "detection", "pose", "crop",
+             "physics", "infer", "inference", "decide", "decision", "total"]
     keys = sorted(latency_ms, key=lambda k: (order.index(k) if k in order else len(order), k))
     return " \u00b7 ".join(f"{k} {latency_ms[k]:.1f}" for k in keys) + (" ms" if keys else "")
+
+
+def pose_text(verdict: Verdict | None) -> str:
+    """'head yaw -12°, pitch 5°' from the verdict's measured pose ('' when there is none): for whoever
+    mounts the camera, which decides how far people must tilt their heads to face it."""
+    pose = getattr(verdict, "pose", None)
+    if pose is None:
+        return ""
+    return f"head yaw {pose.yaw_deg:+.0f}\u00b0, pitch {pose.pitch_deg:+.0f}\u00b0 (+: right, down)"

@@ -116,6 +116,7 @@ class ViewerWindow(QMainWindow):
         self.reasons.setWordWrap(True)
         self.status = QLabel("")
         self.latency = QLabel("")
+        self.pose = QLabel("")
         for label in (self.status, self.latency, self.reasons):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._build_layout()
@@ -139,6 +140,7 @@ class ViewerWindow(QMainWindow):
         if not self.kiosk:
             side.addWidget(self.status)
         side.addWidget(self.latency)
+        side.addWidget(self.pose)
         side.addStretch(1)
         for label in (self.status, self.latency):
             label.setWordWrap(True)
@@ -261,6 +263,7 @@ class ViewerWindow(QMainWindow):
         self.reasons.setText(("why: " + "; ".join(reasons)) if reasons and name != "live" else "")
         self._show_status(result)
         self.latency.setText(overlay.latency_text({} if verdict is None else verdict.latency_ms))
+        self.pose.setText(overlay.pose_text(verdict))
         if self.no_camera is not None:  # no verdict stands without a camera behind it
             self._show_no_camera()
 

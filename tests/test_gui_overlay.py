@@ -98,3 +98,13 @@ def test_legend_and_latency_text():
     t = overlay.latency_text({"inference": 12.34, "detection": 5.0, "zzz": 1.0})
     assert t.index("detection") < t.index("inference") < t.index("zzz") and t.endswith("ms")
     assert "12.3" in t and overlay.latency_text({}) == ""
+
+
+def test_the_pose_readout_and_the_stage_order():
+    from edge_fas.pipeline.pose import HeadPose
+
+    assert overlay.pose_text(Verdict("live", pose=HeadPose(-12.4, 5.2, True))) == \
+        "head yaw -12\u00b0, pitch +5\u00b0 (+: right, down)"
+    assert overlay.pose_text(Verdict("unknown")) == "" and overlay.pose_text(None) == ""
+    t = overlay.latency_text({"inference": 9.0, "physics": 2.0, "pose": 1.0, "detection": 4.0, "crop": 0.5})
+    assert t == "detection 4.0 \u00b7 pose 1.0 \u00b7 crop 0.5 \u00b7 physics 2.0 \u00b7 inference 9.0 ms"
