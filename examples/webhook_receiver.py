@@ -7,7 +7,8 @@ Standard library only. `DoorState` is the part to copy into a real controller: i
 event's HMAC-SHA256 signature (constant-time), keeps only the newest event (by `seq` within a run,
 by `time` across runs, so an old or replayed event never wins), and answers `current()`: `live` only
 while the newest event is a live from a production run whose `valid_until` has not passed and the link
-is not silent; every other case is `attack` or `unknown` (keep the door shut).
+is not silent; every other case is `attack` or `unknown` (keep the door shut). `display()` is what the
+door's own screen may show the person: the event's `prompt`, never its reasons or score.
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ class DoorState:
         return event["verdict"]
 
 
+    def display(self) -> str:
+        """The one line the door's own screen may show the person in front of it: the event's `prompt`, which
+        names only what they can fix (never `reasons` or `score`: those tell an attacker what to adjust)."""
+        with self._lock:
+            event, received = self.event, self.received_at
+        if event is None or self.clock() - received > self.silent_after_s:
+            return "Out of service"  # no word from edge-fas: nothing the person can do about it
+        if event["verdict"] == "live" and self.current() != "live":
+            return "Please wait"  # a live that expired, or one from a development run
+        return str(event.get("prompt") or ("Verified" if event["verdict"] == "live" else "Not verified"))
+
+
 def make_handler(state: DoorState):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
@@ -86,7 +99,7 @@ def make_handler(state: DoorState):
             self.end_headers()
 
         def do_GET(self):  # noqa: N802
-            body = json.dumps({"door": state.current(), "event": state.event}).encode()
+            body = json.dumps({"door": state.current(), "display": state.display(), "event": state.event}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -118,6 +118,27 @@ def test_the_controller_ignores_old_replayed_and_unsigned_events():
     assert SIGNATURE_HEADER == "X-Edge-Fas-Signature"
 
 
+def test_the_door_screen_shows_the_prompt_never_the_reasons():
+    now = [1000.0]
+    door = DoorState(KEY, clock=lambda: now[0])
+    assert door.display() == "Out of service"  # nothing heard yet
+
+    def post(seq, **event):
+        body = json.dumps({"seq": seq, "run_id": "a", "time": now[0], "mode": "production", **event}).encode()
+        assert door.accept(body, sign(KEY, body))[0] == 200
+
+    post(1, verdict="attack", reasons=["flat_face: depth relief 2.1 mm < 12 mm"], score=0.97, prompt="Not verified")
+    assert door.display() == "Not verified"
+    post(2, verdict="unknown", reasons=["face_too_far: 1.84 m > 1.5 m"], prompt="Step closer")
+    assert door.display() == "Step closer"
+    post(3, verdict="live", valid_until=now[0] + 2, prompt="Verified")
+    assert door.display() == "Verified" and door.current() == "live"
+    now[0] += 3  # the live expired: the door is shut again, and the screen does not say verified
+    assert door.current() == "unknown" and door.display() == "Please wait"
+    now[0] += 10  # the link went silent
+    assert door.display() == "Out of service"
+
+
 def test_send_never_blocks_on_a_dead_receiver():
     hook = Webhook("http://127.0.0.1:9/door", timeout_s=0.2, only_changes=False)  # nothing listens on port 9
     t0 = time.monotonic()
