@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_fas.errors import ConfigError
 
-__all__ = ["MEASUREMENTS", "judge_frame", "measurement_table", "take_table", "run"]
+__all__ = ["MEASUREMENTS", "find_face", "gate_faults", "measurement_table", "take_table", "run"]
 
 # measurement -> the PhysicsLimits field it is held against
 MEASUREMENTS = {"plane_relief_mm": "min_plane_relief_mm", "quadric_relief_mm": "min_quadric_relief_mm",
@@ -38,40 +38,37 @@ MEASUREMENTS = {"plane_relief_mm": "min_plane_relief_mm", "quadric_relief_mm": "
 UNMEASURED_SCORE = 1.0  # a frame the check cannot measure is never live
 
 
-def gate_faults(frames, chosen, decision_config) -> list[str]:
+def gate_faults(frames, chosen, decision_config, face=None) -> list[str]:
     """What the pipeline's working-distance and head-pose checks say of a registered frame's face before any
-    score ([]: it goes on to be scored). A face without depth is left to the physics check (unmeasured)."""
+    score ([]: it goes on to be scored). A face without depth is left to the physics check (unmeasured).
+    `face`: physics.face_depth(frames, chosen.box), shared with the physics check as the pipeline does."""
     from edge_fas.pipeline import decision as D
     from edge_fas.pipeline.pipeline import distance_faults
     from edge_fas.pipeline.pose import head_pose, pose_faults
 
     depth_m = frames.depth_m() if frames.depth is not None and frames.registered else None
     faults = [f for f in distance_faults(depth_m, chosen.box, decision_config) if D.reason_code(f) != D.NO_DEPTH]
-    pose = head_pose(frames, chosen.box, chosen.keypoints)
+    pose = head_pose(frames, chosen.box, chosen.keypoints, face)
     return faults + pose_faults(pose, decision_config.max_yaw_deg, decision_config.max_pitch_deg)
 
 
-def judge_frame(frames, check, detector, detector_config):
-    """(Detection or None, PhysicsResult or None) for one registered frame set, framed as the pipeline frames
-    it: colour when bright enough, else registered IR; the detection near the truth box when the frame has
-    one (synthetic data), else the one detector.select picks."""
+def find_face(frames, detector, detector_config):
+    """The detection to judge in one registered frame set (None: no face), framed as the pipeline frames it:
+    colour when bright enough, else registered IR; the detection near the truth box when the frame has one
+    (synthetic data), else the one detector.select picks."""
     from edge_fas.face import detection_near
     from edge_fas.pipeline.pipeline import detection_image
     from edge_fas.pipeline.tracker import select
 
     image = detection_image(frames, detector_config.dark_rgb_mean)
     if image is None:
-        return None, None
+        return None
     found = detector.detect(image)
     truth = frames.truth.face_box if frames.truth is not None else None
     if truth is not None:
-        chosen = detection_near(found, truth)
-    else:
-        depth_m = frames.depth_m() if frames.depth is not None and frames.registered else None
-        chosen = select(found, detector_config.select, image_shape=image.shape, depth_m=depth_m)
-    if chosen is None:
-        return None, None
-    return chosen, check.check(frames, chosen.box, chosen.keypoints)
+        return detection_near(found, truth)
+    depth_m = frames.depth_m() if frames.depth is not None and frames.registered else None
+    return select(found, detector_config.select, image_shape=image.shape, depth_m=depth_m)
 
 
 def _percentiles(values) -> str:
@@ -150,7 +147,7 @@ def run(args) -> int:
     from edge_fas.face import FaceDetector
     from edge_fas.pipeline import decision as D
     from edge_fas.pipeline.decision import DecisionPolicy
-    from edge_fas.pipeline.physics import THRESHOLD, PhysicsCheck
+    from edge_fas.pipeline.physics import THRESHOLD, PhysicsCheck, face_depth
     from edge_fas.progress import Progress
 
     _check_arguments(args)
@@ -170,7 +167,7 @@ def run(args) -> int:
             with Progress(f"physics check on {name}", len(ix)) as bar:
                 for i, sample in enumerate(ix.samples()):
                     frames = sample.registered_frames()
-                    chosen, res = judge_frame(frames, check, detector, config.detector)
+                    chosen = find_face(frames, detector, config.detector)
                     bar.callback(i + 1, len(ix))
                     take = _take_of(str(ix.path[i]), i)
                     if take not in policies:  # each take is one person or instrument: its own decision window
@@ -180,12 +177,14 @@ def run(args) -> int:
                         no_face[sample.species] = no_face.get(sample.species, 0) + 1
                         policies[take].decide(None, [D.reason(D.NO_FACE)])
                         continue
-                    gates = gate_faults(frames, chosen, config.decision)
+                    face = face_depth(frames, chosen.box)  # read once for the pose and the physics check
+                    gates = gate_faults(frames, chosen, config.decision, face)
                     if gates:  # the pipeline says unknown before any score: counted, and it breaks the window
                         key = (sample.species, ", ".join(dict.fromkeys(D.reason_code(f) for f in gates)))
                         turned_away[key] = turned_away.get(key, 0) + 1
                         policies[take].decide(None, gates)
                         continue
+                    res = check.check(frames, chosen.box, chosen.keypoints, face)
                     faults = list(res.findings) + ([D.reason(D.PHYSICS_UNMEASURED)] if res.score is None else [])
                     decision = policies[take].decide(res.score, faults).verdict
                     rows.append(dict(index=i, path=str(ix.path[i]), take=take, decision=decision,

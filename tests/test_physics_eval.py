@@ -160,8 +160,8 @@ def test_frames_the_distance_or_pose_check_turns_away_are_counted_and_break_the_
 
     real = PE.gate_faults
     # every take's middle frame (recorded at 0.4 s) is a turned head; the rest go through the real gates
-    monkeypatch.setattr(PE, "gate_faults", lambda frames, chosen, d: [D.reason(D.FACE_TURNED, "test")]
-                        if frames.timestamp_ms == 400.0 else real(frames, chosen, d))
+    monkeypatch.setattr(PE, "gate_faults", lambda frames, chosen, d, face: [D.reason(D.FACE_TURNED, "test")]
+                        if frames.timestamp_ms == 400.0 else real(frames, chosen, d, face))
     out = tmp_path / "gated"
     assert cli_main(["eval", "physics", "--sessions", site, "--out", str(out), "--no-plots",
                      "--decision-window", "3", "--decision-min-live-frames", "2"]) == 0
