@@ -82,6 +82,7 @@ class ViewerWindow(QMainWindow):
         self.pipeline = pipeline
         self.kiosk = bool(kiosk or getattr(gui, "fullscreen", False))
         self.details = shows_details(config, self.kiosk)
+        self.prompts = dict(getattr(gui, "prompts", None) or {})  # the site's words for the prompts
         self.alpha = float(getattr(gui, "map_alpha", 0.5))
         self.frames_shown = 0
         self.last_result = None
@@ -276,9 +277,11 @@ class ViewerWindow(QMainWindow):
             self.colour.set_array(overlay.render_overlay(frames, shown, show_map=False)[0])
         if verdict is None:
             self.banner.set_verdict(None)
+        elif live:
+            self.banner.set_verdict("live", text=self.prompts.get(guidance.VERIFIED))  # None: LIVE
         else:
-            self.banner.set_verdict(shown.verdict, text=None if live else
-                                    guidance.prompt(verdict.verdict, verdict.reasons).upper())
+            words = guidance.prompt(verdict.verdict, verdict.reasons)
+            self.banner.set_verdict(shown.verdict, text=self.prompts.get(words) or words.upper())
         self.reasons.setText("")
         self._show_status(self.last_result)
         if self.no_camera is not None:

@@ -135,6 +135,9 @@ class GuiConfig:
                                "person can act on: step closer, face the camera, not verified), auto (show in a "
                                "development window, hide in kiosk mode and in production, which refuses show)",
                        choices=["auto", "show", "hide"])
+    prompts: dict = opt({}, "the kiosk's words for its prompts in the site's language, as a mapping from the English "
+                            "prompt to the text shown, e.g. {Step closer: Bitte näher treten, Verified: Willkommen}; "
+                            "prompts not listed are shown in English", cli=False)
     show_maps: bool = opt(True, "blend spoof-trace / uncertainty maps over the face")
     map_alpha: float = opt(0.5, "opacity of the blended maps", min=0.0, max=1.0)
 
@@ -244,6 +247,9 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint) -> Any:
                 value = [v for v in value.split(",") if v]
             if not isinstance(value, list):
                 raise TypeError
+        elif origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
     except (TypeError, ValueError):
         shown = "(hidden)" if md.get("secret") else repr(value)
         raise ConfigError(f"config key {key!r}: got {shown} ({type(value).__name__}), "
@@ -299,6 +305,15 @@ def _check_cross(cfg: Config) -> None:
     if unknown:
         raise ConfigError(f"config key 'deployment.accept_risks': got {unknown}, expected risk names among "
                           f"{', '.join(RISKS)}")
+    from edge_fas.pipeline.guidance import PROMPTS  # here: the pipeline package imports this module
+
+    unknown = [k for k in cfg.gui.prompts if k not in PROMPTS]
+    if unknown:
+        raise ConfigError(f"config key 'gui.prompts': {unknown} are not prompts; the prompts are: {', '.join(PROMPTS)}")
+    empty = [k for k, v in cfg.gui.prompts.items() if not isinstance(v, str) or not v.strip()]
+    if empty:
+        raise ConfigError(f"config key 'gui.prompts': {empty} need a text to show, got "
+                          f"{[cfg.gui.prompts[k] for k in empty]}")
     w = cfg.webhook
     if w.url is not None:
         check_url(w.url, "webhook.url")

@@ -223,6 +223,14 @@ def test_the_kiosk_tells_the_presenter_what_to_fix_and_never_which_check_fired(q
     assert far.banner.text() == "STEP CLOSER"
     live = _window(qtbot, Verdict("live", score=0.05, threshold=0.5, box=(10, 10, 50, 50)), gui__fullscreen=True)
     assert live.banner.text() == "LIVE" and live.banner.verdict == "live"
+    # a site's own words (gui.prompts), as written; prompts it did not translate stay in English
+    words = {"Step closer": "Bitte näher treten", "Verified": "Willkommen"}
+    far_de = _window(qtbot, Verdict("unknown", box=(10, 10, 50, 50), reasons=["face_too_far: 1.84 m > 1.5 m"]),
+                     gui__fullscreen=True, gui__prompts=words)
+    assert far_de.banner.text() == "Bitte näher treten"
+    assert _window(qtbot, attack, gui__fullscreen=True, gui__prompts=words).banner.text() == "NOT VERIFIED"
+    live_de = _window(qtbot, Verdict("live", box=(10, 10, 50, 50)), gui__fullscreen=True, gui__prompts=words)
+    assert live_de.banner.text() == "Willkommen" and live_de.banner.verdict == "live"
 
 
 def test_a_development_window_shows_the_reasons_and_production_does_not(qtbot):

@@ -55,3 +55,24 @@ def test_every_verdicts_json_carries_the_prompt_beside_the_reasons():
     far = Verdict("unknown", reasons=[D.reason(D.TOO_FAR, "1.84 m > 1.5 m")]).to_dict()
     assert far["prompt"] == "Step closer"
     assert Verdict("live", score=0.01, threshold=0.5).to_dict()["prompt"] == VERIFIED
+
+
+def test_a_site_words_the_prompts_in_its_language_and_a_typo_is_refused(tmp_path):
+    from edge_fas.config import load_config
+    from edge_fas.errors import ConfigError
+    from edge_fas.pipeline.guidance import PROMPTS
+
+    site = tmp_path / "site.yaml"
+    site.write_text("gui:\n  prompts:\n    Step closer: Bitte näher treten\n    Not verified: Nicht bestätigt\n",
+                    encoding="utf-8")
+    assert load_config(site).gui.prompts == {"Step closer": "Bitte näher treten", "Not verified": "Nicht bestätigt"}
+    assert "Face the camera" in PROMPTS and "Hold still" in PROMPTS and len(PROMPTS) == len(set(PROMPTS))
+    site.write_text("gui:\n  prompts:\n    Step closr: Bitte näher treten\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"'gui.prompts': \['Step closr'\] are not prompts.*Step closer"):
+        load_config(site)
+    site.write_text("gui:\n  prompts:\n    Step closer: ''\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="need a text to show"):
+        load_config(site)
+    site.write_text("gui:\n  prompts: [Step closer]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="gui.prompts"):
+        load_config(site)

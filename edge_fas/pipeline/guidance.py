@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from edge_fas.pipeline import decision as D
 
-__all__ = ["prompt", "VERIFIED", "NOT_VERIFIED", "PLEASE_WAIT", "OUT_OF_SERVICE"]
+__all__ = ["prompt", "PROMPTS", "VERIFIED", "NOT_VERIFIED", "PLEASE_WAIT", "OUT_OF_SERVICE"]
 
 VERIFIED = "Verified"
 NOT_VERIFIED = "Not verified"
@@ -30,6 +30,8 @@ CORRECTABLE = (
     (D.NO_DEPTH, "Look at the camera"),
     (D.WARMING_UP, "Hold still"),
 )
+# every prompt there is (gui.prompts translates them for a site)
+PROMPTS = tuple(dict.fromkeys([VERIFIED, NOT_VERIFIED, PLEASE_WAIT, OUT_OF_SERVICE, *(t for _, t in CORRECTABLE)]))
 # faults of the camera or the software: nothing for the person to do
 OUT_OF_ORDER = frozenset({D.CAMERA_DISCONNECTED, D.CAMERA_STALLED, D.MISSING_MODALITY, D.RUNTIME_ERROR,
                           D.PIPELINE_ERROR, D.SERIAL_NOT_ALLOWED, D.RECORDING_CORRUPT})
