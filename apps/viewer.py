@@ -280,7 +280,7 @@ class ViewerWindow(QMainWindow):
         elif live:
             self.banner.set_verdict("live", text=self.prompts.get(guidance.VERIFIED))  # None: LIVE
         else:
-            words = guidance.prompt(verdict.verdict, verdict.reasons)
+            words = guidance.prompt(verdict.verdict, verdict.reasons, getattr(verdict, "pose", None))
             self.banner.set_verdict(shown.verdict, text=self.prompts.get(words) or words.upper())
         self.reasons.setText("")
         self._show_status(self.last_result)

@@ -16,8 +16,9 @@ config (`--set KEY=VALUE,...` changes it), the artifact's own threshold.
 
 Per mode and species it prints the takes that reached a `live` verdict at least once (the attacker got
 through; for bona fide, the person did), the frames judged `live`, with 95% intervals (Clopper-Pearson),
-and the commonest reasons on the rest. Synthetic data only; `rand_test`'s cameras, lenses, materials and
-identities are outside everything the randomised models were trained, selected or thresholded on.
+the commonest reasons on the rest, and what a kiosk showed the person then (edge_fas.pipeline.guidance).
+Synthetic data only; `rand_test`'s cameras, lenses, materials and identities are outside everything the
+randomised models were trained, selected or thresholded on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def judge(frames: list, camera, runtime, mode: str, detector, overrides: dict) -
     from edge_fas.config import load_config
     from edge_fas.pipeline import Pipeline
     from edge_fas.pipeline.decision import reason_code
+    from edge_fas.pipeline.guidance import prompt
 
     config = load_config(overrides={**overrides, "decision.physics": mode})
     pipeline = Pipeline(camera, runtime, config, detector=detector, no_drop=True)
@@ -60,7 +62,8 @@ def judge(frames: list, camera, runtime, mode: str, detector, overrides: dict) -
     for f in frames:
         _, verdict = pipeline.process(f.replace(meta=dict(f.meta)))
         out.append((f.meta["take"], f.truth.species, verdict.verdict,
-                    tuple(dict.fromkeys(reason_code(r) for r in verdict.reasons))))
+                    tuple(dict.fromkeys(reason_code(r) for r in verdict.reasons)),
+                    prompt(verdict.verdict, verdict.reasons, verdict.pose)))
     return out
 
 
@@ -73,18 +76,20 @@ def table(rows: list[tuple]) -> list[str]:
         return f"{k}/{n} = {100 * k / max(n, 1):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if n else "-"
 
     by_take = defaultdict(list)
-    for take, species, verdict, reasons in rows:
-        by_take[(species, take)].append((verdict, reasons))
+    for take, species, verdict, reasons, words in rows:
+        by_take[(species, take)].append((verdict, reasons, words))
     species_order = sorted({s for s, _ in by_take}, key=lambda s: (s != "bona_fide", s))
-    lines = ["| species | takes with a live verdict | frames judged live | commonest reasons when not live |",
-             "|---|---|---|---|"]
+    lines = ["| species | takes with a live verdict | frames judged live | commonest reasons when not live | "
+             "what the kiosk said then |", "|---|---|---|---|---|"]
     for sp in species_order:
         takes = [v for (s, _), v in by_take.items() if s == sp]
         frames = [x for t in takes for x in t]
-        live = sum(v == "live" for v, _ in frames)
-        reasons = Counter(r for v, rs in frames if v != "live" for r in rs).most_common(3)
-        lines.append(f"| {sp} | {rate(sum(any(v == 'live' for v, _ in t) for t in takes), len(takes))} | "
-                     f"{rate(live, len(frames))} | {', '.join(f'{r} {n}' for r, n in reasons) or '-'} |")
+        live = sum(v == "live" for v, _, _ in frames)
+        reasons = Counter(r for v, rs, _ in frames if v != "live" for r in rs).most_common(3)
+        said = Counter(w for v, _, w in frames if v != "live").most_common(3)
+        lines.append(f"| {sp} | {rate(sum(any(v == 'live' for v, _, _ in t) for t in takes), len(takes))} | "
+                     f"{rate(live, len(frames))} | {', '.join(f'{r} {n}' for r, n in reasons) or '-'} | "
+                     f"{', '.join(f'{w} {n}' for w, n in said) or '-'} |")
     return lines
 
 

@@ -171,7 +171,7 @@ class Verdict:
              "score": None if self.score is None else round(float(self.score), 6),
              "threshold": None if self.threshold is None else float(self.threshold),
              "reasons": list(self.reasons),
-             "prompt": prompt(self.verdict, self.reasons),  # what may be shown to the person presenting
+             "prompt": prompt(self.verdict, self.reasons, self.pose),  # what may be shown to the person presenting
              "latency_ms": {k: round(float(v), 3) for k, v in self.latency_ms.items()},
              "frame": self.frame}
         if self.box is not None:

@@ -181,11 +181,14 @@ def test_the_system_audit_counts_takes_that_got_through_and_frames_live():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_system
 
-    rows = ([("11/0", "bona_fide", "unknown", ("gathering_evidence",))] * 3 + [("11/0", "bona_fide", "live", ())] +
-            [("11/1", "print", "attack", ("flat_face", "face_dark_in_ir"))] * 2 +
-            [("11/3", "print", "unknown", ("gathering_evidence",)), ("11/3", "print", "live", ())] +
-            [("12/1", "print", "attack", ("flat_face",))])
+    rows = ([("11/0", "bona_fide", "unknown", ("gathering_evidence",), "Hold still")] * 3 +
+            [("11/0", "bona_fide", "live", (), "Verified")] +
+            [("11/1", "print", "attack", ("flat_face", "face_dark_in_ir"), "Not verified")] * 2 +
+            [("11/3", "print", "unknown", ("gathering_evidence",), "Hold still"),
+             ("11/3", "print", "live", (), "Verified")] +
+            [("12/1", "print", "attack", ("flat_face",), "Not verified")])
     lines = bench_system.table(rows)
     assert lines[2].startswith("| bona_fide | 1/1 = 100% ") and "| 1/4 = 25% " in lines[2]
+    assert lines[2].endswith("| gathering_evidence 3 | Hold still 3 |")
     assert lines[3].startswith("| print | 1/3 = 33% ") and "| 1/5 = 20% " in lines[3]
-    assert lines[3].endswith("| flat_face 3, face_dark_in_ir 2, gathering_evidence 1 |")
+    assert lines[3].endswith("| flat_face 3, face_dark_in_ir 2, gathering_evidence 1 | Not verified 3, Hold still 1 |")

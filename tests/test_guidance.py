@@ -76,3 +76,17 @@ def test_a_site_words_the_prompts_in_its_language_and_a_typo_is_refused(tmp_path
     site.write_text("gui:\n  prompts: [Step closer]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="gui.prompts"):
         load_config(site)
+
+
+def test_a_turned_head_refused_for_an_unnamed_reason_is_asked_to_face_the_camera():
+    from edge_fas.pipeline.pose import HeadPose
+
+    nose = [D.reason(D.NO_NOSE_IN_DEPTH, "3.1 mm < 6 mm")]
+    assert prompt("unknown", nose, HeadPose(24.0, 3.0, True)) == "Face the camera"
+    assert prompt("unknown", nose, HeadPose(-2.0, -22.0, True)) == "Face the camera"
+    assert prompt("unknown", nose, HeadPose(12.0, 8.0, True)) == NOT_VERIFIED  # facing it: nothing to ask
+    assert prompt("unknown", nose) == NOT_VERIFIED  # no pose measured
+    assert prompt("attack", [D.reason(D.FLAT_FACE, "2 mm")], HeadPose(28.0, 0.0, True)) == NOT_VERIFIED
+    # the JSON carries the same prompt the kiosk shows
+    from edge_fas.types import Verdict
+    assert Verdict("unknown", reasons=nose, pose=HeadPose(24.0, 3.0, True)).to_dict()["prompt"] == "Face the camera"

@@ -20,13 +20,14 @@ VERIFIED = "Verified"
 NOT_VERIFIED = "Not verified"
 PLEASE_WAIT = "Please wait"
 OUT_OF_SERVICE = "Out of service"
+FACE_THE_CAMERA = "Face the camera"
 
 # reasons the person can act on, most pressing first, and what to ask of them
 CORRECTABLE = (
     (D.NO_FACE, "Look at the camera"),
     (D.TOO_NEAR, "Step back"),
     (D.TOO_FAR, "Step closer"),
-    (D.FACE_TURNED, "Face the camera"),
+    (D.FACE_TURNED, FACE_THE_CAMERA),
     (D.NO_DEPTH, "Look at the camera"),
     (D.WARMING_UP, "Hold still"),
 )
@@ -39,8 +40,16 @@ OUT_OF_ORDER = frozenset({D.CAMERA_DISCONNECTED, D.CAMERA_STALLED, D.MISSING_MOD
 TRANSIENT = frozenset({D.STALE_FRAME, D.STREAM_SKEW})
 
 
-def prompt(verdict: str | None, reasons=()) -> str:
-    """The one line for the person in front of the camera, from a verdict name and its reasons."""
+TURNED_HINT_DEG = 20.0  # a head turned this far, inside the pose limits, is asked to face the camera when refused
+
+
+def prompt(verdict: str | None, reasons=(), pose=None) -> str:
+    """The one line for the person in front of the camera, from a verdict name, its reasons and the measured
+    head pose (edge_fas.pipeline.pose.HeadPose or None).
+
+    An `unknown` that nothing correctable explains, on a head turned or tilted more than TURNED_HINT_DEG, asks
+    the person to face the camera: inside the pose limits the nose test still misreads some turned live faces
+    (docs/demo-model.md). Whatever withheld `live` is not named, and an `attack` stays "not verified"."""
     if verdict == "live":
         return VERIFIED
     codes = {D.reason_code(r) for r in reasons}
@@ -53,4 +62,6 @@ def prompt(verdict: str | None, reasons=()) -> str:
             return text
     if verdict is None or codes <= TRANSIENT:
         return PLEASE_WAIT
+    if pose is not None and not (abs(pose.yaw_deg) <= TURNED_HINT_DEG and abs(pose.pitch_deg) <= TURNED_HINT_DEG):
+        return FACE_THE_CAMERA
     return NOT_VERIFIED  # a physics finding, abstention or anything else that withheld `live`
