@@ -50,7 +50,8 @@ def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30) -> l
 
 
 def judge(frames: list, camera, runtime, mode: str, detector, overrides: dict) -> list[tuple]:
-    """(take, species, verdict, reason codes) per frame, the pipeline in `mode` judging every frame in order."""
+    """(take, species, verdict, reason codes, the kiosk's prompt) per frame, the pipeline in `mode` judging every
+    frame in order."""
     from edge_fas.config import load_config
     from edge_fas.pipeline import Pipeline
     from edge_fas.pipeline.decision import reason_code
@@ -111,10 +112,9 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"bench_system: --modes {unknown}: expected some of {', '.join(MODES)}")
 
-    from edge_fas.runtime import load_runtime
-
     from edge_fas.config import DetectorConfig
     from edge_fas.face import FaceDetector
+    from edge_fas.runtime import load_runtime
 
     runtime = load_runtime(args.model, kind=args.runtime)
     d = DetectorConfig()

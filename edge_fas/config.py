@@ -305,15 +305,8 @@ def _check_cross(cfg: Config) -> None:
     if unknown:
         raise ConfigError(f"config key 'deployment.accept_risks': got {unknown}, expected risk names among "
                           f"{', '.join(RISKS)}")
-    from edge_fas.pipeline.guidance import PROMPTS  # here: the pipeline package imports this module
-
-    unknown = [k for k in cfg.gui.prompts if k not in PROMPTS]
-    if unknown:
-        raise ConfigError(f"config key 'gui.prompts': {unknown} are not prompts; the prompts are: {', '.join(PROMPTS)}")
-    empty = [k for k, v in cfg.gui.prompts.items() if not isinstance(v, str) or not v.strip()]
-    if empty:
-        raise ConfigError(f"config key 'gui.prompts': {empty} need a text to show, got "
-                          f"{[cfg.gui.prompts[k] for k in empty]}")
+    if cfg.gui.prompts:
+        _check_prompts(cfg.gui.prompts)
     w = cfg.webhook
     if w.url is not None:
         check_url(w.url, "webhook.url")
@@ -327,6 +320,18 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"config keys 'webhook.live_valid_s' ({w.live_valid_s:g}) and 'webhook.heartbeat_s' "
                           f"({w.heartbeat_s:g}): a live must stay valid longer than the heartbeat interval, or a "
                           "standing live expires at the receiver between heartbeats")
+
+
+def _check_prompts(prompts: dict) -> None:
+    """gui.prompts: every key one of the kiosk's prompts, every text non-empty."""
+    from edge_fas.pipeline.guidance import PROMPTS  # here: the pipeline package imports this module
+
+    unknown = [k for k in prompts if k not in PROMPTS]
+    if unknown:
+        raise ConfigError(f"config key 'gui.prompts': {unknown} are not prompts; the prompts are: {', '.join(PROMPTS)}")
+    empty = [k for k, v in prompts.items() if not isinstance(v, str) or not v.strip()]
+    if empty:
+        raise ConfigError(f"config key 'gui.prompts': {empty} need a text to show, got {[prompts[k] for k in empty]}")
 
 
 def check_url(url: str, key: str = "webhook.url") -> urllib.parse.SplitResult:

@@ -5,9 +5,10 @@ A verdict's reasons name the check that fired and by how much ("depth relief 2.1
 and its score sits beside the threshold. Shown to the person presenting, that is an oracle: an attacker
 adjusts a print, a screen or a mask until each check stops firing and the score crosses the threshold.
 Commercial liveness checks show only guidance the user can act on, and the same "not verified" for
-every refusal. `prompt` does that: it turns a verdict's reasons into one prompt, and every attack reason,
-physics finding, abstention or score is "Not verified", whatever the check. The reasons stay in the
-verdict's JSON, the events and the operator's log.
+every refusal. `prompt` does that: it turns a verdict's reasons into one prompt. An attack is always "Not
+verified"; any other refusal the person cannot fix (a physics finding, abstention, the score) is "Not
+verified" too, or "Face the camera" on a head turned past TURNED_HINT_DEG, never naming the check. The
+reasons stay in the verdict's JSON, the events and the operator's log.
 """
 
 from __future__ import annotations
