@@ -41,6 +41,15 @@ RISKS = {  # name -> the risk taken
     "distance_checks_off": "a print held at the lens, or a face too far for a depth cue, can be judged",
     "pose_check_off": "a head or a sheet turned past what the model and the physics check were validated on can "
                       "be judged (the nose test misreads a turned face)",
+    "abstention_off": "a frame the model is unsure of (a presentation unlike what its abstention level was "
+                      "calibrated on) can count as live",
+    "stream_checks_off": "a frozen, delayed or stitched stream (colour and depth from different moments) can be judged",
+    "network_bypassed": "the model-free physics check decides alone: it does not stop masks and was validated on "
+                        "the synthetic rig only, and the artifact's measured error rates no longer apply",
+    "synthetic_model_decides": "a network trained on synthetic data only decides on a real camera, where its scores "
+                               "were never measured",
+    "physics_detector_weakened": "the model-free physics check decides with a check removed or a limit below its "
+                                 "validated value: a print, screen or bent sheet it exists to stop can be judged live",
 }
 
 

@@ -3,8 +3,9 @@
 `check_start(config, camera_kind, artifact)` runs before the model and the camera load:
 
 - production (deployment.mode: production) refuses a simulated or recorded source (synthetic, replay),
-  an empty camera.allowed_serials, the bundled demo model, an unsigned webhook, a window that shows the
-  checks' reasons and scores to the person presenting (gui.details: show) and any weakening;
+  an empty camera.allowed_serials, the bundled demo model or any model trained on synthetic data only, an
+  unsigned webhook, a window that shows the checks' reasons and scores to the person presenting
+  (gui.details: show) and any weakening;
 - in any mode a *weakening* (a setting below what the artifact was validated with, see `weakenings`)
   is refused unless deployment.accept_risks names its risk; development then runs, warns once and
   marks every event with the risk (`event_context`).
@@ -15,9 +16,9 @@ webhook event carries: the mode, the camera kind and serial, the artifact's dige
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from edge_fas.config import RISKS, Config
+from edge_fas.config import RISKS, Config, DecisionConfig
 from edge_fas.errors import ConfigError
 
 SIMULATED_KINDS = ("synthetic", "replay")  # sources production never takes decisions from
@@ -28,6 +29,12 @@ FARTHEST_M = 3.0
 # The pose is "bounded" while heads turned or tilted past this are refused: beyond it the far eye and the
 # nose's side are out of the depth camera's view, and no model or limit here was validated there.
 WIDEST_POSE_DEG = 45.0
+# The stream checks are "on" while a frame older than STALEST_MS, or a frame set whose streams were captured
+# more than WIDEST_SKEW_MS apart, is refused: a head moving 0.3 m/s moves 3 cm in 100 ms, so colour and depth
+# further apart no longer show the same face (and an injected or frozen stream hides behind a long age).
+STALEST_MS = 1000.0
+WIDEST_SKEW_MS = 100.0
+PHYSICS_CHECKS = ("relief", "ir", "eyes")  # edge_fas.pipeline.physics.CHECKS (not imported: it imports this module)
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,21 @@ def effective_threshold(config: Config, artifact) -> float:
     return float(t) if t is not None else float(artifact.threshold)
 
 
-def weakenings(config: Config, artifact) -> list[Weakening]:
-    """Settings below what `artifact` was validated with (empty: none)."""
+def trained_on_synthetic_only(artifact) -> bool:
+    """The manifest says the network saw synthetic data only (training.source): its scores mean nothing on a
+    real camera's faces."""
+    return ((artifact.manifest.get("training") or {}).get("source")) == "synthetic"
+
+
+def _physics_limit_defaults() -> dict:
+    """decision.physics_min_* -> its shipped value (the limits bench_physics validated)."""
+    return {f.name: f.default for f in fields(DecisionConfig) if f.name.startswith("physics_min_")}
+
+
+def weakenings(config: Config, artifact, camera_kind: str | None = None) -> list[Weakening]:
+    """Settings below what `artifact` was validated with (empty: none). `camera_kind` (realsense, replay,
+    synthetic, ...; None: not known) decides whether the physics check decides alone; anything but the
+    synthetic rig counts as a real camera (a replay may hold a real camera's takes)."""
     d = config.decision
     out = []
     trained = tuple(artifact.trained_modalities)
@@ -73,6 +93,46 @@ def weakenings(config: Config, artifact) -> list[Weakening]:
         out.append(Weakening("pose_check_off", "decision.max_yaw_deg/max_pitch_deg",
                              f"{d.max_yaw_deg:g}/{d.max_pitch_deg:g} degrees does not bound the head's pose to "
                              f"{WIDEST_POSE_DEG:g} degrees (the rig validated 30 yaw, 18 pitch)"))
+    if d.max_frame_age_ms > STALEST_MS or d.max_skew_ms > WIDEST_SKEW_MS:
+        out.append(Weakening("stream_checks_off", "decision.max_frame_age_ms/max_skew_ms",
+                             f"{d.max_frame_age_ms:g}/{d.max_skew_ms:g} ms lets frames older than {STALEST_MS:g} ms "
+                             f"or streams more than {WIDEST_SKEW_MS:g} ms apart be judged (defaults 500/40 ms)"))
+    out += _physics_weakenings(d, artifact, camera_kind)
+    return out
+
+
+def _physics_weakenings(d, artifact, camera_kind: str | None) -> list[Weakening]:
+    """Who decides: the network (the physics check a veto or off) or the model-free physics check alone."""
+    out = []
+    synthetic = trained_on_synthetic_only(artifact)
+    real_camera = camera_kind != "synthetic"
+    detector = d.physics == "detector" or (d.physics == "auto" and synthetic and real_camera)
+    if d.physics == "detector" and not synthetic:
+        source = (artifact.manifest.get("training") or {}).get("source") or "unrecorded"
+        out.append(Weakening("network_bypassed", "decision.physics",
+                             f"detector lets the physics check decide alone and ignores the network the artifact was "
+                             f"validated with (training source: {source}); auto or veto keeps the network deciding"))
+    if d.physics in ("veto", "off") and synthetic and real_camera:
+        out.append(Weakening("synthetic_model_decides", "decision.physics",
+                             f"{d.physics} lets a network trained on synthetic data only (manifest training.source) "
+                             f"decide on a {camera_kind or 'real'} camera; auto lets the physics check decide there"))
+    if detector:
+        removed = [c for c in PHYSICS_CHECKS if c not in d.physics_checks]
+        lowered = [f"decision.{name} {getattr(d, name):g} < {default:g}"
+                   for name, default in _physics_limit_defaults().items() if getattr(d, name) < default]
+        if removed or lowered:
+            what = ([f"decision.physics_checks lacks {', '.join(removed)}"] if removed else []) + lowered
+            out.append(Weakening("physics_detector_weakened", "decision.physics_checks/physics_min_*",
+                                 "the physics check decides alone here and " + "; ".join(what)
+                                 + " (the validated limits; score a change with `edge-fas eval physics` first)"))
+    elif (artifact.manifest.get("abstention") or {}).get("level") is not None:
+        level = float(artifact.manifest["abstention"]["level"])
+        if not d.abstain:
+            out.append(Weakening("abstention_off", "decision.abstain",
+                                 f"false switches off the artifact's calibrated abstention (level {level:.4g})"))
+        elif d.abstain_level is not None and d.abstain_level > level:
+            out.append(Weakening("abstention_off", "decision.abstain_level",
+                                 f"{d.abstain_level:.4g} is above the artifact's calibrated level {level:.4g}"))
     return out
 
 
@@ -81,7 +141,7 @@ def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[s
 
     `warn(str)` receives one line per accepted risk (development only)."""
     dep = config.deployment
-    found = weakenings(config, artifact)
+    found = weakenings(config, artifact, camera_kind)
     if dep.mode == "production":
         problems = []
         if camera_kind in SIMULATED_KINDS:
@@ -93,6 +153,11 @@ def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[s
         if artifact.is_demo:
             problems.append(f"model.artifact: {artifact.folder} is the bundled demo model, which its model card "
                             "calls unfit for deployment; export your own and set model.artifact to it")
+        elif trained_on_synthetic_only(artifact):
+            problems.append(f"model.artifact: {artifact.folder} was trained on synthetic data only (manifest "
+                            "training.source): on a real camera its scores mean nothing and the physics check that "
+                            "would decide instead does not stop masks; train on a dataset or adapt it to this "
+                            "site's own takes (`edge-fas adapt`)")
         if config.webhook.url and not (config.webhook.key or config.webhook.key_file):
             problems.append("webhook.key_file: webhook events must be signed in production; write a site key "
                             "(e.g. `openssl rand -hex 32`) to a file readable only by the service and set "
@@ -128,7 +193,7 @@ def event_context(config: Config, camera_kind: str | None, artifact) -> dict:
     ctx = {"mode": config.deployment.mode, "camera": {"kind": camera_kind or "unknown"}}
     if artifact is not None:
         ctx["artifact"] = {"digest": artifact.digest, "model": artifact.model_name, "demo": artifact.is_demo}
-        risks = sorted({w.risk for w in weakenings(config, artifact)})
+        risks = sorted({w.risk for w in weakenings(config, artifact, camera_kind)})
         if risks:
             ctx["risks"] = risks
     return ctx

@@ -157,11 +157,15 @@ def test_fewer_required_modalities_run_only_with_a_named_risk(artifact, session,
     assert p.rc == 2 and "development only" in p.err and "decision.required_modalities" in p.err
 
 
-def _fake_artifact(threshold=0.5, validated=None, modalities=None):
+def _fake_artifact(threshold=0.5, validated=None, modalities=None, source=None, abstention=None):
     manifest = {"threshold": {"value": threshold}, "model": {"name": "t", "config": {"modalities": modalities}},
                 "files": {"model.onnx": {"sha256": "0" * 64}}, "manifest_sha256": "f" * 64}
     if validated is not None:
         manifest["operating_point"] = {"validated_range": validated}
+    if source is not None:
+        manifest["training"] = {"source": source}
+    if abstention is not None:
+        manifest["abstention"] = {"statistic": "trace_dispersion", "level": abstention}
     return Artifact(Path("/no/such/artifact"), manifest)
 
 
@@ -192,6 +196,76 @@ def test_trained_modalities_and_distance_checks_set_what_counts_as_weaker():
         check_start(load_config(overrides={"decision.required_modalities": "rgb"}), "synthetic", rgb_ir)
     with pytest.raises(ConfigError, match="distance_checks_off"):
         check_start(load_config(overrides={"decision.min_distance_m": 0}), "synthetic", _fake_artifact())
+
+
+def _start(art, camera="realsense", mode="development", **overrides):
+    return check_start(load_config(overrides={"deployment.mode": mode, **overrides}), camera, art)
+
+
+def _refused(risk, art, camera="realsense", **overrides):
+    with pytest.raises(ConfigError, match=risk) as e:
+        _start(art, camera, **overrides)
+    return str(e.value)
+
+
+def test_only_a_network_trained_on_real_data_decides_on_a_real_camera():
+    """A synthetic-only network on a real camera (decision.physics veto or off) and the physics check deciding in
+    place of a network trained on real data (detector) were silent; production took a synthetic-only model that
+    was not the bundled demo."""
+    synthetic, real = _fake_artifact(source="synthetic"), _fake_artifact(source="datasets")
+    assert _start(synthetic) == [] and _start(real) == []  # auto: the physics check decides for the synthetic one
+    for setting in ("veto", "off"):
+        assert "realsense camera" in _refused("synthetic_model_decides", synthetic, **{"decision.physics": setting})
+        assert _start(synthetic, "synthetic", **{"decision.physics": setting}) == []  # on its own rig it may
+        assert _start(real, **{"decision.physics": setting}) == []  # the validated network still decides
+    assert "training source: datasets" in _refused("network_bypassed", real, **{"decision.physics": "detector"})
+    assert _start(synthetic, **{"decision.physics": "detector"}) == []  # what auto picks anyway
+    assert _start(real, **{"decision.physics": "detector", "deployment.accept_risks": "network_bypassed"}) == \
+        ["network_bypassed"]
+    with pytest.raises(ConfigError, match="trained on synthetic data only") as e:
+        _start(synthetic, mode="production", **{"camera.allowed_serials": "8123"})
+    assert "edge-fas adapt" in str(e.value) and "demo" not in str(e.value)
+    assert _start(real, mode="production", **{"camera.allowed_serials": "8123"}) == []
+
+
+def test_the_physics_check_cannot_be_loosened_where_it_decides_alone():
+    """Deciding alone (a synthetic-only model on a real camera), `--decision-physics-min-relief-mm 0` and the
+    other limits at 0 let a print through the model-free detector with no warning."""
+    synthetic, real = _fake_artifact(source="synthetic"), _fake_artifact(source="datasets")
+    detail = _refused("physics_detector_weakened", synthetic, **{"decision.physics_min_relief_mm": 6})
+    assert "decision.physics_min_relief_mm 6 < 12" in detail and "edge-fas eval physics" in detail
+    assert "lacks eyes" in _refused("physics_detector_weakened", synthetic, **{"decision.physics_checks": "relief,ir"})
+    assert "physics_min_face_ir 0 < 0.1" in _refused("physics_detector_weakened", real, **{
+        "decision.physics": "detector", "decision.physics_min_face_ir": 0,
+        "deployment.accept_risks": "network_bypassed"})
+    assert _start(synthetic, **{"decision.physics_min_relief_mm": 15}) == []  # stricter is no weakening
+    # where it only vetoes the network a site may move a limit (docs/deployment.md): the network decides
+    assert _start(real, **{"decision.physics_min_relief_mm": 6, "decision.physics_checks": "ir"}) == []
+    assert _start(synthetic, "synthetic", **{"decision.physics_min_relief_mm": 6}) == []
+
+
+def test_abstention_and_the_stream_checks_cannot_be_switched_off_silently():
+    art = _fake_artifact(source="datasets", abstention=0.01)
+    assert "false switches off" in _refused("abstention_off", art, **{"decision.abstain": "false"})
+    assert "above the artifact's calibrated level 0.01" in _refused("abstention_off", art,
+                                                                    **{"decision.abstain_level": 0.02})
+    assert _start(art, **{"decision.abstain_level": 0.005}) == []  # abstaining more is no weakening
+    assert _start(_fake_artifact(source="datasets"), **{"decision.abstain": "false"}) == []  # nothing calibrated
+    for key, value in (("decision.max_frame_age_ms", 5000), ("decision.max_skew_ms", 150)):
+        assert "1000 ms" in _refused("stream_checks_off", art, **{key: value})
+    assert _start(art, **{"decision.max_frame_age_ms": 1000, "decision.max_skew_ms": 100}) == []
+    with pytest.raises(ConfigError, match="production never runs a weakened check"):
+        _start(art, mode="production", **{"camera.allowed_serials": "8123", "decision.max_skew_ms": 150})
+
+
+def test_the_network_bypass_is_refused_and_marked_through_the_cli(artifact, cli):
+    base = ("run", "--camera", "synthetic:bona_fide", "--model", artifact, "--headless", "--max-frames", 3, *SMALL,
+            "--decision-physics", "detector")
+    p = cli(*base)
+    assert p.rc == 2 and not p.lines and "deployment.accept_risks: [network_bypassed]" in p.err, p.err
+    p = cli(*base, "--deployment-accept-risks", "network_bypassed")
+    assert p.rc == 0 and "accepted risk network_bypassed" in p.err, p.err
+    assert p.lines and all(v["risks"] == ["network_bypassed"] for v in p.lines)
 
 
 # -- finding 3: door events end to end --------------------------------------------------------------
