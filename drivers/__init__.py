@@ -2,14 +2,24 @@
 
 spec: realsense[:SERIAL], openni[:URI], orbbec[:SERIAL], synthetic[:SCENARIO], replay:PATH.
 Driver modules import their SDK lazily, so a missing SDK only matters for the camera that needs it.
+
+With `calibration.file` set (a rig YAML from `edge-fas calibrate`), a live camera's frame sets carry that
+calibration in place of the device's (factory, or the nominal field-of-view one of OpenNI devices without
+hardware registration), so registration, the checks, recordings and collected takes all use it. The
+synthetic rig and replays keep the calibration they come with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
 
 from edge_fas.drivers.base import Camera
-from edge_fas.errors import CameraError
+from edge_fas.errors import CalibrationError, CameraError
+
+log = logging.getLogger(__name__)
+OWN_CALIBRATION = ("synthetic", "replay")  # sources whose calibration.file does not apply
 
 # kind -> (module, factory function name); each factory is factory(arg: str | None, config) -> Camera
 DRIVERS = {
@@ -49,7 +59,32 @@ def open_camera(spec: str, config=None) -> Camera:
     # what opened it, whatever the recording claims about its device: production refuses synthetic
     # and replay, and every verdict says which kind of source it judged
     camera.kind = kind
+    path = getattr(getattr(config, "calibration", None), "file", None)
+    if path and kind in OWN_CALIBRATION:
+        log.warning("calibration.file %s is not applied to a %s camera, which carries its own calibration", path, kind)
+    elif path:
+        use_calibration_file(camera, path)
     return camera
+
+
+def use_calibration_file(camera: Camera, path) -> None:
+    """Make every frame set `camera` yields carry the rig calibration in `path` (loaded now: a missing or bad
+    file stops the start). The depth unit stays the device's. A camera that registers depth to colour in
+    hardware cannot take one: its first frame set raises CalibrationError."""
+    from edge_fas.calibration.rig import RigCalibration
+
+    calibration = RigCalibration.load(path)
+    device_frames = camera.frames
+
+    def frames():
+        for fs in device_frames():
+            if fs.registered:
+                raise CalibrationError(f"calibration.file {path}: the {camera.kind} camera registers depth to colour "
+                                       "in hardware, so a rig calibration cannot apply to its frames; omit "
+                                       "calibration.file (the device's registration is used)")
+            yield fs.replace(calibration=dataclasses.replace(calibration, depth_scale=fs.depth_scale))
+
+    camera.frames = frames  # this instance only: the driver's own method still produces the frames
 
 
 __all__ = ["Camera", "open_camera", "parse_spec", "DRIVERS"]

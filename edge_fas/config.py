@@ -71,8 +71,10 @@ class CameraConfig:
 
 @dataclass
 class CalibrationConfig:
-    file: str | None = opt(None, "rig calibration YAML; empty: the camera's factory calibration")
-    max_reprojection_px: float = opt(2.0, "registration quality limit (pixels) checked at start", min=0)
+    file: str | None = opt(None, "rig calibration YAML (edge-fas calibrate) for a live camera's frames; empty: the "
+                                 "camera's factory calibration")
+    max_reprojection_px: float = opt(2.0, "registration misalignment (pixels) above which `edge-fas calibrate --check` "
+                                          "fails", min=0)
 
 
 @dataclass

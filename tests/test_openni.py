@@ -133,3 +133,72 @@ def test_a_process_that_used_the_dummy_device_exits_cleanly():
     import sys
     p = subprocess.run([sys.executable, "-c", _OPEN_READ_CLOSE], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "closed" in p.stdout, (p.returncode, p.stderr[-2000:])
+
+
+def _rig_file(tmp_path, device_calibration):
+    """A checkerboard-style rig file that differs from the device's nominal calibration everywhere it can."""
+    import dataclasses
+
+    from edge_fas.calibration.rig import Extrinsics
+
+    c = device_calibration.color
+    cal = dataclasses.replace(device_calibration, source="checkerboard", depth_scale=0.0001,
+                              color=dataclasses.replace(c, fx=c.fx * 1.1, fy=c.fy * 1.1),
+                              depth_to_color=Extrinsics(t=(0.025, 0.0, 0.0)))
+    path = tmp_path / "rig.yaml"
+    cal.save(path)
+    return path, cal
+
+
+def test_a_calibration_file_reaches_a_live_camera_s_frames_and_its_recordings(tmp_path):
+    """calibration.file (what `edge-fas calibrate` writes) was read by `calibrate --check` only: `run`, `record`
+    and `collect` registered with the device's nominal calibration (zero baseline on OpenNI devices)."""
+    from edge_fas.cli import main
+    from edge_fas.config import load_config
+    from edge_fas.drivers.session import SessionReader
+
+    with open_camera("openni:Dummy") as cam:
+        nominal = _take(cam, 1)[0]
+    assert nominal.calibration.source == "nominal"
+    path, cal = _rig_file(tmp_path, nominal.calibration)
+    with open_camera("openni:Dummy", load_config(overrides={"calibration.file": str(path)})) as cam:
+        frames = _take(cam, 3)
+    for f in frames:
+        assert f.calibration.source == "checkerboard" and f.calibration.color == cal.color
+        assert f.calibration.depth_to_color.t.tolist() == [0.025, 0.0, 0.0]
+        assert f.depth_scale == nominal.depth_scale == f.calibration.depth_scale  # the device's depth unit stays
+    out = tmp_path / "take"
+    assert main(["record", "--camera", "openni:Dummy", "--species", "bona_fide", "--consent", "--calibration-file", str(path), "--frames", "3",
+                 "--out", str(out)]) == 0
+    recorded = SessionReader(out).calibration
+    assert recorded.source == "checkerboard" and recorded.color == cal.color
+    assert main(["record", "--camera", "openni:Dummy", "--species", "bona_fide", "--consent", "--calibration-file", str(tmp_path / "nope.yaml"),
+                 "--frames", "3", "--out", str(tmp_path / "other")]) == 2
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_calibration_file_is_refused_by_hardware_registration_and_ignored_by_the_rig(tmp_path, caplog):
+    import dataclasses
+
+    from edge_fas.config import load_config
+    from edge_fas.drivers import use_calibration_file
+    from edge_fas.drivers.base import Camera
+    from edge_fas.errors import CalibrationError
+
+    with open_camera("openni:Dummy") as cam:
+        nominal = _take(cam, 1)[0]
+    path, _ = _rig_file(tmp_path, nominal.calibration)
+
+    class Registered(Camera):
+        kind = "orbbec"
+
+        def frames(self):
+            yield dataclasses.replace(nominal, registered=True)
+
+    cam = Registered()
+    use_calibration_file(cam, path)
+    with pytest.raises(CalibrationError, match="registers depth to colour in hardware"):
+        next(iter(cam.frames()))
+    with open_camera("synthetic", load_config(overrides={"calibration.file": str(path)})) as rig:
+        assert next(iter(rig.frames())).calibration.source != "checkerboard"
+    assert "not applied to a synthetic camera" in caplog.text

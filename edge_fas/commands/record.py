@@ -44,7 +44,7 @@ def add_arguments(parser):
     parser.add_argument("--operator", default="", help="operator id stored in session.yaml")
     parser.add_argument("--retention-days", type=int, default=None, help="delete-by date for the data, in days")
     parser.add_argument("--color-codec", choices=["png", "jpeg"], default="png", help="colour frames: lossless png or jpeg")
-    add_config_arguments(parser, sections=["camera", "record"])
+    add_config_arguments(parser, sections=["camera", "calibration", "record"])
 
 
 def _check_labels(args, synthetic: bool) -> None:
