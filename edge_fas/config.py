@@ -178,8 +178,8 @@ class WebhookConfig:
 @dataclass
 class DeploymentConfig:
     mode: str = opt("development", "development: any camera and model run and every event says it is not "
-                                   "production; production: only real allow-listed cameras, a non-demo "
-                                   "artifact, no weakened checks, signed webhook events",
+                                   "production; production: only real allow-listed cameras, a model trained on real "
+                                   "data (not the demo), no weakened checks, signed webhook events",
                     choices=["development", "production"])
     accept_risks: list = opt([], "development only: run although a setting weakens a check the artifact was "
                                  "validated with; name each risk: " + ", ".join(RISKS))

@@ -337,9 +337,39 @@ def check_webhook(config) -> Check:
     return Check("webhook", ok, detail, info=info)
 
 
+def check_deployment(config) -> Check:
+    """Would `edge-fas run --config FILE` start: the model artifact (every file's hash), the rig calibration file,
+    and its mode's start-up checks (production's refusals, weakened checks), without opening the camera or
+    loading a runtime. Optional: never core (the machine may be fine and the config not)."""
+    from edge_fas.artifact import load_artifact
+    from edge_fas.calibration.rig import RigCalibration
+    from edge_fas.deployment import check_start
+    from edge_fas.drivers import parse_spec
+    from edge_fas.errors import EdgeFasError
+
+    mode = config.deployment.mode
+    try:
+        kind, _ = parse_spec(config.camera.spec)
+        artifact = load_artifact(config.model.artifact or "demo")
+        if config.calibration.file:
+            RigCalibration.load(config.calibration.file)
+        risks = check_start(config, kind, artifact)
+    except EdgeFasError as e:
+        return Check("deployment", False, f"{mode}: `edge-fas run` would refuse to start: {e}", info={"mode": mode})
+    source = (artifact.manifest.get("training") or {}).get("source") or "unrecorded"
+    detail = (f"{mode}: would start with a {kind} camera and model {artifact.model_name} "
+              f"(manifest {artifact.digest[:12]}, trained on {source} data"
+              f"{', the bundled demo' if artifact.is_demo else ''})"
+              + (f", calibration {config.calibration.file}" if config.calibration.file else "")
+              + (f"; accepted risks (development only): {', '.join(risks)}" if risks else ""))
+    return Check("deployment", True, detail, info={"mode": mode, "camera": kind, "artifact": artifact.digest,
+                                                   "risks": risks})
+
+
 def run_checks(config=None) -> list[Check]:
-    """Every check; with a site config also the ones that need it (the webhook)."""
-    checks = list(CHECKS) + ([functools.partial(check_webhook, config)] if config is not None else [])
+    """Every check; with a site config also the ones that need it (the deployment, the webhook)."""
+    checks = list(CHECKS) + ([functools.partial(check_deployment, config), functools.partial(check_webhook, config)]
+                             if config is not None else [])
     out = []
     for fn in checks:
         try:

@@ -21,7 +21,7 @@ from edge_fas.artifact import Artifact, demo_folder, load_artifact
 from edge_fas.cli import main
 from edge_fas.config import load_config
 from edge_fas.deployment import check_start
-from edge_fas.doctor import check_webhook
+from edge_fas.doctor import check_deployment, check_webhook
 from edge_fas.drivers.session import SessionReader
 from edge_fas.errors import ConfigError, RecordingError
 from edge_fas.labels import SUBJECT_ID
@@ -266,6 +266,27 @@ def test_the_network_bypass_is_refused_and_marked_through_the_cli(artifact, cli)
     p = cli(*base, "--deployment-accept-risks", "network_bypassed")
     assert p.rc == 0 and "accepted risk network_bypassed" in p.err, p.err
     assert p.lines and all(v["risks"] == ["network_bypassed"] for v in p.lines)
+
+
+def test_doctor_says_whether_a_site_config_would_start_without_opening_the_camera(artifact, tmp_path, cli):
+    prod = _production(tmp_path, camera={"spec": "realsense", "allowed_serials": ["8123"]},
+                       decision={"max_skew_ms": 150})
+    check = check_deployment(load_config(prod))
+    assert not check.ok and "would refuse to start" in check.detail
+    for key in ("model.artifact", "decision.max_frame_age_ms/max_skew_ms"):
+        assert key in check.detail, check.detail
+    p = cli("doctor", "--config", prod)
+    assert p.rc == 0 and "[--  ] deployment" in p.out and "model.artifact" in p.out  # the machine is fine
+    fixed = _production(tmp_path, camera={"spec": "realsense", "allowed_serials": ["8123"]},
+                        model={"artifact": str(artifact)})
+    check = check_deployment(load_config(fixed))
+    assert check.ok and "production: would start with a realsense camera and model tiny" in check.detail, check.detail
+    missing = _config(tmp_path, calibration={"file": str(tmp_path / "rig.yaml")})
+    check = check_deployment(load_config(missing))
+    assert not check.ok and "rig.yaml does not exist" in check.detail
+    accepted = _config(tmp_path, decision={"max_skew_ms": 150}, deployment={"accept_risks": ["stream_checks_off"]})
+    check = check_deployment(load_config(accepted))
+    assert check.ok and "accepted risks (development only): stream_checks_off" in check.detail
 
 
 # -- finding 3: door events end to end --------------------------------------------------------------

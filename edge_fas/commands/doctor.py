@@ -6,8 +6,9 @@ HELP = "report which cameras, SDKs, runtimes and GPUs are usable here and why no
 def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help="a site config: also check its webhook (reachable, signed) and the running service's "
-                             "delivery statistics (deployment.status_file)")
+                        help="a site config: also check that `edge-fas run` would start with it (model artifact, "
+                             "calibration file, production's refusals and weakened checks), its webhook (reachable, "
+                             "signed) and the running service's delivery statistics (deployment.status_file)")
 
 
 def run(args):
