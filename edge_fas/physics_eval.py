@@ -12,9 +12,12 @@ the face found by the same detector (colour, or registered IR when the colour im
 config's detector.select when several), the working-distance and head-pose checks (decision.min/
 max_distance_m, max_yaw_deg, max_pitch_deg), then PhysicsCheck with the config's decision.physics_* limits.
 The ISO report is per frame. For recorded takes the report also gives the decisions: each take's scored
-frames, in order, through the pipeline's decision window (decision.window, min_live_frames). The stream
-checks (timestamps, repeated frames) are not applied. A frame the check cannot measure counts as not live
-(the pipeline says `physics_unmeasured`). A frame with no face found, or one the distance or pose check
+frames, in order, through the pipeline's decision window (decision.window, min_live_frames). Before the face
+is looked for, each frame goes through the pipeline's stream checks, take by take in recorded order (the
+required modalities present, stream skew within decision.max_skew_ms, timestamps and counters advancing, no
+image identical to the previous frame's); a recording has no frame age and its serial is what it claims, so
+those two are not checked. A frame the check cannot measure counts as not live (the pipeline says
+`physics_unmeasured`). A frame a stream check refuses, with no face found, or one the distance or pose check
 turns away, is left out of the per-frame figures and counted, and it breaks its take's window as it does
 live. Writes the model report (metrics.json, metrics.md, scores.csv, plots) with the measurements' table
 appended, and measurements.csv (every frame's measurements, findings and decision).
@@ -147,6 +150,7 @@ def run(args) -> int:
     from edge_fas.face import FaceDetector
     from edge_fas.pipeline import decision as D
     from edge_fas.pipeline.decision import DecisionPolicy
+    from edge_fas.pipeline.integrity import IntegrityChecker
     from edge_fas.pipeline.physics import THRESHOLD, PhysicsCheck, face_depth
     from edge_fas.progress import Progress
 
@@ -163,16 +167,24 @@ def run(args) -> int:
     out = Path(args.out)
     with FaceDetector(config.detector.min_score, config.detector.zoom_search) as detector:
         for name, ix in sets.items():
-            rows, no_face, turned_away, policies = [], {}, {}, {}
+            rows, no_face, turned_away, stream_faults, policies, streams = [], {}, {}, {}, {}, {}
+            dc = config.decision
             with Progress(f"physics check on {name}", len(ix)) as bar:
                 for i, sample in enumerate(ix.samples()):
                     frames = sample.registered_frames()
-                    chosen = find_face(frames, detector, config.detector)
                     bar.callback(i + 1, len(ix))
                     take = _take_of(str(ix.path[i]), i)
-                    if take not in policies:  # each take is one person or instrument: its own decision window
-                        policies[take] = DecisionPolicy(THRESHOLD, config.decision.window,
-                                                        config.decision.min_live_frames, config.decision.hysteresis)
+                    if take not in policies:  # each take is one person or instrument: its own window and stream
+                        policies[take] = DecisionPolicy(THRESHOLD, dc.window, dc.min_live_frames, dc.hysteresis)
+                        streams[take] = IntegrityChecker(dc.required_modalities, (), dc.max_skew_ms,
+                                                         dc.max_frame_age_ms)
+                    faults = streams[take].check(frames)
+                    if faults:  # as live: refused before any face is looked for, and the window starts again
+                        key = (sample.species, ", ".join(dict.fromkeys(D.reason_code(f) for f in faults)))
+                        stream_faults[key] = stream_faults.get(key, 0) + 1
+                        policies[take].decide(None, faults)
+                        continue
+                    chosen = find_face(frames, detector, config.detector)
                     if chosen is None:
                         no_face[sample.species] = no_face.get(sample.species, 0) + 1
                         policies[take].decide(None, [D.reason(D.NO_FACE)])
@@ -192,8 +204,11 @@ def run(args) -> int:
                                      score=UNMEASURED_SCORE if res.score is None else float(res.score),
                                      unmeasured=res.score is None, measurements=dict(res.measurements),
                                      findings=[str(f) for f in res.findings]))
+            if not rows and stream_faults:
+                raise ConfigError(f"{name}: the stream checks refused every frame ("
+                                  f"{', '.join(sorted({c for _, c in stream_faults}))}): check the recording "
+                                  "(`edge-fas inspect`) and decision.required_modalities, decision.max_skew_ms")
             if not rows and turned_away:
-                dc = config.decision
                 raise ConfigError(f"{name}: every face found was turned away before the physics check ("
                                   f"{', '.join(sorted({c for _, c in turned_away}))}): check decision.min_distance_m/"
                                   f"max_distance_m ({dc.min_distance_m:g}-{dc.max_distance_m:g} m) and "
@@ -203,11 +218,19 @@ def run(args) -> int:
                 raise ConfigError(f"{name}: no face was found on any of its {len(ix)} frames; check the recording "
                                   "(`edge-fas inspect`) and that the face is in view")
             folder = out if len(sets) == 1 else out / name
-            _write(folder, name, ix, rows, no_face, turned_away, check, THRESHOLD, d, args, config.decision)
+            _write(folder, name, ix, rows, no_face, turned_away, stream_faults, check, THRESHOLD, d, args,
+                   config.decision)
     return 0
 
 
-def _write(folder: Path, name, ix, rows, no_face, turned_away, check, threshold, d, args, decision) -> None:
+def _counted(counts: dict) -> str:
+    """'N (species n codes, ...)' of a {(species, reason codes): frames} count."""
+    return f"{sum(counts.values())}" + (
+        f" ({', '.join(f'{sp} {n} {codes}' for (sp, codes), n in sorted(counts.items()))})" if counts else "")
+
+
+def _write(folder: Path, name, ix, rows, no_face, turned_away, stream_faults, check, threshold, d, args,
+           decision) -> None:
     from edge_fas.report import write_report
 
     data = ix.meta.get("data") or name
@@ -216,15 +239,16 @@ def _write(folder: Path, name, ix, rows, no_face, turned_away, check, threshold,
     window, min_live = decision.window, decision.min_live_frames
     missed = f"{sum(no_face.values())}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(no_face.items()))})"
                                            if no_face else "")
-    gated = f"{sum(turned_away.values())}" + (
-        f" ({', '.join(f'{sp} {n} {codes}' for (sp, codes), n in sorted(turned_away.items()))})" if turned_away else "")
     extra = ("\n\n## The physics check's measurements\n\n"
              f"Limits (decision.physics_*): {', '.join(f'{k} {v:g}' for k, v in limits.items())}; checks: "
              f"{', '.join(check.checks)}. Frames the check could not measure (no depth or IR on the face; counted "
-             f"as not live): {unmeasured} of {len(rows)}. Frames with no face found (left out): {missed}. Frames "
+             f"as not live): {unmeasured} of {len(rows)}. Frames the stream checks refused (left out; required "
+             f"modalities, skew above decision.max_skew_ms {decision.max_skew_ms:g} ms, time or counter not "
+             f"advancing, a repeated image): {_counted(stream_faults)}. Frames with no face found (left out): "
+             f"{missed}. Frames "
              f"the working-distance or head-pose check turned away before the physics check (left out; decision."
              f"min/max_distance_m {decision.min_distance_m:g}-{decision.max_distance_m:g} m, max_yaw_deg "
-             f"{decision.max_yaw_deg:g}, max_pitch_deg {decision.max_pitch_deg:g}): {gated}."
+             f"{decision.max_yaw_deg:g}, max_pitch_deg {decision.max_pitch_deg:g}): {_counted(turned_away)}."
              "\n\n" + measurement_table(rows, check.limits) +
              ("\n\nPer take. A frame judged live is where an attack gets a chance. A live decision is what the "
               f"pipeline's window (decision.window {window}, min_live_frames {min_live}) makes of the take's scored "
@@ -240,6 +264,9 @@ def _write(folder: Path, name, ix, rows, no_face, turned_away, check, threshold,
                            "test_set": name, "data": data, "source": d["source"], "split": args.split,
                            "samples": len(rows), "skipped_no_face": sum(no_face.values()),
                            "skipped_no_face_by_species": no_face, "unmeasured": unmeasured, "limits": limits,
+                           "stream_faults": sum(stream_faults.values()),
+                           "stream_faults_by_species_and_reason": {f"{sp}: {codes}": n
+                                                                   for (sp, codes), n in sorted(stream_faults.items())},
                            "turned_away": sum(turned_away.values()),
                            "turned_away_by_species_and_reason": {f"{sp}: {codes}": n
                                                                  for (sp, codes), n in sorted(turned_away.items())},
@@ -252,6 +279,7 @@ def _write(folder: Path, name, ix, rows, no_face, turned_away, check, threshold,
             w.writerow([x["index"], x["path"], x["species"], f"{x['score']:.6f}", x["decision"],
                         *("" if v is None else f"{v:.6g}" for v in values), "; ".join(x["findings"])])
     print(f"wrote {folder}: APCER max {r['apcer_max']:.4f}, BPCER {r['bpcer']:.4f}, AUC {r['auc']:.4f} at the physics "
-          f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(no_face.values())} without a face, "
+          f"check's threshold {threshold:g}; {unmeasured} unmeasured, {sum(stream_faults.values())} refused by the "
+          f"stream checks, {sum(no_face.values())} without a face, "
           f"{sum(turned_away.values())} turned away by the distance or pose check; "
           f"data: {data}")

@@ -168,12 +168,11 @@ def test_a_calibration_file_reaches_a_live_camera_s_frames_and_its_recordings(tm
         assert f.calibration.depth_to_color.t.tolist() == [0.025, 0.0, 0.0]
         assert f.depth_scale == nominal.depth_scale == f.calibration.depth_scale  # the device's depth unit stays
     out = tmp_path / "take"
-    assert main(["record", "--camera", "openni:Dummy", "--species", "bona_fide", "--consent", "--calibration-file", str(path), "--frames", "3",
-                 "--out", str(out)]) == 0
+    record = ["record", "--camera", "openni:Dummy", "--species", "bona_fide", "--consent", "--frames", "3"]
+    assert main([*record, "--calibration-file", str(path), "--out", str(out)]) == 0
     recorded = SessionReader(out).calibration
     assert recorded.source == "checkerboard" and recorded.color == cal.color
-    assert main(["record", "--camera", "openni:Dummy", "--species", "bona_fide", "--consent", "--calibration-file", str(tmp_path / "nope.yaml"),
-                 "--frames", "3", "--out", str(tmp_path / "other")]) == 2
+    assert main([*record, "--calibration-file", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "other")]) == 2
     assert not (tmp_path / "other").exists()
 
 

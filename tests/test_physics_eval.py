@@ -119,7 +119,13 @@ def test_a_frame_the_check_cannot_measure_is_never_live(tmp_path):
             w.write(frames)
             w.end_take()
     out = tmp_path / "r"
-    assert cli_main(["eval", "physics", "--sessions", str(path), "--out", str(out), "--no-plots"]) == 0
+    # as live, a frame set without a required modality is refused by the stream checks before any measurement
+    with pytest.raises(ConfigError, match=r"stream checks refused every frame \(missing_modality\)"):
+        from edge_fas.cli import build_parser
+        from edge_fas.commands.eval import run
+        run(build_parser().parse_args(["eval", "physics", "--sessions", str(path), "--out", str(out), "--no-plots"]))
+    assert cli_main(["eval", "physics", "--sessions", str(path), "--out", str(out), "--no-plots",
+                     "--decision-required-modalities", "rgb"]) == 0  # IR, unregistrable without depth, goes too
     m, meta = _report(out)
     assert meta["unmeasured"] == meta["samples"] == 2 and m["bpcer"] == 1.0
 
@@ -184,3 +190,22 @@ def test_a_site_whose_every_face_is_turned_away_is_told_which_keys_did_it(site, 
             "--decision-min-distance-m", "0.1", "--decision-max-distance-m", "0.2"]
     with pytest.raises(ConfigError, match=r"turned away before the physics check \(face_too_far\).*max_distance_m"):
         run(build_parser().parse_args(argv))
+
+
+def test_the_stream_checks_refuse_a_frozen_frame_and_break_the_window(site, tmp_path):
+    """A frame whose image repeats the previous one (a frozen or replayed stream) was scored like any other."""
+    import shutil
+
+    frozen = tmp_path / "frozen"
+    shutil.copytree(site, frozen)
+    take = frozen / "takes" / "0001"  # bona fide: its second frame repeats the first frame's images
+    for stream in ("rgb", "depth", "ir"):
+        shutil.copyfile(take / stream / "000000.png", take / stream / "000001.png")
+    out = tmp_path / "r"
+    assert cli_main(["eval", "physics", "--sessions", str(frozen), "--out", str(out), "--no-plots",
+                     "--decision-window", "2", "--decision-min-live-frames", "2"]) == 0
+    _, meta = _report(out)
+    assert meta["stream_faults"] == 1 and list(meta["stream_faults_by_species_and_reason"]) == \
+        ["bona_fide: repeated_frame"], meta
+    assert meta["samples"] + meta["skipped_no_face"] + meta["turned_away"] + 1 == 3 * len(TAKES)
+    assert "Frames the stream checks refused" in (out / "metrics.md").read_text()
