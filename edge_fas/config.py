@@ -117,7 +117,7 @@ class DecisionConfig:
     physics_min_relief_mm: float = opt(12.0, "a face flatter than this (mm off a plane) is a print or screen", min=0.0)
     physics_min_nose_mm: float = opt(4.5, "a face whose nose stands less than this (mm) off a smooth curved "
                                           "surface is a bent sheet", min=0.0)
-    physics_min_nose_over_eyes_mm: float = opt(6.0, "a face whose nose tip stands less than this (mm) nearer "
+    physics_min_nose_over_eyes_mm: float = opt(8.0, "a face whose nose tip stands less than this (mm) nearer "
                                                     "than its eyes, off the face's plane, is a sheet", min=0.0)
     physics_min_face_ir: float = opt(0.10, "a face darker than this share of the IR sensor's full scale is a "
                                            "screen", min=0.0, max=1.0)
