@@ -34,7 +34,6 @@ WIDEST_POSE_DEG = 45.0
 # further apart no longer show the same face (and an injected or frozen stream hides behind a long age).
 STALEST_MS = 1000.0
 WIDEST_SKEW_MS = 100.0
-PHYSICS_CHECKS = ("relief", "ir", "eyes")  # edge_fas.pipeline.physics.CHECKS (not imported: it imports this module)
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,9 @@ def _physics_weakenings(d, artifact, camera_kind: str | None) -> list[Weakening]
                              f"{d.physics} lets a network trained on synthetic data only (manifest training.source) "
                              f"decide on a {camera_kind or 'real'} camera; auto lets the physics check decide there"))
     if detector:
-        removed = [c for c in PHYSICS_CHECKS if c not in d.physics_checks]
+        from edge_fas.pipeline.physics import CHECKS  # here: the pipeline package imports this module
+
+        removed = [c for c in CHECKS if c not in d.physics_checks]
         lowered = [f"decision.{name} {getattr(d, name):g} < {default:g}"
                    for name, default in _physics_limit_defaults().items() if getattr(d, name) < default]
         if removed or lowered:
