@@ -75,6 +75,7 @@ def use_calibration_file(camera: Camera, path) -> None:
 
     calibration = RigCalibration.load(path)
     device_frames = camera.frames
+    by_depth_unit = {}  # the file's geometry with the device's depth unit, made once per unit
 
     def frames():
         for fs in device_frames():
@@ -82,7 +83,9 @@ def use_calibration_file(camera: Camera, path) -> None:
                 raise CalibrationError(f"calibration.file {path}: the {camera.kind} camera registers depth to colour "
                                        "in hardware, so a rig calibration cannot apply to its frames; omit "
                                        "calibration.file (the device's registration is used)")
-            yield fs.replace(calibration=dataclasses.replace(calibration, depth_scale=fs.depth_scale))
+            if fs.depth_scale not in by_depth_unit:
+                by_depth_unit[fs.depth_scale] = dataclasses.replace(calibration, depth_scale=fs.depth_scale)
+            yield fs.replace(calibration=by_depth_unit[fs.depth_scale])
 
     camera.frames = frames  # this instance only: the driver's own method still produces the frames
 

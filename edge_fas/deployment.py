@@ -48,10 +48,14 @@ def effective_threshold(config: Config, artifact) -> float:
     return float(t) if t is not None else float(artifact.threshold)
 
 
+def training_source(artifact) -> str | None:
+    """What the network was trained on, as its manifest says (training.source: synthetic, datasets, sessions)."""
+    return (artifact.manifest.get("training") or {}).get("source")
+
+
 def trained_on_synthetic_only(artifact) -> bool:
-    """The manifest says the network saw synthetic data only (training.source): its scores mean nothing on a
-    real camera's faces."""
-    return ((artifact.manifest.get("training") or {}).get("source")) == "synthetic"
+    """The network saw synthetic data only: its scores mean nothing on a real camera's faces."""
+    return training_source(artifact) == "synthetic"
 
 
 def _physics_limit_defaults() -> dict:
@@ -101,23 +105,24 @@ def weakenings(config: Config, artifact, camera_kind: str | None = None) -> list
 
 
 def _physics_weakenings(d, artifact, camera_kind: str | None) -> list[Weakening]:
-    """Who decides: the network (the physics check a veto or off) or the model-free physics check alone."""
+    """Who decides: the network (the physics check a veto or off) or the model-free physics check alone, by the
+    pipeline's own rule (physics.choose_mode; an unknown camera kind counts as a real camera)."""
+    from edge_fas.pipeline.physics import CHECKS, choose_mode  # here: the pipeline package imports this module
+
     out = []
     synthetic = trained_on_synthetic_only(artifact)
     real_camera = camera_kind != "synthetic"
-    detector = d.physics == "detector" or (d.physics == "auto" and synthetic and real_camera)
+    detector = choose_mode(d.physics, camera_kind or "unknown", artifact.manifest)[0] == "detector"
     if d.physics == "detector" and not synthetic:
-        source = (artifact.manifest.get("training") or {}).get("source") or "unrecorded"
         out.append(Weakening("network_bypassed", "decision.physics",
                              f"detector lets the physics check decide alone and ignores the network the artifact was "
-                             f"validated with (training source: {source}); auto or veto keeps the network deciding"))
+                             f"validated with (training source: {training_source(artifact) or 'unrecorded'}); auto "
+                             "or veto keeps the network deciding"))
     if d.physics in ("veto", "off") and synthetic and real_camera:
         out.append(Weakening("synthetic_model_decides", "decision.physics",
                              f"{d.physics} lets a network trained on synthetic data only (manifest training.source) "
                              f"decide on a {camera_kind or 'real'} camera; auto lets the physics check decide there"))
     if detector:
-        from edge_fas.pipeline.physics import CHECKS  # here: the pipeline package imports this module
-
         removed = [c for c in CHECKS if c not in d.physics_checks]
         lowered = [f"decision.{name} {getattr(d, name):g} < {default:g}"
                    for name, default in _physics_limit_defaults().items() if getattr(d, name) < default]

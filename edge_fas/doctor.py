@@ -343,7 +343,7 @@ def check_deployment(config) -> Check:
     loading a runtime. Optional: never core (the machine may be fine and the config not)."""
     from edge_fas.artifact import load_artifact
     from edge_fas.calibration.rig import RigCalibration
-    from edge_fas.deployment import check_start
+    from edge_fas.deployment import check_start, training_source
     from edge_fas.drivers import parse_spec
     from edge_fas.errors import EdgeFasError
 
@@ -356,7 +356,7 @@ def check_deployment(config) -> Check:
         risks = check_start(config, kind, artifact)
     except EdgeFasError as e:
         return Check("deployment", False, f"{mode}: `edge-fas run` would refuse to start: {e}", info={"mode": mode})
-    source = (artifact.manifest.get("training") or {}).get("source") or "unrecorded"
+    source = training_source(artifact) or "unrecorded"
     detail = (f"{mode}: would start with a {kind} camera and model {artifact.model_name} "
               f"(manifest {artifact.digest[:12]}, trained on {source} data"
               f"{', the bundled demo' if artifact.is_demo else ''})"

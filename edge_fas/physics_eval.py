@@ -180,8 +180,7 @@ def run(args) -> int:
                                                          dc.max_frame_age_ms)
                     faults = streams[take].check(frames)
                     if faults:  # as live: refused before any face is looked for, and the window starts again
-                        key = (sample.species, ", ".join(dict.fromkeys(D.reason_code(f) for f in faults)))
-                        stream_faults[key] = stream_faults.get(key, 0) + 1
+                        _count(stream_faults, sample.species, faults)
                         policies[take].decide(None, faults)
                         continue
                     chosen = find_face(frames, detector, config.detector)
@@ -192,8 +191,7 @@ def run(args) -> int:
                     face = face_depth(frames, chosen.box)  # read once for the pose and the physics check
                     gates = gate_faults(frames, chosen, config.decision, face)
                     if gates:  # the pipeline says unknown before any score: counted, and it breaks the window
-                        key = (sample.species, ", ".join(dict.fromkeys(D.reason_code(f) for f in gates)))
-                        turned_away[key] = turned_away.get(key, 0) + 1
+                        _count(turned_away, sample.species, gates)
                         policies[take].decide(None, gates)
                         continue
                     res = check.check(frames, chosen.box, chosen.keypoints, face)
@@ -221,6 +219,14 @@ def run(args) -> int:
             _write(folder, name, ix, rows, no_face, turned_away, stream_faults, check, THRESHOLD, d, args,
                    config.decision)
     return 0
+
+
+def _count(counts: dict, species: str, faults: list[str]) -> None:
+    """Count one refused frame under (species, its reason codes)."""
+    from edge_fas.pipeline.decision import reason_code
+
+    key = (species, ", ".join(dict.fromkeys(reason_code(f) for f in faults)))
+    counts[key] = counts.get(key, 0) + 1
 
 
 def _counted(counts: dict) -> str:
