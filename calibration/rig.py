@@ -100,9 +100,15 @@ class RigCalibration:
     ir_to_color: Extrinsics = field(default_factory=Extrinsics)
     depth_scale: float = 0.001  # metres per depth unit
     source: str = "unknown"  # where it came from: device, checkerboard, synthetic, file
+    # the camera a checkerboard calibration was measured on ("" = not recorded): a file made on one unit
+    # must not register another unit's frames, whose lenses and baseline differ by millimetres
+    camera_model: str = ""
+    camera_serial: str = ""
 
     def to_dict(self) -> dict:
         d = {"version": 1, "source": self.source, "depth_scale": float(self.depth_scale)}
+        if self.camera_model or self.camera_serial:
+            d["camera"] = {"model": self.camera_model, "serial": self.camera_serial}
         for s in STREAMS:
             intr = getattr(self, s)
             d[s] = intr.to_dict() if intr is not None else None
@@ -110,23 +116,38 @@ class RigCalibration:
         d["ir_to_color"] = self.ir_to_color.to_dict()
         return d
 
+    def camera_problem(self, device) -> str | None:
+        """Why this calibration was not measured on `device` (a DeviceInfo), or None: it was, or it names no
+        camera, or the device does not say what it is."""
+        if self.camera_serial and device.serial and device.serial != self.camera_serial:
+            return (f"it was measured on the camera with serial {self.camera_serial}, and this camera's serial is "
+                    f"{device.serial}")
+        if self.camera_model and device.model not in ("", "unknown") and device.model != self.camera_model:
+            return f"it was measured on a {self.camera_model}, and this camera is a {device.model}"
+        return None
+
     @classmethod
     def from_dict(cls, d: dict, where: str = "calibration") -> "RigCalibration":
         if not isinstance(d, dict):
             raise CalibrationError(f"{where}: expected a mapping with keys color, depth, ir, ...; got {type(d).__name__}")
-        known = {"version", "source", "depth_scale", "depth_to_color", "ir_to_color", *STREAMS}
+        known = {"version", "source", "depth_scale", "camera", "depth_to_color", "ir_to_color", *STREAMS}
         unknown = set(d) - known
         if unknown:
             raise CalibrationError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
         if d.get("version", 1) != 1:
             raise CalibrationError(f"{where}: calibration version {d['version']!r} is not supported (expected 1)")
         intr = {s: (Intrinsics.from_dict(d[s], f"{where}.{s}") if d.get(s) is not None else None) for s in STREAMS}
+        camera = d.get("camera") or {}
+        if not isinstance(camera, dict) or set(camera) - {"model", "serial"}:
+            raise CalibrationError(f"{where}.camera: expected a mapping with keys model and serial; got {camera!r}")
         return cls(
             **intr,
             depth_to_color=Extrinsics.from_dict(d.get("depth_to_color") or {}, f"{where}.depth_to_color"),
             ir_to_color=Extrinsics.from_dict(d.get("ir_to_color") or {}, f"{where}.ir_to_color"),
             depth_scale=float(d.get("depth_scale", 0.001)),
             source=str(d.get("source", "file")),
+            camera_model=str(camera.get("model") or ""),
+            camera_serial=str(camera.get("serial") or ""),
         )
 
     def save(self, path: str | Path) -> None:

@@ -5,8 +5,9 @@ Driver modules import their SDK lazily, so a missing SDK only matters for the ca
 
 With `calibration.file` set (a rig YAML from `edge-fas calibrate`), a live camera's frame sets carry that
 calibration in place of the device's (factory, or the nominal field-of-view one of OpenNI devices without
-hardware registration), so registration, the checks, recordings and collected takes all use it. The
-synthetic rig and replays keep the calibration they come with.
+hardware registration), so registration, the checks, recordings and collected takes all use it. A file that
+names the camera it was measured on stops the stream of any other camera. The synthetic rig and replays keep
+the calibration they come with (`edge-fas calibrate --apply` puts a later calibration into a recorded session).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def use_calibration_file(camera: Camera, path) -> None:
     from edge_fas.calibration.rig import RigCalibration
 
     calibration = RigCalibration.load(path)
+    if not (calibration.camera_serial or calibration.camera_model):
+        log.warning("calibration.file %s does not say which camera it was measured on, so it is applied to any "
+                    "camera; `edge-fas calibrate --camera SPEC` (or --images with --serial) records the camera",
+                    path)
     device_frames = camera.frames
     by_depth_unit = {}  # the file's geometry with the device's depth unit, made once per unit
 
@@ -83,6 +88,11 @@ def use_calibration_file(camera: Camera, path) -> None:
                 raise CalibrationError(f"calibration.file {path}: the {camera.kind} camera registers depth to colour "
                                        "in hardware, so a rig calibration cannot apply to its frames; omit "
                                        "calibration.file (the device's registration is used)")
+            problem = calibration.camera_problem(fs.device)
+            if problem:
+                raise CalibrationError(f"calibration.file {path} belongs to another camera: {problem}. Calibrate "
+                                       "this camera (edge-fas calibrate --camera SPEC --out FILE) and point "
+                                       "calibration.file at that file, or omit calibration.file")
             if fs.depth_scale not in by_depth_unit:
                 by_depth_unit[fs.depth_scale] = dataclasses.replace(calibration, depth_scale=fs.depth_scale)
             yield fs.replace(calibration=by_depth_unit[fs.depth_scale])

@@ -3,7 +3,8 @@
 A session is a folder:
 
     session.yaml                 format version, device, calibration, site, domain, operator, notes,
-                                 retention_days, created, and the list of takes with their labels
+                                 retention_days, created, and the list of takes with their labels;
+                                 calibration_history: what `recalibrate` (edge-fas calibrate --apply) replaced
     takes/0001/frames.jsonl      one JSON line per frame: index, timestamps, counters, depth_scale,
                                  files, meta (with each stream's exposure, gain and laser power
                                  where the camera reports them), truth (when the source had one)
@@ -55,7 +56,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -67,7 +68,7 @@ from edge_fas.errors import CalibrationError, RecordingError
 from edge_fas.labels import BONA_FIDE, SUBJECT_ID, consent_problem, species_problem
 from edge_fas.types import DeviceInfo, FrameSet, GroundTruth
 
-__all__ = ["SessionWriter", "SessionReader", "TakeInfo", "is_session", "FORMAT", "VERSION"]
+__all__ = ["SessionWriter", "SessionReader", "TakeInfo", "is_session", "recalibrate", "FORMAT", "VERSION"]
 
 FORMAT = "edge-fas-session"
 VERSION = 1
@@ -266,9 +267,46 @@ class SessionWriter:
         doc["device"] = self.device.to_dict()
         doc["calibration"] = self.calibration.to_dict() if self.calibration is not None else None
         doc["takes"] = [asdict(t) for t in self.takes]
-        tmp = self.path / "session.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-        os.replace(tmp, self.path / "session.yaml")
+        _write_session_yaml(self.path, doc)
+
+
+def _write_session_yaml(path: Path, doc: dict) -> None:
+    """session.yaml replaced atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path / "session.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, path / "session.yaml")
+
+
+def recalibrate(path: str | Path, calibration: RigCalibration, origin: str) -> str:
+    """Put `calibration` (measured after the session was recorded, from the file `origin`) into the session at
+    `path`, so replay, eval and training register its raw frames with it. The calibration it replaces is kept
+    in session.yaml's `calibration_history` with the time and the file; no frame is touched. The recorded depth
+    unit stays. Refused for a session of another camera (when the calibration names one) and for takes whose
+    depth the camera already registered in hardware. Returns what was done, for the person running it."""
+    path = Path(path)
+    reader = SessionReader(path)
+    problem = calibration.camera_problem(reader.device)
+    if problem:
+        raise RecordingError(f"session {path}: the calibration {origin} belongs to another camera: {problem}; "
+                             "apply the calibration of the camera that recorded this session")
+    registered = [t.id for t in reader.takes if any(line.get("registered") for line in reader.frame_lines(t.id))]
+    if registered:
+        raise RecordingError(f"session {path}: take(s) {', '.join(registered)} hold depth the camera registered to "
+                             "colour itself, so no rig calibration can apply to them; nothing was changed")
+    lines = next((ls for ls in (reader.frame_lines(t.id) for t in reader.takes) if ls), [])
+    recorded_unit = (reader.calibration.depth_scale if reader.calibration is not None
+                     else (lines[0].get("depth_scale") if lines else None))
+    new = replace(calibration, depth_scale=float(recorded_unit or calibration.depth_scale)).to_dict()
+    doc = dict(reader.metadata)
+    if doc.get("calibration") == new:
+        return f"session {path}: already carries the calibration of {origin}; nothing changed"
+    doc["calibration_history"] = [*(doc.get("calibration_history") or []),
+                                  {"replaced": _now(), "by": str(origin), "calibration": doc.get("calibration")}]
+    doc["calibration"] = new
+    _write_session_yaml(path, doc)
+    takes = len(reader.takes)
+    return (f"session {path}: now registers with the calibration of {origin} ({len(reader)} frames, {takes} "
+            f"take{'s' * (takes != 1)}); the one it replaced is kept in session.yaml's calibration_history")
 
 
 class SessionReader:

@@ -71,8 +71,8 @@ class CameraConfig:
 
 @dataclass
 class CalibrationConfig:
-    file: str | None = opt(None, "rig calibration YAML (edge-fas calibrate) for a live camera's frames; empty: the "
-                                 "camera's factory calibration")
+    file: str | None = opt(None, "rig calibration YAML (edge-fas calibrate) for a live camera's frames (a camera "
+                                 "other than the one it names stops); empty: the camera's factory calibration")
     max_reprojection_px: float = opt(2.0, "registration misalignment (pixels) above which `edge-fas calibrate --check` "
                                           "fails", min=0)
 

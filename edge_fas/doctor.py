@@ -337,6 +337,27 @@ def check_webhook(config) -> Check:
     return Check("webhook", ok, detail, info=info)
 
 
+def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
+    """How `run` would take calibration.file, said for check_deployment; CalibrationError where the camera the
+    file was measured on is not the one the config lets decide (the stream would stop at its first frame)."""
+    from edge_fas.drivers import OWN_CALIBRATION
+    from edge_fas.errors import CalibrationError
+
+    path, serial = config.calibration.file, calibration.camera_serial
+    if kind in OWN_CALIBRATION:
+        return f", calibration {path} (not applied: a {kind} camera carries its own)"
+    if not serial:
+        return f", calibration {path} (names no camera: any camera takes it)"
+    named = arg if kind in ("realsense", "orbbec") else None  # their spec's argument is a serial
+    allowed = [str(s) for s in config.camera.allowed_serials]
+    if (named and named != serial) or (allowed and serial not in allowed):
+        camera = f"camera.spec {config.camera.spec}" if named and named != serial else f"camera.allowed_serials {allowed}"
+        raise CalibrationError(f"calibration.file {path} was measured on the camera with serial {serial}, and "
+                               f"{camera} names another; calibrate the site's camera (edge-fas calibrate --camera "
+                               "SPEC --out FILE) and point calibration.file at that file")
+    return f", calibration {path} (of the camera with serial {serial})"
+
+
 def check_deployment(config) -> Check:
     """Would `edge-fas run --config FILE` start: the model artifact (every file's hash), the rig calibration file,
     and its mode's start-up checks (production's refusals, weakened checks), without opening the camera or
@@ -348,11 +369,12 @@ def check_deployment(config) -> Check:
     from edge_fas.errors import EdgeFasError
 
     mode = config.deployment.mode
+    calibration = ""
     try:
-        kind, _ = parse_spec(config.camera.spec)
+        kind, arg = parse_spec(config.camera.spec)
         artifact = load_artifact(config.model.artifact or "demo")
         if config.calibration.file:
-            RigCalibration.load(config.calibration.file)
+            calibration = _calibration_file(RigCalibration.load(config.calibration.file), config, kind, arg)
         risks = check_start(config, kind, artifact)
     except EdgeFasError as e:
         return Check("deployment", False, f"{mode}: `edge-fas run` would refuse to start: {e}", info={"mode": mode})
@@ -360,7 +382,7 @@ def check_deployment(config) -> Check:
     detail = (f"{mode}: would start with a {kind} camera and model {artifact.model_name} "
               f"(manifest {artifact.digest[:12]}, trained on {source} data"
               f"{', the bundled demo' if artifact.is_demo else ''})"
-              + (f", calibration {config.calibration.file}" if config.calibration.file else "")
+              + calibration
               + (f"; accepted risks (development only): {', '.join(risks)}" if risks else ""))
     return Check("deployment", True, detail, info={"mode": mode, "camera": kind, "artifact": artifact.digest,
                                                    "risks": risks})

@@ -1,5 +1,6 @@
 """Registration check on the synthetic rig (right vs wrong calibration), stream skew, calibrate CLI."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -40,9 +41,22 @@ def test_calibrate_cli_synthetic_and_images(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "vs. the simulated rig" in text and out.is_file()
     from edge_fas.calibration import RigCalibration
-    assert RigCalibration.load(out).source == "checkerboard"
+    from edge_fas.calibration.checkerboard import render_views
+    from edge_fas.sim.rig import Rig
+    made = RigCalibration.load(out)
+    assert made.source == "checkerboard" and made.camera_serial == Rig(seed=0).device.serial  # the camera it is of
     assert main(["calibrate", "--images", str(tmp_path), "--out", str(out)]) != 0
     assert "no color_*.png" in capsys.readouterr().err
+    truth = Rig(seed=0).calibration
+    for n, (c, ir) in enumerate(zip(*render_views(truth.color, truth.ir, truth.ir_to_color, n=8, pattern=(9, 6),
+                                                   square_m=0.025))):
+        cv2.imwrite(str(tmp_path / f"color_{n:02d}.png"), cv2.cvtColor(c, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(tmp_path / f"ir_{n:02d}.png"), ir)
+    assert main(["calibrate", "--images", str(tmp_path), "--out", str(out), "--serial", "0042", "--model", "D415"]) == 0
+    made = RigCalibration.load(out)
+    assert (made.camera_model, made.camera_serial) == ("D415", "0042")
+    assert main(["calibrate", "--images", str(tmp_path), "--out", str(out)]) == 0
+    assert "does not name the camera" in capsys.readouterr().out and not RigCalibration.load(out).camera_serial
 
 
 def test_calibrate_check_cli(tmp_path, capsys):

@@ -289,6 +289,30 @@ def test_doctor_says_whether_a_site_config_would_start_without_opening_the_camer
     assert check.ok and "accepted risks (development only): stream_checks_off" in check.detail
 
 
+
+def test_doctor_says_whose_calibration_file_a_site_config_carries(artifact, tmp_path):
+    """A rig file measured on one camera stops any other camera's stream at its first frame; doctor says so
+    beforehand where the config names the camera that decides (its spec's serial or the allow-list)."""
+    from edge_fas.calibration.rig import RigCalibration
+    from edge_fas.sim.rig import Rig
+
+    rig = tmp_path / "rig.yaml"
+    calibration = Rig(seed=0).calibration
+    calibration.save(rig)
+    art = {"artifact": str(artifact)}
+    for camera, ok, said in (({"spec": "realsense:8123"}, True, "names no camera: any camera takes it"),
+                             ({"spec": "synthetic"}, True, "not applied: a synthetic camera carries its own")):
+        check = check_deployment(load_config(_config(tmp_path, camera=camera, model=art, calibration={"file": str(rig)})))
+        assert check.ok == ok and said in check.detail, check.detail
+    RigCalibration(**{**calibration.__dict__, "camera_serial": "8123"}).save(rig)
+    for camera, ok in (({"spec": "realsense:8123"}, True), ({"spec": "realsense:9999"}, False),
+                       ({"spec": "realsense", "allowed_serials": ["8123"]}, True),
+                       ({"spec": "orbbec", "allowed_serials": ["9999"]}, False)):
+        check = check_deployment(load_config(_config(tmp_path, camera=camera, model=art, calibration={"file": str(rig)})))
+        assert check.ok == ok, check.detail
+        assert ("of the camera with serial 8123" if ok else "was measured on the camera with serial 8123") in check.detail
+
+
 # -- finding 3: door events end to end --------------------------------------------------------------
 
 def test_the_door_holds_the_latest_signed_state_through_500s_garbage_and_slow_replies(artifact, tmp_path, cli):

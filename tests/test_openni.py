@@ -201,3 +201,32 @@ def test_a_calibration_file_is_refused_by_hardware_registration_and_ignored_by_t
     with open_camera("synthetic", load_config(overrides={"calibration.file": str(path)})) as rig:
         assert next(iter(rig.frames())).calibration.source != "checkerboard"
     assert "not applied to a synthetic camera" in caplog.text
+
+
+def test_a_calibration_file_measured_on_another_camera_stops_the_stream(tmp_path, caplog):
+    """A rig file names the camera it was measured on: copied to a kiosk with another unit of the same model
+    (another lens, another baseline by millimetres), it stops that camera's stream instead of registering
+    its frames with a stranger's geometry. A file that names no camera is taken, with a warning."""
+    import dataclasses
+
+    from edge_fas.calibration.rig import RigCalibration
+    from edge_fas.config import load_config
+    from edge_fas.errors import CalibrationError
+
+    with open_camera("openni:Dummy") as cam:
+        nominal = _take(cam, 1)[0]
+    path, cal = _rig_file(tmp_path, nominal.calibration)
+    for model, serial, taken in (("Table Tennis", "Dummy", True), ("Table Tennis", "OTHER-UNIT", False),
+                                 ("Astra Pro", "", False)):
+        dataclasses.replace(cal, camera_model=model, camera_serial=serial).save(path)
+        assert RigCalibration.load(path).camera_serial == serial  # the binding survives the YAML round trip
+        with open_camera("openni:Dummy", load_config(overrides={"calibration.file": str(path)})) as cam:
+            if taken:
+                assert _take(cam, 1)[0].calibration.camera_serial == "Dummy"
+            else:
+                with pytest.raises(CalibrationError, match="belongs to another camera.*(OTHER-UNIT|Astra Pro)"):
+                    _take(cam, 1)
+    cal.save(path)
+    with open_camera("openni:Dummy", load_config(overrides={"calibration.file": str(path)})) as cam:
+        assert _take(cam, 1)[0].calibration.source == "checkerboard"
+    assert "does not say which camera it was measured on" in caplog.text

@@ -1,6 +1,7 @@
 """Portable session format: round trip, labels, interrupted takes, bad input."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -128,3 +129,62 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
         f.write('{"index": 0, "files": {"rgb": "rgb/000000.png"}}\n')
     with pytest.raises(RecordingError, match="missing or unreadable"):
         list(SessionReader(tmp_path / "s"))
+
+
+def _session(path, registered=False):
+    rng = np.random.default_rng(2)
+    with SessionWriter(path, device=DeviceInfo("D435", "123", "5.16", "realsense"), calibration=_cal()) as w:
+        w.begin_take(species="bona_fide", subject_id="S001", consent=True)
+        for n in range(2):
+            w.write(_frame(n, rng).replace(registered=registered))
+    return path
+
+
+def test_a_later_calibration_goes_into_a_recorded_session_and_the_old_one_is_kept(tmp_path, capsys):
+    """`edge-fas calibrate --apply`: a rig calibrated after a day of collection re-registers that day's raw
+    frames; session.yaml keeps what it replaced, a second apply changes nothing, and the crop cache's key
+    for the session's frames changes with it (a crop cut with the old registration is never reused)."""
+    import dataclasses
+
+    from edge_fas.cli import main
+    from edge_fas.data.sessions import SessionSample
+
+    s = _session(tmp_path / "s")
+    sample = SessionSample(str(s), "0001", 0, 0, "bona_fide", "site", "s/0001/0")
+    key_before = sample.identity()
+    old = SessionReader(s).calibration
+    new = dataclasses.replace(old, source="checkerboard", depth_to_color=Extrinsics(np.eye(3), [0.031, 0, 0]),
+                              depth_scale=0.001, camera_model="D435", camera_serial="123")
+    new.save(tmp_path / "rig.yaml")
+    apply = ["calibrate", "--apply", str(s), "--calibration-file", str(tmp_path / "rig.yaml")]
+    assert main(apply) == 0
+    r = SessionReader(s)
+    assert r.calibration.depth_to_color.t[0] == pytest.approx(0.031) and r.calibration.source == "checkerboard"
+    assert r.calibration.depth_scale == old.depth_scale  # the recorded depth unit stays
+    assert next(iter(r)).calibration.depth_to_color.t[0] == pytest.approx(0.031)  # what replay and training read
+    history = r.metadata["calibration_history"]
+    assert len(history) == 1 and history[0]["calibration"] == old.to_dict()
+    assert history[0]["by"] == str(tmp_path / "rig.yaml") and history[0]["replaced"]
+    assert sample.identity() != key_before
+    assert main(apply) == 0 and len(SessionReader(s).metadata["calibration_history"]) == 1
+    assert "already carries" in capsys.readouterr().out
+    main(["inspect", str(s)])
+    assert re.search(r"calibration recorded \(checkerboard\); applied \S+ from \S*rig.yaml", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("case", ["other_camera", "registered", "no_file"])
+def test_a_calibration_that_cannot_apply_to_a_session_changes_nothing(tmp_path, case, capsys):
+    from edge_fas.cli import main
+
+    s = _session(tmp_path / "s", registered=case == "registered")
+    cal = _cal()
+    if case == "other_camera":
+        cal.camera_serial = "456"
+    cal.save(tmp_path / "rig.yaml")
+    before = (s / "session.yaml").read_bytes()
+    args = ["calibrate", "--apply", str(s)] + ([] if case == "no_file" else ["--calibration-file", str(tmp_path / "rig.yaml")])
+    assert main(args) == 2
+    assert (s / "session.yaml").read_bytes() == before
+    expected = {"other_camera": "belongs to another camera.*serial 456.*serial is 123",
+                "registered": "take.*0001.*registered to colour itself", "no_file": "--calibration-file"}[case]
+    assert re.search(expected, capsys.readouterr().err.replace("\n", " "))

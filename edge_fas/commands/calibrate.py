@@ -4,14 +4,19 @@
     edge-fas calibrate --out rig.yaml --camera SPEC         # grab views live (IR emitter off), move the board
     edge-fas calibrate --out rig.yaml --synthetic           # synthetic views of the simulated rig (try-out)
     edge-fas calibrate --check --camera SPEC [--calibration-file rig.yaml]   # registration check only
+    edge-fas calibrate --apply SESSION... --calibration-file rig.yaml      # re-register recorded sessions
 
-The written YAML is what calibration.file expects. `--check` measures how far registered-depth edges sit
-from colour edges (pixels) and saves an overlay image to look at.
+The written YAML is what calibration.file expects. It names the camera it was measured on (model and serial:
+the camera's own with --camera, --model/--serial with --images), and a live camera with another serial
+refuses it. `--check` measures how far registered-depth edges sit from colour edges (pixels) and saves an
+overlay image to look at. `--apply` puts a calibration made after a session was recorded into that session
+(session.yaml keeps the one it replaces), so replay, eval, adapt and train register its raw frames with it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -34,7 +39,12 @@ def add_arguments(parser):
     parser.add_argument("--views", type=int, default=15, help="views to grab from a camera (default 15)")
     parser.add_argument("--seconds", type=float, default=120.0, help="give up grabbing views after this long")
     parser.add_argument("--max-rms", type=float, default=1.0, help="refuse a result above this reprojection error (px)")
+    parser.add_argument("--model", default="", help="--images: the model of the camera the images came from")
+    parser.add_argument("--serial", default="", help="--images: the serial of the camera the images came from "
+                        "(recorded in the YAML: another camera refuses the file)")
     parser.add_argument("--check", action="store_true", help="registration check: edge misalignment on the camera")
+    parser.add_argument("--apply", nargs="+", metavar="SESSION", help="put --calibration-file into these recorded "
+                        "sessions (made after they were recorded; the old calibration is kept in session.yaml)")
     parser.add_argument("--overlay", default="registration_check.png", help="--check: overlay image to write")
     add_config_arguments(parser, sections=["camera", "calibration"])
 
@@ -69,6 +79,7 @@ def _from_camera(spec, config, pattern, views, seconds):
     cs, irs, last = [], [], None
     start = time.monotonic()
     with open_camera(spec, config) as cam:
+        device = cam.device
         for frames in cam.frames():
             if time.monotonic() - start > seconds or len(cs) >= views:
                 break
@@ -83,7 +94,7 @@ def _from_camera(spec, config, pattern, views, seconds):
             cs.append(frames.rgb)
             irs.append(frames.ir)
             print(f"view {len(cs)}/{views}")
-    return cs, irs
+    return cs, irs, device
 
 
 def _check(args, config) -> int:
@@ -104,29 +115,50 @@ def _check(args, config) -> int:
     return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
 
 
+def _apply(sessions, config) -> int:
+    from edge_fas.calibration.rig import RigCalibration
+    from edge_fas.drivers.session import recalibrate
+    if not config.calibration.file:
+        raise EdgeFasError("--apply needs the calibration to put into the sessions: --calibration-file rig.yaml")
+    calibration = RigCalibration.load(config.calibration.file)
+    for session in sessions:  # each session is checked whole before it is written, so a refusal changes nothing
+        print(recalibrate(session, calibration, origin=config.calibration.file))
+    return 0
+
+
 def run(args) -> int:
     from edge_fas.calibration.checkerboard import calibrate_rig, render_views
+    from edge_fas.types import DeviceInfo
     config = config_from_args(args)
     if args.check:
         return _check(args, config)
+    if args.apply:
+        return _apply(args.apply, config)
     if not args.out:
         raise EdgeFasError("--out rig.yaml is required (where to write the calibration)")
     pattern = _pattern(args.pattern)
     truth = None
+    device = DeviceInfo(model=args.model, serial=args.serial)
     if args.images:
         cs, irs = _from_images(Path(args.images))
     elif args.synthetic:
         from edge_fas.sim.rig import Rig
-        truth = Rig(seed=0, width=config.camera.width, height=config.camera.height).calibration
+        rig = Rig(seed=0, width=config.camera.width, height=config.camera.height)
+        truth, device = rig.calibration, rig.device
         cs, irs = render_views(truth.color, truth.ir, truth.ir_to_color, n=args.views, pattern=pattern,
                                square_m=args.square)
     else:
-        cs, irs = _from_camera(args.camera or config.camera.spec, config, pattern, args.views, args.seconds)
+        cs, irs, device = _from_camera(args.camera or config.camera.spec, config, pattern, args.views, args.seconds)
     try:
         cal, report = calibrate_rig(cs, irs, pattern, args.square, max_rms_px=args.max_rms)
     except CalibrationError as e:
         raise EdgeFasError(str(e)) from e
+    model = "" if device.model == "unknown" else device.model
+    cal = replace(cal, camera_model=model, camera_serial=device.serial)
     cal.save(args.out)
+    if not device.serial:
+        print(f"note: {args.out} does not name the camera it was measured on, so any camera will take it; "
+              "give --serial (and --model) with --images")
     print(f"wrote {args.out}: {report.views_used} views, reprojection error colour {report.rms_color_px:.3f} px, "
           f"IR {report.rms_ir_px:.3f} px, stereo {report.rms_stereo_px:.3f} px")
     print(f"colour f = {cal.color.fx:.2f}/{cal.color.fy:.2f}, IR f = {cal.ir.fx:.2f}/{cal.ir.fy:.2f}, "

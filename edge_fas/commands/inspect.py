@@ -46,7 +46,9 @@ def describe(s: dict) -> list[str]:
     lines = [f"{s['path']}: {s['format']}, {s['frames']} frames in {len(s['takes'])} "
              f"{'take' if len(s['takes']) == 1 else 'takes'}",
              f"device: {dev.get('model') or '?'} serial {dev.get('serial') or '?'} "
-             f"firmware {dev.get('firmware') or '?'}; calibration {'recorded' if s['calibration'] else 'MISSING'}"]
+             f"firmware {dev.get('firmware') or '?'}; calibration {'recorded' if s['calibration'] else 'MISSING'}"
+             + (f" ({s['calibration_source']})" if s.get("calibration_source") else "")
+             + "".join(f"; applied {a['when']} from {a['from']}" for a in s.get("calibration_applied") or [])]
     where = [f"{k} {s[k]}" for k in ("site", "domain", "operator", "created", "retention_days") if k in s]
     if where:
         lines.append(", ".join(where))

@@ -10,6 +10,8 @@ skipped and counted. The domain is the session's domain (its site), the species 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +40,11 @@ class SessionSample:
     def identity(self) -> dict:
         take = Path(self.session) / "takes" / self.take / "frames.jsonl"  # rewritten only if the take is
         st = take.stat()
+        # the registration reads the session's calibration, which `edge-fas calibrate --apply` may replace
+        calibration = json.dumps(_reader(self.session).metadata.get("calibration"), sort_keys=True)
         return {"kind": "session", "session": str(Path(self.session).resolve()), "take": self.take,
-                "frame": self.frame, "frames_jsonl": [st.st_size, st.st_mtime_ns]}
+                "frame": self.frame, "frames_jsonl": [st.st_size, st.st_mtime_ns],
+                "calibration": hashlib.sha256(calibration.encode()).hexdigest()}
 
     def needs_detector(self, detect: bool = False) -> bool:
         return True
@@ -66,10 +71,11 @@ _READERS: dict = {}
 
 
 def _reader(path: str):
-    """One SessionReader per session folder and process (a DataLoader worker opens its own)."""
+    """One SessionReader per session folder, version of its session.yaml and process (a DataLoader worker
+    opens its own)."""
     from edge_fas.drivers.session import SessionReader
 
-    key = (os.getpid(), path)
+    key = (os.getpid(), path, (Path(path) / "session.yaml").stat().st_mtime_ns)
     if key not in _READERS:
         _READERS[key] = SessionReader(path)
     return _READERS[key]
