@@ -1,0 +1,178 @@
+"""What a wrong rig calibration does to the product's decisions: does it fail closed?
+
+    .venv/bin/python benchmarks/bench_miscalibration.py [--model demo] [--domain rand_test] [--seeds 11,12] \
+        [--laps 2] [--modes detector,veto]
+
+A site that copies its config to a second kiosk carries the first camera's `calibration.file` along; a camera
+knocked on its mount keeps a calibration that no longer holds. Depth and IR are then registered to the wrong
+colour pixels: the crop, the working-distance and pose checks and the physics check all read depth that is
+not the face's. This renders the synthetic camera's `mixed` scenario (bench_system.render: bona fide and each
+attack species in turn) once per seed and judges the same frames (Pipeline.process, every frame in order, as
+`run --no-drop`) with the true calibration and with wrong ones put on every frame set:
+
+- `unit`: another unit of the same model, drawn once per seed from assumed manufacturing tolerances (principal
+  points +-6 px, focal lengths +-1%, depth-to-colour translation +-1.5 mm per axis, rotation +-0.3 degrees):
+  a config copied to a second kiosk. The tolerances are an assumption, not a vendor's figure;
+- `baseline+10mm`, `baseline-25mm`: the depth-to-colour (and IR-to-colour) translation off along x;
+- `turned1deg`, `turned2deg`: the depth and IR imagers turned about the vertical axis (a knocked mount).
+
+Per calibration and mode it prints, per species, the takes that reached `live` and the frames judged live
+(Clopper-Pearson 95%), and the median registration misalignment `calibration.check.registration_check` reads
+in the face's surroundings on every tenth frame with a face (what a start-time or running registration check
+could measure on a kiosk's own frames). Synthetic rig only: how much a real camera's registration error
+moves its verdicts depends on its depth noise and its faces, and was not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_system import render  # noqa: E402  (benchmarks are scripts, not a package)
+
+SPECIES_ORDER = ("bona_fide", "print", "replay", "paper_mask", "rigid_mask", "flexible_mask", "partial")
+
+
+def _turned(degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    return np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+
+
+def _moved(cal, shift_m=(0.0, 0.0, 0.0), rotation=np.eye(3)):
+    """`cal` with depth and IR both moved by `shift_m` and turned by `rotation` relative to colour."""
+    from edge_fas.calibration.rig import Extrinsics
+
+    def move(e):
+        return Extrinsics(R=rotation @ np.asarray(e.R), t=np.asarray(e.t, float) + np.asarray(shift_m))
+    return replace(cal, depth_to_color=move(cal.depth_to_color), ir_to_color=move(cal.ir_to_color))
+
+
+def _another_unit(cal, rng):
+    """The same model's calibration as another unit might have it (see the module docstring's tolerances)."""
+    def intrinsics(i):
+        if i is None:
+            return None
+        f = 1.0 + rng.uniform(-0.01, 0.01)
+        return replace(i, fx=i.fx * f, fy=i.fy * f, cx=i.cx + rng.uniform(-6, 6), cy=i.cy + rng.uniform(-6, 6))
+    axis = rng.normal(size=3)
+    angle = np.deg2rad(rng.uniform(-0.3, 0.3))
+    rotation = cv2.Rodrigues(axis / np.linalg.norm(axis) * angle)[0]
+    moved = _moved(cal, rng.uniform(-0.0015, 0.0015, 3), rotation)
+    return replace(moved, color=intrinsics(cal.color), depth=intrinsics(cal.depth), ir=intrinsics(cal.ir))
+
+
+def calibrations(true, seed: int) -> dict:
+    rng = np.random.default_rng(1000 + seed)
+    return {"true": true, "unit": _another_unit(true, rng),
+            "baseline+10mm": _moved(true, (0.010, 0.0, 0.0)), "baseline-25mm": _moved(true, (-0.025, 0.0, 0.0)),
+            "turned1deg": _moved(true, rotation=_turned(1.0)), "turned2deg": _moved(true, rotation=_turned(2.0))}
+
+
+def misalignment(frames: list, verdicts: list) -> list[float]:
+    """registration_check in 1.6x the face box, every tenth frame the pipeline found a face on."""
+    from edge_fas.calibration.check import registration_check
+    from edge_fas.errors import CalibrationError
+
+    out = []
+    for f, v in list(zip(frames, verdicts))[::10]:
+        if v is None:
+            continue
+        x0, y0, x1, y1 = v
+        w, h = x1 - x0, y1 - y0
+        try:
+            out.append(registration_check(f, box=(x0 - 0.3 * w, y0 - 0.3 * h, x1 + 0.3 * w, y1 + 0.3 * h)).misalignment_px)
+        except CalibrationError:
+            pass
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo", help="artifact folder (default: the bundled demo)")
+    ap.add_argument("--runtime", default="onnxruntime")
+    ap.add_argument("--domain", default="rand_test", help="named domain or randomised range set (default rand_test)")
+    ap.add_argument("--seeds", default="11,12", help="rig seeds, one drawn camera each (default 11,12)")
+    ap.add_argument("--laps", type=int, default=2, help="passes through every species per seed (default 2)")
+    ap.add_argument("--modes", default="detector,veto", help="decision.physics modes (default detector,veto)")
+    args = ap.parse_args()
+
+    from edge_fas.config import DetectorConfig, load_config
+    from edge_fas.face import FaceDetector
+    from edge_fas.metrics import binomial_interval
+    from edge_fas.pipeline import Pipeline
+    from edge_fas.pipeline.decision import reason_code
+    from edge_fas.runtime import load_runtime
+
+    runtime = load_runtime(args.model, kind=args.runtime)
+    d = DetectorConfig()
+    detector = FaceDetector(min_score=d.min_score, zoom_search=d.zoom_search)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    print(f"model {runtime.model_name} ({args.model}), threshold {runtime.threshold:.4g}; synthetic camera, "
+          f"{args.domain}, seeds {args.seeds}, {args.laps} laps of the mixed scenario, 1 s takes at 30 fps")
+    rows = defaultdict(list)  # (calibration, mode) -> (take, species, verdict, reasons)
+    checks = defaultdict(list)  # calibration -> misalignment px
+    for seed in (int(s) for s in args.seeds.split(",")):
+        t0 = time.monotonic()
+        frames, camera = render(args.domain, seed, args.laps, 1.0)
+        print(f"seed {seed}: rendered {len(frames)} frames in {time.monotonic() - t0:.0f} s", flush=True)
+        for name, cal in calibrations(frames[0].calibration, seed).items():
+            wrong = [f.replace(calibration=cal) for f in frames]
+            for mode in modes:
+                pipeline = Pipeline(camera, runtime, load_config(overrides={"decision.physics": mode}),
+                                    detector=detector, no_drop=True)
+                boxes = []
+                for f in wrong:
+                    _, v = pipeline.process(f.replace(meta=dict(f.meta)))
+                    rows[(name, mode)].append((f"{seed}/{f.meta['take']}", f.truth.species, v.verdict,
+                                               tuple(dict.fromkeys(reason_code(r) for r in v.reasons))))
+                    boxes.append(v.box)
+                if mode == modes[0]:
+                    checks[name] += misalignment(wrong, boxes)
+            print(f"  {name}: judged in {time.monotonic() - t0:.0f} s", flush=True)
+            t0 = time.monotonic()
+
+    def rate(k, n):
+        lo, hi, _ = binomial_interval(k, n)
+        return f"{k}/{n} [{100 * lo:.0f}, {100 * hi:.0f}]%" if n else "-"
+
+    names = list(checks)
+    for mode in modes:
+        print(f"\n## decision.physics: {mode} (takes with a live verdict; frames judged live)\n")
+        print("| species | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for sp in SPECIES_ORDER:
+            cells = []
+            for name in names:
+                takes = defaultdict(list)
+                for take, species, verdict, _ in rows[(name, mode)]:
+                    if species == sp:
+                        takes[take].append(verdict == "live")
+                if not takes:
+                    break
+                live_takes = sum(any(v) for v in takes.values())
+                live = sum(sum(v) for v in takes.values())
+                total = sum(len(v) for v in takes.values())
+                cells.append(f"{live_takes}/{len(takes)} takes; {rate(live, total)}")
+            if cells:
+                print(f"| {sp} | " + " | ".join(cells) + " |")
+    print("\n## registration_check around the face (every tenth face frame): median [10th, 90th percentile] px\n")
+    for name in names:
+        m = np.asarray(checks[name])
+        print(f"- {name}: {np.median(m):.1f} [{np.percentile(m, 10):.1f}, {np.percentile(m, 90):.1f}] over {m.size} frames"
+              if m.size else f"- {name}: no measurement")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
