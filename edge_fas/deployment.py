@@ -3,9 +3,10 @@
 `check_start(config, camera_kind, artifact)` runs before the model and the camera load:
 
 - production (deployment.mode: production) refuses a simulated or recorded source (synthetic, replay),
-  an empty camera.allowed_serials, the bundled demo model or any model trained on synthetic data only, an
-  unsigned webhook, a window that shows the checks' reasons and scores to the person presenting
-  (gui.details: show) and any weakening;
+  an empty camera.allowed_serials, the bundled demo model or any model trained on synthetic data only, a
+  calibration.file that does not name an allow-listed camera as the one it was measured on, an unsigned
+  webhook, a window that shows the checks' reasons and scores to the person presenting (gui.details: show)
+  and any weakening;
 - in any mode a *weakening* (a setting below what the artifact was validated with, see `weakenings`)
   is refused unless deployment.accept_risks names its risk; development then runs, warns once and
   marks every event with the risk (`event_context`).
@@ -142,6 +143,24 @@ def _physics_weakenings(d, artifact, camera_kind: str | None) -> list[Weakening]
     return out
 
 
+def calibration_camera_problem(calibration, config: Config, camera_kind: str, camera_arg: str | None = None) -> str | None:
+    """Why the rig calibration file `calibration` (calibration.file, loaded) was not measured on the camera the
+    config lets decide: the serial in camera.spec (realsense and orbbec specs name one) or camera.allowed_serials.
+    None when it was, or when the file or the config names no serial (the stream's first frame checks it then)."""
+    serial = calibration.camera_serial
+    named = camera_arg if camera_kind in ("realsense", "orbbec") else None  # their spec's argument is a serial
+    allowed = [str(s) for s in config.camera.allowed_serials]
+    if not serial or not (named or allowed):
+        return None
+    if named and named != serial:
+        return (f"calibration.file {config.calibration.file} was measured on the camera with serial {serial}, and "
+                f"camera.spec {config.camera.spec} names another")
+    if allowed and serial not in allowed:
+        return (f"calibration.file {config.calibration.file} was measured on the camera with serial {serial}, which "
+                f"camera.allowed_serials {allowed} does not list")
+    return None
+
+
 def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[str]:
     """Refuse what this mode does not allow (ConfigError naming the key); returns the risks taken.
 
@@ -175,6 +194,17 @@ def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[s
         if dep.accept_risks:
             problems.append(f"deployment.accept_risks {list(dep.accept_risks)}: accepting a weakened check is for "
                             "development only; remove it")
+        if config.calibration.file:
+            from edge_fas.calibration.rig import RigCalibration
+            calibration = RigCalibration.load(config.calibration.file)
+            other = calibration_camera_problem(calibration, config, camera_kind)
+            if not calibration.camera_serial:
+                problems.append(f"calibration.file {config.calibration.file} does not name the camera it was measured "
+                                "on, and production registers only with an allow-listed camera's own calibration; "
+                                "calibrate this camera (`edge-fas calibrate --camera SPEC --out FILE`, or --images "
+                                "with --serial)")
+            elif other:
+                problems.append(f"{other}; calibrate this kiosk's camera (`edge-fas calibrate --camera SPEC --out FILE`)")
         problems += [f"{w.key}: {w.detail}; restore it (production never runs a weakened check)" for w in found]
         if problems:
             raise ConfigError("deployment.mode is production, which refuses this configuration:\n  - "

@@ -340,6 +340,7 @@ def check_webhook(config) -> Check:
 def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
     """How `run` would take calibration.file, said for check_deployment; CalibrationError where the camera the
     file was measured on is not the one the config lets decide (the stream would stop at its first frame)."""
+    from edge_fas.deployment import calibration_camera_problem
     from edge_fas.drivers import OWN_CALIBRATION
     from edge_fas.errors import CalibrationError
 
@@ -348,13 +349,10 @@ def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
         return f", calibration {path} (not applied: a {kind} camera carries its own)"
     if not serial:
         return f", calibration {path} (names no camera: any camera takes it)"
-    named = arg if kind in ("realsense", "orbbec") else None  # their spec's argument is a serial
-    allowed = [str(s) for s in config.camera.allowed_serials]
-    if (named and named != serial) or (allowed and serial not in allowed):
-        camera = f"camera.spec {config.camera.spec}" if named and named != serial else f"camera.allowed_serials {allowed}"
-        raise CalibrationError(f"calibration.file {path} was measured on the camera with serial {serial}, and "
-                               f"{camera} names another; calibrate the site's camera (edge-fas calibrate --camera "
-                               "SPEC --out FILE) and point calibration.file at that file")
+    problem = calibration_camera_problem(calibration, config, kind, arg)
+    if problem:
+        raise CalibrationError(f"{problem}; calibrate the site's camera (edge-fas calibrate --camera SPEC --out FILE) "
+                               "and point calibration.file at that file")
     return f", calibration {path} (of the camera with serial {serial})"
 
 

@@ -290,6 +290,28 @@ def test_doctor_says_whether_a_site_config_would_start_without_opening_the_camer
 
 
 
+def test_production_registers_only_with_an_allow_listed_camera_s_own_calibration(tmp_path):
+    """A wrong calibration is not fail-closed (benchmarks/bench_miscalibration.py: with another unit's file the
+    physics check passed twice as many rigid-mask frames), so production takes a calibration file only when it
+    names an allow-listed camera as the one it was measured on."""
+    from edge_fas.sim.rig import Rig
+
+    real = _fake_artifact(source="datasets")
+    rig = tmp_path / "rig.yaml"
+    calibration = Rig(seed=0).calibration
+    production = {"camera.allowed_serials": "8123", "calibration.file": str(rig)}
+    for serial, refused in (("", "does not name the camera it was measured on"),
+                            ("9999", "serial 9999, which camera.allowed_serials .'8123'. does not list"), ("8123", None)):
+        calibration.camera_serial = serial
+        calibration.save(rig)
+        if refused:
+            with pytest.raises(ConfigError, match=refused):
+                _start(real, mode="production", **production)
+            assert _start(real, **production) == []  # development: the stream's first frame checks the serial
+        else:
+            assert _start(real, mode="production", **production) == []
+
+
 def test_doctor_says_whose_calibration_file_a_site_config_carries(artifact, tmp_path):
     """A rig file measured on one camera stops any other camera's stream at its first frame; doctor says so
     beforehand where the config names the camera that decides (its spec's serial or the allow-list)."""
