@@ -1,18 +1,29 @@
 """Registration check a person can run on their rig, and stream timing checks.
 
-`registration_check(frames)` registers depth to colour, finds the depth discontinuities (object borders)
-and the colour edges, and searches the image shift (up to MAX_SHIFT_PX) that brings the depth borders
-closest to colour edges (mean distance). The length of that shift is the misalignment in pixels: ~0 on a
-well calibrated rig, several pixels with a wrong baseline or rotation. A shift is used rather than the
-raw edge distance because registered depth borders sit a pixel or two outside the object on every side
-(splatting and the depth camera's own edge fattening), which a shift does not mistake for misalignment;
-that raw median distance is reported too. The overlay shows colour edges green, depth edges red.
-`stream_skew_ms(frames)` is the spread of the streams' timestamps in one frame set; `check_skew` flags a
-set whose spread exceeds a bound (decision.max_skew_ms in the config).
+`registration_check(frames)` registers depth to colour and compares the outlines of objects in depth (borders
+where depth jumps away: a head against the room) with the colour edges there. Two effects move a registered
+depth outline off the colour one:
+- a registration error moves it by a shift T (pixels), the same for every border, whatever its direction;
+- the depth camera's edge handling grows or shrinks every object by a few pixels (stereo matching fattens,
+  invalidated edge pixels erode), which moves each border along its own outward normal n by the same e.
+
+So each border pixel's offset to the nearest colour edge of its orientation, measured along its normal, is
+fitted as e + T . n (least squares, outliers trimmed), after a coarse search over shifts (up to MAX_SHIFT_PX)
+and outline offsets (truncated oriented chamfer distance) has brought the outlines within reach. |T| is the
+misalignment: ~0 on a well calibrated rig, several pixels with a wrong baseline or rotation. A shift alone
+would read an outline's growth as a shift wherever its borders do not face all ways evenly (a head over
+shoulders: mostly up). A depth border is a jump of DEPTH_STEP_M and DEPTH_STEP_REL of the depth (a far wall's
+noise is none); a hole next to an object (its shadow) stands for the depth behind it, and borders shorter
+than MIN_BORDER_PX (the rims of depth holes, flying pixels in hair) are ignored. `matched_pixels` counts the border pixels the fit explains and `matched` is their share; a view
+whose outlines do not show in colour (a dark object on a dark wall), or whose depth noise makes most of its
+borders, explains few and is not `measurable`. The overlay shows colour edges green,
+depth edges red. `stream_skew_ms(frames)` is the spread of the streams' timestamps in one frame set;
+`check_skew` flags a set whose spread exceeds a bound (decision.max_skew_ms in the config).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -22,40 +33,147 @@ from edge_fas.calibration.registration import register_to_color
 from edge_fas.calibration.rig import RigCalibration
 from edge_fas.errors import CalibrationError
 
-__all__ = ["RegistrationCheck", "registration_check", "stream_skew_ms", "check_skew"]
+__all__ = ["RegistrationCheck", "registration_check", "steady_frames", "stream_skew_ms", "check_skew"]
 
 DEPTH_STEP_M = 0.05  # a depth jump larger than this between neighbours is an object border
+DEPTH_STEP_REL = 0.1  # ... and larger than this fraction of the near side's depth
 MAX_SHIFT_PX = 16
+SHADOW_REACH_PX = 30  # how far a hole looks for the depths on either side of it
+MIN_BORDER_PX = 30  # a depth border shorter than this is speckle, a hole's rim or a flying pixel, not an outline
+MATCH_PX = 4.0  # how far along its normal a border looks for its colour edge (after the coarse fit)
+COARSE_STEP_PX = 2  # grid of the coarse search over shifts and outline offsets
+GROWTH_RANGE_PX = (-16, 8)  # colour edges from 16 px inside a depth outline (a fattening camera) to 8 px outside
+FIT_RESIDUAL_PX = 1.5  # a border pixel the fit misses by more than this is an outlier (and not `matched`)
+ORIENTATION_BINS = 8  # edge orientations (mod 180 degrees) in bins of 22.5: a border matches its own and neighbours'
+# a view shows a usable outline when the fit explains this many border pixels and this share of them: fewer, or
+# a border set made mostly of depth noise that matches colour edges by chance (chosen on rig seeds 0-3 of five
+# domains, then 8-9; benchmarks/bench_registration_check.py)
+MIN_MATCHED_PX = 200
+MIN_MATCHED_SHARE = 0.1
 
 
 @dataclass
 class RegistrationCheck:
-    misalignment_px: float  # length of the best-fitting shift of depth borders onto colour edges
-    shift_px: tuple[int, int]  # that shift (dx, dy): where the depth would have to move
+    misalignment_px: float  # |T|: the length of the shift that moves the depth outlines onto the colour edges
+    shift_px: tuple[float, float]  # T = (dx, dy): where the depth would have to move
     edge_distance_px: float  # median distance of depth-border pixels to the nearest colour edge, unshifted
     edge_pixels: int
     overlay: np.ndarray  # H x W x 3 RGB
+    matched: float = 1.0  # share of border pixels within FIT_RESIDUAL_PX of the fit
+    growth_px: float = 0.0  # how far the depth camera moves every outline outwards (negative: objects shrink)
+    matched_pixels: int = 0  # border pixels within FIT_RESIDUAL_PX of the fit
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the view had outlines that show in both depth and colour (else the shift means little)."""
+        return self.matched_pixels >= MIN_MATCHED_PX and self.matched >= MIN_MATCHED_SHARE
+
+
+def _behind_holes(depth_m: np.ndarray) -> np.ndarray:
+    """Per pixel, the depth a hole there stands for: where the valid depths within SHADOW_REACH_PX span a depth
+    step, the farthest of them (the hole is the shadow an object casts on what is behind it), else far (out of
+    the camera's range behind the one surface around it)."""
+    window = np.ones((2 * SHADOW_REACH_PX + 1, 2 * SHADOW_REACH_PX + 1), np.uint8)
+    valid = depth_m > 0
+    far = cv2.dilate(np.where(valid, depth_m, 0.0).astype(np.float32), window)
+    near = cv2.erode(np.where(valid, depth_m, np.inf).astype(np.float32), window)
+    spans = np.isfinite(near) & (far - near > np.maximum(DEPTH_STEP_M, DEPTH_STEP_REL * near))
+    return np.where(spans, far, np.float32(100.0)).astype(np.float32)
 
 
 def _depth_edges(depth_m: np.ndarray) -> np.ndarray:
-    """Valid pixels on the near side of a depth border: a neighbour more than DEPTH_STEP_M farther, or
-    inside a hole wider than a few pixels (the shadow a border casts); isolated dropouts do not count."""
+    """Valid pixels on the near side of an object's outline: a neighbour farther by more than the step, holes
+    wider than a few pixels standing for the depth behind them (`_behind_holes`: so the object's side of a
+    shadow is a border and the background's side is not); isolated dropouts do not count, nor do borders
+    shorter than MIN_BORDER_PX."""
     valid = depth_m > 0
     holes = cv2.morphologyEx((~valid).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
-    far = np.where(valid, depth_m, np.where(holes, np.float32(100.0), depth_m)).astype(np.float32)
-    far[~valid & ~holes] = 0.0  # a lone dropout neither makes nor hides a border
-    neighbour_max = cv2.dilate(far, np.ones((3, 3), np.uint8))
-    return valid & (neighbour_max - depth_m > DEPTH_STEP_M)
+    far = np.where(valid, depth_m, np.where(holes, _behind_holes(depth_m), 0.0)).astype(np.float32)
+    neighbour_max = cv2.dilate(far, np.ones((3, 3), np.uint8))  # a lone dropout (0) neither makes nor hides a border
+    # relative as well: a far wall's depth noise (it grows with the square of the distance) is no border
+    step = np.maximum(DEPTH_STEP_M, DEPTH_STEP_REL * depth_m)
+    # ... and a pixel with a much nearer neighbour is not the near side: a flying pixel, part way between an
+    # object's edge and the background (they fatten outlines on the side the camera saw the background from)
+    neighbour_min = cv2.erode(np.where(valid, depth_m, np.float32(np.inf)).astype(np.float32), np.ones((3, 3), np.uint8))
+    border = (valid & (neighbour_max - depth_m > step) & (depth_m - neighbour_min <= step)).astype(np.uint8)
+    # outlines as chains that may skip a pixel (a flying pixel's smaller steps break them), kept by their length
+    n, labels = cv2.connectedComponents(cv2.dilate(border, np.ones((3, 3), np.uint8)), connectivity=8)
+    length = np.bincount(labels[border > 0], minlength=n)
+    long_enough = length >= MIN_BORDER_PX
+    long_enough[0] = False
+    return long_enough[labels] & (border > 0)
+
+
+def _gradient(image: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
+    return cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
+
+
+def _orientation_bin(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Gradient orientation (mod 180 degrees) as a bin in [0, ORIENTATION_BINS)."""
+    angle = np.arctan2(gy, gx) % np.pi
+    return np.minimum((angle / np.pi * ORIENTATION_BINS).astype(np.int32), ORIENTATION_BINS - 1)
+
+
+def _coarse_fit(like_dist: np.ndarray, bins, ys, xs, nx, ny) -> tuple[int, int, int]:
+    """The shift (dx, dy) within MAX_SHIFT_PX and the outline offset e within GROWTH_RANGE_PX (both on a grid of
+    COARSE_STEP_PX) that put the border pixels nearest colour edges of their orientation: the lowest mean of the
+    truncated distance at p + (dx, dy) + e n. Ties go to the smaller shift."""
+    h, w = like_dist.shape[1:]
+    best, found = np.inf, (0, 0, 0)
+    steps = range(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, COARSE_STEP_PX)
+    for e in range(GROWTH_RANGE_PX[0], GROWTH_RANGE_PX[1] + 1, COARSE_STEP_PX):
+        ex, ey = xs + e * nx, ys + e * ny
+        for dy in steps:
+            yy = np.clip(np.rint(ey + dy).astype(np.int64), 0, h - 1)
+            for dx in steps:
+                cost = like_dist[bins, yy, np.clip(np.rint(ex + dx).astype(np.int64), 0, w - 1)].mean()
+                if cost < best - 1e-6 or (abs(cost - best) <= 1e-6 and abs(dx) + abs(dy) < abs(found[0]) + abs(found[1])):
+                    best, found = cost, (dx, dy, e)
+    return found
+
+
+def _normal_offsets(like_edges: np.ndarray, bins: np.ndarray, ys, xs, nx, ny) -> np.ndarray:
+    """Per border pixel, the signed distance along its outward normal (nx, ny) to the nearest colour edge of its
+    orientation within MATCH_PX (NaN where there is none)."""
+    h, w = like_edges.shape[1:]
+    out = np.full(ys.size, np.nan, np.float32)
+    steps = np.arange(0.0, MATCH_PX + 0.25, 0.5)
+    for step in steps:  # nearest first: a pixel keeps the first edge it meets, inwards or outwards
+        for s in ((step,) if step == 0 else (step, -step)):
+            u = np.clip(np.rint(xs + s * nx).astype(np.int64), 0, w - 1)
+            v = np.clip(np.rint(ys + s * ny).astype(np.int64), 0, h - 1)
+            hit = np.isnan(out) & like_edges[bins, v, u]
+            out[hit] = s
+    return out
+
+
+def _fit_shift_and_growth(offsets: np.ndarray, nx: np.ndarray, ny: np.ndarray):
+    """Least squares offset = e + T . n over the matched pixels, refitted twice without the pixels it misses by more
+    than FIT_RESIDUAL_PX: ((Tx, Ty), e, inlier mask over all pixels). None when the normals do not face enough
+    directions to tell a shift from a growth."""
+    ok = np.isfinite(offsets)
+    a = np.stack([np.ones_like(nx), nx, ny], 1).astype(np.float64)
+    inliers = ok.copy()
+    coef = None
+    for _ in range(3):
+        if inliers.sum() < 10 or np.linalg.eigvalsh(a[inliers].T @ a[inliers] / inliers.sum())[0] < 0.02:
+            return None
+        coef = np.linalg.lstsq(a[inliers], offsets[inliers].astype(np.float64), rcond=None)[0]
+        inliers = ok & (np.abs(np.where(ok, offsets, 0.0) - a @ coef) <= FIT_RESIDUAL_PX)
+    return (float(coef[1]), float(coef[2])), float(coef[0]), inliers
 
 
 def registration_check(frames, calibration: RigCalibration | None = None, box=None) -> RegistrationCheck:
-    """Edge misalignment between colour and registered depth (optionally inside box = x0, y0, x1, y1)."""
+    """Registration misalignment between colour and registered depth (see the module docstring), optionally only
+    from the depth outlines inside box = x0, y0, x1, y1."""
     if frames.rgb is None or frames.depth is None:
         raise CalibrationError("registration check needs colour and depth in the same frame set")
     reg = register_to_color(frames, calibration)
     gray = cv2.cvtColor(reg.rgb, cv2.COLOR_RGB2GRAY)
     color_edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 1.2), 40, 100) > 0
-    depth_edges = _depth_edges(reg.depth_m())
+    depth_m = reg.depth_m()
+    depth_edges = _depth_edges(depth_m)
     if box is not None:
         x0, y0, x1, y1 = (int(v) for v in box)
         mask = np.zeros_like(depth_edges)
@@ -64,21 +182,56 @@ def registration_check(frames, calibration: RigCalibration | None = None, box=No
     if not depth_edges.any() or not color_edges.any():
         raise CalibrationError("registration check: no depth border or no colour edge in view; put an object "
                                "(a face, a box) in front of a background at least 10 cm behind it")
-    # distance of every pixel to the nearest colour edge
-    dist = cv2.distanceTransform((~color_edges).astype(np.uint8), cv2.DIST_L2, 5)
+    h, w = gray.shape
+    color_bins = _orientation_bin(*_gradient(gray, 1.2))
+    # outward normals: depth grows away from an object (holes read far)
+    gx, gy = _gradient(np.where(depth_m > 0, np.minimum(depth_m, 20.0), np.float32(20.0)), 1.5)
     ys, xs = np.nonzero(depth_edges)
-    h, w = dist.shape
-    best, shift = np.inf, (0, 0)
-    for dy in range(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1):
-        for dx in range(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1):
-            cost = dist[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)].mean()
-            if cost < best - 1e-6 or (abs(cost - best) <= 1e-6 and abs(dx) + abs(dy) < abs(shift[0]) + abs(shift[1])):
-                best, shift = cost, (dx, dy)
+    norm = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-12
+    nx, ny = gx[ys, xs] / norm, gy[ys, xs] / norm
+    bins = _orientation_bin(nx, ny)
+    # per orientation bin, the colour edges of that orientation or a neighbouring one
+    like_edges = np.stack([color_edges & np.isin(color_bins, [(b - 1) % ORIENTATION_BINS, b, (b + 1) % ORIENTATION_BINS])
+                           for b in range(ORIENTATION_BINS)])
+    like_dist = np.stack([np.minimum(cv2.distanceTransform((~e).astype(np.uint8), cv2.DIST_L2, 5), MATCH_PX)
+                          if e.any() else np.full((h, w), MATCH_PX, np.float32) for e in like_edges])
+    cx, cy, ce = _coarse_fit(like_dist, bins, ys, xs, nx, ny)
+    offsets = _normal_offsets(like_edges, bins, ys + cy + ce * ny, xs + cx + ce * nx, nx, ny)
+    fit = _fit_shift_and_growth(offsets, nx, ny)
+    if fit is None:  # a straight outline: only the shift across it is known, and that only with the growth in it
+        shift, growth, matched, matched_pixels = (float(cx), float(cy)), float(-ce), 0.0, 0
+    else:
+        (tx, ty), e, inliers = fit
+        # the colour edge lies at e + ce outwards of a depth border: the depth outline grew by -(e + ce)
+        shift, growth, matched = (cx + tx, cy + ty), -(e + ce), float(inliers.mean())
+        matched_pixels = int(inliers.sum())
+    unshifted = cv2.distanceTransform((~color_edges).astype(np.uint8), cv2.DIST_L2, 5)
     overlay = (reg.rgb.astype(np.float32) * 0.6).astype(np.uint8)
     overlay[color_edges] = (0, 255, 0)
     overlay[depth_edges] = (255, 0, 0)
-    return RegistrationCheck(float(np.hypot(*shift)), shift, float(np.median(dist[depth_edges])),
-                             int(depth_edges.sum()), overlay)
+    return RegistrationCheck(float(np.hypot(*shift)), (round(shift[0], 2), round(shift[1], 2)),
+                             float(np.median(unshifted[depth_edges])), int(depth_edges.sum()), overlay, matched, growth,
+                             matched_pixels)
+
+
+def steady_frames(frame_sets: list):
+    """One frame set from several of a still scene: each depth pixel the median of its valid readings (0 where
+    fewer than half the frames had one), colour and IR of the middle frame. Stereo depth noise is mostly new in
+    every frame; the outlines of a scene that does not move are not, so the median keeps them and drops most of
+    the noise's false borders."""
+    if not frame_sets:
+        raise CalibrationError("registration check: no frames to combine")
+    middle = frame_sets[len(frame_sets) // 2]
+    if middle.depth is None or any(f.depth is None or f.depth.shape != middle.depth.shape for f in frame_sets):
+        return middle
+    stack = np.stack([f.depth for f in frame_sets]).astype(np.float32)
+    stack[stack == 0] = np.nan
+    enough = np.isfinite(stack).sum(0) * 2 >= len(frame_sets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels never valid: handled by `enough`
+        median = np.nanmedian(stack, axis=0)
+    depth = np.where(enough, np.nan_to_num(median), 0).round().astype(middle.depth.dtype)
+    return middle.replace(depth=depth)
 
 
 def stream_skew_ms(frames) -> float:

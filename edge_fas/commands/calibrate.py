@@ -9,7 +9,8 @@
 The written YAML is what calibration.file expects. It names the camera it was measured on (model and serial:
 the camera's own with --camera, --model/--serial with --images), and a live camera with another serial
 refuses it. `--check` measures how far registered-depth edges sit from colour edges (pixels) and saves an
-overlay image to look at. `--apply` puts a calibration made after a session was recorded into that session
+overlay image to look at, from --frames frames of a still scene (their median depth: the depth noise's false
+borders drop out); a view without enough outline in both depth and colour is an error, not a reading. `--apply` puts a calibration made after a session was recorded into that session
 (session.yaml keeps the one it replaces), so replay, eval, adapt and train register its raw frames with it.
 """
 
@@ -46,6 +47,7 @@ def add_arguments(parser):
     parser.add_argument("--apply", nargs="+", metavar="SESSION", help="put --calibration-file into these recorded "
                         "sessions (made after they were recorded; the old calibration is kept in session.yaml)")
     parser.add_argument("--overlay", default="registration_check.png", help="--check: overlay image to write")
+    parser.add_argument("--frames", type=int, default=10, help="--check: still frames to combine (median depth)")
     add_config_arguments(parser, sections=["camera", "calibration"])
 
 
@@ -98,20 +100,32 @@ def _from_camera(spec, config, pattern, views, seconds):
 
 
 def _check(args, config) -> int:
-    from edge_fas.calibration.check import registration_check
+    from edge_fas.calibration.check import registration_check, steady_frames
     from edge_fas.calibration.rig import RigCalibration
     from edge_fas.drivers import open_camera
     spec = args.camera or config.camera.spec
     cal = RigCalibration.load(config.calibration.file) if config.calibration.file else None
+    grabbed = []
     with open_camera(spec, config) as cam:
-        frames = next(iter(cam.frames()), None)
-    if frames is None:
-        raise EdgeFasError(f"camera {spec} delivered no frames")
-    result = registration_check(frames, cal)
+        for frames in cam.frames():
+            if frames.rgb is not None and frames.depth is not None:
+                grabbed.append(frames)
+            if len(grabbed) >= args.frames:
+                break
+    if not grabbed:
+        raise EdgeFasError(f"camera {spec} delivered no frame set with colour and depth")
+    result = registration_check(steady_frames(grabbed), cal)
     cv2.imwrite(args.overlay, cv2.cvtColor(result.overlay, cv2.COLOR_RGB2BGR))
-    print(f"registration misalignment: {result.misalignment_px:.2f} px (depth borders fit colour edges shifted by "
-          f"{result.shift_px}; median edge distance {result.edge_distance_px:.2f} px over {result.edge_pixels} pixels). "
-          f"Overlay: {args.overlay} (colour edges green, registered-depth edges red)")
+    if not result.measurable:
+        raise EdgeFasError(f"registration check: the view shows too little of an object's outline in both depth and "
+                           f"colour ({result.matched_pixels} of {result.edge_pixels} depth-outline pixels matched a "
+                           f"colour edge; overlay: {args.overlay}); put an object with clear edges (a box, a person) "
+                           "in light, in front of a background at least 10% farther away, keep it still, and run it "
+                           "again")
+    print(f"registration misalignment: {result.misalignment_px:.2f} px over {len(grabbed)} still frames (depth would "
+          f"move by ({result.shift_px[0]:+.1f}, {result.shift_px[1]:+.1f}) px to fit the colour edges; the depth "
+          f"camera grows outlines by {result.growth_px:+.1f} px; {result.matched_pixels} of {result.edge_pixels} "
+          f"outline pixels matched). Overlay: {args.overlay} (colour edges green, registered-depth outlines red)")
     return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
 
 
