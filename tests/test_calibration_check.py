@@ -66,6 +66,14 @@ def test_calibrate_check_cli(tmp_path, capsys):
     rc = main(["calibrate", "--check", "--camera", "synthetic", "--overlay", str(overlay), "--frames", "5"])
     out = capsys.readouterr().out
     assert rc == 0 and overlay.is_file() and "over 5 still frames" in out, out
+    # a calibration file is checked on any source it is given with (a replay too), and only on its own camera's
+    from edge_fas.sim.rig import Rig
+    other = Rig(seed=0).calibration
+    other.camera_serial = "ANOTHER-UNIT"
+    other.save(tmp_path / "rig.yaml")
+    rc = main(["calibrate", "--check", "--camera", "synthetic", "--overlay", str(overlay), "--frames", "2",
+               "--calibration-file", str(tmp_path / "rig.yaml")])
+    assert rc == 2 and "belongs to another camera" in capsys.readouterr().err
 
 
 def _disc_scene(depth_of_object, texture=True, colour_edge=True):

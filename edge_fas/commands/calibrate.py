@@ -106,7 +106,9 @@ def _check(args, config) -> int:
     spec = args.camera or config.camera.spec
     cal = RigCalibration.load(config.calibration.file) if config.calibration.file else None
     grabbed = []
-    with open_camera(spec, config) as cam:
+    # the file is applied here, to any source (a replay too: checking a calibration on recorded frames before
+    # `--apply`), so the camera opens with its own
+    with open_camera(spec, replace(config, calibration=replace(config.calibration, file=None))) as cam:
         for frames in cam.frames():
             if frames.rgb is not None and frames.depth is not None:
                 grabbed.append(frames)
@@ -114,6 +116,9 @@ def _check(args, config) -> int:
                 break
     if not grabbed:
         raise EdgeFasError(f"camera {spec} delivered no frame set with colour and depth")
+    problem = cal.camera_problem(grabbed[0].device) if cal is not None else None
+    if problem:
+        raise EdgeFasError(f"calibration.file {config.calibration.file} belongs to another camera: {problem}")
     result = registration_check(steady_frames(grabbed), cal)
     cv2.imwrite(args.overlay, cv2.cvtColor(result.overlay, cv2.COLOR_RGB2BGR))
     if not result.measurable:
