@@ -17,9 +17,9 @@ attack species in turn) once per seed and judges the same frames (Pipeline.proce
 - `turned1deg`, `turned2deg`: the depth and IR imagers turned about the vertical axis (a knocked mount).
 
 Per calibration and mode it prints, per species, the takes that reached `live` and the frames judged live
-(Clopper-Pearson 95%), and the median registration misalignment `calibration.check.registration_check` reads
-in the face's surroundings on every tenth frame with a face (what a start-time or running registration check
-could measure on a kiosk's own frames). Synthetic rig only: how much a real camera's registration error
+(Clopper-Pearson 95%), and the registration misalignment `calibration.check.registration_check` reads in the
+face's surroundings on every tenth frame with a face, one frame at a time (what a running registration check
+could measure on a kiosk's own frames), where the view was measurable. Synthetic rig only: how much a real camera's registration error
 moves its verdicts depends on its depth noise and its faces, and was not measured.
 """
 
@@ -79,21 +79,23 @@ def calibrations(true, seed: int) -> dict:
             "turned1deg": _moved(true, rotation=_turned(1.0)), "turned2deg": _moved(true, rotation=_turned(2.0))}
 
 
-def misalignment(frames: list, verdicts: list) -> list[float]:
-    """registration_check in 1.6x the face box, every tenth frame the pipeline found a face on."""
+def misalignment(frames: list, boxes: list) -> list[float]:
+    """registration_check in 1.6x the face box, every tenth frame the pipeline found a face on: the reading where
+    the view was measurable, NaN where it was not."""
     from edge_fas.calibration.check import registration_check
     from edge_fas.errors import CalibrationError
 
     out = []
-    for f, v in list(zip(frames, verdicts))[::10]:
-        if v is None:
+    for f, box in list(zip(frames, boxes))[::10]:
+        if box is None:
             continue
-        x0, y0, x1, y1 = v
+        x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         try:
-            out.append(registration_check(f, box=(x0 - 0.3 * w, y0 - 0.3 * h, x1 + 0.3 * w, y1 + 0.3 * h)).misalignment_px)
+            r = registration_check(f, box=(x0 - 0.3 * w, y0 - 0.3 * h, x1 + 0.3 * w, y1 + 0.3 * h))
+            out.append(r.misalignment_px if r.measurable else float("nan"))
         except CalibrationError:
-            pass
+            out.append(float("nan"))
     return out
 
 
@@ -166,11 +168,12 @@ def main() -> int:
                 cells.append(f"{live_takes}/{len(takes)} takes; {rate(live, total)}")
             if cells:
                 print(f"| {sp} | " + " | ".join(cells) + " |")
-    print("\n## registration_check around the face (every tenth face frame): median [10th, 90th percentile] px\n")
+    print("\n## registration_check around the face (every tenth face frame): median [10th, 90th percentile]\n")
     for name in names:
         m = np.asarray(checks[name])
-        print(f"- {name}: {np.median(m):.1f} [{np.percentile(m, 10):.1f}, {np.percentile(m, 90):.1f}] over {m.size} frames"
-              if m.size else f"- {name}: no measurement")
+        ok = m[np.isfinite(m)]
+        print(f"- {name}: {np.median(ok):.1f} [{np.percentile(ok, 10):.1f}, {np.percentile(ok, 90):.1f}] px on the "
+              f"{ok.size} measurable of {m.size} frames" if ok.size else f"- {name}: none of {m.size} frames measurable")
     return 0
 
 
