@@ -230,3 +230,20 @@ def test_a_calibration_file_measured_on_another_camera_stops_the_stream(tmp_path
     with open_camera("openni:Dummy", load_config(overrides={"calibration.file": str(path)})) as cam:
         assert _take(cam, 1)[0].calibration.source == "checkerboard"
     assert "does not say which camera it was measured on" in caplog.text
+
+
+def test_calibrating_a_camera_ignores_a_calibration_file_of_another_camera(tmp_path, capsys):
+    """A site config copied from another kiosk carries that kiosk's calibration.file: calibrating this camera
+    with it must still see this camera's raw views, not stop because the old file is another camera's."""
+    import dataclasses
+
+    from edge_fas.cli import main
+
+    with open_camera("openni:Dummy") as cam:
+        nominal = _take(cam, 1)[0]
+    path, cal = _rig_file(tmp_path, nominal.calibration)
+    dataclasses.replace(cal, camera_serial="OTHER-KIOSK").save(path)
+    rc = main(["calibrate", "--camera", "openni:Dummy", "--calibration-file", str(path), "--out", str(tmp_path / "new.yaml"),
+               "--views", "2", "--seconds", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "belongs to another camera" not in err, err  # it got as far as looking for the board

@@ -131,9 +131,9 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
         list(SessionReader(tmp_path / "s"))
 
 
-def _session(path, registered=False):
+def _session(path, registered=False, serial="123"):
     rng = np.random.default_rng(2)
-    with SessionWriter(path, device=DeviceInfo("D435", "123", "5.16", "realsense"), calibration=_cal()) as w:
+    with SessionWriter(path, device=DeviceInfo("D435", serial, "5.16", "realsense"), calibration=_cal()) as w:
         w.begin_take(species="bona_fide", subject_id="S001", consent=True)
         for n in range(2):
             w.write(_frame(n, rng).replace(registered=registered))
@@ -174,17 +174,23 @@ def test_a_later_calibration_goes_into_a_recorded_session_and_the_old_one_is_kep
 
 @pytest.mark.parametrize("case", ["other_camera", "registered", "no_file"])
 def test_a_calibration_that_cannot_apply_to_a_session_changes_nothing(tmp_path, case, capsys):
+    """In a batch, a refused session is named and left byte for byte as it was; the others take the file."""
     from edge_fas.cli import main
 
     s = _session(tmp_path / "s", registered=case == "registered")
+    good = _session(tmp_path / "good", serial="456")
     cal = _cal()
+    cal.depth_to_color = Extrinsics(np.eye(3), [0.031, 0, 0])  # measured later: not what the sessions carry
     if case == "other_camera":
         cal.camera_serial = "456"
     cal.save(tmp_path / "rig.yaml")
     before = (s / "session.yaml").read_bytes()
-    args = ["calibrate", "--apply", str(s)] + ([] if case == "no_file" else ["--calibration-file", str(tmp_path / "rig.yaml")])
+    args = ["calibrate", "--apply", str(s), str(good)]
+    args += [] if case == "no_file" else ["--calibration-file", str(tmp_path / "rig.yaml")]
     assert main(args) == 2
     assert (s / "session.yaml").read_bytes() == before
-    expected = {"other_camera": "belongs to another camera.*serial 456.*serial is 123",
-                "registered": "take.*0001.*registered to colour itself", "no_file": "--calibration-file"}[case]
+    assert ("calibration_history" in SessionReader(good).metadata) == (case != "no_file")
+    expected = {"other_camera": "1 of 2 sessions refused.*belongs to another camera.*serial 456.*serial is 123",
+                "registered": "1 of 2 sessions refused.*take.*0001.*registered to colour itself",
+                "no_file": "--calibration-file"}[case]
     assert re.search(expected, capsys.readouterr().err.replace("\n", " "))

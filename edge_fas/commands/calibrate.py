@@ -10,8 +10,9 @@ The written YAML is what calibration.file expects. It names the camera it was me
 the camera's own with --camera, --model/--serial with --images), and a live camera with another serial
 refuses it. `--check` measures how far registered-depth edges sit from colour edges (pixels) and saves an
 overlay image to look at, from --frames frames of a still scene (their median depth: the depth noise's false
-borders drop out); a view without enough outline in both depth and colour is an error, not a reading. `--apply` puts a calibration made after a session was recorded into that session
-(session.yaml keeps the one it replaces), so replay, eval, adapt and train register its raw frames with it.
+borders drop out); a view without enough outline in both depth and colour is an error, not a reading.
+`--apply` puts a calibration made after a session was recorded into that session (session.yaml keeps the one
+it replaces), so replay, eval, adapt and train register its raw frames with it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge_fas.config import add_config_arguments, config_from_args
-from edge_fas.errors import CalibrationError, EdgeFasError
+from edge_fas.errors import CalibrationError, EdgeFasError, RecordingError
 
 HELP = "calibrate a custom rig with a checkerboard (or check an existing registration)"
 
@@ -75,12 +76,17 @@ def _from_images(folder: Path):
     return cs, irs
 
 
+def _without_calibration_file(config):
+    return replace(config, calibration=replace(config.calibration, file=None))
+
+
 def _from_camera(spec, config, pattern, views, seconds):
     from edge_fas.calibration.checkerboard import find_corners
     from edge_fas.drivers import open_camera
     cs, irs, last = [], [], None
     start = time.monotonic()
-    with open_camera(spec, config) as cam:
+    # raw views of the camera as it is: a calibration file from before (perhaps another camera's) plays no part
+    with open_camera(spec, _without_calibration_file(config)) as cam:
         device = cam.device
         for frames in cam.frames():
             if time.monotonic() - start > seconds or len(cs) >= views:
@@ -108,7 +114,7 @@ def _check(args, config) -> int:
     grabbed = []
     # the file is applied here, to any source (a replay too: checking a calibration on recorded frames before
     # `--apply`), so the camera opens with its own
-    with open_camera(spec, replace(config, calibration=replace(config.calibration, file=None))) as cam:
+    with open_camera(spec, _without_calibration_file(config)) as cam:
         for frames in cam.frames():
             if frames.rgb is not None and frames.depth is not None:
                 grabbed.append(frames)
@@ -140,8 +146,15 @@ def _apply(sessions, config) -> int:
     if not config.calibration.file:
         raise EdgeFasError("--apply needs the calibration to put into the sessions: --calibration-file rig.yaml")
     calibration = RigCalibration.load(config.calibration.file)
-    for session in sessions:  # each session is checked whole before it is written, so a refusal changes nothing
-        print(recalibrate(session, calibration, origin=config.calibration.file))
+    refused = []
+    for session in sessions:  # a refused session is left unchanged; the others still take the calibration
+        try:
+            print(recalibrate(session, calibration, origin=config.calibration.file))
+        except RecordingError as e:
+            refused.append(str(e))
+    if refused:
+        raise EdgeFasError(f"{len(refused)} of {len(sessions)} sessions refused, left unchanged:\n  - "
+                           + "\n  - ".join(refused))
     return 0
 
 
