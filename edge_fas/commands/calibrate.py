@@ -27,7 +27,7 @@ import numpy as np
 from edge_fas.config import add_config_arguments, config_from_args
 from edge_fas.errors import CalibrationError, EdgeFasError, RecordingError
 
-HELP = "calibrate a custom rig with a checkerboard (or check an existing registration)"
+HELP = "calibrate a custom rig with a checkerboard, check a registration, or apply a calibration to recorded sessions"
 
 
 def add_arguments(parser):
