@@ -8,7 +8,7 @@ knocked on its mount keeps a calibration that no longer holds. Depth and IR are 
 colour pixels: the crop, the working-distance and pose checks and the physics check all read depth that is
 not the face's. This renders the synthetic camera's `mixed` scenario (bench_system.render: bona fide and each
 attack species in turn) once per seed and judges the same frames (Pipeline.process, every frame in order, as
-`run --no-drop`) with the true calibration and with wrong ones put on every frame set:
+`run --no-drop`; bench_system.judge) with the true calibration and with wrong ones put on every frame set:
 
 - `unit`: another unit of the same model, drawn once per seed from assumed manufacturing tolerances (principal
   points +-6 px, focal lengths +-1%, depth-to-colour translation +-1.5 mm per axis, rotation +-0.3 degrees):
@@ -18,7 +18,7 @@ attack species in turn) once per seed and judges the same frames (Pipeline.proce
 
 Per calibration and mode it prints, per species, the takes that reached `live` and the frames judged live
 (Clopper-Pearson 95%), and the registration misalignment `calibration.check.registration_check` reads in the
-face's surroundings on every tenth frame with a face, one frame at a time (what a running registration check
+surroundings of the face's true box on every tenth frame, one frame at a time (what a running registration check
 could measure on a kiosk's own frames), where the view was measurable. Synthetic rig only: how much a real camera's registration error
 moves its verdicts depends on its depth noise and its faces, and was not measured.
 """
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_system import render  # noqa: E402  (benchmarks are scripts, not a package)
+from bench_system import judge, render  # noqa: E402  (benchmarks are scripts, not a package)
 
 SPECIES_ORDER = ("bona_fide", "print", "replay", "paper_mask", "rigid_mask", "flexible_mask", "partial")
 
@@ -79,17 +79,17 @@ def calibrations(true, seed: int) -> dict:
             "turned1deg": _moved(true, rotation=_turned(1.0)), "turned2deg": _moved(true, rotation=_turned(2.0))}
 
 
-def misalignment(frames: list, boxes: list) -> list[float]:
-    """registration_check in 1.6x the face box, every tenth frame the pipeline found a face on: the reading where
-    the view was measurable, NaN where it was not."""
+def misalignment(frames: list) -> list[float]:
+    """registration_check in 1.6x the face's true box, every tenth frame that shows one: the reading where the
+    view was measurable, NaN where it was not."""
     from edge_fas.calibration.check import registration_check
     from edge_fas.errors import CalibrationError
 
     out = []
-    for f, box in list(zip(frames, boxes))[::10]:
-        if box is None:
+    for f in frames[::10]:
+        if f.truth is None or f.truth.face_box is None:
             continue
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = f.truth.face_box
         w, h = x1 - x0, y1 - y0
         try:
             r = registration_check(f, box=(x0 - 0.3 * w, y0 - 0.3 * h, x1 + 0.3 * w, y1 + 0.3 * h))
@@ -109,11 +109,9 @@ def main() -> int:
     ap.add_argument("--modes", default="detector,veto", help="decision.physics modes (default detector,veto)")
     args = ap.parse_args()
 
-    from edge_fas.config import DetectorConfig, load_config
+    from edge_fas.config import DetectorConfig
     from edge_fas.face import FaceDetector
     from edge_fas.metrics import binomial_interval
-    from edge_fas.pipeline import Pipeline
-    from edge_fas.pipeline.decision import reason_code
     from edge_fas.runtime import load_runtime
 
     runtime = load_runtime(args.model, kind=args.runtime)
@@ -122,7 +120,7 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     print(f"model {runtime.model_name} ({args.model}), threshold {runtime.threshold:.4g}; synthetic camera, "
           f"{args.domain}, seeds {args.seeds}, {args.laps} laps of the mixed scenario, 1 s takes at 30 fps")
-    rows = defaultdict(list)  # (calibration, mode) -> (take, species, verdict, reasons)
+    rows = defaultdict(list)  # (calibration, mode) -> (take, species, verdict, reasons, prompt)
     checks = defaultdict(list)  # calibration -> misalignment px
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.monotonic()
@@ -130,17 +128,10 @@ def main() -> int:
         print(f"seed {seed}: rendered {len(frames)} frames in {time.monotonic() - t0:.0f} s", flush=True)
         for name, cal in calibrations(frames[0].calibration, seed).items():
             wrong = [f.replace(calibration=cal) for f in frames]
-            for mode in modes:
-                pipeline = Pipeline(camera, runtime, load_config(overrides={"decision.physics": mode}),
-                                    detector=detector, no_drop=True)
-                boxes = []
-                for f in wrong:
-                    _, v = pipeline.process(f.replace(meta=dict(f.meta)))
-                    rows[(name, mode)].append((f"{seed}/{f.meta['take']}", f.truth.species, v.verdict,
-                                               tuple(dict.fromkeys(reason_code(r) for r in v.reasons))))
-                    boxes.append(v.box)
-                if mode == modes[0]:
-                    checks[name] += misalignment(wrong, boxes)
+            checks[name] += misalignment(wrong)
+            for mode in modes:  # bench_system's judging: Pipeline.process on every frame in order
+                rows[(name, mode)] += [(f"{seed}/{take}", *rest)
+                                       for take, *rest in judge(wrong, camera, runtime, mode, detector, {})]
             print(f"  {name}: judged in {time.monotonic() - t0:.0f} s", flush=True)
             t0 = time.monotonic()
 
@@ -157,7 +148,7 @@ def main() -> int:
             cells = []
             for name in names:
                 takes = defaultdict(list)
-                for take, species, verdict, _ in rows[(name, mode)]:
+                for take, species, verdict, *_ in rows[(name, mode)]:
                     if species == sp:
                         takes[take].append(verdict == "live")
                 if not takes:
@@ -168,7 +159,7 @@ def main() -> int:
                 cells.append(f"{live_takes}/{len(takes)} takes; {rate(live, total)}")
             if cells:
                 print(f"| {sp} | " + " | ".join(cells) + " |")
-    print("\n## registration_check around the face (every tenth face frame): median [10th, 90th percentile]\n")
+    print("\n## registration_check around the true face box (every tenth frame showing one): median [10th, 90th percentile]\n")
     for name in names:
         m = np.asarray(checks[name])
         ok = m[np.isfinite(m)]

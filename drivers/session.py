@@ -289,13 +289,13 @@ def recalibrate(path: str | Path, calibration: RigCalibration, origin: str) -> s
     if problem:
         raise RecordingError(f"session {path}: the calibration {origin} belongs to another camera: {problem}; "
                              "apply the calibration of the camera that recorded this session")
-    registered = [t.id for t in reader.takes if any(line.get("registered") for line in reader.frame_lines(t.id))]
+    lines = {t.id: reader.frame_lines(t.id) for t in reader.takes}  # each take's frames.jsonl, read once
+    registered = [take for take, ls in lines.items() if any(line.get("registered") for line in ls)]
     if registered:
         raise RecordingError(f"session {path}: take(s) {', '.join(registered)} hold depth the camera registered to "
                              "colour itself, so no rig calibration can apply to them; nothing was changed")
-    lines = next((ls for ls in (reader.frame_lines(t.id) for t in reader.takes) if ls), [])
-    recorded_unit = (reader.calibration.depth_scale if reader.calibration is not None
-                     else (lines[0].get("depth_scale") if lines else None))
+    first = next((ls[0] for ls in lines.values() if ls), {})
+    recorded_unit = reader.calibration.depth_scale if reader.calibration is not None else first.get("depth_scale")
     new = replace(calibration, depth_scale=float(recorded_unit or calibration.depth_scale)).to_dict()
     doc = dict(reader.metadata)
     if doc.get("calibration") == new:

@@ -10,6 +10,7 @@ skipped and counted. The domain is the session's domain (its site), the species 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,11 +41,10 @@ class SessionSample:
     def identity(self) -> dict:
         take = Path(self.session) / "takes" / self.take / "frames.jsonl"  # rewritten only if the take is
         st = take.stat()
-        # the registration reads the session's calibration, which `edge-fas calibrate --apply` may replace
-        calibration = json.dumps(_reader(self.session).metadata.get("calibration"), sort_keys=True)
         return {"kind": "session", "session": str(Path(self.session).resolve()), "take": self.take,
                 "frame": self.frame, "frames_jsonl": [st.st_size, st.st_mtime_ns],
-                "calibration": hashlib.sha256(calibration.encode()).hexdigest()}
+                # the registration reads the session's calibration, which `edge-fas calibrate --apply` may replace
+                "calibration": _calibration_digest(self.session)}
 
     def needs_detector(self, detect: bool = False) -> bool:
         return True
@@ -70,15 +70,31 @@ class SessionSample:
 _READERS: dict = {}
 
 
+def _version(path: str) -> tuple:
+    """A session folder as this process sees it now: session.yaml is rewritten when its calibration changes."""
+    return os.getpid(), path, (Path(path) / "session.yaml").stat().st_mtime_ns
+
+
 def _reader(path: str):
     """One SessionReader per session folder, version of its session.yaml and process (a DataLoader worker
     opens its own)."""
     from edge_fas.drivers.session import SessionReader
 
-    key = (os.getpid(), path, (Path(path) / "session.yaml").stat().st_mtime_ns)
+    key = _version(path)
     if key not in _READERS:
         _READERS[key] = SessionReader(path)
     return _READERS[key]
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(version: tuple) -> str:
+    calibration = json.dumps(_reader(version[1]).metadata.get("calibration"), sort_keys=True)
+    return hashlib.sha256(calibration.encode()).hexdigest()
+
+
+def _calibration_digest(path: str) -> str:
+    """SHA-256 of the session's calibration, hashed once per version of its session.yaml (not once per sample)."""
+    return _digest(_version(path))
 
 
 def frame_box(f, detector):
