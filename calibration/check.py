@@ -33,7 +33,7 @@ from edge_fas.calibration.registration import register_to_color
 from edge_fas.calibration.rig import RigCalibration
 from edge_fas.errors import CalibrationError
 
-__all__ = ["RegistrationCheck", "registration_check", "steady_frames", "stream_skew_ms", "check_skew"]
+__all__ = ["RegistrationCheck", "registration_check", "measure_registration", "steady_frames", "stream_skew_ms", "check_skew"]
 
 DEPTH_STEP_M = 0.05  # a depth jump larger than this between neighbours is an object border
 DEPTH_STEP_REL = 0.1  # ... and larger than this fraction of the near side's depth
@@ -50,6 +50,8 @@ ORIENTATION_BINS = 8  # edge orientations (mod 180 degrees) in bins of 22.5: a b
 # domains, then 8-9; benchmarks/bench_registration_check.py)
 MIN_MATCHED_PX = 200
 MIN_MATCHED_SHARE = 0.1
+# what a box's check reads around the box: a hole's reach, the coarse search's shift and growth, the match distance
+CROP_PAD_PX = SHADOW_REACH_PX + MAX_SHIFT_PX - GROWTH_RANGE_PX[0] + int(MATCH_PX)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class RegistrationCheck:
     shift_px: tuple[float, float]  # T = (dx, dy): where the depth would have to move
     edge_distance_px: float  # median distance of depth-border pixels to the nearest colour edge, unshifted
     edge_pixels: int
-    overlay: np.ndarray  # H x W x 3 RGB
+    overlay: np.ndarray | None  # H x W x 3 RGB (None when not asked for)
     matched: float = 1.0  # share of border pixels within FIT_RESIDUAL_PX of the fit
     growth_px: float = 0.0  # how far the depth camera moves every outline outwards (negative: objects shrink)
     matched_pixels: int = 0  # border pixels within FIT_RESIDUAL_PX of the fit
@@ -120,16 +122,22 @@ def _coarse_fit(like_dist: np.ndarray, bins, ys, xs, nx, ny) -> tuple[int, int, 
     COARSE_STEP_PX) that put the border pixels nearest colour edges of their orientation: the lowest mean of the
     truncated distance at p + (dx, dy) + e n. Ties go to the smaller shift."""
     h, w = like_dist.shape[1:]
-    best, found = np.inf, (0, 0, 0)
-    steps = range(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, COARSE_STEP_PX)
-    for e in range(GROWTH_RANGE_PX[0], GROWTH_RANGE_PX[1] + 1, COARSE_STEP_PX):
+    flat = like_dist.reshape(-1)
+    steps = np.arange(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, COARSE_STEP_PX)
+    growths = np.arange(GROWTH_RANGE_PX[0], GROWTH_RANGE_PX[1] + 1, COARSE_STEP_PX)
+    plane = bins.astype(np.int64) * (h * w)
+    cost = np.empty((growths.size, steps.size, steps.size))
+    for i, e in enumerate(growths):  # every dx at once: one lookup of all border pixels per (e, dy)
         ex, ey = xs + e * nx, ys + e * ny
-        for dy in steps:
-            yy = np.clip(np.rint(ey + dy).astype(np.int64), 0, h - 1)
-            for dx in steps:
-                cost = like_dist[bins, yy, np.clip(np.rint(ex + dx).astype(np.int64), 0, w - 1)].mean()
-                if cost < best - 1e-6 or (abs(cost - best) <= 1e-6 and abs(dx) + abs(dy) < abs(found[0]) + abs(found[1])):
-                    best, found = cost, (dx, dy, e)
+        cols = np.clip(np.rint(ex[None, :] + steps[:, None]).astype(np.int64), 0, w - 1)
+        for j, dy in enumerate(steps):
+            row = np.clip(np.rint(ey + dy).astype(np.int64), 0, h - 1) * w
+            cost[i, j] = flat[plane + row + cols].mean(axis=1)
+    best, found = np.inf, (0, 0, 0)
+    for (i, j, k), c in np.ndenumerate(cost):  # in search order: the first of equal costs with the smallest shift
+        dx, dy = int(steps[k]), int(steps[j])
+        if c < best - 1e-6 or (abs(c - best) <= 1e-6 and abs(dx) + abs(dy) < abs(found[0]) + abs(found[1])):
+            best, found = c, (dx, dy, int(growths[i]))
     return found
 
 
@@ -169,16 +177,44 @@ def registration_check(frames, calibration: RigCalibration | None = None, box=No
     from the depth outlines inside box = x0, y0, x1, y1."""
     if frames.rgb is None or frames.depth is None:
         raise CalibrationError("registration check needs colour and depth in the same frame set")
-    reg = register_to_color(frames, calibration)
-    gray = cv2.cvtColor(reg.rgb, cv2.COLOR_RGB2GRAY)
-    color_edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 1.2), 40, 100) > 0
-    depth_m = reg.depth_m()
-    depth_edges = _depth_edges(depth_m)
+    return measure_registration(register_to_color(frames, calibration), box)
+
+
+def _crop_window(shape, box, roi) -> tuple[int, int, int, int]:
+    """The part of the image a box's check reads: the box with CROP_PAD_PX around it, within the image and within
+    the registered region `roi` (outside it depth is 0 by construction, not a hole in the scene)."""
+    h, w = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    rx0, ry0, rx1, ry1 = roi if roi is not None else (0, 0, w, h)
+    return (int(max(0, rx0, np.floor(x0) - CROP_PAD_PX)), int(max(0, ry0, np.floor(y0) - CROP_PAD_PX)),
+            int(min(w, rx1, np.ceil(x1) + CROP_PAD_PX)), int(min(h, ry1, np.ceil(y1) + CROP_PAD_PX)))
+
+
+def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationCheck:
+    """`registration_check` on frames already registered to colour (the live pipeline's, whose depth may cover
+    only a region around the face: meta["registration_roi"]). With a box only that part of the image (and
+    CROP_PAD_PX around it, which the search can reach) is read, so a face's check costs a fraction of a whole
+    frame's; the shift is the same. overlay=False leaves `overlay` None."""
+    if reg.rgb is None or reg.depth is None:
+        raise CalibrationError("registration check needs colour and depth in the same frame set")
+    if not reg.registered:
+        raise CalibrationError("measure_registration needs registered frames; registration_check registers them")
+    rgb, depth_m = reg.rgb, reg.depth_m()
+    ox = oy = 0
+    inside = None
     if box is not None:
-        x0, y0, x1, y1 = (int(v) for v in box)
-        mask = np.zeros_like(depth_edges)
-        mask[max(0, y0):y1, max(0, x0):x1] = True
-        depth_edges &= mask
+        ox, oy, x1, y1 = _crop_window(depth_m.shape, box, reg.meta.get("registration_roi"))
+        if x1 - ox < 8 or y1 - oy < 8:
+            raise CalibrationError("registration check: the box lies outside the registered image")
+        rgb, depth_m = rgb[oy:y1, ox:x1], depth_m[oy:y1, ox:x1]
+        bx0, by0, bx1, by1 = (int(v) for v in box)
+        inside = np.zeros(depth_m.shape, bool)
+        inside[max(0, by0 - oy):max(0, by1 - oy), max(0, bx0 - ox):max(0, bx1 - ox)] = True
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    color_edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 1.2), 40, 100) > 0
+    depth_edges = _depth_edges(depth_m)
+    if inside is not None:
+        depth_edges &= inside
     if not depth_edges.any() or not color_edges.any():
         raise CalibrationError("registration check: no depth border or no colour edge in view; put an object "
                                "(a face, a box) in front of a background at least 10 cm behind it")
@@ -191,8 +227,9 @@ def registration_check(frames, calibration: RigCalibration | None = None, box=No
     nx, ny = gx[ys, xs] / norm, gy[ys, xs] / norm
     bins = _orientation_bin(nx, ny)
     # per orientation bin, the colour edges of that orientation or a neighbouring one
-    like_edges = np.stack([color_edges & np.isin(color_bins, [(b - 1) % ORIENTATION_BINS, b, (b + 1) % ORIENTATION_BINS])
-                           for b in range(ORIENTATION_BINS)])
+    offset = (np.arange(ORIENTATION_BINS)[:, None] - np.arange(ORIENTATION_BINS)[None, :]) % ORIENTATION_BINS
+    alike = (offset <= 1) | (offset == ORIENTATION_BINS - 1)  # alike[b, c]: orientation bins b and c are neighbours
+    like_edges = np.stack([color_edges & alike[b][color_bins] for b in range(ORIENTATION_BINS)])
     like_dist = np.stack([np.minimum(cv2.distanceTransform((~e).astype(np.uint8), cv2.DIST_L2, 5), MATCH_PX)
                           if e.any() else np.full((h, w), MATCH_PX, np.float32) for e in like_edges])
     cx, cy, ce = _coarse_fit(like_dist, bins, ys, xs, nx, ny)
@@ -206,11 +243,14 @@ def registration_check(frames, calibration: RigCalibration | None = None, box=No
         shift, growth, matched = (cx + tx, cy + ty), -(e + ce), float(inliers.mean())
         matched_pixels = int(inliers.sum())
     unshifted = cv2.distanceTransform((~color_edges).astype(np.uint8), cv2.DIST_L2, 5)
-    overlay = (reg.rgb.astype(np.float32) * 0.6).astype(np.uint8)
-    overlay[color_edges] = (0, 255, 0)
-    overlay[depth_edges] = (255, 0, 0)
+    picture = None
+    if overlay:
+        picture = (reg.rgb.astype(np.float32) * 0.6).astype(np.uint8)
+        view = picture[oy:oy + h, ox:ox + w]
+        view[color_edges] = (0, 255, 0)
+        view[depth_edges] = (255, 0, 0)
     return RegistrationCheck(float(np.hypot(*shift)), (round(shift[0], 2), round(shift[1], 2)),
-                             float(np.median(unshifted[depth_edges])), int(depth_edges.sum()), overlay, matched, growth,
+                             float(np.median(unshifted[depth_edges])), int(depth_edges.sum()), picture, matched, growth,
                              matched_pixels)
 
 
