@@ -39,13 +39,13 @@ def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30) -> l
     """Every frame of `laps` passes of the mixed scenario on one drawn camera of `domain`."""
     from edge_fas.config import load_config
     from edge_fas.drivers.synthetic import open_synthetic
-    from edge_fas.sim.domains import ATTACK_SPECIES
+    from edge_fas.sim.scenario import parse_scenario
 
-    takes_per_lap = 2 * len(ATTACK_SPECIES)  # mixed: bona fide before each attack species
-    frames_total = int(round(laps * takes_per_lap * take_s * fps))
+    spec = f"mixed,domain={domain},seed={seed},take={take_s:g}"
+    # whole laps: mixed plays bona fide (4/3 of a take) before each attack species
+    frames_total = int(round(laps * parse_scenario(spec).duration_s * fps))
     config = load_config(overrides={"camera.fps": fps})
-    with open_synthetic(f"mixed,domain={domain},seed={seed},take={take_s:g}", config, realtime=False,
-                        max_frames=frames_total) as camera:
+    with open_synthetic(spec, config, realtime=False, max_frames=frames_total) as camera:
         return list(camera.frames()), camera
 
 
