@@ -48,6 +48,8 @@ RISKS = {  # name -> the risk taken
                         "the synthetic rig only, and the artifact's measured error rates no longer apply",
     "synthetic_model_decides": "a network trained on synthetic data only decides on a real camera, where its scores "
                                "were never measured",
+    "registration_monitor_off": "a camera knocked on its mount, or registered with another unit's calibration, goes "
+                                "on being judged: misregistered depth lets more masks through the physics check",
     "physics_detector_weakened": "the model-free physics check decides with a check removed or a limit below its "
                                  "validated value: a print, screen or bent sheet it exists to stop can be judged live",
 }
@@ -75,6 +77,15 @@ class CalibrationConfig:
                                  "other than the one it names stops); empty: the camera's factory calibration")
     max_reprojection_px: float = opt(2.0, "registration misalignment (pixels) above which `edge-fas calibrate --check` "
                                           "fails", min=0)
+    # the running check (edge_fas.pipeline.registration_monitor): a knocked camera, another unit's calibration
+    monitor: bool = opt(True, "while running, measure the registration around the faces judged and refuse to judge "
+                              "(registration_drift) while it is off by more than monitor_limit_px")
+    monitor_limit_px: float = opt(6.0, "median misalignment (pixels of a 640-pixel-wide image) of the faces the "
+                                       "running check read above which frames are refused", min=0.5)
+    monitor_faces: int = opt(5, "the running check's last faces the median is taken over", min=1, max=100)
+    monitor_min_faces: int = opt(3, "faces the running check must have read before it can refuse", min=1, max=100)
+    monitor_interval_s: float = opt(0.5, "camera time between two of the running check's readings (s)",
+                                    min=0.05, max=60.0)
 
 
 @dataclass
@@ -306,6 +317,10 @@ def _check_cross(cfg: Config) -> None:
     if d.min_live_frames > d.window:
         raise ConfigError(f"config key 'decision.min_live_frames': got {d.min_live_frames}, expected at most "
                           f"decision.window ({d.window})")
+    c = cfg.calibration
+    if c.monitor_min_faces > c.monitor_faces:
+        raise ConfigError(f"config key 'calibration.monitor_min_faces': got {c.monitor_min_faces}, expected at most "
+                          f"calibration.monitor_faces ({c.monitor_faces})")
     if d.min_distance_m >= d.max_distance_m:
         raise ConfigError(f"config keys 'decision.min_distance_m' ({d.min_distance_m}) and 'decision.max_distance_m' "
                           f"({d.max_distance_m}): expected min < max")

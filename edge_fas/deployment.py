@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from edge_fas.config import RISKS, Config, DecisionConfig
+from edge_fas.config import RISKS, CalibrationConfig, Config, DecisionConfig
 from edge_fas.errors import ConfigError
 
 SIMULATED_KINDS = ("synthetic", "replay")  # sources production never takes decisions from
@@ -101,6 +101,14 @@ def weakenings(config: Config, artifact, camera_kind: str | None = None) -> list
         out.append(Weakening("stream_checks_off", "decision.max_frame_age_ms/max_skew_ms",
                              f"{d.max_frame_age_ms:g}/{d.max_skew_ms:g} ms lets frames older than {STALEST_MS:g} ms "
                              f"or streams more than {WIDEST_SKEW_MS:g} ms apart be judged (defaults 500/40 ms)"))
+    c, shipped = config.calibration, {f.name: f.default for f in fields(CalibrationConfig)}
+    looser = c.monitor_limit_px > shipped["monitor_limit_px"] or c.monitor_min_faces > shipped["monitor_min_faces"]
+    if not c.monitor or looser:
+        out.append(Weakening("registration_monitor_off", "calibration.monitor/monitor_limit_px/monitor_min_faces",
+                             "the running registration check is off" if not c.monitor else
+                             f"the running registration check refuses only beyond {c.monitor_limit_px:g} px, after "
+                             f"{c.monitor_min_faces} faces (validated at {shipped['monitor_limit_px']:g} px after "
+                             f"{shipped['monitor_min_faces']})"))
     out += _physics_weakenings(d, artifact, camera_kind)
     return out
 

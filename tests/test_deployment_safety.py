@@ -258,6 +258,17 @@ def test_abstention_and_the_stream_checks_cannot_be_switched_off_silently():
         _start(art, mode="production", **{"camera.allowed_serials": "8123", "decision.max_skew_ms": 150})
 
 
+def test_the_running_registration_check_cannot_be_switched_off_or_loosened_silently():
+    art = _fake_artifact(source="datasets")
+    assert "is off" in _refused("registration_monitor_off", art, **{"calibration.monitor": "false"})
+    assert "beyond 8 px, after 3 faces (validated at 6 px after 3)" in _refused(
+        "registration_monitor_off", art, **{"calibration.monitor_limit_px": 8})
+    assert "after 5 faces" in _refused("registration_monitor_off", art, **{"calibration.monitor_min_faces": 5})
+    assert _start(art, **{"calibration.monitor_limit_px": 3, "calibration.monitor_min_faces": 2}) == []  # stricter
+    with pytest.raises(ConfigError, match="production never runs a weakened check"):
+        _start(art, mode="production", **{"camera.allowed_serials": "8123", "calibration.monitor": "false"})
+
+
 def test_the_network_bypass_is_refused_and_marked_through_the_cli(artifact, cli):
     base = ("run", "--camera", "synthetic:bona_fide", "--model", artifact, "--headless", "--max-frames", 3, *SMALL,
             "--decision-physics", "detector")

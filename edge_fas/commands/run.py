@@ -230,7 +230,8 @@ def run(args) -> int:
             print(f"recorded {recorder.written} frames to {recorder.path} ({recorder.dropped} not written: "
                   "the disk could not keep up)", file=sys.stderr)
     extra = {"mode": config.deployment.mode, "risks": pipeline.context.get("risks", []),
-             "webhook": None if webhook is None else webhook.snapshot()}
+             "webhook": None if webhook is None else webhook.snapshot(),
+             "registration": None if pipeline.registration is None else pipeline.registration.summary()}
     if status is not None and "result" in last:
         status(last["result"], force=True)
     summary = sink.write_summary(sys.stdout if args.headless else sys.stderr, extra=extra)

@@ -47,6 +47,8 @@ CAMERA_DISCONNECTED = "camera_disconnected"
 RUNTIME_ERROR = "runtime_error"
 PIPELINE_ERROR = "pipeline_error"
 RECORDING_CORRUPT = "recording_corrupt"  # a replayed frame that could not be read
+# depth and colour no longer line up around the faces judged (edge_fas.pipeline.registration_monitor)
+REGISTRATION_DRIFT = "registration_drift"
 WARMING_UP = "gathering_evidence"
 ATTACK_SCORE = "attack_score"
 UNCERTAIN = "uncertain"  # the model's uncertainty / trace dispersion at the face is above its calibrated level

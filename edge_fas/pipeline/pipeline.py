@@ -7,6 +7,9 @@ Mailbox (a newer frame replaces an untaken one, counted as dropped, and inherits
 prepare thread (stage A): newest frame -> age check -> face detection (colour, or registered IR when
 colour is too dark) -> face selection + tracker -> registration (only around the face when the
 registration takes an ROI) -> working-distance and head-pose checks (edge_fas.pipeline.pose) -> crop.
+Every calibration.monitor_interval_s it hands the registered face to the running registration check
+(edge_fas.pipeline.registration_monitor, on a thread of its own), whose `registration_drift` refuses every
+frame while depth and colour no longer line up around the last faces.
 When no frame comes for camera.stall_timeout_s it hands on a stall (or disconnect) instead, so verdicts
 keep coming.
 
@@ -40,6 +43,7 @@ from edge_fas.pipeline.mailbox import Mailbox
 from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
 from edge_fas.pipeline.physics import PhysicsCheck, choose_mode, face_depth
 from edge_fas.pipeline.pose import head_pose, pose_faults
+from edge_fas.pipeline.registration_monitor import RegistrationMonitor
 from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
@@ -191,6 +195,7 @@ class Pipeline:
         self.physics_mode: str | None = "off" if d.physics == "off" else None  # decided once the camera is open
         self.physics_reason = "decision.physics = off" if d.physics == "off" else ""
         self.integrity = IntegrityChecker.from_config(self.config)
+        self.registration = RegistrationMonitor.from_config(self.config.calibration)  # None: calibration.monitor off
         self.context = event_context(self.config, getattr(camera, "kind", None), getattr(runtime, "artifact", None))
         d = self.config.detector
         self.tracker = FaceTracker(smoothing=d.smoothing)
@@ -236,6 +241,8 @@ class Pipeline:
             log.warning("closing camera: %s", e)
         for t in self._threads:
             t.join(timeout)
+        if self.registration is not None:
+            self.registration.close()
         if self._own_detector and self._detector is not None:
             self._detector.close()
             self._detector = None
@@ -270,9 +277,13 @@ class Pipeline:
 
     # -- results -------------------------------------------------------------------------------
     def counters(self) -> dict:
-        return {"fps_display": round(self._capture_rate.rate(), 2),
-                "fps_decisions": round(self._decision_rate.rate(), 2),
-                "dropped": self.mailbox.dropped + self._stage.dropped, "frames": self.frames_captured, "decisions": self.decisions}
+        out = {"fps_display": round(self._capture_rate.rate(), 2),
+               "fps_decisions": round(self._decision_rate.rate(), 2),
+               "dropped": self.mailbox.dropped + self._stage.dropped, "frames": self.frames_captured,
+               "decisions": self.decisions}
+        if self.registration is not None:  # the running registration check's state (the status file shows it)
+            out["registration"] = self.registration.summary()
+        return out
 
     @property
     def camera_status(self) -> str:
@@ -481,6 +492,8 @@ class Pipeline:
             p.faults += fault
             lap("registration")
 
+        if self.registration is not None:
+            p.faults += self._registration_faults(reg, p.box, p.changed)
         if p.box is None:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
@@ -547,6 +560,18 @@ class Pipeline:
         p.latency["total"] = (end - p.start) * 1000.0 + (p.age_ms or 0.0)
         verdict.latency_ms = p.latency
         return verdict
+
+    def _registration_faults(self, reg: FrameSet | None, box, changed: bool) -> list[str]:
+        """Offer the face to the running registration check (its own thread while the pipeline runs live; here,
+        in order, for replays judged frame by frame and direct process() calls) and take its verdict."""
+        try:
+            if changed:
+                self.registration.new_face()
+            if reg is not None and box is not None:
+                self.registration.offer(reg, box, synchronous=self.no_drop or not self._threads)
+            return self.registration.faults()
+        except Exception as e:  # the monitor failing must not let frames through unchecked
+            return [reason(D.PIPELINE_ERROR, f"registration monitor failed: {e!r}")]
 
     def _try_register(self, frames: FrameSet, box=None) -> tuple[FrameSet | None, list[str]]:
         try:

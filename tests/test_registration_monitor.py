@@ -1,0 +1,255 @@
+"""The running registration check (edge_fas.pipeline.registration_monitor): it refuses frames while the median of
+its readings around faces lies beyond its limit, and only then.
+
+The first tests feed scripted readings (an injected `measure`) so each rule is exact; the last ones run the real
+check on the synthetic rig's frames, with its true calibration and with another one, through Pipeline.process and
+through the running pipeline's own thread."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from edge_fas.config import load_config
+from edge_fas.errors import CalibrationError, ConfigError
+from edge_fas.pipeline.decision import reason_code
+from edge_fas.pipeline.guidance import OUT_OF_SERVICE, prompt
+from edge_fas.pipeline.registration_monitor import RegistrationMonitor
+
+
+@dataclass
+class Reading:
+    shift_px: tuple
+    matched_pixels: int = 500
+    matched: float = 0.5
+
+
+@dataclass
+class Frames:
+    timestamp_ms: float
+    registered: bool = True
+    rgb: object = field(default_factory=lambda: np.zeros((480, 640, 3), np.uint8))
+    depth: object = 1
+
+
+class Script:
+    """measure() returning the next scripted item: a Reading, or an exception to raise."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.boxes = []
+
+    def __call__(self, reg, box, overlay=True):
+        self.boxes.append(box)
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def feed(monitor, n, start_ms=0.0, step_ms=500.0, new_face=False):
+    """n frames, one reading each (step_ms >= the interval); new_face: a new face first. The faults after each."""
+    if new_face:
+        monitor.new_face()
+    faults = []
+    for i in range(n):
+        monitor.offer(Frames(start_ms + i * step_ms), (100, 100, 200, 220), synchronous=True)
+        faults.append([reason_code(f) for f in monitor.faults()])
+    return faults
+
+
+def faces(monitor, shifts, readings=2):
+    """One face per shift, each read `readings` times (a minute apart); the faults after each face."""
+    out = []
+    for _ in shifts:
+        monitor.clock_ms = getattr(monitor, "clock_ms", 0.0) + 60_000.0
+        out.append(feed(monitor, readings, start_ms=monitor.clock_ms, new_face=True)[-1])
+    return out
+
+
+def test_a_shift_that_every_face_shows_is_refused_once_enough_faces_agree_and_released_when_they_no_longer_do():
+    wrong, right = Reading((7.0, 1.0)), Reading((0.3, -0.2))
+    m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script([wrong] * 6 + [right] * 6))
+    assert faces(m, range(6)) == [[], ["registration_drift"], ["registration_drift"], ["registration_drift"], [],
+                                  []]  # from the fifth face, two of the last three read right
+    assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "taken": 12, "unmeasurable": 0}
+
+
+def test_once_refusing_it_goes_on_until_the_faces_read_within_half_the_limit():
+    script = Script([Reading((9.0, 0.0))] * 2 + [Reading((4.0, 0.0))] * 4 + [Reading((1.0, 0.0))] * 4)
+    m = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=script)
+    assert faces(m, range(5)) == [["registration_drift"]] * 3 + [[], []]  # 4 px < 6, but not yet within 3
+    first = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=Script([Reading((4.0, 0.0))] * 2))
+    assert faces(first, [0]) == [[]]  # 4 px never refused: the limit is 6
+
+
+def test_one_face_that_stays_cannot_fail_a_rig_however_long_it_reads_wrong():
+    """Hair that depth does not see on one side of a head reads as a shift for as long as that person stays."""
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script([Reading((8.0, 0.0))] * 40))
+    assert feed(m, 40, new_face=True)[-1] == []
+    assert m.summary()["faces"] == 1
+
+
+def test_a_face_read_once_counts_for_nothing():
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=Script([Reading((8.0, 0.0))] * 3))
+    assert faces(m, [0], readings=1) == [[]]
+    assert faces(m, [0], readings=2) == [["registration_drift"]]
+
+
+def test_the_fault_names_the_distance_the_limit_and_the_fix_and_the_kiosk_shows_out_of_service():
+    m = RegistrationMonitor(limit_px=2.0, faces=3, min_faces=1, measure=Script([Reading((0.0, -9.0))] * 2))
+    faces(m, [0])
+    (text,) = m.faults()
+    assert text.startswith("registration_drift: depth lies 9.0 px") and "limit 2 px" in text
+    assert "calibrate --check" in text
+    assert prompt("unknown", [text]) == OUT_OF_SERVICE
+
+
+def test_the_limit_scales_with_the_image_width():
+    m = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=Script([Reading((9.0, 0.0))] * 2))
+    m.new_face()
+    for t in (0.0, 500.0):
+        m.offer(Frames(t, rgb=np.zeros((720, 1280, 3), np.uint8)), (100, 100, 200, 220), synchronous=True)
+    assert m.limit == 12.0 and m.faults() == []  # 9 px of a 1280-pixel image: 4.5 px of a 640-pixel one
+
+
+def test_faces_that_read_every_way_do_not_add_up_to_a_drift():
+    """A right calibration's odd faces (6 px each, every way) have a median shift near 0."""
+    angles = np.linspace(0, 2 * np.pi, 5, endpoint=False)
+    script = Script([Reading((6.0 * np.cos(a), 6.0 * np.sin(a))) for a in angles for _ in range(2)])
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=script)
+    assert faces(m, angles)[-1] == []
+    assert m.summary()["drift_px"] < 3.0
+
+
+def test_views_without_outlines_count_for_nothing():
+    script = Script([CalibrationError("no border"), Reading((9.0, 0.0), matched=0.02), Reading((9.0, 0.0)),
+                     Reading((9.0, 0.0))])
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
+    assert feed(m, 4, new_face=True) == [[], [], [], ["registration_drift"]]
+    assert m.summary() == {"faces": 1, "drift_px": 9.0, "taken": 4, "unmeasurable": 2}
+
+
+def test_a_failing_check_is_a_pipeline_error_not_a_silent_monitor():
+    m = RegistrationMonitor(measure=Script([ValueError("bug")]))
+    assert feed(m, 1) == [["pipeline_error"]]
+
+
+def test_it_reads_once_per_interval_of_camera_time_around_the_grown_face_box():
+    script = Script([Reading((0.0, 0.0))] * 10)
+    m = RegistrationMonitor(interval_s=0.5, measure=script)
+    feed(m, 30, step_ms=1000 / 30)  # one second of frames at 30 fps
+    assert len(script.boxes) == 2
+    assert script.boxes[0] == pytest.approx((70, 64, 230, 256))  # 30% of the box's size on each side
+    feed(m, 1, start_ms=0.0)  # a timestamp that goes back (a new recording) starts the interval again
+    assert len(script.boxes) == 3
+
+
+def test_config_bounds_and_switch():
+    with pytest.raises(ConfigError, match="monitor_min_faces"):
+        load_config(overrides={"calibration.monitor_faces": 3, "calibration.monitor_min_faces": 4})
+    assert RegistrationMonitor.from_config(load_config(overrides={"calibration.monitor": False}).calibration) is None
+    m = RegistrationMonitor.from_config(load_config().calibration)
+    assert (m.limit_px, m.faces, m.min_faces, m.interval_ms) == (6.0, 5, 3, 500.0)
+
+
+# -- the real check on the synthetic rig ------------------------------------------------------------------------
+
+class FixedRuntime:
+    """Scores every face live: what is refused here, the monitor refused."""
+    threshold = 0.5
+
+    def __init__(self):
+        from edge_fas.preprocess import PreprocessParams
+        self.preprocess = PreprocessParams(size=32)
+
+    def infer(self, batch):
+        from edge_fas.types import ModelOutput
+        return ModelOutput(score=np.array([0.1], np.float32))
+
+
+def _shifted(cal, metres):
+    """The calibration with depth and IR registered `metres` off along x: a knocked mount, another unit."""
+    from dataclasses import replace
+
+    from edge_fas.calibration import Extrinsics
+
+    def move(e):
+        return Extrinsics(np.asarray(e.R), np.asarray(e.t, float) + np.array([metres, 0.0, 0.0]))
+    return replace(cal, depth_to_color=move(cal.depth_to_color), ir_to_color=move(cal.ir_to_color))
+
+
+class Miscalibrated:
+    """A camera whose frames carry a calibration `metres` off the rig's true one."""
+
+    def __init__(self, camera, metres):
+        self.camera, self.metres = camera, metres
+
+    def __getattr__(self, name):
+        return getattr(self.camera, name)
+
+    def frames(self):
+        for f in self.camera.frames():
+            yield f.replace(calibration=_shifted(f.calibration, self.metres)) if self.metres else f
+
+
+MONITOR_FAST = {"calibration.monitor_interval_s": 0.2, "decision.physics": "off"}
+
+
+@pytest.fixture(scope="module")
+def rig_frames():
+    from edge_fas.drivers.synthetic import open_synthetic
+    config = load_config(overrides=MONITOR_FAST)
+    # a new person every 0.53 s (each lap of the one-take scenario plays a new subject)
+    with open_synthetic("bona_fide,domain=wmca,seed=0,take=0.4", config, realtime=False, max_frames=90) as cam:
+        return list(cam.frames())
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from edge_fas.face import FaceDetector
+    d = FaceDetector()
+    yield d
+    d.close()
+
+
+@pytest.mark.parametrize("metres", [0.0, 0.01])
+def test_the_pipeline_refuses_a_camera_registered_a_centimetre_off_and_only_that_one(rig_frames, detector, metres):
+    from edge_fas.pipeline import Pipeline
+    pipeline = Pipeline(None, FixedRuntime(), load_config(overrides=MONITOR_FAST), detector=detector, no_drop=True)
+    verdicts = [pipeline.process(f.replace(calibration=_shifted(f.calibration, metres)))[1] for f in rig_frames]
+    refused = [i for i, v in enumerate(verdicts) if "registration_drift" in map(reason_code, v.reasons)]
+    summary = pipeline.registration.summary()
+    assert summary["faces"] >= 3, summary  # a reading every 0.2 s: two or three per person, most measurable
+    if metres:
+        assert summary["drift_px"] > 5.0 and refused and refused == list(range(refused[0], len(verdicts)))
+        assert all(v.verdict != "live" for v in verdicts[refused[0]:])
+    else:
+        assert summary["drift_px"] < 4.0 and not refused
+        assert verdicts[-1].verdict == "live"
+
+
+def test_the_running_pipeline_measures_on_its_own_thread(rig_frames, detector):
+    from edge_fas.pipeline import Pipeline
+
+    class Replay:
+        kind, status = "synthetic", "connected"
+
+        def frames(self):
+            yield from (f.replace(calibration=_shifted(f.calibration, 0.01)) for f in rig_frames)
+
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+    results = []
+    pipeline = Pipeline(Replay(), FixedRuntime(), load_config(overrides=MONITOR_FAST), detector=detector)
+    pipeline.on_result = results.append
+    pipeline.start()  # live: frames judged as they come, the monitor on its own thread
+    assert pipeline.wait(60)
+    thread = pipeline.registration._thread
+    pipeline.stop()
+    assert thread is not None and not thread.is_alive()
+    assert pipeline.registration.summary()["taken"] >= 1
