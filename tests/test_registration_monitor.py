@@ -72,7 +72,8 @@ def test_a_shift_that_every_face_shows_is_refused_once_enough_faces_agree_and_re
     m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script([wrong] * 6 + [right] * 6))
     assert faces(m, range(6)) == [[], ["registration_drift"], ["registration_drift"], ["registration_drift"], [],
                                   []]  # from the fifth face, two of the last three read right
-    assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "taken": 12, "unmeasurable": 0}
+    assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "refusing": False, "taken": 12,
+                           "unmeasurable": 0}
 
 
 def test_once_refusing_it_goes_on_until_the_faces_read_within_half_the_limit():
@@ -127,7 +128,7 @@ def test_views_without_outlines_count_for_nothing():
                      Reading((9.0, 0.0))])
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     assert feed(m, 4, new_face=True) == [[], [], [], ["registration_drift"]]
-    assert m.summary() == {"faces": 1, "drift_px": 9.0, "taken": 4, "unmeasurable": 2}
+    assert m.summary() == {"faces": 1, "drift_px": 9.0, "refusing": True, "taken": 4, "unmeasurable": 2}
 
 
 def test_a_failing_check_is_a_pipeline_error_not_a_silent_monitor():

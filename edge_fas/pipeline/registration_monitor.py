@@ -35,11 +35,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from edge_fas.calibration.check import MIN_MATCHED_PX
+from edge_fas.calibration.check import MIN_MATCHED_PX, measure_registration
 from edge_fas.errors import CalibrationError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import reason
@@ -59,13 +58,6 @@ MIN_SHARE = 0.03
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 
 
-@dataclass(frozen=True)
-class Reading:
-    time_ms: float  # the frame's camera time
-    face: int  # which face (the monitor's count of face changes)
-    shift_px: tuple[float, float]  # T = (dx, dy)
-
-
 class RegistrationMonitor:
     def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 3, interval_s: float = 0.5,
                  measure=None):
@@ -75,8 +67,9 @@ class RegistrationMonitor:
         self.faces = int(faces)
         self.min_faces = int(min_faces)
         self.interval_ms = float(interval_s) * 1000.0
-        self._measure = measure  # injectable for tests; default calibration.check.measure_registration
+        self._measure = measure or measure_registration  # injectable for tests
         self._by_face: dict[int, deque] = {}  # face -> its latest shifts (insertion order: oldest face first)
+        self._shifts: list[tuple[float, float]] = []  # what face_shifts() returns, updated with each reading
         self._lock = threading.Lock()
         self._face = 0
         self._width: int | None = None
@@ -131,11 +124,8 @@ class RegistrationMonitor:
     def _take(self, reg, box, face: int) -> None:
         x0, y0, x1, y1 = (float(v) for v in box)
         mx, my = BOX_MARGIN * (x1 - x0), BOX_MARGIN * (y1 - y0)
-        measure = self._measure
-        if measure is None:
-            from edge_fas.calibration.check import measure_registration as measure
         try:
-            r = measure(reg, (x0 - mx, y0 - my, x1 + mx, y1 + my), overlay=False)
+            r = self._measure(reg, (x0 - mx, y0 - my, x1 + mx, y1 + my), overlay=False)
         except CalibrationError:  # no outline in view
             r = None
         except Exception as e:  # a bug must not switch the check off unseen
@@ -153,6 +143,8 @@ class RegistrationMonitor:
             self._by_face[face].append(tuple(float(v) for v in r.shift_px))
             while len(self._by_face) > self.faces + 1:  # the faces kept, and one being read
                 del self._by_face[next(iter(self._by_face))]
+            read = [np.asarray(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE][-self.faces:]
+            self._shifts = [tuple(float(x) for x in np.median(v, axis=0)) for v in read]
 
     def close(self) -> None:
         if self._mailbox is not None:
@@ -164,8 +156,7 @@ class RegistrationMonitor:
     def face_shifts(self) -> list[tuple[float, float]]:
         """Each of the last `faces` faces read READINGS_PER_FACE times or more: the per-axis median of its shifts."""
         with self._lock:
-            faces = [list(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE]
-        return [tuple(float(x) for x in np.median(np.asarray(v), axis=0)) for v in faces[-self.faces:]]
+            return list(self._shifts)
 
     def drift(self) -> tuple[float, float] | None:
         """The per-axis median of the faces' shifts (None with fewer than min_faces faces)."""
@@ -202,4 +193,4 @@ class RegistrationMonitor:
         faces = len(self.face_shifts())
         with self._lock:
             return {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
-                    "taken": self.taken, "unmeasurable": self.unmeasurable}
+                    "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
