@@ -150,3 +150,28 @@ def test_still_frames_combine_into_their_median_depth():
     steady = steady_frames(frames)
     assert steady.depth[0, 0] == 0 and steady.rgb is frames[2].rgb
     assert np.abs(steady.depth.astype(int) - base.depth)[1:, 1:].mean() < np.abs(frames[0].depth.astype(int) - base.depth)[1:, 1:].mean() / 3
+
+
+@pytest.mark.parametrize("metres", [0.0, 0.02])
+def test_a_face_box_reads_the_same_shift_from_frames_registered_only_around_it_as_from_the_whole_frame(metres):
+    """measure_registration with a box reads only the box and what the search can reach; on frames registered only
+    around the face, as the pipeline does (depth 0 outside its ROI, which is not a hole in the scene), it must read
+    what the whole frame's check reads there."""
+    from edge_fas.calibration import register_to_color
+    from edge_fas.calibration.check import measure_registration
+    rig = sim.Rig("wmca", seed=0)
+    frames = rig.render("bona_fide", 3, 0.0)
+    cal = rig.calibration
+    moved = Extrinsics(cal.depth_to_color.R, cal.depth_to_color.t + np.array([metres, 0.0, 0.0]))
+    frames = frames.replace(calibration=type(cal)(color=cal.color, depth=cal.depth, ir=cal.ir, depth_to_color=moved,
+                                                  ir_to_color=moved))
+    x0, y0, x1, y1 = frames.truth.face_box
+    w, h = x1 - x0, y1 - y0
+    box = (x0 - 0.3 * w, y0 - 0.3 * h, x1 + 0.3 * w, y1 + 0.3 * h)
+    roi = tuple(int(round(v)) for v in box)  # registered no further than the box: the check must not read the
+    # unregistered zeros around it as the shadow of the head (without that, this face reads (-1.4, 0.3) px, not -4, -2)
+    whole = registration_check(frames, box=box)
+    face = measure_registration(register_to_color(frames, roi=roi), box, overlay=False)
+    assert whole.measurable and face.measurable and face.overlay is None
+    assert np.allclose(face.shift_px, whole.shift_px, atol=0.3), (face.shift_px, whole.shift_px)
+    assert (abs(face.shift_px[0]) > 5) == bool(metres)  # 2 cm at ~0.6 m: well over 5 px
