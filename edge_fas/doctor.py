@@ -300,7 +300,6 @@ def check_webhook(config) -> Check:
     """Is the site's webhook usable from here (URL, key, TCP reachable), and how has delivery gone in the
     running service (deployment.status_file, written by `edge-fas run`)? Optional: never core."""
     import socket
-    import time
 
     from edge_fas.config import check_url
     from edge_fas.pipeline.webhook import load_key
@@ -320,21 +319,55 @@ def check_webhook(config) -> Check:
     except OSError as e:
         reach, ok = f"{parts.hostname}:{port} not reachable ({e.strerror or e})", False
     detail = f"{w.url}: {reach}; events {'signed' if signed else 'UNSIGNED (no webhook.key_file)'}"
-    status_file = config.deployment.status_file
-    if status_file:
-        try:
-            with open(status_file) as f:
-                status = json.load(f)
-            age = time.time() - float(status["time"])
-            stats = status.get("webhook") or {}
-            info = {"status_age_s": round(age, 1), **stats}
-            detail += (f"; running service ({age:.0f} s ago): {stats.get('delivered', 0)} delivered, "
-                       f"{stats.get('failed_attempts', 0)} failed attempts {stats.get('errors') or ''}, latest state "
-                       f"{'NOT delivered' if stats.get('pending') else 'delivered'}")
-            ok = ok and not stats.get("pending") and age < 10
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            detail += f"; no status from a running service in {status_file} ({e})"
+    status, age, why = _service_status(config)
+    if status is not None:
+        stats = status.get("webhook") or {}
+        info = {"status_age_s": round(age, 1), **stats}
+        detail += (f"; running service ({age:.0f} s ago): {stats.get('delivered', 0)} delivered, "
+                   f"{stats.get('failed_attempts', 0)} failed attempts {stats.get('errors') or ''}, latest state "
+                   f"{'NOT delivered' if stats.get('pending') else 'delivered'}")
+        ok = ok and not stats.get("pending") and age < 10
+    elif why:
+        detail += f"; {why}"
     return Check("webhook", ok, detail, info=info)
+
+
+def _service_status(config) -> tuple[dict | None, float, str]:
+    """The running service's state (deployment.status_file, written by `edge-fas run`): (status, its age in seconds,
+    ""), or (None, 0, why not; "" when no status file is configured)."""
+    import time
+
+    status_file = config.deployment.status_file
+    if not status_file:
+        return None, 0.0, ""
+    try:
+        with open(status_file) as f:
+            status = json.load(f)
+        return status, time.time() - float(status["time"]), ""
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, 0.0, f"no status from a running service in {status_file} ({e})"
+
+
+def check_registration(config) -> Check:
+    """Does the running service's registration check (calibration.monitor) find depth off colour around its faces?
+    Read from deployment.status_file; fails while the service refuses frames with `registration_drift`."""
+    c = config.calibration
+    if not c.monitor:
+        return Check("registration", True, "calibration.monitor is off: nothing checks the registration while running "
+                                           "(the weakening registration_monitor_off)")
+    limits = f"refuses beyond {c.monitor_limit_px:g} px over the last {c.monitor_faces} faces"
+    status, age, why = _service_status(config)
+    state = None if status is None else (status.get("counters") or {}).get("registration")
+    if state is None:
+        return Check("registration", True, f"running check on ({limits}); "
+                                           + (why or "set deployment.status_file to see its state here"))
+    drift = "not yet judged" if state.get("drift_px") is None else f"depth {state['drift_px']:g} px off colour"
+    detail = (f"running service ({age:.0f} s ago): {state.get('faces', 0)} faces read, {drift} ({limits})")
+    if state.get("refusing"):
+        detail += ("; REFUSING every frame (registration_drift): the camera moved on its mount or calibration.file "
+                   "is another camera's; run edge-fas calibrate --check --camera SPEC, calibrate again if it fails, "
+                   "then restart the service")
+    return Check("registration", not state.get("refusing"), detail, info=dict(state))
 
 
 def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
@@ -387,9 +420,10 @@ def check_deployment(config) -> Check:
 
 
 def run_checks(config=None) -> list[Check]:
-    """Every check; with a site config also the ones that need it (the deployment, the webhook)."""
-    checks = list(CHECKS) + ([functools.partial(check_deployment, config), functools.partial(check_webhook, config)]
-                             if config is not None else [])
+    """Every check; with a site config also the ones that need it (the deployment, the webhook, the running
+    registration check)."""
+    checks = list(CHECKS) + ([functools.partial(check_deployment, config), functools.partial(check_webhook, config),
+                              functools.partial(check_registration, config)] if config is not None else [])
     out = []
     for fn in checks:
         try:

@@ -21,7 +21,7 @@ from edge_fas.artifact import Artifact, demo_folder, load_artifact
 from edge_fas.cli import main
 from edge_fas.config import load_config
 from edge_fas.deployment import check_start
-from edge_fas.doctor import check_deployment, check_webhook
+from edge_fas.doctor import check_deployment, check_registration, check_webhook
 from edge_fas.drivers.session import SessionReader
 from edge_fas.errors import ConfigError, RecordingError
 from edge_fas.labels import SUBJECT_ID
@@ -269,6 +269,21 @@ def test_the_running_registration_check_cannot_be_switched_off_or_loosened_silen
         _start(art, mode="production", **{"camera.allowed_serials": "8123", "calibration.monitor": "false"})
 
 
+def test_doctor_reads_the_running_registration_check_from_the_status_file(tmp_path):
+    status_file = tmp_path / "status.json"
+    site = load_config(overrides={"deployment.status_file": str(status_file)})
+    assert check_registration(site).ok and "no status from a running service" in check_registration(site).detail
+    state = {"faces": 5, "drift_px": 11.2, "refusing": True, "taken": 40, "unmeasurable": 9}
+    status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": state}}))
+    check = check_registration(site)
+    assert not check.ok and "depth 11.2 px off colour" in check.detail and "calibrate --check" in check.detail
+    status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": {**state, "refusing": False,
+                                                                                          "drift_px": 1.1}}}))
+    assert check_registration(site).ok
+    off = load_config(overrides={"calibration.monitor": False, "deployment.status_file": str(status_file)})
+    assert "is off" in check_registration(off).detail
+
+
 def test_the_network_bypass_is_refused_and_marked_through_the_cli(artifact, cli):
     base = ("run", "--camera", "synthetic:bona_fide", "--model", artifact, "--headless", "--max-frames", 3, *SMALL,
             "--decision-physics", "detector")
@@ -362,8 +377,10 @@ def test_the_door_holds_the_latest_signed_state_through_500s_garbage_and_slow_re
         site = load_config(overrides={"webhook.url": rx.url, "webhook.key_file": str(tmp_path / "site.key"),
                                       "deployment.status_file": str(status_file)})
         doctor = check_webhook(site)
+        registration = check_registration(site)
     finally:
         rx.close()
+    assert registration.ok and "faces read" in registration.detail and "refuses beyond 6 px" in registration.detail
     assert doctor.ok and "events signed" in doctor.detail and "latest state delivered" in doctor.detail, doctor
     assert doctor.info["errors"] == json.loads(status_file.read_text())["webhook"]["errors"]
     assert p.rc == 0, p.err[-2000:]
