@@ -101,16 +101,25 @@ def weakenings(config: Config, artifact, camera_kind: str | None = None) -> list
         out.append(Weakening("stream_checks_off", "decision.max_frame_age_ms/max_skew_ms",
                              f"{d.max_frame_age_ms:g}/{d.max_skew_ms:g} ms lets frames older than {STALEST_MS:g} ms "
                              f"or streams more than {WIDEST_SKEW_MS:g} ms apart be judged (defaults 500/40 ms)"))
-    c, shipped = config.calibration, {f.name: f.default for f in fields(CalibrationConfig)}
-    looser = c.monitor_limit_px > shipped["monitor_limit_px"] or c.monitor_min_faces > shipped["monitor_min_faces"]
-    if not c.monitor or looser:
-        out.append(Weakening("registration_monitor_off", "calibration.monitor/monitor_limit_px/monitor_min_faces",
-                             "the running registration check is off" if not c.monitor else
-                             f"the running registration check refuses only beyond {c.monitor_limit_px:g} px, after "
-                             f"{c.monitor_min_faces} faces (validated at {shipped['monitor_limit_px']:g} px after "
-                             f"{shipped['monitor_min_faces']})"))
+    out += _monitor_weakenings(config.calibration)
     out += _physics_weakenings(d, artifact, camera_kind)
     return out
+
+
+def _monitor_weakenings(c) -> list[Weakening]:
+    """The running registration check off, or set to refuse later than validated: a higher limit, more faces before
+    it can refuse, a longer memory of right faces, or readings further apart (a face read fewer than twice counts
+    for nothing, so a long interval switches it off in all but name)."""
+    if not c.monitor:
+        return [Weakening("registration_monitor_off", "calibration.monitor", "the running registration check is off")]
+    shipped = {f.name: f.default for f in fields(CalibrationConfig)}
+    looser = [f"{k} {getattr(c, k):g} > {shipped[k]:g}" for k in ("monitor_limit_px", "monitor_min_faces",
+                                                                  "monitor_faces", "monitor_interval_s")
+              if getattr(c, k) > shipped[k]]
+    if not looser:
+        return []
+    return [Weakening("registration_monitor_off", "calibration.monitor_*",
+                      f"the running registration check refuses later than validated: {', '.join(looser)}")]
 
 
 def _physics_weakenings(d, artifact, camera_kind: str | None) -> list[Weakening]:
