@@ -19,7 +19,9 @@ attack species in turn) once per seed and judges the same frames (Pipeline.proce
 Per calibration and mode it prints, per species, the takes that reached `live` and the frames judged live
 (Clopper-Pearson 95%), and the registration misalignment `calibration.check.registration_check` reads in the
 surroundings of the face's true box on every tenth frame, one frame at a time (what a running registration check
-could measure on a kiosk's own frames), where the view was measurable. Synthetic rig only: how much a real camera's registration error
+could measure on a kiosk's own frames), where the view was measurable. The pipeline's running registration check
+(calibration.monitor) is off unless --monitor: this measures what a wrong calibration does where nothing refuses it
+(its tables in docs/deployment.md predate the check). Synthetic rig only: how much a real camera's registration error
 moves its verdicts depends on its depth noise and its faces, and was not measured.
 """
 
@@ -107,7 +109,11 @@ def main() -> int:
     ap.add_argument("--seeds", default="11,12", help="rig seeds, one drawn camera each (default 11,12)")
     ap.add_argument("--laps", type=int, default=2, help="passes through every species per seed (default 2)")
     ap.add_argument("--modes", default="detector,veto", help="decision.physics modes (default detector,veto)")
+    ap.add_argument("--monitor", action="store_true",
+                    help="keep the running registration check on (default off: what a wrong calibration does where "
+                         "nothing refuses it; benchmarks/bench_registration_monitor.py measures the check)")
     args = ap.parse_args()
+    overrides = {} if args.monitor else {"calibration.monitor": False}
 
     from edge_fas.config import DetectorConfig
     from edge_fas.face import FaceDetector
@@ -131,7 +137,7 @@ def main() -> int:
             checks[name] += misalignment(wrong)
             for mode in modes:  # bench_system's judging: Pipeline.process on every frame in order
                 rows[(name, mode)] += [(f"{seed}/{take}", *rest)
-                                       for take, *rest in judge(wrong, camera, runtime, mode, detector, {})]
+                                       for take, *rest in judge(wrong, camera, runtime, mode, detector, overrides)]
             print(f"  {name}: judged in {time.monotonic() - t0:.0f} s", flush=True)
             t0 = time.monotonic()
 
