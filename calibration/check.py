@@ -68,7 +68,12 @@ class RegistrationCheck:
     @property
     def measurable(self) -> bool:
         """Whether the view had outlines that show in both depth and colour (else the shift means little)."""
-        return self.matched_pixels >= MIN_MATCHED_PX and self.matched >= MIN_MATCHED_SHARE
+        return self.explains(MIN_MATCHED_SHARE)
+
+    def explains(self, share: float) -> bool:
+        """Whether the fit explains MIN_MATCHED_PX outline pixels and `share` of them (`measurable` asks
+        MIN_MATCHED_SHARE of one view; the running check, which pools many views, asks less)."""
+        return self.matched_pixels >= MIN_MATCHED_PX and self.matched >= share
 
 
 def _behind_holes(depth_m: np.ndarray) -> np.ndarray:
@@ -199,17 +204,18 @@ def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationChe
         raise CalibrationError("registration check needs colour and depth in the same frame set")
     if not reg.registered:
         raise CalibrationError("measure_registration needs registered frames; registration_check registers them")
-    rgb, depth_m = reg.rgb, reg.depth_m()
+    rgb, depth = reg.rgb, reg.depth
     ox = oy = 0
     inside = None
     if box is not None:
-        ox, oy, x1, y1 = _crop_window(depth_m.shape, box, reg.meta.get("registration_roi"))
+        ox, oy, x1, y1 = _crop_window(depth.shape, box, reg.meta.get("registration_roi"))
         if x1 - ox < 8 or y1 - oy < 8:
             raise CalibrationError("registration check: the box lies outside the registered image")
-        rgb, depth_m = rgb[oy:y1, ox:x1], depth_m[oy:y1, ox:x1]
+        rgb, depth = rgb[oy:y1, ox:x1], depth[oy:y1, ox:x1]
         bx0, by0, bx1, by1 = (int(v) for v in box)
-        inside = np.zeros(depth_m.shape, bool)
+        inside = np.zeros(depth.shape, bool)
         inside[max(0, by0 - oy):max(0, by1 - oy), max(0, bx0 - ox):max(0, bx1 - ox)] = True
+    depth_m = reg.replace(depth=depth).depth_m()  # metres of the part read only
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     color_edges = cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 1.2), 40, 100) > 0
     depth_edges = _depth_edges(depth_m)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from edge_fas.calibration.check import RegistrationCheck
 from edge_fas.config import load_config
 from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline.decision import reason_code
@@ -17,11 +18,10 @@ from edge_fas.pipeline.guidance import OUT_OF_SERVICE, prompt
 from edge_fas.pipeline.registration_monitor import RegistrationMonitor
 
 
-@dataclass
-class Reading:
-    shift_px: tuple
-    matched_pixels: int = 500
-    matched: float = 0.5
+def Reading(shift_px, matched_pixels=500, matched=0.5):
+    """A check's result with this shift, explaining `matched` of its outline pixels."""
+    return RegistrationCheck(float(np.hypot(*shift_px)), tuple(shift_px), 0.0, matched_pixels, None, matched, -1.0,
+                             matched_pixels)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from collections import deque
 
 import numpy as np
 
-from edge_fas.calibration.check import MIN_MATCHED_PX, measure_registration
+from edge_fas.calibration.check import measure_registration
 from edge_fas.errors import CalibrationError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import reason
@@ -51,7 +51,7 @@ READINGS_PER_FACE = 2  # a face read fewer times says nothing (one frame of a tu
 KEPT_PER_FACE = 20  # a face that stays is summed up by its latest readings
 REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 # A reading counts when its fit explains calibrate --check's MIN_MATCHED_PX outline pixels, but only this share of
-# them (calibrate --check: 10%): a face's readings are pooled over faces, and on noisy depth a camera misregistered
+# them (RegistrationCheck.explains) (calibrate --check: 10%): a face's readings are pooled over faces, and on noisy depth a camera misregistered
 # by 10 px or more explains 3-9% of its outline pixels while its shifts still agree (chosen on rig seeds 0-2 and
 # on seeds 20-21, which were then reported no more)
 MIN_SHARE = 0.03
@@ -70,6 +70,7 @@ class RegistrationMonitor:
         self._measure = measure or measure_registration  # injectable for tests
         self._by_face: dict[int, deque] = {}  # face -> its latest shifts (insertion order: oldest face first)
         self._shifts: list[tuple[float, float]] = []  # what face_shifts() returns, updated with each reading
+        self._drift: tuple[float, float] | None = None  # what drift() returns, updated with each reading
         self._lock = threading.Lock()
         self._face = 0
         self._width: int | None = None
@@ -135,7 +136,7 @@ class RegistrationMonitor:
             return
         with self._lock:
             self.taken += 1
-            if r is None or r.matched_pixels < MIN_MATCHED_PX or r.matched < MIN_SHARE:
+            if r is None or not r.explains(MIN_SHARE):
                 self.unmeasurable += 1
                 return
             if face not in self._by_face:
@@ -145,6 +146,9 @@ class RegistrationMonitor:
                 del self._by_face[next(iter(self._by_face))]
             read = [np.asarray(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE][-self.faces:]
             self._shifts = [tuple(float(x) for x in np.median(v, axis=0)) for v in read]
+            if len(self._shifts) >= self.min_faces:
+                dx, dy = np.median(np.asarray(self._shifts), axis=0)
+                self._drift = float(dx), float(dy)
 
     def close(self) -> None:
         if self._mailbox is not None:
@@ -159,12 +163,9 @@ class RegistrationMonitor:
             return list(self._shifts)
 
     def drift(self) -> tuple[float, float] | None:
-        """The per-axis median of the faces' shifts (None with fewer than min_faces faces)."""
-        shifts = self.face_shifts()
-        if len(shifts) < self.min_faces:
-            return None
-        dx, dy = np.median(np.asarray(shifts), axis=0)
-        return float(dx), float(dy)
+        """The per-axis median of the faces' shifts (None until min_faces faces were read)."""
+        with self._lock:
+            return self._drift
 
     @property
     def limit(self) -> float:
