@@ -126,9 +126,8 @@ def check_parity(model, onnx_path: Path, size: int, names, count: int = 256, bat
 
     from edge_fas.progress import Progress
     bar = Progress("export parity (PyTorch vs ONNX Runtime)", count, quiet=quiet)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    from edge_fas.runtime.ort import session_options
+    sess = ort.InferenceSession(str(onnx_path), session_options(), providers=["CPUExecutionProvider"])
     worst = {n: 0.0 for n in names}
     seen = 0
     described, batches = parity_batches(size, count, batch, seed, source, params)

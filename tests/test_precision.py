@@ -153,3 +153,46 @@ def test_progress_lines_go_to_stderr_and_quiet_means_silent(capsys):
     q = Progress("x", 3, quiet=True, stream=quiet)
     q.callback(3, 3)
     assert quiet.getvalue() == "" and capsys.readouterr().out == ""
+
+
+def _saturating_int8_conv(path) -> None:
+    """A Q/DQ int8 conv (ONNX Runtime fuses it into QLinearConv) whose activations and weights sit at the ends of
+    int8: pairs of their products overflow the 16-bit sums that x86 CPUs without VNNI compute them in."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.choice(np.array([-127, 127], np.int8), size=(8, 64, 3, 3))
+    f32 = lambda name, v: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    zero = lambda name, n=None: numpy_helper.from_array(np.zeros(n, np.int8) if n else np.int8(0), name)  # noqa: E731
+    inits = [numpy_helper.from_array(w, "w_q"), f32("w_s", np.full(8, 1 / 127)), zero("w_z", 8),
+             f32("x_s", 1 / 127), zero("x_z"), f32("y_s", 100 / 127), zero("y_z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["x_q"]),
+             helper.make_node("DequantizeLinear", ["x_q", "x_s", "x_z"], ["x_d"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_d"], axis=0),
+             helper.make_node("Conv", ["x_d", "w_d"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["y_q"]),
+             helper.make_node("DequantizeLinear", ["y_q", "y_s", "y_z"], ["y"])]
+    graph = helper.make_graph(nodes, "saturating", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def test_int8_is_computed_exactly_on_every_x86_cpu(tmp_path):
+    """Every session edge-fas makes computes int8 as the Q/DQ graph defines it (what the precision gate measured),
+    also on CPUs whose fast int8 kernels saturate (AVX2 without VNNI). On a CPU with VNNI or on ARM the fast kernels
+    are exact anyway, so there this test cannot tell the option's absence."""
+    import onnxruntime as ort
+
+    from edge_fas.runtime.ort import EXACT_INT8, session_options
+
+    _saturating_int8_conv(tmp_path / "q.onnx")
+    x = np.random.default_rng(1).choice(np.array([-1.0, 1.0], np.float32), size=(1, 64, 8, 8))
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the ops one by one, in float
+    reference = ort.InferenceSession(str(tmp_path / "q.onnx"), plain, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(reference).max() > 10  # the products do not cancel out: there is something to saturate
+    fused = ort.InferenceSession(str(tmp_path / "q.onnx"), session_options(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(fused.run(None, {"x": x})[0], reference)
+    # the runtime a kiosk runs starts from the same options
+    demo = load_runtime("demo", kind="onnxruntime", device="cpu", warmup=())
+    assert demo.session.get_session_options().get_session_config_entry(EXACT_INT8[0]) == EXACT_INT8[1]

@@ -40,6 +40,7 @@ def test_simulated_rounding_is_what_onnx_runtime_int8_computes(tmp_path):
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    from edge_fas.runtime.ort import session_options
     from edge_fas.runtime.quantize import quantize_onnx
 
     torch.manual_seed(0)
@@ -53,7 +54,8 @@ def test_simulated_rounding_is_what_onnx_runtime_int8_computes(tmp_path):
     q = onnx.load(str(tmp_path / "q.onnx"))
     constants = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
     ort_ranges = [float(constants[n.input[1]]) * 127 for n in q.graph.node if n.op_type == "QuantizeLinear"]
-    int8 = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    int8 = ort.InferenceSession(str(tmp_path / "q.onnx"), session_options(),  # as every edge-fas session runs it
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
 
     assert qat.prepare(model, example=(x[:1],)) == 2
     # each output is rounded where the export rounds it: after the BatchNorm folded into the layer, over the

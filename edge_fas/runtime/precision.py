@@ -316,9 +316,9 @@ def fp16_onnx(src: Path, dst: Path) -> Path:
 def ort_scores(path, batch: dict, chunk: int = 16) -> np.ndarray:
     """'score' of ONNX file `path` on the CPU (ONNX Runtime), in chunks."""
     import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    from edge_fas.runtime.ort import session_options
+    s = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     n = len(batch["rgb"])
     return np.concatenate([s.run(["score"], {k: v[i:i + chunk] for k, v in batch.items()})[0].reshape(-1)
                            for i in range(0, n, chunk)])
