@@ -86,6 +86,9 @@ class CalibrationConfig:
     monitor_min_faces: int = opt(3, "faces the running check must have read before it can refuse", min=1, max=100)
     monitor_interval_s: float = opt(0.5, "camera time between two of the running check's readings (s)",
                                     min=0.05, max=60.0)
+    monitor_state_file: str | None = opt(None, "keep the running check's faces and refusal in this file (JSON) so a "
+                                               "restart resumes them for the same calibration and camera; production "
+                                               "requires it (e.g. /var/lib/edge-fas/registration.json)")
 
 
 @dataclass

@@ -4,7 +4,8 @@
 
 - production (deployment.mode: production) refuses a simulated or recorded source (synthetic, replay),
   an empty camera.allowed_serials, the bundled demo model or any model trained on synthetic data only, a
-  calibration.file that does not name an allow-listed camera as the one it was measured on, an unsigned
+  calibration.file that does not name an allow-listed camera as the one it was measured on, a running
+  registration check that forgets its faces on a restart (no calibration.monitor_state_file), an unsigned
   webhook, a window that shows the checks' reasons and scores to the person presenting (gui.details: show)
   and any weakening;
 - in any mode a *weakening* (a setting below what the artifact was validated with, see `weakenings`)
@@ -211,6 +212,11 @@ def check_start(config: Config, camera_kind: str, artifact, warn=None) -> list[s
         if dep.accept_risks:
             problems.append(f"deployment.accept_risks {list(dep.accept_risks)}: accepting a weakened check is for "
                             "development only; remove it")
+        if config.calibration.monitor and not config.calibration.monitor_state_file:
+            problems.append("calibration.monitor_state_file is empty: after a restart (a camera pulled out, a crash) "
+                            "the running registration check would judge its first faces with a calibration it had "
+                            "refused; set it to a file the service may write, e.g. "
+                            "/var/lib/edge-fas/registration.json")
         if config.calibration.file:
             from edge_fas.calibration.rig import RigCalibration
             calibration = RigCalibration.load(config.calibration.file)

@@ -296,9 +296,12 @@ CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, che
 
 # -- webhook delivery (issue 17): with `doctor --config FILE` ------------------------------------------
 
-def check_webhook(config) -> Check:
+STALE_S = 10.0  # a status file older than this is no running service's (`edge-fas run` writes it about once a second)
+
+def check_webhook(config, status=None) -> Check:
     """Is the site's webhook usable from here (URL, key, TCP reachable), and how has delivery gone in the
-    running service (deployment.status_file, written by `edge-fas run`)? Optional: never core."""
+    running service (deployment.status_file, written by `edge-fas run`; `status`: _service_status's answer, read
+    once for every check)? Optional: never core."""
     import socket
 
     from edge_fas.config import check_url
@@ -319,14 +322,14 @@ def check_webhook(config) -> Check:
     except OSError as e:
         reach, ok = f"{parts.hostname}:{port} not reachable ({e.strerror or e})", False
     detail = f"{w.url}: {reach}; events {'signed' if signed else 'UNSIGNED (no webhook.key_file)'}"
-    status, age, why = _service_status(config)
+    status, age, why = status or _service_status(config)
     if status is not None:
         stats = status.get("webhook") or {}
         info = {"status_age_s": round(age, 1), **stats}
         detail += (f"; running service ({age:.0f} s ago): {stats.get('delivered', 0)} delivered, "
                    f"{stats.get('failed_attempts', 0)} failed attempts {stats.get('errors') or ''}, latest state "
                    f"{'NOT delivered' if stats.get('pending') else 'delivered'}")
-        ok = ok and not stats.get("pending") and age < 10
+        ok = ok and not stats.get("pending") and age < STALE_S
     elif why:
         detail += f"; {why}"
     return Check("webhook", ok, detail, info=info)
@@ -348,26 +351,60 @@ def _service_status(config) -> tuple[dict | None, float, str]:
         return None, 0.0, f"no status from a running service in {status_file} ({e})"
 
 
-def check_registration(config) -> Check:
+def _saved_registration(config) -> tuple[dict | None, str]:
+    """What the running registration check kept for the next start (calibration.monitor_state_file): (state, "") or
+    (None, why not; "" when no file is configured)."""
+    path = config.calibration.monitor_state_file
+    if not path:
+        return None, ""
+    try:
+        with open(path) as f:
+            return json.load(f), ""
+    except (OSError, ValueError) as e:
+        return None, f"nothing kept in {path} ({e})"
+
+
+def check_registration(config, status=None) -> Check:
     """Does the running service's registration check (calibration.monitor) find depth off colour around its faces?
-    Read from deployment.status_file; fails while the service refuses frames with `registration_drift`."""
+    Read from deployment.status_file while the service runs, else from what the last run kept for its next start
+    (calibration.monitor_state_file); fails while either says frames are refused with `registration_drift`."""
     c = config.calibration
     if not c.monitor:
         return Check("registration", True, "calibration.monitor is off: nothing checks the registration while running "
                                            "(the weakening registration_monitor_off)")
     limits = f"refuses beyond {c.monitor_limit_px:g} px over the last {c.monitor_faces} faces"
-    status, age, why = _service_status(config)
+    fix = ("the camera moved on its mount or calibration.file is another camera's; run edge-fas calibrate --check "
+           "--camera SPEC. A new calibration starts the check afresh; with the same one it releases once faces read "
+           "within half the limit")
+    status, age, why = status or _service_status(config)
     state = None if status is None else (status.get("counters") or {}).get("registration")
-    if state is None:
-        return Check("registration", True, f"running check on ({limits}); "
-                                           + (why or "set deployment.status_file to see its state here"))
-    drift = "not yet judged" if state.get("drift_px") is None else f"depth {state['drift_px']:g} px off colour"
-    detail = (f"running service ({age:.0f} s ago): {state.get('faces', 0)} faces read, {drift} ({limits})")
-    if state.get("refusing"):
-        detail += ("; REFUSING every frame (registration_drift): the camera moved on its mount or calibration.file "
-                   "is another camera's; run edge-fas calibrate --check --camera SPEC, calibrate again if it fails, "
-                   "then restart the service")
-    return Check("registration", not state.get("refusing"), detail, info=dict(state))
+
+    def said(st: dict) -> str:
+        return "not yet judged" if st.get("drift_px") is None else f"depth {st['drift_px']:g} px off colour"
+
+    if state is not None and age < STALE_S:
+        detail = f"running service ({age:.0f} s ago): {state.get('faces', 0)} faces read, {said(state)} ({limits})"
+        if state.get("refusing"):
+            detail += f"; REFUSING every frame (registration_drift): {fix}"
+        return Check("registration", not state.get("refusing"), detail, info=dict(state))
+    saved, not_saved = _saved_registration(config)
+    if state is not None:  # a status file no service writes any more
+        running = f"the status file is {age:.0f} s old: no service is writing it"
+        if saved is None:
+            detail = f"{running}; when it stopped: {state.get('faces', 0)} faces read, {said(state)} ({limits})"
+            if state.get("refusing"):
+                detail += f"; it was REFUSING every frame: {fix}"
+            return Check("registration", not state.get("refusing"), detail, info=dict(state))
+    else:
+        running = why or "set deployment.status_file to see the running service's state here"
+    if saved is None:
+        return Check("registration", True, f"running check on ({limits}); {running}"
+                                           + (f"; {not_saved}" if not_saved else ""))
+    detail = (f"{running}; the last run kept {len(saved.get('faces') or [])} face(s) in {c.monitor_state_file}: "
+              f"{said(saved)} ({limits})")
+    if saved.get("refusing"):
+        detail += f"; it was REFUSING every frame and refuses again from the start: {fix}"
+    return Check("registration", not saved.get("refusing"), detail, info=dict(saved))
 
 
 def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
@@ -422,8 +459,11 @@ def check_deployment(config) -> Check:
 def run_checks(config=None) -> list[Check]:
     """Every check; with a site config also the ones that need it (the deployment, the webhook, the running
     registration check)."""
-    checks = list(CHECKS) + ([functools.partial(check_deployment, config), functools.partial(check_webhook, config),
-                              functools.partial(check_registration, config)] if config is not None else [])
+    checks = list(CHECKS)
+    if config is not None:
+        status = _service_status(config)  # one reading of the status file for every check that needs it
+        checks += [functools.partial(check_deployment, config), functools.partial(check_webhook, config, status),
+                   functools.partial(check_registration, config, status)]
     out = []
     for fn in checks:
         try:

@@ -64,7 +64,9 @@ def _config(tmp_path, name="site.yaml", **sections):
 
 def _production(tmp_path, **sections):
     return _config(tmp_path, "production.yaml", **{"deployment": {"mode": "production"},
-                                                   "camera": {"allowed_serials": ["8123"]}, **sections})
+                                                   "camera": {"allowed_serials": ["8123"]},
+                                                   "calibration": {"monitor_state_file": str(tmp_path / "reg.json")},
+                                                   **sections})
 
 
 def _copy(session, tmp_path, name="copy"):
@@ -199,6 +201,8 @@ def test_trained_modalities_and_distance_checks_set_what_counts_as_weaker():
 
 
 def _start(art, camera="realsense", mode="development", **overrides):
+    if mode == "production":  # what production requires beside the setting tried
+        overrides = {"calibration.monitor_state_file": "/var/lib/edge-fas/registration.json", **overrides}
     return check_start(load_config(overrides={"deployment.mode": mode, **overrides}), camera, art)
 
 
@@ -285,6 +289,39 @@ def test_doctor_reads_the_running_registration_check_from_the_status_file(tmp_pa
     assert check_registration(site).ok
     off = load_config(overrides={"calibration.monitor": False, "deployment.status_file": str(status_file)})
     assert "is off" in check_registration(off).detail
+
+
+def test_production_requires_the_running_check_to_keep_its_faces_across_restarts():
+    """A restart (a camera pulled out and put back) judged the next faces with a calibration the check had refused."""
+    art = _fake_artifact(source="datasets")
+    bare = load_config(overrides={"deployment.mode": "production", "camera.allowed_serials": "8123"})
+    with pytest.raises(ConfigError, match="calibration.monitor_state_file is empty.*/var/lib/edge-fas/registration.json"):
+        check_start(bare, "realsense", art)
+    assert _start(art, mode="production", **{"camera.allowed_serials": "8123"}) == []
+    assert _start(art) == []  # development may run without it
+
+
+def test_doctor_reads_what_the_last_run_kept_when_no_service_writes_its_status(tmp_path):
+    status_file, state_file = tmp_path / "status.json", tmp_path / "registration.json"
+    site = load_config(overrides={"deployment.status_file": str(status_file),
+                                  "calibration.monitor_state_file": str(state_file)})
+    kept = {"version": 1, "key": "k", "width": 640, "faces": [[9.0, 0.0]] * 3, "refusing": True, "drift_px": 9.0}
+    state_file.write_text(json.dumps(kept))
+    check = check_registration(site)
+    assert not check.ok and "no status from a running service" in check.detail
+    assert "the last run kept 3 face(s)" in check.detail and "refuses again from the start" in check.detail
+    # a status file nobody writes any more is not a running service's
+    running = {"faces": 5, "drift_px": 1.0, "refusing": False, "taken": 40, "unmeasurable": 9}
+    status_file.write_text(json.dumps({"time": time.time() - 60, "counters": {"registration": running}}))
+    check = check_registration(site)
+    assert not check.ok and "60 s old: no service is writing it" in check.detail
+    state_file.write_text(json.dumps({**kept, "refusing": False, "drift_px": 0.4}))
+    assert check_registration(site).ok
+    no_state = load_config(overrides={"deployment.status_file": str(status_file)})
+    status_file.write_text(json.dumps({"time": time.time() - 60, "counters": {"registration": {**running,
+                                                                                               "refusing": True}}}))
+    check = check_registration(no_state)
+    assert not check.ok and "when it stopped" in check.detail and "it was REFUSING" in check.detail
 
 
 def test_the_network_bypass_is_refused_and_marked_through_the_cli(artifact, cli):

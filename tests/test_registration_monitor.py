@@ -5,6 +5,7 @@ The first tests feed scripted readings (an injected `measure`) so each rule is e
 check on the synthetic rig's frames, with its true calibration and with another one, through Pipeline.process and
 through the running pipeline's own thread."""
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ class Frames:
     registered: bool = True
     rgb: object = field(default_factory=lambda: np.zeros((480, 640, 3), np.uint8))
     depth: object = 1
+    device: object = None  # the camera's DeviceInfo (its serial keys the saved state)
 
 
 class Script:
@@ -154,6 +156,65 @@ def test_config_bounds_and_switch():
     assert (m.limit_px, m.faces, m.min_faces, m.interval_ms) == (6.0, 5, 3, 500.0)
 
 
+# -- the state kept across restarts (calibration.monitor_state_file) ----------------------------------------------
+
+def _refusing_monitor(state_file):
+    m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script([Reading((8.0, 0.0))] * 4),
+                            state_file=state_file)
+    assert faces(m, range(2))[-1] == ["registration_drift"]
+    return m
+
+
+def test_a_restart_resumes_the_refusal_for_the_same_camera_until_faces_read_right(tmp_path):
+    """Without the file a restart (a camera pulled out and put back, a crash) judged the next faces with the wrong
+    calibration again."""
+    state = tmp_path / "registration.json"
+    _refusing_monitor(state)
+    saved = json.loads(state.read_text())
+    assert saved["refusing"] and saved["faces"] == [[8.0, 0.0], [8.0, 0.0]] and saved["drift_px"] == 8.0
+    again = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, state_file=state,
+                                measure=Script([Reading((0.5, 0.0))] * 6))
+    assert [reason_code(f) for f in again.faults()] == ["registration_drift"]  # before any frame
+    assert again.summary()["restored_faces"] == 2
+    assert faces(again, range(3)) == [["registration_drift"], [], []]  # one right face of three: median still 8
+    assert not json.loads(state.read_text())["refusing"]
+    fresh = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, state_file=tmp_path / "none.json",
+                                measure=Script([]))
+    assert fresh.faults() == [] and fresh.summary()["restored_faces"] == 0
+
+
+def test_a_saved_state_of_another_calibration_or_camera_is_dropped_at_the_first_frame(tmp_path):
+    from edge_fas.types import DeviceInfo
+    state = tmp_path / "registration.json"
+    _refusing_monitor(state)  # its frames: no calibration, no camera named, 640 wide
+    other = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, state_file=state,
+                                measure=Script([Reading((0.5, 0.0))]))
+    assert other.faults() != []  # a saved refusal stands until a frame says whose it was
+    other.offer(Frames(0.0, device=DeviceInfo(model="D435", serial="8123")), (100, 100, 200, 220), synchronous=True)
+    assert other.faults() == [] and other.summary()["faces"] == 0
+    assert not json.loads(state.read_text())["refusing"]
+
+
+def test_the_state_file_is_rewritten_when_something_moved_not_on_every_reading(tmp_path, monkeypatch):
+    m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, state_file=tmp_path / "registration.json",
+                            measure=Script([Reading((1.0, 0.0))] * 40))
+    writes = []
+    real = m._write_state
+    monkeypatch.setattr(m, "_write_state", lambda st: writes.append(st) or real(st))
+    feed(m, 40, new_face=True)  # one face, the same reading 40 times
+    assert 1 <= len(writes) <= 2  # the frames' key, and the face once it counts
+
+
+def test_an_unreadable_state_file_is_kept_aside_and_an_unwritable_one_is_a_config_error(tmp_path):
+    state = tmp_path / "registration.json"
+    state.write_text("{not json")
+    m = RegistrationMonitor(state_file=state, measure=Script([]))
+    assert m.faults() == [] and (tmp_path / "registration.json.unreadable").read_text() == "{not json"
+    assert json.loads(state.read_text())["faces"] == []
+    with pytest.raises(ConfigError, match="calibration.monitor_state_file: cannot write .*writable"):
+        RegistrationMonitor(state_file=tmp_path / "no such folder" / "registration.json", measure=Script([]))
+
+
 # -- the real check on the synthetic rig ------------------------------------------------------------------------
 
 class FixedRuntime:
@@ -254,3 +315,20 @@ def test_the_running_pipeline_measures_on_its_own_thread(rig_frames, detector):
     pipeline.stop()
     assert thread is not None and not thread.is_alive()
     assert pipeline.registration.summary()["taken"] >= 1
+
+
+def test_a_restarted_pipeline_refuses_the_wrong_calibration_from_its_first_face_and_not_a_new_one(rig_frames, detector,
+                                                                                                   tmp_path):
+    from edge_fas.pipeline import Pipeline
+    config = load_config(overrides={**MONITOR_FAST, "calibration.monitor_state_file": str(tmp_path / "reg.json")})
+    wrong = [f.replace(calibration=_shifted(f.calibration, 0.01)) for f in rig_frames]
+    first = Pipeline(None, FixedRuntime(), config, detector=detector, no_drop=True)
+    assert any("registration_drift" in map(reason_code, first.process(f)[1].reasons) for f in wrong)
+    restarted = Pipeline(None, FixedRuntime(), config, detector=detector, no_drop=True)
+    verdicts = [restarted.process(f)[1] for f in wrong[:20]]
+    judged = [v for v in verdicts if v.box is not None]  # frames with a face
+    assert judged and all("registration_drift" in map(reason_code, v.reasons) for v in judged)
+    recalibrated = Pipeline(None, FixedRuntime(), config, detector=detector, no_drop=True)  # the true calibration
+    verdicts = [recalibrated.process(f)[1] for f in rig_frames[:20]]
+    assert not any("registration_drift" in map(reason_code, v.reasons) for v in verdicts)
+    assert verdicts[-1].verdict == "live"

@@ -22,8 +22,14 @@ pixels (MIN_MATCHED_PX, MIN_SHARE).
 
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
 was read READINGS_PER_FACE times. A check that fails for any other reason (a bug) is a `pipeline_error` on
-every frame, never a silent monitor. The monitor starts empty: after a restart a wrong calibration is found
-again after `min_faces` faces.
+every frame, never a silent monitor.
+
+With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
+out and put back, a crash or a power cut would otherwise let the next `min_faces` faces be judged with a wrong
+calibration. The file is rewritten (atomically) when a face's summary, the drift or the refusal changes. It holds
+for the calibration it was written with: the first frame with a face names its calibration, camera serial and
+width (`state_key`); on another one (the rig calibrated again, another camera) the monitor starts empty. Until
+that frame a saved refusal stands.
 
 In live mode the check runs on its own thread (about 50 ms of CPU per reading) and never delays a frame;
 `offer(..., synchronous=True)` (replays judged frame by frame, `Pipeline.process`) runs it in the caller's
@@ -32,14 +38,19 @@ thread at the same camera times, so the same recording gives the same verdicts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
+import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
 from edge_fas.calibration.check import measure_registration
-from edge_fas.errors import CalibrationError
+from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import reason
 from edge_fas.pipeline.mailbox import Mailbox
@@ -56,11 +67,24 @@ REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 # on seeds 20-21, which were then reported no more)
 MIN_SHARE = 0.03
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
+SAVE_STEP_PX = 0.5  # the state file is rewritten when a face's summary or the drift moves by this much
+STATE_VERSION = 1
+
+
+def state_key(reg) -> str:
+    """What registered these frames: the calibration (None: the camera registered them itself), the camera's model
+    and serial, and the colour image's width. A saved state holds only for frames with the same key."""
+    calibration = getattr(reg, "calibration", None)
+    device = getattr(reg, "device", None)
+    what = {"calibration": None if calibration is None else calibration.to_dict(),
+            "camera": [getattr(device, "model", ""), getattr(device, "serial", "")],
+            "width": int(reg.rgb.shape[1])}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class RegistrationMonitor:
     def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 3, interval_s: float = 0.5,
-                 measure=None):
+                 measure=None, state_file: str | os.PathLike | None = None):
         if faces < 1 or not 1 <= min_faces <= faces:
             raise ValueError(f"registration monitor: min_faces {min_faces} must be within 1..faces ({faces})")
         self.limit_px = float(limit_px)
@@ -81,13 +105,22 @@ class RegistrationMonitor:
         self.unmeasurable = 0  # ... whose view had no outline to measure
         self._mailbox: Mailbox | None = None
         self._thread: threading.Thread | None = None
+        self._restored: list[tuple[float, float]] = []  # faces summed up before the restart (oldest first)
+        self._key: str | None = None  # state_key of the frames read
+        self._state_file = Path(state_file) if state_file else None
+        self._saved_key: str | None = None  # the key the state file was written for, until the first frame says
+        self._last_saved: dict | None = None
+        self._save_failed = False
+        if self._state_file is not None:
+            self._load_state()
 
     @classmethod
     def from_config(cls, calibration_config) -> "RegistrationMonitor | None":
         c = calibration_config
         if not c.monitor:
             return None
-        return cls(c.monitor_limit_px, c.monitor_faces, c.monitor_min_faces, c.monitor_interval_s)
+        return cls(c.monitor_limit_px, c.monitor_faces, c.monitor_min_faces, c.monitor_interval_s,
+                   state_file=c.monitor_state_file)
 
     # -- feeding ----------------------------------------------------------------------------------
     def new_face(self) -> None:
@@ -101,11 +134,14 @@ class RegistrationMonitor:
         monitor's thread, or in this one when `synchronous`."""
         if box is None or reg is None or not reg.registered or reg.rgb is None or reg.depth is None:
             return
+        self._width = int(reg.rgb.shape[1])
         t = float(reg.timestamp_ms)
-        if self._next_ms is not None and self._next_ms - self.interval_ms <= t < self._next_ms:
+        due = self._next_ms is None or not self._next_ms - self.interval_ms <= t < self._next_ms
+        if self._state_file is not None and (due or self._key is None):  # whose registration: first frame, readings
+            self._check_key(state_key(reg))
+        if not due:
             return  # (a timestamp that jumps back, a new recording, starts the interval again)
         self._next_ms = t + self.interval_ms
-        self._width = int(reg.rgb.shape[1])
         if synchronous:
             self._take(reg, box, self._face)
             return
@@ -144,11 +180,23 @@ class RegistrationMonitor:
             self._by_face[face].append(tuple(float(v) for v in r.shift_px))
             while len(self._by_face) > self.faces + 1:  # the faces kept, and one being read
                 del self._by_face[next(iter(self._by_face))]
-            read = [np.asarray(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE][-self.faces:]
-            self._shifts = [tuple(float(x) for x in np.median(v, axis=0)) for v in read]
-            if len(self._shifts) >= self.min_faces:
-                dx, dy = np.median(np.asarray(self._shifts), axis=0)
-                self._drift = float(dx), float(dy)
+            read = [np.asarray(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE]
+            live = [tuple(float(x) for x in np.median(v, axis=0)) for v in read]
+            self._judge(live)
+
+    def _judge(self, live: list[tuple[float, float]], save: bool = True) -> None:
+        """The last `faces` faces (restored ones first) -> drift and refusal; the state file when they moved. Holds
+        the lock."""
+        self._shifts = (self._restored + live)[-self.faces:]
+        if len(self._shifts) >= self.min_faces:
+            dx, dy = np.median(np.asarray(self._shifts), axis=0)
+            self._drift = float(dx), float(dy)
+        if self._drift is not None:
+            # once refusing it goes on until the faces' median is within RELEASE of the limit: a wrong calibration
+            # whose faces read near the limit does not flicker between refusing and judging
+            self._refusing = bool(np.hypot(*self._drift) > self.limit * (RELEASE if self._refusing else 1.0))
+        if save:
+            self._save_state()
 
     def close(self) -> None:
         if self._mailbox is not None:
@@ -173,25 +221,104 @@ class RegistrationMonitor:
         return self.limit_px * (self._width or REFERENCE_WIDTH_PX) / REFERENCE_WIDTH_PX
 
     def faults(self) -> list[str]:
-        """[] while the registration holds (or too few faces were read yet); else the fault for every frame. Once
-        refusing it goes on until the faces' median shift is within RELEASE of the limit: a wrong calibration whose
-        faces read near the limit does not flicker between refusing and judging. Call from one thread."""
+        """[] while the registration holds (or too few faces were read yet); else the fault for every frame (each
+        reading decides, `_judge`)."""
         if self._error is not None:
             return [reason(D.PIPELINE_ERROR, self._error)]
-        d = self.drift()
-        if d is not None:
-            self._refusing = np.hypot(*d) > self.limit * (RELEASE if self._refusing else 1.0)
-        if not self._refusing:
+        with self._lock:
+            refusing, d, faces = self._refusing, self._drift, len(self._shifts)
+        if not refusing:
             return []
+        where = f"{np.hypot(*d):.1f} px" if d is not None else "off"
         return [reason(D.REGISTRATION_DRIFT,
-                       f"depth lies {np.hypot(*(d or (np.nan, np.nan))):.1f} px off the colour image around the last "
-                       f"{len(self.face_shifts())} faces (limit {self.limit:g} px): the camera moved on its mount or "
-                       "calibration.file is another camera's; run edge-fas calibrate --check")]
+                       f"depth lies {where} off the colour image around the last {faces} faces (limit {self.limit:g} "
+                       "px): the camera moved on its mount or calibration.file is another camera's; run edge-fas "
+                       "calibrate --check")]
 
     def summary(self) -> dict:
         """For counters and reports: faces summed up, the median shift's length, frames measured, unmeasurable."""
         d = self.drift()
         faces = len(self.face_shifts())
         with self._lock:
-            return {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
-                    "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
+            out = {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
+                   "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
+            if self._state_file is not None:
+                out["restored_faces"] = len(self._restored)
+                out["state_file"] = str(self._state_file)
+            return out
+
+    # -- the state kept across restarts ---------------------------------------------------------------
+    def _load_state(self) -> None:
+        """Take the faces and the refusal a previous run saved; check the file can be written (ConfigError naming the
+        key otherwise). An unreadable file is moved aside (nothing is deleted) and the monitor starts empty."""
+        path = self._state_file
+        saved = None
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())
+                if saved.get("version") != STATE_VERSION:
+                    raise ValueError(f"version {saved.get('version')!r}, expected {STATE_VERSION}")
+                faces = [(float(dx), float(dy)) for dx, dy in saved["faces"]]
+                refusing, key = bool(saved["refusing"]), str(saved["key"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                aside = path.with_name(path.name + ".unreadable")
+                log.warning("calibration.monitor_state_file %s is unreadable (%s); moved to %s, the running "
+                            "registration check starts empty", path, e, aside)
+                os.replace(path, aside)
+                saved = None
+        if saved is not None:
+            self._restored, self._refusing, self._saved_key = faces[-self.faces:], refusing, key
+            self._width = int(saved.get("width") or REFERENCE_WIDTH_PX)
+            with self._lock:
+                self._judge([], save=False)
+        try:
+            self._write_state(self._state())
+        except OSError as e:
+            raise ConfigError(f"calibration.monitor_state_file: cannot write {path} ({e.strerror or e}); make its "
+                              "folder writable by the service's user, or set another path") from e
+
+    def _check_key(self, key: str) -> None:
+        """The first frame read (and any frame whose calibration, camera or width changed) names its registration:
+        a state saved or gathered for another one is dropped."""
+        if key == self._key:
+            return
+        with self._lock:
+            previous = self._key or self._saved_key
+            if previous is not None and previous != key:
+                log.warning("registration monitor: the frames' calibration, camera or width is not the one its "
+                            "faces were read with (%s, now %s); the running check starts empty", previous, key)
+                self._restored, self._by_face, self._shifts = [], {}, []
+                self._drift, self._refusing = None, False
+            self._key = key
+            self._save_state()
+
+    def _state(self) -> dict:
+        return {"version": STATE_VERSION, "key": self._key or self._saved_key, "width": self._width,
+                "faces": [[round(dx, 2), round(dy, 2)] for dx, dy in self._shifts], "refusing": self._refusing,
+                "drift_px": None if self._drift is None else round(float(np.hypot(*self._drift)), 2),
+                "saved": time.time()}
+
+    def _save_state(self) -> None:
+        """Rewrite the state file when the faces, the drift or the refusal moved (SAVE_STEP_PX). Holds the lock. A
+        failed write is logged once; the check goes on in memory."""
+        if self._state_file is None:
+            return
+        state = self._state()
+        coarse = lambda st: (st["key"], st["refusing"], st["width"],  # noqa: E731
+                             [tuple(round(v / SAVE_STEP_PX) for v in f) for f in st["faces"]])
+        if self._last_saved is not None and coarse(self._last_saved) == coarse(state):
+            return
+        try:
+            self._write_state(state)
+        except OSError:
+            if not self._save_failed:
+                log.exception("registration monitor: cannot write %s; a restart will start the check empty",
+                              self._state_file)
+            self._save_failed = True
+
+    def _write_state(self, state: dict) -> None:
+        tmp = self._state_file.with_name(self._state_file.name + ".tmp")
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, self._state_file)
+        self._last_saved = state
+        self._save_failed = False
