@@ -67,7 +67,26 @@ def check_onnxruntime() -> Check:
                    "pip install 'edge-fas[gpu]'")
     if "TensorrtExecutionProvider" in providers:
         detail += "; GPU providers are listed whenever compiled in: the one in use is read back at load"
-    return Check("onnxruntime", True, detail, core=True, info={"providers": providers, "distributions": dists})
+    int8 = cpu_int8_kernels()
+    if int8:
+        detail += f"; int8 on this CPU: {int8}"
+    return Check("onnxruntime", True, detail, core=True, info={"providers": providers, "distributions": dists,
+                                                               "cpu_int8": int8})
+
+
+def cpu_int8_kernels(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """How ONNX Runtime computes int8 on this x86 CPU ("" where that is not known: not Linux x86, or no cpuinfo).
+    Without VNNI its fast kernels saturate, and every edge-fas session asks for the exact ones instead
+    (runtime.ort.EXACT_INT8), which cost about a tenth more time on the demo model."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open(cpuinfo) if line.startswith("flags")), None)
+    except OSError:
+        return ""
+    if not flags or "avx2" not in flags and "sse4_1" not in flags:
+        return ""
+    if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+        return "VNNI (fast int8 kernels are exact)"
+    return "no VNNI: the exact, slower int8 kernels run (the fast ones saturate here)"
 
 
 def _distributions(*names: str) -> list[str]:

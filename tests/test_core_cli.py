@@ -52,3 +52,14 @@ def test_user_errors_print_without_traceback(tmp_path, capsys):
     with pytest.raises(Exception) as e:
         config_from_args(args)
     assert "decision.windw" in str(e.value)
+
+
+def test_doctor_says_how_int8_runs_on_this_cpu(tmp_path):
+    from edge_fas.doctor import cpu_int8_kernels
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 fma\n")
+    assert "no VNNI" in cpu_int8_kernels(cpuinfo)  # AMD before Zen 4, Intel desktop parts before Ice Lake
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 avx512f avx512_vnni\n")
+    assert cpu_int8_kernels(cpuinfo).startswith("VNNI")
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")  # a Jetson's cores: not x86
+    assert cpu_int8_kernels(cpuinfo) == "" and cpu_int8_kernels(tmp_path / "none") == ""
