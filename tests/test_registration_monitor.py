@@ -6,6 +6,8 @@ check on the synthetic rig's frames, with its true calibration and with another 
 through the running pipeline's own thread."""
 
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -332,3 +334,70 @@ def test_a_restarted_pipeline_refuses_the_wrong_calibration_from_its_first_face_
     verdicts = [recalibrated.process(f)[1] for f in rig_frames[:20]]
     assert not any("registration_drift" in map(reason_code, v.reasons) for v in verdicts)
     assert verdicts[-1].verdict == "live"
+
+
+def _idle(monitor, timeout_s=5.0):
+    """Wait (wall time) until the monitor's thread has finished every reading handed to it."""
+    import time
+    deadline = time.monotonic() + timeout_s
+    while monitor._busy_since is not None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return monitor._busy_since is None
+
+
+def test_a_check_that_gets_no_cpu_refuses_frames_instead_of_falling_silent():
+    """The monitor's thread runs at the lowest priority; on a saturated CPU its readings would come too late to count
+    (a face needs two within its stay) and wrong calibrations would go on unseen."""
+    import threading
+    release = threading.Event()
+
+    def slow(reg, box, overlay=True):
+        release.wait(10)
+        return Reading((0.0, 0.0))
+
+    import time
+    m = RegistrationMonitor(measure=slow)
+    m.starved_s = 0.3  # (the shipped 2 s, shortened for the test)
+    try:
+        m.new_face()
+        faults = []
+        for t in np.arange(0.0, 600.0, 100.0):  # frames at 10 fps; the first reading does not end
+            m.offer(Frames(float(t)), (100, 100, 200, 220))
+            faults.append([reason_code(f) for f in m.faults()])
+            time.sleep(0.1)
+        assert faults[0] == [] and faults[-1] == ["pipeline_error"]  # waiting, then starved
+        assert "starved" in m.faults()[0] and "CPU is saturated" in m.faults()[0]
+        release.set()  # the CPU frees up: the readings catch up and the frames are judged again
+        assert _idle(m)
+        m.offer(Frames(4500.0), (100, 100, 200, 220))
+        assert _idle(m) and m.faults() == []
+    finally:
+        release.set()
+        m.close()
+
+
+def test_a_check_that_keeps_up_is_never_starved():
+    m = RegistrationMonitor(measure=Script([Reading((0.0, 0.0))] * 100))
+    m.new_face()
+    starts = list(np.arange(0.0, 5000.0, 250.0)) + list(np.arange(60_000.0, 65_000.0, 250.0))  # a minute with no face
+    for t in starts:
+        m.offer(Frames(float(t)), (100, 100, 200, 220))
+        assert _idle(m) and m._starved() is None
+    assert m.summary()["taken"] == 20
+    m.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priorities are a Linux feature")
+def test_readings_run_at_the_lowest_priority_and_the_pipeline_keeps_its_own():
+    seen = []
+
+    def measure(reg, box, overlay=True):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return Reading((0.0, 0.0))
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    m = RegistrationMonitor(measure=measure)
+    m.offer(Frames(0.0), (100, 100, 200, 220))
+    assert _idle(m)
+    m.close()
+    assert seen == [min(19, base + 19)] and os.getpriority(os.PRIO_PROCESS, 0) == base
