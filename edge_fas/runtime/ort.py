@@ -29,8 +29,9 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 # x86 CPUs with AVX2 or AVX-512 but no VNNI (AMD before Zen 4, Intel desktop parts before Ice Lake) run ONNX Runtime's
 # int8 convolutions and matrix products through a 16-bit intermediate that saturates (VPMADDUBSW): an int8 model
 # then scores otherwise there than on the machine its precision gate was measured on (a toy conv here: 15% of outputs
-# off, by up to 13 int8 steps). This session option (ONNX Runtime's kOrtSessionOptionsAvx2PrecisionMode, since 1.11)
-# switches only those CPUs to exact u8u8 kernels; elsewhere it changes nothing.
+# off, by up to 13 int8 steps). This session option (ONNX Runtime's kOrtSessionOptionsAvx2PrecisionMode, in
+# onnxruntime_session_options_config_keys.h) switches only those CPUs to exact u8u8 kernels; elsewhere it changes
+# nothing.
 EXACT_INT8 = ("session.x64quantprecision", "1")
 
 
