@@ -64,6 +64,9 @@ class RegistrationCheck:
     matched: float = 1.0  # share of border pixels within FIT_RESIDUAL_PX of the fit
     growth_px: float = 0.0  # how far the depth camera moves every outline outwards (negative: objects shrink)
     matched_pixels: int = 0  # border pixels within FIT_RESIDUAL_PX of the fit
+    # the coarse search ended at the edge of its reach (MAX_SHIFT_PX): the outlines may lie farther apart than the
+    # check can read (a camera knocked hard, another model's calibration), and the shift is then a lower bound
+    at_search_edge: bool = False
 
     @property
     def measurable(self) -> bool:
@@ -257,7 +260,7 @@ def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationChe
         view[depth_edges] = (255, 0, 0)
     return RegistrationCheck(float(np.hypot(*shift)), (round(shift[0], 2), round(shift[1], 2)),
                              float(np.median(unshifted[depth_edges])), int(depth_edges.sum()), picture, matched, growth,
-                             matched_pixels)
+                             matched_pixels, max(abs(cx), abs(cy)) >= MAX_SHIFT_PX)
 
 
 def steady_frames(frame_sets: list):
