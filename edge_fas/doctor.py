@@ -317,6 +317,7 @@ CHECKS = [check_torch, check_onnxruntime, check_mediapipe, check_face_model, che
 
 STALE_S = 10.0  # a status file older than this is no running service's (`edge-fas run` writes it about once a second)
 
+
 def check_webhook(config, status=None) -> Check:
     """Is the site's webhook usable from here (URL, key, TCP reachable), and how has delivery gone in the
     running service (deployment.status_file, written by `edge-fas run`; `status`: _service_status's answer, read
@@ -378,9 +379,12 @@ def _saved_registration(config) -> tuple[dict | None, str]:
         return None, ""
     try:
         with open(path) as f:
-            return json.load(f), ""
+            saved = json.load(f)
     except (OSError, ValueError) as e:
         return None, f"nothing kept in {path} ({e})"
+    if not isinstance(saved, dict):
+        return None, f"{path} holds no state the running check wrote (the service moves such a file aside at start)"
+    return saved, ""
 
 
 def check_registration(config, status=None) -> Check:

@@ -274,9 +274,9 @@ class RegistrationMonitor:
             refusing, d, faces = self._refusing, self._drift, len(self._shifts)
         if not refusing:
             return []
-        where = f"{np.hypot(*d):.1f} px" if d is not None else "off"
+        where = f"{np.hypot(*d):.1f} px " if d is not None else ""  # (none: a refusal kept across a restart)
         return [reason(D.REGISTRATION_DRIFT,
-                       f"depth lies {where} off the colour image around the last {faces} faces (limit {self.limit:g} "
+                       f"depth lies {where}off the colour image around the last {faces} faces (limit {self.limit:g} "
                        "px): the camera moved on its mount or calibration.file is another camera's; run edge-fas "
                        "calibrate --check")]
 
@@ -305,7 +305,7 @@ class RegistrationMonitor:
                     raise ValueError(f"version {saved.get('version')!r}, expected {STATE_VERSION}")
                 faces = [(float(dx), float(dy)) for dx, dy in saved["faces"]]
                 refusing, key = bool(saved["refusing"]), str(saved["key"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 aside = path.with_name(path.name + ".unreadable")
                 log.warning("calibration.monitor_state_file %s is unreadable (%s); moved to %s, the running "
                             "registration check starts empty", path, e, aside)
