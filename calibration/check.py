@@ -8,8 +8,9 @@ depth outline off the colour one:
   invalidated edge pixels erode), which moves each border along its own outward normal n by the same e.
 
 So each border pixel's offset to the nearest colour edge of its orientation, measured along its normal, is
-fitted as e + T . n (least squares, outliers trimmed), after a coarse search over shifts (up to MAX_SHIFT_PX)
-and outline offsets (truncated oriented chamfer distance) has brought the outlines within reach. |T| is the
+fitted as e + T . n (least squares, outliers trimmed), after a coarse search over shifts (up to MAX_SHIFT_PX, and
+out to WIDE_SHIFT_PX when the best lies at that edge) and outline offsets (truncated oriented chamfer distance) has
+brought the outlines within reach. |T| is the
 misalignment: ~0 on a well calibrated rig, several pixels with a wrong baseline or rotation. A shift alone
 would read an outline's growth as a shift wherever its borders do not face all ways evenly (a head over
 shoulders: mostly up). A depth border is a jump of DEPTH_STEP_M and DEPTH_STEP_REL of the depth (a far wall's
@@ -50,8 +51,20 @@ ORIENTATION_BINS = 8  # edge orientations (mod 180 degrees) in bins of 22.5: a b
 # domains, then 8-9; benchmarks/bench_registration_check.py)
 MIN_MATCHED_PX = 200
 MIN_MATCHED_SHARE = 0.1
-# what a box's check reads around the box: a hole's reach, the coarse search's shift and growth, the match distance
-CROP_PAD_PX = SHADOW_REACH_PX + MAX_SHIFT_PX - GROWTH_RANGE_PX[0] + int(MATCH_PX)
+# When the search's best shift lies at its edge, the check searches again out to WIDE_SHIFT_PX, on a grid of
+# WIDE_STEP_PX refined on COARSE_STEP_PX: a camera knocked hard, or another model's calibration, puts the outlines
+# 20-60 px apart, and within MAX_SHIFT_PX their readings fell apart (too few outline pixels explained: no reading at
+# all). Only such views pay for the wider search; every other reading stays what it was.
+WIDE_SHIFT_PX = 48
+WIDE_STEP_PX = 4
+
+
+def _crop_pad(reach: int) -> int:
+    """What a box's check reads around the box: a hole's reach, the search's shift and growth, the match distance."""
+    return SHADOW_REACH_PX + reach - GROWTH_RANGE_PX[0] + int(MATCH_PX)
+
+
+CROP_PAD_PX = _crop_pad(MAX_SHIFT_PX)
 
 
 @dataclass
@@ -64,8 +77,8 @@ class RegistrationCheck:
     matched: float = 1.0  # share of border pixels within FIT_RESIDUAL_PX of the fit
     growth_px: float = 0.0  # how far the depth camera moves every outline outwards (negative: objects shrink)
     matched_pixels: int = 0  # border pixels within FIT_RESIDUAL_PX of the fit
-    # the coarse search ended at the edge of its reach (MAX_SHIFT_PX): the outlines may lie farther apart than the
-    # check can read (a camera knocked hard, another model's calibration), and the shift is then a lower bound
+    # the search ended at the edge of its reach (WIDE_SHIFT_PX): the outlines may lie farther apart than the check
+    # can read (a camera knocked hard, another model's calibration), and the shift is then a lower bound
     at_search_edge: bool = False
 
     @property
@@ -125,28 +138,42 @@ def _orientation_bin(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     return np.minimum((angle / np.pi * ORIENTATION_BINS).astype(np.int32), ORIENTATION_BINS - 1)
 
 
-def _coarse_fit(like_dist: np.ndarray, bins, ys, xs, nx, ny) -> tuple[int, int, int]:
-    """The shift (dx, dy) within MAX_SHIFT_PX and the outline offset e within GROWTH_RANGE_PX (both on a grid of
-    COARSE_STEP_PX) that put the border pixels nearest colour edges of their orientation: the lowest mean of the
-    truncated distance at p + (dx, dy) + e n. Ties go to the smaller shift."""
+def _grid(lo: int, hi: int, step: int) -> np.ndarray:
+    return np.arange(lo, hi + 1, step)
+
+
+def _coarse_fit(like_dist: np.ndarray, bins, ys, xs, nx, ny, steps=None, growths=None) -> tuple[int, int, int]:
+    """The shift (dx, dy) and the outline offset e (by default within MAX_SHIFT_PX and GROWTH_RANGE_PX, both on a
+    grid of COARSE_STEP_PX; else `steps` as (x steps, y steps) and `growths`) that put the border pixels nearest
+    colour edges of their orientation: the lowest mean of the truncated distance at p + (dx, dy) + e n. Ties go to
+    the smaller shift."""
     h, w = like_dist.shape[1:]
     flat = like_dist.reshape(-1)
-    steps = np.arange(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, COARSE_STEP_PX)
-    growths = np.arange(GROWTH_RANGE_PX[0], GROWTH_RANGE_PX[1] + 1, COARSE_STEP_PX)
+    xsteps, ysteps = steps if steps is not None else (_grid(-MAX_SHIFT_PX, MAX_SHIFT_PX, COARSE_STEP_PX),) * 2
+    growths = _grid(*GROWTH_RANGE_PX, COARSE_STEP_PX) if growths is None else growths
     plane = bins.astype(np.int64) * (h * w)
-    cost = np.empty((growths.size, steps.size, steps.size))
+    cost = np.empty((growths.size, ysteps.size, xsteps.size))
     for i, e in enumerate(growths):  # every dx at once: one lookup of all border pixels per (e, dy)
         ex, ey = xs + e * nx, ys + e * ny
-        cols = np.clip(np.rint(ex[None, :] + steps[:, None]).astype(np.int64), 0, w - 1)
-        for j, dy in enumerate(steps):
+        cols = np.clip(np.rint(ex[None, :] + xsteps[:, None]).astype(np.int64), 0, w - 1)
+        for j, dy in enumerate(ysteps):
             row = np.clip(np.rint(ey + dy).astype(np.int64), 0, h - 1) * w
             cost[i, j] = flat[plane + row + cols].mean(axis=1)
     best, found = np.inf, (0, 0, 0)
     for (i, j, k), c in np.ndenumerate(cost):  # in search order: the first of equal costs with the smallest shift
-        dx, dy = int(steps[k]), int(steps[j])
+        dx, dy = int(xsteps[k]), int(ysteps[j])
         if c < best - 1e-6 or (abs(c - best) <= 1e-6 and abs(dx) + abs(dy) < abs(found[0]) + abs(found[1])):
             best, found = c, (dx, dy, int(growths[i]))
     return found
+
+
+def _wide_fit(like_dist: np.ndarray, bins, ys, xs, nx, ny) -> tuple[int, int, int]:
+    """_coarse_fit out to WIDE_SHIFT_PX on a grid of WIDE_STEP_PX, then on COARSE_STEP_PX around what it found."""
+    wide = _grid(-WIDE_SHIFT_PX, WIDE_SHIFT_PX, WIDE_STEP_PX)
+    cx, cy, ce = _coarse_fit(like_dist, bins, ys, xs, nx, ny, (wide, wide), _grid(*GROWTH_RANGE_PX, WIDE_STEP_PX))
+    near = _grid(-WIDE_STEP_PX, WIDE_STEP_PX, COARSE_STEP_PX)
+    growths = np.unique(np.clip(ce + near, *GROWTH_RANGE_PX))
+    return _coarse_fit(like_dist, bins, ys, xs, nx, ny, (cx + near, cy + near), growths)
 
 
 def _normal_offsets(like_edges: np.ndarray, bins: np.ndarray, ys, xs, nx, ny) -> np.ndarray:
@@ -188,21 +215,22 @@ def registration_check(frames, calibration: RigCalibration | None = None, box=No
     return measure_registration(register_to_color(frames, calibration), box)
 
 
-def _crop_window(shape, box, roi) -> tuple[int, int, int, int]:
-    """The part of the image a box's check reads: the box with CROP_PAD_PX around it, within the image and within
+def _crop_window(shape, box, roi, pad: int = CROP_PAD_PX) -> tuple[int, int, int, int]:
+    """The part of the image a box's check reads: the box with `pad` around it, within the image and within
     the registered region `roi` (outside it depth is 0 by construction, not a hole in the scene)."""
     h, w = shape
     x0, y0, x1, y1 = (float(v) for v in box)
     rx0, ry0, rx1, ry1 = roi if roi is not None else (0, 0, w, h)
-    return (int(max(0, rx0, np.floor(x0) - CROP_PAD_PX)), int(max(0, ry0, np.floor(y0) - CROP_PAD_PX)),
-            int(min(w, rx1, np.ceil(x1) + CROP_PAD_PX)), int(min(h, ry1, np.ceil(y1) + CROP_PAD_PX)))
+    return (int(max(0, rx0, np.floor(x0) - pad)), int(max(0, ry0, np.floor(y0) - pad)),
+            int(min(w, rx1, np.ceil(x1) + pad)), int(min(h, ry1, np.ceil(y1) + pad)))
 
 
-def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationCheck:
+def measure_registration(reg, box=None, overlay: bool = True, wide: bool = False) -> RegistrationCheck:
     """`registration_check` on frames already registered to colour (the live pipeline's, whose depth may cover
     only a region around the face: meta["registration_roi"]). With a box only that part of the image (and
-    CROP_PAD_PX around it, which the search can reach) is read, so a face's check costs a fraction of a whole
-    frame's; the shift is the same. overlay=False leaves `overlay` None."""
+    what the search can reach around it) is read, so a face's check costs a fraction of a whole frame's; the shift
+    is the same. overlay=False leaves `overlay` None. A best shift at the edge of MAX_SHIFT_PX is searched again
+    out to WIDE_SHIFT_PX (`wide`: that search)."""
     if reg.rgb is None or reg.depth is None:
         raise CalibrationError("registration check needs colour and depth in the same frame set")
     if not reg.registered:
@@ -211,7 +239,8 @@ def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationChe
     ox = oy = 0
     inside = None
     if box is not None:
-        ox, oy, x1, y1 = _crop_window(depth.shape, box, reg.meta.get("registration_roi"))
+        ox, oy, x1, y1 = _crop_window(depth.shape, box, reg.meta.get("registration_roi"),
+                                      _crop_pad(WIDE_SHIFT_PX if wide else MAX_SHIFT_PX))
         if x1 - ox < 8 or y1 - oy < 8:
             raise CalibrationError("registration check: the box lies outside the registered image")
         rgb, depth = rgb[oy:y1, ox:x1], depth[oy:y1, ox:x1]
@@ -241,7 +270,12 @@ def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationChe
     like_edges = np.stack([color_edges & alike[b][color_bins] for b in range(ORIENTATION_BINS)])
     like_dist = np.stack([np.minimum(cv2.distanceTransform((~e).astype(np.uint8), cv2.DIST_L2, 5), MATCH_PX)
                           if e.any() else np.full((h, w), MATCH_PX, np.float32) for e in like_edges])
-    cx, cy, ce = _coarse_fit(like_dist, bins, ys, xs, nx, ny)
+    if wide:
+        cx, cy, ce = _wide_fit(like_dist, bins, ys, xs, nx, ny)
+    else:
+        cx, cy, ce = _coarse_fit(like_dist, bins, ys, xs, nx, ny)
+        if max(abs(cx), abs(cy)) >= MAX_SHIFT_PX:  # the outlines may lie farther apart than this search reaches
+            return measure_registration(reg, box, overlay, wide=True)
     offsets = _normal_offsets(like_edges, bins, ys + cy + ce * ny, xs + cx + ce * nx, nx, ny)
     fit = _fit_shift_and_growth(offsets, nx, ny)
     if fit is None:  # a straight outline: only the shift across it is known, and that only with the growth in it
@@ -260,7 +294,7 @@ def measure_registration(reg, box=None, overlay: bool = True) -> RegistrationChe
         view[depth_edges] = (255, 0, 0)
     return RegistrationCheck(float(np.hypot(*shift)), (round(shift[0], 2), round(shift[1], 2)),
                              float(np.median(unshifted[depth_edges])), int(depth_edges.sum()), picture, matched, growth,
-                             matched_pixels, max(abs(cx), abs(cy)) >= MAX_SHIFT_PX)
+                             matched_pixels, max(abs(cx), abs(cy)) >= (WIDE_SHIFT_PX if wide else MAX_SHIFT_PX))
 
 
 def steady_frames(frame_sets: list):

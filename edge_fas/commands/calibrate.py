@@ -106,7 +106,7 @@ def _from_camera(spec, config, pattern, views, seconds):
 
 
 def _check(args, config) -> int:
-    from edge_fas.calibration.check import MAX_SHIFT_PX, registration_check, steady_frames
+    from edge_fas.calibration.check import WIDE_SHIFT_PX, registration_check, steady_frames
     from edge_fas.calibration.rig import RigCalibration
     from edge_fas.drivers import open_camera
     spec = args.camera or config.camera.spec
@@ -128,7 +128,7 @@ def _check(args, config) -> int:
     result = registration_check(steady_frames(grabbed), cal)
     cv2.imwrite(args.overlay, cv2.cvtColor(result.overlay, cv2.COLOR_RGB2BGR))
     if not result.measurable:
-        far = (f"; the best match lay at the edge of the check's {MAX_SHIFT_PX} px search, so the registration may be off by "
+        far = (f"; the best match lay at the edge of the check's {WIDE_SHIFT_PX} px search, so the registration may be off by "
                "more than it can read (a camera knocked on its mount, another unit's calibration): if the overlay's red "
                "outlines sit visibly off the green edges, calibrate again (edge-fas calibrate --camera SPEC --out "
                "FILE); otherwise" if result.at_search_edge else ";")
@@ -141,7 +141,7 @@ def _check(args, config) -> int:
           f"move by ({result.shift_px[0]:+.1f}, {result.shift_px[1]:+.1f}) px to fit the colour edges; the depth "
           f"camera grows outlines by {result.growth_px:+.1f} px; {result.matched_pixels} of {result.edge_pixels} "
           f"outline pixels matched)"
-          + (f"; AT LEAST that: the best match lay at the edge of the check's {MAX_SHIFT_PX} px search, and the outlines may "
+          + (f"; AT LEAST that: the best match lay at the edge of the check's {WIDE_SHIFT_PX} px search, and the outlines may "
              "lie farther apart" if result.at_search_edge else "")
           + f". Overlay: {args.overlay} (colour edges green, registered-depth outlines red)")
     return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
