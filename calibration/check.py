@@ -10,8 +10,8 @@ depth outline off the colour one:
 So each border pixel's offset to the nearest colour edge of its orientation, measured along its normal, is
 fitted as e + T . n (least squares, outliers trimmed), after a coarse search over shifts (up to MAX_SHIFT_PX, and
 out to WIDE_SHIFT_PX when the best lies at that edge) and outline offsets (truncated oriented chamfer distance) has
-brought the outlines within reach. |T| is the
-misalignment: ~0 on a well calibrated rig, several pixels with a wrong baseline or rotation. A shift alone
+brought the outlines within reach. |T| is the misalignment: ~0 on a well calibrated rig, several pixels with a wrong
+baseline or rotation. A shift alone
 would read an outline's growth as a shift wherever its borders do not face all ways evenly (a head over
 shoulders: mostly up). A depth border is a jump of DEPTH_STEP_M and DEPTH_STEP_REL of the depth (a far wall's
 noise is none); a hole next to an object (its shadow) stands for the depth behind it, and borders shorter
