@@ -132,3 +132,35 @@ def test_dockerfile_fails_loudly_and_runs_unprivileged():
     assert "--privileged" not in text and "--index-url" in text and ".dev/" not in text
     ignore = (JETSON.parent / ".dockerignore").read_text().split()
     assert {".git", ".venv", "*.plan"} <= set(ignore)
+
+
+def _syscalls(group: str) -> set[str]:
+    """The system calls systemd puts in `group` (@name), nested groups expanded."""
+    r = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = set()
+    for line in r.stdout.splitlines()[1:]:
+        name = line.strip()
+        if name.startswith("@"):
+            out |= _syscalls(name)
+        elif name and not name.startswith("#"):
+            out.add(name)
+    return out
+
+
+@needs_systemd
+def test_the_unit_lets_the_registration_check_lower_its_own_priority():
+    """The running registration check's thread lowers its priority (setpriority) so the decisions get the cores first;
+    the unit's syscall filter must allow it, or the service keeps the check at its own priority."""
+    filters = re.findall(r"^SystemCallFilter=(.*)$", UNIT.read_text(), re.M)
+    allowed = set().union(*(_syscalls(g) for line in filters if not line.startswith("~") for g in line.split()))
+    denied = set().union(*(_syscalls(g) for line in filters if line.startswith("~") for g in line[1:].split()))
+    assert "setpriority" in allowed and "setpriority" not in denied
+
+
+def test_the_kiosk_config_keeps_the_registration_state_where_the_unit_may_write():
+    import yaml
+    state_dir = re.search(r"^StateDirectory=(\S+)$", UNIT.read_text(), re.M).group(1)
+    config = yaml.safe_load((JETSON / "config.yaml").read_text())
+    assert config["deployment"]["mode"] == "production"
+    assert config["calibration"]["monitor_state_file"].startswith(f"/var/lib/{state_dir}/")
