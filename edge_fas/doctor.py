@@ -402,32 +402,28 @@ def check_registration(config, status=None) -> Check:
     status, age, why = status or _service_status(config)
     state = None if status is None else (status.get("counters") or {}).get("registration")
 
-    def said(st: dict) -> str:
-        return "not yet judged" if st.get("drift_px") is None else f"depth {st['drift_px']:g} px off colour"
+    def judged(where: str, st: dict, faces: str, refusing: str) -> Check:
+        drift = "not yet judged" if st.get("drift_px") is None else f"depth {st['drift_px']:g} px off colour"
+        detail = f"{where}: {faces}, {drift} ({limits})" + (f"; {refusing}: {fix}" if st.get("refusing") else "")
+        return Check("registration", not st.get("refusing"), detail, info=dict(st))
 
     if state is not None and age < STALE_S:
-        detail = f"running service ({age:.0f} s ago): {state.get('faces', 0)} faces read, {said(state)} ({limits})"
-        if state.get("refusing"):
-            detail += f"; REFUSING every frame (registration_drift): {fix}"
-        return Check("registration", not state.get("refusing"), detail, info=dict(state))
+        return judged(f"running service ({age:.0f} s ago)", state, f"{state.get('faces', 0)} faces read",
+                      "REFUSING every frame (registration_drift)")
     saved, not_saved = _saved_registration(config)
     if state is not None:  # a status file no service writes any more
         running = f"the status file is {age:.0f} s old: no service is writing it"
         if saved is None:
-            detail = f"{running}; when it stopped: {state.get('faces', 0)} faces read, {said(state)} ({limits})"
-            if state.get("refusing"):
-                detail += f"; it was REFUSING every frame: {fix}"
-            return Check("registration", not state.get("refusing"), detail, info=dict(state))
+            return judged(f"{running}; when it stopped", state, f"{state.get('faces', 0)} faces read",
+                          "it was REFUSING every frame")
     else:
         running = why or "set deployment.status_file to see the running service's state here"
     if saved is None:
         return Check("registration", True, f"running check on ({limits}); {running}"
                                            + (f"; {not_saved}" if not_saved else ""))
-    detail = (f"{running}; the last run kept {len(saved.get('faces') or [])} face(s) in {c.monitor_state_file}: "
-              f"{said(saved)} ({limits})")
-    if saved.get("refusing"):
-        detail += f"; it was REFUSING every frame and refuses again from the start: {fix}"
-    return Check("registration", not saved.get("refusing"), detail, info=dict(saved))
+    return judged(f"{running}; the last run kept in {c.monitor_state_file}", saved,
+                  f"{len(saved.get('faces') or [])} face(s)",
+                  "it was REFUSING every frame and refuses again from the start")
 
 
 def _calibration_file(calibration, config, kind: str, arg: str | None) -> str:
