@@ -74,11 +74,17 @@ def _another_unit(cal, rng):
     return replace(moved, color=intrinsics(cal.color), depth=intrinsics(cal.depth), ir=intrinsics(cal.ir))
 
 
-def calibrations(true, seed: int) -> dict:
+def calibrations(true, seed: int, hard: bool = False) -> dict:
+    """The true calibration and the wrong ones above; with `hard` also the knocks that put the outlines farther apart
+    than the registration check reads (its WIDE_SHIFT_PX, 48 px): the baseline 60 mm off, the imagers turned 5 degrees
+    (another model's calibration, a mount that gave way)."""
     rng = np.random.default_rng(1000 + seed)
-    return {"true": true, "unit": _another_unit(true, rng),
-            "baseline+10mm": _moved(true, (0.010, 0.0, 0.0)), "baseline-25mm": _moved(true, (-0.025, 0.0, 0.0)),
-            "turned1deg": _moved(true, rotation=_turned(1.0)), "turned2deg": _moved(true, rotation=_turned(2.0))}
+    out = {"true": true, "unit": _another_unit(true, rng),
+           "baseline+10mm": _moved(true, (0.010, 0.0, 0.0)), "baseline-25mm": _moved(true, (-0.025, 0.0, 0.0)),
+           "turned1deg": _moved(true, rotation=_turned(1.0)), "turned2deg": _moved(true, rotation=_turned(2.0))}
+    if hard:
+        out.update({"baseline+60mm": _moved(true, (0.060, 0.0, 0.0)), "turned5deg": _moved(true, rotation=_turned(5.0))})
+    return out
 
 
 def misalignment(frames: list) -> list[float]:

@@ -2,13 +2,14 @@
 one alone?
 
     .venv/bin/python benchmarks/bench_registration_monitor.py [--domains surf,wmca,cefa,padisi,rand_heldout,rand_test] \
-        [--seeds 30,31] [--take 1.5] [--model demo] [--mode detector]
+        [--seeds 30,31] [--take 1.5] [--model demo] [--mode detector] [--hard]
 
 Per domain and rig seed it renders the synthetic camera's `mixed` scenario once (bona fide and each attack species
 in turn, a new person each take, one drawn camera per seed; bench_system.render) and judges the same frames through
 the pipeline (Pipeline.process on every frame in order, as `edge-fas run --no-drop`; bench_system.judge) with the
 true calibration and with the wrong ones of bench_miscalibration.py: another unit of the same model, the baseline
-10 mm or -25 mm off, the depth and IR imagers turned 1 or 2 degrees. The monitor runs at its shipped settings.
+10 mm or -25 mm off, the depth and IR imagers turned 1 or 2 degrees; with --hard also the baseline 60 mm off and the
+imagers turned 5 degrees (outlines farther apart than the check's search). The monitor runs at its shipped settings.
 
 It prints, per calibration:
 - the frames refused for `registration_drift` (with the true calibration these are false alarms; 95% intervals,
@@ -49,6 +50,8 @@ def main() -> int:
     ap.add_argument("--take", type=float, default=1.5, help="seconds per attack take; bona fide 4/3 of it")
     ap.add_argument("--model", default="demo", help="artifact folder (default: the bundled demo)")
     ap.add_argument("--runtime", default="onnxruntime")
+    ap.add_argument("--hard", action="store_true", help="also the knocks past the check's search (bench_miscalibration's "
+                                                         "baseline+60mm, turned5deg)")
     ap.add_argument("--mode", default="detector", help="decision.physics (default detector: the bundled model's "
                                                        "mode on a real camera, where misregistration counts most)")
     args = ap.parse_args()
@@ -76,7 +79,7 @@ def main() -> int:
             t0 = time.monotonic()
             frames, camera = render(domain, seed, 1, args.take)
             print(f"{run}: {len(frames)} frames rendered in {time.monotonic() - t0:.0f} s", flush=True)
-            for name, cal in calibrations(frames[0].calibration, seed).items():
+            for name, cal in calibrations(frames[0].calibration, seed, args.hard).items():
                 wrong = [f.replace(calibration=cal) for f in frames]
                 rows = judge(wrong, camera, runtime, args.mode, detector, {})
                 hit = None
