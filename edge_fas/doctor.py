@@ -395,7 +395,9 @@ def check_registration(config, status=None) -> Check:
     if not c.monitor:
         return Check("registration", True, "calibration.monitor is off: nothing checks the registration while running "
                                            "(the weakening registration_monitor_off)")
-    limits = f"refuses beyond {c.monitor_limit_px:g} px over the last {c.monitor_faces} faces"
+    from edge_fas.pipeline.registration_monitor import APART
+    limits = (f"refuses beyond {c.monitor_limit_px:g} px over the last {c.monitor_faces} faces, or their outlines "
+              f"{APART * c.monitor_limit_px:g} px apart every way")
     fix = ("the camera moved on its mount or calibration.file is another camera's; run edge-fas calibrate --check "
            "--camera SPEC. A new calibration starts the check afresh; with the same one it releases once faces read "
            "within half the limit")
@@ -404,6 +406,8 @@ def check_registration(config, status=None) -> Check:
 
     def judged(where: str, st: dict, faces: str, refusing: str) -> Check:
         drift = "not yet judged" if st.get("drift_px") is None else f"depth {st['drift_px']:g} px off colour"
+        if st.get("apart_px") is not None:
+            drift += f", outlines {st['apart_px']:g} px apart"
         detail = f"{where}: {faces}, {drift} ({limits})" + (f"; {refusing}: {fix}" if st.get("refusing") else "")
         return Check("registration", not st.get("refusing"), detail, info=dict(st))
 

@@ -76,8 +76,8 @@ def test_a_shift_that_every_face_shows_is_refused_once_enough_faces_agree_and_re
     m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script([wrong] * 6 + [right] * 6))
     assert faces(m, range(6)) == [[], ["registration_drift"], ["registration_drift"], ["registration_drift"], [],
                                   []]  # from the fifth face, two of the last three read right
-    assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "refusing": False, "taken": 12,
-                           "unmeasurable": 0}
+    assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "apart_px": pytest.approx(0.36, abs=0.01),
+                           "refusing": False, "taken": 12, "unmeasurable": 0}
 
 
 def test_once_refusing_it_goes_on_until_the_faces_read_within_half_the_limit():
@@ -132,7 +132,29 @@ def test_views_without_outlines_count_for_nothing():
                      Reading((9.0, 0.0))])
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     assert feed(m, 4, new_face=True) == [[], [], [], ["registration_drift"]]
-    assert m.summary() == {"faces": 1, "drift_px": 9.0, "refusing": True, "taken": 4, "unmeasurable": 2}
+    assert m.summary() == {"faces": 1, "drift_px": 9.0, "apart_px": 9.0, "refusing": True, "taken": 4,
+                           "unmeasurable": 2}
+
+
+def test_faces_whose_outlines_lie_far_apart_every_way_are_refused():
+    """A knock past the search's reach: the readings explain little of the outlines and point every way (their
+    per-axis median stays small), but every face's outlines read far apart. Readings that matched too few outline
+    pixels still count for nothing."""
+    angles = np.linspace(0, 2 * np.pi, 5, endpoint=False)
+    far = [Reading((25.0 * np.cos(a), 25.0 * np.sin(a)), matched=0.02) for a in angles for _ in range(2)]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(far))
+    assert faces(m, angles) == [[], [], ["registration_drift"], ["registration_drift"], ["registration_drift"]]
+    summary = m.summary()
+    assert summary["drift_px"] is None and summary["apart_px"] == pytest.approx(25.0)
+    assert "farther than the check reads" in m.faults()[0]
+    # the same readings with too few outline pixels matched say nothing
+    few = [Reading(r.shift_px, matched_pixels=40, matched=0.02) for r in far]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(few))
+    assert faces(m, angles)[-1] == [] and m.summary()["apart_px"] is None
+    # and right faces (within half of the limit, every way) release it
+    right = [Reading((2.0 * np.cos(a), 2.0 * np.sin(a)), matched=0.02) for a in angles for _ in range(2)]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(far + right))
+    assert faces(m, list(angles) * 2)[-1] == [] and not m.summary()["refusing"]
 
 
 def test_a_failing_check_is_a_pipeline_error_not_a_silent_monitor():
@@ -281,19 +303,23 @@ def detector():
     d.close()
 
 
-@pytest.mark.parametrize("metres", [0.0, 0.01])
+@pytest.mark.parametrize("metres", [0.0, 0.01, 0.06])  # 6 cm: outlines farther apart than the check's search
 def test_the_pipeline_refuses_a_camera_registered_a_centimetre_off_and_only_that_one(rig_frames, detector, metres):
     from edge_fas.pipeline import Pipeline
     pipeline = Pipeline(None, FixedRuntime(), load_config(overrides=MONITOR_FAST), detector=detector, no_drop=True)
     verdicts = [pipeline.process(f.replace(calibration=_shifted(f.calibration, metres)))[1] for f in rig_frames]
     refused = [i for i, v in enumerate(verdicts) if "registration_drift" in map(reason_code, v.reasons)]
     summary = pipeline.registration.summary()
-    assert summary["faces"] >= 3, summary  # a reading every 0.2 s: two or three per person, most measurable
     if metres:
-        assert summary["drift_px"] > 5.0 and refused and refused == list(range(refused[0], len(verdicts)))
+        assert refused and refused == list(range(refused[0], len(verdicts))), summary
+        if metres < 0.05:  # within the search: the faces agree on the shift
+            assert summary["faces"] >= 3 and summary["drift_px"] > 5.0, summary
+        else:  # past it: the readings point every way, and the outlines read far apart
+            assert summary["apart_px"] > 2 * 6.0, summary
         assert all(v.verdict != "live" for v in verdicts[refused[0]:])
     else:
-        assert summary["drift_px"] < 4.0 and not refused
+        assert summary["faces"] >= 3, summary  # a reading every 0.2 s: two or three per person, most measurable
+        assert summary["drift_px"] < 4.0 and summary["apart_px"] < 4.0 and not refused
         assert verdicts[-1].verdict == "live"
 
 

@@ -20,6 +20,16 @@ frame gets the fault `registration_drift` (`unknown`, never `live`; the kiosk sh
 the faces' median comes back within half the limit. A reading counts when its fit explains enough outline
 pixels (MIN_MATCHED_PX, MIN_SHARE).
 
+Past the search's reach (a camera knocked hard, another model's calibration: outlines 50 px and more apart) the
+readings stop agreeing: few explain enough of the outline, and those that do point every way, so the per-axis median
+stays small. With the baseline 60 mm off the check never refused on development seeds while paper masks passed the
+physics check on 42 of 90 frames. So each face is also summed up by how far apart its outlines read, whatever the
+direction: the length of the per-axis median of all its readings that matched SEEN_PX outline pixels, explained or
+not. When, over at least `min_faces` faces, the median of those lengths passes APART times the limit, the monitor
+refuses as well. On development seeds 20-21 of six domains (the pipeline's own readings), that median over five
+faces stayed at 6 px or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees reached 12-25 px
+at their highest, knocks of 60 mm or 5-10 degrees 13-51 px.
+
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
 was read READINGS_PER_FACE times. A check that fails for any other reason (a bug) is a `pipeline_error` on
 every frame, never a silent monitor.
@@ -69,6 +79,8 @@ REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 # by 10 px or more explains 3-9% of its outline pixels while its shifts still agree (chosen on rig seeds 0-2 and
 # on seeds 20-21, which were then reported no more)
 MIN_SHARE = 0.03
+SEEN_PX = 50  # a reading that matched this many outline pixels counts for how far apart a face's outlines lie
+APART = 2.0  # ... and the faces' median of that, in any direction, refuses past this many times the limit
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
 # the same priority raised the decisions' p95 latency from ~33 to ~57 ms, at 19 to ~41 ms (6 runs each, the demo).
@@ -110,9 +122,12 @@ class RegistrationMonitor:
         self.min_faces = int(min_faces)
         self.interval_ms = float(interval_s) * 1000.0
         self._measure = measure or measure_registration  # injectable for tests
-        self._by_face: dict[int, deque] = {}  # face -> its latest shifts (insertion order: oldest face first)
+        # face -> its latest readings (dx, dy, explained) (insertion order: oldest face first)
+        self._by_face: dict[int, deque] = {}
         self._shifts: list[tuple[float, float]] = []  # what face_shifts() returns, updated with each reading
         self._drift: tuple[float, float] | None = None  # what drift() returns, updated with each reading
+        self._aparts: list[float] = []  # how far apart each face's outlines read, whatever the direction (APART)
+        self._apart: float | None = None  # the median of _aparts (None until min_faces faces were read)
         self._lock = threading.Lock()
         self._face = 0
         self._width: int | None = None
@@ -127,6 +142,7 @@ class RegistrationMonitor:
         self._busy_since: float | None = None  # time.monotonic() since which readings have been behind (None: idle)
         self._puts = 0  # readings handed to the thread
         self._restored: list[tuple[float, float]] = []  # faces summed up before the restart (oldest first)
+        self._restored_aparts: list[float] = []  # ... and how far apart their outlines read
         self._key: str | None = None  # state_key of the frames read
         self._state_file = Path(state_file) if state_file else None
         self._saved_key: str | None = None  # the key the state file was written for, until the first frame says
@@ -214,29 +230,42 @@ class RegistrationMonitor:
             return
         with self._lock:
             self.taken += 1
-            if r is None or not r.explains(MIN_SHARE):
+            explained = r is not None and r.explains(MIN_SHARE)
+            if not explained:
                 self.unmeasurable += 1
+            if r is None or r.matched_pixels < SEEN_PX:
                 return
             if face not in self._by_face:
                 self._by_face[face] = deque(maxlen=KEPT_PER_FACE)
-            self._by_face[face].append(tuple(float(v) for v in r.shift_px))
+            self._by_face[face].append((float(r.shift_px[0]), float(r.shift_px[1]), explained))
             while len(self._by_face) > self.faces + 1:  # the faces kept, and one being read
                 del self._by_face[next(iter(self._by_face))]
-            read = [np.asarray(v) for v in self._by_face.values() if len(v) >= READINGS_PER_FACE]
-            live = [tuple(float(x) for x in np.median(v, axis=0)) for v in read]
-            self._judge(live)
+            live, aparts = [], []
+            for readings in self._by_face.values():
+                shifts = np.asarray([(dx, dy) for dx, dy, _ in readings])
+                if len(shifts) >= READINGS_PER_FACE:
+                    aparts.append(float(np.hypot(*np.median(shifts, axis=0))))
+                shifts = shifts[[e for _, _, e in readings]]
+                if len(shifts) >= READINGS_PER_FACE:
+                    live.append(tuple(float(x) for x in np.median(shifts, axis=0)))
+            self._judge(live, aparts)
 
-    def _judge(self, live: list[tuple[float, float]], save: bool = True) -> None:
-        """The last `faces` faces (restored ones first) -> drift and refusal; the state file when they moved. Holds
-        the lock."""
+    def _judge(self, live: list[tuple[float, float]], aparts: list[float], save: bool = True) -> None:
+        """The last `faces` faces (restored ones first) -> drift, how far apart, and refusal; the state file when they
+        moved. Holds the lock."""
         self._shifts = (self._restored + live)[-self.faces:]
+        self._aparts = (self._restored_aparts + aparts)[-self.faces:]
         if len(self._shifts) >= self.min_faces:
             dx, dy = np.median(np.asarray(self._shifts), axis=0)
             self._drift = float(dx), float(dy)
-        if self._drift is not None:
+        if len(self._aparts) >= self.min_faces:
+            self._apart = float(np.median(self._aparts))
+        if self._drift is not None or self._apart is not None:
             # once refusing it goes on until the faces' median is within RELEASE of the limit: a wrong calibration
             # whose faces read near the limit does not flicker between refusing and judging
-            self._refusing = bool(np.hypot(*self._drift) > self.limit * (RELEASE if self._refusing else 1.0))
+            scale = self.limit * (RELEASE if self._refusing else 1.0)
+            self._refusing = bool((self._drift is not None and np.hypot(*self._drift) > scale)
+                                  or (self._apart is not None and self._apart > APART * scale))
         if save:
             self._save_state()
 
@@ -271,10 +300,15 @@ class RegistrationMonitor:
         if starved:
             return [reason(D.PIPELINE_ERROR, starved)]
         with self._lock:
-            refusing, d, faces = self._refusing, self._drift, len(self._shifts)
+            refusing, d, apart, faces = self._refusing, self._drift, self._apart, len(self._aparts)
         if not refusing:
             return []
-        where = f"{np.hypot(*d):.1f} px " if d is not None else ""  # (none: a refusal kept across a restart)
+        if d is not None and np.hypot(*d) > self.limit * RELEASE:
+            where = f"{np.hypot(*d):.1f} px "
+        elif apart is not None:  # outlines far apart, in no direction the faces agree on
+            where = f"{apart:.1f} px (farther than the check reads: the faces' readings point every way) "
+        else:  # a refusal kept across a restart
+            where = ""
         return [reason(D.REGISTRATION_DRIFT,
                        f"depth lies {where}off the colour image around the last {faces} faces (limit {self.limit:g} "
                        "px): the camera moved on its mount or calibration.file is another camera's; run edge-fas "
@@ -286,7 +320,7 @@ class RegistrationMonitor:
         faces = len(self.face_shifts())
         with self._lock:
             out = {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
-                   "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
+                   "apart_px": None if self._apart is None else round(self._apart, 2), "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
             if self._state_file is not None:
                 out["restored_faces"] = len(self._restored)
                 out["state_file"] = str(self._state_file)
@@ -304,6 +338,7 @@ class RegistrationMonitor:
                 if saved.get("version") != STATE_VERSION:
                     raise ValueError(f"version {saved.get('version')!r}, expected {STATE_VERSION}")
                 faces = [(float(dx), float(dy)) for dx, dy in saved["faces"]]
+                aparts = [float(v) for v in saved.get("apart", [])]  # (files of before this summary: none)
                 refusing, key = bool(saved["refusing"]), str(saved["key"])
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 aside = path.with_name(path.name + ".unreadable")
@@ -313,9 +348,10 @@ class RegistrationMonitor:
                 saved = None
         if saved is not None:
             self._restored, self._refusing, self._saved_key = faces[-self.faces:], refusing, key
+            self._restored_aparts = aparts[-self.faces:]
             self._width = int(saved.get("width") or REFERENCE_WIDTH_PX)
             with self._lock:
-                self._judge([], save=False)
+                self._judge([], [], save=False)
         try:
             self._write_state(self._state())
         except OSError as e:
@@ -333,15 +369,17 @@ class RegistrationMonitor:
                 log.warning("registration monitor: the frames' calibration, camera or width is not the one its "
                             "faces were read with (%s, now %s); the running check starts empty", previous, key)
                 self._restored, self._by_face, self._shifts = [], {}, []
+                self._restored_aparts, self._aparts, self._apart = [], [], None
                 self._drift, self._refusing = None, False
             self._key = key
             self._save_state()
 
     def _state(self) -> dict:
         return {"version": STATE_VERSION, "key": self._key or self._saved_key, "width": self._width,
-                "faces": [[round(dx, 2), round(dy, 2)] for dx, dy in self._shifts], "refusing": self._refusing,
+                "faces": [[round(dx, 2), round(dy, 2)] for dx, dy in self._shifts],
+                "apart": [round(v, 2) for v in self._aparts], "refusing": self._refusing,
                 "drift_px": None if self._drift is None else round(float(np.hypot(*self._drift)), 2),
-                "saved": time.time()}
+                "apart_px": None if self._apart is None else round(self._apart, 2), "saved": time.time()}
 
     def _save_state(self) -> None:
         """Rewrite the state file when the faces, the drift or the refusal moved (SAVE_STEP_PX). Holds the lock. A
@@ -350,7 +388,8 @@ class RegistrationMonitor:
             return
         state = self._state()
         coarse = lambda st: (st["key"], st["refusing"], st["width"],  # noqa: E731
-                             [tuple(round(v / SAVE_STEP_PX) for v in f) for f in st["faces"]])
+                             [tuple(round(v / SAVE_STEP_PX) for v in f) for f in st["faces"]],
+                             [round(v / SAVE_STEP_PX) for v in st["apart"]])
         if self._last_saved is not None and coarse(self._last_saved) == coarse(state):
             return
         try:
