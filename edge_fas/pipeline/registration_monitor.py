@@ -205,10 +205,8 @@ class RegistrationMonitor:
             with self._lock:  # caught up: idle; else behind since this reading was handed over
                 self._busy_since = None if self._puts == put else put_at
 
-    def _starved(self) -> str | None:
-        """Why the check is not keeping up (its thread gets no CPU), or None."""
-        with self._lock:
-            since = self._busy_since
+    def _starved(self, since: float | None) -> str | None:
+        """Why the check is not keeping up (its thread gets no CPU), or None. since: _busy_since."""
         waited = 0.0 if since is None else time.monotonic() - since
         if waited <= self.starved_s:
             return None
@@ -294,13 +292,14 @@ class RegistrationMonitor:
     def faults(self) -> list[str]:
         """[] while the registration holds (or too few faces were read yet); else the fault for every frame (each
         reading decides, `_judge`)."""
-        if self._error is not None:
-            return [reason(D.PIPELINE_ERROR, self._error)]
-        starved = self._starved()
+        with self._lock:  # once per frame: everything it needs at one go
+            error, since = self._error, self._busy_since
+            refusing, d, apart, faces = self._refusing, self._drift, self._apart, len(self._aparts)
+        if error is not None:
+            return [reason(D.PIPELINE_ERROR, error)]
+        starved = self._starved(since)
         if starved:
             return [reason(D.PIPELINE_ERROR, starved)]
-        with self._lock:
-            refusing, d, apart, faces = self._refusing, self._drift, self._apart, len(self._aparts)
         if not refusing:
             return []
         if d is not None and np.hypot(*d) > self.limit * RELEASE:
