@@ -122,8 +122,8 @@ class RegistrationMonitor:
         self.min_faces = int(min_faces)
         self.interval_ms = float(interval_s) * 1000.0
         self._measure = measure or measure_registration  # injectable for tests
-        # face -> its latest readings (dx, dy, explained) (insertion order: oldest face first)
-        self._by_face: dict[int, deque] = {}
+        self._by_face: dict[int, deque] = {}  # face -> its latest shifts (insertion order: oldest face first)
+        self._seen_by_face: dict[int, deque] = {}  # ... of every reading that matched SEEN_PX, explained or not
         self._shifts: list[tuple[float, float]] = []  # what face_shifts() returns, updated with each reading
         self._drift: tuple[float, float] | None = None  # what drift() returns, updated with each reading
         self._aparts: list[float] = []  # how far apart each face's outlines read, whatever the direction (APART)
@@ -233,20 +233,22 @@ class RegistrationMonitor:
                 self.unmeasurable += 1
             if r is None or r.matched_pixels < SEEN_PX:
                 return
-            if face not in self._by_face:
-                self._by_face[face] = deque(maxlen=KEPT_PER_FACE)
-            self._by_face[face].append((float(r.shift_px[0]), float(r.shift_px[1]), explained))
-            while len(self._by_face) > self.faces + 1:  # the faces kept, and one being read
-                del self._by_face[next(iter(self._by_face))]
-            live, aparts = [], []
-            for readings in self._by_face.values():
-                shifts = np.asarray([(dx, dy) for dx, dy, _ in readings])
-                if len(shifts) >= READINGS_PER_FACE:
-                    aparts.append(float(np.hypot(*np.median(shifts, axis=0))))
-                shifts = shifts[[e for _, _, e in readings]]
-                if len(shifts) >= READINGS_PER_FACE:
-                    live.append(tuple(float(x) for x in np.median(shifts, axis=0)))
-            self._judge(live, aparts)
+            shift = float(r.shift_px[0]), float(r.shift_px[1])
+            self._keep(self._seen_by_face, face, shift)
+            if explained:
+                self._keep(self._by_face, face, shift)
+            medians = lambda by_face: [np.median(np.asarray(v), axis=0)  # noqa: E731
+                                       for v in by_face.values() if len(v) >= READINGS_PER_FACE]
+            self._judge([(float(dx), float(dy)) for dx, dy in medians(self._by_face)],
+                        [float(np.hypot(*m)) for m in medians(self._seen_by_face)])
+
+    def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
+        """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
+        if face not in by_face:
+            by_face[face] = deque(maxlen=KEPT_PER_FACE)
+        by_face[face].append(shift)
+        while len(by_face) > self.faces + 1:
+            del by_face[next(iter(by_face))]
 
     def _judge(self, live: list[tuple[float, float]], aparts: list[float], save: bool = True) -> None:
         """The last `faces` faces (restored ones first) -> drift, how far apart, and refusal; the state file when they
@@ -367,7 +369,7 @@ class RegistrationMonitor:
             if previous is not None and previous != key:
                 log.warning("registration monitor: the frames' calibration, camera or width is not the one its "
                             "faces were read with (%s, now %s); the running check starts empty", previous, key)
-                self._restored, self._by_face, self._shifts = [], {}, []
+                self._restored, self._by_face, self._seen_by_face, self._shifts = [], {}, {}, []
                 self._restored_aparts, self._aparts, self._apart = [], [], None
                 self._drift, self._refusing = None, False
             self._key = key
