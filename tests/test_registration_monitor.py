@@ -208,6 +208,21 @@ def test_a_restart_resumes_the_refusal_for_the_same_camera_until_faces_read_righ
     assert fresh.faults() == [] and fresh.summary()["restored_faces"] == 0
 
 
+def test_a_restart_keeps_how_far_apart_the_faces_read(tmp_path):
+    """A refusal for outlines far apart every way (no drift) resumes too, and its faces count on after the restart."""
+    state = tmp_path / "registration.json"
+    far = [Reading((d * 25.0, 0.0), matched=0.02) for d in (1, -1) for _ in range(2)]
+    m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script(far), state_file=state)
+    assert faces(m, range(2))[-1] == ["registration_drift"]
+    saved = json.loads(state.read_text())
+    assert saved["refusing"] and saved["faces"] == [] and saved["apart"] == [25.0, 25.0]
+    again = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, state_file=state,
+                                measure=Script([Reading((0.5, 0.0))] * 4))
+    assert [reason_code(f) for f in again.faults()] == ["registration_drift"]  # before any frame
+    assert again.summary()["apart_px"] == 25.0
+    assert faces(again, range(2)) == [["registration_drift"], []]  # 25, 25, 0.5: still; 25, 0.5, 0.5: released
+
+
 def test_a_saved_state_of_another_calibration_or_camera_is_dropped_at_the_first_frame(tmp_path):
     from edge_fas.types import DeviceInfo
     state = tmp_path / "registration.json"
