@@ -134,6 +134,7 @@ class RegistrationMonitor:
         self._next_ms: float | None = None
         self._error: str | None = None
         self._refusing = False
+        self._refused_by: str | None = None  # which rule refuses: "drift", "apart" (None: a refusal kept across a restart)
         self.taken = 0  # frames measured
         self.unmeasurable = 0  # ... whose view had no outline to measure
         self._mailbox: Mailbox | None = None
@@ -264,8 +265,10 @@ class RegistrationMonitor:
             # once refusing it goes on until the faces' median is within RELEASE of the limit: a wrong calibration
             # whose faces read near the limit does not flicker between refusing and judging
             scale = self.limit * (RELEASE if self._refusing else 1.0)
-            self._refusing = bool((self._drift is not None and np.hypot(*self._drift) > scale)
-                                  or (self._apart is not None and self._apart > APART * scale))
+            drift = self._drift is not None and np.hypot(*self._drift) > scale
+            apart = self._apart is not None and self._apart > APART * scale
+            self._refusing = bool(drift or apart)
+            self._refused_by = "drift" if drift else "apart" if apart else None
         if save:
             self._save_state()
 
@@ -296,7 +299,8 @@ class RegistrationMonitor:
         reading decides, `_judge`)."""
         with self._lock:  # once per frame: everything it needs at one go
             error, since = self._error, self._busy_since
-            refusing, d, apart, faces = self._refusing, self._drift, self._apart, len(self._aparts)
+            refusing, by, d, apart = self._refusing, self._refused_by, self._drift, self._apart
+            faces = len(self._shifts) if by == "drift" else len(self._aparts)
         if error is not None:
             return [reason(D.PIPELINE_ERROR, error)]
         starved = self._starved(since)
@@ -304,11 +308,11 @@ class RegistrationMonitor:
             return [reason(D.PIPELINE_ERROR, starved)]
         if not refusing:
             return []
-        if d is not None and np.hypot(*d) > self.limit * RELEASE:
+        if by == "drift":
             where = f"{np.hypot(*d):.1f} px "
-        elif apart is not None:  # outlines far apart, in no direction the faces agree on
+        elif by == "apart":  # outlines far apart, in no direction the faces agree on
             where = f"{apart:.1f} px (farther than the check reads: the faces' readings point every way) "
-        else:  # a refusal kept across a restart
+        else:  # a refusal kept across a restart, before its faces were judged again
             where = ""
         return [reason(D.REGISTRATION_DRIFT,
                        f"depth lies {where}off the colour image around the last {faces} faces (limit {self.limit:g} "
@@ -321,7 +325,8 @@ class RegistrationMonitor:
         faces = len(self.face_shifts())
         with self._lock:
             out = {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
-                   "apart_px": None if self._apart is None else round(self._apart, 2), "refusing": self._refusing, "taken": self.taken, "unmeasurable": self.unmeasurable}
+                   "apart_px": None if self._apart is None else round(self._apart, 2), "refusing": self._refusing,
+                   "taken": self.taken, "unmeasurable": self.unmeasurable}
             if self._state_file is not None:
                 out["restored_faces"] = len(self._restored)
                 out["state_file"] = str(self._state_file)
@@ -371,7 +376,7 @@ class RegistrationMonitor:
                             "faces were read with (%s, now %s); the running check starts empty", previous, key)
                 self._restored, self._by_face, self._seen_by_face, self._shifts = [], {}, {}, []
                 self._restored_aparts, self._aparts, self._apart = [], [], None
-                self._drift, self._refusing = None, False
+                self._drift, self._refusing, self._refused_by = None, False, None
             self._key = key
             self._save_state()
 
