@@ -103,6 +103,11 @@ def state_key(reg) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _face_medians(by_face: dict) -> list[np.ndarray]:
+    """Per face read READINGS_PER_FACE times or more, the per-axis median of its shifts (oldest face first)."""
+    return [np.median(np.asarray(v), axis=0) for v in by_face.values() if len(v) >= READINGS_PER_FACE]
+
+
 def _yield_cpu() -> None:
     """Lower the calling thread's scheduling priority by NICE (Linux keeps a nice value per thread), so that where
     cores are short the camera and the decisions get them first and a reading waits; elsewhere nothing changes."""
@@ -238,10 +243,8 @@ class RegistrationMonitor:
             self._keep(self._seen_by_face, face, shift)
             if explained:
                 self._keep(self._by_face, face, shift)
-            medians = lambda by_face: [np.median(np.asarray(v), axis=0)  # noqa: E731
-                                       for v in by_face.values() if len(v) >= READINGS_PER_FACE]
-            self._judge([(float(dx), float(dy)) for dx, dy in medians(self._by_face)],
-                        [float(np.hypot(*m)) for m in medians(self._seen_by_face)])
+            self._judge([(float(dx), float(dy)) for dx, dy in _face_medians(self._by_face)],
+                        [float(np.hypot(*m)) for m in _face_medians(self._seen_by_face)])
 
     def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
         """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
