@@ -192,3 +192,29 @@ def test_the_system_audit_counts_takes_that_got_through_and_frames_live():
     assert lines[2].endswith("| gathering_evidence 3 | Hold still 3 |")
     assert lines[3].startswith("| print | 1/3 = 33% ") and "| 1/5 = 20% " in lines[3]
     assert lines[3].endswith("| flat_face 3, face_dark_in_ir 2, gathering_evidence 1 | Not verified 3, Hold still 1 |")
+
+
+def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constants_back():
+    import bench_monitor_replay as replay
+
+    from edge_fas.pipeline import registration_monitor as M
+
+    def reading(face, take, t_ms, shift, matched=0.5, matched_pixels=500):
+        return {"run": "surf/0", "calibration": "x", "take": take, "species": "bona_fide", "face": face, "t_ms": t_ms,
+                "width": 640, "reading": {"shift_px": list(shift), "matched_pixels": matched_pixels, "matched": matched,
+                                          "at_search_edge": False}}
+    # three faces (one per take), each read twice 0.5 s apart, 8 px off
+    rows = [reading(face, face, 10_000.0 * face + 500.0 * i, (8.0, 0.0)) for face in (1, 2, 3) for i in range(2)]
+    constants = (M.APART, M.MIN_SHARE, M.SEEN_PX)
+    shipped = {"limit_px": 6.0, "faces": 5, "min_faces": 3, "interval_s": 0.5, "apart": 2.0, "min_share": 0.03,
+               "seen_px": 50}
+    first, drift, apart = replay.replay_run(rows, shipped)
+    assert first == 3 and drift == pytest.approx(8.0) and apart == pytest.approx(8.0)
+    assert replay.replay_run(rows, dict(shipped, limit_px=10.0))[0] is None
+    assert replay.replay_run(rows, dict(shipped, min_faces=2))[0] == 2
+    # readings that explain 2% of their outline count only for how far apart outlines lie (2 x the limit: 12 px)
+    weak = [dict(r, reading=dict(r["reading"], matched=0.02)) for r in rows]
+    assert replay.replay_run(weak, shipped)[0] is None
+    assert replay.replay_run(weak, dict(shipped, min_share=0.01))[0] == 3
+    assert replay.replay_run(weak, dict(shipped, apart=1.0))[0] == 3
+    assert (M.APART, M.MIN_SHARE, M.SEEN_PX) == constants  # put back after each replay

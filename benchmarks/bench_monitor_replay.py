@@ -1,0 +1,245 @@
+"""The running registration check's readings, logged once through the pipeline and replayed under other settings.
+
+    .venv/bin/python benchmarks/bench_monitor_replay.py log --seeds 20,21 [--domains ...] [--hard] --out readings.json
+    .venv/bin/python benchmarks/bench_monitor_replay.py replay readings.json... [--limit-px 6] [--faces 5] \
+        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50]
+
+Tuning the monitor (calibration.monitor) on bench_registration_monitor.py costs a pipeline run per camera, calibration
+and setting: 12 cameras x 8 calibrations take 15-20 minutes on two cores. Its rules, though, see only the readings:
+each RegistrationCheck (shift, outline pixels matched, their share) and which face it belongs to. So `log` judges the
+same frames as bench_registration_monitor.py (bench_system.render's `mixed` scenario, bench_miscalibration's
+calibrations, Pipeline.process on every frame) and writes every reading the pipeline's monitor took; `replay` feeds
+them, at their own camera times and faces, to a RegistrationMonitor with the settings asked for (the module's
+constants APART, MIN_SHARE and SEEN_PX set for the replay) and prints, per calibration, the runs refused, the take of
+the first refusal, and for the true calibration each run's highest drift and far-apart median. With the shipped
+settings the replay refuses the same runs from the same takes as the pipeline did (`log` keeps the pipeline's,
+`replay` compares).
+
+The readings do not depend on the monitor's settings (it reads every `monitor_interval_s` of camera time whatever it
+decided), so a replay stands for a pipeline run except for that interval and for the frames' verdicts: what a setting
+lets through is bench_registration_monitor.py's to measure, on seeds the replay never saw. Synthetic rig only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_miscalibration import calibrations  # noqa: E402  (benchmarks are scripts)
+from bench_system import render  # noqa: E402
+
+
+class Recorder:
+    """The pipeline's monitor's measure, logging each reading with the face it belongs to."""
+
+    def __init__(self, measure, log: list, where: dict):
+        self.measure, self.log, self.where = measure, log, where
+        self.face = 0
+
+    def new_face(self, original):
+        def counted():
+            self.face += 1
+            original()
+        return counted
+
+    def __call__(self, reg, box, overlay=False):
+        from edge_fas.errors import CalibrationError
+
+        row = dict(self.where, face=self.face, t_ms=float(reg.timestamp_ms), width=int(reg.rgb.shape[1]))
+        try:
+            r = self.measure(reg, box, overlay=overlay)
+        except CalibrationError:
+            self.log.append(dict(row, reading=None))
+            raise
+        self.log.append(dict(row, reading={"shift_px": list(r.shift_px), "matched_pixels": r.matched_pixels,
+                                           "matched": r.matched, "at_search_edge": r.at_search_edge}))
+        return r
+
+
+def log_readings(args) -> int:
+    from edge_fas.config import DetectorConfig, load_config
+    from edge_fas.face import FaceDetector
+    from edge_fas.pipeline import Pipeline
+    from edge_fas.pipeline.decision import reason_code
+    from edge_fas.runtime import load_runtime
+
+    runtime = load_runtime(args.model, kind=args.runtime)
+    d = DetectorConfig()
+    detector = FaceDetector(min_score=d.min_score, zoom_search=d.zoom_search)
+    rows: list[dict] = []
+    pipeline_first: dict[str, int | None] = {}  # "calibration run" -> take of the pipeline's first refusal
+    for domain in args.domains.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            run, t0 = f"{domain}/{seed}", time.monotonic()
+            frames, camera = render(domain, seed, 1, args.take)
+            for name, calibration in calibrations(frames[0].calibration, seed, hard=args.hard).items():
+                config = load_config(overrides={"decision.physics": args.mode})
+                pipeline = Pipeline(camera, runtime, config, detector=detector, no_drop=True)
+                monitor = pipeline.registration
+                if monitor is None:
+                    raise SystemExit("calibration.monitor is off in the default config; nothing to log")
+                where = {"run": run, "calibration": name, "take": None, "species": None}
+                recorder = Recorder(monitor._measure, rows, where)
+                monitor._measure, monitor.new_face = recorder, recorder.new_face(monitor.new_face)
+                first = None
+                for f in frames:
+                    where.update(take=f.meta["take"], species=f.truth.species)
+                    _, verdict = pipeline.process(f.replace(calibration=calibration, meta=dict(f.meta)))
+                    if first is None and "registration_drift" in {reason_code(r) for r in verdict.reasons}:
+                        first = f.meta["take"]
+                pipeline_first[f"{name} {run}"] = first
+            print(f"{run}: {time.monotonic() - t0:.0f} s", flush=True)
+            Path(args.out).write_text(json.dumps({"settings": _shipped(), "readings": rows,
+                                                  "pipeline_first_refusal": pipeline_first}))
+    print(f"{len(rows)} readings in {args.out}")
+    return 0
+
+
+def _shipped() -> dict:
+    from edge_fas.config import load_config
+    from edge_fas.pipeline import registration_monitor as M
+
+    c = load_config().calibration
+    return {"limit_px": c.monitor_limit_px, "faces": c.monitor_faces, "min_faces": c.monitor_min_faces,
+            "interval_s": c.monitor_interval_s, "apart": M.APART, "min_share": M.MIN_SHARE, "seen_px": M.SEEN_PX}
+
+
+@contextmanager
+def _constants(**values):
+    """The monitor module's constants set for a replay, and put back after."""
+    from edge_fas.pipeline import registration_monitor as M
+
+    saved = {k: getattr(M, k) for k in values}
+    for k, v in values.items():
+        setattr(M, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(M, k, v)
+
+
+def replay_run(readings: list[dict], settings: dict):
+    """One run's readings through a RegistrationMonitor: (take of the first refusal or None, highest drift, highest
+    far-apart median)."""
+    from edge_fas.calibration.check import RegistrationCheck
+    from edge_fas.errors import CalibrationError
+    from edge_fas.pipeline.registration_monitor import RegistrationMonitor
+
+    queue = list(readings)
+
+    def measure(reg, box, overlay=False):
+        r = queue.pop(0)["reading"]
+        if r is None:
+            raise CalibrationError("no outline in view (logged)")
+        shift = tuple(r["shift_px"])
+        return RegistrationCheck(float(np.hypot(*shift)), shift, 0.0, 0, None, r["matched"], 0.0, r["matched_pixels"],
+                                 r["at_search_edge"])
+
+    with _constants(APART=settings["apart"], MIN_SHARE=settings["min_share"], SEEN_PX=settings["seen_px"]):
+        m = RegistrationMonitor(settings["limit_px"], settings["faces"], settings["min_faces"],
+                                settings["interval_s"], measure=measure)
+        face, first, drift, apart = None, None, 0.0, 0.0
+        for row in readings:
+            if row["face"] != face:
+                face = row["face"]
+                m.new_face()
+            frame = SimpleNamespace(registered=True, rgb=np.empty((1, row["width"], 3), np.uint8), depth=1,
+                                    timestamp_ms=row["t_ms"], device=None)
+            m.offer(frame, (0, 0, 10, 10), synchronous=True)
+            s = m.summary()
+            drift = max(drift, s["drift_px"] or 0.0)
+            apart = max(apart, s["apart_px"] or 0.0)
+            if first is None and m.faults():
+                first = row["take"]
+    if queue:
+        raise SystemExit(f"{len(queue)} readings were not taken in replay: the interval differs from the log's")
+    return first, drift, apart
+
+
+def _load(files: list[str]) -> dict:
+    """One log, or several (of the same settings) as one."""
+    data = {"settings": None, "readings": [], "pipeline_first_refusal": {}}
+    for path in files:
+        part = json.loads(Path(path).read_text())
+        if data["settings"] not in (None, part["settings"]):
+            raise SystemExit(f"{path} was logged with other monitor settings ({part['settings']}) than "
+                             f"{files[0]} ({data['settings']}); replay them apart")
+        data["settings"] = part["settings"]
+        data["readings"] += part["readings"]
+        data["pipeline_first_refusal"].update(part.get("pipeline_first_refusal", {}))
+    return data
+
+
+def replay(args) -> int:
+    data = _load(args.files)
+    settings = dict(data["settings"])
+    for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px"):
+        if getattr(args, key) is not None:
+            settings[key] = type(settings[key])(getattr(args, key))
+    print(f"replay of {', '.join(args.files)} ({len(data['readings'])} readings) with {settings}")
+    runs = defaultdict(list)
+    for row in data["readings"]:
+        runs[(row["calibration"], row["run"])].append(row)
+    logged = data.get("pipeline_first_refusal", {})
+    same, compared = 0, 0
+    for name in dict.fromkeys(c for c, _ in runs):
+        names = [r for c, r in runs if c == name]
+        out = {r: replay_run(runs[(name, r)], settings) for r in names}
+        for r in names:
+            if f"{name} {r}" in logged:
+                compared += 1
+                same += out[r][0] == logged[f"{name} {r}"]
+        refused = [r for r in names if out[r][0] is not None]
+        takes = [out[r][0] for r in refused]
+        line = (f"{name:14s} refused {len(refused):2d}/{len(names)}, first refusal at take "
+                f"{np.median(takes) if takes else '-'} (median)")
+        if name == "true":
+            line += "; highest drift/apart per run: " + " ".join(
+                f"{r} {out[r][1]:.1f}/{out[r][2]:.1f}{' REFUSED' if out[r][0] is not None else ''}" for r in names)
+        else:
+            line += "; never refused: " + (" ".join(r for r in names if out[r][0] is None) or "none")
+        print(line)
+    if compared and settings == data["settings"]:  # the shipped settings: the replay must be the pipeline's
+        print(f"first refusal as in the pipeline's own run: {same}/{compared} runs")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    lg = sub.add_parser("log", help="judge the frames through the pipeline and write every reading")
+    lg.add_argument("--domains", default="surf,wmca,cefa,padisi,rand_heldout,rand_test")
+    lg.add_argument("--seeds", required=True, help="rig seeds, one drawn camera each")
+    lg.add_argument("--take", type=float, default=1.5, help="seconds per attack take; bona fide 4/3 of it")
+    lg.add_argument("--hard", action="store_true", help="also bench_miscalibration's baseline+60mm and turned5deg")
+    lg.add_argument("--model", default="demo")
+    lg.add_argument("--runtime", default="onnxruntime")
+    lg.add_argument("--mode", default="detector", help="decision.physics (default detector)")
+    lg.add_argument("--out", required=True)
+    rp = sub.add_parser("replay", help="the logged readings through the monitor's rules with other settings")
+    rp.add_argument("files", nargs="+", help="logs written by `log`")
+    rp.add_argument("--limit-px", dest="limit_px", type=float)
+    rp.add_argument("--faces", type=int)
+    rp.add_argument("--min-faces", dest="min_faces", type=int)
+    rp.add_argument("--apart", type=float, help="the far-apart rule's factor on the limit (APART)")
+    rp.add_argument("--min-share", dest="min_share", type=float, help="share of outline a reading explains (MIN_SHARE)")
+    rp.add_argument("--seen-px", dest="seen_px", type=int, help="matched pixels a far-apart reading needs (SEEN_PX)")
+    args = ap.parse_args(argv)
+    return log_readings(args) if args.command == "log" else replay(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
