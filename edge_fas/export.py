@@ -15,6 +15,7 @@ from edge_fas import artifact as art
 from edge_fas.errors import ArtifactError, EdgeFasError
 from edge_fas.preprocess import PreprocessParams
 from edge_fas.runtime.base import OUTPUT_ORDER, check_batch
+from edge_fas.runtime.precision import GATE_FRAME_SETS
 
 OPSET = 17
 SCORE_ATOL = 1e-4
@@ -162,7 +163,7 @@ def gate_inputs(artifact: art.Artifact, count: int, source: str = "auto", seed: 
     if source == "random":
         return random_batch(artifact.input_size, count, np.random.default_rng(seed)), None, \
             f"random unit-variance crops, seed {seed} (no labels: agreement only)"
-    return prec.held_out_inputs(artifact, count, seed, quiet=quiet)
+    return prec.held_out_inputs(artifact, count, seed, quiet=quiet, keep=True)
 
 
 def measure_fp16(artifact: art.Artifact, inputs, force: bool = False) -> dict:
@@ -203,7 +204,7 @@ def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None
 def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
-                 preprocess: PreprocessParams | None = None, overwrite: bool = False, gate_count: int = 128,
+                 preprocess: PreprocessParams | None = None, overwrite: bool = False, gate_count: int = GATE_FRAME_SETS,
                  force_precision: bool = False, quiet: bool = True, decisions: dict | None = None) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
     forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes, with the

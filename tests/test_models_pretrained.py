@@ -226,7 +226,7 @@ def test_training_with_model_pretrained_carries_the_normalisation_to_the_artifac
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["meta"]["preprocess"]["rgb_mean"] == [0.5, 0.5, 0.5]
     assert ckpt["meta"]["pretrained"]["file"].endswith("vit.safetensors")
-    art = export_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "art", parity_count=8)
+    art = export_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "art", parity_count=8, gate_count=16)
     assert art.preprocess.rgb_mean == (0.5, 0.5, 0.5) and art.preprocess.rgb_std == (0.5, 0.5, 0.5)
     with pytest.raises(ConfigError, match="model.pretrained and train.init_from"):
         train(load_train_config(None, {**overrides, "train.init_from": str(tmp_path / "run" / "checkpoint.pt"),

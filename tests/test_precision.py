@@ -196,3 +196,42 @@ def test_int8_is_computed_exactly_on_every_x86_cpu(tmp_path):
     # the runtime a kiosk runs starts from the same options
     demo = load_runtime("demo", kind="onnxruntime", device="cpu", warmup=())
     assert demo.session.get_session_options().get_session_config_entry(EXACT_INT8[0]) == EXACT_INT8[1]
+
+
+def test_the_gate_says_what_its_frame_count_can_show():
+    # no flip in 128: 100% measured, but the 95% lower bound is 0.05 ** (1/128) = 97.7%; 600 reach 99.5%
+    few = prec.judge(prec.compare(np.full(128, 0.9), np.full(128, 0.9), 0.5), "fp16")
+    assert few["passed"] and not few["shown"]
+    assert few["agreement_low95"] == pytest.approx(0.05 ** (1 / 128), abs=1e-5) and few["agreement_low95"] < 0.9769
+    assert "128 frame sets are too few to show 99.5%" in prec.bound_note(few)
+    enough = prec.judge(prec.compare(np.full(prec.GATE_FRAME_SETS, 0.9), np.full(prec.GATE_FRAME_SETS, 0.9), 0.5),
+                        "fp16")
+    assert enough["passed"] and enough["shown"] and enough["agreement_low95"] >= prec.MIN_AGREEMENT
+    assert prec.bound_note(enough) == f"95% lower bound {enough['agreement_low95']:.2%}"
+    # one flip in 600 still passes on the measured 99.83%, and the bound (Clopper-Pearson) no longer shows 99.5%
+    ref = np.full(600, 0.9)
+    one = prec.judge(prec.compare(ref, np.r_[0.1, ref[1:]], 0.5), "fp16")
+    assert one["passed"] and not one["shown"] and 0.990 < one["agreement_low95"] < 0.995
+    # figures recorded before the bound existed do not pretend to one
+    assert prec.bound_note({"decision_agreement": 1.0, "frame_sets": 128}) == "95% lower bound not recorded"
+
+
+def test_export_renders_the_gate_frame_sets_once_for_fp16_and_int8(tmp_path, monkeypatch):
+    from edge_fas.runtime import quantize
+    rendered = []
+    real = quantize.synthetic_crops
+
+    def counted(count, params, seed=0, offset=0, quiet=True):
+        rendered.append((count, seed, offset))
+        return real(count, params, seed=seed, offset=offset, quiet=quiet)
+
+    monkeypatch.setattr(quantize, "synthetic_crops", counted)
+    torch.manual_seed(0)
+    a = export_model(Tiny(), tmp_path, threshold=0.5, parity_count=2, parity_source="synthetic", gate_count=6)
+    a = add_int8(a, calib_count=4, eval_count=6, force=True)
+    assert rendered.count((6, 1, 0)) == 1  # the seed-1 gate set: rendered for fp16, reused by int8
+    assert a.manifest["precision"]["fp16"]["frame_sets"] == a.manifest["precision"]["int8"]["frame_sets"] == 6
+    kept, labels, _ = prec.held_out_inputs(a, 6, 1, keep=True)
+    with pytest.raises(ValueError):  # shared between the gates, so nobody may write into it
+        kept["rgb"][0] = 0
+    assert labels is not None

@@ -119,7 +119,7 @@ def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
 
 
 def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_count: int = 64,
-             eval_count: int = 128, force: bool = False, min_agreement: float | None = None,
+             eval_count: int | None = None, force: bool = False, min_agreement: float | None = None,
              quiet: bool = True) -> art.Artifact:
     """Write model.int8.onnx into the artifact after its precision gate passes (or is forced).
 
@@ -129,7 +129,12 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     from edge_fas.runtime import precision as prec
     params = artifact.preprocess
     calib = calibration if calibration is not None else synthetic_crops(calib_count, params, seed=0, quiet=quiet)[0]
-    test, labels = held_out if held_out is not None else synthetic_crops(eval_count, params, seed=1, quiet=quiet)
+    if held_out is None:  # the fp16 gate's frame sets when export measured them (rendered once)
+        test, labels, _ = prec.held_out_inputs(artifact, eval_count or prec.GATE_FRAME_SETS, 1, quiet, keep=True)
+        if labels is None:
+            raise EdgeFasError("the int8 gate needs labelled synthetic-rig crops, which need edge_fas.calibration")
+    else:
+        test, labels = held_out
     folder = artifact.folder
     candidate = folder / f".{INT8_FILE}.candidate"
     try:
