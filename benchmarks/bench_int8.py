@@ -6,8 +6,8 @@ parts of the network the decisions are sensitive to, and where the flipped frame
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --tails 20
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
-synthetic-rig seed 0, the gate's 128 held-out crops from seed 1 (named domains and the randomised family's
-held-out ranges), decisions at the artifact's operating point. It prints, each with the decision agreement,
+synthetic-rig seed 0, the first 128 of the gate's held-out crops from seed 1 (named domains and the randomised
+family's held-out ranges; the export gates on 600), decisions at the artifact's operating point. It prints, each with the decision agreement,
 the flips and the mean |change| of the calibrated score:
 1. the export's recipe (symmetric Q/DQ, MinMax on 64 crops) and the alternatives: MinMax, Percentile and
    Entropy calibration on `--calib` crops;
@@ -22,7 +22,8 @@ the flips and the mean |change| of the calibrated score:
 5. with `--check N`, instead of 1-4: the export's recipe on the gate crops and on N crops of seed 2 (the
    randomised family's held-out ranges and the named domains, like the gate; rendered by neither the export
    nor sections 1-4), with the agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a
-   model changed to pass the gate (quantisation-aware training);
+   model changed to pass the gate (quantisation-aware training); and the fp16 model's agreement on those N
+   crops with its 95% lower bound (600 or more can show 99.5%);
 6. with `--tails N`, instead of 1-5: the N quantised inputs with the heaviest tails on the calibration crops
    (max |x| over its 99.9th percentile, and the median): per-tensor int8 spends its 255 steps on the
    maximum, so a tensor whose maximum is 10x its 99.9th percentile rounds its typical values to zero.
@@ -152,6 +153,12 @@ def main() -> int:
         print("5. the export's recipe (MinMax, 64 crops of seed 0); agreement with its 95% interval")
         measure(f"on the gate crops (seed 1, {len(labels)})", 64)
         measure(f"on {args.check} crops of seed 2", 64, on=other)
+        batch, truth, ref = other
+        f16 = prec.calibrated_ort_scores(artifact, prec.fp16_onnx(artifact.onnx_path, work / "model.fp16.onnx"), batch)
+        f = prec.compare(ref, f16, thr, truth)
+        print(f"   fp16 (the model TensorRT builds) on the same {args.check} crops: agreement "
+              f"{f['decision_agreement']:.4f}, flips {f['flips']}, mean |change| {f['score_abs_diff_mean']:.5f}; "
+              f"{prec.bound_note({**f, 'min_agreement': prec.MIN_AGREEMENT})}")
         return 0
 
     if args.keep_float:
