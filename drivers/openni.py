@@ -43,6 +43,9 @@ _state = {"initialized": False, "redist": None}
 # package's own exit hook would still destroy them and call oniShutdown, which segfaults (exit code 139
 # after a clean run): `_skip_shutdown_with_dummy` stops it from doing that while Dummy objects are kept.
 _DUMMY_KEEPALIVE: list = []
+# A recording plays as fast as it is read (speed -1): a frame not ready within this never comes, and
+# oniStreamReadFrame would block for ever (Debian's libOniFile delivers no frame of Dummy-device recordings).
+PLAYBACK_FRAME_TIMEOUT_S = 2.0
 RECORDER_CLOSE_TIMEOUT_S = 10.0  # how long close() waits for libOpenNI2 to destroy an .oni recorder
 
 
@@ -299,6 +302,8 @@ class OpenNICamera(Camera):
         while self.status != "closed" and (count is None or n < count):
             images, stamps, counters = {}, {}, {}
             for name in names:
+                if self.playback is not None:
+                    self._wait_for_played_frame(openni2, name, n, count)
                 f = self._streams[name].read_frame()
                 w, h = f.width, f.height
                 if name == "rgb":
@@ -316,6 +321,15 @@ class OpenNICamera(Camera):
                            depth_scale=self.depth_scale, timestamps=stamps, counters=counters,
                            registered=self.registered, device=self.device, calibration=self.calibration, meta=meta)
             n += 1
+
+    def _wait_for_played_frame(self, openni2, name: str, n: int, count: int) -> None:
+        """Raise CameraError when the recording's `name` stream has no frame ready in PLAYBACK_FRAME_TIMEOUT_S."""
+        if openni2.wait_for_any_stream([self._streams[name]], timeout=PLAYBACK_FRAME_TIMEOUT_S) is None:
+            raise CameraError(
+                f"recording {self.playback}: libOpenNI2 played no {name} frame within {PLAYBACK_FRAME_TIMEOUT_S:g} s "
+                f"(frame {n + 1} of the {count} it lists): the file is cut short, or this system's OpenNI2 cannot "
+                "play it (Debian's libopenni2-0 plays no frame of a recording of OpenNI's Dummy device). Play it "
+                "where it was recorded, or record labelled session folders instead (`edge-fas collect`)")
 
     def close(self) -> None:
         # stop everything before the interpreter exits: libOpenNI2 crashes when unloaded with live streams
