@@ -22,6 +22,7 @@ import glob
 import math
 import os
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,9 +44,12 @@ _state = {"initialized": False, "redist": None}
 # package's own exit hook would still destroy them and call oniShutdown, which segfaults (exit code 139
 # after a clean run): `_skip_shutdown_with_dummy` stops it from doing that while Dummy objects are kept.
 _DUMMY_KEEPALIVE: list = []
-# A recording plays as fast as it is read (speed -1): a frame not ready within this never comes, and
-# oniStreamReadFrame would block for ever (Debian's libOniFile delivers no frame of Dummy-device recordings).
+# oniStreamReadFrame blocks until a frame comes, for ever when none does, so every read waits for a ready frame
+# first, in slices (a close() from another thread ends the wait). A recording plays as fast as it is read (speed
+# -1): a frame not ready within PLAYBACK_FRAME_TIMEOUT_S never comes (Debian's libOniFile plays no frame of a
+# Dummy-device recording). A live device silent for camera.stall_timeout_s is lost: the pipeline reconnects it.
 PLAYBACK_FRAME_TIMEOUT_S = 2.0
+WAIT_SLICE_S = 0.2
 RECORDER_CLOSE_TIMEOUT_S = 10.0  # how long close() waits for libOpenNI2 to destroy an .oni recorder
 
 
@@ -144,12 +148,14 @@ class OpenNICamera(Camera):
     """A live OpenNI2 device (uri=None: the first) or an .oni recording (playback=PATH)."""
 
     def __init__(self, uri: str | None = None, width: int = 640, height: int = 480, fps: int = 30,
-                 prefer: str = "color", playback: str | Path | None = None, record_to: str | Path | None = None):
+                 prefer: str = "color", playback: str | Path | None = None, record_to: str | Path | None = None,
+                 stall_timeout_s: float = 2.0):
         if prefer not in ("color", "ir"):
             raise CameraError(f"openni: prefer={prefer!r}; expected color or ir")
         self.uri, self.width, self.height, self.fps, self.prefer = uri, int(width), int(height), int(fps), prefer
         self.playback = Path(playback) if playback is not None else None
         self.record_to = record_to
+        self.stall_timeout_s = float(stall_timeout_s)
         self.status = "connecting"
         self.device = DeviceInfo(driver="replay" if self.playback else "openni", serial=uri or "")
         self._dev, self._streams, self._recorder, self.note = None, {}, None, ""
@@ -302,8 +308,8 @@ class OpenNICamera(Camera):
         while self.status != "closed" and (count is None or n < count):
             images, stamps, counters = {}, {}, {}
             for name in names:
-                if self.playback is not None:
-                    self._wait_for_played_frame(openni2, name, n, count)
+                if not self._frame_ready(openni2, name, n, count):
+                    return  # closed while waiting
                 f = self._streams[name].read_frame()
                 w, h = f.width, f.height
                 if name == "rgb":
@@ -322,14 +328,26 @@ class OpenNICamera(Camera):
                            registered=self.registered, device=self.device, calibration=self.calibration, meta=meta)
             n += 1
 
-    def _wait_for_played_frame(self, openni2, name: str, n: int, count: int) -> None:
-        """Raise CameraError when the recording's `name` stream has no frame ready in PLAYBACK_FRAME_TIMEOUT_S."""
-        if openni2.wait_for_any_stream([self._streams[name]], timeout=PLAYBACK_FRAME_TIMEOUT_S) is None:
-            raise CameraError(
-                f"recording {self.playback}: libOpenNI2 played no {name} frame within {PLAYBACK_FRAME_TIMEOUT_S:g} s "
-                f"(frame {n + 1} of the {count} it lists): the file is cut short, or this system's OpenNI2 cannot "
-                "play it (Debian's libopenni2-0 plays no frame of a recording of OpenNI's Dummy device). Play it "
-                "where it was recorded, or record labelled session folders instead (`edge-fas collect`)")
+    def _frame_ready(self, openni2, name: str, n: int, count: int | None) -> bool:
+        """True once the `name` stream has a frame to read, False when the camera was closed meanwhile; CameraError
+        when none comes in time (module comment at PLAYBACK_FRAME_TIMEOUT_S)."""
+        limit = PLAYBACK_FRAME_TIMEOUT_S if self.playback is not None else self.stall_timeout_s
+        deadline = time.monotonic() + limit
+        while openni2.wait_for_any_stream([self._streams[name]], timeout=WAIT_SLICE_S) is None:
+            if self.status == "closed":
+                return False
+            if time.monotonic() < deadline:
+                continue
+            if self.playback is not None:
+                raise CameraError(
+                    f"recording {self.playback}: libOpenNI2 played no {name} frame within {limit:g} s (frame {n + 1} "
+                    f"of the {count} it lists): the file is cut short, or this system's OpenNI2 cannot play it "
+                    "(Debian's libopenni2-0 plays no frame of a recording of OpenNI's Dummy device). Play it where it "
+                    "was recorded, or record labelled session folders instead (`edge-fas collect`)")
+            self.status = "stalled"
+            raise CameraError(f"OpenNI2 device {self.device.serial or self.uri or '(first)'}: no {name} frame for "
+                              f"{limit:g} s (camera.stall_timeout_s); check the USB cable and power")
+        return True
 
     def close(self) -> None:
         # stop everything before the interpreter exits: libOpenNI2 crashes when unloaded with live streams
@@ -370,4 +388,5 @@ def open_openni(arg: str | None, config=None) -> OpenNICamera:
     path = getattr(rec, "path", None)
     return OpenNICamera(uri=arg, width=getattr(cam, "width", 640), height=getattr(cam, "height", 480),
                         fps=getattr(cam, "fps", 30), prefer=getattr(cam, "openni_prefer", "color"),
-                        record_to=path if path and str(path).endswith(".oni") else None)
+                        record_to=path if path and str(path).endswith(".oni") else None,
+                        stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0))

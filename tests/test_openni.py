@@ -124,6 +124,26 @@ def test_a_recorder_that_never_closes_does_not_freeze_the_camera(tmp_path, monke
     assert "take.oni" in cam.note and "edge-fas inspect" in cam.note and "take.oni" in caplog.text
 
 
+def test_a_live_device_that_goes_silent_is_lost_not_waited_on_for_ever(monkeypatch):
+    # oniStreamReadFrame blocks until a frame comes: an Astra that stops sending (a USB hiccup) froze the capture
+    # thread, so the pipeline could never reconnect it. Now no frame for camera.stall_timeout_s is a CameraError.
+    import time
+
+    from edge_fas.drivers import openni as oni
+
+    openni2 = oni._openni2()
+    real_wait = openni2.wait_for_any_stream
+    with OpenNICamera(uri="Dummy", stall_timeout_s=0.5) as cam:
+        frames = cam.frames()
+        assert next(frames).depth is not None  # the device streams
+        monkeypatch.setattr(openni2, "wait_for_any_stream", lambda streams, timeout=None: None)  # then nothing comes
+        start = time.monotonic()
+        with pytest.raises(CameraError, match="OpenNI2 device Dummy: no depth frame for 0.5 s"):
+            next(frames)
+        assert 0.4 < time.monotonic() - start < 3 and cam.status == "stalled"
+        monkeypatch.setattr(openni2, "wait_for_any_stream", real_wait)
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(CameraError, match="would not open"):
         with open_camera("openni:NoSuchDevice"):
