@@ -65,3 +65,20 @@ def test_sensor_metadata_takes_what_the_frame_carries():
 
     assert sensor_metadata(ob, Frame()) == {"exposure": 3300, "gain": 16, "laser_on": 1}
     assert sensor_metadata(ob, None) == {}
+
+
+def test_a_camera_that_goes_silent_is_lost_so_the_pipeline_reconnects_it():
+    """pyorbbecsdk's Pipeline.wait_for_frames(ms) returns None while nothing comes; the driver looped on it for
+    ever, so a device that stopped sending stayed `unknown` and was never reopened. A stand-in pipeline: the SDK
+    cannot load here."""
+    import time
+
+    from edge_fas.drivers.orbbec import OrbbecCamera
+
+    cam = OrbbecCamera(serial="AY123", stall_timeout_s=0.5)
+    cam.status = "connected"
+    cam._pipe = NS(wait_for_frames=lambda ms: time.sleep(ms / 1000.0))  # a timeout: no frame set
+    start = time.monotonic()
+    with pytest.raises(CameraError, match=r"Orbbec camera AY123: no colour and depth frame for 0.5 s"):
+        next(cam.frames())
+    assert 0.4 < time.monotonic() - start < 3 and cam.status == "stalled"
