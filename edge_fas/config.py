@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from edge_fas.errors import ConfigError
+from edge_fas.errors import ConfigError, did_you_mean
 
 
 def opt(default, help: str, choices=None, min=None, max=None, cli: bool = True, secret: bool = False):
@@ -295,7 +295,9 @@ def config_from_dict(data: dict | None, where: str = "config") -> Config:
     sections = _sections()
     unknown = set(data) - set(sections)
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected sections: {', '.join(sections)}")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}{did_you_mean(first, sections)}; "
+                          f"expected sections: {', '.join(sections)}")
     built = {}
     for name, cls in sections.items():
         raw = data.get(name) or {}
@@ -306,7 +308,7 @@ def config_from_dict(data: dict | None, where: str = "config") -> Config:
         bad = set(raw) - set(fields)
         if bad:
             key = sorted(bad)[0]
-            raise ConfigError(f"{where}: unknown key '{name}.{key}' (value {raw[key]!r}); "
+            raise ConfigError(f"{where}: unknown key '{name}.{key}' (value {raw[key]!r}){did_you_mean(key, fields)}; "
                               f"keys of section {name!r}: {', '.join(fields)}")
         kwargs = {k: _check_value(f"{name}.{k}", v, fields[k], hints[k]) for k, v in raw.items()}
         built[name] = cls(**kwargs)

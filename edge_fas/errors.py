@@ -1,5 +1,13 @@
 """Error types. Every message names the thing that is wrong and how to fix it."""
 
+import difflib
+
+
+def did_you_mean(word: str, choices) -> str:
+    """" (did you mean 'x'?)" when `word` looks like a misspelling of one of `choices`, else ""."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class EdgeFasError(Exception):
     """Base class for errors edge-fas reports to the user (the CLI prints them without a traceback)."""

@@ -92,8 +92,9 @@ def test_config_defaults_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("data, fragment", [
-    ({"camra": {}}, "unknown section"),
-    ({"decision": {"windw": 3}}, "decision.windw"),
+    ({"camra": {}}, r"unknown section.*did you mean 'camera'"),
+    ({"decision": {"windw": 3}}, r"decision.windw.*did you mean 'window'"),
+    ({"decision": {"xyz": 3}}, r"unknown key 'decision.xyz' \(value 3\); keys"),  # nothing close: no guess
     ({"decision": {"window": "abc"}}, r"decision.window.*'abc'.*expected int"),
     ({"decision": {"window": 0}}, r"decision.window.*at least 1"),
     ({"decision": {"threshold": 1.5}}, r"decision.threshold.*at most 1"),

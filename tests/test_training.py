@@ -127,8 +127,10 @@ def test_gradient_accumulation_and_config_errors(tmp_path):
     trained, _ = load_checkpoint(tmp_path / "acc" / "checkpoint.pt")
     moved = [k for k, v in trained.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, start[k])]
     assert moved
-    with pytest.raises(ConfigError, match="no such key"):
+    with pytest.raises(ConfigError, match="no such key \\(did you mean 'train.epochs'\\?\\)"):
         load_train_config(None, {"train.epochz": 1})
+    with pytest.raises(ConfigError, match="did you mean 'train.lr'"):
+        load_train_config(None, {"trian.lr": 1})
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {name: mmfas, colour: red}\n")
     with pytest.raises(ConfigError, match="colour"):

@@ -48,7 +48,7 @@ import math
 import os
 
 from edge_fas.config import read_yaml_sections
-from edge_fas.errors import ConfigError
+from edge_fas.errors import ConfigError, did_you_mean
 
 __all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
            "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size", "data_params",
@@ -82,7 +82,8 @@ FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params
 def _merge(defaults: dict, given: dict, where: str) -> dict:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ConfigError(f"training config: unknown key(s) {unknown} in {where}; known: {sorted(defaults)}")
+        raise ConfigError(f"training config: unknown key(s) {unknown} in {where}{did_you_mean(unknown[0], defaults)}; "
+                          f"known: {sorted(defaults)}")
     out = copy.deepcopy(defaults)
     for k, v in given.items():
         if isinstance(defaults[k], dict) and k not in FREE_FORM and isinstance(v, dict):
@@ -104,7 +105,8 @@ def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if section not in cfg or (name and (not isinstance(cfg[section], dict) or name not in cfg[section])):
-            raise ConfigError(f"training config override {key!r}: no such key")
+            known = list(cfg) + [f"{s}.{k}" for s, keys in cfg.items() if isinstance(keys, dict) for k in keys]
+            raise ConfigError(f"training config override {key!r}: no such key{did_you_mean(key, known)}")
         if name:
             cfg[section][name] = value
         else:
