@@ -446,3 +446,18 @@ def test_readings_run_at_the_lowest_priority_and_the_pipeline_keeps_its_own():
     assert _idle(m)
     m.close()
     assert seen == [min(19, base + 19)] and os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def test_a_face_whose_own_readings_point_every_way_reads_far_apart():
+    """Fresh rig seeds 46-47, a camera turned 5 degrees (`rand_test` 46): the tracker kept one face over several
+    takes, that face's readings pointed every way, and the length of their per-axis median stayed near 6 px, so the
+    knock was never refused. How far apart a face's outlines read is the median of its readings' lengths."""
+    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    scattered = [Reading((25.0 * np.cos(a), 25.0 * np.sin(a)), matched=0.02) for a in angles]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(scattered * 3))
+    assert faces(m, [None] * 3, readings=6)[-1] == ["registration_drift"]
+    assert m.summary()["apart_px"] == pytest.approx(25.0)
+    # a right face whose few readings scatter a little stays within the limit
+    small = [Reading((2.0 * np.cos(a), 2.0 * np.sin(a)), matched=0.02) for a in angles]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(small * 3))
+    assert faces(m, [None] * 3, readings=6)[-1] == [] and m.summary()["apart_px"] == pytest.approx(2.0)

@@ -24,11 +24,14 @@ Past the search's reach (a camera knocked hard, another model's calibration: out
 readings stop agreeing: few explain enough of the outline, and those that do point every way, so the per-axis median
 stays small. With the baseline 60 mm off the check never refused on development seeds while paper masks passed the
 physics check on 42 of 90 frames. So each face is also summed up by how far apart its outlines read, whatever the
-direction: the length of the per-axis median of all its readings that matched SEEN_PX outline pixels, explained or
-not. When, over at least `min_faces` faces, the median of those lengths passes APART times the limit, the monitor
-refuses as well. On development seeds 20-21 of six domains (the pipeline's own readings), that median over five
-faces stayed at 6 px or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees reached 12-25 px
-at their highest, knocks of 60 mm or 5-10 degrees 13-51 px.
+direction: the median length of all its readings that matched SEEN_PX outline pixels, explained or not. When, over
+at least `min_faces` faces, the median of those lengths passes APART times the limit, the monitor refuses as well.
+On development seeds 20-21 of six domains (the pipeline's own readings), that median over five faces stayed at 6 px
+or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees reached 12-25 px at their highest,
+knocks of 60 mm or 5-10 degrees 13-51 px. (Those figures were for the length of a face's per-axis median, the first
+summary. A tracker that keeps one face over several people pools readings that point every way, which cancel out
+in that; a camera turned 5 degrees was never refused so. With the median length, right cameras on seeds 20-23 and
+44-49 read at most 10.8 px of the 12: docs/deployment.md.)
 
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
 was read READINGS_PER_FACE times. A check that fails for any other reason (a bug) is a `pipeline_error` on
@@ -106,6 +109,14 @@ def state_key(reg) -> str:
 def _face_medians(by_face: dict) -> list[np.ndarray]:
     """Per face read READINGS_PER_FACE times or more, the per-axis median of its shifts (oldest face first)."""
     return [np.median(np.asarray(v), axis=0) for v in by_face.values() if len(v) >= READINGS_PER_FACE]
+
+
+def _face_aparts(by_face: dict) -> list[float]:
+    """Per face read READINGS_PER_FACE times or more, how far apart its outlines read whatever the direction: the
+    median of its shifts' lengths (oldest face first). Not the length of their per-axis median: readings that point
+    every way (past the search's reach) cancel out in that."""
+    return [float(np.median(np.hypot(*np.asarray(v, np.float64).T))) for v in by_face.values()
+            if len(v) >= READINGS_PER_FACE]
 
 
 def _yield_cpu() -> None:
@@ -244,7 +255,7 @@ class RegistrationMonitor:
             if explained:
                 self._keep(self._by_face, face, shift)
             self._judge([(float(dx), float(dy)) for dx, dy in _face_medians(self._by_face)],
-                        [float(np.hypot(*m)) for m in _face_medians(self._seen_by_face)])
+                        _face_aparts(self._seen_by_face))
 
     def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
         """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
