@@ -7,8 +7,8 @@ parts of the network the decisions are sensitive to, and where the flipped frame
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
 synthetic-rig seed 0, the first 128 of the gate's held-out crops from seed 1 (named domains and the randomised
-family's held-out ranges; the export gates on 600), decisions at the artifact's operating point. It prints, each with the decision agreement,
-the flips and the mean |change| of the calibrated score:
+family's held-out ranges; the export gates on 600), decisions at the artifact's operating point. It prints, each
+with the decision agreement, the flips and the mean |change| of the calibrated score:
 1. the export's recipe (symmetric Q/DQ, MinMax on 64 crops) and the alternatives: MinMax, Percentile and
    Entropy calibration on `--calib` crops;
 2. one part of the network at a time quantised (the rest in float), parts being the modules under the top
