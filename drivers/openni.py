@@ -149,13 +149,14 @@ class OpenNICamera(Camera):
 
     def __init__(self, uri: str | None = None, width: int = 640, height: int = 480, fps: int = 30,
                  prefer: str = "color", playback: str | Path | None = None, record_to: str | Path | None = None,
-                 stall_timeout_s: float = 2.0):
+                 stall_timeout_s: float = 2.0, start_timeout_s: float = 5.0):
         if prefer not in ("color", "ir"):
             raise CameraError(f"openni: prefer={prefer!r}; expected color or ir")
         self.uri, self.width, self.height, self.fps, self.prefer = uri, int(width), int(height), int(fps), prefer
         self.playback = Path(playback) if playback is not None else None
         self.record_to = record_to
         self.stall_timeout_s = float(stall_timeout_s)
+        self.start_timeout_s = max(float(start_timeout_s), self.stall_timeout_s)
         self.status = "connecting"
         self.device = DeviceInfo(driver="replay" if self.playback else "openni", serial=uri or "")
         self._dev, self._streams, self._recorder, self.note = None, {}, None, ""
@@ -331,7 +332,8 @@ class OpenNICamera(Camera):
     def _frame_ready(self, openni2, name: str, n: int, count: int | None) -> bool:
         """True once the `name` stream has a frame to read, False when the camera was closed meanwhile; CameraError
         when none comes in time (module comment at PLAYBACK_FRAME_TIMEOUT_S)."""
-        limit = PLAYBACK_FRAME_TIMEOUT_S if self.playback is not None else self.stall_timeout_s
+        limit = PLAYBACK_FRAME_TIMEOUT_S if self.playback is not None \
+            else self.stall_timeout_s if n > 0 else self.start_timeout_s  # a first frame may take longer
         deadline = time.monotonic() + limit
         while openni2.wait_for_any_stream([self._streams[name]], timeout=WAIT_SLICE_S) is None:
             if self.status == "closed":
@@ -346,7 +348,8 @@ class OpenNICamera(Camera):
                     "was recorded, or record labelled session folders instead (`edge-fas collect`)")
             self.status = "stalled"
             raise CameraError(f"OpenNI2 device {self.device.serial or self.uri or '(first)'}: no {name} frame for "
-                              f"{limit:g} s (camera.stall_timeout_s); check the USB cable and power")
+                              f"{limit:g} s (camera.{'stall' if n > 0 else 'start'}_timeout_s); check the USB cable "
+                              "and power")
         return True
 
     def close(self) -> None:
@@ -389,4 +392,5 @@ def open_openni(arg: str | None, config=None) -> OpenNICamera:
     return OpenNICamera(uri=arg, width=getattr(cam, "width", 640), height=getattr(cam, "height", 480),
                         fps=getattr(cam, "fps", 30), prefer=getattr(cam, "openni_prefer", "color"),
                         record_to=path if path and str(path).endswith(".oni") else None,
-                        stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0))
+                        stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0),
+                        start_timeout_s=getattr(cam, "start_timeout_s", 5.0))

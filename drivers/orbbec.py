@@ -116,9 +116,11 @@ def calibration_from_param(param, depth_scale: float, registered: bool) -> RigCa
 
 class OrbbecCamera(Camera):
     def __init__(self, serial: str | None = None, width: int = 640, height: int = 480, fps: int = 30,
-                 registered: bool = False, record_to: str | None = None, stall_timeout_s: float = 2.0):
+                 registered: bool = False, record_to: str | None = None, stall_timeout_s: float = 2.0,
+                 start_timeout_s: float = 5.0):
         self.serial, self.width, self.height, self.fps = serial, int(width), int(height), int(fps)
         self.stall_timeout_s = float(stall_timeout_s)
+        self.start_timeout_s = max(float(start_timeout_s), self.stall_timeout_s)
         self.want_registered, self.record_to = registered, record_to
         self.status = "connecting"
         self.device = DeviceInfo(driver="orbbec", serial=serial or "")
@@ -201,19 +203,18 @@ class OrbbecCamera(Camera):
     def frames(self) -> Iterator[FrameSet]:
         if self._pipe is None:
             raise CameraError("Orbbec camera is not open; use it as a context manager")
-        last = time.monotonic()
+        last, limit, setting = time.monotonic(), self.start_timeout_s, "start"  # a first frame may take longer
         while self.status not in ("closed", "failed"):
             fs = self._pipe.wait_for_frames(200)
             color, depth, ir = (fs.get_color_frame(), fs.get_depth_frame(), fs.get_ir_frame()) if fs is not None \
                 else (None, None, None)
             if depth is None or color is None:
-                if time.monotonic() - last > self.stall_timeout_s:  # lost: the pipeline closes and reopens it
+                if time.monotonic() - last > limit:  # lost: the pipeline closes and reopens it
                     self.status = "stalled"
                     raise CameraError(f"Orbbec camera {self.device.serial or '(first)'}: no colour and depth frame "
-                                      f"for {self.stall_timeout_s:g} s (camera.stall_timeout_s); check the USB cable "
-                                      "and power")
+                                      f"for {limit:g} s (camera.{setting}_timeout_s); check the USB cable and power")
                 continue
-            last = time.monotonic()
+            last, limit, setting = time.monotonic(), self.stall_timeout_s, "stall"
             scale = float(depth.get_depth_scale()) * 0.001  # the SDK gives millimetres per unit
             if self.calibration is None:
                 self.calibration = calibration_from_param(self._param, scale, self.want_registered)
@@ -259,4 +260,5 @@ def sensor_metadata(ob, frame) -> dict:
 def open_orbbec(arg: str | None, config=None) -> OrbbecCamera:
     cam = getattr(config, "camera", None)
     return OrbbecCamera(serial=arg, width=getattr(cam, "width", 640), height=getattr(cam, "height", 480),
-                        fps=getattr(cam, "fps", 30), stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0))
+                        fps=getattr(cam, "fps", 30), stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0),
+                        start_timeout_s=getattr(cam, "start_timeout_s", 5.0))

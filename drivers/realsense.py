@@ -129,13 +129,14 @@ class RealSenseCamera(Camera):
 
     def __init__(self, serial: str | None = None, width: int = 640, height: int = 480, fps: int = 30,
                  emitter: str = "on", playback: str | Path | None = None, record_to: str | Path | None = None,
-                 stall_timeout_s: float = 2.0, reconnect_timeout_s: float = 30.0):
+                 stall_timeout_s: float = 2.0, reconnect_timeout_s: float = 30.0, start_timeout_s: float = 5.0):
         if emitter not in ("on", "off", "alternate"):
             raise CameraError(f"realsense: emitter={emitter!r}; expected on, off or alternate")
         self.serial, self.width, self.height, self.fps, self.emitter = serial, int(width), int(height), int(fps), emitter
         self.playback = Path(playback) if playback is not None else None
         self.record_to = record_to
         self.stall_timeout_s, self.reconnect_timeout_s = float(stall_timeout_s), float(reconnect_timeout_s)
+        self.start_timeout_s = max(float(start_timeout_s), self.stall_timeout_s)
         self.status = "connecting"
         self._pipe = None
         self._closed = False
@@ -355,21 +356,21 @@ class RealSenseCamera(Camera):
             raise CameraError("RealSense camera is not open; use it as a context manager: "
                               "with open_camera('realsense') as cam: ...")
         rs = _rs()
-        last = time.monotonic()
+        last, started = time.monotonic(), False  # a first frame (after open or a reconnect) may take start_timeout_s
         while not self._closed:
             fs = self._next(rs, 0.2) if self.playback is None else self._next_playback(rs)
             if fs is not None:
-                last = time.monotonic()
+                last, started = time.monotonic(), True
                 if self.status != "connected":
                     self.status = "connected"
                 yield self._convert(rs, fs)
                 continue
             if self.playback is not None:
                 break  # end of the recording (set_real_time(False) never drops frames)
-            if time.monotonic() - last > self.stall_timeout_s:
+            if time.monotonic() - last > (self.stall_timeout_s if started else self.start_timeout_s):
                 self.status = "stalled"
                 self._reconnect(rs)
-                last = time.monotonic()
+                last, started = time.monotonic(), False
         if not self._closed:
             self.status = "closed"
 
@@ -443,7 +444,8 @@ def open_realsense(arg: str | None, config=None) -> RealSenseCamera:
                            fps=getattr(cam, "fps", 30), emitter=getattr(cam, "emitter", "on"),
                            record_to=path if path and str(path).endswith((".db3", ".bag")) else None,
                            stall_timeout_s=getattr(cam, "stall_timeout_s", 2.0),
-                           reconnect_timeout_s=getattr(cam, "reconnect_timeout_s", 30.0))
+                           reconnect_timeout_s=getattr(cam, "reconnect_timeout_s", 30.0),
+                           start_timeout_s=getattr(cam, "start_timeout_s", 5.0))
 
 
 # -- writing librealsense recordings from any frame source ------------------------------------------

@@ -69,6 +69,9 @@ class CameraConfig:
                              choices=["color", "ir"])
     reconnect_timeout_s: float = opt(30.0, "give up reconnecting a lost camera after this long (0: never)", min=0)
     stall_timeout_s: float = opt(2.0, "a stream with no frame for this long counts as stalled", min=0.1)
+    start_timeout_s: float = opt(5.0, "a camera just opened or reconnected has this long to deliver its first frame "
+                                      "(librealsense's wait_for_frames waits 5 s; auto-exposure and the emitter take "
+                                      "time to start) before it counts as stalled", min=0.1)
 
 
 @dataclass

@@ -75,10 +75,11 @@ def test_a_camera_that_goes_silent_is_lost_so_the_pipeline_reconnects_it():
 
     from edge_fas.drivers.orbbec import OrbbecCamera
 
-    cam = OrbbecCamera(serial="AY123", stall_timeout_s=0.5)
+    cam = OrbbecCamera(serial="AY123", stall_timeout_s=0.2, start_timeout_s=0.8)
     cam.status = "connected"
     cam._pipe = NS(wait_for_frames=lambda ms: time.sleep(ms / 1000.0))  # a timeout: no frame set
     start = time.monotonic()
-    with pytest.raises(CameraError, match=r"Orbbec camera AY123: no colour and depth frame for 0.5 s"):
+    # no first frame: the camera had camera.start_timeout_s to start, not the stall timeout
+    with pytest.raises(CameraError, match=r"AY123: no colour and depth frame for 0.8 s \(camera.start_timeout_s\)"):
         next(cam.frames())
-    assert 0.4 < time.monotonic() - start < 3 and cam.status == "stalled"
+    assert 0.7 < time.monotonic() - start < 3 and cam.status == "stalled"

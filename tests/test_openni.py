@@ -144,6 +144,22 @@ def test_a_live_device_that_goes_silent_is_lost_not_waited_on_for_ever(monkeypat
         monkeypatch.setattr(openni2, "wait_for_any_stream", real_wait)
 
 
+def test_a_device_slow_to_start_gets_the_start_timeout_not_the_stall_timeout(monkeypatch):
+    # an Astra's first frame after opening (or reopening) may take longer than a running stream's gap; with the stall
+    # timeout alone a slow start was taken for a lost device and reopened, again and again
+    import time
+
+    from edge_fas.drivers import openni as oni
+
+    openni2 = oni._openni2()
+    with OpenNICamera(uri="Dummy", stall_timeout_s=0.2, start_timeout_s=1.0) as cam:
+        monkeypatch.setattr(openni2, "wait_for_any_stream", lambda streams, timeout=None: time.sleep(timeout))
+        start = time.monotonic()
+        with pytest.raises(CameraError, match=r"no depth frame for 1 s \(camera.start_timeout_s\)"):
+            next(cam.frames())
+        assert 0.9 < time.monotonic() - start < 4 and cam.status == "stalled"
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(CameraError, match="would not open"):
         with open_camera("openni:NoSuchDevice"):

@@ -140,3 +140,33 @@ def test_profile_the_device_lacks_names_what_it_offers(recording):
             cam._check_profile(rs, dev)
     finally:
         ctx.unload_device(str(recording[0]))
+
+
+def test_a_live_camera_gets_the_start_timeout_for_its_first_frame_and_the_stall_timeout_after():
+    """A first frame after opening (or a reconnect) may be slow (librealsense's wait_for_frames waits 5 s); with the
+    stall timeout alone a slow start was taken for a stall and the camera reset, again and again. Stand-ins for the
+    device: none is plugged in here."""
+    import time
+
+    cam = RealSenseCamera(serial="8123", stall_timeout_s=0.2, start_timeout_s=0.8)
+    cam._pipe = object()
+    script = [None] * 6 + ["frameset"] + [None] * 100  # six empty polls (about 1.2 s), a frame, then silence
+    resets, delivered = [], []
+
+    def poll(rs_module, timeout_s):
+        time.sleep(timeout_s)
+        fs = script.pop(0)
+        if fs is not None:
+            delivered.append(time.monotonic())
+        return fs
+
+    def reconnect(rs_module):
+        resets.append(time.monotonic())
+        cam._closed = len(resets) == 2  # stop after the second reset
+
+    cam._next, cam._reconnect, cam._convert = poll, reconnect, lambda rs_module, fs: fs
+    start = time.monotonic()
+    got = list(cam.frames())
+    # the first reset after the start timeout (0.8 s, not 0.2); after the reset a frame, and then one stall timeout
+    assert 0.75 < resets[0] - start < 1.6
+    assert got == ["frameset"] and 0.15 < resets[1] - delivered[0] < 0.75
