@@ -52,9 +52,10 @@ class Runtime:
         return ModelOutput(score=np.array([self.score], np.float32))
 
 
-def frame(n, serial="S1", face=True, distance_m=0.5, drop=(), skew=0.0, rng=None):
+def frame(n, serial="S1", face=True, distance_m=0.5, drop=(), skew=0.0, rng=None, person=7):
     rng = rng or np.random.default_rng(n)
-    rgb = rng.integers(1, 255, (H, W, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(person).integers(1, 255, (H, W, 3), dtype=np.uint8)  # the same person on every frame
+    rgb[1] = rng.integers(1, 255, (W, 3), dtype=np.uint8)  # with a row of its own: an identical frame is a replay
     rgb[0, 0, 0] = 1 if face else 0
     f = FrameSet(rgb=rgb, depth=np.full((H, W), int(distance_m * 1000), np.uint16),
                  ir=rng.integers(0, 255, (H, W), dtype=np.uint8), registered=True,
@@ -85,6 +86,30 @@ def test_clean_stream_goes_live_with_stage_latencies():
     assert [v.verdict for v in vs] == ["unknown", "live", "live", "live"]
     assert {"registration", "detection", "crop", "inference", "decision", "total"} <= set(vs[-1].latency_ms)
     assert vs[-1].box == BOX and vs[-1].frame["counter"] == 3
+
+
+class ScriptedRuntime(Runtime):
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = list(scores)
+
+    def infer(self, batch):
+        return ModelOutput(score=np.array([self.scores.pop(0)], np.float32))
+
+
+@pytest.mark.parametrize("step_in", ["someone_else", "nearer"])
+def test_a_new_face_in_the_same_place_starts_a_new_window(step_in):
+    """A live person, then at once, in the same box, someone else (or a photo raised 20 cm in front) whom the model
+    scores live on one frame in two. The window (the default: 4 live frames of 5) used to begin the new face with
+    the last one's live frames, so its second frame was `live`; now the new face needs 4 live frames of its own,
+    which one in two never makes."""
+    p = make_pipeline(ScriptedRuntime([0.1] * 5 + [0.9, 0.1] * 5), **{"decision.window": 5,
+                                                                     "decision.min_live_frames": 4})
+    person = [frame(i) for i in range(5)]
+    other = [frame(i, person=8) if step_in == "someone_else" else frame(i, distance_m=0.3) for i in range(5, 15)]
+    vs = judge(p, person + other)
+    assert vs[4].verdict == "live"
+    assert [v.verdict for v in vs[5:]].count("live") == 0 and vs[5].verdict == "attack"
 
 
 @pytest.mark.parametrize("fault,code", [

@@ -122,3 +122,56 @@ def test_systemd_watchdog_pings_only_on_healthy_fresh_frames(tmp_path):
     assert server.recv(100) == b"WATCHDOG=1" and wd.pings == 2
     server.close()
     assert Watchdog("").enabled is False
+
+
+def _photo(name):
+    import os
+
+    import cv2
+    import matplotlib
+
+    from edge_fas.assets import faces
+
+    path = (os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg") if name == "grace_hopper"
+            else os.path.join(os.path.dirname(faces.__file__), "astronaut.jpg"))
+    return cv2.resize(cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB), (640, 480))
+
+
+def test_tracker_starts_over_when_someone_else_appears_in_the_same_place():
+    """Overlap alone kept one face over two people (or a person and the photo they raise): the decision window began
+    the new face with the last one's live frames. Real photos of two people, the second in the first's box."""
+    from edge_fas.face import FaceDetector
+
+    hopper, astronaut = _photo("grace_hopper"), _photo("astronaut")
+    with FaceDetector() as detector:
+        box = detector.detect(hopper)[0].box
+    tr = FaceTracker()
+    assert tr.update(box, hopper)[1] is True and tr.why == "first"
+    # the same face a few pixels on, brighter and with some noise: the same face
+    moved = np.clip(np.roll(hopper, 3, axis=1).astype(np.float32) * 1.3
+                    + np.random.default_rng(0).normal(0, 4, hopper.shape), 0, 255).astype(np.uint8)
+    shifted = (box[0] + 3, box[1], box[2] + 3, box[3])
+    assert tr.update(shifted, moved)[1] is False
+    assert tr.update(shifted, moved)[1] is False
+    # someone else where she stood, found on the very next frame: a new face, though the boxes overlap
+    assert iou(tr.box, shifted) > 0.9
+    assert tr.update(shifted, astronaut)[1] is True and tr.why == "look"
+    assert tr.update(shifted, astronaut)[1] is False  # and then that face goes on
+    # no image: the look is not checked (overlap only, as before)
+    assert tr.update(shifted, None)[1] is False
+
+
+def test_tracker_starts_over_when_the_face_jumps_in_depth():
+    tr = FaceTracker()
+    tr.update((100, 100, 200, 200))
+    assert tr.moved(0.60, 0.0) is False  # the first distance
+    assert tr.moved(0.62, 33.3) is False  # 0.6 m/s: a person leaning in
+    assert tr.moved(0.62, 66.6) is False and tr.moved(None, 100.0) is False  # no depth at the face: nothing said
+    assert tr.moved(0.38, 133.3) is True and tr.why == "distance"  # 24 cm in 67 ms: a photo raised in front
+    assert tr.moved(0.40, 166.6) is False  # speed from the new face's distance on
+    assert tr.moved(0.90, 2000.0) is False  # a slow walk back over two seconds
+    tr.update(None), tr.update(None), tr.update(None), tr.update(None)  # lost
+    assert tr.moved(0.3, 2100.0) is False  # no face tracked: nothing to compare
+    tr.update((100, 100, 200, 200))
+    assert tr.moved(0.5, None) is False and tr.moved(0.52, None) is False  # no timestamps: 30 fps taken
+    assert tr.moved(0.7, None) is True

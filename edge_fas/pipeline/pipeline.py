@@ -436,7 +436,7 @@ class Pipeline:
         image = detection_image(frames, self.config.detector.dark_rgb_mean)
         if image is None:
             return [], None
-        return self._detector.detect(image, hint=hint, zoom=zoom), image.shape
+        return self._detector.detect(image, hint=hint, zoom=zoom), image
 
     def _register(self, frames: FrameSet, box=None) -> FrameSet:
         """Registered frames; with a face box only its surroundings when the registration supports an ROI
@@ -481,19 +481,26 @@ class Pipeline:
             reg, fault = self._try_register(frames)
             p.faults += fault
             lap("registration")
-        detections, shape = self._detect(reg if reg is not None else frames)
+        detections, image = self._detect(reg if reg is not None else frames)
         depth_m = reg.depth_m() if reg is not None and reg.registered else None
-        chosen = select(detections, self.config.detector.select, image_shape=shape, depth_m=depth_m)
-        p.box, p.changed = self.tracker.update(chosen.box if chosen is not None else None)
+        chosen = select(detections, self.config.detector.select, image_shape=None if image is None else image.shape,
+                        depth_m=depth_m)
+        p.box, p.changed = self.tracker.update(chosen.box if chosen is not None else None, image)
         p.keypoints = getattr(chosen, "keypoints", None)
         lap("detection")
         if reg is None and p.box is not None:
             reg, fault = self._try_register(frames, p.box)
             p.faults += fault
             lap("registration")
+        seen_changed = p.changed
+        if p.box is not None and reg is not None and reg.registered:
+            # a face whose distance jumps is someone (or something) else in the same place (tracker module)
+            p.changed = self.tracker.moved(face_distance_m(reg.depth_m(), p.box), frames.timestamp_ms) or p.changed
 
         if self.registration is not None:
-            p.faults += self._registration_faults(reg, p.box, p.changed)
+            # ... but not for the registration check: a wrong calibration puts depth off the face, and the distance
+            # read there jumps from frame to frame; split into faces read once each, it would never refuse
+            p.faults += self._registration_faults(reg, p.box, seen_changed)
         if p.box is None:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
