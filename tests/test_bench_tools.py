@@ -218,3 +218,19 @@ def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constan
     assert replay.replay_run(weak, dict(shipped, min_share=0.01))[0] == 3
     assert replay.replay_run(weak, dict(shipped, apart=1.0))[0] == 3
     assert (M.APART, M.MIN_SHARE, M.SEEN_PX) == constants  # put back after each replay
+
+
+def test_bench_new_face_counts_changes_of_take_on_the_new_face_s_first_frame():
+    from bench_new_face import summarise
+
+    rows = [("a/1", r) for r in [
+        (0, "bona_fide", True, True, "first", "unknown"),   # a camera's first take: not a change
+        (0, "bona_fide", True, False, "", "live"),
+        (1, "print", False, False, "", "unknown"),          # no face yet: the take's first face comes next
+        (1, "print", True, True, "look", "attack"),         # seen by the look rule
+        (1, "print", True, True, "distance", "attack"),     # a face started within a take
+        (2, "bona_fide", True, False, "", "live"),          # missed
+    ]] + [("b/1", (0, "replay", True, True, "first", "live"))]  # another camera's first take
+    s = summarise(rows)
+    assert s["caught"] == {"look": 1} and s["missed"] == 1 and s["within"] == 1 and s["faces"] == 6
+    assert s["bona fide live"] == "2/3 frames, 2/2 takes" and s["attack live"] == "1/4 frames, 1/2 takes"
