@@ -105,11 +105,15 @@ def test_a_new_face_in_the_same_place_starts_a_new_window(step_in):
     which one in two never makes."""
     p = make_pipeline(ScriptedRuntime([0.1] * 5 + [0.9, 0.1] * 5), **{"decision.window": 5,
                                                                      "decision.min_live_frames": 4})
+    told = []
+    p.registration.new_face = lambda: told.append(True)
     person = [frame(i) for i in range(5)]
     other = [frame(i, person=8) if step_in == "someone_else" else frame(i, distance_m=0.3) for i in range(5, 15)]
     vs = judge(p, person + other)
     assert vs[4].verdict == "live"
     assert [v.verdict for v in vs[5:]].count("live") == 0 and vs[5].verdict == "attack"
+    # the registration check's faces change with the box alone (its limits were validated on faces so told apart)
+    assert told == [True]
 
 
 @pytest.mark.parametrize("fault,code", [

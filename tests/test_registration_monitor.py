@@ -305,10 +305,8 @@ MONITOR_FAST = {"calibration.monitor_interval_s": 0.2, "decision.physics": "off"
 def rig_frames():
     from edge_fas.drivers.synthetic import open_synthetic
     config = load_config(overrides=MONITOR_FAST)
-    # a new person every 0.53 s (each lap of the one-take scenario plays a new subject). Eight of them: with the camera
-    # 6 cm off most readings find no outline, and since the tracker sees each new person (not one face for the first
-    # two), the first five are read twice or more only three times
-    with open_synthetic("bona_fide,domain=wmca,seed=0,take=0.4", config, realtime=False, max_frames=120) as cam:
+    # a new person every 0.53 s (each lap of the one-take scenario plays a new subject)
+    with open_synthetic("bona_fide,domain=wmca,seed=0,take=0.4", config, realtime=False, max_frames=90) as cam:
         return list(cam.frames())
 
 
@@ -463,3 +461,4 @@ def test_a_face_whose_own_readings_point_every_way_reads_far_apart():
     small = [Reading((2.0 * np.cos(a), 2.0 * np.sin(a)), matched=0.02) for a in angles]
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(small * 3))
     assert faces(m, [None] * 3, readings=6)[-1] == [] and m.summary()["apart_px"] == pytest.approx(2.0)
+

@@ -44,7 +44,7 @@ from edge_fas.pipeline.physics import THRESHOLD as PHYSICS_THRESHOLD
 from edge_fas.pipeline.physics import PhysicsCheck, choose_mode, face_depth
 from edge_fas.pipeline.pose import head_pose, pose_faults
 from edge_fas.pipeline.registration_monitor import RegistrationMonitor
-from edge_fas.pipeline.tracker import FaceTracker, face_distance_m, select
+from edge_fas.pipeline.tracker import BOX_CHANGES, FaceTracker, face_distance_m, select
 from edge_fas.preprocess import square_box
 from edge_fas.types import FrameSet, Verdict
 from edge_fas.uncertainty import face_statistic
@@ -492,15 +492,15 @@ class Pipeline:
             reg, fault = self._try_register(frames, p.box)
             p.faults += fault
             lap("registration")
-        seen_changed = p.changed
+        # the registration check's faces change with the box alone (tracker module: its limits were validated on
+        # faces so told apart; told apart by look too, a right camera was refused on development seeds)
+        box_changed = p.changed and self.tracker.why in BOX_CHANGES
         if p.box is not None and reg is not None and reg.registered:
             # a face whose distance jumps is someone (or something) else in the same place (tracker module)
             p.changed = self.tracker.moved(face_distance_m(reg.depth_m(), p.box), frames.timestamp_ms) or p.changed
 
         if self.registration is not None:
-            # ... but not for the registration check: a wrong calibration puts depth off the face, and the distance
-            # read there jumps from frame to frame; split into faces read once each, it would never refuse
-            p.faults += self._registration_faults(reg, p.box, seen_changed)
+            p.faults += self._registration_faults(reg, p.box, box_changed)
         if p.box is None:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:

@@ -31,9 +31,9 @@ or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees
 knocks of 60 mm or 5-10 degrees 13-51 px. (Those figures were for the length of a face's per-axis median, the first
 summary. A tracker that keeps one face over several people pools readings that point every way, which cancel out
 in that; a camera turned 5 degrees was never refused so. With the median length, right cameras on seeds 20-23 and
-44-49 read at most 10.8 px of the 12: docs/deployment.md. The tracker now sees a new person in the same place by
-the face's look; on seeds 48-49 the check then refused three more runs of small miscalibrations (+10 mm one,
-1 degree two).)
+44-49 read at most 10.8 px of the 12: docs/deployment.md. The pipeline tells the check of a new face when the box
+changes, not when the tracker tells a new person by look: a face per person refused a right camera on development
+seeds.)
 
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
 was read READINGS_PER_FACE times. A check that fails for any other reason (a bug) is a `pipeline_error` on

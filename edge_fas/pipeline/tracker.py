@@ -8,15 +8,16 @@ below `min_iou`, or no face for `max_missing` frames.
 Overlap alone misses a new face in the same place: one person steps out as the next steps in, or an attacker
 raises a photo or puts on a mask in front of their own face, with a face found on every frame. The decision
 window then began the new face with the last one's live frames (four live frames of five make `live`, so one
-attack frame scored live could be enough), and the running registration check pooled several people's readings
-as one face's. So the tracker also starts over when
+attack frame scored live could be enough). So the tracker also starts over when
 - the face stops looking like itself: the normalised correlation of this frame's 16x16 grey thumbnail of the face
   with the last frame's is below MIN_LOOK_SIMILARITY (`update(box, image)`), or
 - its distance changes faster than a person moves: MAX_DEPTH_SPEED_M_S between two frames with depth at the face
   (`moved(distance_m, time_ms)`, once the frame is registered).
 Both were chosen on development seeds 20-21 of six domains (the tracker alone missed 33 of 128 changes of take
 there; these two rules found all 33 and split a face within a take at 25 of 14,715 frames) and measured on fresh
-seeds afterwards (docs/deployment.md). A split costs only time: the window starts over.
+seeds afterwards (docs/deployment.md). A split costs only time: the window starts over. `why` says which rule
+started the face; the running registration check is told of the box's changes alone (BOX_CHANGES), as its limits
+were validated so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from edge_fas.face import box_area as _area
 from edge_fas.face import iou
 
-__all__ = ["iou", "select", "face_distance_m", "face_look", "look_similarity", "FaceTracker"]
+__all__ = ["iou", "select", "face_distance_m", "face_look", "look_similarity", "FaceTracker", "BOX_CHANGES"]
 
 LOOK_PX = 16  # the face's thumbnail for "is it still the same face", in pixels a side
 # below this correlation with the last frame's thumbnail the face is a new one (within a take on development
@@ -36,6 +37,7 @@ MIN_LOOK_SIMILARITY = 0.4
 # a face whose distance changes faster than this (metres per second) is a new one: 0.1 m between two frames at 30 fps
 # (within a take on development seeds: 99th percentile 0.013 m between frames)
 MAX_DEPTH_SPEED_M_S = 3.0
+BOX_CHANGES = ("first", "lost", "moved")  # `why` when the box alone told the face changed
 
 
 def face_distance_m(depth_m: np.ndarray | None, box) -> float | None:
