@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_monitor_replay.py log --seeds 20,21 [--domains ...] [--hard] --out readings.json
     .venv/bin/python benchmarks/bench_monitor_replay.py replay readings.json... [--limit-px 6] [--faces 5] \
-        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50]
+        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3]
 
 Tuning the monitor (calibration.monitor) on bench_registration_monitor.py costs a pipeline run per camera, calibration
 and setting: 12 cameras x 8 calibrations take 15-20 minutes on two cores. Its rules, though, see only the readings:
@@ -113,7 +113,8 @@ def _shipped() -> dict:
 
     c = load_config().calibration
     return {"limit_px": c.monitor_limit_px, "faces": c.monitor_faces, "min_faces": c.monitor_min_faces,
-            "interval_s": c.monitor_interval_s, "apart": M.APART, "min_share": M.MIN_SHARE, "seen_px": M.SEEN_PX}
+            "interval_s": c.monitor_interval_s, "apart": M.APART, "min_share": M.MIN_SHARE, "seen_px": M.SEEN_PX,
+            "apart_min_faces": M.APART_MIN_FACES}
 
 
 @contextmanager
@@ -148,7 +149,8 @@ def replay_run(readings: list[dict], settings: dict):
         return RegistrationCheck(float(np.hypot(*shift)), shift, 0.0, 0, None, r["matched"], 0.0, r["matched_pixels"],
                                  r["at_search_edge"])
 
-    with _constants(APART=settings["apart"], MIN_SHARE=settings["min_share"], SEEN_PX=settings["seen_px"]):
+    with _constants(APART=settings["apart"], MIN_SHARE=settings["min_share"], SEEN_PX=settings["seen_px"],
+                    APART_MIN_FACES=settings.get("apart_min_faces", 1)):
         m = RegistrationMonitor(settings["limit_px"], settings["faces"], settings["min_faces"],
                                 settings["interval_s"], measure=measure)
         face, first, drift, apart = None, None, 0.0, 0.0
@@ -174,6 +176,7 @@ def _load(files: list[str]) -> dict:
     data = {"settings": None, "readings": [], "pipeline_first_refusal": {}}
     for path in files:
         part = json.loads(Path(path).read_text())
+        part["settings"].setdefault("apart_min_faces", 1)  # logs written before the setting: it was 1 (no floor)
         if data["settings"] not in (None, part["settings"]):
             raise SystemExit(f"{path} was logged with other monitor settings ({part['settings']}) than "
                              f"{files[0]} ({data['settings']}); replay them apart")
@@ -186,7 +189,7 @@ def _load(files: list[str]) -> dict:
 def replay(args) -> int:
     data = _load(args.files)
     settings = dict(data["settings"])
-    for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px"):
+    for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px", "apart_min_faces"):
         if getattr(args, key) is not None:
             settings[key] = type(settings[key])(getattr(args, key))
     print(f"replay of {', '.join(args.files)} ({len(data['readings'])} readings) with {settings}")
@@ -237,6 +240,8 @@ def main(argv=None) -> int:
     rp.add_argument("--apart", type=float, help="the far-apart rule's factor on the limit (APART)")
     rp.add_argument("--min-share", dest="min_share", type=float, help="share of outline a reading explains (MIN_SHARE)")
     rp.add_argument("--seen-px", dest="seen_px", type=int, help="matched pixels a far-apart reading needs (SEEN_PX)")
+    rp.add_argument("--apart-min-faces", dest="apart_min_faces", type=int,
+                    help="faces the far-apart rule needs at least, whatever --min-faces (APART_MIN_FACES)")
     args = ap.parse_args(argv)
     return log_readings(args) if args.command == "log" else replay(args)
 

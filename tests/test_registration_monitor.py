@@ -462,3 +462,16 @@ def test_a_face_whose_own_readings_point_every_way_reads_far_apart():
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(small * 3))
     assert faces(m, [None] * 3, readings=6)[-1] == [] and m.summary()["apart_px"] == pytest.approx(2.0)
 
+
+def test_the_far_apart_rule_can_keep_a_floor_of_faces_of_its_own(monkeypatch):
+    """APART_MIN_FACES: the far-apart rule waits for that many faces even when min_faces (the drift rule's) is lower:
+    one odd face in two (a right camera, `padisi` 46, one face 30 px apart) was a false alarm from two faces."""
+    from edge_fas.pipeline import registration_monitor as M
+
+    far = [Reading((25.0 * s, 0.0), matched=0.02) for s in (1, -1, 1) for _ in range(2)]  # every way: no drift
+    monkeypatch.setattr(M, "APART_MIN_FACES", 3)
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script(far))
+    assert faces(m, range(3)) == [[], [], ["registration_drift"]]
+    shifted = [Reading((9.0, 0.0))] * 4  # the drift rule still refuses from min_faces
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script(shifted))
+    assert faces(m, range(2)) == [[], ["registration_drift"]]

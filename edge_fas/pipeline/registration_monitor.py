@@ -86,6 +86,7 @@ REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 MIN_SHARE = 0.03
 SEEN_PX = 50  # a reading that matched this many outline pixels counts for how far apart a face's outlines lie
 APART = 2.0  # ... and the faces' median of that, in any direction, refuses past this many times the limit
+APART_MIN_FACES = 1  # ... and never on fewer faces than this, nor than min_faces (a floor for that rule alone)
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
 # the same priority raised the decisions' p95 latency from ~33 to ~57 ms, at 19 to ~41 ms (6 runs each, the demo).
@@ -275,7 +276,7 @@ class RegistrationMonitor:
         if len(self._shifts) >= self.min_faces:
             dx, dy = np.median(np.asarray(self._shifts), axis=0)
             self._drift = float(dx), float(dy)
-        if len(self._aparts) >= self.min_faces:
+        if len(self._aparts) >= max(self.min_faces, APART_MIN_FACES):
             self._apart = float(np.median(self._aparts))
         if self._drift is not None or self._apart is not None:
             # once refusing it goes on until the faces' median is within RELEASE of the limit: a wrong calibration
