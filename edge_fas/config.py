@@ -86,7 +86,8 @@ class CalibrationConfig:
     monitor_limit_px: float = opt(6.0, "median misalignment (pixels of a 640-pixel-wide image) of the faces the "
                                        "running check read above which frames are refused", min=0.5)
     monitor_faces: int = opt(5, "the running check's last faces the median is taken over", min=1, max=100)
-    monitor_min_faces: int = opt(3, "faces the running check must have read before it can refuse", min=1, max=100)
+    monitor_min_faces: int = opt(2, "faces the running check must have read before it can refuse (its far-apart "
+                                    "rule, for knocks past its search, waits for 3 whatever this says)", min=1, max=100)
     monitor_interval_s: float = opt(0.5, "camera time between two of the running check's readings (s)",
                                     min=0.05, max=60.0)
     monitor_state_file: str | None = opt(None, "keep the running check's faces and refusal in this file (JSON) so a "

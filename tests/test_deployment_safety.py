@@ -266,11 +266,11 @@ def test_the_running_registration_check_cannot_be_switched_off_or_loosened_silen
     art = _fake_artifact(source="datasets")
     assert "is off" in _refused("registration_monitor_off", art, **{"calibration.monitor": "false"})
     for key, value, said in (("monitor_limit_px", 8, "monitor_limit_px 8 > 6"),
-                             ("monitor_min_faces", 5, "monitor_min_faces 5 > 3"),
+                             ("monitor_min_faces", 3, "monitor_min_faces 3 > 2"),
                              ("monitor_faces", 50, "monitor_faces 50 > 5"),
                              ("monitor_interval_s", 30, "monitor_interval_s 30 > 0.5")):
         assert said in _refused("registration_monitor_off", art, **{f"calibration.{key}": value})
-    assert _start(art, **{"calibration.monitor_limit_px": 3, "calibration.monitor_min_faces": 2,
+    assert _start(art, **{"calibration.monitor_limit_px": 3, "calibration.monitor_min_faces": 1,
                           "calibration.monitor_interval_s": 0.25}) == []  # stricter is no weakening
     with pytest.raises(ConfigError, match="production never runs a weakened check"):
         _start(art, mode="production", **{"camera.allowed_serials": "8123", "calibration.monitor": "false"})

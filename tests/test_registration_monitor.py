@@ -132,8 +132,8 @@ def test_views_without_outlines_count_for_nothing():
                      Reading((9.0, 0.0))])
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     assert feed(m, 4, new_face=True) == [[], [], [], ["registration_drift"]]
-    assert m.summary() == {"faces": 1, "drift_px": 9.0, "apart_px": 9.0, "refusing": True, "taken": 4,
-                           "unmeasurable": 2}
+    assert m.summary() == {"faces": 1, "drift_px": 9.0, "apart_px": None, "refusing": True, "taken": 4,
+                           "unmeasurable": 2}  # (how far apart waits for APART_MIN_FACES faces)
 
 
 def test_faces_whose_outlines_lie_far_apart_every_way_are_refused():
@@ -177,7 +177,7 @@ def test_config_bounds_and_switch():
         load_config(overrides={"calibration.monitor_faces": 3, "calibration.monitor_min_faces": 4})
     assert RegistrationMonitor.from_config(load_config(overrides={"calibration.monitor": False}).calibration) is None
     m = RegistrationMonitor.from_config(load_config().calibration)
-    assert (m.limit_px, m.faces, m.min_faces, m.interval_ms) == (6.0, 5, 3, 500.0)
+    assert (m.limit_px, m.faces, m.min_faces, m.interval_ms) == (6.0, 5, 2, 500.0)
 
 
 # -- the state kept across restarts (calibration.monitor_state_file) ----------------------------------------------
@@ -208,8 +208,11 @@ def test_a_restart_resumes_the_refusal_for_the_same_camera_until_faces_read_righ
     assert fresh.faults() == [] and fresh.summary()["restored_faces"] == 0
 
 
-def test_a_restart_keeps_how_far_apart_the_faces_read(tmp_path):
+def test_a_restart_keeps_how_far_apart_the_faces_read(tmp_path, monkeypatch):
     """A refusal for outlines far apart every way (no drift) resumes too, and its faces count on after the restart."""
+    from edge_fas.pipeline import registration_monitor as M
+
+    monkeypatch.setattr(M, "APART_MIN_FACES", 2)  # two faces' worth of far-apart readings, as the test was written
     state = tmp_path / "registration.json"
     far = [Reading((d * 25.0, 0.0), matched=0.02) for d in (1, -1) for _ in range(2)]
     m = RegistrationMonitor(limit_px=5.0, faces=3, min_faces=2, measure=Script(far), state_file=state)

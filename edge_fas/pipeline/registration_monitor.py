@@ -14,7 +14,7 @@ synthetic rig: hair that depth does not see on one side of the head, a noisy out
 all the while they stand there, so a window of readings from one person who stays would fail a right rig. A
 wrong calibration moves every face's outline the same way. So the monitor sums up each face (the pipeline tells
 it when the tracked face changes) by the per-axis median of its readings (at least READINGS_PER_FACE), keeps the
-last `faces` faces, and refuses when, with at least `min_faces` of them, the per-axis median of their shifts is
+last `faces` faces, and refuses when, with at least `min_faces` (2) of them, the per-axis median of their shifts is
 longer than `limit_px` (pixels of a 640-pixel-wide colour image; scaled with the image's width). Then every
 frame gets the fault `registration_drift` (`unknown`, never `live`; the kiosk shows "Out of service") until
 the faces' median comes back within half the limit. A reading counts when its fit explains enough outline
@@ -25,7 +25,8 @@ readings stop agreeing: few explain enough of the outline, and those that do poi
 stays small. With the baseline 60 mm off the check never refused on development seeds while paper masks passed the
 physics check on 42 of 90 frames. So each face is also summed up by how far apart its outlines read, whatever the
 direction: the median length of all its readings that matched SEEN_PX outline pixels, explained or not. When, over
-at least `min_faces` faces, the median of those lengths passes APART times the limit, the monitor refuses as well.
+at least `min_faces` faces and APART_MIN_FACES (3), the median of those lengths passes APART times the limit, the
+monitor refuses as well.
 On development seeds 20-21 of six domains (the pipeline's own readings), that median over five faces stayed at 6 px
 or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees reached 12-25 px at their highest,
 knocks of 60 mm or 5-10 degrees 13-51 px. (Those figures were for the length of a face's per-axis median, the first
@@ -86,7 +87,10 @@ REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 MIN_SHARE = 0.03
 SEEN_PX = 50  # a reading that matched this many outline pixels counts for how far apart a face's outlines lie
 APART = 2.0  # ... and the faces' median of that, in any direction, refuses past this many times the limit
-APART_MIN_FACES = 1  # ... and never on fewer faces than this, nor than min_faces (a floor for that rule alone)
+# ... and never on fewer faces than this, nor than min_faces (a floor for that rule alone): with two faces the median is
+# their mean, and one right camera's single odd face (30 px apart, `padisi` 46) was a false alarm. The drift rule
+# refuses from min_faces (2): chosen on development seeds 20-21, measured on fresh seeds 52-53 (docs/deployment.md)
+APART_MIN_FACES = 3
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
 # the same priority raised the decisions' p95 latency from ~33 to ~57 ms, at 19 to ~41 ms (6 runs each, the demo).
@@ -132,7 +136,7 @@ def _yield_cpu() -> None:
 
 
 class RegistrationMonitor:
-    def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 3, interval_s: float = 0.5,
+    def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 2, interval_s: float = 0.5,
                  measure=None, state_file: str | os.PathLike | None = None):
         if faces < 1 or not 1 <= min_faces <= faces:
             raise ValueError(f"registration monitor: min_faces {min_faces} must be within 1..faces ({faces})")
