@@ -58,13 +58,14 @@ def face_look(image: np.ndarray | None, box) -> np.ndarray | None:
     small to say."""
     if image is None or box is None:
         return None
-    grey = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape[:2]
+    h, w = image.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in box)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    return cv2.resize(grey[y0:y1, x0:x1].astype(np.float32), (LOOK_PX, LOOK_PX), interpolation=cv2.INTER_AREA)
+    face = image[y0:y1, x0:x1]  # only the face is converted: this runs on every frame
+    grey = face if face.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(face[..., :3]), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey.astype(np.float32), (LOOK_PX, LOOK_PX), interpolation=cv2.INTER_AREA)
 
 
 def look_similarity(a: np.ndarray, b: np.ndarray) -> float:
