@@ -24,6 +24,9 @@ __all__ = ["SPECIES", "SUBJECT_ID", "CollectError", "TakeSpec", "FaceCheck", "Ta
            "new_subject_id", "open_session_writer", "record_take"]
 
 
+DEFAULT_RETENTION_DAYS = 365
+
+
 class CollectError(EdgeFasError):
     """A take cannot start or continue (bad labels, no consent, disk too slow)."""
 
@@ -192,19 +195,26 @@ class TakeRecorder:
         return self.frames_written
 
 
-def open_session_writer(path, camera, spec: TakeSpec, retention_days: int, operator: str = ""):
+def open_session_writer(path, camera, spec: TakeSpec, retention_days: int | None = None, operator: str = "",
+                        append: bool = False):
     """helper C's SessionWriter for this camera, with site, domain, operator and the date by which the
-    session must be deleted (`delete_after`, next to `created` and `retention_days` in session.yaml)."""
+    session must be deleted (`delete_after`, next to `created` and `retention_days` in session.yaml).
+    retention_days None: 365 for a new session; a session appended to keeps its own (append=True adds takes
+    to the session at `path` when there is one; SessionWriter refuses another camera's)."""
     import datetime as dt
 
-    from edge_fas.drivers.session import SessionWriter
-    if retention_days < 1:
+    from edge_fas.drivers.session import SessionWriter, is_session
+    if retention_days is not None and retention_days < 1:
         raise CollectError(f"retention of {retention_days} days: give --retention-days of at least 1 "
                            "(the session records the date by which it must be deleted)")
-    delete_after = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=retention_days)).isoformat()
+    if retention_days is None and not (append and is_session(path)):
+        retention_days = DEFAULT_RETENTION_DAYS
+    extra = {}
+    if retention_days is not None:
+        extra["delete_after"] = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=retention_days)).isoformat()
     return SessionWriter(path, camera.device, camera.calibration, site=spec.site, domain=spec.domain,
-                         operator=operator, retention_days=retention_days, extra={"delete_after": delete_after},
-                         require_consent=not spec.synthetic)
+                         operator=operator, retention_days=retention_days, extra=extra,
+                         require_consent=not spec.synthetic, append=append)
 
 
 def record_take(frames_iter, writer, spec: TakeSpec, n_frames: int, detector=None, wait_frames: int = 0,

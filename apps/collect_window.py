@@ -63,7 +63,7 @@ class CaptureThread(threading.Thread):
 
 class CollectWindow(QMainWindow):
     def __init__(self, camera, session_path, config=None, spec: TakeSpec | None = None,
-                 retention_days: int = 365, detector=None, writer_factory=open_session_writer, parent=None):
+                 retention_days: int | None = None, detector=None, writer_factory=open_session_writer, parent=None):
         super().__init__(parent)
         self.camera = camera
         self.synthetic = getattr(camera, "kind", None) == "synthetic"  # the rig shows nobody: no consent needed
@@ -251,10 +251,10 @@ class CollectWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def run_collect_gui(camera_spec: str, session_path, config, spec: TakeSpec, retention_days: int = 365,
-                    operator: str = "") -> int:
+def run_collect_gui(camera_spec: str, session_path, config, spec: TakeSpec, retention_days: int | None = None,
+                    operator: str = "", append: bool = False) -> int:
     def writer_factory(path, camera, take, days):
-        return open_session_writer(path, camera, take, days, operator)
+        return open_session_writer(path, camera, take, days, operator, append=append)
 
     from edge_fas.drivers import open_camera
     from edge_fas.face import FaceDetector

@@ -12,6 +12,13 @@ A session is a folder:
     takes/0001/depth/000000.png  16-bit PNG depth, raw units (metres = value * depth_scale)
     takes/0001/ir/000000.png     PNG IR, 8 or 16 bit as captured
 
+Appending: SessionWriter(path, ..., append=True) adds takes to the session at `path` (a new one where there is
+none), numbered after its takes, interrupted ones included. Only the camera it was recorded with may append, with
+the same calibration, site, domain and operator, since every reader registers all of a session's takes with its one
+calibration and counts them in its one domain; anything else is refused with what differs. `.writer.lock` marks a
+folder a writer has open: a second writer (or `recalibrate`) is refused while it runs, and a lock whose process is
+gone from this machine is taken over.
+
 Crash safety: a frame's images are written first and its JSON line last (flushed), so a reader takes a
 frame as whole exactly when its line is complete; a take interrupted by a crash or a pulled cable
 reads up to its last whole frame. session.yaml is rewritten atomically (temp file + rename) at every
@@ -137,33 +144,83 @@ class SessionWriter:
     def __init__(self, path: str | Path, device: DeviceInfo | None = None,
                  calibration: RigCalibration | None = None, site: str = "", domain: str = "",
                  operator: str = "", notes: str = "", retention_days: int | None = None,
-                 color_codec: str = "png", jpeg_quality: int = 95, png_level: int = 1,
-                 require_consent: bool = True, extra: dict | None = None):
+                 color_codec: str | None = None, jpeg_quality: int = 95, png_level: int = 1,
+                 require_consent: bool = True, extra: dict | None = None, append: bool = False):
         self.path = Path(path)
-        if color_codec not in ("png", "jpeg"):
+        if color_codec not in (None, "png", "jpeg"):
             raise RecordingError(f"session {self.path}: color_codec {color_codec!r}; expected png (lossless) or jpeg")
         if retention_days is not None and retention_days <= 0:
             raise RecordingError(f"session {self.path}: retention_days={retention_days} must be positive (or None)")
-        if self.path.exists() and any(self.path.iterdir()):
-            raise RecordingError(f"session folder {self.path} already exists and is not empty; "
-                                 "choose a new --out path (sessions are never overwritten)")
-        try:
-            (self.path / "takes").mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise RecordingError(f"cannot create session folder {self.path}: {e}") from e
         self.device = device or DeviceInfo()
         self.calibration = calibration
-        self.color_codec, self.jpeg_quality, self.png_level = color_codec, int(jpeg_quality), int(png_level)
+        self.jpeg_quality, self.png_level = int(jpeg_quality), int(png_level)
         self.require_consent = require_consent
-        self.meta = {"format": FORMAT, "version": VERSION, "created": _now(), "site": site, "domain": domain,
-                     "operator": operator, "notes": notes, "retention_days": retention_days,
-                     "color_codec": color_codec, **(extra or {})}
         self.takes: list[TakeInfo] = []
         self._take: TakeInfo | None = None
         self._lines = None
         self._index = 0
         self._closed = False
+        self._lock: Path | None = None
+        given = {"site": site, "domain": domain, "operator": operator, "notes": notes,
+                 "retention_days": retention_days, "color_codec": color_codec}
+        if append and is_session(self.path):
+            self._lock = _take_lock(self.path)
+            try:
+                self._reopen(given, extra or {})
+            except BaseException:
+                self._release_lock()
+                raise
+        else:
+            self._create(given, extra or {}, append)
+        self.color_codec = self.meta["color_codec"]
         self._save_yaml()
+
+    def _create(self, given: dict, extra: dict, append: bool) -> None:
+        if self.path.exists() and any(self.path.iterdir()):
+            if append:
+                raise RecordingError(f"cannot append to {self.path}: the folder is not empty and holds no edge-fas "
+                                     "session (no session.yaml); give a session folder or a new one")
+            raise RecordingError(f"session folder {self.path} already exists and is not empty; choose a new --out "
+                                 "path (sessions are never overwritten), or append takes to it (--append)")
+        try:
+            (self.path / "takes").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RecordingError(f"cannot create session folder {self.path}: {e}") from e
+        self._lock = _take_lock(self.path)
+        self.meta = {"format": FORMAT, "version": VERSION, "created": _now(), **given,
+                     "color_codec": given["color_codec"] or "png", **extra}
+
+    def _reopen(self, given: dict, extra: dict) -> None:
+        """More takes for an existing session: only from the camera, calibration and labels it was recorded with,
+        since every reader registers all of a session's takes with its one calibration and counts them in its one
+        domain. Its takes, interrupted ones included, stay as they are; new takes are numbered after them."""
+        reader = SessionReader(self.path)
+        where = f"session {self.path}"
+        problems = []
+        if reader.metadata.get("device") and reader.device != self.device:
+            problems.append(f"it was recorded with {_device_text(reader.device)}, this camera is "
+                            f"{_device_text(self.device)}")
+        stored = reader.calibration.to_dict() if reader.calibration is not None else None
+        mine = self.calibration.to_dict() if self.calibration is not None else None
+        if stored != mine:
+            problems.append("its calibration differs from this camera's "
+                            f"({_calibration_difference(stored, mine)}); if this camera's is the right one, "
+                            f"`edge-fas calibrate --apply FILE {self.path}` first re-registers the session with it")
+        for key, value in given.items():
+            if value not in (None, "") and value != reader.metadata.get(key):  # an empty one too: it names every take
+                problems.append(f"its {key} is {reader.metadata.get(key)!r}, not {value!r}")
+        if problems:
+            raise RecordingError(f"{where}: cannot append: " + "; ".join(problems) +
+                                 ". Record into a new --out folder instead")
+        doc = dict(reader.metadata)
+        for key in ("device", "calibration", "takes", "closed"):
+            doc.pop(key, None)
+        for key, value in extra.items():
+            doc.setdefault(key, value)  # what the session says stays
+        doc["color_codec"] = doc.get("color_codec") or "png"
+        doc["reopened"] = [*(doc.get("reopened") or []), _now()]
+        self.meta = doc
+        self.takes = list(reader.takes)
 
     # -- takes -------------------------------------------------------------------------------------
     def begin_take(self, species: str | None = None, subject_id: str = "", consent: bool = False,
@@ -179,7 +236,10 @@ class SessionWriter:
         problem = consent_problem(consent, synthetic=not self.require_consent)
         if problem:
             raise RecordingError(f"begin_take: {problem} (consent=True; require_consent=False for synthetic data)")
-        take = TakeInfo(id=f"{len(self.takes) + 1:04d}", label=label, species=species, subject_id=subject_id,
+        number = len(self.takes) + 1
+        while (self.path / "takes" / f"{number:04d}").exists():  # a take folder session.yaml does not list
+            number += 1
+        take = TakeInfo(id=f"{number:04d}", label=label, species=species, subject_id=subject_id,
                         consent=bool(consent), notes=notes, started=_now(), extra=_jsonable(extra))
         self.takes.append(take)
         self._save_yaml()  # listed before any frame exists, so a crash from here on leaves a readable take
@@ -247,10 +307,18 @@ class SessionWriter:
     def close(self) -> None:
         if self._closed:
             return
-        self.end_take()
-        self.meta["closed"] = _now()
-        self._save_yaml()
-        self._closed = True
+        try:
+            self.end_take()
+            self.meta["closed"] = _now()
+            self._save_yaml()
+        finally:
+            self._closed = True
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
 
     def __enter__(self) -> "SessionWriter":
         return self
@@ -270,6 +338,64 @@ class SessionWriter:
         _write_session_yaml(self.path, doc)
 
 
+LOCK = ".writer.lock"  # present while a SessionWriter has the folder open
+
+
+def _take_lock(path: Path) -> Path:
+    """The session's writer lock (one writer at a time: two would number their takes alike). A lock left by a
+    process of this machine that no longer runs (a crash, a pulled plug) is taken over."""
+    import socket
+
+    lock = path / LOCK
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()})
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == socket.gethostname() and not _alive(holder.get("pid")):
+                lock.unlink(missing_ok=True)  # its writer is gone
+                continue
+            raise RecordingError(f"session {path} is being written by another process ({holder or 'unreadable lock'}"
+                                 f"); wait for it to finish, or, if no edge-fas process writes there any more, "
+                                 f"delete {lock}") from None
+        except OSError as e:
+            raise RecordingError(f"cannot lock session folder {path}: {e}") from e
+        with os.fdopen(fd, "w") as f:
+            f.write(mine)
+        return lock
+    raise RecordingError(f"session {path}: could not take the writer lock {lock}; try again")
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _device_text(device: DeviceInfo) -> str:
+    serial = f" serial {device.serial}" if device.serial else ""
+    firmware = f" firmware {device.firmware}" if device.firmware else ""
+    return f"{device.model}{serial}{firmware} ({device.driver or 'unknown driver'})"
+
+
+def _calibration_difference(stored: dict | None, mine: dict | None) -> str:
+    if stored is None or mine is None:
+        return "the session has " + ("none" if stored is None else "one") + ", this camera " + \
+            ("none" if mine is None else "one")
+    keys = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+    return "differs in " + ", ".join(keys)
+
+
 def _write_session_yaml(path: Path, doc: dict) -> None:
     """session.yaml replaced atomically: a crash leaves the old file or the new one, never half of one."""
     tmp = path / "session.yaml.tmp"
@@ -284,6 +410,14 @@ def recalibrate(path: str | Path, calibration: RigCalibration, origin: str) -> s
     unit stays. Refused for a session of another camera (when the calibration names one) and for takes whose
     depth the camera already registered in hardware. Returns what was done, for the person running it."""
     path = Path(path)
+    lock = _take_lock(path)  # not while a writer has the session open: its next take would write the old one back
+    try:
+        return _recalibrate(path, calibration, origin)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _recalibrate(path: Path, calibration: RigCalibration, origin: str) -> str:
     reader = SessionReader(path)
     problem = calibration.camera_problem(reader.device)
     if problem:

@@ -62,6 +62,26 @@ def test_attack_take_with_generated_pseudonym(tmp_path, capsys):
     assert r.takes[0].label == 1 and len(r) == 3
 
 
+def test_takes_appended_from_the_command_line_share_one_session(tmp_path, capsys):
+    """A site's script: one command per take into one session folder, each take with its own label."""
+    out = tmp_path / "day1"
+    for species, take in (("bona_fide", "0001"), ("print", "0002"), ("replay", "0003")):
+        assert main(ARGS + ["--out", str(out), "--append", "--species", species, "--frames", "2",
+                            "--no-face-check"]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["take"] == take
+    from edge_fas.drivers.session import SessionReader
+    r = SessionReader(out)
+    assert [(t.species, t.frames) for t in r.takes] == [("bona_fide", 2), ("print", 2), ("replay", 2)]
+    assert r.metadata["retention_days"] == 30 and len(r.metadata["reopened"]) == 2
+    # without --append the folder is never written into; another site's take is refused
+    assert main(ARGS + ["--out", str(out), "--species", "print", "--no-face-check"]) == 2
+    assert "--append" in capsys.readouterr().err
+    other_site = [a if a != "lab1" else "lab2" for a in ARGS]
+    assert main(other_site + ["--out", str(out), "--append", "--species", "print", "--no-face-check"]) == 2
+    assert "its site is 'lab1', not 'lab2'" in capsys.readouterr().err
+    assert len(SessionReader(out).takes) == 3
+
+
 def test_interrupted_take_stays_readable(tmp_path):
     """A take cut off mid-way (no end_take, no close: a crash) reads back up to its last whole frame."""
     import time

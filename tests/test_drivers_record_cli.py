@@ -18,6 +18,21 @@ def test_record_session_then_replay(tmp_path, capsys):
     assert frames[0].truth.species == cam.reader.takes[0].species
 
 
+def test_record_appends_takes_to_a_session_of_the_same_camera(tmp_path, capsys):
+    out = tmp_path / "rec"
+    small = ["--camera-width", "160", "--camera-height", "120"]
+    for _ in range(2):
+        assert main(["record", "--camera", "synthetic", "--out", str(out), "--frames", "2", "--append", *small]) == 0
+    with open_camera(f"replay:{out}") as cam:
+        assert len(list(cam.frames())) == 4 and len(cam.reader.takes) == 2
+    assert main(["record", "--camera", "synthetic:seed=5", "--out", str(out), "--frames", "2", "--append",
+                 *small]) == 2  # another rig: another calibration
+    assert "calibration differs" in capsys.readouterr().err
+    assert main(["record", "--camera", "synthetic", "--out", str(tmp_path / "r.db3"), "--format", "native",
+                 "--frames", "1", "--append"]) == 2
+    assert "--append adds takes to a session folder" in capsys.readouterr().err
+
+
 def test_record_native_db3(tmp_path):
     pytest.importorskip("pyrealsense2")
     out = tmp_path / "rec.db3"

@@ -102,6 +102,71 @@ def test_killed_mid_take_reads_up_to_last_whole_frame(tmp_path):
     assert [int(f.depth[0, 0]) for f in r] == [0, 1, 2]
 
 
+def test_append_numbers_new_takes_after_the_existing_ones_and_takes_over_a_dead_writers_lock(tmp_path):
+    """A session whose writer was killed mid-take: appending keeps that take as it is (3 whole frames, not
+    complete) and adds the next one after it; the killed writer's lock does not stop it."""
+    path = tmp_path / "s"
+    p = subprocess.run([sys.executable, "-c", _CRASH, str(path)], env=dict(os.environ), timeout=60)
+    assert p.returncode == 9 and (path / ".writer.lock").exists()
+    with SessionWriter(path, require_consent=False, append=True) as w:
+        assert (path / ".writer.lock").exists()
+        w.begin_take(species="print")
+        w.write(FrameSet(rgb=np.zeros((8, 8, 3), np.uint8), depth=np.full((8, 8), 7, np.uint16)))
+    assert not (path / ".writer.lock").exists()
+    r = SessionReader(path)
+    assert [(t.id, t.species, t.frames, t.complete) for t in r.takes] == [
+        ("0001", "replay", 3, False), ("0002", "print", 1, True)]
+    assert [int(f.depth[0, 0]) for f in r] == [0, 1, 2, 7]
+    assert len(r.metadata["reopened"]) == 1 and "closed" in r.metadata
+    with SessionWriter(tmp_path / "new", require_consent=False, append=True) as w:  # nothing there yet: created
+        w.begin_take(species="print")
+    assert [t.id for t in SessionReader(tmp_path / "new").takes] == ["0001"]
+
+
+def test_append_refuses_another_camera_calibration_or_label_and_changes_nothing(tmp_path):
+    path = _session(tmp_path / "s")
+    (path / "session.yaml").write_text((path / "session.yaml").read_text().replace("site: ''", "site: lab"))
+    before = (path / "session.yaml").read_bytes()
+    dev = DeviceInfo("D435", "123", "5.16", "realsense")
+    other = _cal()
+    other = RigCalibration(color=other.color, depth=other.depth, ir=other.ir,
+                           depth_to_color=Extrinsics(np.eye(3), [0.03, 0, 0]), source="test")
+    cases = [({"device": DeviceInfo("D435", "999", "5.16", "realsense")}, "serial 999"),
+             ({"calibration": other}, "calibration differs.*calibrate --apply"),
+             ({"calibration": None}, "calibration differs"),
+             ({"site": "lobby"}, "its site is 'lab', not 'lobby'"),
+             ({"color_codec": "jpeg"}, "color_codec is 'png', not 'jpeg'")]
+    for change, message in cases:
+        kwargs = {"device": dev, "calibration": _cal(), **change}
+        with pytest.raises(RecordingError, match=message):
+            SessionWriter(path, append=True, **kwargs)
+        assert (path / "session.yaml").read_bytes() == before and not (path / ".writer.lock").exists()
+    with SessionWriter(path, device=dev, calibration=_cal(), site="lab", append=True) as w:  # the same: accepted
+        w.begin_take(species="print", consent=True)
+    assert [t.id for t in SessionReader(path).takes] == ["0001", "0002"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a session")
+    with pytest.raises(RecordingError, match="holds no edge-fas session"):
+        SessionWriter(tmp_path / "other", append=True)
+
+
+def test_one_writer_at_a_time(tmp_path):
+    """Two writers would number their takes alike and write session.yaml over each other; recalibrating while
+    a writer records would be undone at its next take."""
+    from edge_fas.drivers.session import recalibrate
+
+    path = tmp_path / "s"
+    first = SessionWriter(path, device=DeviceInfo("D435", "123", "5.16", "realsense"), calibration=_cal())
+    with pytest.raises(RecordingError, match="being written by another process.*writer.lock"):
+        SessionWriter(path, device=first.device, calibration=_cal(), append=True)
+    with pytest.raises(RecordingError, match="being written by another process"):
+        recalibrate(path, _cal(), "rig.yaml")
+    first.close()
+    with SessionWriter(path, device=first.device, calibration=_cal(), append=True) as second:
+        second.begin_take(species="print", consent=True)
+    assert [t.id for t in SessionReader(path).takes] == ["0001"]
+
+
 def test_bad_input_is_refused_with_the_fix(tmp_path):
     with pytest.raises(RecordingError, match="no session.yaml"):
         SessionReader(tmp_path / "nothing")
@@ -122,7 +187,7 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
     with pytest.raises(RecordingError, match="uint8 or uint16"):
         w.write(FrameSet(depth=np.zeros((4, 4), np.float32)))
     w.close()
-    with pytest.raises(RecordingError, match="not empty"):
+    with pytest.raises(RecordingError, match="not empty.*--append"):
         SessionWriter(tmp_path / "s")
     (tmp_path / "s" / "takes" / "0001" / "rgb").mkdir(exist_ok=True)
     with open(tmp_path / "s" / "takes" / "0001" / "frames.jsonl", "w") as f:

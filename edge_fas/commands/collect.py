@@ -1,7 +1,8 @@
 """`edge-fas collect`: record labelled takes at a new site into the portable session format.
 
 The operator app (PyQt6) by default; `--no-gui` records one take from the command line with the same
-consent gate, face check and loss-free writer (edge_fas.apps.collect).
+consent gate, face check and loss-free writer (edge_fas.apps.collect). `--append` adds the takes to an existing
+session of the same camera (one command per take from a script: bona fide, then each attack).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ HELP = "record labelled takes for training (operator GUI, or --no-gui)"
 
 def add_arguments(parser):
     from edge_fas.apps.collect import SPECIES
-    parser.add_argument("--out", required=True, help="new session folder (never overwritten)")
+    parser.add_argument("--out", required=True, help="new session folder (never overwritten; see --append)")
+    parser.add_argument("--append", action="store_true",
+                        help="add the takes to the session at --out (the same camera, calibration, site and domain; "
+                             "a new session where there is none)")
     parser.add_argument("--camera", default=None, help="camera spec (default: the config's camera.spec)")
     parser.add_argument("--subject", default=None, help="pseudonymous subject id (default: a fresh random one)")
     parser.add_argument("--species", default="bona_fide", choices=SPECIES, help="bona fide or the attack species")
@@ -27,8 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--consent", action="store_true",
                         help="the person in view (subject or presenter of the attack) has given consent; needed for "
                              "every source but the synthetic rig")
-    parser.add_argument("--retention-days", type=int, default=365,
-                        help="days after which the session must be deleted (recorded in the session)")
+    parser.add_argument("--retention-days", type=int, default=None,
+                        help="days after which the session must be deleted (recorded in the session; default 365, "
+                             "an appended session keeps its own)")
     parser.add_argument("--frames", type=int, default=90, help="frames per take (--no-gui)")
     parser.add_argument("--no-gui", action="store_true", help="record one take from the command line")
     parser.add_argument("--no-face-check", action="store_true", help="(--no-gui) record without waiting for a face")
@@ -51,7 +56,7 @@ def run(args) -> int:
     if not args.no_gui:
         from edge_fas.apps.collect_window import run_collect_gui
         return run_collect_gui(camera_spec, args.out, config, spec, retention_days=args.retention_days,
-                               operator=args.operator)
+                               operator=args.operator, append=args.append)
     return _run_cli(args, config, spec, camera_spec)
 
 
@@ -67,14 +72,15 @@ def _run_cli(args, config, spec, camera_spec) -> int:
     d = config.decision
     det = config.detector
     with open_camera(camera_spec, config) as camera, FaceDetector(det.min_score, det.zoom_search) as detector:
-        writer = open_session_writer(args.out, camera, spec, args.retention_days, args.operator)
+        writer = open_session_writer(args.out, camera, spec, args.retention_days, args.operator, append=args.append)
         try:
             written = record_take(camera.frames(), writer, spec, args.frames, detector,
                                   wait_frames=0 if args.no_face_check else args.wait_frames,
                                   min_distance_m=d.min_distance_m, max_distance_m=d.max_distance_m,
                                   queue_frames=config.record.queue_frames, report=report)
+            take_id = writer.takes[-1].id
         finally:
             writer.close()
-    print(json.dumps({"session": str(args.out), "subject_id": spec.subject_id, "species": spec.species,
-                      "frames": written}))
+    print(json.dumps({"session": str(args.out), "take": take_id, "subject_id": spec.subject_id,
+                      "species": spec.species, "frames": written}))
     return 0

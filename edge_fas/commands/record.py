@@ -43,7 +43,11 @@ def add_arguments(parser):
     parser.add_argument("--domain", default="", help="domain (environment) name stored in session.yaml")
     parser.add_argument("--operator", default="", help="operator id stored in session.yaml")
     parser.add_argument("--retention-days", type=int, default=None, help="delete-by date for the data, in days")
-    parser.add_argument("--color-codec", choices=["png", "jpeg"], default="png", help="colour frames: lossless png or jpeg")
+    parser.add_argument("--color-codec", choices=["png", "jpeg"], default=None,
+                        help="colour frames: lossless png (a new session's default) or jpeg")
+    parser.add_argument("--append", action="store_true",
+                        help="(session) add the takes to the session at --out, recorded with this camera and "
+                             "calibration; a new session where there is none")
     add_config_arguments(parser, sections=["camera", "calibration", "record"])
 
 
@@ -76,6 +80,9 @@ def run(args) -> int:
 
     if args.frames is None and args.seconds is None:
         raise EdgeFasError("say when to stop: --frames N or --seconds S")
+    if args.append and args.format != "session":
+        raise EdgeFasError("--append adds takes to a session folder; a native .db3 recording is written whole "
+                           "(drop --append, or use --format session)")
     if args.format == "native" and not str(args.out).endswith((".db3", ".bag")):
         raise EdgeFasError(f"--format native writes a librealsense recording; --out must end in .db3 (got {args.out})")
     config = config_from_args(args)
@@ -92,7 +99,7 @@ def run(args) -> int:
                 session = {"site": args.site, "domain": args.domain or (frames.truth.domain if frames.truth else ""),
                            "operator": args.operator, "retention_days": args.retention_days,
                            "color_codec": args.color_codec,
-                           "require_consent": not synthetic}
+                           "require_consent": not synthetic, "append": args.append}
                 take = _take_for(frames, args, synthetic) if args.format == "session" else None
                 rec = Recorder(args.out, args.format, calibration=frames.calibration or cam.calibration,
                                device=frames.device, queue_frames=config.record.queue_frames, take=take,
