@@ -163,17 +163,17 @@ class SessionWriter:
         self._lock: Path | None = None
         given = {"site": site, "domain": domain, "operator": operator, "notes": notes,
                  "retention_days": retention_days, "color_codec": color_codec}
-        if append and is_session(self.path):
-            self._lock = _take_lock(self.path)
-            try:
+        try:
+            if append and is_session(self.path):
+                self._lock = _take_lock(self.path)
                 self._reopen(given, extra or {})
-            except BaseException:
-                self._release_lock()
-                raise
-        else:
-            self._create(given, extra or {}, append)
-        self.color_codec = self.meta["color_codec"]
-        self._save_yaml()
+            else:
+                self._create(given, extra or {}, append)
+            self.color_codec = self.meta["color_codec"]
+            self._save_yaml()
+        except BaseException:
+            self._release_lock()  # a refused or failed writer leaves the folder to the next one
+            raise
 
     def _create(self, given: dict, extra: dict, append: bool) -> None:
         if self.path.exists() and any(self.path.iterdir()):
