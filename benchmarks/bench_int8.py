@@ -2,7 +2,7 @@
 parts of the network the decisions are sensitive to, and where the flipped frames' scores lie.
 
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT [--calib 256] [--keep-float PART[,PART]]
-    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --check 512
+    .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --check 600 [--seed 2]
     .venv/bin/python benchmarks/bench_int8.py --model ARTIFACT --tails 20
 
 Uses the data `edge-fas export --int8` uses (edge_fas.runtime.quantize.add_int8): calibration crops from
@@ -19,11 +19,12 @@ with the decision agreement, the flips and the mean |change| of the calibrated s
 4. with `--keep-float PART[,PART]`, instead of 1-3: those parts left in float, the rest quantised, on the gate
    crops and on 128 other crops of seed 0 (not the calibration crops). Parts chosen by reading sections 2-3
    were chosen on the gate crops, so only the second figure is unbiased;
-5. with `--check N`, instead of 1-4: the export's recipe on the gate crops and on N crops of seed 2 (the
-   randomised family's held-out ranges and the named domains, like the gate; rendered by neither the export
-   nor sections 1-4), with the agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a
-   model changed to pass the gate (quantisation-aware training); and the fp16 model's agreement on those N
-   crops with its 95% lower bound (600 or more can show 99.5%);
+5. with `--check N`, instead of 1-4: the artifact's own int8 model when it has one that its gate passed
+   (what the runtimes run; a mixed-precision one included), else the export's recipe, on the gate crops and on
+   N crops of seed `--seed` (default 2; the randomised family's held-out ranges and the named domains, like the
+   gate; rendered by neither the export, nor its mixed-precision choice (seed 3), nor sections 1-4), with the
+   agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a model changed to pass the gate;
+   and the fp16 model's agreement on those N crops with its 95% lower bound (600 or more can show 99.5%);
 6. with `--tails N`, instead of 1-5: the N quantised inputs with the heaviest tails on the calibration crops
    (max |x| over its 99.9th percentile, and the median): per-tensor int8 spends its 255 steps on the
    maximum, so a tensor whose maximum is 10x its 99.9th percentile rounds its typical values to zero.
@@ -92,7 +93,9 @@ def main() -> int:
     ap.add_argument("--tails", type=int, default=0, metavar="N",
                     help="only the N quantised inputs with the heaviest tails on the calibration crops")
     ap.add_argument("--check", type=int, default=0, metavar="N",
-                    help="only the export's recipe, on the gate crops and on N crops of seed 2, with intervals")
+                    help="only the artifact's int8 model (or the export's recipe), on the gate crops and on N crops "
+                         "of --seed, with intervals")
+    ap.add_argument("--seed", type=int, default=2, help="rig seed of --check's crops (not 0, 1 or 3: export uses them)")
     args = ap.parse_args()
 
     import onnx
@@ -128,7 +131,11 @@ def main() -> int:
     f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
     other = None
     if args.keep_float or args.check:  # --check takes precedence
-        batch, other_labels = q.synthetic_crops(args.check, artifact.preprocess, seed=2) if args.check else \
+        if args.check and args.seed in (0, 1, q.SELECTION_SEED):
+            print(f"--seed {args.seed}: export renders that seed (calibration 0, gate 1, mixed-precision choice "
+                  f"{q.SELECTION_SEED}); pick another", file=sys.stderr)
+            return 2
+        batch, other_labels = q.synthetic_crops(args.check, artifact.preprocess, seed=args.seed) if args.check else \
             q.synthetic_crops(128, artifact.preprocess, seed=0, offset=5000)
         other = (batch, other_labels, prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch))
     print(f"{args.model}: threshold {thr:.4g} (calibrated P(attack)); {len(labels)} gate crops "
@@ -137,11 +144,16 @@ def main() -> int:
     scratch = tempfile.TemporaryDirectory(prefix="bench-int8-")  # removed when main returns
     work = Path(scratch.name)
 
-    def measure(label: str, n_calib: int, method: str = "minmax", keep_float=(), on=None) -> np.ndarray:
+    own = artifact.manifest.get("int8") if (prec.recorded_gate(artifact, "int8") or {}).get("passed") else None
+
+    def measure(label: str, n_calib: int, method: str = "minmax", keep_float=(), on=None, shipped=False) -> np.ndarray:
         batch, truth, ref = on or (gate, labels, f32)
         dst = work / "candidate.onnx"
-        q.quantize_onnx(artifact.onnx_path, dst, {k: v[:n_calib] for k, v in calib.items()},
-                        keep_float=keep_float, method=method)
+        if shipped:
+            dst = artifact.folder / own["file"]
+        else:
+            q.quantize_onnx(artifact.onnx_path, dst, {k: v[:n_calib] for k, v in calib.items()},
+                            keep_float=keep_float, method=method)
         i8 = prec.calibrated_ort_scores(artifact, dst, batch)
         f = prec.compare(ref, i8, thr, truth)
         lo, hi, _ = binomial_interval(f["flips"], f["frame_sets"])
@@ -150,9 +162,14 @@ def main() -> int:
         return i8
 
     if args.check:
-        print("5. the export's recipe (MinMax, 64 crops of seed 0); agreement with its 95% interval")
-        measure(f"on the gate crops (seed 1, {len(labels)})", 64)
-        measure(f"on {args.check} crops of seed 2", 64, on=other)
+        if own:
+            kept = len((own.get("mixed_precision") or {}).get("float_nodes") or [])
+            print(f"5. the artifact's own {own['file']} ({kept} nodes kept in float besides the score head); agreement "
+                  "with its 95% interval")
+        else:
+            print("5. the export's recipe (MinMax, 64 crops of seed 0); agreement with its 95% interval")
+        measure(f"on the gate crops (seed 1, {len(labels)})", 64, shipped=bool(own))
+        measure(f"on {args.check} crops of seed {args.seed}", 64, on=other, shipped=bool(own))
         batch, truth, ref = other
         f16 = prec.calibrated_ort_scores(artifact, prec.fp16_onnx(artifact.onnx_path, work / "model.fp16.onnx"), batch)
         f = prec.compare(ref, f16, thr, truth)

@@ -301,6 +301,33 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
                         threshold_split=str(split), training=training, **kw)
 
 
+def copy_artifact(source: str | Path, out: str | Path, overwrite: bool = False) -> art.Artifact:
+    """A verified copy of the artifact at `source` (or 'demo') in `out`, without its int8 model (the caller adds a
+    new one): `edge-fas export ARTIFACT --out NEW --int8` for a model whose checkpoint is not at hand, as the
+    bundled demo's is not. model.onnx and the rest are copied byte for byte; the manifest says where from."""
+    src = art.load_artifact(source)  # verified before anything is copied
+    out = Path(out)
+    if out.resolve() == src.folder.resolve():
+        raise EdgeFasError(f"--out {out} is the artifact itself; write the copy to a new folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise EdgeFasError(f"{out} exists and is not empty; pass --force to replace it")
+        for name in [art.MANIFEST, art.ONNX, art.CHECKPOINT, "model.int8.onnx"]:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [name for name in src.manifest["files"] if name != "model.int8.onnx"]
+    for name in files:
+        shutil.copyfile(src.folder / name, out / name)
+    manifest = art.manifest_body(src.manifest, "int8")
+    if isinstance(manifest.get("precision"), dict):
+        manifest["precision"] = {k: v for k, v in manifest["precision"].items() if k != "int8"}
+    manifest["export"] = {**manifest["export"], "copied_from": {
+        "artifact": str(source), "manifest_sha256": src.manifest["manifest_sha256"],  # as given: no local path for "demo"
+        "copied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+    art.write_manifest(out, manifest, files)
+    return art.load_artifact(out)
+
+
 def build_and_export(name: str, preset: str, out: str | Path, parity_count: int = 64, **overrides):
     """Build an untrained `name` model (speed benchmarks, tests), save its checkpoint, export it.
 

@@ -9,7 +9,8 @@ HELP = "export a trained checkpoint to a verified model artifact (ONNX + manifes
 
 
 def add_arguments(parser):
-    parser.add_argument("checkpoint", help="checkpoint file written by `edge-fas train`")
+    parser.add_argument("checkpoint", help="checkpoint file written by `edge-fas train`, or an artifact folder (or "
+                                           "'demo') to copy into --out with a new int8 model (--int8)")
     parser.add_argument("--out", required=True, help="artifact folder to write")
     parser.add_argument("--threshold", type=float, default=None,
                         help="operating threshold (default: the one recorded in the checkpoint)")
@@ -22,6 +23,10 @@ def add_arguments(parser):
                              "CPU and TensorRT 10/11), written only if its precision gate passes; a refusal exits 2 (what "
                              "was asked for is missing) with the fp32 artifact complete, while the automatic fp16 "
                              "model's failed gate is reported and recorded but exits 0")
+    parser.add_argument("--int8-mixed", action="store_true",
+                        help="(with --int8) when the whole network in int8 misses the gate, keep in float the fewest "
+                             "nodes, most decision-sensitive first, that bring held-out selection crops to the gate's "
+                             "agreement, then gate that model (a few minutes: every node is tried alone)")
     parser.add_argument("--gate", type=int, default=GATE_FRAME_SETS, metavar="N",
                         help=f"held-out frame sets for the fp16 / int8 precision gates (default {GATE_FRAME_SETS}: the "
                              "fewest that can show 99.5%% agreement at 95%% confidence; fewer are faster and the gate "
@@ -35,6 +40,13 @@ def add_arguments(parser):
     parser.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
 
 
+def _is_artifact(path) -> bool:
+    from pathlib import Path
+
+    from edge_fas.artifact import MANIFEST
+    return str(path) == "demo" or (Path(path) / MANIFEST).is_file()
+
+
 def run(args) -> int:
     from edge_fas.export import export_checkpoint
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -43,18 +55,32 @@ def run(args) -> int:
         raise EdgeFasError("--parity must be at least 1")
     if args.gate < 0 or (args.int8 and args.gate < 1):
         raise EdgeFasError("--gate must be at least 1 with --int8 (and not negative)")
-    art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
-                            include_checkpoint=not args.no_checkpoint, parity_source=args.parity_source,
-                            overwrite=args.force, gate_count=args.gate, force_precision=args.force_precision,
-                            quiet=args.quiet)
+    if args.int8_mixed and not args.int8:
+        raise EdgeFasError("--int8-mixed chooses how the int8 model is made; add --int8")
+    if _is_artifact(args.checkpoint):
+        if not args.int8:
+            raise EdgeFasError(f"{args.checkpoint} is an artifact, not a checkpoint: exporting it again only makes sense "
+                               "to add an int8 model (--int8); to copy it, copy the folder")
+        if args.threshold is not None:
+            raise EdgeFasError("--threshold applies to a checkpoint's export; an artifact keeps its operating point "
+                               "(`edge-fas adapt` or bench_operating_point.py --refit-into change it)")
+        from edge_fas.export import copy_artifact
+        art = copy_artifact(args.checkpoint, args.out, overwrite=args.force)
+    else:
+        art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
+                                include_checkpoint=not args.no_checkpoint, parity_source=args.parity_source,
+                                overwrite=args.force, gate_count=args.gate, force_precision=args.force_precision,
+                                quiet=args.quiet)
     if args.int8:
         from edge_fas.runtime.precision import PrecisionRefused
         from edge_fas.runtime.quantize import add_int8
         try:
-            art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet)
+            art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet,
+                           mixed=args.int8_mixed)
         except PrecisionRefused as e:  # still an error (int8 was asked for), but say what was kept
+            hint = "" if args.int8_mixed else "; --int8-mixed keeps the layers the decisions are sensitive to in float"
             raise EdgeFasError(f"{e}. The fp32 artifact in {art.folder} is complete and usable; the refused int8 "
-                               "figures are kept in its manifest (precision.int8)") from None
+                               f"figures are kept in its manifest (precision.int8){hint}") from None
     m = art.manifest
     p = m["export"]["parity"]
     print(f"wrote {art.folder}: {m['model']['name']} ({m['model']['preset']}), input {art.input_size}px, "
@@ -68,6 +94,13 @@ def run(args) -> int:
             print(f"{name} gate: {g['decision_agreement']:.2%} decision agreement with fp32 on {g['frame_sets']} "
                   f"held-out frame sets at threshold {g['threshold']:.4f} ({g['flips']} flips; {bound_note(g)}), "
                   f"needs {g['min_agreement']:.1%}: {verdict}")
+    mixed = (m.get("int8") or {}).get("mixed_precision")
+    if mixed:
+        chosen = mixed["chosen_on"]
+        whole = m["precision"]["int8"].get("whole_network_int8", {})
+        print(f"int8 mixed precision: {len(mixed['float_nodes'])} nodes kept in float, chosen on {chosen['frame_sets']} "
+              f"{chosen['data']} ({chosen['decision_agreement']:.2%} agreement there); the whole network in int8 "
+              f"agreed on {whole.get('decision_agreement', float('nan')):.2%} of the gate's frame sets")
     for name, e in m["files"].items():
         print(f"  {name}  {e['bytes']} bytes  sha256 {e['sha256'][:16]}…")
     return 0

@@ -6,7 +6,13 @@ at the inputs of Conv / ConvTranspose / Gemm / MatMul, and the score head (every
 feature map) left in float: an operating threshold near 1 needs its decimals. Calibrated on
 synthetic-rig crops (seed 0), then gated on held-out crops of another seed at the artifact's
 operating point (precision.compare / judge): below the stated decision agreement the int8 model is
-refused unless forced, and the figures go into the manifest."""
+refused unless forced, and the figures go into the manifest.
+
+Mixed precision (`edge-fas export --int8 --int8-mixed`, the way `polygraphy debug precision` or an accuracy-aware
+tuner works): when the whole network in int8 misses the gate, each quantisable node is quantised alone on selection
+crops of a seed nothing else renders (SELECTION_SEED), the nodes are ranked by the decisions they flip alone, and the
+fewest of the most sensitive (FLOAT_STEPS) are kept in float that bring the selection crops' agreement to the gate's.
+The gate then judges that model on its own crops, as it judges any int8 model."""
 
 from __future__ import annotations
 
@@ -109,6 +115,73 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8, keep_float=(), method: 
     return head
 
 
+SELECTION_SEED = 3  # calibration renders seed 0, the gates seed 1, bench_int8 --check seed 2
+SELECTION_FRAME_SETS = 300
+FLOAT_STEPS = (1, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
+
+
+def node_sensitivity(artifact: art.Artifact, calib: dict, selection: tuple, work, quiet: bool = True) -> list[dict]:
+    """Every quantisable node (score head aside) quantised alone, the rest in float, on the selection crops:
+    [{node, flips, mean_change}] of its decisions against float32's, most flips first (then the larger mean
+    |change| of the calibrated score)."""
+    import onnx
+
+    from edge_fas.progress import Progress
+    from edge_fas.runtime import precision as prec
+    batch, labels = selection
+    thr = prec.operating_threshold(artifact)
+    ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+    probe = work / "probe.onnx"
+    head = set(quantize_onnx(artifact.onnx_path, probe, calib))
+    nodes = [n.name for n in onnx.load(str(artifact.onnx_path)).graph.node
+             if n.op_type in QDQ_OPS and n.name and n.name not in head]
+    bar = Progress("int8: each node's effect on the decisions", len(nodes), quiet=quiet)
+    rows = []
+    for name in nodes:
+        bar.update()
+        quantize_onnx(artifact.onnx_path, probe, calib, keep_float=[n for n in nodes if n != name])
+        f = prec.compare(ref, prec.calibrated_ort_scores(artifact, probe, batch), thr, labels)
+        rows.append({"node": name, "flips": int(f["flips"]), "mean_change": float(f["score_abs_diff_mean"])})
+    probe.unlink(missing_ok=True)
+    return sorted(rows, key=lambda r: (r["flips"], r["mean_change"]), reverse=True)
+
+
+def choose_float_nodes(artifact: art.Artifact, calib: dict, selection: tuple | None = None,
+                       min_agreement: float | None = None, work=None, quiet: bool = True) -> dict:
+    """The fewest nodes, most sensitive first (node_sensitivity), to keep in float for the selection crops'
+    decisions to agree with float32's on at least `min_agreement` (the gate's), trying FLOAT_STEPS counts in
+    turn. Returns {nodes, selection: figures}; raises EdgeFasError when even every node in float misses it."""
+    import tempfile
+    from pathlib import Path
+
+    from edge_fas.runtime import precision as prec
+    need = min_agreement or prec.MIN_AGREEMENT
+    data = "given selection set" if selection is not None else \
+        f"synthetic rig crops, seed {SELECTION_SEED} (rendered for this choice only)"
+    if selection is None:
+        selection = synthetic_crops(SELECTION_FRAME_SETS, artifact.preprocess, seed=SELECTION_SEED, quiet=quiet)
+    batch, labels = selection
+    with tempfile.TemporaryDirectory(prefix="int8-mixed-", dir=work) as tmp:
+        tmp = Path(tmp)
+        ranked = node_sensitivity(artifact, calib, selection, tmp, quiet)
+        thr = prec.operating_threshold(artifact)
+        ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+        tried = []
+        for count in [c for c in FLOAT_STEPS if c < len(ranked)] + [len(ranked)]:
+            keep = [r["node"] for r in ranked[:count]]
+            quantize_onnx(artifact.onnx_path, tmp / "try.onnx", calib, keep_float=keep)
+            f = prec.compare(ref, prec.calibrated_ort_scores(artifact, tmp / "try.onnx", batch), thr, labels)
+            tried.append((count, f["flips"]))
+            if f["decision_agreement"] >= need:
+                return {"nodes": keep, "selection": {
+                    "data": data, "frame_sets": int(len(labels)), "decision_agreement": f["decision_agreement"],
+                    "flips": int(f["flips"]), "tried": [list(t) for t in tried],
+                    "most_sensitive": ranked[:min(10, len(ranked))]}}
+    raise EdgeFasError(f"int8 mixed precision: even with every one of the {len(ranked)} quantisable nodes in float the "
+                       f"selection crops agree on less than {need:.1%} of decisions ({tried[-1][1]} flips); the "
+                       "model's operating point is too close to its scores for int8: use fp32 or fp16")
+
+
 def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
     """Keep a refused int8 gate's figures in the manifest (precision.int8, passed: false; no int8 file), as a
     failed fp16 gate is kept: the model card and benchmarks can then say it was measured and refused, and the
@@ -120,10 +193,13 @@ def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
 
 def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_count: int = 64,
              eval_count: int | None = None, force: bool = False, min_agreement: float | None = None,
-             quiet: bool = True) -> art.Artifact:
+             quiet: bool = True, mixed: bool = False, selection=None) -> art.Artifact:
     """Write model.int8.onnx into the artifact after its precision gate passes (or is forced).
 
     calibration: batch dict; held_out: (batch dict, labels). Default: synthetic-rig crops (seeds 0 and 1).
+    mixed: when the whole network in int8 misses the gate, keep the fewest decision-sensitive nodes in float
+    (choose_float_nodes, on `selection` = (batch, labels), default SELECTION_FRAME_SETS crops of SELECTION_SEED)
+    and gate that model instead.
     Refused below the gate's decision agreement (PrecisionRefused; no int8 file, the refused figures kept in
     the manifest's precision.int8)."""
     from edge_fas.runtime import precision as prec
@@ -138,11 +214,25 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     folder = artifact.folder
     candidate = folder / f".{INT8_FILE}.candidate"
     try:
+        need = min_agreement or prec.MIN_AGREEMENT
         head = quantize_onnx(artifact.onnx_path, candidate, calib)
         f32, i8 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, test), \
             prec.calibrated_ort_scores(artifact, candidate, test)
         thr = prec.operating_threshold(artifact)
         figures = prec.compare(f32, i8, thr, labels)
+        chosen = None
+        if mixed and figures["decision_agreement"] < need:
+            whole = figures
+            try:
+                chosen = choose_float_nodes(artifact, calib, selection, need, quiet=quiet)
+            except EdgeFasError as e:  # no count of float nodes was enough: the whole network is judged (refused)
+                figures["mixed_precision"] = str(e)
+        if chosen:
+            head = quantize_onnx(artifact.onnx_path, candidate, calib, keep_float=chosen["nodes"])
+            i8 = prec.calibrated_ort_scores(artifact, candidate, test)
+            figures = prec.compare(f32, i8, thr, labels)
+            figures["whole_network_int8"] = {"decision_agreement": whole["decision_agreement"], "flips": whole["flips"]}
+            figures["float_nodes"] = len(chosen["nodes"])
         figures["data"] = ("synthetic rig crops, held-out seed 1 (named domains and the randomised family's "
                            "held-out ranges)") if held_out is None else "given held-out set"
         try:
@@ -158,12 +248,19 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
     manifest["int8"] = {
         "file": INT8_FILE, "recipe": INT8_RECIPE, "tensorrt": True,
         "format": "explicit Q/DQ: symmetric int8 activations, per-channel int8 weights, "
-                  f"{'/'.join(QDQ_OPS)} quantised, score head ({len(head)} nodes) in float",
+                  f"{'/'.join(QDQ_OPS)} quantised, score head ({len(head)} nodes) in float"
+                  + (f", {len(chosen['nodes'])} more nodes in float (mixed precision)" if chosen else ""),
         "calibration_frame_sets": int(len(calib["rgb"])),
         "accuracy_change": {"held_out_frame_sets": int(len(labels)), "data": figures["data"],
                             "accuracy_float32": round(acc(f32), 4), "accuracy_int8": round(acc(i8), 4),
                             "decision_agreement": figures["decision_agreement"]},
     }
+    if chosen:
+        manifest["int8"]["mixed_precision"] = {
+            "float_nodes": chosen["nodes"],
+            "chosen_on": chosen["selection"],
+            "rule": "nodes ranked by the decisions each flips when quantised alone; the fewest of the most sensitive "
+                    "(counts tried in turn) that bring the selection crops to the gate's agreement"}
     manifest.setdefault("precision", {})
     manifest["precision"] = {**manifest["precision"], "int8": figures}
     files = [n for n in artifact.manifest["files"] if n != INT8_FILE] + [INT8_FILE]
