@@ -141,8 +141,9 @@ def _session(path: Path) -> tuple[dict, list[dict], dict, _Frames]:
             # what `edge-fas calibrate --apply` put in after the recording, oldest first
             "calibration_applied": [{"when": h.get("replaced"), "from": h.get("by")}
                                     for h in reader.metadata.get("calibration_history") or []],
-            **{k: reader.metadata.get(k) for k in ("site", "domain", "operator", "created", "retention_days", "notes")
-               if reader.metadata.get(k) not in (None, "")}}
+            **{k: reader.metadata.get(k) for k in ("site", "domain", "operator", "created", "reopened",
+                                                   "retention_days", "notes")
+               if reader.metadata.get(k) not in (None, "", [])}}
     return head, takes, streams, acc
 
 

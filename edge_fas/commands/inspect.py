@@ -50,6 +50,9 @@ def describe(s: dict) -> list[str]:
              + (f" ({s['calibration_source']})" if s.get("calibration_source") else "")
              + "".join(f"; applied {a['when']} from {a['from']}" for a in s.get("calibration_applied") or [])]
     where = [f"{k} {s[k]}" for k in ("site", "domain", "operator", "created", "retention_days") if k in s]
+    if s.get("reopened"):  # takes appended later (--append)
+        where.append(f"takes appended {len(s['reopened'])} time{'s' * (len(s['reopened']) != 1)}, last "
+                     f"{s['reopened'][-1]}")
     if where:
         lines.append(", ".join(where))
     lines.append("streams: " + (", ".join(f"{m} {v['size'][0]}x{v['size'][1]} {v['dtype']}"
