@@ -201,6 +201,17 @@ def export_onnx(model, path: Path, size: int, names, opset: int = OPSET) -> None
                           dynamic_axes=dyn, opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """An empty artifact folder at `out`: refused when it holds something, unless `overwrite` (then an earlier
+    artifact's files are removed; nothing else is touched)."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise EdgeFasError(f"{out} exists and is not empty; pass --force to replace it")
+        for name in [art.MANIFEST, art.ONNX, art.CHECKPOINT, "model.int8.onnx"]:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None, threshold: float = 0.5,
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
@@ -213,12 +224,7 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     decisions: manifest sections from edge_fas.operating_point (calibration, operating_point, threshold,
     abstention, maps); its `threshold` replaces threshold/threshold_split."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise EdgeFasError(f"{out} exists and is not empty; pass --force to replace it")
-        for name in [art.MANIFEST, art.ONNX, art.CHECKPOINT, "model.int8.onnx"]:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, overwrite)
     model = model.eval().float().cpu()
     size = int(getattr(model, "input_size", 0) or (preprocess.size if preprocess else 0))
     if not size:
@@ -309,12 +315,7 @@ def copy_artifact(source: str | Path, out: str | Path, overwrite: bool = False) 
     out = Path(out)
     if out.resolve() == src.folder.resolve():
         raise EdgeFasError(f"--out {out} is the artifact itself; write the copy to a new folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise EdgeFasError(f"{out} exists and is not empty; pass --force to replace it")
-        for name in [art.MANIFEST, art.ONNX, art.CHECKPOINT, "model.int8.onnx"]:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, overwrite)
     files = [name for name in src.manifest["files"] if name != "model.int8.onnx"]
     for name in files:
         shutil.copyfile(src.folder / name, out / name)
