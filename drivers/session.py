@@ -205,7 +205,8 @@ class SessionWriter:
         if stored != mine:
             problems.append("its calibration differs from this camera's "
                             f"({_calibration_difference(stored, mine)}); if this camera's is the right one, "
-                            f"`edge-fas calibrate --apply FILE {self.path}` first re-registers the session with it")
+                            f"`edge-fas calibrate --apply {self.path} --calibration-file FILE` first re-registers the "
+                            "session with it")
         for key, value in given.items():
             if value not in (None, "") and value != reader.metadata.get(key):  # an empty one too: it names every take
                 problems.append(f"its {key} is {reader.metadata.get(key)!r}, not {value!r}")
@@ -410,6 +411,7 @@ def recalibrate(path: str | Path, calibration: RigCalibration, origin: str) -> s
     unit stays. Refused for a session of another camera (when the calibration names one) and for takes whose
     depth the camera already registered in hardware. Returns what was done, for the person running it."""
     path = Path(path)
+    SessionReader(path)  # a folder that is no session is refused as such, before any lock is made in it
     lock = _take_lock(path)  # not while a writer has the session open: its next take would write the old one back
     try:
         return _recalibrate(path, calibration, origin)

@@ -132,7 +132,7 @@ def test_append_refuses_another_camera_calibration_or_label_and_changes_nothing(
     other = RigCalibration(color=other.color, depth=other.depth, ir=other.ir,
                            depth_to_color=Extrinsics(np.eye(3), [0.03, 0, 0]), source="test")
     cases = [({"device": DeviceInfo("D435", "999", "5.16", "realsense")}, "serial 999"),
-             ({"calibration": other}, "calibration differs.*calibrate --apply"),
+             ({"calibration": other}, "calibration differs.*calibrate --apply .* --calibration-file FILE"),
              ({"calibration": None}, "calibration differs"),
              ({"site": "lobby"}, "its site is 'lab', not 'lobby'"),
              ({"color_codec": "jpeg"}, "color_codec is 'png', not 'jpeg'")]
