@@ -307,7 +307,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: flo
                         threshold_split=str(split), training=training, **kw)
 
 
-def copy_artifact(source: str | Path, out: str | Path, overwrite: bool = False) -> art.Artifact:
+def copy_artifact(source: str | Path, out: str | Path, overwrite: bool = False,
+                  include_checkpoint: bool = True) -> art.Artifact:
     """A verified copy of the artifact at `source` (or 'demo') in `out`, without its int8 model (the caller adds a
     new one): `edge-fas export ARTIFACT --out NEW --int8` for a model whose checkpoint is not at hand, as the
     bundled demo's is not. model.onnx and the rest are copied byte for byte; the manifest says where from."""
@@ -316,7 +317,8 @@ def copy_artifact(source: str | Path, out: str | Path, overwrite: bool = False) 
     if out.resolve() == src.folder.resolve():
         raise EdgeFasError(f"--out {out} is the artifact itself; write the copy to a new folder")
     _prepare_out(out, overwrite)
-    files = [name for name in src.manifest["files"] if name != "model.int8.onnx"]
+    files = [name for name in src.manifest["files"]
+             if name != "model.int8.onnx" and (include_checkpoint or name != art.CHECKPOINT)]
     for name in files:
         shutil.copyfile(src.folder / name, out / name)
     manifest = art.manifest_body(src.manifest, "int8")

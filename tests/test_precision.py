@@ -304,11 +304,15 @@ def test_an_artifact_is_copied_with_a_new_int8_model_and_says_where_from(tmp_pat
     from edge_fas.artifact import sha256_file
     from edge_fas.cli import main
     torch.manual_seed(0)
-    src = export_model(Tiny(), tmp_path / "src", threshold=0.5, parity_count=2, parity_source="random", gate_count=0)
+    torch.save({"note": "stands in for the trained weights"}, tmp_path / "weights.pt")
+    src = export_model(Tiny(), tmp_path / "src", checkpoint=tmp_path / "weights.pt", threshold=0.5, parity_count=2,
+                       parity_source="random", gate_count=0)
     out = tmp_path / "copy"
+    assert "checkpoint.pt" in src.manifest["files"]
     assert main(["export", str(src.folder), "--out", str(out), "--int8", "--gate", "6", "--force-precision",
-                 "--quiet"]) == 0
+                 "--quiet", "--no-checkpoint"]) == 0
     copy = load_artifact(out)
+    assert "checkpoint.pt" not in copy.manifest["files"] and not (out / "checkpoint.pt").exists()
     assert sha256_file(out / "model.onnx") == sha256_file(src.onnx_path) and (out / "model.int8.onnx").is_file()
     assert copy.manifest["export"]["copied_from"]["manifest_sha256"] == src.manifest["manifest_sha256"]
     assert main(["export", str(src.folder), "--out", str(tmp_path / "x")]) == 2

@@ -65,7 +65,7 @@ def run(args) -> int:
             raise EdgeFasError("--threshold applies to a checkpoint's export; an artifact keeps its operating point "
                                "(`edge-fas adapt` or bench_operating_point.py --refit-into change it)")
         from edge_fas.export import copy_artifact
-        art = copy_artifact(args.checkpoint, args.out, overwrite=args.force)
+        art = copy_artifact(args.checkpoint, args.out, overwrite=args.force, include_checkpoint=not args.no_checkpoint)
     else:
         art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
                                 include_checkpoint=not args.no_checkpoint, parity_source=args.parity_source,
