@@ -142,8 +142,9 @@ class TakeRecorder:
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
         self._sensor: dict = {}  # {stream: {key: [values]}} of the frames accepted: the take's camera settings
-        writer.begin_take(label=spec.label, species=spec.species, subject_id=spec.subject_id,
-                          consent=spec.consent, notes=spec.notes)
+        take = writer.begin_take(label=spec.label, species=spec.species, subject_id=spec.subject_id,
+                                 consent=spec.consent, notes=spec.notes)
+        self.take_id = getattr(take, "id", None)  # the session's take number (after its earlier ones when appending)
         self._thread = threading.Thread(target=self._run, name="take-writer", daemon=True)
         self._thread.start()
 

@@ -202,7 +202,8 @@ class CollectWindow(QMainWindow):
         # a camera setting that so far tells this session's bona fide takes from its attacks (the emitter
         # off for the attacks, say): said now, while the operator can still record takes that mix them
         summary["warnings"] = label_confounds(self.takes)
-        text = f"take {len(self.takes)} written: {summary['frames']} frames ({summary['species']}, {summary['subject_id']})"
+        number = recorder.take_id or len(self.takes)  # the session's own number: an appended session has earlier takes
+        text = f"take {number} written: {summary['frames']} frames ({summary['species']}, {summary['subject_id']})"
         if summary["problem"]:
             text += f" — stopped early: {summary['problem']}"
         if summary["warnings"]:

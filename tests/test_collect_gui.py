@@ -156,3 +156,30 @@ def test_stop_button_ends_take_early(window, qtbot):
     window.stop_button.click()
     assert not window.recording() and window.takes[0]["frames"] >= 3
     assert window.made[0][-1].takes[0]["ended"]
+
+
+def test_a_take_appended_to_a_session_is_numbered_after_its_takes(qtbot, rig_frame, detector, tmp_path):
+    from edge_fas.apps.collect import open_session_writer
+    from edge_fas.drivers.session import SessionReader, SessionWriter
+    camera = ReplayCamera(rig_frame)
+    with SessionWriter(tmp_path / "s", camera.device, camera.calibration, site="lab", retention_days=30) as w:
+        w.begin_take(species="print", subject_id="S-xyz", consent=True)
+        w.write(rig_frame)
+
+    def factory(path, camera, spec, days):
+        return open_session_writer(path, camera, spec, days, append=True)
+
+    window = CollectWindow(camera, tmp_path / "s", Config(), TakeSpec("S-abc", "bona_fide", site="lab"),
+                           detector=detector, writer_factory=factory)
+    qtbot.addWidget(window)
+    try:
+        window.consent.setChecked(True)
+        window.n_frames.setValue(3)
+        window.record_button.click()
+        qtbot.waitUntil(lambda: len(window.takes) == 1, timeout=5000)
+        assert window.take_status.text().startswith("take 0002 written: 3 frames")
+    finally:
+        window.close()
+    r = SessionReader(tmp_path / "s")
+    assert [(t.id, t.species, t.frames) for t in r.takes] == [("0001", "print", 1), ("0002", "bona_fide", 3)]
+    assert r.metadata["retention_days"] == 30
