@@ -136,6 +136,19 @@ def test_views_without_outlines_count_for_nothing():
                            "unmeasurable": 2}  # (how far apart waits for APART_MIN_FACES faces)
 
 
+def test_a_face_on_a_screen_does_not_move_the_drift():
+    """A face shown on a phone or a print: colour edges with no depth outline behind them, so the fit explains
+    little of the outline (4-9%) and its shift says nothing about the calibration. Such readings do not count for
+    the drift (only, among the other faces, for how far apart outlines lie); a real face's, explaining half its
+    outline, do."""
+    screen = [Reading((10.0, -30.0), matched_pixels=900, matched=0.06) for _ in range(4)]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script(screen))
+    assert faces(m, range(2)) == [[], []] and m.summary()["drift_px"] is None
+    face = [Reading((10.0, -30.0), matched_pixels=900, matched=0.5) for _ in range(4)]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script(face))
+    assert faces(m, range(2))[-1] == ["registration_drift"]
+
+
 def test_faces_whose_outlines_lie_far_apart_every_way_are_refused():
     """A knock past the search's reach: the readings explain little of the outlines and point every way (their
     per-axis median stays small), but every face's outlines read far apart. Readings that matched too few outline

@@ -80,11 +80,14 @@ BOX_MARGIN = 0.3  # the face box grown by this share of its size on each side: t
 READINGS_PER_FACE = 2  # a face read fewer times says nothing (one frame of a turning head, a hand passing)
 KEPT_PER_FACE = 20  # a face that stays is summed up by its latest readings
 REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
-# A reading counts when its fit explains calibrate --check's MIN_MATCHED_PX outline pixels, but only this share of
-# them (RegistrationCheck.explains) (calibrate --check: 10%): a face's readings are pooled over faces, and on noisy depth a camera misregistered
-# by 10 px or more explains 3-9% of its outline pixels while its shifts still agree (chosen on rig seeds 0-2 and
-# on seeds 20-21, which were then reported no more)
-MIN_SHARE = 0.03
+# A reading counts for the drift when its fit explains calibrate --check's MIN_MATCHED_PX outline pixels and this share
+# of them (RegistrationCheck.explains; calibrate --check asks the same 10%). It was 3%, for cameras misregistered by
+# 10 px or more on noisy depth (3-9% explained); since the far-apart rule reads those whatever they explain, a low
+# floor only let in readings that say nothing: a face shown on a phone or a print has colour edges with no depth
+# outline behind them, and its readings (4-9% explained) were 6-50 px off with a right calibration. At 3% they
+# refused right cameras (rand_test 55, 56); at 10% no wrong calibration was refused later or in fewer runs
+# (development seeds 20-21 and 52-53, then fresh seeds 56-57; docs/deployment.md).
+MIN_SHARE = 0.10
 SEEN_PX = 50  # a reading that matched this many outline pixels counts for how far apart a face's outlines lie
 APART = 2.0  # ... and the faces' median of that, in any direction, refuses past this many times the limit
 # ... and never on fewer faces than this, nor than min_faces (a floor for that rule alone): with two faces the median is
