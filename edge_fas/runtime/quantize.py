@@ -120,17 +120,19 @@ SELECTION_FRAME_SETS = 300
 FLOAT_STEPS = (1, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
 
 
-def node_sensitivity(artifact: art.Artifact, calib: dict, selection: tuple, work, quiet: bool = True) -> list[dict]:
+def node_sensitivity(artifact: art.Artifact, calib: dict, selection: tuple, work, quiet: bool = True,
+                     ref=None) -> list[dict]:
     """Every quantisable node (score head aside) quantised alone, the rest in float, on the selection crops:
     [{node, flips, mean_change}] of its decisions against float32's, most flips first (then the larger mean
-    |change| of the calibrated score)."""
+    |change| of the calibrated score). ref: float32's calibrated scores on the selection crops, when known."""
     import onnx
 
     from edge_fas.progress import Progress
     from edge_fas.runtime import precision as prec
     batch, labels = selection
     thr = prec.operating_threshold(artifact)
-    ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+    if ref is None:
+        ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
     probe = work / "probe.onnx"
     head = set(quantize_onnx(artifact.onnx_path, probe, calib))
     nodes = [n.name for n in onnx.load(str(artifact.onnx_path)).graph.node
@@ -163,9 +165,9 @@ def choose_float_nodes(artifact: art.Artifact, calib: dict, selection: tuple | N
     batch, labels = selection
     with tempfile.TemporaryDirectory(prefix="int8-mixed-", dir=work) as tmp:
         tmp = Path(tmp)
-        ranked = node_sensitivity(artifact, calib, selection, tmp, quiet)
         thr = prec.operating_threshold(artifact)
         ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+        ranked = node_sensitivity(artifact, calib, selection, tmp, quiet, ref=ref)
         tried = []
         for count in [c for c in FLOAT_STEPS if c < len(ranked)] + [len(ranked)]:
             keep = [r["node"] for r in ranked[:count]]
