@@ -20,7 +20,7 @@ from edge_fas.apps import overlay
 from edge_fas.apps.collect import (SPECIES, CollectError, FaceCheck, TakeRecorder, TakeSpec, face_check,
                                    new_subject_id, open_session_writer)
 from edge_fas.apps.widgets import ImageView
-from edge_fas.drivers.summary import label_confounds
+from edge_fas.drivers.summary import label_confounds, summarize
 from edge_fas.errors import EdgeFasError
 
 CHECK_HZ = 5.0
@@ -75,7 +75,8 @@ class CollectWindow(QMainWindow):
         d = getattr(config, "decision", None)
         self.distance = (getattr(d, "min_distance_m", 0.25), getattr(d, "max_distance_m", 1.5))
         self.queue_frames = getattr(getattr(config, "record", None), "queue_frames", 120)
-        self.takes: list[dict] = []
+        self.takes: list[dict] = []  # this window's takes
+        self.earlier_takes: list[dict] = []  # an appended session's takes from before (their labels and settings)
         self.check: FaceCheck | None = None
         self._last_check = 0.0
         self._shown = -1
@@ -173,6 +174,8 @@ class CollectWindow(QMainWindow):
         try:
             if self.writer is None:
                 self.writer = self.writer_factory(self.session_path, self.camera, spec, self.retention_days)
+                if self.writer.takes:  # appending: the session's earlier takes count for the label check too
+                    self.earlier_takes = summarize(self.session_path)["takes"]
             recorder = TakeRecorder(self.writer, spec, queue_frames=self.queue_frames)
         except EdgeFasError as exc:  # bad labels, or the session folder cannot be made
             self.take_status.setText(str(exc))
@@ -201,7 +204,7 @@ class CollectWindow(QMainWindow):
         self.takes.append(summary)
         # a camera setting that so far tells this session's bona fide takes from its attacks (the emitter
         # off for the attacks, say): said now, while the operator can still record takes that mix them
-        summary["warnings"] = label_confounds(self.takes)
+        summary["warnings"] = label_confounds(self.earlier_takes + self.takes)
         number = recorder.take_id or len(self.takes)  # the session's own number: an appended session has earlier takes
         text = f"take {number} written: {summary['frames']} frames ({summary['species']}, {summary['subject_id']})"
         if summary["problem"]:

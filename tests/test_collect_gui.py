@@ -163,8 +163,9 @@ def test_a_take_appended_to_a_session_is_numbered_after_its_takes(qtbot, rig_fra
     from edge_fas.drivers.session import SessionReader, SessionWriter
     camera = ReplayCamera(rig_frame)
     with SessionWriter(tmp_path / "s", camera.device, camera.calibration, site="lab", retention_days=30) as w:
-        w.begin_take(species="print", subject_id="S-xyz", consent=True)
-        w.write(rig_frame)
+        w.begin_take(species="print", subject_id="S-xyz", consent=True)  # an attack with the emitter off
+        w.write(rig_frame.replace(meta={**rig_frame.meta, "sensor": {"depth": {"laser_power": 0, "auto_exposure": 1}}}))
+    camera.sensor = {"depth": {"laser_power": 150, "auto_exposure": 1}}  # ... and now a bona fide take with it on
 
     def factory(path, camera, spec, days):
         return open_session_writer(path, camera, spec, days, append=True)
@@ -178,6 +179,8 @@ def test_a_take_appended_to_a_session_is_numbered_after_its_takes(qtbot, rig_fra
         window.record_button.click()
         qtbot.waitUntil(lambda: len(window.takes) == 1, timeout=5000)
         assert window.take_status.text().startswith("take 0002 written: 3 frames")
+        # the session's earlier take counts for the label check: only this window's one could not tell
+        assert "Warning: depth laser_power separates the labels" in window.take_status.text()
     finally:
         window.close()
     r = SessionReader(tmp_path / "s")

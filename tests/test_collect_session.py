@@ -84,6 +84,32 @@ def test_takes_appended_from_the_command_line_share_one_session(tmp_path, capsys
     assert len(SessionReader(out).takes) == 3
 
 
+def test_a_setting_that_tells_the_labels_apart_is_said_over_the_takes_of_every_command(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """One command per take: the command that records the attack sees the bona fide take of the one before, and
+    says that the emitter was on for every bona fide take and off for every attack (a model would learn the laser)."""
+    from edge_fas.drivers.synthetic import SyntheticCamera
+
+    laser = {"power": 150}
+    plain = SyntheticCamera.frames
+
+    def reporting(camera):
+        for frames in plain(camera):
+            yield frames.replace(meta={**frames.meta, "sensor": {"depth": {"laser_power": laser["power"],
+                                                                           "auto_exposure": 1}}})
+    monkeypatch.setattr(SyntheticCamera, "frames", reporting)
+    out = tmp_path / "day1"
+    take = ARGS + ["--out", str(out), "--append", "--frames", "2", "--no-face-check"]
+    assert main(take + ["--species", "bona_fide"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["warnings"] == []
+    laser["power"] = 0
+    assert main(take + ["--species", "print"]) == 0
+    said = capsys.readouterr()
+    (warning,) = json.loads(said.out.strip().splitlines()[-1])["warnings"]
+    assert "depth laser_power separates the labels: bona fide takes 150, attack takes 0" in warning
+    assert f"warning: {warning}" in said.err
+
+
 def test_interrupted_take_stays_readable(tmp_path):
     """A take cut off mid-way (no end_take, no close: a crash) reads back up to its last whole frame."""
     import time

@@ -63,6 +63,7 @@ def run(args) -> int:
 def _run_cli(args, config, spec, camera_spec) -> int:
     from edge_fas.apps.collect import open_session_writer, record_take
     from edge_fas.drivers import open_camera
+    from edge_fas.drivers.summary import label_confounds, summarize
     from edge_fas.face import FaceDetector
     spec.check()  # refuse before opening anything
 
@@ -81,6 +82,11 @@ def _run_cli(args, config, spec, camera_spec) -> int:
             take_id = writer.takes[-1].id
         finally:
             writer.close()
+    # a camera setting that tells the session's bona fide takes from its attacks (over every take, those of earlier
+    # commands included: a site scripts one take per command into one session), said while takes can still mix them
+    warnings = label_confounds(summarize(args.out)["takes"])
+    for w in warnings:
+        report(f"warning: {w}")
     print(json.dumps({"session": str(args.out), "take": take_id, "subject_id": spec.subject_id,
-                      "species": spec.species, "frames": written}))
+                      "species": spec.species, "frames": written, "warnings": warnings}))
     return 0
