@@ -6,6 +6,7 @@ check on the synthetic rig's frames, with its true calibration and with another 
 through the running pipeline's own thread."""
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from edge_fas.config import load_config
 from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline.decision import reason_code
 from edge_fas.pipeline.guidance import OUT_OF_SERVICE, prompt
-from edge_fas.pipeline.registration_monitor import RegistrationMonitor
+from edge_fas.pipeline.registration_monitor import BLIND_FACES, BLIND_START, RegistrationMonitor
 
 
 def Reading(shift_px, matched_pixels=500, matched=0.5):
@@ -77,7 +78,8 @@ def test_a_shift_that_every_face_shows_is_refused_once_enough_faces_agree_and_re
     assert faces(m, range(6)) == [[], ["registration_drift"], ["registration_drift"], ["registration_drift"], [],
                                   []]  # from the fifth face, two of the last three read right
     assert m.summary() == {"faces": 3, "drift_px": pytest.approx(0.36, abs=0.01), "apart_px": pytest.approx(0.36, abs=0.01),
-                           "refusing": False, "taken": 12, "unmeasurable": 0}
+                           "refusing": False, "taken": 12, "unmeasurable": 0, "faces_seen": 6, "faces_read": 6,
+                           "blind": False}
 
 
 def test_once_refusing_it_goes_on_until_the_faces_read_within_half_the_limit():
@@ -86,6 +88,25 @@ def test_once_refusing_it_goes_on_until_the_faces_read_within_half_the_limit():
     assert faces(m, range(5)) == [["registration_drift"]] * 3 + [[], []]  # 4 px < 6, but not yet within 3
     first = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=Script([Reading((4.0, 0.0))] * 2))
     assert faces(first, [0]) == [[]]  # 4 px never refused: the limit is 6
+
+
+def test_the_face_being_read_when_a_refusal_began_cannot_release_it():
+    """The check's faces change with the box: takes that follow each other in one place stay one face. On fresh seeds
+    58-59 a wrong calibration was refused on a bona fide face; a paper mask in the same box then read 4-6 px off, that
+    face's median came back within half the limit, and the mask was judged live. Only faces that began after the
+    refusal release it."""
+    right, wrong = Reading((1.0, 0.0)), Reading((20.0, 0.0))
+    m = RegistrationMonitor(limit_px=6.0, faces=5, min_faces=2, measure=Script([right] * 2 + [wrong] * 3 + [right] * 16))
+    feed(m, 2, new_face=True)
+    assert feed(m, 3, start_ms=60_000.0, new_face=True)[-1] == ["registration_drift"]
+    text = m.faults()[0]
+    assert "once 2 faces that came after the refusal read within 3 px" in text
+    # the same face (the mask in the same box) reads right for as long as it likes: still refused
+    assert feed(m, 12, start_ms=120_000.0) == [["registration_drift"]] * 12
+    assert m.drift()[0] == pytest.approx(1.0)  # its median is back within half the limit
+    # a face that came after: one is not enough, two release it
+    m.clock_ms = 200_000.0
+    assert faces(m, range(2)) == [["registration_drift"], []]
 
 
 def test_one_face_that_stays_cannot_fail_a_rig_however_long_it_reads_wrong():
@@ -133,7 +154,8 @@ def test_views_without_outlines_count_for_nothing():
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     assert feed(m, 4, new_face=True) == [[], [], [], ["registration_drift"]]
     assert m.summary() == {"faces": 1, "drift_px": 9.0, "apart_px": None, "refusing": True, "taken": 4,
-                           "unmeasurable": 2}  # (how far apart waits for APART_MIN_FACES faces)
+                           "unmeasurable": 2, "faces_seen": 1, "faces_read": 1, "blind": False}
+    # (how far apart waits for APART_MIN_FACES faces)
 
 
 def test_a_face_on_a_screen_does_not_move_the_drift():
@@ -147,6 +169,42 @@ def test_a_face_on_a_screen_does_not_move_the_drift():
     face = [Reading((10.0, -30.0), matched_pixels=900, matched=0.5) for _ in range(4)]
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script(face))
     assert faces(m, range(2))[-1] == ["registration_drift"]
+
+
+def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_when_faces_read(caplog):
+    """A camera whose views give readings under MIN_MATCHED_PX outline pixels (a wall right behind the visitors) leaves
+    the drift rule nothing to judge: with a wrong calibration it would never refuse. That is reported, not refused:
+    from BLIND_START faces the check had time for, while fewer than min_faces of the last BLIND_FACES were read."""
+    faint = Reading((9.0, 0.0), matched_pixels=120, matched=0.5)  # 9 px off, but too little outline to count
+    good = Reading((0.5, 0.0))
+    script = Script([faint] * 2 * (BLIND_START - 1) + [faint] * 2 + [good] * 4 + [faint] * 2 * BLIND_FACES)
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=script)
+    with caplog.at_level(logging.INFO, logger="edge_fas.pipeline.registration_monitor"):
+        faces(m, range(BLIND_START - 1))
+        assert m.blind() is None and not m.summary()["blind"]  # too few faces yet to say
+        assert faces(m, [0]) == [[]]  # blind: no fault, the frames are still judged
+        text = m.blind()
+        assert f"of the last {BLIND_START} faces it had time for, 0 gave readings" in text
+        assert "needs 2 to judge" in text and "calibrate --check" in text
+        summary = m.summary()
+        assert summary["blind"] and summary["blind_detail"] == text
+        assert (summary["faces_seen"], summary["faces_read"]) == (BLIND_START, 0)
+        assert [r.levelname for r in caplog.records] == ["WARNING"]  # once, when it went blind
+        faces(m, range(2))  # two faces read: it could judge again
+        assert m.blind() is None and m.summary()["faces_read"] == 2
+        assert m.summary()["drift_px"] == pytest.approx(0.5)
+        faces(m, range(BLIND_FACES - 2))  # ... until one of them is out of the last BLIND_FACES
+        assert m.blind() is None
+        faces(m, [0])
+        assert f"of the last {BLIND_FACES} faces it had time for, 1 gave" in m.blind()
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
+
+
+def test_faces_that_left_before_a_second_reading_do_not_make_it_blind():
+    """Passers-by read once say nothing about the camera."""
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([CalibrationError("no border")] * 40))
+    faces(m, range(40), readings=1)
+    assert m.blind() is None and m.summary()["faces_seen"] == 0
 
 
 def test_faces_whose_outlines_lie_far_apart_every_way_are_refused():

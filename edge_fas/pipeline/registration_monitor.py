@@ -17,8 +17,9 @@ it when the tracked face changes) by the per-axis median of its readings (at lea
 last `faces` faces, and refuses when, with at least `min_faces` (2) of them, the per-axis median of their shifts is
 longer than `limit_px` (pixels of a 640-pixel-wide colour image; scaled with the image's width). Then every
 frame gets the fault `registration_drift` (`unknown`, never `live`; the kiosk shows "Out of service") until
-the faces' median comes back within half the limit. A reading counts when its fit explains enough outline
-pixels (MIN_MATCHED_PX, MIN_SHARE).
+the faces' median comes back within half the limit, with at least `min_faces` faces read that came after the
+refusal began (the face being read then cannot release it: see `_fresh_faces`). A reading counts when its fit
+explains enough outline pixels (MIN_MATCHED_PX, MIN_SHARE).
 
 Past the search's reach (a camera knocked hard, another model's calibration: outlines 50 px and more apart) the
 readings stop agreeing: few explain enough of the outline, and those that do point every way, so the per-axis median
@@ -37,7 +38,13 @@ changes, not when the tracker tells a new person by look: a face per person refu
 seeds.)
 
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
-was read READINGS_PER_FACE times. A check that fails for any other reason (a bug) is a `pipeline_error` on
+was read READINGS_PER_FACE times. A camera whose views rarely give a reading (readings under MIN_MATCHED_PX outline
+pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to judge, and that must not
+pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read READINGS_PER_FACE times,
+explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e. the drift rule could
+not have judged from them. Blindness is reported, not refused (`blind()`, the summary, the status file, `edge-fas
+doctor`, the development window, a warning in the log): the frames are still judged by everything else, and two of 48
+right cameras logged on the synthetic rig would have been out of service (docs/deployment.md). A check that fails for any other reason (a bug) is a `pipeline_error` on
 every frame, never a silent monitor.
 
 With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
@@ -101,6 +108,10 @@ NICE = 19
 # ... and if that starves it (a saturated CPU), the check is not running: frames are refused while a reading handed
 # to its thread has waited this long (seconds of wall time; a face needs READINGS_PER_FACE readings within its stay)
 STARVED_S = 2.0
+# The check is blind while, of the last BLIND_FACES faces it had time for, fewer than min_faces were summed up (from
+# BLIND_START such faces on): chosen on the readings of development seeds 20-21 and 52-53 (docs/deployment.md)
+BLIND_FACES = 20
+BLIND_START = 10
 SAVE_STEP_PX = 0.5  # the state file is rewritten when a face's summary or the drift moves by this much
 STATE_VERSION = 1
 
@@ -161,8 +172,13 @@ class RegistrationMonitor:
         self._error: str | None = None
         self._refusing = False
         self._refused_by: str | None = None  # which rule refuses: "drift", "apart" (None: a refusal kept across a restart)
+        self._refused_from = -1  # the face being read when the refusal began (-1: before any, e.g. kept across a restart)
         self.taken = 0  # frames measured
         self.unmeasurable = 0  # ... whose view had no outline to measure
+        self._tries: dict[int, list[int]] = {}  # face -> [readings taken, readings explained] (the latest faces)
+        self.faces_seen = 0  # faces read READINGS_PER_FACE times, explained or not, since the start
+        self.faces_read = 0  # ... of which that many readings explained their outline (summed up for the drift)
+        self._blind: tuple[int, int] | None = None  # (faces read, faces seen) of the last BLIND_FACES while blind
         self._mailbox: Mailbox | None = None
         self._thread: threading.Thread | None = None
         self.starved_s = STARVED_S
@@ -258,6 +274,7 @@ class RegistrationMonitor:
             explained = r is not None and r.explains(MIN_SHARE)
             if not explained:
                 self.unmeasurable += 1
+            self._count(face, explained)
             if r is None or r.matched_pixels < SEEN_PX:
                 return
             shift = float(r.shift_px[0]), float(r.shift_px[1])
@@ -265,7 +282,39 @@ class RegistrationMonitor:
             if explained:
                 self._keep(self._by_face, face, shift)
             self._judge([(float(dx), float(dy)) for dx, dy in _face_medians(self._by_face)],
-                        _face_aparts(self._seen_by_face))
+                        _face_aparts(self._seen_by_face), face=face)
+
+    def _count(self, face: int, explained: bool) -> None:
+        """A reading taken of `face` (explained or not) -> the faces seen and read, and whether the check is blind.
+        Holds the lock."""
+        tries = self._tries.setdefault(face, [0, 0])
+        tries[0] += 1
+        tries[1] += explained
+        self.faces_seen += tries[0] == READINGS_PER_FACE
+        self.faces_read += explained and tries[1] == READINGS_PER_FACE
+        while len(self._tries) > BLIND_FACES + 1:  # the faces not yet seen long enough stay out of the count
+            del self._tries[next(iter(self._tries))]
+        seen = [t for t in self._tries.values() if t[0] >= READINGS_PER_FACE][-BLIND_FACES:]
+        read = sum(t[1] >= READINGS_PER_FACE for t in seen)
+        blind = (read, len(seen)) if len(seen) >= BLIND_START and read < self.min_faces else None
+        if (blind is None) != (self._blind is None):
+            if blind is not None:
+                log.warning("registration monitor: %s", self._blind_text(*blind))
+            else:
+                log.info("registration monitor: reading faces again (%d of the last %d)", read, len(seen))
+        self._blind = blind
+
+    def _blind_text(self, read: int, seen: int) -> str:
+        return (f"the running registration check is blind: of the last {seen} faces it had time for, {read} gave "
+                f"readings it could use (it needs {self.min_faces} to judge), so a camera moved on its mount or another "
+                "camera's calibration would go unnoticed; frames are still judged by everything else. The check reads "
+                "depth outlines of head and shoulders against the room: look at what stands right behind the "
+                "visitors, then run edge-fas calibrate --check with a person in view")
+
+    def blind(self) -> str | None:
+        """Why the check cannot judge this camera's faces (see the module's doc), or None."""
+        with self._lock:
+            return None if self._blind is None else self._blind_text(*self._blind)
 
     def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
         """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
@@ -275,9 +324,17 @@ class RegistrationMonitor:
         while len(by_face) > self.faces + 1:
             del by_face[next(iter(by_face))]
 
-    def _judge(self, live: list[tuple[float, float]], aparts: list[float], save: bool = True) -> None:
+    def _fresh_faces(self) -> int:
+        """Faces read READINGS_PER_FACE times that began after the refusal did. Only they release it: the face being
+        read when it began goes on in the same box, and a new take there (an attacker who steps in where the last
+        person stood, a mask put on) stays that face. On fresh seeds 58-59 a paper mask's own readings, in the box of
+        the bona fide face that had tipped the refusal, pulled that face's median back within half the limit, and
+        the mask was judged live on 27 frames under a wrong calibration."""
+        return sum(1 for f, v in self._seen_by_face.items() if f > self._refused_from and len(v) >= READINGS_PER_FACE)
+
+    def _judge(self, live: list[tuple[float, float]], aparts: list[float], save: bool = True, face: int = -1) -> None:
         """The last `faces` faces (restored ones first) -> drift, how far apart, and refusal; the state file when they
-        moved. Holds the lock."""
+        moved. face: the face being read (a refusal that begins now begins at it). Holds the lock."""
         self._shifts = (self._restored + live)[-self.faces:]
         self._aparts = (self._restored_aparts + aparts)[-self.faces:]
         if len(self._shifts) >= self.min_faces:
@@ -291,8 +348,14 @@ class RegistrationMonitor:
             scale = self.limit * (RELEASE if self._refusing else 1.0)
             drift = self._drift is not None and np.hypot(*self._drift) > scale
             apart = self._apart is not None and self._apart > APART * scale
-            self._refusing = bool(drift or apart)
-            self._refused_by = "drift" if drift else "apart" if apart else None
+            refusing = bool(drift or apart)
+            if self._refusing and not refusing and self._fresh_faces() < self.min_faces:
+                refusing = True  # released only by faces that came after the refusal (see _fresh_faces)
+            else:
+                self._refused_by = "drift" if drift else "apart" if apart else None
+            if refusing and not self._refusing:
+                self._refused_from = face
+            self._refusing = refusing
         if save:
             self._save_state()
 
@@ -341,16 +404,21 @@ class RegistrationMonitor:
         return [reason(D.REGISTRATION_DRIFT,
                        f"depth lies {where}off the colour image around the last {faces} faces (limit {self.limit:g} "
                        "px): the camera moved on its mount or calibration.file is another camera's; run edge-fas "
-                       "calibrate --check")]
+                       f"calibrate --check (frames are judged again once {self.min_faces} faces that came after the "
+                       f"refusal read within {RELEASE * self.limit:g} px)")]
 
     def summary(self) -> dict:
-        """For counters and reports: faces summed up, the median shift's length, frames measured, unmeasurable."""
+        """For counters and reports: faces summed up, the median shift's length, frames measured, unmeasurable, faces
+        seen and read since the start, and whether the check is blind."""
         d = self.drift()
         faces = len(self.face_shifts())
         with self._lock:
             out = {"faces": faces, "drift_px": None if d is None else round(float(np.hypot(*d)), 2),
                    "apart_px": None if self._apart is None else round(self._apart, 2), "refusing": self._refusing,
-                   "taken": self.taken, "unmeasurable": self.unmeasurable}
+                   "taken": self.taken, "unmeasurable": self.unmeasurable, "faces_seen": self.faces_seen,
+                   "faces_read": self.faces_read, "blind": self._blind is not None}
+            if self._blind is not None:
+                out["blind_detail"] = self._blind_text(*self._blind)
             if self._state_file is not None:
                 out["restored_faces"] = len(self._restored)
                 out["state_file"] = str(self._state_file)
@@ -400,7 +468,8 @@ class RegistrationMonitor:
                             "faces were read with (%s, now %s); the running check starts empty", previous, key)
                 self._restored, self._by_face, self._seen_by_face, self._shifts = [], {}, {}, []
                 self._restored_aparts, self._aparts, self._apart = [], [], None
-                self._drift, self._refusing, self._refused_by = None, False, None
+                self._drift, self._refusing, self._refused_by, self._refused_from = None, False, None, -1
+                self._tries, self._blind = {}, None
             self._key = key
             self._save_state()
 
