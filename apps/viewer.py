@@ -288,9 +288,11 @@ class ViewerWindow(QMainWindow):
             self._show_no_camera()
 
     def _show_status(self, result) -> None:
-        """The camera and rate line, red while the camera is not delivering."""
+        """The camera and rate line, red while the camera is not delivering (or, in a development window, while the
+        running registration check is blind)."""
         self.status.setText(self.status_text(result))
-        healthy = self.camera_status(result) in ("connected", "recording")
+        healthy = self.camera_status(result) in ("connected", "recording") and not (
+            self.details and (_field(result, "registration") or {}).get("blind"))
         style = "" if healthy else "color: #c62828; font-weight: bold;"
         if self.status.styleSheet() != style:
             self.status.setStyleSheet(style)
@@ -311,6 +313,9 @@ class ViewerWindow(QMainWindow):
             parts.append(f"decisions {float(decisions):.1f}/s")
         if dropped is not None:
             parts.append(f"dropped {int(dropped)}")
+        if self.details and (_field(result, "registration") or {}).get("blind"):
+            # the operator's to fix (what stands behind the visitors); never shown to the person presenting
+            parts.append("registration check BLIND: it reads too few faces to notice a wrong calibration")
         return " · ".join(parts)
 
 

@@ -390,7 +390,8 @@ def _saved_registration(config) -> tuple[dict | None, str]:
 def check_registration(config, status=None) -> Check:
     """Does the running service's registration check (calibration.monitor) find depth off colour around its faces?
     Read from deployment.status_file while the service runs, else from what the last run kept for its next start
-    (calibration.monitor_state_file); fails while either says frames are refused with `registration_drift`."""
+    (calibration.monitor_state_file); fails while either says frames are refused with `registration_drift`, and
+    while the running service's check is blind (it could read too few of its last faces to judge)."""
     c = config.calibration
     if not c.monitor:
         return Check("registration", True, "calibration.monitor is off: nothing checks the registration while running "
@@ -408,8 +409,12 @@ def check_registration(config, status=None) -> Check:
         drift = "not yet judged" if st.get("drift_px") is None else f"depth {st['drift_px']:g} px off colour"
         if st.get("apart_px") is not None:
             drift += f", outlines {st['apart_px']:g} px apart"
+        if st.get("faces_seen") is not None:  # (a running service's; the state file keeps no such counts)
+            faces += f" ({st.get('faces_read', 0)} of {st['faces_seen']} since the start)"
         detail = f"{where}: {faces}, {drift} ({limits})" + (f"; {refusing}: {fix}" if st.get("refusing") else "")
-        return Check("registration", not st.get("refusing"), detail, info=dict(st))
+        if st.get("blind"):  # it cannot judge this camera: nothing would notice a wrong calibration
+            detail += f"; BLIND: {st.get('blind_detail') or 'the check could read too few of the last faces'}"
+        return Check("registration", not st.get("refusing") and not st.get("blind"), detail, info=dict(st))
 
     if state is not None and age < STALE_S:
         return judged(f"running service ({age:.0f} s ago)", state, f"{state.get('faces', 0)} faces read",

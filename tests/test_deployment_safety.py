@@ -287,6 +287,15 @@ def test_doctor_reads_the_running_registration_check_from_the_status_file(tmp_pa
     status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": {**state, "refusing": False,
                                                                                           "drift_px": 1.1}}}))
     assert check_registration(site).ok
+    # a check that reads too few faces to judge fails the doctor, with its counts and why
+    from edge_fas.pipeline.registration_monitor import RegistrationMonitor
+    blind = RegistrationMonitor(min_faces=2)._blind_text(0, 12)
+    status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": {
+        **state, "refusing": False, "drift_px": None, "faces_seen": 12, "faces_read": 0, "blind": True,
+        "blind_detail": blind}}}))
+    check = check_registration(site)
+    assert not check.ok and "not yet judged" in check.detail and "(0 of 12 since the start)" in check.detail
+    assert f"BLIND: {blind}" in check.detail
     off = load_config(overrides={"calibration.monitor": False, "deployment.status_file": str(status_file)})
     assert "is off" in check_registration(off).detail
 

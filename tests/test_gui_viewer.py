@@ -243,3 +243,17 @@ def test_a_development_window_shows_the_reasons_and_production_does_not(qtbot):
     production = _window(qtbot, v, deployment__mode="production")
     assert production.banner.text() == "NOT VERIFIED" and production.reasons.text() == ""
     assert not production.score_bar.isVisible()
+
+
+def test_a_blind_registration_check_is_told_to_the_operator_not_to_the_person_presenting(qtbot):
+    v = Verdict("unknown", box=(10, 10, 50, 50), reasons=["face_too_far: 1.84 m > 1.5 m"])
+    counters = {"fps_decisions": 12.5, "dropped": 0, "registration": {"blind": True, "faces_seen": 12}}
+    dev = _window(qtbot, v)
+    dev.show_result(Result(_frames(2), v, counters=counters))
+    assert "registration check BLIND" in dev.status.text() and "c62828" in dev.status.styleSheet()
+    kiosk = _window(qtbot, v, gui__fullscreen=True)
+    kiosk.show_result(Result(_frames(2), v, counters=counters))
+    assert "BLIND" not in kiosk.status.text() and kiosk.status.styleSheet() == ""
+    seeing = dict(counters, registration={"blind": False, "faces_seen": 12})
+    dev.show_result(Result(_frames(3), v, counters=seeing))
+    assert "BLIND" not in dev.status.text() and dev.status.styleSheet() == ""

@@ -47,6 +47,8 @@ def test_headless_synthetic_then_replay_of_its_recording(artifact, tmp_path, edg
     assert summary["latency_ms"]["p95"] > 0 and "truth" in summary
     # the running registration check's state: 24 frames of one face are too few faces to judge the registration
     assert summary["registration"]["faces"] <= 1 and summary["registration"]["drift_px"] is None
+    assert summary["registration"]["faces_seen"] <= 1 and not summary["registration"]["blind"]
+    assert "registration check: " in p.stderr and "faces read, not judged" in p.stderr  # the readable summary too
     for v in verdicts:
         assert v["verdict"] in ("live", "attack", "unknown")
         assert v["threshold"] == 0.5

@@ -128,6 +128,12 @@ def _human(s: dict) -> str:
         text += (f"\n  webhook {w['url']}: {w['delivered']} events delivered ({w['heartbeats']} heartbeats), "
                  f"{w['failed_attempts']} failed attempts {w['errors'] or ''}, latest state "
                  f"{'NOT delivered' if w['pending'] else 'delivered'}{'' if w['signed'] else ', unsigned'}")
+    r = s.get("registration")
+    if r:
+        drift = "not judged" if r.get("drift_px") is None else f"depth {r['drift_px']:g} px off colour"
+        text += (f"\n  registration check: {r.get('faces_read', 0)} of {r.get('faces_seen', 0)} faces read, {drift}"
+                 + (", REFUSING" if r.get("refusing") else "") + (f"; BLIND: {r['blind_detail']}" if r.get("blind")
+                                                                  else ""))
     if s.get("mode") != "production":
         text += f"\n  mode {s.get('mode')}: not a production run" + (f"; accepted risks {s['risks']}" if s.get("risks")
                                                                      else "")
