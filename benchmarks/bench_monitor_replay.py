@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections import defaultdict
@@ -153,11 +154,12 @@ def replay_run(readings: list[dict], settings: dict):
                     APART_MIN_FACES=settings.get("apart_min_faces", 1)):
         m = RegistrationMonitor(settings["limit_px"], settings["faces"], settings["min_faces"],
                                 settings["interval_s"], measure=measure)
-        face, first, drift, apart = None, None, 0.0, 0.0
+        face, first, drift, apart, blind = None, None, 0.0, 0.0, []
         for row in readings:
             if row["face"] != face:
                 face = row["face"]
                 m.new_face()
+                blind.append(m.blind() is not None)  # as the last face left
             frame = SimpleNamespace(registered=True, rgb=np.empty((1, row["width"], 3), np.uint8), depth=1,
                                     timestamp_ms=row["t_ms"], device=None)
             m.offer(frame, (0, 0, 10, 10), synchronous=True)
@@ -166,9 +168,27 @@ def replay_run(readings: list[dict], settings: dict):
             apart = max(apart, s["apart_px"] or 0.0)
             if first is None and m.faults():
                 first = row["take"]
+        blind.append(m.blind() is not None)
+        s = m.summary()
     if queue:
         raise SystemExit(f"{len(queue)} readings were not taken in replay: the interval differs from the log's")
-    return first, drift, apart
+    return first, drift, apart, SimpleNamespace(seen=s["faces_seen"], read=s["faces_read"], blind=blind[1:])
+
+
+def visitors(readings: list[dict], n: int, rng) -> list[dict]:
+    """A long stream of `n` faces drawn with replacement from one run's faces, each face with all its readings in
+    order (a minute apart from the last face, each reading an interval apart): how the check would fare on that camera
+    over a kiosk's day of the same visitors, for the blindness rule that needs BLIND_FACES faces."""
+    by_face = defaultdict(list)
+    for row in readings:
+        by_face[row["face"]].append(row)
+    faces = list(by_face.values())
+    out, t = [], 0.0
+    for i, k in enumerate(rng.integers(len(faces), size=n)):
+        t += 60_000.0
+        for j, row in enumerate(faces[k]):
+            out.append(dict(row, face=i, t_ms=t + 1000.0 * j))
+    return out
 
 
 def _load(files: list[str]) -> dict:
@@ -187,6 +207,8 @@ def _load(files: list[str]) -> dict:
 
 
 def replay(args) -> int:
+    # the monitor's own warning (the check is blind) would print once per replayed camera; the tables say it
+    logging.getLogger("edge_fas.pipeline.registration_monitor").setLevel(logging.ERROR)
     data = _load(args.files)
     settings = dict(data["settings"])
     for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px", "apart_min_faces"):
@@ -214,9 +236,26 @@ def replay(args) -> int:
                 f"{r} {out[r][1]:.1f}/{out[r][2]:.1f}{' REFUSED' if out[r][0] is not None else ''}" for r in names)
         else:
             line += "; never refused: " + (" ".join(r for r in names if out[r][0] is None) or "none")
+        blind = [r for r in names if any(out[r][3].blind)]
+        line += (f"; faces read/seen per run: " + " ".join(f"{r} {out[r][3].read}/{out[r][3].seen}" for r in names)
+                 + f"; blind at some face: {' '.join(blind) or 'none'}")
         print(line)
     if compared and settings == data["settings"]:  # the shipped settings: the replay must be the pipeline's
         print(f"first refusal as in the pipeline's own run: {same}/{compared} runs")
+    if args.visitors:
+        from edge_fas.pipeline.registration_monitor import BLIND_FACES, BLIND_START
+        print(f"\n{args.visitors} visitors per camera, drawn with replacement from its run's faces (seed "
+              f"{args.visitors_seed}): the faces at which the check was blind (BLIND_FACES {BLIND_FACES}, BLIND_START "
+              f"{BLIND_START}), per run")
+        for name in dict.fromkeys(c for c, _ in runs):
+            rng = np.random.default_rng(args.visitors_seed)
+            shares = {}
+            for r in [r for c, r in runs if c == name]:
+                long = replay_run(visitors(runs[(name, r)], args.visitors, rng), settings)[3]
+                shares[r] = float(np.mean(long.blind))
+            ever = sorted((r for r in shares if shares[r] > 0), key=lambda r: -shares[r])
+            print(f"{name:14s} blind on {len(ever)}/{len(shares)} cameras: "
+                  + (" ".join(f"{r} {100 * shares[r]:.1f}%" for r in ever) or "none"))
     return 0
 
 
@@ -242,6 +281,9 @@ def main(argv=None) -> int:
     rp.add_argument("--seen-px", dest="seen_px", type=int, help="matched pixels a far-apart reading needs (SEEN_PX)")
     rp.add_argument("--apart-min-faces", dest="apart_min_faces", type=int,
                     help="faces the far-apart rule needs at least, whatever --min-faces (APART_MIN_FACES)")
+    rp.add_argument("--visitors", type=int, default=0,
+                    help="also replay, per camera, this many faces drawn with replacement from its run (blindness)")
+    rp.add_argument("--visitors-seed", dest="visitors_seed", type=int, default=0)
     args = ap.parse_args(argv)
     return log_readings(args) if args.command == "log" else replay(args)
 

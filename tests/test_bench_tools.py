@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -208,8 +209,9 @@ def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constan
     constants = (M.APART, M.MIN_SHARE, M.SEEN_PX)
     shipped = {"limit_px": 6.0, "faces": 5, "min_faces": 3, "interval_s": 0.5, "apart": 2.0, "min_share": 0.03,
                "seen_px": 50}
-    first, drift, apart = replay.replay_run(rows, shipped)
+    first, drift, apart, faces = replay.replay_run(rows, shipped)
     assert first == 3 and drift == pytest.approx(8.0) and apart == pytest.approx(8.0)
+    assert (faces.read, faces.seen, faces.blind) == (3, 3, [False] * 3)
     assert replay.replay_run(rows, dict(shipped, limit_px=10.0))[0] is None
     assert replay.replay_run(rows, dict(shipped, min_faces=2))[0] == 2
     # readings that explain 2% of their outline count only for how far apart outlines lie (2 x the limit: 12 px)
@@ -218,6 +220,13 @@ def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constan
     assert replay.replay_run(weak, dict(shipped, min_share=0.01))[0] == 3
     assert replay.replay_run(weak, dict(shipped, apart=1.0))[0] == 3
     assert (M.APART, M.MIN_SHARE, M.SEEN_PX) == constants  # put back after each replay
+    # a day of the same visitors: faces drawn with replacement, each with all its readings, each reading taken
+    day = replay.visitors(weak, M.BLIND_FACES + 5, np.random.default_rng(0))
+    assert len(day) == 2 * (M.BLIND_FACES + 5) and len({r["face"] for r in day}) == M.BLIND_FACES + 5
+    faces = replay.replay_run(day, shipped)[3]
+    assert faces.seen == M.BLIND_FACES + 5 and faces.read == 0  # 2% explained: none read
+    assert faces.blind == [False] * (M.BLIND_START - 1) + [True] * (M.BLIND_FACES + 5 - M.BLIND_START + 1)
+    assert not any(replay.replay_run(replay.visitors(rows, 30, np.random.default_rng(0)), shipped)[3].blind)
 
 
 def test_bench_new_face_counts_changes_of_take_on_the_new_face_s_first_frame():
