@@ -17,7 +17,8 @@ It prints, per calibration:
 - the runs (domain x seed) where it refused at all, and the camera time and the number of the take at its first
   refusal (`min_faces` faces must have been read first);
 - the frames judged `live` per species, overall and after the first refusal (what a wrong calibration still lets
-  through while the monitor has not yet seen enough faces).
+  through while the monitor has not yet seen enough faces), and where attack frames were live after a refusal
+  (the check had released the camera again).
 
 Synthetic rig only; the monitor's limit and face counts were chosen on seeds 0-2 of the same domains (per-frame
 readings, not this pipeline), the share of outline a reading must explain after a first run on seeds 20-21; seeds
@@ -122,6 +123,14 @@ def main() -> int:
             after = [r for r in rows if first[name].get(r[0]) is not None and r[2] > first[name][r[0]][1]]
             cells.append(f"{live}/{len(rows)}; {sum(r[4] == 'live' for r in after)}/{len(after)}")
         print(f"| {sp} | " + " | ".join(cells) + " |")
+    # where attack frames were live after a refusal, the check had released the camera again: say where
+    leaks = defaultdict(int)
+    for name in names:
+        for r in frames_by[name]:
+            if r[3] != "bona_fide" and r[4] == "live" and first[name].get(r[0]) and r[2] > first[name][r[0]][1]:
+                leaks[(name, r[0], r[2], r[3])] += 1
+    print("\nAttack frames live after the first refusal (calibration, run, take, species: frames): "
+          + ("; ".join(f"{n} {run} take {t} {sp}: {k}" for (n, run, t, sp), k in leaks.items()) or "none"))
     return 0
 
 
