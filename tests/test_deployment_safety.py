@@ -121,7 +121,13 @@ def test_every_verdict_says_which_source_and_model_made_it(artifact, session, tm
     for v in verdicts:
         assert v["mode"] == "development" and v["camera"] == {"kind": "replay", "serial": "8123"}
         assert v["artifact"] == {"digest": digest, "model": "tiny", "demo": False} and v["time"] > 1.6e9
+        # and the running registration check's state: a short replay has not yet read enough faces to judge
+        assert v["health"] == {"registration_check": "waiting"}
     assert "not a production run" in p.err
+    off = cli("run", "--camera", f"replay:{edited}", "--model", artifact, "--headless", "--no-drop",
+              "--camera-allowed-serials", "8123", "--calibration-monitor", "false",
+              "--deployment-accept-risks", "registration_monitor_off")
+    assert off.rc == 0 and off.lines[0]["health"] == {"registration_check": "off"}
 
 
 # -- finding 2: weakened checks, NaN and infinity --------------------------------------------------

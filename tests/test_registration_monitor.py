@@ -100,7 +100,7 @@ def test_the_face_being_read_when_a_refusal_began_cannot_release_it():
     feed(m, 2, new_face=True)
     assert feed(m, 3, start_ms=60_000.0, new_face=True)[-1] == ["registration_drift"]
     text = m.faults()[0]
-    assert "once 2 faces that came after the refusal read within 3 px" in text
+    assert "once 2 faces that came after the refusal read within 3 px" in text and m.state() == "refusing"
     # the same face (the mask in the same box) reads right for as long as it likes: still refused
     assert feed(m, 12, start_ms=120_000.0) == [["registration_drift"]] * 12
     assert m.drift()[0] == pytest.approx(1.0)  # its median is back within half the limit
@@ -180,10 +180,12 @@ def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_wh
     script = Script([faint] * 2 * (BLIND_START - 1) + [faint] * 2 + [good] * 4 + [faint] * 2 * BLIND_FACES)
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=script)
     with caplog.at_level(logging.INFO, logger="edge_fas.pipeline.registration_monitor"):
+        assert m.state() == "waiting"
         faces(m, range(BLIND_START - 1))
         assert m.blind() is None and not m.summary()["blind"]  # too few faces yet to say
         assert faces(m, [0]) == [[]]  # blind: no fault, the frames are still judged
         text = m.blind()
+        assert m.state() == "blind"
         assert f"of the last {BLIND_START} faces it had time for, 0 gave readings" in text
         assert "needs 2 to judge" in text and "calibrate --check" in text
         summary = m.summary()
@@ -191,7 +193,7 @@ def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_wh
         assert (summary["faces_seen"], summary["faces_read"]) == (BLIND_START, 0)
         assert [r.levelname for r in caplog.records] == ["WARNING"]  # once, when it went blind
         faces(m, range(2))  # two faces read: it could judge again
-        assert m.blind() is None and m.summary()["faces_read"] == 2
+        assert m.blind() is None and m.summary()["faces_read"] == 2 and m.state() == "judging"
         assert m.summary()["drift_px"] == pytest.approx(0.5)
         faces(m, range(BLIND_FACES - 2))  # ... until one of them is out of the last BLIND_FACES
         assert m.blind() is None

@@ -411,7 +411,9 @@ class Pipeline:
     def _emit(self, frames: FrameSet | None, verdict: Verdict) -> None:
         device = frames.device if frames is not None else getattr(self.camera, "device", None)
         camera = {**self.context["camera"], "serial": str(getattr(device, "serial", ""))}
-        verdict.context = {**self.context, "camera": camera, "time": round(time.time(), 3)}  # wall clock
+        verdict.context = {**self.context, "camera": camera, "time": round(time.time(), 3),  # wall clock
+                           "health": {"registration_check": "off" if self.registration is None
+                                      else self.registration.state()}}
         self.decisions += 1
         self._decision_rate.tick(self.clock())
         result = Result(frames, verdict, self.camera_status, self.counters())

@@ -311,6 +311,16 @@ class RegistrationMonitor:
                 "depth outlines of head and shoulders against the room: look at what stands right behind the "
                 "visitors, then run edge-fas calibrate --check with a person in view")
 
+    def state(self) -> str:
+        """In one word, for every event (`health.registration_check`): `refusing`, `blind`, `judging` (min_faces
+        faces summed up), or `waiting` (fewer so far)."""
+        with self._lock:
+            if self._refusing:
+                return "refusing"
+            if self._blind is not None:
+                return "blind"
+            return "judging" if len(self._shifts) >= self.min_faces else "waiting"
+
     def blind(self) -> str | None:
         """Why the check cannot judge this camera's faces (see the module's doc), or None."""
         with self._lock:
