@@ -104,6 +104,7 @@ def test_the_face_being_read_when_a_refusal_began_cannot_release_it():
     # the same face (the mask in the same box) reads right for as long as it likes: still refused
     assert feed(m, 12, start_ms=120_000.0) == [["registration_drift"]] * 12
     assert m.drift()[0] == pytest.approx(1.0)  # its median is back within half the limit
+    assert "beyond the limit (6 px) and 0 of the faces since have been read" in m.faults()[0]
     # a face that came after: one is not enough, two release it
     m.clock_ms = 200_000.0
     assert faces(m, range(2)) == [["registration_drift"], []]

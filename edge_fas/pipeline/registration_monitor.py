@@ -42,10 +42,11 @@ was read READINGS_PER_FACE times. A camera whose views rarely give a reading (re
 pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to judge, and that must not
 pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read READINGS_PER_FACE times,
 explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e. the drift rule could
-not have judged from them. Blindness is reported, not refused (`blind()`, the summary, the status file, `edge-fas
-doctor`, the development window, a warning in the log): the frames are still judged by everything else, and two of 48
-right cameras logged on the synthetic rig would have been out of service (docs/deployment.md). A check that fails for any other reason (a bug) is a `pipeline_error` on
-every frame, never a silent monitor.
+not have judged from them. Blindness is reported, not refused (`blind()`, `state()` on every event, the summary, the
+status file, `edge-fas doctor`, the development window, a warning in the log): the frames are still judged by
+everything else, and some right cameras of the synthetic rig were blind on up to 2% of a day's faces
+(docs/deployment.md). A check that fails for any other reason (a bug) is a `pipeline_error` on every frame, never a
+silent monitor.
 
 With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
 out and put back, a crash or a power cut would otherwise let the next `min_faces` faces be judged with a wrong
@@ -172,7 +173,8 @@ class RegistrationMonitor:
         self._error: str | None = None
         self._refusing = False
         self._refused_by: str | None = None  # which rule refuses: "drift", "apart" (None: a refusal kept across a restart)
-        self._refused_from = -1  # the face being read when the refusal began (-1: before any, e.g. kept across a restart)
+        self._refused_from = -1  # the face being read when the refusal began (-1: before any: kept across a restart)
+        self._held = False  # refusing only until enough faces that came after the refusal read right
         self.taken = 0  # frames measured
         self.unmeasurable = 0  # ... whose view had no outline to measure
         self._tries: dict[int, list[int]] = {}  # face -> [readings taken, readings explained] (the latest faces)
@@ -306,10 +308,10 @@ class RegistrationMonitor:
 
     def _blind_text(self, read: int, seen: int) -> str:
         return (f"the running registration check is blind: of the last {seen} faces it had time for, {read} gave "
-                f"readings it could use (it needs {self.min_faces} to judge), so a camera moved on its mount or another "
-                "camera's calibration would go unnoticed; frames are still judged by everything else. The check reads "
-                "depth outlines of head and shoulders against the room: look at what stands right behind the "
-                "visitors, then run edge-fas calibrate --check with a person in view")
+                f"readings it could use (it needs {self.min_faces} to judge), so a camera moved on its mount or "
+                "another camera's calibration would go unnoticed; frames are still judged by everything else. The "
+                "check reads depth outlines of head and shoulders against the room: look at what stands right behind "
+                "the visitors, then run edge-fas calibrate --check with a person in view")
 
     def state(self) -> str:
         """In one word, for every event (`health.registration_check`): `refusing`, `blind`, `judging` (min_faces
@@ -359,7 +361,8 @@ class RegistrationMonitor:
             drift = self._drift is not None and np.hypot(*self._drift) > scale
             apart = self._apart is not None and self._apart > APART * scale
             refusing = bool(drift or apart)
-            if self._refusing and not refusing and self._fresh_faces() < self.min_faces:
+            self._held = self._refusing and not refusing and self._fresh_faces() < self.min_faces
+            if self._held:
                 refusing = True  # released only by faces that came after the refusal (see _fresh_faces)
             else:
                 self._refused_by = "drift" if drift else "apart" if apart else None
@@ -398,6 +401,7 @@ class RegistrationMonitor:
             error, since = self._error, self._busy_since
             refusing, by, d, apart = self._refusing, self._refused_by, self._drift, self._apart
             faces = len(self._shifts) if by == "drift" else len(self._aparts)
+            held, fresh = self._held, self._fresh_faces()
         if error is not None:
             return [reason(D.PIPELINE_ERROR, error)]
         starved = self._starved(since)
@@ -405,6 +409,13 @@ class RegistrationMonitor:
             return [reason(D.PIPELINE_ERROR, starved)]
         if not refusing:
             return []
+        release = (f"frames are judged again once {self.min_faces} faces that came after the refusal read within "
+                   f"{RELEASE * self.limit:g} px")
+        if held:  # the faces read right again, but not yet enough of them came after the refusal
+            return [reason(D.REGISTRATION_DRIFT,
+                           f"depth lay off the colour image beyond the limit ({self.limit:g} px) and {fresh} of the "
+                           f"faces since have been read: the camera moved on its mount or calibration.file is another "
+                           f"camera's; run edge-fas calibrate --check ({release})")]
         if by == "drift":
             where = f"{np.hypot(*d):.1f} px "
         elif by == "apart":  # outlines far apart, in no direction the faces agree on
@@ -414,8 +425,7 @@ class RegistrationMonitor:
         return [reason(D.REGISTRATION_DRIFT,
                        f"depth lies {where}off the colour image around the last {faces} faces (limit {self.limit:g} "
                        "px): the camera moved on its mount or calibration.file is another camera's; run edge-fas "
-                       f"calibrate --check (frames are judged again once {self.min_faces} faces that came after the "
-                       f"refusal read within {RELEASE * self.limit:g} px)")]
+                       f"calibrate --check ({release})")]
 
     def summary(self) -> dict:
         """For counters and reports: faces summed up, the median shift's length, frames measured, unmeasurable, faces
