@@ -1,8 +1,9 @@
 """The running registration check's readings, logged once through the pipeline and replayed under other settings.
 
-    .venv/bin/python benchmarks/bench_monitor_replay.py log --seeds 20,21 [--domains ...] [--hard] --out readings.json
+    .venv/bin/python benchmarks/bench_monitor_replay.py log --seeds 20,21 [--domains ...] [--hard] [--laps 1] \
+        --out readings.json
     .venv/bin/python benchmarks/bench_monitor_replay.py replay readings.json... [--limit-px 6] [--faces 5] \
-        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3]
+        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3] [--visitors 500]
 
 Tuning the monitor (calibration.monitor) on bench_registration_monitor.py costs a pipeline run per camera, calibration
 and setting: 12 cameras x 8 calibrations take 15-20 minutes on two cores. Its rules, though, see only the readings:
@@ -84,7 +85,7 @@ def log_readings(args) -> int:
     for domain in args.domains.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             run, t0 = f"{domain}/{seed}", time.monotonic()
-            frames, camera = render(domain, seed, 1, args.take)
+            frames, camera = render(domain, seed, args.laps, args.take)
             for name, calibration in calibrations(frames[0].calibration, seed, hard=args.hard).items():
                 config = load_config(overrides={"decision.physics": args.mode})
                 pipeline = Pipeline(camera, runtime, config, detector=detector, no_drop=True)
@@ -267,6 +268,8 @@ def main(argv=None) -> int:
     lg.add_argument("--seeds", required=True, help="rig seeds, one drawn camera each")
     lg.add_argument("--take", type=float, default=1.5, help="seconds per attack take; bona fide 4/3 of it")
     lg.add_argument("--hard", action="store_true", help="also bench_miscalibration's baseline+60mm and turned5deg")
+    lg.add_argument("--laps", type=int, default=1, help="passes of the mixed scenario per camera (a longer day: more "
+                                                        "faces, for the blindness rule)")
     lg.add_argument("--model", default="demo")
     lg.add_argument("--runtime", default="onnxruntime")
     lg.add_argument("--mode", default="detector", help="decision.physics (default detector)")
