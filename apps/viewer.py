@@ -291,11 +291,15 @@ class ViewerWindow(QMainWindow):
         """The camera and rate line, red while the camera is not delivering (or, in a development window, while the
         running registration check is blind)."""
         self.status.setText(self.status_text(result))
-        healthy = self.camera_status(result) in ("connected", "recording") and not (
-            self.details and (_field(result, "registration") or {}).get("blind"))
+        healthy = self.camera_status(result) in ("connected", "recording") and not self._blind_shown(result)
         style = "" if healthy else "color: #c62828; font-weight: bold;"
         if self.status.styleSheet() != style:
             self.status.setStyleSheet(style)
+
+    def _blind_shown(self, result) -> bool:
+        """Whether the status line says the running registration check is blind: the operator's to fix (what stands
+        behind the visitors), so only in a development window, never to the person presenting."""
+        return self.details and bool((_field(result, "registration") or {}).get("blind"))
 
     @staticmethod
     def camera_status(result) -> str:
@@ -313,8 +317,7 @@ class ViewerWindow(QMainWindow):
             parts.append(f"decisions {float(decisions):.1f}/s")
         if dropped is not None:
             parts.append(f"dropped {int(dropped)}")
-        if self.details and (_field(result, "registration") or {}).get("blind"):
-            # the operator's to fix (what stands behind the visitors); never shown to the person presenting
+        if self._blind_shown(result):
             parts.append("registration check BLIND: it reads too few faces to notice a wrong calibration")
         return " · ".join(parts)
 
