@@ -1,14 +1,16 @@
 """A minimal door-controller receiver for edge-fas webhook events (the contract: docs/webhook.md).
 
     python examples/webhook_receiver.py --port 8080 --key-file site.key
-    curl http://127.0.0.1:8080/state          # what the door should do now
+    curl http://127.0.0.1:8080/state          # what the door should do now, and what needs a person
 
 Standard library only. `DoorState` is the part to copy into a real controller: it verifies each
 event's HMAC-SHA256 signature (constant-time), keeps only the newest event (by `seq` within a run,
 by `time` across runs, so an old or replayed event never wins), and answers `current()`: `live` only
 while the newest event is a live from a production run whose `valid_until` has not passed and the link
 is not silent; every other case is `attack` or `unknown` (keep the door shut). `display()` is what the
-door's own screen may show the person: the event's `prompt`, never its reasons or score.
+door's own screen may show the person: the event's `prompt`, never its reasons or score. `attention()` is for
+the site's maintenance, not the door: what needs a person at the camera (the registration check blind or
+refusing, a development run, no word from edge-fas).
 """
 
 from __future__ import annotations
@@ -86,6 +88,28 @@ class DoorState:
         return str(event.get("prompt") or ("Verified" if event["verdict"] == "live" else "Not verified"))
 
 
+    def attention(self) -> list[str]:
+        """What the site's maintenance should look at (for a dashboard or an alert, never the door's screen): the
+        running registration check blind or refusing (`health`, docs/webhook.md), a development run, silence."""
+        with self._lock:
+            event, received = self.event, self.received_at
+        if event is None or self.clock() - received > self.silent_after_s:
+            return ["no event from edge-fas: the service, the camera host or the link is down"]
+        out = []
+        check = (event.get("health") or {}).get("registration_check")
+        if check == "blind":
+            out.append("registration check blind: it reads too few faces to notice a camera moved on its mount; "
+                       "look at the camera and what stands behind the visitors, run edge-fas doctor")
+        elif check == "refusing":
+            out.append("registration check refusing: depth no longer lines up with colour (a knocked camera or "
+                       "another camera's calibration); the door stays shut until edge-fas calibrate --check passes")
+        elif check == "off":
+            out.append("registration check off on the edge device")
+        if event.get("mode") != "production":
+            out.append("a development run: its live never opens the door")
+        return out
+
+
 def make_handler(state: DoorState):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
@@ -99,7 +123,8 @@ def make_handler(state: DoorState):
             self.end_headers()
 
         def do_GET(self):  # noqa: N802
-            body = json.dumps({"door": state.current(), "display": state.display(), "event": state.event}).encode()
+            body = json.dumps({"door": state.current(), "display": state.display(), "attention": state.attention(),
+                               "event": state.event}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -139,6 +139,27 @@ def test_the_door_screen_shows_the_prompt_never_the_reasons():
     assert door.display() == "Out of service"
 
 
+def test_the_controller_tells_maintenance_what_needs_a_person_never_the_door_screen():
+    now = [1000.0]
+    door = DoorState(KEY, clock=lambda: now[0])
+    assert door.attention() == ["no event from edge-fas: the service, the camera host or the link is down"]
+
+    def post(seq, health, mode="production"):
+        body = json.dumps({"seq": seq, "run_id": "a", "time": now[0], "mode": mode, "verdict": "unknown",
+                           "prompt": "Hold still", "health": {"registration_check": health}}).encode()
+        assert door.accept(body, sign(KEY, body))[0] == 200
+
+    post(1, "judging")
+    assert door.attention() == []
+    post(2, "blind")
+    (said,) = door.attention()
+    assert said.startswith("registration check blind") and door.display() == "Hold still"  # not on the door
+    post(3, "refusing")
+    assert door.attention()[0].startswith("registration check refusing")
+    post(4, "waiting", mode="development")
+    assert door.attention() == ["a development run: its live never opens the door"]
+
+
 def test_send_never_blocks_on_a_dead_receiver():
     hook = Webhook("http://127.0.0.1:9/door", timeout_s=0.2, only_changes=False)  # nothing listens on port 9
     t0 = time.monotonic()
