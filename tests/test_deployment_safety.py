@@ -294,8 +294,8 @@ def test_doctor_reads_the_running_registration_check_from_the_status_file(tmp_pa
                                                                                           "drift_px": 1.1}}}))
     assert check_registration(site).ok
     # a check that reads too few faces to judge fails the doctor, with its counts and why
-    from edge_fas.pipeline.registration_monitor import RegistrationMonitor
-    blind = RegistrationMonitor(min_faces=2)._blind_text(0, 12)
+    from edge_fas.pipeline.registration_monitor import blind_text
+    blind = blind_text(0, 12, 2)
     status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": {
         **state, "refusing": False, "drift_px": None, "faces_seen": 12, "faces_read": 0, "blind": True,
         "blind_detail": blind}}}))
@@ -332,6 +332,10 @@ def test_doctor_reads_what_the_last_run_kept_when_no_service_writes_its_status(t
     assert not check.ok and "60 s old: no service is writing it" in check.detail
     state_file.write_text(json.dumps({**kept, "refusing": False, "drift_px": 0.4}))
     assert check_registration(site).ok
+    # the last run's check was blind (of its last faces, too few read): it will say so again at start
+    state_file.write_text(json.dumps({**kept, "refusing": False, "drift_px": 0.4, "recent_read": [0] * 11 + [1]}))
+    check = check_registration(site)
+    assert not check.ok and "BLIND: the running registration check is blind: of the last 12 faces" in check.detail
     no_state = load_config(overrides={"deployment.status_file": str(status_file)})
     status_file.write_text(json.dumps({"time": time.time() - 60, "counters": {"registration": {**running,
                                                                                                "refusing": True}}}))

@@ -282,6 +282,23 @@ def test_a_restart_resumes_the_refusal_for_the_same_camera_until_faces_read_righ
     assert fresh.faults() == [] and fresh.summary()["restored_faces"] == 0
 
 
+def test_a_blind_check_is_still_blind_after_a_restart_and_sees_again_from_faces_read_since(tmp_path):
+    """A service restarted every night would otherwise never see the BLIND_START faces it takes to say it is blind."""
+    state = tmp_path / "registration.json"
+    faint = Reading((9.0, 0.0), matched_pixels=120, matched=0.5)
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, state_file=state,
+                            measure=Script([faint] * 2 * BLIND_START))
+    faces(m, range(BLIND_START))
+    assert m.blind() is not None
+    assert json.loads(state.read_text())["recent_read"] == [0] * BLIND_START
+    again = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, state_file=state,
+                                measure=Script([Reading((0.5, 0.0))] * 4))
+    assert f"of the last {BLIND_START} faces it had time for, 0 gave" in again.blind()  # before any frame
+    assert again.state() == "blind" and again.faults() == []
+    faces(again, range(2))
+    assert again.blind() is None and json.loads(state.read_text())["recent_read"] == [0] * BLIND_START + [1, 1]
+
+
 def test_a_restart_keeps_how_far_apart_the_faces_read(tmp_path, monkeypatch):
     """A refusal for outlines far apart every way (no drift) resumes too, and its faces count on after the restart."""
     from edge_fas.pipeline import registration_monitor as M

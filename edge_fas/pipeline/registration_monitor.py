@@ -50,7 +50,9 @@ silent monitor.
 
 With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
 out and put back, a crash or a power cut would otherwise let the next `min_faces` faces be judged with a wrong
-calibration. The file is rewritten (atomically) when a face's summary, the drift or the refusal changes. It holds
+calibration. So do the last faces' read-or-not (a service restarted every night would otherwise never see the
+BLIND_START faces it takes to say it is blind). The file is rewritten (atomically) when a face's summary, the drift,
+the refusal or those faces change. It holds
 for the calibration it was written with: the first frame with a face names its calibration, camera serial and
 width (`state_key`); on another one (the rig calibrated again, another camera) the monitor starts empty. Until
 that frame a saved refusal stands.
@@ -141,6 +143,22 @@ def _face_aparts(by_face: dict) -> list[float]:
             if len(v) >= READINGS_PER_FACE]
 
 
+def blind_counts(recent: list, min_faces: int) -> tuple[int, int] | None:
+    """(faces read, faces seen) when the last faces the check had time for (read or not, oldest first; at most
+    BLIND_FACES) leave it blind, else None."""
+    read = sum(bool(v) for v in recent)
+    return (read, len(recent)) if len(recent) >= BLIND_START and read < min_faces else None
+
+
+def blind_text(read: int, seen: int, min_faces: int) -> str:
+    """What a blind check says (the log, the summary, `edge-fas doctor`)."""
+    return (f"the running registration check is blind: of the last {seen} faces it had time for, {read} gave "
+            f"readings it could use (it needs {min_faces} to judge), so a camera moved on its mount or "
+            "another camera's calibration would go unnoticed; frames are still judged by everything else. The "
+            "check reads depth outlines of head and shoulders against the room: look at what stands right behind "
+            "the visitors, then run edge-fas calibrate --check with a person in view")
+
+
 def _yield_cpu() -> None:
     """Lower the calling thread's scheduling priority by NICE (Linux keeps a nice value per thread), so that where
     cores are short the camera and the decisions get them first and a reading waits; elsewhere nothing changes."""
@@ -181,6 +199,8 @@ class RegistrationMonitor:
         self.faces_seen = 0  # faces read READINGS_PER_FACE times, explained or not, since the start
         self.faces_read = 0  # ... of which that many readings explained their outline (summed up for the drift)
         self._blind: tuple[int, int] | None = None  # (faces read, faces seen) of the last BLIND_FACES while blind
+        self._recent: list[bool] = []  # of the last BLIND_FACES faces it had time for (oldest first): read or not
+        self._restored_read: list[bool] = []  # ... those of the runs before a restart (the state file keeps them)
         self._mailbox: Mailbox | None = None
         self._thread: threading.Thread | None = None
         self.starved_s = STARVED_S
@@ -296,22 +316,16 @@ class RegistrationMonitor:
         self.faces_read += explained and tries[1] == READINGS_PER_FACE
         while len(self._tries) > BLIND_FACES + 1:  # the faces not yet seen long enough stay out of the count
             del self._tries[next(iter(self._tries))]
-        seen = [t for t in self._tries.values() if t[0] >= READINGS_PER_FACE][-BLIND_FACES:]
-        read = sum(t[1] >= READINGS_PER_FACE for t in seen)
-        blind = (read, len(seen)) if len(seen) >= BLIND_START and read < self.min_faces else None
+        self._recent = (self._restored_read + [t[1] >= READINGS_PER_FACE for t in self._tries.values()
+                                               if t[0] >= READINGS_PER_FACE])[-BLIND_FACES:]
+        blind = blind_counts(self._recent, self.min_faces)
         if (blind is None) != (self._blind is None):
             if blind is not None:
-                log.warning("registration monitor: %s", self._blind_text(*blind))
+                log.warning("registration monitor: %s", blind_text(*blind, self.min_faces))
             else:
-                log.info("registration monitor: reading faces again (%d of the last %d)", read, len(seen))
+                log.info("registration monitor: reading faces again (%d of the last %d)", sum(self._recent),
+                         len(self._recent))
         self._blind = blind
-
-    def _blind_text(self, read: int, seen: int) -> str:
-        return (f"the running registration check is blind: of the last {seen} faces it had time for, {read} gave "
-                f"readings it could use (it needs {self.min_faces} to judge), so a camera moved on its mount or "
-                "another camera's calibration would go unnoticed; frames are still judged by everything else. The "
-                "check reads depth outlines of head and shoulders against the room: look at what stands right behind "
-                "the visitors, then run edge-fas calibrate --check with a person in view")
 
     def state(self) -> str:
         """In one word, for every event (`health.registration_check`): `refusing`, `blind`, `judging` (min_faces
@@ -326,7 +340,7 @@ class RegistrationMonitor:
     def blind(self) -> str | None:
         """Why the check cannot judge this camera's faces (see the module's doc), or None."""
         with self._lock:
-            return None if self._blind is None else self._blind_text(*self._blind)
+            return None if self._blind is None else blind_text(*self._blind, self.min_faces)
 
     def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
         """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
@@ -438,7 +452,7 @@ class RegistrationMonitor:
                    "taken": self.taken, "unmeasurable": self.unmeasurable, "faces_seen": self.faces_seen,
                    "faces_read": self.faces_read, "blind": self._blind is not None}
             if self._blind is not None:
-                out["blind_detail"] = self._blind_text(*self._blind)
+                out["blind_detail"] = blind_text(*self._blind, self.min_faces)
             if self._state_file is not None:
                 out["restored_faces"] = len(self._restored)
                 out["state_file"] = str(self._state_file)
@@ -457,6 +471,7 @@ class RegistrationMonitor:
                     raise ValueError(f"version {saved.get('version')!r}, expected {STATE_VERSION}")
                 faces = [(float(dx), float(dy)) for dx, dy in saved["faces"]]
                 aparts = [float(v) for v in saved.get("apart", [])]  # (files of before this summary: none)
+                recent = [bool(v) for v in saved.get("recent_read", [])]  # (... and before the blindness rule)
                 refusing, key = bool(saved["refusing"]), str(saved["key"])
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 aside = path.with_name(path.name + ".unreadable")
@@ -467,6 +482,8 @@ class RegistrationMonitor:
         if saved is not None:
             self._restored, self._refusing, self._saved_key = faces[-self.faces:], refusing, key
             self._restored_aparts = aparts[-self.faces:]
+            self._restored_read = self._recent = recent[-BLIND_FACES:]
+            self._blind = blind_counts(self._recent, self.min_faces)  # says so at start, not 10 faces later
             self._width = int(saved.get("width") or REFERENCE_WIDTH_PX)
             with self._lock:
                 self._judge([], [], save=False)
@@ -489,7 +506,7 @@ class RegistrationMonitor:
                 self._restored, self._by_face, self._seen_by_face, self._shifts = [], {}, {}, []
                 self._restored_aparts, self._aparts, self._apart = [], [], None
                 self._drift, self._refusing, self._refused_by, self._refused_from = None, False, None, -1
-                self._tries, self._blind = {}, None
+                self._tries, self._blind, self._recent, self._restored_read = {}, None, [], []
             self._key = key
             self._save_state()
 
@@ -497,6 +514,7 @@ class RegistrationMonitor:
         return {"version": STATE_VERSION, "key": self._key or self._saved_key, "width": self._width,
                 "faces": [[round(dx, 2), round(dy, 2)] for dx, dy in self._shifts],
                 "apart": [round(v, 2) for v in self._aparts], "refusing": self._refusing,
+                "recent_read": [int(v) for v in self._recent],
                 "drift_px": None if self._drift is None else round(float(np.hypot(*self._drift)), 2),
                 "apart_px": None if self._apart is None else round(self._apart, 2), "saved": time.time()}
 
@@ -508,7 +526,7 @@ class RegistrationMonitor:
         state = self._state()
         coarse = lambda st: (st["key"], st["refusing"], st["width"],  # noqa: E731
                              [tuple(round(v / SAVE_STEP_PX) for v in f) for f in st["faces"]],
-                             [round(v / SAVE_STEP_PX) for v in st["apart"]])
+                             [round(v / SAVE_STEP_PX) for v in st["apart"]], st["recent_read"])
         if self._last_saved is not None and coarse(self._last_saved) == coarse(state):
             return
         try:
