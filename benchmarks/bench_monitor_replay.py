@@ -85,7 +85,8 @@ def log_readings(args) -> int:
     for domain in args.domains.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             run, t0 = f"{domain}/{seed}", time.monotonic()
-            frames, camera = render(domain, seed, args.laps, args.take)
+            frames, camera = render(domain, seed, args.laps, args.take,
+                                    size=tuple(int(v) for v in args.size.split("x")) if args.size else None)
             for name, calibration in calibrations(frames[0].calibration, seed, hard=args.hard).items():
                 config = load_config(overrides={"decision.physics": args.mode})
                 pipeline = Pipeline(camera, runtime, config, detector=detector, no_drop=True)
@@ -268,6 +269,7 @@ def main(argv=None) -> int:
     lg.add_argument("--seeds", required=True, help="rig seeds, one drawn camera each")
     lg.add_argument("--take", type=float, default=1.5, help="seconds per attack take; bona fide 4/3 of it")
     lg.add_argument("--hard", action="store_true", help="also bench_miscalibration's baseline+60mm and turned5deg")
+    lg.add_argument("--size", help="the camera's width x height, e.g. 320x240 (default: the config's 640x480)")
     lg.add_argument("--laps", type=int, default=1, help="passes of the mixed scenario per camera (a longer day: more "
                                                         "faces, for the blindness rule)")
     lg.add_argument("--model", default="demo")

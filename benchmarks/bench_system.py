@@ -35,8 +35,10 @@ sys.path.insert(0, str(ROOT))
 MODES = ("off", "veto", "detector")
 
 
-def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30) -> list:
-    """Every frame of `laps` passes of the mixed scenario on one drawn camera of `domain`."""
+def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30,
+           size: tuple[int, int] | None = None) -> list:
+    """Every frame of `laps` passes of the mixed scenario on one drawn camera of `domain` (at `size`, width and
+    height, where given; else the config's 640x480)."""
     from edge_fas.config import load_config
     from edge_fas.drivers.synthetic import open_synthetic
     from edge_fas.sim.scenario import parse_scenario
@@ -44,7 +46,8 @@ def render(domain: str, seed: int, laps: int, take_s: float, fps: int = 30) -> l
     spec = f"mixed,domain={domain},seed={seed},take={take_s:g}"
     # whole laps: mixed plays bona fide (4/3 of a take) before each attack species
     frames_total = int(round(laps * parse_scenario(spec).duration_s * fps))
-    config = load_config(overrides={"camera.fps": fps})
+    config = load_config(overrides={"camera.fps": fps, **({"camera.width": size[0], "camera.height": size[1]}
+                                                          if size else {})})
     with open_synthetic(spec, config, realtime=False, max_frames=frames_total) as camera:
         return list(camera.frames()), camera
 
