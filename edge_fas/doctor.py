@@ -388,6 +388,17 @@ def _saved_registration(config) -> tuple[dict | None, str]:
 
 
 def check_registration(config, status=None) -> Check:
+    """check_registration_state, failing too where the configured colour stream is narrower than the running check
+    was validated on (registration_monitor.narrow_text)."""
+    from edge_fas.pipeline.registration_monitor import narrow_text
+    check = check_registration_state(config, status)
+    narrow = config.calibration.monitor and narrow_text(config.camera.width)
+    if not narrow:
+        return check
+    return Check(check.name, False, f"{check.detail}; camera.width {config.camera.width}: {narrow}", info=check.info)
+
+
+def check_registration_state(config, status=None) -> Check:
     """Does the running service's registration check (calibration.monitor) find depth off colour around its faces?
     Read from deployment.status_file while the service runs, else from what the last run kept for its next start
     (calibration.monitor_state_file); fails while either says frames are refused with `registration_drift`, and

@@ -304,6 +304,14 @@ def test_doctor_reads_the_running_registration_check_from_the_status_file(tmp_pa
     assert f"BLIND: {blind}" in check.detail
     off = load_config(overrides={"calibration.monitor": False, "deployment.status_file": str(status_file)})
     assert "is off" in check_registration(off).detail
+    # a colour stream narrower than the check was validated on fails the line whatever the service says
+    status_file.write_text(json.dumps({"time": time.time(), "counters": {"registration": {**state, "refusing": False,
+                                                                                          "drift_px": 1.1}}}))
+    narrow = load_config(overrides={"deployment.status_file": str(status_file), "camera.width": 320,
+                                    "camera.height": 240})
+    check = check_registration(narrow)
+    assert not check.ok and "camera.width 320" in check.detail and "640x480 or wider" in check.detail
+    assert check_registration(site).ok
 
 
 def test_production_requires_the_running_check_to_keep_its_faces_across_restarts():

@@ -203,6 +203,21 @@ def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_wh
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
 
 
+def test_a_colour_stream_narrower_than_validated_is_warned_of_once(caplog):
+    """At 320x240 the check refused right cameras and could not read half of them (docs/deployment.md)."""
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([Reading((0.5, 0.0))] * 4))
+    with caplog.at_level(logging.WARNING, logger="edge_fas.pipeline.registration_monitor"):
+        for t in (0.0, 500.0, 1000.0):
+            m.offer(Frames(t, rgb=np.zeros((240, 320, 3), np.uint8)), (50, 50, 100, 110), synchronous=True)
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "validated on colour 640 pixels wide, this stream is 320" in said and "640x480 or wider" in said
+    caplog.clear()
+    wide = RegistrationMonitor(measure=Script([Reading((0.5, 0.0))]))
+    with caplog.at_level(logging.WARNING, logger="edge_fas.pipeline.registration_monitor"):
+        wide.offer(Frames(0.0), (100, 100, 200, 220), synchronous=True)
+    assert caplog.records == []
+
+
 def test_faces_that_left_before_a_second_reading_do_not_make_it_blind():
     """Passers-by read once say nothing about the camera."""
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([CalibrationError("no border")] * 40))

@@ -159,6 +159,16 @@ def blind_text(read: int, seen: int, min_faces: int) -> str:
             "the visitors, then run edge-fas calibrate --check with a person in view")
 
 
+def narrow_text(width: int) -> str | None:
+    """What to say when the colour stream is narrower than the check was validated on (None: it is not)."""
+    if width >= REFERENCE_WIDTH_PX:
+        return None
+    return (f"the running registration check was validated on colour {REFERENCE_WIDTH_PX} pixels wide, this stream "
+            f"is {width}: at 320x240 on the synthetic rig it refused 4 of 12 right cameras (the kiosk turns everyone "
+            "away) and read too few faces on half of them (outlines too short, one pixel too coarse for its limit); "
+            "run the colour stream at 640x480 or wider (camera.width, camera.height)")
+
+
 def _yield_cpu() -> None:
     """Lower the calling thread's scheduling priority by NICE (Linux keeps a nice value per thread), so that where
     cores are short the camera and the decisions get them first and a reading waits; elsewhere nothing changes."""
@@ -193,6 +203,7 @@ class RegistrationMonitor:
         self._refused_by: str | None = None  # which rule refuses: "drift", "apart" (None: a refusal kept across a restart)
         self._refused_from = -1  # the face being read when the refusal began (-1: before any: kept across a restart)
         self._held = False  # refusing only until enough faces that came after the refusal read right
+        self._narrow_said = False  # whether a colour stream narrower than validated was warned of
         self.taken = 0  # frames measured
         self.unmeasurable = 0  # ... whose view had no outline to measure
         self._tries: dict[int, list[int]] = {}  # face -> [readings taken, readings explained] (the latest faces)
@@ -237,6 +248,10 @@ class RegistrationMonitor:
         if box is None or reg is None or not reg.registered or reg.rgb is None or reg.depth is None:
             return
         self._width = int(reg.rgb.shape[1])
+        if not self._narrow_said:  # said once, at the first frame
+            self._narrow_said = True
+            if narrow_text(self._width):
+                log.warning("registration monitor: %s", narrow_text(self._width))
         t = float(reg.timestamp_ms)
         due = self._next_ms is None or not self._next_ms - self.interval_ms <= t < self._next_ms
         if self._state_file is not None and (due or self._key is None):  # whose registration: first frame, readings
