@@ -430,7 +430,8 @@ class RegistrationMonitor:
             error, since = self._error, self._busy_since
             refusing, by, d, apart = self._refusing, self._refused_by, self._drift, self._apart
             faces = len(self._shifts) if by == "drift" else len(self._aparts)
-            held, fresh = self._held, self._fresh_faces()
+            held = self._held
+            fresh = self._fresh_faces() if held else 0  # (only then: this runs for every frame)
         if error is not None:
             return [reason(D.PIPELINE_ERROR, error)]
         starved = self._starved(since)
