@@ -88,6 +88,10 @@ class CalibrationConfig:
     monitor_faces: int = opt(5, "the running check's last faces the median is taken over", min=1, max=100)
     monitor_min_faces: int = opt(2, "faces the running check must have read before it can refuse (its far-apart "
                                     "rule, for knocks past its search, waits for 3 whatever this says)", min=1, max=100)
+    monitor_blind: str = opt("report", "what the running check does while it is blind (it could read too few of the "
+                                       "last faces to judge): report (doctor, the status file and every event say so; "
+                                       "frames are judged by everything else) or refuse (also every frame is refused, "
+                                       "registration_unchecked, until faces read again)", choices=["report", "refuse"])
     monitor_interval_s: float = opt(0.5, "camera time between two of the running check's readings (s)",
                                     min=0.05, max=60.0)
     monitor_state_file: str | None = opt(None, "keep the running check's faces and refusal in this file (JSON) so a "

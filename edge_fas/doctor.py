@@ -444,7 +444,8 @@ def check_registration_state(config, status=None) -> Check:
     from edge_fas.pipeline.registration_monitor import blind_counts, blind_text
     blind = blind_counts(saved.get("recent_read") or [], c.monitor_min_faces)
     if blind is not None:  # (what the monitor says again at its next start)
-        saved = dict(saved, blind=True, blind_detail=blind_text(*blind, c.monitor_min_faces))
+        saved = dict(saved, blind=True, blind_detail=blind_text(*blind, c.monitor_min_faces,
+                                                                  c.monitor_blind == "refuse"))
     return judged(f"{running}; the last run kept in {c.monitor_state_file}", saved,
                   f"{len(saved.get('faces') or [])} face(s)",
                   "it was REFUSING every frame and refuses again from the start")

@@ -344,6 +344,10 @@ def test_doctor_reads_what_the_last_run_kept_when_no_service_writes_its_status(t
     state_file.write_text(json.dumps({**kept, "refusing": False, "drift_px": 0.4, "recent_read": [0] * 11 + [1]}))
     check = check_registration(site)
     assert not check.ok and "BLIND: the running registration check is blind: of the last 12 faces" in check.detail
+    assert "frames are still judged by everything else" in check.detail
+    strict = load_config(overrides={"deployment.status_file": str(status_file), "calibration.monitor_blind": "refuse",
+                                    "calibration.monitor_state_file": str(state_file)})
+    assert "every frame is refused (calibration.monitor_blind: refuse)" in check_registration(strict).detail
     no_state = load_config(overrides={"deployment.status_file": str(status_file)})
     status_file.write_text(json.dumps({"time": time.time() - 60, "counters": {"registration": {**running,
                                                                                                "refusing": True}}}))

@@ -203,6 +203,30 @@ def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_wh
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
 
 
+def test_a_site_that_asks_for_it_has_a_blind_check_refuse_every_frame_until_faces_read_again(tmp_path):
+    """calibration.monitor_blind: refuse. The kiosk says "Out of service" (nothing for the person to do), the readings
+    go on while frames are refused, two faces read release it, and a restart resumes the refusal before any frame."""
+    state = tmp_path / "registration.json"
+    faint = Reading((9.0, 0.0), matched_pixels=120, matched=0.5)
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, state_file=state, blind="refuse",
+                            measure=Script([faint] * 2 * BLIND_START + [Reading((0.5, 0.0))] * 4))
+    assert faces(m, range(BLIND_START - 1))[-1] == []  # too few faces yet to say it is blind
+    assert faces(m, [0]) == [["registration_unchecked"]]
+    (fault,) = m.faults()
+    assert "every frame is refused (calibration.monitor_blind: refuse)" in fault and "calibrate --check" in fault
+    assert m.state() == "blind" and "every frame is refused" in m.summary()["blind_detail"]
+    assert prompt("unknown", m.faults()) == OUT_OF_SERVICE
+    again = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, state_file=state, blind="refuse",
+                                measure=m._measure)
+    assert [reason_code(f) for f in again.faults()] == ["registration_unchecked"]  # before any frame
+    assert faces(again, range(2)) == [["registration_unchecked"], []]  # read while refused; the second face releases
+    # the default only reports it: the same faces, no fault
+    reported = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([faint] * 2 * BLIND_START))
+    assert faces(reported, range(BLIND_START))[-1] == [] and reported.state() == "blind"
+    with pytest.raises(ValueError, match="refuse"):
+        RegistrationMonitor(blind="deny")
+
+
 def test_a_colour_stream_narrower_than_validated_is_warned_of_once(caplog):
     """At 320x240 the check refused right cameras and could not read half of them (docs/deployment.md)."""
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([Reading((0.5, 0.0))] * 4))
@@ -266,7 +290,11 @@ def test_config_bounds_and_switch():
         load_config(overrides={"calibration.monitor_faces": 3, "calibration.monitor_min_faces": 4})
     assert RegistrationMonitor.from_config(load_config(overrides={"calibration.monitor": False}).calibration) is None
     m = RegistrationMonitor.from_config(load_config().calibration)
-    assert (m.limit_px, m.faces, m.min_faces, m.interval_ms) == (6.0, 5, 2, 500.0)
+    assert (m.limit_px, m.faces, m.min_faces, m.interval_ms, m.blind_refuses) == (6.0, 5, 2, 500.0, False)
+    assert RegistrationMonitor.from_config(load_config(overrides={"calibration.monitor_blind": "refuse"})
+                                           .calibration).blind_refuses
+    with pytest.raises(ConfigError, match="monitor_blind"):
+        load_config(overrides={"calibration.monitor_blind": "deny"})
 
 
 # -- the state kept across restarts (calibration.monitor_state_file) ----------------------------------------------

@@ -49,6 +49,7 @@ PIPELINE_ERROR = "pipeline_error"
 RECORDING_CORRUPT = "recording_corrupt"  # a replayed frame that could not be read
 # depth and colour no longer line up around the faces judged (edge_fas.pipeline.registration_monitor)
 REGISTRATION_DRIFT = "registration_drift"
+REGISTRATION_UNCHECKED = "registration_unchecked"  # the running check is blind and calibration.monitor_blind refuses
 WARMING_UP = "gathering_evidence"
 ATTACK_SCORE = "attack_score"
 UNCERTAIN = "uncertain"  # the model's uncertainty / trace dispersion at the face is above its calibrated level

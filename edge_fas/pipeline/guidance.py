@@ -37,7 +37,7 @@ PROMPTS = tuple(dict.fromkeys([VERIFIED, NOT_VERIFIED, PLEASE_WAIT, OUT_OF_SERVI
 # faults of the camera or the software: nothing for the person to do
 OUT_OF_ORDER = frozenset({D.CAMERA_DISCONNECTED, D.CAMERA_STALLED, D.MISSING_MODALITY, D.RUNTIME_ERROR,
                           D.PIPELINE_ERROR, D.SERIAL_NOT_ALLOWED, D.RECORDING_CORRUPT,
-                          D.REGISTRATION_DRIFT})
+                          D.REGISTRATION_DRIFT, D.REGISTRATION_UNCHECKED})
 # a frame that came late or out of step: the next one usually does not
 TRANSIENT = frozenset({D.STALE_FRAME, D.STREAM_SKEW})
 

@@ -42,10 +42,12 @@ was read READINGS_PER_FACE times. A camera whose views rarely give a reading (re
 pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to judge, and that must not
 pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read READINGS_PER_FACE times,
 explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e. the drift rule could
-not have judged from them. Blindness is reported, not refused (`blind()`, `state()` on every event, the summary, the
-status file, `edge-fas doctor`, the development window, a warning in the log): the frames are still judged by
-everything else, and some right cameras of the synthetic rig were blind on up to 2% of a day's faces
-(docs/deployment.md). A check that fails for any other reason (a bug) is a `pipeline_error` on every frame, never a
+not have judged from them. Blindness is reported (`blind()`, `state()` on every event, the summary, the status file,
+`edge-fas doctor`, the development window, a warning in the log) and by default not refused: the frames are still
+judged by everything else, and some right cameras of the synthetic rig were blind on up to 2% of a day's faces
+(docs/deployment.md). A site that would rather turn visitors away than judge them unchecked sets
+`calibration.monitor_blind: refuse`: while blind, every frame gets the fault `registration_unchecked` ("Out of
+service"), until faces read again (the readings go on while frames are refused). A check that fails for any other reason (a bug) is a `pipeline_error` on every frame, never a
 silent monitor.
 
 With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
@@ -115,6 +117,7 @@ STARVED_S = 2.0
 # BLIND_START such faces on): chosen on the readings of development seeds 20-21 and 52-53 (docs/deployment.md)
 BLIND_FACES = 20
 BLIND_START = 10
+BLIND_ACTIONS = ("report", "refuse")  # calibration.monitor_blind: what a blind check does besides saying so
 SAVE_STEP_PX = 0.5  # the state file is rewritten when a face's summary or the drift moves by this much
 STATE_VERSION = 1
 
@@ -150,11 +153,14 @@ def blind_counts(recent: list, min_faces: int) -> tuple[int, int] | None:
     return (read, len(recent)) if len(recent) >= BLIND_START and read < min_faces else None
 
 
-def blind_text(read: int, seen: int, min_faces: int) -> str:
-    """What a blind check says (the log, the summary, `edge-fas doctor`)."""
+def blind_text(read: int, seen: int, min_faces: int, refuses: bool = False) -> str:
+    """What a blind check says (the log, the summary, `edge-fas doctor`); `refuses`: calibration.monitor_blind is
+    `refuse`, so frames are refused while it is blind."""
+    then = (f"every frame is refused (calibration.monitor_blind: refuse) until {min_faces} of them read again"
+            if refuses else "frames are still judged by everything else")
     return (f"the running registration check is blind: of the last {seen} faces it had time for, {read} gave "
             f"readings it could use (it needs {min_faces} to judge), so a camera moved on its mount or "
-            "another camera's calibration would go unnoticed; frames are still judged by everything else. The "
+            f"another camera's calibration would go unnoticed; {then}. The "
             "check reads depth outlines of head and shoulders against the room: look at what stands right behind "
             "the visitors, then run edge-fas calibrate --check with a person in view")
 
@@ -180,9 +186,12 @@ def _yield_cpu() -> None:
 
 class RegistrationMonitor:
     def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 2, interval_s: float = 0.5,
-                 measure=None, state_file: str | os.PathLike | None = None):
+                 measure=None, state_file: str | os.PathLike | None = None, blind: str = "report"):
         if faces < 1 or not 1 <= min_faces <= faces:
             raise ValueError(f"registration monitor: min_faces {min_faces} must be within 1..faces ({faces})")
+        if blind not in BLIND_ACTIONS:
+            raise ValueError(f"registration monitor: blind {blind!r}: expected one of {', '.join(BLIND_ACTIONS)}")
+        self.blind_refuses = blind == "refuse"  # a blind check refuses every frame, not only says so
         self.limit_px = float(limit_px)
         self.faces = int(faces)
         self.min_faces = int(min_faces)
@@ -233,7 +242,7 @@ class RegistrationMonitor:
         if not c.monitor:
             return None
         return cls(c.monitor_limit_px, c.monitor_faces, c.monitor_min_faces, c.monitor_interval_s,
-                   state_file=c.monitor_state_file)
+                   state_file=c.monitor_state_file, blind=c.monitor_blind)
 
     # -- feeding ----------------------------------------------------------------------------------
     def new_face(self) -> None:
@@ -336,7 +345,7 @@ class RegistrationMonitor:
         blind = blind_counts(self._recent, self.min_faces)
         if (blind is None) != (self._blind is None):
             if blind is not None:
-                log.warning("registration monitor: %s", blind_text(*blind, self.min_faces))
+                log.warning("registration monitor: %s", blind_text(*blind, self.min_faces, self.blind_refuses))
             else:
                 log.info("registration monitor: reading faces again (%d of the last %d)", sum(self._recent),
                          len(self._recent))
@@ -355,7 +364,7 @@ class RegistrationMonitor:
     def blind(self) -> str | None:
         """Why the check cannot judge this camera's faces (see the module's doc), or None."""
         with self._lock:
-            return None if self._blind is None else blind_text(*self._blind, self.min_faces)
+            return None if self._blind is None else blind_text(*self._blind, self.min_faces, self.blind_refuses)
 
     def _keep(self, by_face: dict, face: int, shift: tuple[float, float]) -> None:
         """A face's reading into `by_face`, which keeps the last `faces` faces and the one being read."""
@@ -432,13 +441,15 @@ class RegistrationMonitor:
             faces = len(self._shifts) if by == "drift" else len(self._aparts)
             held = self._held
             fresh = self._fresh_faces() if held else 0  # (only then: this runs for every frame)
+            blind = self._blind if self.blind_refuses else None
         if error is not None:
             return [reason(D.PIPELINE_ERROR, error)]
         starved = self._starved(since)
         if starved:
             return [reason(D.PIPELINE_ERROR, starved)]
         if not refusing:
-            return []
+            return [] if blind is None else [reason(D.REGISTRATION_UNCHECKED,
+                                                    blind_text(*blind, self.min_faces, refuses=True))]
         release = (f"frames are judged again once {self.min_faces} faces that came after the refusal read within "
                    f"{RELEASE * self.limit:g} px")
         if held:  # the faces read right again, but not yet enough of them came after the refusal
@@ -468,7 +479,7 @@ class RegistrationMonitor:
                    "taken": self.taken, "unmeasurable": self.unmeasurable, "faces_seen": self.faces_seen,
                    "faces_read": self.faces_read, "blind": self._blind is not None}
             if self._blind is not None:
-                out["blind_detail"] = blind_text(*self._blind, self.min_faces)
+                out["blind_detail"] = blind_text(*self._blind, self.min_faces, self.blind_refuses)
             if self._state_file is not None:
                 out["restored_faces"] = len(self._restored)
                 out["state_file"] = str(self._state_file)
