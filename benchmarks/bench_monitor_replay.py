@@ -154,8 +154,10 @@ def replay_run(readings: list[dict], settings: dict):
 
     with _constants(APART=settings["apart"], MIN_SHARE=settings["min_share"], SEEN_PX=settings["seen_px"],
                     APART_MIN_FACES=settings.get("apart_min_faces", 1)):
+        # the logged readings are what the check read, at the logged width (a wider stream's are logged at its
+        # reference width already): replayed as they are
         m = RegistrationMonitor(settings["limit_px"], settings["faces"], settings["min_faces"],
-                                settings["interval_s"], measure=measure)
+                                settings["interval_s"], measure=measure, reference_view=False)
         face, first, drift, apart, blind = None, None, 0.0, 0.0, []
         for row in readings:
             if row["face"] != face:

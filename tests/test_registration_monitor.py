@@ -20,6 +20,7 @@ from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline.decision import reason_code
 from edge_fas.pipeline.guidance import OUT_OF_SERVICE, prompt
 from edge_fas.pipeline.registration_monitor import BLIND_FACES, BLIND_START, RegistrationMonitor
+from edge_fas.types import FrameSet
 
 
 def Reading(shift_px, matched_pixels=500, matched=0.5):
@@ -133,7 +134,8 @@ def test_the_fault_names_the_distance_the_limit_and_the_fix_and_the_kiosk_shows_
 
 
 def test_the_limit_scales_with_the_image_width():
-    m = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=Script([Reading((9.0, 0.0))] * 2))
+    m = RegistrationMonitor(limit_px=6.0, faces=1, min_faces=1, measure=Script([Reading((9.0, 0.0))] * 2),
+                            reference_view=False)  # the scripted readings are in the stream's own pixels
     m.new_face()
     for t in (0.0, 500.0):
         m.offer(Frames(t, rgb=np.zeros((720, 1280, 3), np.uint8)), (100, 100, 200, 220), synchronous=True)
@@ -240,6 +242,53 @@ def test_a_colour_stream_narrower_than_validated_is_warned_of_once(caplog):
     with caplog.at_level(logging.WARNING, logger="edge_fas.pipeline.registration_monitor"):
         wide.offer(Frames(0.0), (100, 100, 200, 220), synchronous=True)
     assert caplog.records == []
+
+
+def _wide_disc(depth_moved_px):
+    """A registered 1280x720 frame set: a bright disc (a face, radius 160 px) 0.5 m away on a dark wall 1 m away,
+    its depth outline `depth_moved_px` to the right of its colour edge."""
+    yy, xx = np.mgrid[0:720, 0:1280]
+    inside = (xx - 640) ** 2 + (yy - 360) ** 2 <= 160 ** 2
+    grey = np.where(inside, 200, 60).astype(np.uint8)
+    grey[350:356, 540:740] = 40  # texture inside the face
+    rgb = np.clip(np.repeat(grey[..., None], 3, 2) + np.random.default_rng(0).normal(0, 2, (720, 1280, 3)), 0, 255)
+    depth = np.where(np.roll(inside, depth_moved_px, axis=1), 500, 1000).astype(np.uint16)
+    return FrameSet(rgb=rgb.astype(np.uint8), depth=depth, depth_scale=0.001, registered=True,
+                    timestamps={"rgb": 0.0})
+
+
+@pytest.mark.parametrize("moved", [6, 80])
+def test_a_stream_wider_than_640_pixels_is_read_at_640_and_its_shift_given_in_its_own_pixels(moved):
+    """At 1280x720 the search (16, then 48 pixels) reaches half as far relative to the image as at the 640 pixels it
+    was chosen at: an 80 px misregistration (40 px at 640) lies past it when read natively."""
+    from edge_fas.calibration.check import measure_registration
+    from edge_fas.pipeline.registration_monitor import read_at_reference_width
+
+    frames, box = _wide_disc(moved), (440.0, 160.0, 840.0, 560.0)
+    widths = []
+
+    def measure(reg, b, overlay=False):
+        widths.append(reg.rgb.shape[1])
+        return measure_registration(reg, b, overlay=overlay)
+
+    r = read_at_reference_width(measure, frames, box)
+    assert widths == [640]
+    assert r.shift_px[0] == pytest.approx(-moved, abs=1.5) and abs(r.shift_px[1]) <= 1.5 and not r.at_search_edge
+    assert r.explains(0.5)
+    native = measure_registration(frames, box, overlay=False)
+    if moved == 80:  # read natively it reaches the edge of its search and reads a lower bound
+        assert native.at_search_edge and abs(native.shift_px[0]) < 60
+    else:
+        assert native.shift_px[0] == pytest.approx(-moved, abs=1.0)
+    # registered only around the face (the live pipeline's ROI): the region is scaled with the view
+    depth = np.zeros_like(frames.depth)
+    depth[120:600, 400:880] = frames.depth[120:600, 400:880]
+    roi = frames.replace(depth=depth, meta={"registration_roi": (400, 120, 880, 600)})
+    assert read_at_reference_width(measure, roi, box).shift_px == pytest.approx(r.shift_px, abs=0.5)
+    # a stream 640 pixels wide is read as it comes
+    narrow = frames.replace(rgb=frames.rgb[120:600, 320:960], depth=frames.depth[120:600, 320:960])
+    assert read_at_reference_width(measure, narrow, (120.0, 40.0, 520.0, 440.0)).shift_px == \
+        measure_registration(narrow, (120.0, 40.0, 520.0, 440.0), overlay=False).shift_px and widths[-1] == 640
 
 
 def test_faces_that_left_before_a_second_reading_do_not_make_it_blind():

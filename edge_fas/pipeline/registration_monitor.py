@@ -69,6 +69,7 @@ thread at the same camera times, so the same recording gives the same verdicts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -78,6 +79,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge_fas.calibration.check import measure_registration
@@ -175,6 +177,30 @@ def narrow_text(width: int) -> str | None:
             "run the colour stream at 640x480 or wider (camera.width, camera.height)")
 
 
+def read_at_reference_width(measure, reg, box):
+    """measure(reg, box) on a REFERENCE_WIDTH_PX-wide view of a wider stream (colour averaged, depth by nearest pixel:
+    no depth is made up between a face and the room), its shift given back in the stream's pixels. The check's
+    search, outline floors and limits were chosen at that width; read natively at 1280x720 its search reached half
+    as far, relative to the image (docs/deployment.md, "At 1280x720"). A stream that wide or narrower is read as is."""
+    width = reg.rgb.shape[1] if reg.rgb is not None else None
+    if width is None or width <= REFERENCE_WIDTH_PX or reg.depth is None:
+        return measure(reg, box, overlay=False)
+    s = REFERENCE_WIDTH_PX / width
+    h = max(1, round(reg.rgb.shape[0] * s))
+    size = (REFERENCE_WIDTH_PX, h)
+    meta = dict(reg.meta)
+    roi = meta.get("registration_roi")
+    if roi is not None:
+        meta["registration_roi"] = (int(np.floor(roi[0] * s)), int(np.floor(roi[1] * s)), int(np.ceil(roi[2] * s)),
+                                    int(np.ceil(roi[3] * s)))
+    small = reg.replace(rgb=cv2.resize(reg.rgb, size, interpolation=cv2.INTER_AREA),
+                        depth=cv2.resize(reg.depth, size, interpolation=cv2.INTER_NEAREST), ir=None, meta=meta)
+    r = measure(small, tuple(float(v) * s for v in box), overlay=False)
+    return dataclasses.replace(r, misalignment_px=r.misalignment_px / s, edge_distance_px=r.edge_distance_px / s,
+                               growth_px=r.growth_px / s,
+                               shift_px=(round(r.shift_px[0] / s, 2), round(r.shift_px[1] / s, 2)))
+
+
 def _yield_cpu() -> None:
     """Lower the calling thread's scheduling priority by NICE (Linux keeps a nice value per thread), so that where
     cores are short the camera and the decisions get them first and a reading waits; elsewhere nothing changes."""
@@ -186,12 +212,14 @@ def _yield_cpu() -> None:
 
 class RegistrationMonitor:
     def __init__(self, limit_px: float = 6.0, faces: int = 5, min_faces: int = 2, interval_s: float = 0.5,
-                 measure=None, state_file: str | os.PathLike | None = None, blind: str = "report"):
+                 measure=None, state_file: str | os.PathLike | None = None, blind: str = "report",
+                 reference_view: bool = True):
         if faces < 1 or not 1 <= min_faces <= faces:
             raise ValueError(f"registration monitor: min_faces {min_faces} must be within 1..faces ({faces})")
         if blind not in BLIND_ACTIONS:
             raise ValueError(f"registration monitor: blind {blind!r}: expected one of {', '.join(BLIND_ACTIONS)}")
         self.blind_refuses = blind == "refuse"  # a blind check refuses every frame, not only says so
+        self.reference_view = reference_view  # read wider streams at REFERENCE_WIDTH_PX (read_at_reference_width)
         self.limit_px = float(limit_px)
         self.faces = int(faces)
         self.min_faces = int(min_faces)
@@ -307,7 +335,9 @@ class RegistrationMonitor:
         x0, y0, x1, y1 = (float(v) for v in box)
         mx, my = BOX_MARGIN * (x1 - x0), BOX_MARGIN * (y1 - y0)
         try:
-            r = self._measure(reg, (x0 - mx, y0 - my, x1 + mx, y1 + my), overlay=False)
+            grown = (x0 - mx, y0 - my, x1 + mx, y1 + my)
+            r = (read_at_reference_width(self._measure, reg, grown) if self.reference_view
+                 else self._measure(reg, grown, overlay=False))
         except CalibrationError:  # no outline in view
             r = None
         except Exception as e:  # a bug must not switch the check off unseen
