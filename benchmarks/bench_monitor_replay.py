@@ -16,6 +16,10 @@ the first refusal, and for the true calibration each run's highest drift and far
 settings the replay refuses the same runs from the same takes as the pipeline did (`log` keeps the pipeline's,
 `replay` compares).
 
+A stream wider than 640 pixels (`--size 1280x720`) is read at 640 pixels wide (registration_monitor.
+read_at_reference_width), and its readings are logged as read: in pixels of that view, with its width. Logs written
+before that (native readings of the wider stream, with its width) replay as they were read too.
+
 The readings do not depend on the monitor's settings (it reads every `monitor_interval_s` of camera time whatever it
 decided), so a replay stands for a pipeline run except for that interval and for the frames' verdicts: what a setting
 lets through is bench_registration_monitor.py's to measure, on seeds the replay never saw. Synthetic rig only.
@@ -117,7 +121,7 @@ def _shipped() -> dict:
     c = load_config().calibration
     return {"limit_px": c.monitor_limit_px, "faces": c.monitor_faces, "min_faces": c.monitor_min_faces,
             "interval_s": c.monitor_interval_s, "apart": M.APART, "min_share": M.MIN_SHARE, "seen_px": M.SEEN_PX,
-            "apart_min_faces": M.APART_MIN_FACES}
+            "seen_share": M.SEEN_SHARE, "apart_min_faces": M.APART_MIN_FACES}
 
 
 @contextmanager
@@ -153,6 +157,7 @@ def replay_run(readings: list[dict], settings: dict):
                                  r["at_search_edge"])
 
     with _constants(APART=settings["apart"], MIN_SHARE=settings["min_share"], SEEN_PX=settings["seen_px"],
+                    SEEN_SHARE=settings.get("seen_share", 0.0),
                     APART_MIN_FACES=settings.get("apart_min_faces", 1)):
         # the logged readings are what the check read, at the logged width (a wider stream's are logged at its
         # reference width already): replayed as they are
@@ -201,6 +206,7 @@ def _load(files: list[str]) -> dict:
     for path in files:
         part = json.loads(Path(path).read_text())
         part["settings"].setdefault("apart_min_faces", 1)  # logs written before the setting: it was 1 (no floor)
+        part["settings"].setdefault("seen_share", 0.0)  # ... and before this one: no floor either
         if data["settings"] not in (None, part["settings"]):
             raise SystemExit(f"{path} was logged with other monitor settings ({part['settings']}) than "
                              f"{files[0]} ({data['settings']}); replay them apart")
@@ -215,7 +221,7 @@ def replay(args) -> int:
     logging.getLogger("edge_fas.pipeline.registration_monitor").setLevel(logging.ERROR)
     data = _load(args.files)
     settings = dict(data["settings"])
-    for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px", "apart_min_faces"):
+    for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px", "seen_share", "apart_min_faces"):
         if getattr(args, key) is not None:
             settings[key] = type(settings[key])(getattr(args, key))
     print(f"replay of {', '.join(args.files)} ({len(data['readings'])} readings) with {settings}")
@@ -286,6 +292,8 @@ def main(argv=None) -> int:
     rp.add_argument("--apart", type=float, help="the far-apart rule's factor on the limit (APART)")
     rp.add_argument("--min-share", dest="min_share", type=float, help="share of outline a reading explains (MIN_SHARE)")
     rp.add_argument("--seen-px", dest="seen_px", type=int, help="matched pixels a far-apart reading needs (SEEN_PX)")
+    rp.add_argument("--seen-share", dest="seen_share", type=float,
+                    help="share of its outline a far-apart reading explains at least (SEEN_SHARE)")
     rp.add_argument("--apart-min-faces", dest="apart_min_faces", type=int,
                     help="faces the far-apart rule needs at least, whatever --min-faces (APART_MIN_FACES)")
     rp.add_argument("--visitors", type=int, default=0,

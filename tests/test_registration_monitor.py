@@ -291,6 +291,19 @@ def test_a_stream_wider_than_640_pixels_is_read_at_640_and_its_shift_given_in_it
         measure_registration(narrow, (120.0, 40.0, 520.0, 440.0), overlay=False).shift_px and widths[-1] == 640
 
 
+def test_readings_that_explain_almost_none_of_their_outline_say_nothing_about_how_far_apart_it_lies():
+    """A face on a phone or a print: colour edges with no depth outline behind them, readings 10-60 px every way that
+    explain about 1% of the outline. They must not add up to a far-apart refusal of a right camera."""
+    angles = np.linspace(0, 2 * np.pi, 5, endpoint=False)
+    screen = [Reading((25.0 * np.cos(a), 25.0 * np.sin(a)), matched_pixels=250, matched=0.01) for a in angles
+              for _ in range(2)]
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(screen))
+    assert faces(m, angles) == [[]] * 5 and m.summary()["apart_px"] is None
+    knocked = [Reading(r.shift_px, matched_pixels=250, matched=0.03) for r in screen]  # a knock's readings explain more
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=3, measure=Script(knocked))
+    assert faces(m, angles)[-1] == ["registration_drift"]
+
+
 def test_faces_that_left_before_a_second_reading_do_not_make_it_blind():
     """Passers-by read once say nothing about the camera."""
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=2, measure=Script([CalibrationError("no border")] * 40))
