@@ -27,9 +27,8 @@ readings stop agreeing: few explain enough of the outline, and those that do poi
 stays small. With the baseline 60 mm off the check never refused on development seeds while paper masks passed the
 physics check on 42 of 90 frames. So each face is also summed up by how far apart its outlines read, whatever the
 direction: the median length of all its readings that matched SEEN_PX outline pixels and explained SEEN_SHARE of
-their outline (far less than MIN_SHARE). When, over
-at least `min_faces` faces and APART_MIN_FACES (3), the median of those lengths passes APART times the limit, the
-monitor refuses as well.
+their outline (far less than MIN_SHARE). When, over at least `min_faces` faces and APART_MIN_FACES (3), the median of
+those lengths passes APART times the limit, the monitor refuses as well.
 On development seeds 20-21 of six domains (the pipeline's own readings), that median over five faces stayed at 6 px
 or less (the limit) with the true calibrations; wrong ones of 25 mm or 2 degrees reached 12-25 px at their highest,
 knocks of 60 mm or 5-10 degrees 13-51 px. (Those figures were for the length of a face's per-axis median, the first
@@ -49,8 +48,8 @@ not have judged from them. Blindness is reported (`blind()`, `state()` on every 
 judged by everything else, and some right cameras of the synthetic rig were blind on up to 2% of a day's faces
 (docs/deployment.md). A site that would rather turn visitors away than judge them unchecked sets
 `calibration.monitor_blind: refuse`: while blind, every frame gets the fault `registration_unchecked` ("Out of
-service"), until faces read again (the readings go on while frames are refused). A check that fails for any other reason (a bug) is a `pipeline_error` on every frame, never a
-silent monitor.
+service"), until faces read again (the readings go on while frames are refused). A check that fails for any other
+reason (a bug) is a `pipeline_error` on every frame, never a silent monitor.
 
 With a `state_file` (calibration.monitor_state_file) the faces and the refusal outlive a restart: a camera pulled
 out and put back, a crash or a power cut would otherwise let the next `min_faces` faces be judged with a wrong
