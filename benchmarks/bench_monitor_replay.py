@@ -141,7 +141,8 @@ def _constants(**values):
 
 def replay_run(readings: list[dict], settings: dict):
     """One run's readings through a RegistrationMonitor: (take of the first refusal or None, highest drift, highest
-    far-apart median)."""
+    far-apart median, and the faces seen and read, whether it was blind as each face left, the takes refused at the
+    last reading taken in them)."""
     from edge_fas.calibration.check import RegistrationCheck
     from edge_fas.errors import CalibrationError
     from edge_fas.pipeline.registration_monitor import RegistrationMonitor
@@ -163,7 +164,7 @@ def replay_run(readings: list[dict], settings: dict):
         # reference width already): replayed as they are
         m = RegistrationMonitor(settings["limit_px"], settings["faces"], settings["min_faces"],
                                 settings["interval_s"], measure=measure, reference_view=False)
-        face, first, drift, apart, blind = None, None, 0.0, 0.0, []
+        face, first, drift, apart, blind, refused = None, None, 0.0, 0.0, [], {}
         for row in readings:
             if row["face"] != face:
                 face = row["face"]
@@ -175,13 +176,15 @@ def replay_run(readings: list[dict], settings: dict):
             s = m.summary()
             drift = max(drift, s["drift_px"] or 0.0)
             apart = max(apart, s["apart_px"] or 0.0)
-            if first is None and m.faults():
+            refused[row["take"]] = bool(m.faults())  # (the last reading of a take decides)
+            if first is None and refused[row["take"]]:
                 first = row["take"]
         blind.append(m.blind() is not None)
         s = m.summary()
     if queue:
         raise SystemExit(f"{len(queue)} readings were not taken in replay: the interval differs from the log's")
-    return first, drift, apart, SimpleNamespace(seen=s["faces_seen"], read=s["faces_read"], blind=blind[1:])
+    return first, drift, apart, SimpleNamespace(seen=s["faces_seen"], read=s["faces_read"], blind=blind[1:],
+                                                refused=sorted(t for t, r in refused.items() if r), takes=len(refused))
 
 
 def visitors(readings: list[dict], n: int, rng) -> list[dict]:
@@ -243,7 +246,9 @@ def replay(args) -> int:
                 f"{np.median(takes) if takes else '-'} (median)")
         if name == "true":
             line += "; highest drift/apart per run: " + " ".join(
-                f"{r} {out[r][1]:.1f}/{out[r][2]:.1f}{' REFUSED' if out[r][0] is not None else ''}" for r in names)
+                f"{r} {out[r][1]:.1f}/{out[r][2]:.1f}" + (f" REFUSED on {len(out[r][3].refused)} of "
+                                                         f"{out[r][3].takes} takes" if out[r][0] is not None else "")
+                for r in names)
         else:
             line += "; never refused: " + (" ".join(r for r in names if out[r][0] is None) or "none")
         blind = [r for r in names if any(out[r][3].blind)]

@@ -212,11 +212,13 @@ def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constan
     first, drift, apart, faces = replay.replay_run(rows, shipped)
     assert first == 3 and drift == pytest.approx(8.0) and apart == pytest.approx(8.0)
     assert (faces.read, faces.seen, faces.blind) == (3, 3, [False] * 3)
+    assert (faces.refused, faces.takes) == ([3], 3)  # the takes refused (for how long a refusal lasted)
     assert replay.replay_run(rows, dict(shipped, limit_px=10.0))[0] is None
     assert replay.replay_run(rows, dict(shipped, min_faces=2))[0] == 2
     # readings that explain 2% of their outline count only for how far apart outlines lie (2 x the limit: 12 px)
     weak = [dict(r, reading=dict(r["reading"], matched=0.02)) for r in rows]
     assert replay.replay_run(weak, shipped)[0] is None
+    assert replay.replay_run(weak, dict(shipped, seen_share=0.03))[2] == 0.0  # ... when they explain SEEN_SHARE
     assert replay.replay_run(weak, dict(shipped, min_share=0.01))[0] == 3
     assert replay.replay_run(weak, dict(shipped, apart=1.0))[0] == 3
     assert (M.APART, M.MIN_SHARE, M.SEEN_PX) == constants  # put back after each replay
