@@ -559,7 +559,9 @@ def test_the_running_pipeline_measures_on_its_own_thread(rig_frames, detector):
     assert pipeline.wait(60)
     thread = pipeline.registration._thread
     pipeline.stop()
-    assert thread is not None and not thread.is_alive()
+    assert thread is not None
+    thread.join(30)  # stop() waits 2 s; a reading at the lowest priority on a loaded machine can take longer
+    assert not thread.is_alive()
     assert pipeline.registration.summary()["taken"] >= 1
 
 
