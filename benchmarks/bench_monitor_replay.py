@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_monitor_replay.py log --seeds 20,21 [--domains ...] [--hard] [--laps 1] \
         --out readings.json
     .venv/bin/python benchmarks/bench_monitor_replay.py replay readings.json... [--limit-px 6] [--faces 5] \
-        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3] [--visitors 500]
+        [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3] [--visitors 500] \
+        [--unread flat_face]
 
 Tuning the monitor (calibration.monitor) on bench_registration_monitor.py costs a pipeline run per camera, calibration
 and setting: 12 cameras x 8 calibrations take 15-20 minutes on two cores. Its rules, though, see only the readings:
@@ -15,6 +16,11 @@ constants APART, MIN_SHARE and SEEN_PX set for the replay) and prints, per calib
 the first refusal, and for the true calibration each run's highest drift and far-apart median. With the shipped
 settings the replay refuses the same runs from the same takes as the pipeline did (`log` keeps the pipeline's,
 `replay` compares).
+
+`log` reads every face, the ones the physics check found to be a flat sheet too (registration_monitor.UNREAD_FINDINGS
+is emptied for it), and logs each reading with the physics check's findings on that frame; `replay --unread CODES`
+leaves out the readings of frames with one of those findings, as the pipeline does with UNREAD_FINDINGS (it would
+read the next frame due instead, which a replay cannot). Logs written before findings were logged read every face.
 
 A stream wider than 640 pixels (`--size 1280x720`) is read at 640 pixels wide (registration_monitor.
 read_at_reference_width), and its readings are logged as read: in pixels of that view, with its width. Logs written
@@ -75,10 +81,8 @@ class Recorder:
 
 
 def log_readings(args) -> int:
-    from edge_fas.config import DetectorConfig, load_config
+    from edge_fas.config import DetectorConfig
     from edge_fas.face import FaceDetector
-    from edge_fas.pipeline import Pipeline
-    from edge_fas.pipeline.decision import reason_code
     from edge_fas.runtime import load_runtime
 
     runtime = load_runtime(args.model, kind=args.runtime)
@@ -86,6 +90,17 @@ def log_readings(args) -> int:
     detector = FaceDetector(min_score=d.min_score, zoom_search=d.zoom_search)
     rows: list[dict] = []
     pipeline_first: dict[str, int | None] = {}  # "calibration run" -> take of the pipeline's first refusal
+    with _constants(UNREAD_FINDINGS=frozenset()):  # every face read; `replay --unread` leaves some out
+        _log_runs(args, runtime, detector, rows, pipeline_first)
+    print(f"{len(rows)} readings in {args.out}")
+    return 0
+
+
+def _log_runs(args, runtime, detector, rows: list, pipeline_first: dict) -> None:
+    from edge_fas.config import load_config
+    from edge_fas.pipeline import Pipeline
+    from edge_fas.pipeline.decision import reason_code
+
     for domain in args.domains.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             run, t0 = f"{domain}/{seed}", time.monotonic()
@@ -97,9 +112,10 @@ def log_readings(args) -> int:
                 monitor = pipeline.registration
                 if monitor is None:
                     raise SystemExit("calibration.monitor is off in the default config; nothing to log")
-                where = {"run": run, "calibration": name, "take": None, "species": None}
+                where = {"run": run, "calibration": name, "take": None, "species": None, "findings": []}
                 recorder = Recorder(monitor._measure, rows, where)
                 monitor._measure, monitor.new_face = recorder, recorder.new_face(monitor.new_face)
+                monitor.offer = _noting_findings(monitor.offer, where)
                 first = None
                 for f in frames:
                     where.update(take=f.meta["take"], species=f.truth.species)
@@ -110,8 +126,14 @@ def log_readings(args) -> int:
             print(f"{run}: {time.monotonic() - t0:.0f} s", flush=True)
             Path(args.out).write_text(json.dumps({"settings": _shipped(), "readings": rows,
                                                   "pipeline_first_refusal": pipeline_first}))
-    print(f"{len(rows)} readings in {args.out}")
-    return 0
+
+
+def _noting_findings(offer, where: dict):
+    """The monitor's offer, noting the physics check's findings on the frame for the reading it may take."""
+    def noted(reg, box, synchronous=False, findings=()):
+        where["findings"] = sorted(findings)
+        return offer(reg, box, synchronous=synchronous, findings=findings)
+    return noted
 
 
 def _shipped() -> dict:
@@ -121,7 +143,7 @@ def _shipped() -> dict:
     c = load_config().calibration
     return {"limit_px": c.monitor_limit_px, "faces": c.monitor_faces, "min_faces": c.monitor_min_faces,
             "interval_s": c.monitor_interval_s, "apart": M.APART, "min_share": M.MIN_SHARE, "seen_px": M.SEEN_PX,
-            "seen_share": M.SEEN_SHARE, "apart_min_faces": M.APART_MIN_FACES}
+            "seen_share": M.SEEN_SHARE, "apart_min_faces": M.APART_MIN_FACES, "unread": []}
 
 
 @contextmanager
@@ -210,6 +232,7 @@ def _load(files: list[str]) -> dict:
         part = json.loads(Path(path).read_text())
         part["settings"].setdefault("apart_min_faces", 1)  # logs written before the setting: it was 1 (no floor)
         part["settings"].setdefault("seen_share", 0.0)  # ... and before this one: no floor either
+        part["settings"].setdefault("unread", [])  # ... and before findings were logged: every face read
         if data["settings"] not in (None, part["settings"]):
             raise SystemExit(f"{path} was logged with other monitor settings ({part['settings']}) than "
                              f"{files[0]} ({data['settings']}); replay them apart")
@@ -227,9 +250,17 @@ def replay(args) -> int:
     for key in ("limit_px", "faces", "min_faces", "apart", "min_share", "seen_px", "seen_share", "apart_min_faces"):
         if getattr(args, key) is not None:
             settings[key] = type(settings[key])(getattr(args, key))
+    if args.unread is not None:
+        settings["unread"] = sorted(c for c in args.unread.split(",") if c)
+        if settings["unread"] and any("findings" not in row for row in data["readings"]):
+            raise SystemExit("--unread: these logs were written before the physics check's findings were logged; "
+                             "log the seeds again")
     print(f"replay of {', '.join(args.files)} ({len(data['readings'])} readings) with {settings}")
+    unread = set(settings["unread"])
     runs = defaultdict(list)
     for row in data["readings"]:
+        if unread.intersection(row.get("findings", ())):
+            continue  # not read: the pipeline would read the next frame due, which was not logged
         runs[(row["calibration"], row["run"])].append(row)
     logged = data.get("pipeline_first_refusal", {})
     same, compared = 0, 0
@@ -301,6 +332,9 @@ def main(argv=None) -> int:
                     help="share of its outline a far-apart reading explains at least (SEEN_SHARE)")
     rp.add_argument("--apart-min-faces", dest="apart_min_faces", type=int,
                     help="faces the far-apart rule needs at least, whatever --min-faces (APART_MIN_FACES)")
+    rp.add_argument("--unread", help="leave out readings of frames with one of these physics findings (comma-"
+                                     "separated codes, e.g. flat_face; '' for none): registration_monitor."
+                                     "UNREAD_FINDINGS")
     rp.add_argument("--visitors", type=int, default=0,
                     help="also replay, per camera, this many faces drawn with replacement from its run (blindness)")
     rp.add_argument("--visitors-seed", dest="visitors_seed", type=int, default=0)

@@ -174,6 +174,23 @@ def test_a_face_on_a_screen_does_not_move_the_drift():
     assert faces(m, range(2))[-1] == ["registration_drift"]
 
 
+def test_a_face_the_physics_check_found_flat_is_not_read_and_the_next_frame_due_is():
+    """A print or a phone held up: the depth outline is the sheet's, the colour edges the picture's, so its readings
+    say nothing of the registration (a right camera was refused by them on fresh seeds). Not read, and not a face the
+    check failed to read either; other findings (a pupil not seen) are still read."""
+    script = Script([Reading((0.5, 0.0))] * 3)
+    m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
+    m.new_face()
+    for t in (0.0, 500.0, 1000.0):
+        m.offer(Frames(t), (100, 100, 200, 220), synchronous=True, findings=["flat_face"])
+    assert len(script.items) == 3 and m.summary()["taken"] == 0 and m.summary()["faces_seen"] == 0
+    m.offer(Frames(1033.0), (100, 100, 200, 220), synchronous=True, findings=["flat_face", "no_pupils_in_ir"])
+    m.offer(Frames(1066.0), (100, 100, 200, 220), synchronous=True, findings=["no_pupils_in_ir"])  # due: read
+    m.offer(Frames(1100.0), (100, 100, 200, 220), synchronous=True)  # within the interval: not read
+    m.offer(Frames(1566.0), (100, 100, 200, 220), synchronous=True)
+    assert len(script.items) == 1 and m.summary()["faces_read"] == 1
+
+
 def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_when_faces_read(caplog):
     """A camera whose views give readings under MIN_MATCHED_PX outline pixels (a wall right behind the visitors) leaves
     the drift rule nothing to judge: with a wrong calibration it would never refuse. That is reported, not refused:
@@ -535,6 +552,30 @@ def test_the_pipeline_refuses_a_camera_registered_a_centimetre_off_and_only_that
         assert summary["faces"] >= 3, summary  # a reading every 0.2 s: two or three per person, most measurable
         assert summary["drift_px"] < 4.0 and summary["apart_px"] < 4.0 and not refused
         assert verdicts[-1].verdict == "live"
+
+
+@pytest.mark.parametrize("unread", [True, False])
+def test_the_pipeline_does_not_read_a_print_the_physics_check_found_flat(detector, monkeypatch, unread):
+    """The pipeline offers the face after the physics check, with its findings: a print held up (found flat) is not
+    read, and not counted as a face the check failed to read. Without the rule the same frames are read."""
+    from edge_fas.drivers.synthetic import open_synthetic
+    from edge_fas.pipeline import Pipeline
+    from edge_fas.pipeline import registration_monitor as M
+    if not unread:
+        monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset())
+    config = load_config(overrides={"calibration.monitor_interval_s": 0.2, "decision.physics": "veto"})
+    with open_synthetic("print,domain=wmca,seed=0,take=0.5", config, realtime=False, max_frames=45) as cam:
+        frames = list(cam.frames())
+    pipeline = Pipeline(None, FixedRuntime(), config, detector=detector, no_drop=True)
+    verdicts = [pipeline.process(f)[1] for f in frames]
+    flat = sum("flat_face" in map(reason_code, v.reasons) for v in verdicts)
+    with_face = sum("no_face" not in map(reason_code, v.reasons) for v in verdicts)
+    assert flat == with_face >= 30, f"the physics check found {flat} of the {with_face} print frames with a face flat"
+    summary = pipeline.registration.summary()
+    if unread:
+        assert summary["taken"] == 0 and summary["faces_seen"] == 0, summary
+    else:
+        assert summary["taken"] >= 5, summary
 
 
 def test_the_running_pipeline_measures_on_its_own_thread(rig_frames, detector):

@@ -501,8 +501,6 @@ class Pipeline:
             # a face whose distance jumps is someone (or something) else in the same place (tracker module)
             p.changed = self.tracker.moved(face_distance_m(reg.depth_m(), p.box), frames.timestamp_ms) or p.changed
 
-        if self.registration is not None:
-            p.faults += self._registration_faults(reg, p.box, box_changed)
         if p.box is None:
             p.faults.append(reason(D.NO_FACE))
         elif reg is not None:
@@ -527,6 +525,9 @@ class Pipeline:
                 except Exception as e:  # a bug in a check must not let a frame through unchecked
                     p.faults.append(reason(D.PIPELINE_ERROR, f"physics check failed: {e!r}"))
                 lap("physics")
+        if self.registration is not None:  # after the physics check: a flat sheet's outline is not read
+            findings = () if p.physics is None else [D.reason_code(r) for r in p.physics.findings]
+            p.faults += self._registration_faults(reg, p.box, box_changed, findings)
         return p
 
     def judge(self, p: "_Prepared") -> Verdict:
@@ -570,14 +571,15 @@ class Pipeline:
         verdict.latency_ms = p.latency
         return verdict
 
-    def _registration_faults(self, reg: FrameSet | None, box, changed: bool) -> list[str]:
-        """Offer the face to the running registration check (its own thread while the pipeline runs live; here,
-        in order, for replays judged frame by frame and direct process() calls) and take its verdict."""
+    def _registration_faults(self, reg: FrameSet | None, box, changed: bool, findings=()) -> list[str]:
+        """Offer the face, with the physics check's findings on it, to the running registration check (its own thread
+        while the pipeline runs live; here, in order, for replays judged frame by frame and direct process() calls)
+        and take its verdict."""
         try:
             if changed:
                 self.registration.new_face()
             if reg is not None and box is not None:
-                self.registration.offer(reg, box, synchronous=self.no_drop or not self._threads)
+                self.registration.offer(reg, box, synchronous=self.no_drop or not self._threads, findings=findings)
             return self.registration.faults()
         except Exception as e:  # the monitor failing must not let frames through unchecked
             return [reason(D.PIPELINE_ERROR, f"registration monitor failed: {e!r}")]
