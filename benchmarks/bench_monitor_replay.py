@@ -206,7 +206,10 @@ def replay_run(readings: list[dict], settings: dict):
     if queue:
         raise SystemExit(f"{len(queue)} readings were not taken in replay: the interval differs from the log's")
     return first, drift, apart, SimpleNamespace(seen=s["faces_seen"], read=s["faces_read"], blind=blind[1:],
-                                                refused=sorted(t for t, r in refused.items() if r), takes=len(refused))
+                                                refused=sorted(t for t, r in refused.items() if r), takes=len(refused),
+                                                judged_after=[t for t, r in refused.items()
+                                                              if first is not None and t > first and not r],
+                                                after=sum(1 for t in refused if first is not None and t > first))
 
 
 def visitors(readings: list[dict], n: int, rng) -> list[dict]:
@@ -282,6 +285,11 @@ def replay(args) -> int:
                 for r in names)
         else:
             line += "; never refused: " + (" ".join(r for r in names if out[r][0] is None) or "none")
+            # released again: takes after the first refusal judged at their last reading (a wrong calibration let back)
+            after = sum(out[r][3].after for r in names)
+            line += (f"; judged again on {sum(len(out[r][3].judged_after) for r in names)} of {after} takes after a "
+                     "first refusal: " + (" ".join(f"{r} {len(out[r][3].judged_after)}" for r in names
+                                                   if out[r][3].judged_after) or "none"))
         blind = [r for r in names if any(out[r][3].blind)]
         line += (f"; faces read/seen per run: " + " ".join(f"{r} {out[r][3].read}/{out[r][3].seen}" for r in names)
                  + f"; blind at some face: {' '.join(blind) or 'none'}")

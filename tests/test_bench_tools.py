@@ -195,6 +195,32 @@ def test_the_system_audit_counts_takes_that_got_through_and_frames_live():
     assert lines[3].endswith("| flat_face 3, face_dark_in_ir 2, gathering_evidence 1 | Not verified 3, Hold still 1 |")
 
 
+def test_the_monitor_replay_leaves_out_the_readings_of_faces_found_flat_when_asked(tmp_path, capsys):
+    import json
+
+    import bench_monitor_replay as replay
+
+    def reading(face, t_ms, shift, findings):
+        return {"run": "surf/0", "calibration": "true", "take": face, "species": "bona_fide", "face": face,
+                "t_ms": t_ms, "width": 640, "findings": findings,
+                "reading": {"shift_px": list(shift), "matched_pixels": 500, "matched": 0.5, "at_search_edge": False}}
+    # a right camera: two faces read right, two prints between them read 20 px off
+    rows = [reading(face, 10_000.0 * face + 500.0 * i, (20.0, 0.0) if face % 2 else (1.0, 0.0),
+                    ["flat_face"] if face % 2 else []) for face in (1, 2, 3, 4) for i in range(2)]
+    log = tmp_path / "log.json"
+    settings = replay._shipped()
+    log.write_text(json.dumps({"settings": settings, "readings": rows}))
+    assert replay.main(["replay", str(log)]) == 0
+    assert "true           refused  1/1" in capsys.readouterr().out
+    assert replay.main(["replay", str(log), "--unread", "flat_face"]) == 0
+    assert "true           refused  0/1" in capsys.readouterr().out
+    for row in rows:
+        del row["findings"]
+    log.write_text(json.dumps({"settings": settings, "readings": rows}))
+    with pytest.raises(SystemExit, match="log the seeds again"):
+        replay.main(["replay", str(log), "--unread", "flat_face"])
+
+
 def test_the_monitor_replay_refuses_where_the_monitor_would_and_puts_its_constants_back():
     import bench_monitor_replay as replay
 
