@@ -174,10 +174,12 @@ def test_a_face_on_a_screen_does_not_move_the_drift():
     assert faces(m, range(2))[-1] == ["registration_drift"]
 
 
-def test_a_face_the_physics_check_found_flat_is_not_read_and_the_next_frame_due_is():
-    """A print or a phone held up: the depth outline is the sheet's, the colour edges the picture's, so its readings
-    say nothing of the registration (a right camera was refused by them on fresh seeds). Not read, and not a face the
-    check failed to read either; other findings (a pupil not seen) are still read."""
+def test_frames_with_a_finding_the_check_is_told_to_leave_are_not_read_and_the_next_frame_due_is(monkeypatch):
+    """UNREAD_FINDINGS (shipped empty: a print's sheet has a real outline, docs/deployment.md): a frame with one of
+    them is not read, nor counted as a face the check failed to read; other findings (a pupil not seen) are read."""
+    from edge_fas.pipeline import registration_monitor as M
+    assert M.UNREAD_FINDINGS == frozenset()  # faces found flat are read
+    monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset({"flat_face"}))
     script = Script([Reading((0.5, 0.0))] * 3)
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     m.new_face()
@@ -559,14 +561,14 @@ def test_the_pipeline_refuses_a_camera_registered_a_centimetre_off_and_only_that
 
 
 @pytest.mark.parametrize("unread", [True, False])
-def test_the_pipeline_does_not_read_a_print_the_physics_check_found_flat(detector, monkeypatch, unread):
-    """The pipeline offers the face after the physics check, with its findings: a print held up (found flat) is not
-    read, and not counted as a face the check failed to read. Without the rule the same frames are read."""
+def test_the_pipeline_offers_the_face_with_the_physics_check_s_findings(detector, monkeypatch, unread):
+    """The pipeline offers the face after the physics check, with its findings: told to leave faces found flat, it
+    reads none of a print held up; as shipped it reads them (a sheet's outline is real in depth and colour)."""
     from edge_fas.drivers.synthetic import open_synthetic
     from edge_fas.pipeline import Pipeline
     from edge_fas.pipeline import registration_monitor as M
-    if not unread:
-        monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset())
+    if unread:
+        monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset({"flat_face"}))
     config = load_config(overrides={"calibration.monitor_interval_s": 0.2, "decision.physics": "veto"})
     with open_synthetic("print,domain=wmca,seed=0,take=0.5", config, realtime=False, max_frames=45) as cam:
         frames = list(cam.frames())

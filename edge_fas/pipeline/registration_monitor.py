@@ -39,8 +39,8 @@ changes, not when the tracker tells a new person by look: a face per person refu
 seeds.)
 
 A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
-was read READINGS_PER_FACE times, nor a face the physics check found to be a flat sheet (UNREAD_FINDINGS: a print
-or a phone held up, whose outline is the sheet's; the pipeline offers faces after that check). A camera whose views rarely give a reading (readings under MIN_MATCHED_PX outline
+was read READINGS_PER_FACE times. Faces the physics check found flat (a print, a phone) are read: a sheet's outline is
+real in depth and colour (UNREAD_FINDINGS, empty, says why). A camera whose views rarely give a reading (readings under MIN_MATCHED_PX outline
 pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to judge, and that must not
 pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read READINGS_PER_FACE times,
 explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e. the drift rule could
@@ -118,11 +118,14 @@ APART = 2.0  # ... and the faces' median of that, in any direction, refuses past
 # their mean, and one right camera's single odd face (30 px apart, `padisi` 46) was a false alarm. The drift rule
 # refuses from min_faces (2): chosen on development seeds 20-21, measured on fresh seeds 52-53 (docs/deployment.md)
 APART_MIN_FACES = 3
-# A face the physics check found to be a flat sheet (a print, a phone or tablet held up) is not read: the depth outline
-# there is the sheet's edge and the colour edges are the picture's, so its readings say nothing of the registration
-# (with a right calibration they read 7-50 px off and refused a right camera: fresh seeds 68-69, rand_test 69). Nor is
-# it a face the check failed to read (blindness). The pipeline offers faces after the physics check, with its findings.
-UNREAD_FINDINGS = frozenset({D.FLAT_FACE})
+# Frames whose physics findings include one of these are not read (nor counted as faces the check failed to read); the
+# pipeline offers faces after the physics check, with its findings. None, measured: leaving out faces found flat (a
+# print, a phone held up) cleared a right camera that a phone's readings (7-50 px off) had refused on development
+# seeds, but a print's sheet has a real outline in depth and colour, read at its own distance: on fresh seeds 74-75 it
+# was the only drift evidence on some cameras, and leaving it out let another unit's file go unrefused on 2 more of 12
+# cameras and a 1 degree turn on 1 more (docs/deployment.md). Refusing a right camera fails closed; missing a wrong one
+# does not.
+UNREAD_FINDINGS: frozenset = frozenset()
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
 # the same priority raised the decisions' p95 latency from ~33 to ~57 ms, at 19 to ~41 ms (6 runs each, the demo).
