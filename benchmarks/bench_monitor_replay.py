@@ -4,7 +4,7 @@
         --out readings.json
     .venv/bin/python benchmarks/bench_monitor_replay.py replay readings.json... [--limit-px 6] [--faces 5] \
         [--min-faces 3] [--apart 2] [--min-share 0.03] [--seen-px 50] [--apart-min-faces 3] [--visitors 500] \
-        [--unread flat_face]
+        [--unread flat_face+face_dark_in_ir]
 
 Tuning the monitor (calibration.monitor) on bench_registration_monitor.py costs a pipeline run per camera, calibration
 and setting: 12 cameras x 8 calibrations take 15-20 minutes on two cores. Its rules, though, see only the readings:
@@ -18,8 +18,8 @@ settings the replay refuses the same runs from the same takes as the pipeline di
 `replay` compares).
 
 `log` reads every face, the ones the physics check found to be a flat sheet too (registration_monitor.UNREAD_FINDINGS
-is emptied for it), and logs each reading with the physics check's findings on that frame; `replay --unread CODES`
-leaves out the readings of frames with one of those findings, as the pipeline does with UNREAD_FINDINGS (it would
+is emptied for it), and logs each reading with the physics check's findings on that frame; `replay --unread GROUPS`
+leaves out the readings of frames with every finding of one group (`flat_face+face_dark_in_ir`), as the pipeline does with UNREAD_FINDINGS (it would
 read the next frame due instead, which a replay cannot). Logs written before findings were logged read every face.
 
 A stream wider than 640 pixels (`--size 1280x720`) is read at 640 pixels wide (registration_monitor.
@@ -90,7 +90,7 @@ def log_readings(args) -> int:
     detector = FaceDetector(min_score=d.min_score, zoom_search=d.zoom_search)
     rows: list[dict] = []
     pipeline_first: dict[str, int | None] = {}  # "calibration run" -> take of the pipeline's first refusal
-    with _constants(UNREAD_FINDINGS=frozenset()):  # every face read; `replay --unread` leaves some out
+    with _constants(UNREAD_FINDINGS=()):  # every face read; `replay --unread` leaves some out
         _log_runs(args, runtime, detector, rows, pipeline_first)
     print(f"{len(rows)} readings in {args.out}")
     return 0
@@ -254,15 +254,15 @@ def replay(args) -> int:
         if getattr(args, key) is not None:
             settings[key] = type(settings[key])(getattr(args, key))
     if args.unread is not None:
-        settings["unread"] = sorted(c for c in args.unread.split(",") if c)
+        settings["unread"] = sorted(g for g in args.unread.split(",") if g)
         if settings["unread"] and any("findings" not in row for row in data["readings"]):
             raise SystemExit("--unread: these logs were written before the physics check's findings were logged; "
                              "log the seeds again")
     print(f"replay of {', '.join(args.files)} ({len(data['readings'])} readings) with {settings}")
-    unread = set(settings["unread"])
+    unread = [set(group.split("+")) for group in settings["unread"]]
     runs = defaultdict(list)
     for row in data["readings"]:
-        if unread.intersection(row.get("findings", ())):
+        if any(group <= set(row.get("findings", ())) for group in unread):
             continue  # not read: the pipeline would read the next frame due, which was not logged
         runs[(row["calibration"], row["run"])].append(row)
     logged = data.get("pipeline_first_refusal", {})
@@ -340,8 +340,9 @@ def main(argv=None) -> int:
                     help="share of its outline a far-apart reading explains at least (SEEN_SHARE)")
     rp.add_argument("--apart-min-faces", dest="apart_min_faces", type=int,
                     help="faces the far-apart rule needs at least, whatever --min-faces (APART_MIN_FACES)")
-    rp.add_argument("--unread", help="leave out readings of frames with one of these physics findings (comma-"
-                                     "separated codes, e.g. flat_face; '' for none): registration_monitor."
+    rp.add_argument("--unread", help="leave out readings of frames with these physics findings: comma-separated "
+                                     "groups of codes joined by +, a frame left out when it has every code of a "
+                                     "group (flat_face+face_dark_in_ir: a screen; '' for none): registration_monitor."
                                      "UNREAD_FINDINGS")
     rp.add_argument("--visitors", type=int, default=0,
                     help="also replay, per camera, this many faces drawn with replacement from its run (blindness)")

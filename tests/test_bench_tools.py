@@ -214,6 +214,8 @@ def test_the_monitor_replay_leaves_out_the_readings_of_faces_found_flat_when_ask
     assert "true           refused  1/1" in capsys.readouterr().out
     assert replay.main(["replay", str(log), "--unread", "flat_face"]) == 0
     assert "true           refused  0/1" in capsys.readouterr().out
+    assert replay.main(["replay", str(log), "--unread", "flat_face+face_dark_in_ir"]) == 0  # a group: every code
+    assert "true           refused  1/1" in capsys.readouterr().out
     for row in rows:
         del row["findings"]
     log.write_text(json.dumps({"settings": settings, "readings": rows}))

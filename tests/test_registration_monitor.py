@@ -175,22 +175,22 @@ def test_a_face_on_a_screen_does_not_move_the_drift():
 
 
 def test_frames_with_a_finding_the_check_is_told_to_leave_are_not_read_and_the_next_frame_due_is(monkeypatch):
-    """UNREAD_FINDINGS (shipped empty: a print's sheet has a real outline, docs/deployment.md): a frame with one of
-    them is not read, nor counted as a face the check failed to read; other findings (a pupil not seen) are read."""
+    """UNREAD_FINDINGS (shipped empty: a print's sheet has a real outline, docs/deployment.md): a frame with every
+    code of one of its groups is not read, nor counted as a face the check failed to read; the next frame due is."""
     from edge_fas.pipeline import registration_monitor as M
-    assert M.UNREAD_FINDINGS == frozenset()  # faces found flat are read
-    monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset({"flat_face"}))
+    assert M.UNREAD_FINDINGS == ()  # faces found flat are read
+    monkeypatch.setattr(M, "UNREAD_FINDINGS", (frozenset({"flat_face", "face_dark_in_ir"}), frozenset({"x"})))
     script = Script([Reading((0.5, 0.0))] * 3)
     m = RegistrationMonitor(limit_px=5.0, faces=5, min_faces=1, measure=script)
     m.new_face()
-    for t in (0.0, 500.0, 1000.0):
-        m.offer(Frames(t), (100, 100, 200, 220), synchronous=True, findings=["flat_face"])
+    for t in (0.0, 500.0, 1000.0):  # a screen: flat and dark in near-IR
+        m.offer(Frames(t), (100, 100, 200, 220), synchronous=True, findings=["face_dark_in_ir", "flat_face"])
     assert len(script.items) == 3 and m.summary()["taken"] == 0 and m.summary()["faces_seen"] == 0
-    m.offer(Frames(1033.0), (100, 100, 200, 220), synchronous=True, findings=["flat_face", "no_pupils_in_ir"])
-    m.offer(Frames(1066.0), (100, 100, 200, 220), synchronous=True, findings=["no_pupils_in_ir"])  # due: read
-    m.offer(Frames(1100.0), (100, 100, 200, 220), synchronous=True)  # within the interval: not read
-    m.offer(Frames(1566.0), (100, 100, 200, 220), synchronous=True)
-    assert len(script.items) == 1 and m.summary()["faces_read"] == 1
+    m.offer(Frames(1033.0), (100, 100, 200, 220), synchronous=True, findings=["flat_face"])  # due, half a group: read
+    m.offer(Frames(1066.0), (100, 100, 200, 220), synchronous=True)  # within the interval: not read
+    m.offer(Frames(1533.0), (100, 100, 200, 220), synchronous=True, findings=["x", "no_pupils_in_ir"])  # left out
+    m.offer(Frames(1566.0), (100, 100, 200, 220), synchronous=True)  # due: read
+    assert len(script.items) == 1 and m.summary()["taken"] == 2 and m.summary()["faces_read"] == 1
 
 
 def test_a_check_that_can_read_almost_no_face_says_it_is_blind_and_sees_again_when_faces_read(caplog):
@@ -568,7 +568,7 @@ def test_the_pipeline_offers_the_face_with_the_physics_check_s_findings(detector
     from edge_fas.pipeline import Pipeline
     from edge_fas.pipeline import registration_monitor as M
     if unread:
-        monkeypatch.setattr(M, "UNREAD_FINDINGS", frozenset({"flat_face"}))
+        monkeypatch.setattr(M, "UNREAD_FINDINGS", (frozenset({"flat_face"}),))
     config = load_config(overrides={"calibration.monitor_interval_s": 0.2, "decision.physics": "veto"})
     with open_synthetic("print,domain=wmca,seed=0,take=0.5", config, realtime=False, max_frames=45) as cam:
         frames = list(cam.frames())

@@ -125,7 +125,7 @@ APART_MIN_FACES = 3
 # was the only drift evidence on some cameras, and leaving it out let another unit's file go unrefused on 2 more of 12
 # cameras and a 1 degree turn on 1 more (docs/deployment.md). Refusing a right camera fails closed; missing a wrong one
 # does not.
-UNREAD_FINDINGS: frozenset = frozenset()
+UNREAD_FINDINGS: tuple[frozenset, ...] = ()  # groups of codes: a frame with every code of a group is not read
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
 # the same priority raised the decisions' p95 latency from ~33 to ~57 ms, at 19 to ~41 ms (6 runs each, the demo).
@@ -300,10 +300,10 @@ class RegistrationMonitor:
         """A registered frame set with the tracked face's box: measured when `interval_s` of camera time has passed
         since the last one taken (the frame's own timestamp, so a replay samples the same frames every run), on the
         monitor's thread, or in this one when `synchronous`. findings: the physics check's reason codes for this
-        frame; a frame with one of UNREAD_FINDINGS is not read (the next frame due is)."""
+        frame; a frame with every code of one of UNREAD_FINDINGS' groups is not read (the next frame due is)."""
         if box is None or reg is None or not reg.registered or reg.rgb is None or reg.depth is None:
             return
-        if UNREAD_FINDINGS.intersection(findings):
+        if any(group <= set(findings) for group in UNREAD_FINDINGS):
             return
         self._width = int(reg.rgb.shape[1])
         if not self._narrow_said:  # said once, at the first frame
