@@ -25,7 +25,7 @@ depth edges red. `stream_skew_ms(frames)` is the spread of the streams' timestam
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -34,7 +34,8 @@ from edge_fas.calibration.registration import register_to_color
 from edge_fas.calibration.rig import RigCalibration
 from edge_fas.errors import CalibrationError
 
-__all__ = ["RegistrationCheck", "registration_check", "measure_registration", "steady_frames", "stream_skew_ms", "check_skew"]
+__all__ = ["RegistrationCheck", "registration_check", "measure_registration", "read_at_reference_width", "limit_px",
+           "REFERENCE_WIDTH_PX", "steady_frames", "stream_skew_ms", "check_skew"]
 
 DEPTH_STEP_M = 0.05  # a depth jump larger than this between neighbours is an object border
 DEPTH_STEP_REL = 0.1  # ... and larger than this fraction of the near side's depth
@@ -57,6 +58,11 @@ MIN_MATCHED_SHARE = 0.1
 # all). Only such views pay for the wider search; every other reading stays what it was.
 WIDE_SHIFT_PX = 48
 WIDE_STEP_PX = 4
+# Every pixel figure above (search reach, outline floors, the limits: calibration.max_reprojection_px and
+# monitor_limit_px) was chosen on colour this wide; a wider stream is read on a view this wide
+# (read_at_reference_width). Read natively at 1280x720 the same misregistration reads twice the pixels, the search
+# reaches half as far and right calibrations failed a 2 px limit more often (docs/deployment.md).
+REFERENCE_WIDTH_PX = 640
 
 
 def _crop_pad(reach: int) -> int:
@@ -209,10 +215,43 @@ def _fit_shift_and_growth(offsets: np.ndarray, nx: np.ndarray, ny: np.ndarray):
 
 def registration_check(frames, calibration: RigCalibration | None = None, box=None) -> RegistrationCheck:
     """Registration misalignment between colour and registered depth (see the module docstring), optionally only
-    from the depth outlines inside box = x0, y0, x1, y1."""
+    from the depth outlines inside box = x0, y0, x1, y1; a stream wider than REFERENCE_WIDTH_PX is read on a view
+    that wide, its figures given back in the stream's pixels (`limit_px` scales a limit to them)."""
     if frames.rgb is None or frames.depth is None:
         raise CalibrationError("registration check needs colour and depth in the same frame set")
-    return measure_registration(register_to_color(frames, calibration), box)
+    return read_at_reference_width(measure_registration, register_to_color(frames, calibration), box, overlay=True)
+
+
+def limit_px(limit: float, width: int) -> float:
+    """A limit in pixels of a REFERENCE_WIDTH_PX-wide image, in pixels of a stream `width` wide (no narrower than
+    the reference: a narrower stream is read natively, at its own pixels)."""
+    return limit * max(int(width), REFERENCE_WIDTH_PX) / REFERENCE_WIDTH_PX
+
+
+def read_at_reference_width(measure, reg, box=None, overlay: bool = False) -> RegistrationCheck:
+    """measure(reg, box, overlay) on a REFERENCE_WIDTH_PX-wide view of a wider stream (colour averaged, depth by
+    nearest pixel: no depth is made up between a face and the room), its shift given back in the stream's pixels
+    (and its overlay at the stream's size). The check's search, outline floors and limits were chosen at that width.
+    A stream that wide or narrower is read as is."""
+    width = reg.rgb.shape[1] if reg.rgb is not None else None
+    if width is None or width <= REFERENCE_WIDTH_PX or reg.depth is None:
+        return measure(reg, box, overlay=overlay)
+    s = REFERENCE_WIDTH_PX / width
+    h = max(1, round(reg.rgb.shape[0] * s))
+    size = (REFERENCE_WIDTH_PX, h)
+    meta = dict(reg.meta)
+    roi = meta.get("registration_roi")
+    if roi is not None:
+        meta["registration_roi"] = (int(np.floor(roi[0] * s)), int(np.floor(roi[1] * s)), int(np.ceil(roi[2] * s)),
+                                    int(np.ceil(roi[3] * s)))
+    small = reg.replace(rgb=cv2.resize(reg.rgb, size, interpolation=cv2.INTER_AREA),
+                        depth=cv2.resize(reg.depth, size, interpolation=cv2.INTER_NEAREST), ir=None, meta=meta)
+    r = measure(small, None if box is None else tuple(float(v) * s for v in box), overlay=overlay)
+    picture = None if r.overlay is None else cv2.resize(r.overlay, (reg.rgb.shape[1], reg.rgb.shape[0]),
+                                                         interpolation=cv2.INTER_NEAREST)
+    return replace(r, misalignment_px=r.misalignment_px / s, edge_distance_px=r.edge_distance_px / s,
+                   growth_px=r.growth_px / s, shift_px=(round(r.shift_px[0] / s, 2), round(r.shift_px[1] / s, 2)),
+                   overlay=picture)
 
 
 def _crop_window(shape, box, roi, pad: int = CROP_PAD_PX) -> tuple[int, int, int, int]:

@@ -78,8 +78,9 @@ class CameraConfig:
 class CalibrationConfig:
     file: str | None = opt(None, "rig calibration YAML (edge-fas calibrate) for a live camera's frames (a camera "
                                  "other than the one it names stops); empty: the camera's factory calibration")
-    max_reprojection_px: float = opt(2.0, "registration misalignment (pixels) above which `edge-fas calibrate --check` "
-                                          "fails", min=0)
+    max_reprojection_px: float = opt(2.0, "registration misalignment above which `edge-fas calibrate --check` fails, "
+                                          "in pixels of a 640-pixel-wide colour image (scaled with a wider stream's "
+                                          "width)", min=0)
     # the running check (edge_fas.pipeline.registration_monitor): a knocked camera, another unit's calibration
     monitor: bool = opt(True, "while running, measure the registration around the faces judged and refuse to judge "
                               "(registration_drift) while it is off by more than monitor_limit_px")

@@ -127,6 +127,21 @@ def test_the_check_reads_a_shift_and_not_an_outline_the_depth_camera_grew(case, 
     assert not r.at_search_edge
 
 
+def test_a_stream_wider_than_640_pixels_is_checked_on_a_640_view_against_a_limit_scaled_to_its_width():
+    """At 1280 pixels wide the same misregistration reads twice the pixels and the search reaches half as far: right
+    calibrations failed a 2 px limit that they passed at 640 (docs/deployment.md). So a wider stream is read on a
+    640-wide view, its shift given back in its own pixels, and the limit (pixels of a 640-wide image) scaled."""
+    from edge_fas.calibration.check import limit_px, registration_check
+    small = _disc_scene(lambda inside: np.where(np.roll(inside, 20, axis=1), 0.5, 1.0))
+    wide = small.replace(rgb=cv2.resize(small.rgb, (1280, 960), interpolation=cv2.INTER_LINEAR),
+                         depth=cv2.resize(small.depth, (1280, 960), interpolation=cv2.INTER_NEAREST))
+    r = registration_check(wide)  # 80 px at 1280: past the search natively, 40 px on the view
+    assert r.measurable and not r.at_search_edge, r
+    assert abs(r.shift_px[0] + 80.0) <= 3.0 and abs(r.shift_px[1]) <= 3.0, r.shift_px
+    assert r.overlay.shape == (960, 1280, 3)  # drawn on the view, shown at the stream's size
+    assert limit_px(2.0, 1280) == 4.0 and limit_px(2.0, 640) == 2.0 and limit_px(2.0, 320) == 2.0
+
+
 def test_outlines_farther_apart_than_the_first_search_reaches_are_read_by_a_wider_one():
     """A camera knocked hard puts the outlines 20-60 px apart. The search out to 16 px then ended at its edge and the
     fit explained too little: no reading at all, and the technician was told to fix the scene instead."""

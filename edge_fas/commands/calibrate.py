@@ -106,7 +106,7 @@ def _from_camera(spec, config, pattern, views, seconds):
 
 
 def _check(args, config) -> int:
-    from edge_fas.calibration.check import WIDE_SHIFT_PX, registration_check, steady_frames
+    from edge_fas.calibration.check import WIDE_SHIFT_PX, limit_px, registration_check, steady_frames
     from edge_fas.calibration.rig import RigCalibration
     from edge_fas.drivers import open_camera
     spec = args.camera or config.camera.spec
@@ -144,7 +144,12 @@ def _check(args, config) -> int:
           + (f"; AT LEAST that: the best match lay at the edge of the check's {WIDE_SHIFT_PX} px search, and the outlines may "
              "lie farther apart" if result.at_search_edge else "")
           + f". Overlay: {args.overlay} (colour edges green, registered-depth outlines red)")
-    return 0 if result.misalignment_px <= config.calibration.max_reprojection_px else 1
+    # the limit is in pixels of a 640-wide image; a wider stream is read on such a view (calibration.check)
+    limit = limit_px(config.calibration.max_reprojection_px, grabbed[0].rgb.shape[1])
+    verdict = "within" if result.misalignment_px <= limit else "ABOVE"
+    print(f"{verdict} the limit of {limit:g} px (calibration.max_reprojection_px "
+          f"{config.calibration.max_reprojection_px:g} px of a 640-pixel-wide image)")
+    return 0 if result.misalignment_px <= limit else 1
 
 
 def _apply(sessions, config) -> int:

@@ -71,7 +71,6 @@ thread at the same camera times, so the same recording gives the same verdicts.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -81,10 +80,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from edge_fas.calibration.check import measure_registration
+from edge_fas.calibration.check import REFERENCE_WIDTH_PX  # limit_px is in pixels of an image this wide
+from edge_fas.calibration.check import measure_registration, read_at_reference_width
 from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import reason
@@ -95,7 +94,6 @@ log = logging.getLogger(__name__)
 BOX_MARGIN = 0.3  # the face box grown by this share of its size on each side: the head's outline and the room
 READINGS_PER_FACE = 2  # a face read fewer times says nothing (one frame of a turning head, a hand passing)
 KEPT_PER_FACE = 20  # a face that stays is summed up by its latest readings
-REFERENCE_WIDTH_PX = 640  # limit_px is in pixels of an image this wide
 # A reading counts for the drift when its fit explains calibrate --check's MIN_MATCHED_PX outline pixels and this share
 # of them (RegistrationCheck.explains; calibrate --check asks the same 10%). It was 3%, for cameras misregistered by
 # 10 px or more on noisy depth (3-9% explained); since the far-apart rule reads those whatever they explain, a low
@@ -193,30 +191,6 @@ def narrow_text(width: int) -> str | None:
             f"is {width}: at 320x240 on the synthetic rig it refused 4 of 12 right cameras (the kiosk turns everyone "
             "away) and read too few faces on half of them (outlines too short, one pixel too coarse for its limit); "
             "run the colour stream at 640x480 or wider (camera.width, camera.height)")
-
-
-def read_at_reference_width(measure, reg, box):
-    """measure(reg, box) on a REFERENCE_WIDTH_PX-wide view of a wider stream (colour averaged, depth by nearest pixel:
-    no depth is made up between a face and the room), its shift given back in the stream's pixels. The check's
-    search, outline floors and limits were chosen at that width; read natively at 1280x720 its search reached half
-    as far, relative to the image (docs/deployment.md, "At 1280x720"). A stream that wide or narrower is read as is."""
-    width = reg.rgb.shape[1] if reg.rgb is not None else None
-    if width is None or width <= REFERENCE_WIDTH_PX or reg.depth is None:
-        return measure(reg, box, overlay=False)
-    s = REFERENCE_WIDTH_PX / width
-    h = max(1, round(reg.rgb.shape[0] * s))
-    size = (REFERENCE_WIDTH_PX, h)
-    meta = dict(reg.meta)
-    roi = meta.get("registration_roi")
-    if roi is not None:
-        meta["registration_roi"] = (int(np.floor(roi[0] * s)), int(np.floor(roi[1] * s)), int(np.ceil(roi[2] * s)),
-                                    int(np.ceil(roi[3] * s)))
-    small = reg.replace(rgb=cv2.resize(reg.rgb, size, interpolation=cv2.INTER_AREA),
-                        depth=cv2.resize(reg.depth, size, interpolation=cv2.INTER_NEAREST), ir=None, meta=meta)
-    r = measure(small, tuple(float(v) * s for v in box), overlay=False)
-    return dataclasses.replace(r, misalignment_px=r.misalignment_px / s, edge_distance_px=r.edge_distance_px / s,
-                               growth_px=r.growth_px / s,
-                               shift_px=(round(r.shift_px[0] / s, 2), round(r.shift_px[1] / s, 2)))
 
 
 def _yield_cpu() -> None:
