@@ -17,10 +17,10 @@ the first refusal, and for the true calibration each run's highest drift and far
 settings the replay refuses the same runs from the same takes as the pipeline did (`log` keeps the pipeline's,
 `replay` compares).
 
-`log` reads every face, the ones the physics check found to be a flat sheet too (registration_monitor.UNREAD_FINDINGS
-is emptied for it), and logs each reading with the physics check's findings on that frame; `replay --unread GROUPS`
-leaves out the readings of frames with every finding of one group (`flat_face+face_dark_in_ir`), as the pipeline does with UNREAD_FINDINGS (it would
-read the next frame due instead, which a replay cannot). Logs written before findings were logged read every face.
+`log` reads every face (registration_monitor.UNREAD_FINDINGS is emptied for it) and logs each reading with the physics
+check's findings on that frame; `replay --unread GROUPS` leaves out the readings of frames with every finding of one
+group (`flat_face+face_dark_in_ir`), as the pipeline does with UNREAD_FINDINGS (it would read the next frame due
+instead, which a replay cannot). Logs written before findings were logged read every face.
 
 A stream wider than 640 pixels (`--size 1280x720`) is read at 640 pixels wide (registration_monitor.
 read_at_reference_width), and its readings are logged as read: in pixels of that view, with its width. Logs written

@@ -43,7 +43,7 @@ def main() -> int:
                     "depth as `calibrate --check` does (default 5; 1: a single frame)")
     ap.add_argument("--limit", type=float, default=2.0, help="pass limit in px (calibration.max_reprojection_px)")
     ap.add_argument("--size", help="the camera's width x height, e.g. 1280x720 (default 640x480); a stream wider "
-                    "than 640 is read on a 640-wide view and the limit scaled with its width, as calibrate --check does")
+                    "than 640 is read on a 640-wide view and the limit scaled with its width (as calibrate --check)")
     ap.add_argument("--native", action="store_true", help="read a wider stream at its own pixels, against the limit "
                     "unscaled (how calibrate --check read it before 2026-12-04), for comparison")
     args = ap.parse_args()

@@ -525,7 +525,7 @@ class Pipeline:
                 except Exception as e:  # a bug in a check must not let a frame through unchecked
                     p.faults.append(reason(D.PIPELINE_ERROR, f"physics check failed: {e!r}"))
                 lap("physics")
-        if self.registration is not None:  # after the physics check: a flat sheet's outline is not read
+        if self.registration is not None:  # after the physics check, with its findings (UNREAD_FINDINGS)
             findings = () if p.physics is None else [D.reason_code(r) for r in p.physics.findings]
             p.faults += self._registration_faults(reg, p.box, box_changed, findings)
         return p

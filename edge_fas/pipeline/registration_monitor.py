@@ -38,16 +38,16 @@ in that; a camera turned 5 degrees was never refused so. With the median length,
 changes, not when the tracker tells a new person by look: a face per person refused a right camera on development
 seeds.)
 
-A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it
-was read READINGS_PER_FACE times. Faces the physics check found flat (a print, a phone) are read: a sheet's outline is
-real in depth and colour (UNREAD_FINDINGS, empty, says why). A camera whose views rarely give a reading (readings under MIN_MATCHED_PX outline
-pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to judge, and that must not
-pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read READINGS_PER_FACE times,
-explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e. the drift rule could
-not have judged from them. Blindness is reported (`blind()`, `state()` on every event, the summary, the status file,
-`edge-fas doctor`, the development window, a warning in the log) and by default not refused: the frames are still
-judged by everything else, and some right cameras of the synthetic rig were blind on up to 2% of a day's faces
-(docs/deployment.md). A site that would rather turn visitors away than judge them unchecked sets
+A view with no outline to measure counts for nothing: no reading, no fault; nor does a face that left before it was
+read READINGS_PER_FACE times. Faces the physics check found flat (a print, a phone) are read: a sheet's outline is real
+in depth and colour (UNREAD_FINDINGS, empty, says why). A camera whose views rarely give a reading (readings under
+MIN_MATCHED_PX outline pixels: a wall right behind the visitors, smooth or sparse depth) leaves the check unable to
+judge, and that must not pass unseen: the check is *blind* while, of the last BLIND_FACES faces it had time for (read
+READINGS_PER_FACE times, explained or not; from BLIND_START faces on), fewer than `min_faces` could be summed up, i.e.
+the drift rule could not have judged from them. Blindness is reported (`blind()`, `state()` on every event, the
+summary, the status file, `edge-fas doctor`, the development window, a warning in the log) and by default not refused:
+the frames are still judged by everything else, and some right cameras of the synthetic rig were blind on up to 2% of a
+day's faces (docs/deployment.md). A site that would rather turn visitors away than judge them unchecked sets
 `calibration.monitor_blind: refuse`: while blind, every frame gets the fault `registration_unchecked` ("Out of
 service"), until faces read again (the readings go on while frames are refused). A check that fails for any other
 reason (a bug) is a `pipeline_error` on every frame, never a silent monitor.
@@ -116,13 +116,14 @@ APART = 2.0  # ... and the faces' median of that, in any direction, refuses past
 # their mean, and one right camera's single odd face (30 px apart, `padisi` 46) was a false alarm. The drift rule
 # refuses from min_faces (2): chosen on development seeds 20-21, measured on fresh seeds 52-53 (docs/deployment.md)
 APART_MIN_FACES = 3
-# Frames whose physics findings include one of these are not read (nor counted as faces the check failed to read); the
-# pipeline offers faces after the physics check, with its findings. None, measured: leaving out faces found flat (a
-# print, a phone held up) cleared a right camera that a phone's readings (7-50 px off) had refused on development
-# seeds, but a print's sheet has a real outline in depth and colour, read at its own distance: on fresh seeds 74-75 it
-# was the only drift evidence on some cameras, and leaving it out let another unit's file go unrefused on 2 more of 12
-# cameras and a 1 degree turn on 1 more (docs/deployment.md). Refusing a right camera fails closed; missing a wrong one
-# does not.
+# Frames whose physics findings include every code of one of these groups are not read (nor counted as faces the check
+# failed to read); the pipeline offers faces after the physics check, with its findings. None, measured: leaving out
+# faces found flat (a print, a phone held up) cleared a right camera that a phone's readings (7-50 px off) had refused
+# on development seeds, but a print's sheet has a real outline in depth and colour, read at its own distance: on fresh
+# seeds 74-75 it was the only drift evidence on some cameras, and leaving it out let another unit's file go unrefused on
+# 2 more of 12 cameras and a 1 degree turn on 1 more (docs/deployment.md). Refusing a right camera fails closed; missing
+# a wrong one does not. Nor screens alone (flat and dark in near-IR): on 74-75 another unit's file went unrefused on 1
+# more camera.
 UNREAD_FINDINGS: tuple[frozenset, ...] = ()  # groups of codes: a frame with every code of a group is not read
 RELEASE = 0.5  # once refusing, faces must read within this share of the limit before frames are judged again
 # The monitor's thread runs this much lower in priority than the pipeline's (19: the lowest): on 2 cores a reading at
