@@ -82,8 +82,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fas.calibration.check import REFERENCE_WIDTH_PX  # limit_px is in pixels of an image this wide
-from edge_fas.calibration.check import measure_registration, read_at_reference_width
+from edge_fas.calibration.check import REFERENCE_WIDTH_PX, measure_registration, read_at_reference_width
 from edge_fas.errors import CalibrationError, ConfigError
 from edge_fas.pipeline import decision as D
 from edge_fas.pipeline.decision import reason
@@ -455,7 +454,8 @@ class RegistrationMonitor:
 
     @property
     def limit(self) -> float:
-        """limit_px at this image's width."""
+        """limit_px (pixels of a REFERENCE_WIDTH_PX-wide image) at this image's width, narrower ones too (they are read
+        natively, and warned of); calibration.check.limit_px, for calibrate --check, scales only wider streams."""
         return self.limit_px * (self._width or REFERENCE_WIDTH_PX) / REFERENCE_WIDTH_PX
 
     def faults(self) -> list[str]:
