@@ -277,3 +277,23 @@ def test_fine_tuning_keeps_the_models_input_normalisation_and_refuses_another(tm
     cfg["data"]["preprocess"] = {"ir_norm": "crop", "depth_norm": "plane_mm"}
     with pytest.raises(ConfigError, match=r"base/checkpoint.pt.*ir_norm is 'crop' in the config, 'face_log' in the model"):
         data_params(cfg, 64, parent)
+
+
+def test_time_budget_cuts_the_epochs_to_what_fits(tmp_path, capsys):
+    from edge_fas.training.loop import epochs_within_budget
+
+    # 100 s budget, first epoch 20 s, closing decision 5 s: 75 s left hold 3 more epochs
+    assert epochs_within_budget(100, 20, 5, 0, 10) == 4
+    assert epochs_within_budget(100, 20, 5, 0, 2) == 2  # never more than asked
+    assert epochs_within_budget(10, 20, 5, 3, 10) == 4  # over budget already: the epoch that ran
+    # a run whose budget its first epoch already spends stops there, and says so
+    cfg = write_cfg(tmp_path, tiny_config(tmp_path, epochs=3, schedule="cosine", time_budget_min=1e-4))
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [0]
+    assert [r["epochs"] for r in log if r["kind"] == "budget"] == [1]
+    assert "1 of 3 epochs fit" in capsys.readouterr().err
+    meta = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["meta"]
+    assert meta["training"]["epochs"] == 1 and meta["training"]["kept_epoch"] == 0
+    with pytest.raises(ConfigError, match="time_budget_min"):
+        train(load_train_config(write_cfg(tmp_path, tiny_config(tmp_path, time_budget_min=0))))

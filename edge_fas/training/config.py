@@ -34,7 +34,10 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             schedule: constant | cosine (per step from lr down to lr * min_lr_ratio, after warmup_epochs
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best),
-            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE}
+            target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE,
+            time_budget_min: null | minutes (a lease on a lent GPU, say: after this run's first epoch and its
+            validation, the run's epochs are cut to those that fit in the budget, the closing decision
+            included; the schedule then spans the cut count, recorded in the log and the checkpoint)}
     out: runs/NAME
 
 protocol_config turns a paper's protocol (edge_fas.data.protocols, which knows nothing of training)
@@ -71,7 +74,7 @@ DEFAULTS = {
               "init_from": None, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
-              "min_lr_ratio": 0.01, "keep": "last", "target": "eer"},
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None},
     "out": "runs/train",
 }
 SCHEDULES = ("constant", "cosine")
@@ -137,6 +140,10 @@ def check_config(cfg: dict) -> None:
     if not isinstance(cfg["train"]["quantization_aware"], bool):
         raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
     _check_consistency(cfg["train"])
+    budget = cfg["train"]["time_budget_min"]
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not math.isfinite(budget) or budget <= 0):
+        raise ConfigError(f"train.time_budget_min must be a number of minutes > 0, or null for no budget; got {budget!r}")
     _check_attack_mix(cfg)
     resolve_workers(cfg["train"]["workers"])
     data_params(cfg, 64)  # data.preprocess and data.augment_params

@@ -150,10 +150,11 @@ class _Epochs:
         max_steps = self.tc["max_steps_per_epoch"]
         self.steps = min(len(data.loader), int(max_steps)) if max_steps else len(data.loader)
         self.updates = -(-self.steps // self.accumulate)  # an epoch's last, shorter group also steps
+        self.total = int(self.tc["epochs"])  # the schedule's length; train.time_budget_min may cut it
 
     def lr(self, update: int) -> float:
         tc = self.tc
-        return lr_factor(tc["schedule"], update, int(tc["epochs"]) * self.updates, int(tc["warmup_epochs"]) * self.updates,
+        return lr_factor(tc["schedule"], update, self.total * self.updates, int(tc["warmup_epochs"]) * self.updates,
                          float(tc["min_lr_ratio"]))
 
     def run(self, epoch: int) -> dict:
@@ -197,7 +198,7 @@ class _Epochs:
             # a terminal gets one line redrawn every step; a log file (nohup, systemd, CI) a line every
             # log_every steps instead of thousands of carriage returns run together
             if self.main and tc["progress"] and (tty or step % int(tc["log_every"]) == 0 or step == self.steps - 1):
-                print(("\r" if tty else "") + f"epoch {epoch + 1}/{tc['epochs']} step {step + 1}/{self.steps} "
+                print(("\r" if tty else "") + f"epoch {epoch + 1}/{self.total} step {step + 1}/{self.steps} "
                       f"loss {terms['total']:.4f} {rate:.1f} samples/s", end="" if tty else "\n",
                       file=sys.stderr, flush=True)
         if self.main and tc["progress"] and tty:
@@ -205,6 +206,15 @@ class _Epochs:
         return {"train_loss": run_loss / max(self.steps, 1),
                 "samples_per_s": round(seen * world / max(time.perf_counter() - t0, 1e-9), 2),
                 "lr_factor": round(factor, 5)}
+
+
+def epochs_within_budget(budget_s: float, first_s: float, final_s: float, done: int, wanted: int) -> int:
+    """How many epochs a run may have in all when its first epoch (training and validation) took
+    `first_s` seconds of a `budget_s` budget, the closing decision on validation takes about `final_s`
+    and `done` epochs were finished before this run (resumed): the epochs that fit, at least the one
+    already run, at most `wanted`."""
+    more = int(max(budget_s - first_s - final_s, 0.0) // max(first_s, 1e-9))
+    return max(done + 1, min(wanted, done + 1 + more))
 
 
 def _better(val: dict, best: dict | None) -> bool:
@@ -262,10 +272,21 @@ def train(cfg: dict) -> dict:
         start_epoch, history, best = _resume(out / "resume.pt", model, optimisers, device)
     log = _Log(out / "log.jsonl" if main else None)
     epochs = _Epochs(cfg, model, optimisers, data, device, world, log, main)
-    for epoch in range(start_epoch, int(tc["epochs"])):
+    budget_s = float(tc["time_budget_min"]) * 60.0 if tc["time_budget_min"] is not None else None
+    t_run, epoch = time.perf_counter(), start_epoch
+    while epoch < epochs.total:
         rec = {"kind": "epoch", "epoch": epoch, **epochs.run(epoch)}
         # validation: threshold fixed here, on the source domains' validation split
+        t_val = time.perf_counter()
         val, _ = data.evaluate(model, data.val, data.domain_ids)
+        if budget_s is not None and epoch == start_epoch:  # a lease's length: cut the schedule to what fits
+            now = time.perf_counter()
+            epochs.total = epochs_within_budget(budget_s, now - t_run, now - t_val, start_epoch, int(tc["epochs"]))
+            log.write(kind="budget", epochs=epochs.total, budget_s=budget_s, first_epoch_s=round(now - t_run, 2))
+            if main and epochs.total < int(tc["epochs"]):
+                print(f"train.time_budget_min {tc['time_budget_min']}: the first epoch took {now - t_run:.0f} s, so "
+                      f"{epochs.total} of {tc['epochs']} epochs fit; the schedule now spans {epochs.total}",
+                      file=sys.stderr, flush=True)
         rec.update(val_eer=val["eer"], val_auc=val["auc"], val_threshold=val["threshold"])
         rec = {k: rec[k] for k in ("kind", "epoch", "train_loss", "samples_per_s", "val_eer", "val_auc",
                                    "val_threshold", "lr_factor")}
@@ -276,9 +297,10 @@ def train(cfg: dict) -> dict:
         log.write(**rec)
         if main:
             _save_resume(out / "resume.pt", model, optimisers, epoch, history, best)
+        epoch += 1
     if world > 1:
         distributed.check_replicas(model)
-    kept_epoch = int(tc["epochs"]) - 1
+    kept_epoch = epochs.total - 1
     if best is not None:  # train.keep: best
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"]
@@ -287,9 +309,9 @@ def train(cfg: dict) -> dict:
     if "extra_losses" in vars(model):
         del model.extra_losses  # back to the class's empty default
     result, record, n_val = _decide_and_test(cfg, model, params, data, device)
-    result.update(history=history, kept_epoch=kept_epoch)
+    result.update(history=history, kept_epoch=kept_epoch, epochs=epochs.total)
     if main:
-        meta = _checkpoint_meta(cfg, data, params, record, result, kept_epoch, n_val)
+        meta = _checkpoint_meta(cfg, data, params, record, result, kept_epoch, n_val, epochs.total)
         save_model(out / "checkpoint.pt", model.cpu(), **meta)
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
     log.close()
@@ -333,7 +355,7 @@ def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tu
 
 
 def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result: dict, kept_epoch: int,
-                     n_val: int) -> dict:
+                     n_val: int, n_epochs: int) -> dict:
     """What the checkpoint says about itself: the decision and the split it was fitted on, what it was
     trained and validated on, the preprocessing, the config."""
     d, tc, mc = cfg["data"], cfg["train"], cfg["model"]
@@ -351,7 +373,7 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
             "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
                          "quantization_aware": bool(tc["quantization_aware"]),
                          "quantization_consistency": float(tc["quantization_consistency"]),
-                         "model": mc["name"], "preset": mc["preset"], "epochs": int(tc["epochs"]),
+                         "model": mc["name"], "preset": mc["preset"], "epochs": n_epochs,
                          "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
                          "protocol": d.get("protocol"), "data": data.train.meta.get("data", "")},
             "validation": {"source": d["source"], "domains": vd, "split": "val", "samples": n_val, "seed": d["seed"],
@@ -360,4 +382,4 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
             "trained_on": {"source": d["source"], "domains": td, "split": "train", "samples": len(data.train),
                            "seed": d["seed"], "rig_size": d["rig_size"], "protocol": d.get("protocol"),
                            "data": data.train.meta.get("data", "")},
-            "preprocess": params.to_dict(), "epochs": int(tc["epochs"]), "train_config": cfg}
+            "preprocess": params.to_dict(), "epochs": n_epochs, "train_config": cfg}
