@@ -126,3 +126,24 @@ def test_model_precision_from_config_reaches_the_runtime(art):
         from_config(cfg)
     with pytest.raises(EdgeFasError, match="unknown runtime option.*'precison'"):
         load_runtime(art, kind="onnxruntime", device="cpu", precison="fp16")
+
+
+def test_auto_on_a_gpu_tries_pytorch_as_a_cuda_graph_before_eager(art, gpu_without_cuda_libraries, monkeypatch):
+    import dataclasses
+
+    from edge_fas import runtime
+    from edge_fas.artifact import Artifact, load_artifact
+
+    class WithCheckpoint(Artifact):  # as if exported with its checkpoint (the torch runtime's input)
+        checkpoint_path = property(lambda self: self.folder / "checkpoint.pt")
+
+    monkeypatch.setattr(runtime, "_has_tensorrt", lambda: False)
+    monkeypatch.setattr(runtime, "_torch_cuda", lambda: True)
+    plain = load_artifact(art)
+    with_checkpoint = WithCheckpoint(**{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)})
+    found = [(k, opts) for k, _, opts, _ in runtime._candidates("auto", with_checkpoint)]
+    torch_paths = [opts for k, opts in found if k == "torch"]
+    assert torch_paths == [{"cuda_graph_batch": 1}, {}]  # one face a call is replayed; eager if capture fails
+    assert found[-1] == ("onnxruntime", {})  # the CPU stays last
+    without = [k for k, _, _, _ in runtime._candidates("auto", load_artifact(art))]
+    assert "torch" not in without  # no checkpoint, no PyTorch path
