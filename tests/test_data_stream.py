@@ -291,3 +291,29 @@ def test_workers_end_when_the_training_process_is_killed(tmp_path):
     for p in left:
         os.kill(p, 9)
     assert not left, f"DataLoader workers {left} outlived the killed training process"
+
+
+def test_cache_build_stops_at_its_time_limit_and_says_what_trains_on_the_cache(tmp_path, capsys):
+    from edge_fas.commands.cache import _per_domain_prefix
+    from edge_fas.data.synthetic import synthetic_samples
+
+    two = SampleIndex([*synthetic_samples("cefa", "train", 4, width=64, height=48),
+                       *synthetic_samples("surf", "train", 4, width=64, height=48)], {"source": "synthetic"})
+    assert [_per_domain_prefix(two, n) for n in (0, 3, 4, 6, 8)] == [0, 0, 0, 2, 4]  # the second domain limits
+    assert _per_domain_prefix(SampleIndex(two.samples(), {"source": "datasets"}), 8) is None
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model: {name: mmfas, preset: edge, overrides: {input_size: 32, patch_size: 8, width: 24, heads: 2, "
+                   "enc_depth: 1, fusion_depth: 1, head_width: 24}}\n"
+                   "data: {train_domains: [cefa], per_domain: {train: 5, val: 3, test: 2}, rig_size: [160, 120]}\n")
+    args = ["cache", "build", "--config", str(cfg), "--set", f"data.cache_dir={tmp_path / 'cache'}", "--workers", "0",
+            "--quiet", "--splits", "train,val"]
+    assert cli_main(args + ["--time-limit", "1e-9"]) == 0  # past the limit after the first sample
+    out = capsys.readouterr().out
+    assert "1 samples, 0 already cached, 1 built" in out and "train: the first 1 of 5 samples (1 per domain)" in out
+    assert "--set 'data.per_domain={train: 1, val: 3, test: 2}'" in out and "val: not reached" in out
+    # the first decoding batch (8 samples) was finished whole: at least the prefix reported is there
+    written = len(list((tmp_path / "cache" / "crops").glob("*/*.npz")))
+    assert 1 <= written <= 5
+    assert cli_main(args) == 0  # the same command again goes on from there
+    assert f"8 samples, {written} already cached, {8 - written} built" in capsys.readouterr().out
+    assert cli_main(args + ["--time-limit", "0"]) == 2
