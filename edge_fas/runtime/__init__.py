@@ -118,8 +118,8 @@ def _candidates(device: str, art: Artifact) -> list[tuple[str, str, dict, str]]:
     if "CUDAExecutionProvider" in provs:
         out.append(("onnxruntime", dev, {"provider": "cuda"}, f"GPU {dev}: ONNX Runtime CUDA provider"))
     if art.checkpoint_path is not None and _torch_cuda():
-        # the live pipeline scores one face a call: eager PyTorch is launch-bound there (spoof_trace edge on an
-        # H200: 12.3 ms, ONNX Runtime on 16 CPU cores 4.8 ms), replaying a captured CUDA graph is not (1.3 ms)
+        # the live pipeline scores one face a call: eager PyTorch is launch-bound there (spoof_trace edge at 128 px
+        # on an H200: 12.3 ms, as slow as mmdg on 16 CPU cores), replaying a captured CUDA graph is not (1.3 ms)
         out.append(("torch", dev, {"cuda_graph_batch": 1}, f"GPU {dev}: PyTorch on CUDA, one face a call as a CUDA graph"))
         out.append(("torch", dev, {}, f"GPU {dev}: PyTorch on CUDA"))
     out.append((*cpu[:3], "every GPU path failed or is missing; " + cpu[3]))
