@@ -33,6 +33,7 @@ from edge_fas.score_calibration import ece, fit_calibration, nll
 DECISION_KEYS = ("calibration", "operating_point", "abstention", "maps")
 
 __all__ = ["choose", "evidence", "threshold_section", "evidence_table", "fit_decision_record", "decision_sections",
+           "refusal_warning", "REFUSES_MOST",
            "attach_to_artifact", "DECISION_KEYS", "SCALE"]
 
 SCALE = "calibrated P(attack)"
@@ -79,6 +80,28 @@ def threshold_section(operating_point: dict) -> dict:
     return {"value": float(operating_point["threshold"]),
             "split": f"{operating_point['target']} on the validation data: {operating_point['split']}",
             "scale": operating_point.get("scale", SCALE)}
+
+
+# the validation BPCER from which an operating point is called out wherever it is written or loaded: a
+# kiosk that fails closed on most people is safe and unusable, and whoever deploys it should know first
+REFUSES_MOST = 0.5
+
+
+def refusal_warning(operating_point: dict | None) -> str | None:
+    """A warning when the operating point judged most bona fide validation samples to be attacks (its own
+    evidence, recorded when it was chosen); None otherwise or without evidence."""
+    op = operating_point or {}
+    val = (op.get("evidence") or {}).get("validation") or {}
+    bpcer = val.get("bpcer") or {}
+    if bpcer.get("rate") is None or bpcer["rate"] < REFUSES_MOST:
+        return None
+    worst = val.get("apcer_max") or {}
+    setter = (f"; the attack species that sets the threshold is {worst['species']} (APCER {worst['rate']:.1%} there)"
+              if worst.get("species") and worst.get("rate") is not None else "")
+    return (f"operating point {op.get('target')} (threshold {float(op.get('threshold', float('nan'))):.4g}) judged "
+            f"{bpcer['rate']:.0%} of people attacks on its validation data ({bpcer.get('errors')} of {bpcer.get('n')}"
+            f" samples){setter}. A kiosk with it fails closed on most people: choose another operating point "
+            "knowingly (benchmarks/bench_operating_point.py --refit-into) or train a model that separates that species")
 
 
 def _pct(v) -> str:

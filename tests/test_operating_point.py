@@ -116,3 +116,25 @@ def test_eval_scores_the_bundled_demo_through_its_runtime(tmp_path):
     assert "onnxruntime" in doc["meta"]["scored_by"] and doc["meta"]["calibration"]["method"] == "isotonic"
     md = (out / "metrics.md").read_text()
     assert "95% interval" in md and "Score calibration" in md
+
+
+def test_an_operating_point_that_refuses_most_people_is_called_out_where_it_is_loaded(capsys):
+    from types import SimpleNamespace
+
+    from edge_fas.commands.run import _warn_if_it_refuses_most_people
+
+    def op(bpcer, threshold=0.0415):
+        return {"target": "apcer=0.05", "threshold": threshold,
+                "evidence": {"validation": {"bpcer": {"rate": bpcer, "errors": round(bpcer * 491), "n": 491},
+                                            "apcer_max": {"rate": 0.049, "species": "flexible_mask"}}}}
+
+    text = operating_point.refusal_warning(op(0.88))
+    assert "88% of people" in text and "432 of 491" in text and "flexible_mask (APCER 4.9% there)" in text
+    assert operating_point.refusal_warning(op(0.29)) is None  # the bundled model's 29%: not most people
+    assert operating_point.refusal_warning({"target": "eer", "threshold": 0.5}) is None  # no evidence recorded
+    assert operating_point.refusal_warning(None) is None
+    # `edge-fas run` says it when that operating point is the one in use, not when the config moved the threshold
+    _warn_if_it_refuses_most_people(SimpleNamespace(manifest={"operating_point": op(0.88)}), 0.0415)
+    assert "edge-fas run: warning: operating point apcer=0.05" in capsys.readouterr().err
+    _warn_if_it_refuses_most_people(SimpleNamespace(manifest={"operating_point": op(0.88)}), 0.3)
+    assert capsys.readouterr().err == ""

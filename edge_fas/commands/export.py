@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from edge_fas.errors import EdgeFasError
 from edge_fas.runtime.precision import GATE_FRAME_SETS, bound_note
 
@@ -88,6 +90,11 @@ def run(args) -> int:
     print(f"parity: {p['frame_sets']} frame sets, max |score diff| {p['max_abs_diff']['score']:.2e} "
           f"(limit {p['score_atol']:.0e})")
     print(f"threshold {art.threshold:.4f} (split: {m['threshold']['split']})")
+    from edge_fas.operating_point import refusal_warning
+
+    warning = refusal_warning(m.get("operating_point"))
+    if warning:
+        print(f"edge-fas export: warning: {warning}", file=sys.stderr)
     for name, g in (m.get("precision") or {}).items():
         if isinstance(g, dict):
             verdict = "passed" if g.get("passed") else ("FAILED, forced" if g.get("forced") else "FAILED: runtimes refuse it")

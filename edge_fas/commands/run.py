@@ -110,7 +110,22 @@ def build_pipeline(args, config):
             raise EdgeFasError(f"--paced plays session folders at their recorded speed; {spec} is not one "
                                "(.db3 and .oni recordings play as fast as they are read)")
         camera.realtime = True
-    return Pipeline(camera, runtime, config, max_frames=args.max_frames, no_drop=no_drop), runtime, spec
+    pipeline = Pipeline(camera, runtime, config, max_frames=args.max_frames, no_drop=no_drop)
+    _warn_if_it_refuses_most_people(artifact, pipeline.policy.threshold)
+    return pipeline, runtime, spec
+
+
+def _warn_if_it_refuses_most_people(artifact, threshold: float) -> None:
+    """The artifact's operating point, when it is the one in use, refused most people on its own validation."""
+    import math
+
+    from edge_fas.operating_point import refusal_warning
+
+    op = artifact.manifest.get("operating_point") or {}
+    if op.get("threshold") is not None and math.isclose(float(op["threshold"]), float(threshold), abs_tol=1e-9):
+        warning = refusal_warning(op)
+        if warning:
+            _warn(warning)
 
 
 def _human(s: dict) -> str:

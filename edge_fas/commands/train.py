@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import yaml
 
 HELP = "train a model from a YAML training config (configs/*.yaml) or a named protocol; runs under torchrun too"
@@ -105,6 +107,11 @@ def run(args) -> int:
     v = result["val"]
     print(f"wrote {cfg['out']}/checkpoint.pt; validation EER {v['eer']}, AUC {v['auc']}, "
           f"threshold {result['threshold']:.4f}")
+    from edge_fas.operating_point import refusal_warning
+
+    warning = refusal_warning(result.get("operating_point"))
+    if warning:
+        print(f"edge-fas train: warning: {warning}", file=sys.stderr)
     for name, t in result.get("tests", {}).items():
         print(f"test {name} at the validation threshold: HTER {t['hter']}, APCER max {t['apcer_max']}, "
               f"BPCER {t['bpcer']}, AUC {t['auc']} ({result['test_data'][name]})")

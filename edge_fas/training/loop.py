@@ -309,7 +309,7 @@ def train(cfg: dict) -> dict:
     if "extra_losses" in vars(model):
         del model.extra_losses  # back to the class's empty default
     result, record, n_val = _decide_and_test(cfg, model, params, data, device)
-    result.update(history=history, kept_epoch=kept_epoch, epochs=epochs.total)
+    result.update(history=history, kept_epoch=kept_epoch, epochs=epochs.total, operating_point=record["operating_point"])
     if main:
         meta = _checkpoint_meta(cfg, data, params, record, result, kept_epoch, n_val, epochs.total)
         save_model(out / "checkpoint.pt", model.cpu(), **meta)
