@@ -158,7 +158,7 @@ def test_gradient_accumulation_and_config_errors(tmp_path):
 def test_torchrun_two_gloo_processes(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["data"]["test_domains"] = []
-    cfg["train"]["device"] = "cpu"
+    cfg["train"].update(device="cpu", epochs=2, time_budget_min=1e-4)  # the processes agree to stop after one
     p = write_cfg(tmp_path, cfg)
     exe = Path(sys.executable).parent / "edge-fas"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -169,6 +169,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     # 8 samples / 2 processes / batch 4 -> one step per epoch on each process, logged once (rank 0)
     assert sum(r["kind"] == "step" for r in log) == 1
+    assert [r["epochs"] for r in log if r["kind"] == "budget"] == [1]
 
 
 def test_finetune_from_checkpoint_on_sessions(tmp_path):

@@ -281,10 +281,13 @@ def train(cfg: dict) -> dict:
         val, _ = data.evaluate(model, data.val, data.domain_ids)
         if budget_s is not None and epoch == start_epoch:  # a lease's length: cut the schedule to what fits
             now = time.perf_counter()
-            epochs.total = epochs_within_budget(budget_s, now - t_run, now - t_val, start_epoch, int(tc["epochs"]))
-            log.write(kind="budget", epochs=epochs.total, budget_s=budget_s, first_epoch_s=round(now - t_run, 2))
+            spent = {"first": now - t_run, "final": now - t_val}
+            if world > 1:  # every process must cut to the same count: they decide on the mean timings
+                spent = distributed.global_mean(spent, world, device)
+            epochs.total = epochs_within_budget(budget_s, spent["first"], spent["final"], start_epoch, int(tc["epochs"]))
+            log.write(kind="budget", epochs=epochs.total, budget_s=budget_s, first_epoch_s=round(spent["first"], 2))
             if main and epochs.total < int(tc["epochs"]):
-                print(f"train.time_budget_min {tc['time_budget_min']}: the first epoch took {now - t_run:.0f} s, so "
+                print(f"train.time_budget_min {tc['time_budget_min']}: the first epoch took {spent['first']:.0f} s, so "
                       f"{epochs.total} of {tc['epochs']} epochs fit; the schedule now spans {epochs.total}",
                       file=sys.stderr, flush=True)
         rec.update(val_eer=val["eer"], val_auc=val["auc"], val_threshold=val["threshold"])
