@@ -101,7 +101,8 @@ def refusal_warning(operating_point: dict | None) -> str | None:
     return (f"operating point {op.get('target')} (threshold {float(op.get('threshold', float('nan'))):.4g}) judged "
             f"{bpcer['rate']:.0%} of people attacks on its validation data ({bpcer.get('errors')} of {bpcer.get('n')}"
             f" samples){setter}. A kiosk with it fails closed on most people: choose another operating point "
-            "knowingly (benchmarks/bench_operating_point.py --refit-into) or train a model that separates that species")
+            "knowingly (benchmarks/bench_tradeoff.py shows what each lets through, bench_operating_point.py "
+            "--refit-into writes one) or train a model that separates that species")
 
 
 def _pct(v) -> str:

@@ -273,3 +273,28 @@ def test_bench_new_face_counts_changes_of_take_on_the_new_face_s_first_frame():
     s = summarise(rows)
     assert s["caught"] == {"look": 1} and s["missed"] == 1 and s["within"] == 1 and s["faces"] == 6
     assert s["bona fide live"] == "2/3 frames, 2/2 takes" and s["attack live"] == "1/4 frames, 1/2 takes"
+
+
+def test_tradeoff_chooses_on_one_set_and_reports_on_the_other(tmp_path, capsys):
+    import bench_tradeoff
+
+    def report(folder, data, scores, model="runs/m/artifact"):
+        folder.mkdir(parents=True)
+        lines = ["index,path,dataset,label,species,score,decision"]
+        lines += [f"{i},,d,{int(s != 'bona_fide')},{s},{v},0" for i, (s, v) in enumerate(scores)]
+        (folder / "scores.csv").write_text("\n".join(lines) + "\n")
+        (folder / "metrics.json").write_text(json.dumps({"meta": {"data": data, "model": model, "scored_by": "ort"}}))
+
+    people = [("bona_fide", v) for v in np.linspace(0.05, 0.45, 20)]
+    report(tmp_path / "val" / "seed3", "val 3", people + [("print", 0.9)] * 10 + [("flexible_mask", 0.3)] * 10)
+    report(tmp_path / "test" / "seed11", "test 11", people + [("print", 0.8)] * 10 + [("flexible_mask", 0.2)] * 10)
+    assert bench_tradeoff.main(["--choose", str(tmp_path / "val"), "--apply", str(tmp_path / "test"),
+                                "--targets", "bpcer=0.05"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split("|")
+    # chosen to reject about 5% of people, the threshold lies above 0.3: every silicone mask (0.2) passes, no print
+    assert row[1].strip() == "bpcer=0.05" and row[5].strip() == "100.0%" and row[6].strip() == "0.0%"
+    report(tmp_path / "other" / "seed11", "test 11", people, model="runs/n/artifact")
+    with pytest.raises(SystemExit, match="disagree on model"):
+        bench_tradeoff.main(["--choose", str(tmp_path / "val"), "--apply", str(tmp_path / "other")])
+    with pytest.raises(SystemExit, match="both sides"):
+        bench_tradeoff.main(["--choose", str(tmp_path / "val"), "--apply", str(tmp_path / "val")])
