@@ -9,7 +9,7 @@ STAMPS := .stamps
 
 # Debian packages: librealsense's USB backend, OpenNI2 with its Dummy device, what Qt's xcb and
 # offscreen platforms load, a virtual X server for screenshots, and shellcheck for jetson/*.sh.
-APT_PACKAGES := libusb-1.0-0 libopenni2-0 xvfb xauth libgl1 libegl1 libglib2.0-0 libdbus-1-3 \
+APT_PACKAGES := libusb-1.0-0 libopenni2-0 xvfb xauth libgl1 libegl1 libgles2 libglib2.0-0 libdbus-1-3 \
 	libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
 	shellcheck

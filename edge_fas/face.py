@@ -12,7 +12,7 @@ from importlib import resources
 
 import numpy as np
 
-from edge_fas.errors import ArtifactError
+from edge_fas.errors import ArtifactError, EdgeFasError
 
 FACE_MODEL_FILE = "face_detection_short_range.tflite"
 FACE_MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
@@ -162,8 +162,13 @@ class FaceDetector:
         self._first_call = True
         self.zoom_search = bool(zoom_search)
         self.zoom_min_score = min(1.0, min_score + ZOOM_SCORE_MARGIN)
-        with _quiet_native_logs():
-            self._detector = _MpFaceDetector.create_from_options(options)
+        try:
+            with _quiet_native_logs():
+                self._detector = _MpFaceDetector.create_from_options(options)
+        except OSError as e:  # its native library links the GL loaders, which headless images often lack
+            raise EdgeFasError(f"the face detector (mediapipe) cannot load its native library: {e}. It needs "
+                               "libEGL.so.1 and libGLESv2.so.2 even on the CPU: on Debian/Ubuntu install libegl1 "
+                               "and libgles2 (`make system-packages` does)") from e
         # close it before interpreter teardown: mediapipe's own __del__ fails once its modules are gone
         self._finalizer = weakref.finalize(self, _close_quietly, self._detector)
 

@@ -41,7 +41,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
   python3-venv python3-dev python3-pip build-essential cmake git \
   libopenblas-dev libjpeg-dev libusb-1.0-0-dev libudev-dev pkg-config \
-  python3-libnvinfer python3-libnvinfer-dev libgl1 libegl1 libxkbcommon-x11-0 \
+  python3-libnvinfer python3-libnvinfer-dev libgl1 libegl1 libgles2 libxkbcommon-x11-0 \
   libxcb-cursor0 unclutter
 
 # system-site-packages: the venv sees JetPack's tensorrt module (python3-libnvinfer)

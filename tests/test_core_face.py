@@ -135,3 +135,18 @@ def test_a_face_whole_in_one_window_wins_over_its_copy_cut_by_another():
     det._detect_once = lambda image: next(replies, [])
     found = det.detect(np.zeros((480, 640, 3), np.uint8))
     assert [d.box for d in found] == [(280, 100, 350, 160)]
+
+
+def test_a_detector_whose_native_library_cannot_load_names_the_debian_packages(monkeypatch):
+    # seen on a headless CUDA image: mediapipe's libmediapipe.so links libEGL.so.1 and libGLESv2.so.2
+    from mediapipe.tasks.python.vision import FaceDetector as MpFaceDetector
+
+    from edge_fas.errors import EdgeFasError
+    from edge_fas.face import FaceDetector
+
+    def missing_gl(options):
+        raise OSError("libEGL.so.1: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(MpFaceDetector, "create_from_options", staticmethod(missing_gl))
+    with pytest.raises(EdgeFasError, match=r"libEGL\.so\.1: cannot open.*install libegl1 and libgles2"):
+        FaceDetector()
