@@ -107,3 +107,25 @@ def test_tampered_onnx_refused_by_load_runtime(tiny, tmp_path):
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="model.onnx does not match"):
         load_runtime(copy, device="cpu")
+
+
+def test_a_cuda_graph_that_fails_leaves_the_same_model_running_eagerly(tiny, caplog):
+    # the graph path itself needs a GPU (tests/test_runtime_cuda.py); its failure handling does not
+    model, folder = tiny
+    rt = load_runtime(folder, kind="torch", device="cpu", model=model)
+    b = random_batch(32, 1, np.random.default_rng(3))
+    want = rt.infer(b).score
+    calls = []
+
+    def broken_replay(batch):
+        calls.append(1)
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    rt.graph_batch, rt._replay = 1, broken_replay
+    with caplog.at_level("WARNING"):
+        got = rt.infer(b).score
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert rt.graph_batch is None and "CUDA graph failed (RuntimeError" in rt.reason
+    assert "running eagerly from now on" in caplog.text
+    rt.infer(b)
+    assert len(calls) == 1  # not tried again on every frame

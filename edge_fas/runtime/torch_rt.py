@@ -4,12 +4,15 @@ captured CUDA graph for one fixed batch size on GPU (other batch sizes run eager
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 
 from edge_fas.artifact import Artifact
 from edge_fas.errors import ArtifactError, EdgeFasError
 from edge_fas.runtime.base import OUTPUT_ORDER, Runtime
+
+log = logging.getLogger(__name__)
 
 
 def load_model(artifact: Artifact):
@@ -85,19 +88,28 @@ class TorchRuntime(Runtime):
                                              self.names)
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self.torch
         if self.graph_batch and batch["rgb"].shape[0] == self.graph_batch:
-            if self.graph is None:
-                self._capture(model_inputs(torch, batch, self.dev, self.dtype))
-                # pinned host staging buffers: the per-call upload is then one async copy per input
-                self.pinned = {k: torch.empty(v.shape, dtype=v.dtype).pin_memory() for k, v in self.static_in.items()}
-            for k in ("rgb", "depth", "ir"):
-                self.pinned[k].copy_(torch.from_numpy(batch[k]))
-            self.pinned["present"].copy_(torch.from_numpy(batch["present"] > 0.5))
-            for k, v in self.static_in.items():
-                v.copy_(self.pinned[k], non_blocking=True)
-            self.graph.replay()
-            out = self.static_out
-        else:
-            out = self._eager(model_inputs(torch, batch, self.dev, self.dtype))
+            try:
+                return self._replay(batch)
+            except RuntimeError as e:  # the same model runs eagerly: slower, the same decisions
+                log.warning("CUDA graph failed (%s); running eagerly from now on", e)
+                self.graph_batch, self.graph = None, None
+                self.reason += f"; CUDA graph failed ({type(e).__name__}: {e}), eager since"
+        out = self._eager(model_inputs(self.torch, batch, self.dev, self.dtype))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def _replay(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The captured graph on this batch (captured on the first call of its size)."""
+        torch = self.torch
+        if self.graph is None:
+            self._capture(model_inputs(torch, batch, self.dev, self.dtype))
+            # pinned host staging buffers: the per-call upload is then one async copy per input
+            self.pinned = {k: torch.empty(v.shape, dtype=v.dtype).pin_memory() for k, v in self.static_in.items()}
+        for k in ("rgb", "depth", "ir"):
+            self.pinned[k].copy_(torch.from_numpy(batch[k]))
+        self.pinned["present"].copy_(torch.from_numpy(batch["present"] > 0.5))
+        for k, v in self.static_in.items():
+            v.copy_(self.pinned[k], non_blocking=True)
+        self.graph.replay()
+        out = self.static_out
         return {k: v.float().cpu().numpy() for k, v in out.items()}
