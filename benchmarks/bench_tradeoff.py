@@ -53,18 +53,17 @@ def check_comparable(choose_metas: list, apply_metas: list) -> None:
 
 
 def table(choose, apply, targets) -> str:
-    scores, labels, species = apply[:3]
-    attacks = sorted(set(species[labels == 1]))
+    """One row per target: the threshold chosen on `choose`, then edge_fas.metrics.evaluate's rates on both."""
+    attacks = sorted(set(apply[2][apply[1] == 1]))
     head = "| target (chosen on the first set) | threshold | BPCER there | BPCER here [95%] | " + " | ".join(attacks) + " |"
     lines = [head, "|" + "---|" * (4 + len(attacks))]
-    people = scores[labels == 0]
     for target in targets:
         thr = metrics.operating_threshold(choose[0], choose[1], target, species=choose[2])["threshold"]
-        chosen_bpcer = float(np.mean(choose[0][choose[1] == 0] >= thr))
-        errors = int(np.sum(people >= thr))
-        lo, hi, _ = metrics.binomial_interval(errors, len(people))
-        cells = [f"{np.mean(scores[species == s] < thr):.1%}" for s in attacks]
-        lines.append(f"| {target} | {thr:.4f} | {chosen_bpcer:.1%} | {errors / len(people):.1%} [{lo:.1%}, {hi:.1%}] | "
+        there = metrics.evaluate(*choose[:3], threshold=thr)
+        here = metrics.evaluate(*apply[:3], threshold=thr)
+        lo, hi = here["detail"]["bpcer"]["ci95"]
+        cells = [f"{here['apcer'][s]:.1%}" for s in attacks]
+        lines.append(f"| {target} | {thr:.4f} | {there['bpcer']:.1%} | {here['bpcer']:.1%} [{lo:.1%}, {hi:.1%}] | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 
