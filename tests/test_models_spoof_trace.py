@@ -131,6 +131,42 @@ def test_adversarial_loss_signs():
     assert ld.item() == pytest.approx(2 * (2 * 0.5625 + 2 * 0.0625))
 
 
+def _eq7_one_call_per_input(net, b, traces, present, pairs):
+    """Eq. 7 written the plain way, each discriminator called once per input (the reference for the batched one)."""
+    from models.spoof_trace import _ls
+
+    y, total = b["label"], 0.0
+    for i, m in enumerate(net.modalities):
+        x, t, p = b[m], traces[m].detach(), present[:, i]
+        total = total + _ls(net.disc_live[m](x - t), 1.0, p) + _ls(net.disc_live[m](x), 0.0, p * (y == 0).float())
+        total = total + _ls(net.disc_spoof[m](x), 0.0, p * (y == 1).float())
+        if pairs is not None:
+            li, sj = pairs
+            total = total + _ls(net.disc_spoof[m](x[li] + t[sj]), 1.0, p[li] * p[sj])
+    return total
+
+
+@pytest.mark.parametrize("labels", [(0, 1, 0, 1), (0, 0, 0, 0)])  # with synthesised spoofs, and with none
+def test_batched_discriminator_loss_is_eq7(labels):
+    """The discriminators score their inputs in one batch each: the same loss and gradients as one call per input."""
+    net = tiny(modalities=("rgb", "depth", "ir")).train()
+    b = {**make_batch(), "label": torch.tensor(labels)}
+    b["present"] = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 0], [0, 1, 1]], dtype=torch.bool)
+    out = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    pairs = net._pairs(b["label"])
+    assert (pairs is None) == (sum(labels) == 0)
+    traces, pres = out["_gen"]["traces"], out["_present"]
+    params = net.discriminator_parameters()
+    batched = net.discriminator_loss(b, traces, pres, pairs)
+    g_batched = torch.autograd.grad(batched, params)
+    reference = _eq7_one_call_per_input(net, b, traces, pres, pairs)
+    g_reference = torch.autograd.grad(reference, params)
+    assert batched.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert reference.item() > 0
+    for gb, gr in zip(g_batched, g_reference):
+        assert torch.allclose(gb, gr, rtol=1e-4, atol=1e-6)
+
+
 def test_intensity_penalises_live_traces_far_more():
     net = tiny(modalities=("rgb", "depth")).train()
     for m in net.modalities:
