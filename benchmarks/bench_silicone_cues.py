@@ -16,9 +16,14 @@ cuts them and measures, over the crop's central face region:
 - ir_spread: std of near-IR (the face's shading and texture; its level is normalised away);
 - depth_fine: std of depth minus its Gaussian blur (sigma 2 px): fine relief a softened mask loses;
 - depth_relief: 95th minus 5th percentile of depth (how far the nose stands out);
-- rgb_fine: std of colour lightness minus its blur (sigma 1.5 px).
+- rgb_fine: std of colour lightness minus its blur (sigma 1.5 px);
+- ir_colour_slope, ir_colour_corr: how near-IR follows colour over the face's features (brows, eyes, lips):
+  the regression slope and the correlation of band-passed near-IR (Gaussian sigma 1 minus sigma 4 px) on
+  band-passed log colour lightness. Skin's near-IR texture follows its colour in the rig; a silicone mask keeps
+  its pigment's colour features and only part of skin's near-IR texture, so its slope should be lower. Unlike
+  ir_fine, this is relative to the face's own contrast, which differs between people.
 
-It prints each measurement's AUC against bona fide (0.5: no cue; below 0.5: silicone lower), and the five
+It prints each measurement's AUC against bona fide (0.5: no cue; below 0.5: silicone lower), and all of them
 combined by a logistic regression fitted on one rig seed of the set and scored on the other (both ways,
 pooled), with APCER where BPCER is 5% and 95% bootstrap intervals. A network that scores below the
 combination on the same scenes is not extracting what is there to extract; nothing here says what a real
@@ -38,22 +43,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CUES = ("ir_fine", "ir_spread", "depth_fine", "depth_relief", "rgb_fine")
+CUES = ("ir_fine", "ir_spread", "depth_fine", "depth_relief", "rgb_fine", "ir_colour_slope", "ir_colour_corr")
 
 
-def cues(crop) -> dict:
-    """The measurements of one FaceCrop (model input: normalised rgb, depth and ir) over its central region."""
+def cues(crop, params) -> dict:
+    """The measurements of one FaceCrop (model input: normalised rgb, depth and ir) over its central region;
+    params: the PreprocessParams that normalised its colour (undone for the log lightness)."""
     s = crop.ir.shape[-1]
     c = slice(int(s * 0.25), int(s * 0.75))
     ir = crop.ir[0].astype(np.float32)
     depth = crop.depth[0].astype(np.float32)
     lum = crop.rgb.mean(0).astype(np.float32)
     fine = lambda a, sigma: (a - cv2.GaussianBlur(a, (0, 0), sigma))[c, c]  # noqa: E731
+    band = lambda a: (cv2.GaussianBlur(a, (0, 0), 1.0) - cv2.GaussianBlur(a, (0, 0), 4.0))[c, c].ravel()  # noqa: E731
     centre_depth = depth[c, c]
+    mean = np.asarray(params.rgb_mean, np.float32)[:, None, None]
+    std = np.asarray(params.rgb_std, np.float32)[:, None, None]
+    log_lum = np.log(np.clip((crop.rgb.astype(np.float32) * std + mean).mean(0), 1e-3, None))
+    ir_band, lum_band = band(ir), band(log_lum)
+    spread = float(ir_band.std() * lum_band.std())
     return {"ir_fine": float(fine(ir, 1.5).std()), "ir_spread": float(ir[c, c].std()),
             "depth_fine": float(fine(depth, 2.0).std()),
             "depth_relief": float(np.percentile(centre_depth, 95) - np.percentile(centre_depth, 5)),
-            "rgb_fine": float(fine(lum, 1.5).std())}
+            "rgb_fine": float(fine(lum, 1.5).std()),
+            "ir_colour_slope": float((ir_band * lum_band).sum() / max(float((lum_band ** 2).sum()), 1e-9)),
+            "ir_colour_corr": float(((ir_band - ir_band.mean()) * (lum_band - lum_band.mean())).mean() / spread)
+            if spread > 0 else 0.0}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2, steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,7 +105,7 @@ def read_set(name: str, per_domain: int, params) -> dict[str, tuple[np.ndarray, 
             src = ds.source(i)
             if src is None or src.ir is None or src.depth is None:
                 continue
-            c = cues(finish(src, params))
+            c = cues(finish(src, params), params)
             rows.append([c[k] for k in CUES])
             labels.append(int(sample.species == "flexible_mask"))
         out[seed] = (np.array(rows), np.array(labels))
@@ -123,7 +138,7 @@ def report(name: str, by_seed: dict, resamples: int = 1000) -> None:
     species = np.where(label == 1, "flexible_mask", "bona_fide")
     a, ap = species_auc(score, label, species)["flexible_mask"], apcer_at_bpcer(score, label, species)[1]["flexible_mask"]
     (alo, ahi), (plo, phi) = bootstrap(score, label, species, resamples)["flexible_mask"]
-    print(f"\nAll five, logistic regression fitted on one seed and scored on the other: AUC {a:.3f} [{alo:.3f}, "
+    print(f"\nAll {len(CUES)}, logistic regression fitted on one seed and scored on the other: AUC {a:.3f} [{alo:.3f}, "
           f"{ahi:.3f}], APCER at BPCER 5% {100 * ap:.1f}% [{100 * plo:.1f}, {100 * phi:.1f}]")
 
 

@@ -47,8 +47,10 @@ def test_the_silicone_cue_audit_measures_fine_relief_and_combines_held_out():
     import numpy as np
 
     import bench_silicone_cues as cues
+    import cv2
 
     from edge_fas.metrics import auc
+    from edge_fas.preprocess import PreprocessParams
     from edge_fas.types import FaceCrop
 
     rng = np.random.default_rng(0)
@@ -58,8 +60,20 @@ def test_the_silicone_cue_audit_measures_fine_relief_and_combines_held_out():
         depth = smooth + depth_noise * rng.standard_normal(smooth.shape).astype(np.float32)
         return FaceCrop(rgb=np.repeat(smooth, 3, 0), depth=depth, ir=smooth.copy(), present=np.ones(3, bool))
 
-    rough, soft = cues.cues(crop(0.2)), cues.cues(crop(0.0))
+    params = PreprocessParams(size=32)
+    rough, soft = cues.cues(crop(0.2), params), cues.cues(crop(0.0), params)
     assert rough["depth_fine"] > 10 * soft["depth_fine"] and soft["ir_fine"] < 1e-3  # a ramp has no fine detail
+    # near-IR that follows the face's colour features at full and at half strength: the slope halves
+    features = rng.standard_normal((32, 32)).astype(np.float32)
+    features = cv2.GaussianBlur(features, (0, 0), 1.5)[None]
+    lightness = 0.5 * np.exp(0.4 * features)
+    rgb = (np.repeat(lightness, 3, 0) - np.asarray(params.rgb_mean, np.float32)[:, None, None]) \
+        / np.asarray(params.rgb_std, np.float32)[:, None, None]
+    slopes = [cues.cues(FaceCrop(rgb=rgb, depth=smooth, ir=k * 0.4 * features, present=np.ones(3, bool)),
+                        params) for k in (1.0, 0.5)]
+    assert slopes[0]["ir_colour_slope"] == pytest.approx(1.0, rel=1e-3)
+    assert slopes[1]["ir_colour_slope"] == pytest.approx(0.5, rel=1e-3)
+    assert slopes[0]["ir_colour_corr"] == pytest.approx(1.0, abs=1e-4)
     # the held-out combination: separable data gives AUC near 1 and few attacks pass at BPCER 5%; measurements
     # that carry nothing about the label give chance on held-out samples
     x = rng.standard_normal((400, 3))
