@@ -40,10 +40,12 @@ __all__ = ["OpenNICamera", "open_openni", "list_devices", "find_redist"]
 NOMINAL_HFOV_DEG = 60.0  # Astra-class depth/colour field of view, used when the device does not report one
 _state = {"initialized": False, "redist": None}
 # Debian's libDummyDevice crashes (a background thread, later) once a stream or the device is destroyed;
-# Dummy streams are therefore only stopped and kept alive here until the process ends. The openni
-# package's own exit hook would still destroy them and call oniShutdown, which segfaults (exit code 139
-# after a clean run): `_skip_shutdown_with_dummy` stops it from doing that while Dummy objects are kept.
-_DUMMY_KEEPALIVE: list = []
+# Dummy streams are therefore only stopped and kept alive here until the process ends. So is a recording
+# whose player never delivered a frame: destroying that device segfaults now and then in oniDeviceClose
+# (about 1 in 20 closes of a Dummy recording here, more under load). The openni package's own exit hook
+# would still destroy them and call oniShutdown, which segfaults too (exit code 139 after a clean run):
+# `_skip_shutdown` stops it from doing that while such objects are kept.
+_KEPT_ALIVE: list = []
 # oniStreamReadFrame blocks until a frame comes, for ever when none does, so every read waits for a ready frame
 # first, in slices (a close() from another thread ends the wait). A recording plays as fast as it is read (speed
 # -1): a frame not ready within PLAYBACK_FRAME_TIMEOUT_S never comes (Debian's libOniFile plays no frame of a
@@ -53,11 +55,20 @@ WAIT_SLICE_S = 0.2
 RECORDER_CLOSE_TIMEOUT_S = 10.0  # how long close() waits for libOpenNI2 to destroy an .oni recorder
 
 
-def _skip_shutdown_with_dummy() -> None:
-    """At exit, after a Dummy device was used: leave libOpenNI2 loaded (the OS reclaims it) instead of
-    letting openni2.unload() destroy the Dummy objects and call oniShutdown, which crashes."""
-    if not _state.get("dummy_used"):
-        return  # real devices only: they were closed by close(); the package's normal shutdown runs
+def _keep_until_exit(*objects) -> None:
+    """Keep libOpenNI2 objects that crash when destroyed (module comment at _KEPT_ALIVE) until the process ends."""
+    if not _state.get("kept_alive"):
+        # registered after the openni package's own exit hook (imported earlier): runs before it
+        atexit.register(_skip_shutdown)
+        _state["kept_alive"] = True
+    _KEPT_ALIVE.extend(objects)
+
+
+def _skip_shutdown() -> None:
+    """At exit, after objects were kept alive: leave libOpenNI2 loaded (the OS reclaims it) instead of
+    letting openni2.unload() destroy them and call oniShutdown, which crashes."""
+    if not _state.get("kept_alive"):
+        return  # everything was closed by close(); the package's normal shutdown runs
     try:
         from openni import openni2
         openni2._openni2_initialized = False  # its atexit unload() then returns at once
@@ -161,6 +172,7 @@ class OpenNICamera(Camera):
         self.device = DeviceInfo(driver="replay" if self.playback else "openni", serial=uri or "")
         self._dev, self._streams, self._recorder, self.note = None, {}, None, ""
         self.recording_closed: bool | None = None  # after close() with record_to: did libOpenNI2 finish the file
+        self._player_stuck = False  # a recording that played no frame in time: its device is kept, not destroyed
 
     def open(self) -> "OpenNICamera":
         openni2 = _openni2()
@@ -172,10 +184,8 @@ class OpenNICamera(Camera):
                 self._dev.playback.set_speed(-1)  # as fast as read: every frame, in order
                 self._dev.playback.set_repeat_enabled(False)
             elif self.uri:
-                if self.uri.lower() == "dummy" and not _state.get("dummy_used"):
-                    # registered after the openni package's own exit hook (imported earlier): runs before it
-                    atexit.register(_skip_shutdown_with_dummy)
-                    _state["dummy_used"] = True
+                if self.uri.lower() == "dummy":
+                    _keep_until_exit()  # its objects will be kept: openni2's shutdown must not run
                 self._dev = openni2.Device(self.uri.encode())
             else:
                 uris = openni2.Device.enumerate_uris()
@@ -341,6 +351,7 @@ class OpenNICamera(Camera):
             if time.monotonic() < deadline:
                 continue
             if self.playback is not None:
+                self._player_stuck = True  # close() keeps this device instead of destroying it
                 raise CameraError(
                     f"recording {self.playback}: libOpenNI2 played no {name} frame within {limit:g} s (frame {n + 1} "
                     f"of the {count} it lists): the file is cut short, or this system's OpenNI2 cannot play it "
@@ -363,18 +374,18 @@ class OpenNICamera(Camera):
                 pass
         if self._recorder is not None:  # destroyed once no stream of ours delivers frames into it
             self._close_recorder()
-        dummy = self.playback is None and (self.uri or "").lower() == "dummy"
+        keep = self._player_stuck or (self.playback is None and (self.uri or "").lower() == "dummy")
         for s in self._streams.values():
             try:
-                if dummy:
-                    _DUMMY_KEEPALIVE.append(s)
+                if keep:
+                    _keep_until_exit(s)
                 else:
                     s.close()
             except Exception:
                 pass
         self._streams = {}
-        if self._dev is not None and dummy:
-            _DUMMY_KEEPALIVE.append(self._dev)
+        if self._dev is not None and keep:
+            _keep_until_exit(self._dev)
             self._dev = None
         if self._dev is not None:
             try:

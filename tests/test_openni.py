@@ -99,6 +99,27 @@ def test_an_oni_that_plays_no_frame_is_a_clear_error_not_a_hang(tmp_path):
     else:
         assert f"recording {path}: libOpenNI2 played no depth frame within 2 s" in run.stderr, run.stderr[-2000:]
         assert "edge-fas collect" in run.stderr and "Traceback" not in run.stderr
+        # destroying that stuck player segfaulted now and then in oniDeviceClose (exit -11 after the message
+        # above): close() keeps its device and streams until the process ends instead
+        kept = subprocess.run([sys.executable, "-c", PLAY_UNTIL_STUCK, str(path)], capture_output=True, text=True,
+                              timeout=60)
+        assert kept.returncode == 0, kept.stderr[-2000:]
+        assert kept.stdout.split() == ["stuck", "kept", "True"], kept.stdout
+
+
+PLAY_UNTIL_STUCK = """
+import sys
+from edge_fas.drivers import openni
+from edge_fas.errors import CameraError
+cam = openni.OpenNICamera(playback=sys.argv[1]).open()
+try:
+    for _ in cam.frames():
+        pass
+except CameraError:
+    print("stuck")
+cam.close()
+print("kept" if cam._dev is None and len(openni._KEPT_ALIVE) >= 2 else "closed", openni._state.get("kept_alive"))
+"""
 
 
 def test_a_recorder_that_never_closes_does_not_freeze_the_camera(tmp_path, monkeypatch, caplog):
