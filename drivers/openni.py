@@ -65,10 +65,8 @@ def _keep_until_exit(*objects) -> None:
 
 
 def _skip_shutdown() -> None:
-    """At exit, after objects were kept alive: leave libOpenNI2 loaded (the OS reclaims it) instead of
-    letting openni2.unload() destroy them and call oniShutdown, which crashes."""
-    if not _state.get("kept_alive"):
-        return  # everything was closed by close(); the package's normal shutdown runs
+    """At exit, after objects were kept alive (registered by _keep_until_exit only): leave libOpenNI2 loaded (the
+    OS reclaims it) instead of letting openni2.unload() destroy them and call oniShutdown, which crashes."""
     try:
         from openni import openni2
         openni2._openni2_initialized = False  # its atexit unload() then returns at once
