@@ -312,3 +312,30 @@ def test_tradeoff_chooses_on_one_set_and_reports_on_the_other(tmp_path, capsys):
         bench_tradeoff.main(["--choose", str(tmp_path / "val"), "--apply", str(tmp_path / "other")])
     with pytest.raises(SystemExit, match="both sides"):
         bench_tradeoff.main(["--choose", str(tmp_path / "val"), "--apply", str(tmp_path / "val")])
+
+
+def test_the_dot_contrast_audit_sees_sharp_dots_above_blurred_ones_and_cancels_ambient_light():
+    import cv2
+
+    import bench_dot_contrast as dots
+
+    rng = np.random.default_rng(0)
+    pattern = cv2.GaussianBlur((rng.random((96, 96)) < 0.08).astype(np.float32), (0, 0), 0.6)
+    pattern /= pattern.mean()
+    ambient = 20.0 + 15.0 * rng.random((96, 96)).astype(np.float32)  # a textured scene lit without the emitter
+    everywhere = np.ones((96, 96), bool)
+
+    def frames(dots_seen):
+        on = np.clip(ambient + 60.0 * (0.7 + 0.3 * dots_seen), 0, 255).astype(np.uint8)
+        return on, np.clip(ambient, 0, 255).astype(np.uint8)
+
+    sharp = dots.fine_contrast(dots.emitter_return(*frames(pattern)), everywhere)
+    blurred = dots.fine_contrast(dots.emitter_return(*frames(cv2.GaussianBlur(pattern, (0, 0), 2.0))), everywhere)
+    assert sharp > 2 * blurred
+    # the ambient texture is in both frames: the return of a flat emitter has (nearly) no fine contrast
+    flat = dots.fine_contrast(dots.emitter_return(*frames(np.ones_like(pattern))), everywhere)
+    assert flat < 0.2 * blurred
+    # a saturated pixel carries no return; too few lit pixels give no measurement
+    on, off = frames(pattern)
+    assert dots.emitter_return(np.full_like(on, 255), off).max() == 0
+    assert np.isnan(dots.fine_contrast(dots.emitter_return(on, off), np.zeros_like(everywhere)))
