@@ -9,10 +9,11 @@ version of the rig (another edge_fas.sim.fingerprint in their reports) are refus
 each test set both hold, it prints for each species its AUC against bona fide and its APCER at the set's own
 BPCER = 5% threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona
 fide by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
-same threshold), for A, for B and B - A, each with a 95% paired bootstrap interval: scenes are resampled
-within species and both models' scores of a resampled scene go together, so scene-to-scene variation that both
-share cancels from the difference. Synthetic rig data only; a description of two models on held-out scenes,
-never a selection criterion for either of them.
+same threshold; randomised sets only, the named domains draw no such factors), for A, for B and B - A, each
+with a 95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
+resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
+Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
+either of them.
 
 The paired interval covers the scenes, not the training: two runs of one recipe that differ only in their
 training seed differ too. `--seed-floor C D` names two such runs' folders (scored on the same scenes); each
@@ -61,11 +62,13 @@ def figures(s: np.ndarray, sp: np.ndarray, thirds: dict) -> dict:
 
 
 def scores(name: str, folders, rows: list, per_domain: int) -> list[np.ndarray]:
-    """Each folder's scores of set `name`, checked to be the same scenes as the rig's plan (rows)."""
+    """Each folder's scores of set `name`, checked to be the same scenes as the rig's plan (rows) and as each
+    other (eval's sample index, dataset and species, row by row)."""
     for d in folders:
         bench_demo.check_rendered_by_this_rig(d / name)
     scored = [list(csv.DictReader(open(d / name / "pooled_scores.csv"))) for d in folders]
-    if any([r["species"] for r in x] != [r[0] for r in rows] for x in scored):
+    scenes = [[(r["index"], r["dataset"], r["species"]) for r in x] for x in scored]
+    if any([r["species"] for r in x] != [r[0] for r in rows] for x in scored) or scenes[1:] != scenes[:-1]:
         raise SystemExit(f"{name}: {', '.join(map(str, folders))} do not hold the same scenes (or not the rig's plan "
                          f"for --per-domain {per_domain}); compare runs made with the same bench_demo options")
     return [np.array([float(r["score"]) for r in x]) for x in scored]
@@ -73,11 +76,15 @@ def scores(name: str, folders, rows: list, per_domain: int) -> list[np.ndarray]:
 
 def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, per_domain: int,
             resamples: int, seed_floor: tuple[Path, Path] | None = None) -> None:
-    rows = [r for seed in seeds.split(",") for r in bench_demo.drawn_factors(domain, int(seed), split, per_domain)]
+    if name in bench_demo.RANDOMISED:
+        rows = [r for seed in seeds.split(",") for r in bench_demo.drawn_factors(domain, int(seed), split, per_domain)]
+    else:  # the named domains draw no skin factors: the scenes are the first folder's, which the second must match
+        rows = [(r["species"], None, None) for r in csv.DictReader(open(a / name / "pooled_scores.csv"))]
     sa, sb = scores(name, (a, b), rows, per_domain)
     sp = np.array([r[0] for r in rows])
     bona = np.where(sp == "bona_fide")[0]
-    skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in bench_demo.SKIN_FACTORS]
+    factors = bench_demo.SKIN_FACTORS if name in bench_demo.RANDOMISED else ()
+    skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in factors]
     cuts = [np.quantile(x, [1 / 3, 2 / 3]) for x in skin]
 
     def thirds(x_of):  # (low, high) masks of every skin factor, for bona fide values x_of(factor index)

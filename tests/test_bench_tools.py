@@ -339,3 +339,31 @@ def test_the_dot_contrast_audit_sees_sharp_dots_above_blurred_ones_and_cancels_a
     on, off = frames(pattern)
     assert dots.emitter_return(np.full_like(on, 255), off).max() == 0
     assert np.isnan(dots.fine_contrast(dots.emitter_return(on, off), np.zeros_like(everywhere)))
+
+
+def test_models_are_compared_pair_by_pair_on_the_named_domains_too(tmp_path, capsys):
+    # the named domains draw no skin factors: their scenes come from the reports, which must match row by row
+    import bench_compare
+
+    rng = np.random.default_rng(0)
+    species = ["bona_fide", "rigid_mask"] * 40
+    datasets = ["surf"] * 40 + ["cefa"] * 40
+
+    def folder(name, scores, datasets=datasets):
+        _report(tmp_path / name / "named_domains" / "seed7", "", rig=fingerprint())
+        rows = ["index,path,dataset,label,species,score,decision"]
+        rows += [f"{i},,{d},{int(s != 'bona_fide')},{s},{v:.6f},1"
+                 for i, (d, s, v) in enumerate(zip(datasets, species, scores))]
+        (tmp_path / name / "named_domains" / "pooled_scores.csv").write_text("\n".join(rows) + "\n")
+        return tmp_path / name
+
+    attack = np.array([s != "bona_fide" for s in species])
+    weak = folder("weak", rng.random(80) + 0.3 * attack)
+    strong = folder("strong", rng.random(80) + 3.0 * attack)
+    bench_compare.compare("named_domains", "surf,cefa,wmca,padisi", "7", "test", weak, strong, 900, 200)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("- AUC rigid_mask"))
+    assert line.split(": ")[1].split(" -> ")[1].startswith("1.000") and "gap" not in out
+    other = folder("other", rng.random(80), datasets=datasets[::-1])  # the same species, other scenes
+    with pytest.raises(SystemExit, match="do not hold the same scenes"):
+        bench_compare.compare("named_domains", "surf,cefa,wmca,padisi", "7", "test", weak, other, 900, 200)
