@@ -76,14 +76,15 @@ def scores(name: str, folders, rows: list, per_domain: int) -> list[np.ndarray]:
 
 def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, per_domain: int,
             resamples: int, seed_floor: tuple[Path, Path] | None = None) -> None:
-    if name in bench_demo.RANDOMISED:
+    randomised = name in bench_demo.RANDOMISED  # the named domains draw no factors, skin or other
+    if randomised:
         rows = [r for seed in seeds.split(",") for r in bench_demo.drawn_factors(domain, int(seed), split, per_domain)]
-    else:  # the named domains draw no skin factors: the scenes are the first folder's, which the second must match
+    else:  # the scenes are the first folder's, which the second must match
         rows = [(r["species"], None, None) for r in csv.DictReader(open(a / name / "pooled_scores.csv"))]
     sa, sb = scores(name, (a, b), rows, per_domain)
     sp = np.array([r[0] for r in rows])
     bona = np.where(sp == "bona_fide")[0]
-    factors = bench_demo.SKIN_FACTORS if name in bench_demo.RANDOMISED else ()
+    factors = bench_demo.SKIN_FACTORS if randomised else ()
     skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in factors]
     cuts = [np.quantile(x, [1 / 3, 2 / 3]) for x in skin]
 
