@@ -12,8 +12,10 @@ fide by drawn skin near-IR reflectance, or visible tone, minus that of the brigh
 same threshold; randomised sets only, the named domains draw no such factors), for A, for B and B - A, each
 with a 95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
 resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
-Synthetic rig data only; a description of two models on held-out scenes, never a selection criterion for
-either of them.
+Synthetic rig data only. On report sets (rand_test, the named domains) it describes two models and chooses
+neither. On the selection family (rand_heldout_val) a rule written before the run may read its paired
+intervals: a condition on a handful of attacks holds better as a paired change with its interval than as a
+point estimate against a fixed line.
 
 The paired interval covers the scenes, not the training: two runs of one recipe that differ only in their
 training seed differ too. `--seed-floor C D` names two such runs' folders (scored on the same scenes); each
