@@ -15,10 +15,10 @@ Test sets (all rendered by edge_fas.sim at the live 640x480; nothing real):
   selection; shown for comparison, not a held-out range).
 
 Selection set, run only when named (`--sets rand_heldout_val`; bench_compare.py compares two candidates on
-it): `rand_heldout`, split val, rig seeds 3 and 4. The validation ranges at seeds no training config uses
-(they validate on seed 0): for choosing an input or an augmentation on enough people to see a skin-tone
-gradient, with the test sets kept for reporting. Its numbers are never a result. A second selection family,
-`--sets rand_heldout_proc_val`: the same ranges with procedural identities only (like `rand_test`'s faces;
+it): `rand_heldout`, split val, rig seeds 3 and 4. The validation ranges at seeds `edge-fas train` refuses to
+train or validate on (edge_fas/data/evaluation_sets.py): for choosing an input or an augmentation on enough
+people to see a skin-tone gradient, with the test sets kept for reporting. Its numbers are never a result. A
+second selection family, `--sets rand_heldout_proc_val`: the same ranges with procedural identities only (like `rand_test`'s faces;
 `rand_heldout` draws half its faces from one photo), rig seeds 21 and 22; a third, `--sets rand_heldout_bright_val`:
 those faces rendered brighter than any training render (colour exposure above the training range; `rand_heldout`
 renders them darker), rig seeds 31 and 32, where a model that reads lightness as "attack" shows it; a fourth,
@@ -49,18 +49,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TEST_SETS = (  # name, domains, seed, split
-    ("rand_test", "rand_test", "11,12", "test"),
-    ("named_domains", "surf,cefa,wmca,padisi", "7", "test"),
-    ("rand_heldout_test", "rand_heldout", "5", "test"),
-)
+# name, domains, rig seeds, split: kept in the package so that `edge-fas train` and `cache build` can refuse to
+# train or validate on them (edge_fas/data/evaluation_sets.py)
+from edge_fas.data.evaluation_sets import REPORT_SETS as TEST_SETS  # noqa: E402
 # For choosing between candidate models (an input, an augmentation), never for reporting: the validation
-# range set the models are selected and calibrated on, at rig seeds no training run uses (training
-# validates on seed 0), so a choice can be made on many more people than a run's own validation split.
-SELECTION_SETS = (("rand_heldout_val", "rand_heldout", "3,4", "val"),
-                  ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"),
-                  ("rand_heldout_bright_val", "rand_heldout_bright", "31,32", "val"),
-                  ("rand_heldout_dim_val", "rand_heldout_dim", "41,42", "val"))
+# range set the models are selected and calibrated on, at rig seeds training refuses, so a choice can be made
+# on many more people than a run's own validation split.
+from edge_fas.data.evaluation_sets import SELECTION_SETS  # noqa: E402
+
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)

@@ -101,6 +101,28 @@ def test_shipped_configs_pass_the_checks_train_runs_first(path):
     check_config(load_train_config(str(path)))
 
 
+def test_training_on_a_benchmarks_scenes_is_refused_before_any_rendering(capsys):
+    """A continuation of the demo recipe on "another data.seed" once validated on seed 3, which is half of
+    bench_demo.py's selection family: train and cache build refuse it, naming the set and the seeds to avoid,
+    and accept the next free seed; the test split may be a benchmark's (scoring there is its purpose)."""
+    from edge_fas.data.evaluation_sets import reserved_by
+    from edge_fas.training import check_config
+
+    recipe = str(CONFIGS / "randomized-edge.yaml")
+    for seed in (3, 4):
+        with pytest.raises(ConfigError, match=f"data.seed {seed}: the val split of rand_heldout .*rand_heldout_val, "
+                                               "which chooses between models.*take 3, 4 for rand_heldout val"):
+            check_config(load_train_config(recipe, {"data.seed": seed}))
+    check_config(load_train_config(recipe, {"data.seed": 6}))
+    # scenes, not seeds: another split at a benchmark's seed draws other indices, so other people and cameras
+    check_config(load_train_config(recipe, {"data.seed": 11, "data.train_domains": ["rand_test"]}))
+    assert reserved_by("rand_test", 11, "test") == "rand_test" and reserved_by("rand_test", 11, "train") is None
+    assert reserved_by("surf", 7, "test") == "named_domains" and reserved_by("rand_heldout", 4, "val") == "rand_heldout_val"
+    # cache build refuses before rendering anything
+    assert cli_main(["cache", "build", "--config", recipe, "--set", "data.seed=3", "--splits", "val"]) == 2
+    assert "rand_heldout_val" in capsys.readouterr().err
+
+
 def test_lr_schedules():
     from edge_fas.training import lr_factor
 

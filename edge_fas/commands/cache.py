@@ -57,6 +57,9 @@ def run(args) -> int:
     bad = [s for s in splits if s not in SETS]
     if bad or not splits:
         raise ConfigError(f"--splits {args.splits!r}: use some of {', '.join(SETS)}, comma separated")
+    from edge_fas.data.evaluation_sets import check_training_data
+
+    check_training_data(cfg, splits)  # a training config's own splits, before hours of rendering
     workers = yaml.safe_load(args.workers) if args.workers is not None else cfg["train"]["workers"]
     if args.time_limit is not None and not args.time_limit > 0:
         raise ConfigError(f"--time-limit {args.time_limit}: give minutes > 0")

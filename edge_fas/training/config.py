@@ -151,7 +151,8 @@ def check_config(cfg: dict) -> None:
 
 
 def _check_synthetic_domains(cfg: dict) -> None:
-    """data.randomization's range sets, and every synthetic domain named (train, val, test) known."""
+    """data.randomization's range sets, and every synthetic domain named (train, val, test) known; the training
+    and validation splits none of the benchmarks' scenes (edge_fas.data.evaluation_sets)."""
     d = cfg["data"]
     if d["source"] != "synthetic":
         return
@@ -165,6 +166,9 @@ def _check_synthetic_domains(cfg: dict) -> None:
                 range_set(name, custom)
             except ValueError as e:
                 raise ConfigError(f"data.{key}: {e} (custom range sets go under data.randomization)") from None
+    from edge_fas.data.evaluation_sets import check_training_data
+
+    check_training_data(cfg)
 
 
 def _check_consistency(tc: dict) -> None:
