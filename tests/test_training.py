@@ -114,6 +114,7 @@ def test_training_on_a_benchmarks_scenes_is_refused_before_any_rendering(capsys)
                                                "which chooses between models.*take 3, 4 for rand_heldout val"):
             check_config(load_train_config(recipe, {"data.seed": seed}))
     check_config(load_train_config(recipe, {"data.seed": 6}))
+    check_config(load_train_config(recipe, {"data.seed": 11}))  # its test split is rand_test's own scenes: allowed
     # scenes, not seeds: another split at a benchmark's seed draws other indices, so other people and cameras
     check_config(load_train_config(recipe, {"data.seed": 11, "data.train_domains": ["rand_test"]}))
     assert reserved_by("rand_test", 11, "test") == "rand_test" and reserved_by("rand_test", 11, "train") is None
