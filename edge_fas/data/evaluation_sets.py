@@ -30,18 +30,21 @@ SELECTION_SETS = (
 )
 
 
+def _sets_scoring(domain: str, split: str):
+    """(set name, its rig seeds) for every benchmark set that scores `domain`'s `split`."""
+    for name, domains, seeds, set_split in REPORT_SETS + SELECTION_SETS:
+        if set_split == split and domain in domains.split(","):
+            yield name, [int(s) for s in seeds.split(",")]
+
+
 def reserved_by(domain: str, seed: int, split: str) -> str | None:
     """The benchmark set that scores `domain`'s `split` at rig `seed`, or None."""
-    for name, domains, seeds, set_split in REPORT_SETS + SELECTION_SETS:
-        if split == set_split and domain in domains.split(",") and int(seed) in {int(s) for s in seeds.split(",")}:
-            return name
-    return None
+    return next((name for name, seeds in _sets_scoring(domain, split) if int(seed) in seeds), None)
 
 
 def reserved_seeds(domain: str, split: str) -> list[int]:
     """Every rig seed at which a benchmark set scores `domain`'s `split`."""
-    return sorted({int(s) for _, domains, seeds, set_split in REPORT_SETS + SELECTION_SETS
-                   if set_split == split and domain in domains.split(",") for s in seeds.split(",")})
+    return sorted({s for _, seeds in _sets_scoring(domain, split) for s in seeds})
 
 
 def check_training_data(cfg: dict, splits=("train", "val")) -> None:
