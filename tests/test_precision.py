@@ -300,6 +300,53 @@ def test_mixed_precision_keeps_the_sensitive_node_in_float_and_passes_the_gate(t
     assert "int8" in rt.reason
 
 
+class TwoTailed(torch.nn.Module):
+    """Tailed with a second, milder sensitive node: `d` reads a tensor whose lone large value is 100x the rest, so
+    it flips only a decision or two near the threshold, while `b` flips most of them."""
+
+    name, preset, input_size = "tailed", "edge", 32
+    config = {}
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.b = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.d = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.c = torch.nn.Conv2d(1, 4, 3, stride=2)
+        self.head = torch.nn.Linear(12, 1)
+        for name, peak in (("spike", 1e4), ("mild", 100.0)):
+            t = torch.ones(1, 4, 32, 32)
+            t[..., 0, 0] = peak
+            self.register_buffer(name, t)
+
+    def forward(self, rgb, depth, ir, present=None):
+        h = self.a(rgb).relu()
+        y = self.b(h * self.spike).relu()[..., 2:, 2:]
+        w = self.d(h * self.mild).relu()[..., 2:, 2:]
+        z = self.c(depth + ir).relu() * present[:, 1:2, None, None].to(depth.dtype)
+        logits = self.head(torch.cat([20 * y.mean((2, 3)), 20 * w.mean((2, 3)), z.mean((2, 3))], 1))[:, 0]
+        return {"logits": logits, "score": torch.sigmoid(logits)}
+
+
+def test_mixed_precision_chooses_to_no_flips_not_just_to_the_gates_share(tmp_path):
+    """Choosing only to the gate's agreement stops at the first count whose flips the gate allows, so a held-out
+    gate falls on either side by chance; by default the choice goes on until the selection crops flip nothing."""
+    from edge_fas.runtime.quantize import choose_float_nodes
+    torch.manual_seed(0)
+    rng = np.random.default_rng(6)
+    calib, select = random_batch(32, 16, rng), random_batch(32, 120, rng)
+    a = export_model(TwoTailed(), tmp_path / "t", threshold=0.5, parity_count=4, parity_source="random", gate_count=0)
+    a = export_model(TwoTailed(), tmp_path / "t", threshold=float(np.median(prec.ort_scores(a.onnx_path, select))),
+                     parity_count=4, parity_source="random", gate_count=0, overwrite=True)
+    selection = (select, np.zeros(120, int))
+    loose = choose_float_nodes(a, calib, selection, 0.99, work=tmp_path, max_flips=1)
+    assert loose["nodes"] == ["/model/b/Conv"] and loose["selection"]["flips"] == 1  # 119 of 120 meets 99%
+    strict = choose_float_nodes(a, calib, selection, 0.99, work=tmp_path)
+    assert strict["nodes"] == ["/model/b/Conv", "/model/d/Conv"]
+    assert strict["selection"]["flips"] == 0 and strict["selection"]["max_flips"] == 0
+    assert strict["selection"]["tried"] == [[1, 1], [2, 0]]
+
+
 def test_an_artifact_is_copied_with_a_new_int8_model_and_says_where_from(tmp_path, capsys):
     from edge_fas.artifact import sha256_file
     from edge_fas.cli import main
@@ -321,3 +368,5 @@ def test_an_artifact_is_copied_with_a_new_int8_model_and_says_where_from(tmp_pat
     assert "is the artifact itself" in capsys.readouterr().err
     assert main(["export", str(src.folder), "--out", str(tmp_path / "y"), "--int8-mixed"]) == 2
     assert "add --int8" in capsys.readouterr().err
+    assert main(["export", str(src.folder), "--out", str(tmp_path / "y"), "--int8", "--int8-mixed-flips", "2"]) == 2
+    assert "add --int8 --int8-mixed" in capsys.readouterr().err

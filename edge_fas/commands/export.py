@@ -6,6 +6,7 @@ import sys
 
 from edge_fas.errors import EdgeFasError
 from edge_fas.runtime.precision import GATE_FRAME_SETS, bound_note
+from edge_fas.runtime.quantize import SELECTION_MAX_FLIPS
 
 HELP = "export a trained checkpoint to a verified model artifact (ONNX + manifest)"
 
@@ -29,6 +30,10 @@ def add_arguments(parser):
                         help="(with --int8) when the whole network in int8 misses the gate, keep in float the fewest "
                              "nodes, most decision-sensitive first, that bring held-out selection crops to the gate's "
                              "agreement, then gate that model (a few minutes: every node is tried alone)")
+    parser.add_argument("--int8-mixed-flips", type=int, default=SELECTION_MAX_FLIPS, metavar="N",
+                        help="(with --int8-mixed) decisions the chosen model may still flip on the selection crops "
+                             f"(default {SELECTION_MAX_FLIPS}: choosing only to the gate's share leaves no margin, and the held-out gate "
+                             "then fails about as often as it passes)")
     parser.add_argument("--gate", type=int, default=GATE_FRAME_SETS, metavar="N",
                         help=f"held-out frame sets for the fp16 / int8 precision gates (default {GATE_FRAME_SETS}: the "
                              "fewest that can show 99.5%% agreement at 95%% confidence; fewer are faster and the gate "
@@ -59,6 +64,8 @@ def run(args) -> int:
         raise EdgeFasError("--gate must be at least 1 with --int8 (and not negative)")
     if args.int8_mixed and not args.int8:
         raise EdgeFasError("--int8-mixed chooses how the int8 model is made; add --int8")
+    if args.int8_mixed_flips < 0 or (args.int8_mixed_flips != SELECTION_MAX_FLIPS and not args.int8_mixed):
+        raise EdgeFasError("--int8-mixed-flips N (N >= 0) says how --int8-mixed chooses; add --int8 --int8-mixed")
     if _is_artifact(args.checkpoint):
         if not args.int8:
             raise EdgeFasError(f"{args.checkpoint} is an artifact, not a checkpoint: exporting it again only makes sense "
@@ -78,7 +85,7 @@ def run(args) -> int:
         from edge_fas.runtime.quantize import add_int8
         try:
             art = add_int8(art, eval_count=args.gate, force=args.force_precision, quiet=args.quiet,
-                           mixed=args.int8_mixed)
+                           mixed=args.int8_mixed, max_flips=args.int8_mixed_flips)
         except PrecisionRefused as e:  # still an error (int8 was asked for), but say what was kept
             hint = "" if args.int8_mixed else "; --int8-mixed keeps the layers the decisions are sensitive to in float"
             raise EdgeFasError(f"{e}. The fp32 artifact in {art.folder} is complete and usable; the refused int8 "
