@@ -14,6 +14,7 @@ import yaml
 
 from edge_fas.cli import main as cli_main
 from edge_fas.errors import ConfigError
+from edge_fas.models import build, save_checkpoint
 from edge_fas.training import load_train_config, train
 
 TINY_MODEL = {"name": "mmfas", "preset": "edge",
@@ -301,6 +302,27 @@ def test_fine_tuning_keeps_the_models_input_normalisation_and_refuses_another(tm
     cfg["data"]["preprocess"] = {"ir_norm": "crop", "depth_norm": "plane_mm"}
     with pytest.raises(ConfigError, match=r"base/checkpoint.pt.*ir_norm is 'crop' in the config, 'face_log' in the model"):
         data_params(cfg, 64, parent)
+
+
+def test_init_from_reads_only_a_checkpoint_and_names_the_key_otherwise(tmp_path):
+    """train.init_from is read as plain tensors and values (weights_only): a run's resume.pt (a pickle of RNG states
+    and optimisers), a missing file or another torch file is refused with the key and the fix, not a traceback."""
+    import random
+
+    from edge_fas.training.config import init_from_preprocess, model_input_size
+
+    torch.save({"rng": {"python": random.getstate(), "numpy": np.random.get_state()}, "epoch": 1}, tmp_path / "resume.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    for name, why in (("resume.pt", "not a readable checkpoint"), ("missing.pt", "not a readable checkpoint"),
+                      ("other.pt", "not an edge-fas checkpoint")):
+        cfg = load_train_config(None, {"train.init_from": str(tmp_path / name)})
+        for read in (init_from_preprocess, model_input_size):
+            with pytest.raises(ConfigError, match=f"train.init_from .*{name}: {why}"):
+                read(cfg)
+    model = build("spoof_trace", "edge", input_size=32)
+    save_checkpoint(tmp_path / "checkpoint.pt", model, preprocess={"size": 32, "ir_norm": "face_log"})
+    cfg = load_train_config(None, {"train.init_from": str(tmp_path / "checkpoint.pt")})
+    assert model_input_size(cfg) == 32 and init_from_preprocess(cfg)["ir_norm"] == "face_log"
 
 
 def test_time_budget_cuts_the_epochs_to_what_fits(tmp_path, capsys):

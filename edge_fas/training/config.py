@@ -287,12 +287,26 @@ def parent_preprocess(meta: dict) -> dict:
 
 def init_from_preprocess(cfg: dict) -> dict:
     """parent_preprocess of the config's train.init_from checkpoint ({} without one), read without its weights."""
-    import torch
-
     if not cfg["train"]["init_from"]:
         return {}
-    ck = torch.load(cfg["train"]["init_from"], map_location="cpu", weights_only=False, mmap=True)
-    return parent_preprocess(ck.get("meta") or {})
+    return parent_preprocess(_init_from_checkpoint(cfg).get("meta") or {})
+
+
+def _init_from_checkpoint(cfg: dict) -> dict:
+    """train.init_from's checkpoint dict, memory-mapped (its weights are not read), loaded as plain tensors and
+    values only: a pickle that needs more is not a checkpoint save_checkpoint wrote."""
+    import torch
+
+    path = cfg["train"]["init_from"]
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # missing, truncated, not torch, or a pickle of arbitrary objects (resume.pt)
+        raise ConfigError(f"train.init_from {path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                          "give the checkpoint.pt that `edge-fas train` wrote (resume.pt continues a run: --resume)") from e
+    if not isinstance(ck, dict) or not {"name", "preset", "config"} <= set(ck):
+        raise ConfigError(f"train.init_from {path}: not an edge-fas checkpoint (no name, preset and config); give "
+                          "the checkpoint.pt that `edge-fas train` wrote")
+    return ck
 
 
 def model_input_size(cfg: dict) -> int:
@@ -305,7 +319,7 @@ def model_input_size(cfg: dict) -> int:
     mc = cfg["model"]
     name, preset, config = mc["name"], mc["preset"], dict(mc["overrides"] or {})
     if cfg["train"]["init_from"]:
-        ck = torch.load(cfg["train"]["init_from"], map_location="cpu", weights_only=False, mmap=True)
+        ck = _init_from_checkpoint(cfg)
         name, preset, config = ck["name"], ck["preset"], ck["config"]
     with torch.device("meta"):
         return int(build(name, preset, **config).input_size)
