@@ -71,3 +71,27 @@ def test_every_registered_model_round_trips_its_edge_preset(tmp_path, name):
     assert info["config"] == torch.load(tmp_path / f"{name}.pt", weights_only=True)["config"]
     own, back = model.state_dict(), loaded.state_dict()
     assert own.keys() == back.keys() and all(torch.equal(own[k], back[k]) for k in own)
+
+
+def test_a_half_copy_loads_into_the_float_model_at_half_the_size(tmp_path, model):
+    from edge_fas.models.checkpoint import save_half_copy
+    path = save_checkpoint(tmp_path / "c.pt", model, epoch=2)
+    half = save_half_copy(path, tmp_path / "line" / "h.pt")
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    loaded, info = load_checkpoint(half)
+    assert info["meta"]["stored_as"] == "float16" and info["meta"]["epoch"] == 2 and info["meta"]["copied_from"] == "c.pt"
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == model.state_dict()[key].dtype  # cast back: training continues in float32
+        torch.testing.assert_close(value, model.state_dict()[key], rtol=1e-3, atol=1e-4)
+    x = (torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32))
+    torch.testing.assert_close(loaded(*x)["score"], model(*x)["score"], rtol=1e-2, atol=1e-3)
+
+
+def test_a_half_copy_refuses_weights_beyond_float16(tmp_path, model):
+    from edge_fas.models.checkpoint import save_half_copy
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = 1e6
+    path = save_checkpoint(tmp_path / "c.pt", model)
+    with pytest.raises(ArtifactError, match="reaches 1e\\+06, beyond float16"):
+        save_half_copy(path, tmp_path / "h.pt")
+    assert not (tmp_path / "h.pt").exists()
