@@ -24,7 +24,8 @@ with the decision agreement, the flips and the mean |change| of the calibrated s
    N crops of seed `--seed` (default 2; the randomised family's held-out ranges and the named domains, like the
    gate; rendered by neither the export, nor its mixed-precision choice (seed 3), nor sections 1-4), with the
    agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a model changed to pass the gate;
-   and the fp16 model's agreement on those N crops with its 95% lower bound (600 or more can show 99.5%);
+   and the fp16 model's agreement on those N crops with its 95% lower bound (600 or more can show 99.5%); with
+   `--against OTHER` also OTHER's int8 model (same float model, another int8 recipe) on the same crops, paired;
 6. with `--tails N`, instead of 1-5: the N quantised inputs with the heaviest tails on the calibration crops
    (max |x| over its 99.9th percentile, and the median): per-tensor int8 spends its 255 steps on the
    maximum, so a tensor whose maximum is 10x its 99.9th percentile rounds its typical values to zero.
@@ -96,6 +97,9 @@ def main() -> int:
                     help="only the artifact's int8 model (or the export's recipe), on the gate crops and on N crops "
                          "of --seed, with intervals")
     ap.add_argument("--seed", type=int, default=2, help="rig seed of --check's crops (not 0, 1 or 3: export uses them)")
+    ap.add_argument("--against", default=None, metavar="ARTIFACT",
+                    help="with --check: another artifact of the same float model whose int8 model is scored on the "
+                         "same crops, paired (which crops each flips): two int8 recipes compared")
     args = ap.parse_args()
 
     import onnx
@@ -106,6 +110,19 @@ def main() -> int:
     from edge_fas.runtime import quantize as q
 
     artifact = art.load_artifact(args.model)
+    rival = None
+    if args.against:
+        rival = art.load_artifact(args.against)
+        why = None
+        if not args.check:
+            why = "--against needs --check"
+        elif art.sha256_file(rival.onnx_path) != art.sha256_file(artifact.onnx_path):
+            why = f"{args.against}'s model.onnx is not {args.model}'s: --against compares int8 recipes of one float model"
+        elif not (prec.recorded_gate(rival, "int8") or {}).get("passed"):
+            why = f"{args.against} has no int8 model that passed its gate"
+        if why:
+            print(why, file=sys.stderr)
+            return 2
     model = onnx.load(str(artifact.onnx_path))
     quantisable = [n.name for n in model.graph.node if n.op_type in q.QDQ_OPS and n.name]
     by_part = defaultdict(list)
@@ -169,8 +186,19 @@ def main() -> int:
         else:
             print("5. the export's recipe (MinMax, 64 crops of seed 0); agreement with its 95% interval")
         measure(f"on the gate crops (seed 1, {len(labels)})", 64, shipped=bool(own))
-        measure(f"on {args.check} crops of seed {args.seed}", 64, on=other, shipped=bool(own))
+        mine = measure(f"on {args.check} crops of seed {args.seed}", 64, on=other, shipped=bool(own))
         batch, truth, ref = other
+        if rival is not None:
+            theirs = prec.calibrated_ort_scores(rival, rival.folder / rival.manifest["int8"]["file"], batch)
+            f = prec.compare(ref, theirs, thr, truth)
+            lo, hi, _ = binomial_interval(f["flips"], f["frame_sets"])
+            kept = len((rival.manifest["int8"].get("mixed_precision") or {}).get("float_nodes") or [])
+            print(f"   --against {args.against}'s int8 ({kept} nodes in float) on the same crops: agreement "
+                  f"{f['decision_agreement']:.4f} [{1 - hi:.4f}, {1 - lo:.4f}], flips {f['flips']}")
+            base = ref >= thr
+            a, b = (mine >= thr) != base, (theirs >= thr) != base
+            print(f"   paired: flipped by {args.model} only {int((a & ~b).sum())}, by {args.against} only "
+                  f"{int((b & ~a).sum())}, by both {int((a & b).sum())}")
         f16 = prec.calibrated_ort_scores(artifact, prec.fp16_onnx(artifact.onnx_path, work / "model.fp16.onnx"), batch)
         f = prec.compare(ref, f16, thr, truth)
         print(f"   fp16 (the model TensorRT builds) on the same {args.check} crops: agreement "
