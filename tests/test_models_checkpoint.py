@@ -95,3 +95,22 @@ def test_a_half_copy_refuses_weights_beyond_float16(tmp_path, model):
     with pytest.raises(ArtifactError, match="reaches 1e\\+06, beyond float16"):
         save_half_copy(path, tmp_path / "h.pt")
     assert not (tmp_path / "h.pt").exists()
+
+
+def test_the_training_lines_kept_checkpoints_match_their_hashes_and_load():
+    """checkpoints/ carries the demo model's training line between machines (checkpoints/README.md): each file
+    SHA256SUMS lists is there, unchanged, a float16 copy, and rebuilds its model."""
+    from pathlib import Path
+
+    from edge_fas.artifact import sha256_file
+    root = Path(__file__).resolve().parents[1]
+    listed = [line.split() for line in (root / "checkpoints" / "SHA256SUMS").read_text().splitlines() if line.strip()]
+    assert listed
+    for digest, name in listed:
+        path = root / name
+        assert path.is_file() and path.parent.name == "checkpoints", name
+        assert sha256_file(path) == digest, f"{name} changed: update SHA256SUMS with the file (checkpoints/README.md)"
+        model, info = load_checkpoint(path)
+        assert info["name"] == "spoof_trace" and info["meta"]["stored_as"] == "float16" and not model.training
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+        assert all(v.dtype == torch.float16 for v in raw.values() if v.is_floating_point())
