@@ -32,8 +32,8 @@ def add_arguments(parser):
                              "agreement, then gate that model (a few minutes: every node is tried alone)")
     parser.add_argument("--int8-mixed-flips", type=int, default=SELECTION_MAX_FLIPS, metavar="N",
                         help="(with --int8-mixed) decisions the chosen model may still flip on the selection crops "
-                             f"(default {SELECTION_MAX_FLIPS}: choosing only to the gate's share leaves no margin, and the held-out gate "
-                             "then fails about as often as it passes)")
+                             f"(default {SELECTION_MAX_FLIPS}: a margin below the gate's 99.5%%, which 300 selection crops reach "
+                             "with one flip left)")
     parser.add_argument("--gate", type=int, default=GATE_FRAME_SETS, metavar="N",
                         help=f"held-out frame sets for the fp16 / int8 precision gates (default {GATE_FRAME_SETS}: the "
                              "fewest that can show 99.5%% agreement at 95%% confidence; fewer are faster and the gate "
