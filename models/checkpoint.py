@@ -42,7 +42,6 @@ def save_checkpoint(path, model: nn.Module, **meta) -> Path:
         if not hasattr(model, attr):
             raise ArtifactError(f"save_checkpoint: the model has no '{attr}' attribute; build it with edge_fas.models.build()")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if getattr(model, "pretrained_info", None) and "pretrained" not in meta:
         meta = {**meta, "pretrained": model.pretrained_info}
     data = {
@@ -53,6 +52,11 @@ def save_checkpoint(path, model: nn.Module, **meta) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": _plain(meta),
     }
+    return _save_whole(data, path)
+
+
+def _save_whole(data: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(data, tmp)
     os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
@@ -81,11 +85,7 @@ def save_half_copy(src, dst) -> Path:
             value = value.half()
         state[key] = value
     data = {**data, "state_dict": state, "meta": {**data["meta"], "stored_as": "float16", "copied_from": src.name}}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return _save_whole(data, dst)
 
 
 def load_checkpoint(path, map_location="cpu"):
