@@ -2,6 +2,7 @@
 
     python benchmarks/bench_training.py --models mmfas,mmdg,spoof_trace --threads 1 [--device cuda]
     python benchmarks/bench_training.py --models spoof_trace --set input_size=96
+    python benchmarks/bench_training.py --models spoof_trace,resnet50 --memory-format contiguous,channels_last
 
 Random inputs at the model's input size; labels half attack. Numbers depend on the machine and on
 what else runs on it: quote them with the command.
@@ -17,10 +18,11 @@ import torch
 import yaml
 
 
-def bench(name, preset, overrides, device, batch, steps):
+def bench(name, preset, overrides, device, batch, steps, memory_format="contiguous"):
     from edge_fas.models import build
+    from edge_fas.training.loop import memory_format as resolve
 
-    m = build(name, preset, **overrides).to(device)
+    m = build(name, preset, **overrides).to(device).to(memory_format=resolve(memory_format, device))
     s = int(m.input_size)
     b = {"rgb": torch.randn(batch, 3, s, s, device=device), "depth": torch.randn(batch, 1, s, s, device=device),
          "ir": torch.randn(batch, 1, s, s, device=device), "present": torch.ones(batch, 3, dtype=torch.bool, device=device),
@@ -57,17 +59,20 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], help="model override KEY=VALUE")
+    ap.add_argument("--memory-format", default="contiguous",
+                    help="comma-separated train.memory_format values to compare (auto, channels_last, contiguous)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in a.set)}
     dev = torch.device(a.device)
     print(f"device {a.device}, {a.threads} thread(s), batch {a.batch}, preset {a.preset}, overrides {overrides}")
-    print("| model | input | params (M) | train samples/s | infer batch-1 ms |")
-    print("|---|---|---|---|---|")
+    print("| model | memory format | input | params (M) | train samples/s | infer batch-1 ms |")
+    print("|---|---|---|---|---|---|")
     for name in a.models.split(","):
-        s, rate, ms, mp = bench(name, a.preset, overrides, dev, a.batch, a.steps)
-        print(f"| {name} | {s} | {mp:.2f} | {rate:.1f} | {ms:.1f} |", flush=True)
+        for fmt in a.memory_format.split(","):
+            s, rate, ms, mp = bench(name, a.preset, overrides, dev, a.batch, a.steps, fmt)
+            print(f"| {name} | {fmt} | {s} | {mp:.2f} | {rate:.1f} | {ms:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

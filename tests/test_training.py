@@ -343,3 +343,31 @@ def test_time_budget_cuts_the_epochs_to_what_fits(tmp_path, capsys):
     assert meta["training"]["epochs"] == 1 and meta["training"]["kept_epoch"] == 0
     with pytest.raises(ConfigError, match="time_budget_min"):
         train(load_train_config(write_cfg(tmp_path, tiny_config(tmp_path, time_budget_min=0))))
+
+
+def test_channels_last_trains_the_same_model_with_its_weights_in_that_layout(tmp_path):
+    from edge_fas.training.loop import memory_format
+
+    assert memory_format("auto", torch.device("cpu")) is torch.channels_last
+    assert memory_format("auto", torch.device("cuda")) is torch.contiguous_format  # never measured there
+    runs = {}
+    for fmt in ("contiguous", "channels_last"):
+        cfg = tiny_config(tmp_path / fmt, memory_format=fmt, seed=3)
+        cfg["model"] = {"name": "spoof_trace", "preset": "edge", "overrides": {"input_size": 32}}
+        (tmp_path / fmt).mkdir()
+        result = train(load_train_config(write_cfg(tmp_path / fmt, cfg)))
+        resume = torch.load(tmp_path / fmt / "run" / "resume.pt", weights_only=False)
+        convs = [v for v in resume["model"].values() if v.dim() == 4 and v.shape[1] > 1 and v.shape[2] > 1]
+        runs[fmt] = (result, resume["model"], convs)
+    # the layout really changed: the saved conv weights are NHWC in memory, and only in the channels_last run
+    assert all(v.is_contiguous() for v in runs["contiguous"][2])
+    assert not any(v.is_contiguous() for v in runs["channels_last"][2])
+    assert all(v.is_contiguous(memory_format=torch.channels_last) for v in runs["channels_last"][2])
+    # and nothing else did: the same losses step by step (the weights are no test here: Adam's first steps are
+    # lr * sign(gradient), so a gradient near zero flips with float rounding in either layout)
+    logs = {fmt: [json.loads(x) for x in (tmp_path / fmt / "run" / "log.jsonl").read_text().splitlines()]
+            for fmt in runs}
+    steps = {fmt: [r["total"] for r in log if r["kind"] == "step"] for fmt, log in logs.items()}
+    assert len(steps["contiguous"]) == 2 and steps["contiguous"] == pytest.approx(steps["channels_last"], rel=1e-4)
+    with pytest.raises(ConfigError, match="train.memory_format 'nhwc' is unknown; use one of auto, channels_last"):
+        train(load_train_config(None, {"model": TINY_MODEL, "train.memory_format": "nhwc"}))

@@ -25,6 +25,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
                         pipeline crops the same way),
             augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
     train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
+            memory_format: auto | channels_last | contiguous (the layout of the model's 4-D weights, so of its
+            convolutions; auto: channels_last on the CPU, where oneDNN's convolutions run it faster, contiguous
+            elsewhere, where it was never measured),
             workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
             training process), max_steps_per_epoch, init_from, log_every,
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
@@ -53,7 +56,7 @@ import os
 from edge_fas.config import read_yaml_sections
 from edge_fas.errors import ConfigError, did_you_mean
 
-__all__ = ["DEFAULTS", "SCHEDULES", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
+__all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides", "check_config",
            "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size", "data_params",
            "heldout_summary"]
 
@@ -70,7 +73,8 @@ DEFAULTS = {
              "preprocess": {},  # preprocessing overrides, e.g. {depth_norm: plane_mm, ir_norm: face_log}; in the manifest
              "augment_params": {}},  # edge_fas.data.augment.AugmentParams overrides, e.g. {photometric: 0.8}
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
-              "amp": "auto", "device": "auto", "threads": 0, "workers": "auto", "max_steps_per_epoch": None,
+              "amp": "auto", "device": "auto", "threads": 0, "memory_format": "auto", "workers": "auto",
+              "max_steps_per_epoch": None,
               "init_from": None, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
@@ -78,6 +82,7 @@ DEFAULTS = {
     "out": "runs/train",
 }
 SCHEDULES = ("constant", "cosine")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 KEEP = ("last", "best")
 FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
 
@@ -129,6 +134,7 @@ def check_config(cfg: dict) -> None:
     from edge_fas.data.build import SOURCES
 
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
+                         ("train.memory_format", MEMORY_FORMATS),
                          ("data.wmca", ("preprocessed", "raw"))):
         section, name = key.split(".")
         if cfg[section][name] not in choices:
