@@ -254,3 +254,33 @@ def test_ir_log_unit_and_clip_follow_the_preprocessing_only():
     cfg = load_train_config(None, {"data.augment_params": {"ir_sensor": 0.5, "ir_log_unit": 0.3}})
     with pytest.raises(ConfigError, match="data.preprocess.ir_log_unit"):
         data_params(cfg, 64)
+
+
+def test_resample_sees_the_crops_through_fewer_pixels_and_keeps_holes_where_they_were():
+    from edge_fas.data.augment import _resample
+
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    checker = (((yy + xx) % 2) * 2 - 1)[None]  # the finest detail a crop holds
+    ramp = (xx / S)[None]  # a smooth one
+    assert np.std(_resample(checker, 2.0)) < 0.1 * np.std(checker)  # 2x fewer pixels: the checkerboard is gone
+    assert np.abs(_resample(ramp, 2.0) - ramp)[:, 2:-2, 2:-2].max() < 0.05  # the ramp is not
+    assert np.array_equal(_resample(checker, 1.0), checker)  # as many pixels: unchanged
+    depth = np.full((1, S, S), 5.0, np.float32)
+    depth[0, 10:16, 10:16] = 0.0  # a hole
+    seen = _resample(depth, 3.0, holes=True)
+    assert np.all(seen[0, 10:16, 10:16] == 0.0) and np.allclose(seen[depth != 0], 5.0, atol=1e-4)  # no bleed, no fill
+    # off by default: no draws; on: every modality changes, an absent one stays absent
+    a = augment(*crops(), np.random.default_rng(5), AugmentParams())
+    b = augment(*crops(), np.random.default_rng(5), AugmentParams(resample=0.0, resample_scale=(2.0, 2.5)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    rgb, depth, ir, present = crops()
+    ir[:] = 0.0
+    p = AugmentParams(resample=1.0, resample_scale=(2.0, 2.0), flip=0.0, zoom=(1.0, 1.0), shift=0.0, cutout=0.0,
+                      rgb_gain=(1.0, 1.0), rgb_offset=0.0)
+    r, d, i, pr = augment(rgb, depth, ir, np.array([True, True, False]), np.random.default_rng(1), p)
+    assert np.std(r) < 0.7 * np.std(rgb) and np.std(d) < 0.7 * np.std(depth) and np.all(d[0, :4, :4] == 0.0)
+    assert np.all(i == 0.0) and not pr[2]
+    with pytest.raises(ConfigError, match="resample_scale=\\[0.5, 2.0\\].*1 <= low <= high"):
+        AugmentParams.from_dict({"resample_scale": [0.5, 2]})
+    with pytest.raises(ConfigError, match="resample=1.5"):
+        AugmentParams.from_dict({"resample": 1.5})

@@ -87,6 +87,12 @@ class AugmentParams:
     ir_sensor_read: tuple[float, float] = (0.5, 4.0)  # read noise, 8-bit units
     ir_log_unit: float = 0.5  # face_log's unit and clip (edge_fas.preprocess.PreprocessParams)
     ir_clip: float = 4.0
+    # probability of seeing all three crops through `resample_scale` times fewer pixels per side (area down, linear
+    # up; _resample): a face farther away, a wider field of view or a lower-resolution sensor. Off by default and not
+    # yet trained with: on the selection family bona fide scores rise with the subject's distance and fall with the
+    # depth resolution (docs/demo-model.md, "r39"), which is what it is meant to be tried on
+    resample: float = 0.0
+    resample_scale: tuple[float, float] = (1.0, 3.0)
     depth_holes: float = 0.3  # probability of extra hole blobs
     blur: float = 1.0  # largest blur sigma, pixels at 64 px (scaled with the crop)
     noise: float = 0.12  # largest noise std, normalised units
@@ -101,17 +107,22 @@ class AugmentParams:
         unknown = sorted(set(merged) - allowed)
         if unknown:
             raise ConfigError(f"augmentation: unknown key(s) {unknown}; known: {sorted(allowed)}")
-        for k in ("zoom", "rgb_gain", "rgb_gamma", "ir_contrast", "ir_sensor_level", "ir_sensor_gain", "ir_sensor_read"):
+        for k in ("zoom", "rgb_gain", "rgb_gamma", "ir_contrast", "ir_sensor_level", "ir_sensor_gain", "ir_sensor_read",
+                  "resample_scale"):
             if k in merged:
                 merged[k] = tuple(float(v) for v in merged[k])
         params = cls(**merged)
-        for k in ("flip", "photometric", "rgb_gray", "depth_holes", "cutout", "ir_sensor"):
+        for k in ("flip", "photometric", "rgb_gray", "depth_holes", "cutout", "ir_sensor", "resample"):
             if not 0.0 <= float(getattr(params, k)) <= 1.0:
                 raise ConfigError(f"augmentation: {k}={getattr(params, k)} must be a probability in [0, 1]")
         for k in ("ir_sensor_level", "ir_sensor_gain"):
             lo, hi = getattr(params, k)
             if not 0 < lo <= hi:
                 raise ConfigError(f"augmentation: {k}={[lo, hi]} must be a range [low, high] with 0 < low <= high")
+        lo, hi = params.resample_scale
+        if not 1.0 <= lo <= hi:
+            raise ConfigError(f"augmentation: resample_scale={[lo, hi]} must be a range [low, high] with 1 <= low <= high "
+                              "(how many times fewer pixels per side)")
         bad = sorted(set(params.drop) - set(MODALITIES))
         if bad:
             raise ConfigError(f"augmentation: drop names unknown modality {bad}; use some of {MODALITIES}")
@@ -148,6 +159,9 @@ def appearance(rgb: np.ndarray, depth: np.ndarray, ir: np.ndarray, present: np.n
     present = np.asarray(present, bool).copy()
     depth, ir = np.array(depth, np.float32), np.array(ir, np.float32)  # cutout writes in place
     rgb = rgb * np.float32(rng.uniform(*p.rgb_gain)) + np.float32(rng.uniform(-p.rgb_offset, p.rgb_offset))
+    if p.resample > 0 and rng.random() < p.resample:  # drawn only when on: older configs keep their draws
+        f = float(rng.uniform(*p.resample_scale))
+        rgb, depth, ir = _resample(rgb, f), _resample(depth, f, holes=True), _resample(ir, f, holes=True)
     if p.ir_sensor > 0 and present[2] and rng.random() < p.ir_sensor:  # drawn only when on: older configs keep draws
         ir = _reimage_ir(ir, rng, p)
     if p.photometric > 0:
@@ -184,6 +198,30 @@ def zoom_shift(arrays, scale: float, shift) -> list[np.ndarray]:
         w = cv2.warpAffine(hwc, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out.append(np.moveaxis(w.reshape(side, side, -1), -1, 0).astype(np.float32))
     return out
+
+
+def _resample(a: np.ndarray, factor: float, holes: bool = False) -> np.ndarray:
+    """A C x H x W crop seen through `factor` times fewer pixels per side: area-averaged down, linearly back up. With
+    holes (depth, IR: 0 = no measurement) only measured pixels are averaged, and the holes stay exactly where they
+    were, neither spreading into nor filled from their neighbours. face_log IR also writes 0 where a pixel equals the
+    face's median; such pixels keep their value too, as in _reimage_ir."""
+    side = a.shape[-1]
+    small = max(2, int(round(side / factor)))
+    if small >= side:
+        return np.asarray(a, np.float32)
+
+    def through(x):
+        down = cv2.resize(np.ascontiguousarray(np.moveaxis(x, 0, -1)), (small, small), interpolation=cv2.INTER_AREA)
+        up = cv2.resize(down, (side, side), interpolation=cv2.INTER_LINEAR)
+        return np.moveaxis(up.reshape(side, side, -1), -1, 0)
+
+    a = np.asarray(a, np.float32)
+    if not holes:
+        return through(a).astype(np.float32)
+    valid = (a != 0).astype(np.float32)
+    weight = through(valid)
+    out = through(a * valid) / np.maximum(weight, 1e-6)
+    return np.where(valid > 0, out, 0.0).astype(np.float32)
 
 
 def _blur_or_sharpen(a: np.ndarray, rng, p: AugmentParams) -> np.ndarray:
