@@ -57,8 +57,8 @@ from edge_fas.config import read_yaml_sections
 from edge_fas.errors import ConfigError, did_you_mean
 
 __all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides",
-           "check_config", "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size", "data_params",
-           "heldout_summary"]
+           "check_config", "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size",
+           "data_params", "heldout_summary"]
 
 DEFAULTS = {
     "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
