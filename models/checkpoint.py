@@ -49,7 +49,9 @@ def save_checkpoint(path, model: nn.Module, **meta) -> Path:
         "name": model.name,
         "preset": model.preset,
         "config": _plain(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # contiguous: the file does not depend on the layout training ran in (train.memory_format: channels_last
+        # on the CPU), and readers that need plain row-major tensors (numpy, safetensors) get them
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "meta": _plain(meta),
     }
     return _save_whole(data, path)
@@ -83,7 +85,7 @@ def save_half_copy(src, dst) -> Path:
                 raise ArtifactError(f"checkpoint {src}: weight {key} reaches {peak:g}, beyond float16's {FP16_MAX:g}; "
                                     "carry the float32 file itself")
             value = value.half()
-        state[key] = value
+        state[key] = value.contiguous()
     data = {**data, "state_dict": state, "meta": {**data["meta"], "stored_as": "float16", "copied_from": src.name}}
     return _save_whole(data, dst)
 

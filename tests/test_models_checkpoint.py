@@ -114,3 +114,15 @@ def test_the_training_lines_kept_checkpoints_match_their_hashes_and_load():
         assert info["name"] == "spoof_trace" and info["meta"]["stored_as"] == "float16" and not model.training
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
         assert all(v.dtype == torch.float16 for v in raw.values() if v.is_floating_point())
+
+
+def test_checkpoints_are_row_major_whatever_layout_the_model_trained_in(tmp_path):
+    from edge_fas.models.checkpoint import save_half_copy
+
+    model = build("spoof_trace", "edge", input_size=32).to(memory_format=torch.channels_last)
+    assert any(not v.is_contiguous() for v in model.state_dict().values())  # the layout training on the CPU uses
+    save_checkpoint(tmp_path / "c.pt", model)
+    save_half_copy(tmp_path / "c.pt", tmp_path / "h.pt")
+    for name in ("c.pt", "h.pt"):
+        state = torch.load(tmp_path / name, weights_only=True)["state_dict"]
+        assert all(v.is_contiguous() for v in state.values()), name
