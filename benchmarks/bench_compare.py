@@ -9,7 +9,9 @@ version of the rig (another edge_fas.sim.fingerprint in their reports) are refus
 each test set both hold, it prints for each species its AUC against bona fide and its APCER at the set's own
 BPCER = 5% threshold, and each skin factor's gap (bench_demo.SKIN_FACTORS: BPCER of the darkest third of bona
 fide by drawn skin near-IR reflectance, or visible tone, minus that of the brightest or lightest third, at the
-same threshold; randomised sets only, the named domains draw no such factors), for A, for B and B - A, each
+same threshold; randomised sets only, the named domains draw no such factors), the same gap by the subject's
+distance (nearest third minus farthest: a face seen through fewer pixels), and the AUC of all attacks together
+against bona fide, for A, for B and B - A, each
 with a 95% paired bootstrap interval: scenes are resampled within species and both models' scores of a
 resampled scene go together, so scene-to-scene variation that both share cancels from the difference.
 Synthetic rig data only. On report sets (rand_test, the named domains) it describes two models and chooses
@@ -38,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_demo  # noqa: E402
 
 SPECIES = ("flexible_mask", "rigid_mask", "paper_mask", "print", "replay", "partial")
+# bona fide factors whose thirds' BPCER gap is compared: the skin checks, and distance (drawn for every sample)
+GAP_FACTORS = bench_demo.SKIN_FACTORS + (("pose.distance_m", "subject distance", "nearest", "farthest"),)
 
 
 def auc(s: np.ndarray, attack: np.ndarray, bona: np.ndarray) -> float:
@@ -46,19 +50,20 @@ def auc(s: np.ndarray, attack: np.ndarray, bona: np.ndarray) -> float:
 
 
 def figures(s: np.ndarray, sp: np.ndarray, thirds: dict) -> dict:
-    """{name: value}: per species AUC and APCER at the set's BPCER = 5%, and each skin factor's gap there.
+    """{name: value}: all attacks' AUC, per species AUC and APCER at the set's BPCER = 5%, and each GAP_FACTORS
+    factor's gap there.
     thirds: {factor: (low third, high third)}, boolean masks over the bona fide samples (in their order in s)."""
     y = (sp != "bona_fide").astype(int)
     bona = np.where(y == 0)[0]
     threshold, apcer = bench_demo.apcer_at_bpcer(s, y, sp, 0.05)
-    out = {}
+    out = {"AUC all attacks": auc(s, np.where(y == 1)[0], bona)}
     for name in SPECIES:
         attack = np.where(sp == name)[0]
         if len(attack):
             out[f"AUC {name}"] = auc(s, attack, bona)
             out[f"APCER at BPCER 5% {name}"] = apcer[name]
     rejected = s[bona] >= threshold
-    for (factor, _, low, high), (lo, hi) in zip(bench_demo.SKIN_FACTORS, thirds):
+    for (factor, _, low, high), (lo, hi) in zip(GAP_FACTORS, thirds):
         out[f"{factor} gap ({low} - {high} third BPCER at BPCER 5%)"] = float(rejected[lo].mean() - rejected[hi].mean())
     return out
 
@@ -86,7 +91,7 @@ def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, pe
     sa, sb = scores(name, (a, b), rows, per_domain)
     sp = np.array([r[0] for r in rows])
     bona = np.where(sp == "bona_fide")[0]
-    factors = bench_demo.SKIN_FACTORS if randomised else ()
+    factors = GAP_FACTORS if randomised else ()
     skin = [np.array([rows[i][1][f[0]] for i in bona]) for f in factors]
     cuts = [np.quantile(x, [1 / 3, 2 / 3]) for x in skin]
 
