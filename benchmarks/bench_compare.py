@@ -121,6 +121,8 @@ def compare(name: str, domain: str, seeds: str, split: str, a: Path, b: Path, pe
         lo, hi = np.percentile(d[:, 2], 2.5), np.percentile(d[:, 2], 97.5)
         change = base[1][k] - base[0][k]
         line = f"- {k}: {base[0][k]:.3f} -> {base[1][k]:.3f}; change {change:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        if lo > 0 or hi < 0:  # said outright: an end within 0.0005 of 0 prints as +-0.000 and hides it
+            line += " (interval excludes 0)"
         if floor:
             beyond = (lo > 0 or hi < 0) and abs(change) > abs(floor[k])
             line += f"; seed-to-seed {floor[k]:+.3f}: {'beyond both' if beyond else 'within the scenes or the seeds'}"

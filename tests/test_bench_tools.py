@@ -366,6 +366,7 @@ def test_models_are_compared_pair_by_pair_on_the_named_domains_too(tmp_path, cap
     assert line.split(": ")[1].split(" -> ")[1].startswith("1.000") and "gap" not in out
     every = next(x for x in out.splitlines() if x.startswith("- AUC all attacks"))
     assert every.split(": ")[1].split(" -> ")[1].startswith("1.000")  # one species: the same AUC as its own
+    assert line.endswith("(interval excludes 0)")  # 0.3 -> 3.0 separation: the rise is beyond the scenes
     other = folder("other", rng.random(80), datasets=datasets[::-1])  # the same species, other scenes
     with pytest.raises(SystemExit, match="do not hold the same scenes"):
         bench_compare.compare("named_domains", "surf,cefa,wmca,padisi", "7", "test", weak, other, 900, 200)
