@@ -23,7 +23,9 @@ second selection family, `--sets rand_heldout_proc_val`: the same ranges with pr
 those faces rendered brighter than any training render (colour exposure above the training range; `rand_heldout`
 renders them darker), rig seeds 31 and 32, where a model that reads lightness as "attack" shows it; a fourth,
 `--sets rand_heldout_dim_val`: those faces seen by a near-IR imager dimmer than training's and rand_test's, rig
-seeds 41 and 42 (configs/ranges/rand_heldout_dim.yaml says why). A choice should hold on all of them.
+seeds 41 and 42 (configs/ranges/rand_heldout_dim.yaml says why); a fifth, `--sets rand_heldout_skinlevel_val`: silicone
+masks as bright as skin in near-IR, on the far side of rand_test's range, so a darker face is no silicone cue there,
+rig seeds 51 and 52 (configs/ranges/rand_heldout_skinlevel.yaml says why). A choice should hold on all of them.
 
 For each set it runs `edge-fas eval MODEL --domains ... --seed ... --attack-mix uniform --rig-size 640x480`
 (so crops, runtime, calibration and the recorded operating point are exactly what the product uses),
@@ -61,7 +63,8 @@ RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
 RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml"
-               for name in ("rand_heldout_proc", "rand_heldout_bright", "rand_heldout_dim")}
+               for name in ("rand_heldout_proc", "rand_heldout_bright", "rand_heldout_dim",
+                                "rand_heldout_skinlevel")}
 
 
 def custom_ranges(domain: str) -> dict | None:
@@ -155,7 +158,7 @@ def resampled_figures(s, y, sp, name: str, resamples: int, rng) -> np.ndarray:
 
 # sets whose every drawn factor can be recovered (--factors)
 RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val", "rand_heldout_bright_val",
-              "rand_heldout_dim_val")
+              "rand_heldout_dim_val", "rand_heldout_skinlevel_val")
 
 
 def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[tuple[str, dict, dict]]:

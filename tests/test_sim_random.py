@@ -85,6 +85,9 @@ def test_the_shipped_range_files_parse_and_the_bright_family_lies_above_the_trai
     assert "color.exposure" in bright.disjoint_from(rand) and bright.values["color.exposure"][0] > rand.values[
         "color.exposure"][1]
     assert bright.values["color.gamma"] == rand.values["color.gamma"]  # brighter by exposure, not by rand_test's gamma
+    # silicone as bright as skin in near-IR: above the training range and rand_test's, so neither is rendered again
+    skinlevel, test = sets["rand_heldout_skinlevel"].values["silicone.ir_ratio"], RANGE_SETS["rand_test"].values
+    assert skinlevel[0] > max(rand.values["silicone.ir_ratio"][1], test["silicone.ir_ratio"][1])
 
 
 def test_a_bad_range_file_is_an_error_that_names_the_file_and_the_fix(tmp_path):

@@ -27,6 +27,7 @@ SELECTION_SETS = (
     ("rand_heldout_proc_val", "rand_heldout_proc", "21,22", "val"),
     ("rand_heldout_bright_val", "rand_heldout_bright", "31,32", "val"),
     ("rand_heldout_dim_val", "rand_heldout_dim", "41,42", "val"),
+    ("rand_heldout_skinlevel_val", "rand_heldout_skinlevel", "51,52", "val"),
 )
 
 
