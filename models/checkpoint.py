@@ -90,6 +90,39 @@ def save_half_copy(src, dst) -> Path:
     return _save_whole(data, dst)
 
 
+def average_checkpoints(sources, dst) -> Path:
+    """The uniform average of checkpoints of one architecture (a "soup": fine-tunes of one starting point, e.g. the
+    same recipe with other training seeds), parameter by parameter with the buffers, written to `dst` in float32.
+    The average has no validation of its own, so the sources' calibration, operating point, abstention level and
+    map scales are dropped: export it with an explicit --threshold, or fine-tune it (train.init_from), before it
+    makes decisions. Integer buffers (BatchNorm's step counts) come from the first source."""
+    from edge_fas.operating_point import DECISION_KEYS
+
+    sources = [Path(s) for s in sources]
+    if len(sources) < 2:
+        raise ArtifactError(f"average_checkpoints: give two or more checkpoints to average, got {len(sources)}")
+    datas = []
+    for src in sources:
+        load_checkpoint(src)  # the same checks, names and fixes as any checkpoint
+        datas.append(torch.load(src, map_location="cpu", weights_only=True))
+    first = datas[0]
+    for src, data in zip(sources[1:], datas[1:]):
+        same = (data["name"], data["preset"], data["config"]) == (first["name"], first["preset"], first["config"])
+        if not same or data["state_dict"].keys() != first["state_dict"].keys():
+            raise ArtifactError(f"average_checkpoints: {src} is not the architecture of {sources[0]} "
+                                f"({data['name']} {data['preset']} against {first['name']} {first['preset']}, or other "
+                                "config or weights); average only checkpoints of one model")
+    state = {}
+    for key, value in first["state_dict"].items():
+        if value.is_floating_point():
+            value = torch.stack([d["state_dict"][key].float() for d in datas]).mean(0)
+        state[key] = value.contiguous()
+    dropped = set(DECISION_KEYS) | {"threshold", "threshold_source", "threshold_split", "stored_as", "copied_from"}
+    meta = {k: v for k, v in first["meta"].items() if k not in dropped}
+    meta["averaged_from"] = [f"{s.parent.name}/{s.name}" for s in sources]  # folder and file: no machine's path
+    return _save_whole({**first, "state_dict": state, "meta": meta}, Path(dst))
+
+
 def load_checkpoint(path, map_location="cpu"):
     """Rebuild the model saved at `path`; returns (model in eval mode, info dict).
 

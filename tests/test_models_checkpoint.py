@@ -87,6 +87,30 @@ def test_a_half_copy_loads_into_the_float_model_at_half_the_size(tmp_path, model
     torch.testing.assert_close(loaded(*x)["score"], model(*x)["score"], rtol=1e-2, atol=1e-3)
 
 
+def test_an_average_of_checkpoints_is_their_mean_without_their_operating_points(tmp_path, model):
+    from edge_fas.models.checkpoint import average_checkpoints
+    a = save_checkpoint(tmp_path / "a" / "c.pt", model, epoch=1, threshold=0.3, operating_point={"target": "eer"})
+    torch.manual_seed(1)
+    other = build("mmfas", "edge", **TINY).eval()  # other random weights, the same architecture
+    b = save_checkpoint(tmp_path / "b" / "c.pt", other, epoch=1, threshold=0.4)
+    soup, info = load_checkpoint(average_checkpoints([a, b], tmp_path / "soup.pt"))
+    for key, value in soup.state_dict().items():
+        x, y = model.state_dict()[key], other.state_dict()[key]
+        want = (x.float() + y.float()) / 2 if x.is_floating_point() else x
+        torch.testing.assert_close(value, want.to(value.dtype))
+    x = (torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32))
+    assert not torch.allclose(soup(*x)["score"], model(*x)["score"])  # a new model, not a copy of the first
+    meta = info["meta"]
+    assert meta["averaged_from"] == ["a/c.pt", "b/c.pt"] and meta["epoch"] == 1
+    assert "threshold" not in meta and "operating_point" not in meta  # the average was never validated
+    with pytest.raises(ArtifactError, match="two or more"):
+        average_checkpoints([a], tmp_path / "x.pt")
+    another = save_checkpoint(tmp_path / "s.pt", build("spoof_trace", "edge", input_size=32))
+    with pytest.raises(ArtifactError, match="not the architecture of"):
+        average_checkpoints([a, another], tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_a_half_copy_refuses_weights_beyond_float16(tmp_path, model):
     from edge_fas.models.checkpoint import save_half_copy
     with torch.no_grad():
