@@ -62,9 +62,8 @@ from edge_fas.data.evaluation_sets import SELECTION_SETS  # noqa: E402
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
-RANGE_FILES = {name: ROOT / "configs" / "ranges" / f"{name}.yaml"
-               for name in ("rand_heldout_proc", "rand_heldout_bright", "rand_heldout_dim",
-                                "rand_heldout_skinlevel")}
+RANGE_FILES = {domain: ROOT / "configs" / "ranges" / f"{domain}.yaml" for _, domain, _, _ in SELECTION_SETS
+               if (ROOT / "configs" / "ranges" / f"{domain}.yaml").is_file()}
 
 
 def custom_ranges(domain: str) -> dict | None:
@@ -156,9 +155,9 @@ def resampled_figures(s, y, sp, name: str, resamples: int, rng) -> np.ndarray:
     return out
 
 
-# sets whose every drawn factor can be recovered (--factors)
-RANDOMISED = ("rand_test", "rand_heldout_test", "rand_heldout_val", "rand_heldout_proc_val", "rand_heldout_bright_val",
-              "rand_heldout_dim_val", "rand_heldout_skinlevel_val")
+# sets whose every drawn factor can be recovered (--factors): those drawn from one randomised range set (the named
+# domains mix four rigs)
+RANDOMISED = tuple(name for name, domains, _, _ in TEST_SETS + SELECTION_SETS if "," not in domains)
 
 
 def drawn_factors(domain: str, seed: int, split: str, per_domain: int) -> list[tuple[str, dict, dict]]:

@@ -111,9 +111,7 @@ def change_interval(base: tuple, other: tuple, species: str, resamples: int = 10
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="artifact folder (or 'demo')")
-    ap.add_argument("--set", required=True, help="a randomised bench_demo set: rand_test, rand_heldout_test, "
-                                                 "rand_heldout_val, rand_heldout_proc_val, rand_heldout_bright_val, rand_heldout_dim_val, "
-                                                 "rand_heldout_skinlevel_val")
+    ap.add_argument("--set", required=True, help=f"a randomised bench_demo set: {', '.join(bench_demo.RANDOMISED)}")
     ap.add_argument("--groups", default=None, help="comma-separated factor groups (ir) or single factors (ir.gain) to put "
                                                    "back (default: every group where the set differs from the "
                                                    "training ranges)")
