@@ -62,8 +62,8 @@ from edge_fas.data.evaluation_sets import SELECTION_SETS  # noqa: E402
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
 # adding one changes neither the rig's fingerprint nor any cached render)
-RANGE_FILES = {domain: ROOT / "configs" / "ranges" / f"{domain}.yaml" for _, domain, _, _ in SELECTION_SETS
-               if (ROOT / "configs" / "ranges" / f"{domain}.yaml").is_file()}
+RANGE_FILES = {domain: path for _, domain, _, _ in SELECTION_SETS
+               if (path := ROOT / "configs" / "ranges" / f"{domain}.yaml").is_file()}
 
 
 def custom_ranges(domain: str) -> dict | None:
