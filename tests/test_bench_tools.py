@@ -370,3 +370,49 @@ def test_models_are_compared_pair_by_pair_on_the_named_domains_too(tmp_path, cap
     other = folder("other", rng.random(80), datasets=datasets[::-1])  # the same species, other scenes
     with pytest.raises(SystemExit, match="do not hold the same scenes"):
         bench_compare.compare("named_domains", "surf,cefa,wmca,padisi", "7", "test", weak, other, 900, 200)
+
+
+def test_the_matched_silicone_audit_renders_the_scene_it_is_given():
+    import bench_silicone_matched as matched
+
+    from edge_fas.sim.randomized import RandomizedRig
+
+    rig = RandomizedRig("rand", seed=300, width=160, height=120)
+    v = matched.variants(rig, 5)
+    # the mask as drawn, rendered through the patch, is the rig's own frame of that sample, pixel for pixel
+    own = rig.render("flexible_mask", 5)
+    patched = matched.render_variant(rig, *v["mask"], 5)
+    assert np.array_equal(own.rgb, patched.rgb) and np.array_equal(own.ir, patched.ir)
+    assert rig.sample("flexible_mask", 5).species == "flexible_mask"  # the patch is undone
+    # one factor group differs from the neutral mask in that group's materials only
+    neutral = v["neutral"][0].materials
+    for group, keys in matched.GROUPS.items():
+        changed = {k for k, x in v[f"neutral + {group}"][0].materials.items() if x != neutral[k]}
+        assert changed <= set(keys)
+    # the same scene at the same frame noise is the same frame; other noise is another frame; the neutral mask and
+    # the wearer's own face differ (the mask's atlas is built anew, not taken from the previous variant's cache)
+    skin_a = matched.render_variant(rig, *v["skin"], 5)
+    skin_b = matched.render_variant(rig, *v["skin"], 5)
+    assert np.array_equal(skin_a.ir, skin_b.ir)
+    assert not np.array_equal(skin_a.ir, matched.render_variant(rig, *v["skin'"], 5).ir)
+    neutral_frame = matched.render_variant(rig, *v["neutral"], 5)  # same species and index as the mask
+    assert not np.array_equal(skin_a.rgb, neutral_frame.rgb) and not np.array_equal(own.rgb, neutral_frame.rgb)
+    assert np.array_equal(matched.render_variant(rig, *v["mask"], 5).rgb, own.rgb)
+
+
+def test_the_frame_mean_leaves_holes_out():
+    import bench_silicone_frames as frames
+
+    from edge_fas.types import FaceCrop
+
+    ones = np.ones((1, 4, 4), np.float32)
+    a = FaceCrop(rgb=np.zeros((3, 4, 4), np.float32), depth=2 * ones, ir=ones.copy(), present=np.ones(3, bool))
+    hole = ones.copy()
+    hole[0, 0, 0] = 0.0  # no measurement in the second frame at one pixel
+    b = FaceCrop(rgb=np.ones((3, 4, 4), np.float32), depth=4 * hole, ir=3 * hole, present=np.ones(3, bool))
+    m = frames.mean_crop([a, b])
+    assert np.allclose(m.rgb, 0.5)
+    assert m.depth[0, 0, 0] == 2.0 and m.depth[0, 1, 1] == 3.0  # the hole does not pull the mean to 0
+    assert m.ir[0, 0, 0] == 1.0 and m.ir[0, 1, 1] == 2.0
+    none = FaceCrop(rgb=a.rgb, depth=0 * ones, ir=0 * ones, present=a.present)
+    assert (frames.mean_crop([none, none]).depth == 0).all()  # a hole in every frame stays a hole
