@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py --models mmfas,mmdg,spoof_trace --threads 1 [--device cuda]
     python benchmarks/bench_training.py --models spoof_trace --set input_size=96
     python benchmarks/bench_training.py --models spoof_trace,resnet50 --memory-format contiguous,channels_last
+    python benchmarks/bench_training.py --models spoof_trace --memory-format channels_last --amp false,bf16 --threads 2
 
 Random inputs at the model's input size; labels half attack. Numbers depend on the machine and on
 what else runs on it: quote them with the command.
@@ -18,8 +19,9 @@ import torch
 import yaml
 
 
-def bench(name, preset, overrides, device, batch, steps, memory_format="contiguous"):
+def bench(name, preset, overrides, device, batch, steps, memory_format="contiguous", amp=False):
     from edge_fas.models import build
+    from edge_fas.training.loop import autocast_dtype
     from edge_fas.training.loop import memory_format as resolve
 
     m = build(name, preset, **overrides).to(device).to(memory_format=resolve(memory_format, device))
@@ -28,12 +30,19 @@ def bench(name, preset, overrides, device, batch, steps, memory_format="contiguo
          "ir": torch.randn(batch, 1, s, s, device=device), "present": torch.ones(batch, 3, dtype=torch.bool, device=device),
          "label": torch.arange(batch, device=device) % 2, "domain": torch.zeros(batch, dtype=torch.long, device=device)}
     opt = m.make_optimisers()
-    m.train_step(b, opt)
+    dtype = autocast_dtype(amp, device)  # what train.amp makes the training loop do (its float16 scaler aside)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            m.train_step(b, opt, scaler=scaler)
+
+    step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
     for _ in range(steps):
-        m.train_step(b, opt)
+        step()
     sync()
     train_rate = batch * steps / (time.perf_counter() - t)
     m.eval()
@@ -61,18 +70,21 @@ def main():
     ap.add_argument("--set", action="append", default=[], help="model override KEY=VALUE")
     ap.add_argument("--memory-format", default="contiguous",
                     help="comma-separated train.memory_format values to compare (auto, channels_last, contiguous)")
+    ap.add_argument("--amp", default="false", help="comma-separated train.amp values to compare (auto, true, false, "
+                                                   "bf16); inference latency is float32 in every row")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in a.set)}
     dev = torch.device(a.device)
     print(f"device {a.device}, {a.threads} thread(s), batch {a.batch}, preset {a.preset}, overrides {overrides}")
-    print("| model | memory format | input | params (M) | train samples/s | infer batch-1 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| model | memory format | train.amp | input | params (M) | train samples/s | infer batch-1 ms |")
+    print("|---|---|---|---|---|---|---|")
     for name in a.models.split(","):
         for fmt in a.memory_format.split(","):
-            s, rate, ms, mp = bench(name, a.preset, overrides, dev, a.batch, a.steps, fmt)
-            print(f"| {name} | {fmt} | {s} | {mp:.2f} | {rate:.1f} | {ms:.1f} |", flush=True)
+            for amp in a.amp.split(","):
+                s, rate, ms, mp = bench(name, a.preset, overrides, dev, a.batch, a.steps, fmt, yaml.safe_load(amp))
+                print(f"| {name} | {fmt} | {amp} | {s} | {mp:.2f} | {rate:.1f} | {ms:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

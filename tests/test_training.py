@@ -373,3 +373,30 @@ def test_channels_last_trains_the_same_model_with_its_weights_in_that_layout(tmp
     assert len(steps["contiguous"]) == 2 and steps["contiguous"] == pytest.approx(steps["channels_last"], rel=1e-4)
     with pytest.raises(ConfigError, match="train.memory_format 'nhwc' is unknown; use one of auto, channels_last"):
         train(load_train_config(None, {"model": TINY_MODEL, "train.memory_format": "nhwc"}))
+
+
+def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    from edge_fas.training.loop import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype(True, cpu) is None  # fp16 is CUDA's only
+    assert autocast_dtype("auto", cuda) is torch.float16 and autocast_dtype(False, cuda) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("bf16", cuda) is torch.bfloat16
+    steps, weights = {}, {}
+    for amp in (False, "bf16"):
+        cfg = tiny_config(tmp_path / str(amp), amp=amp, seed=3, memory_format="contiguous")
+        cfg["model"] = {"name": "spoof_trace", "preset": "edge", "overrides": {"input_size": 32}}
+        (tmp_path / str(amp)).mkdir()
+        train(load_train_config(write_cfg(tmp_path / str(amp), cfg)))
+        log = [json.loads(x) for x in (tmp_path / str(amp) / "run" / "log.jsonl").read_text().splitlines()]
+        steps[amp] = [r["total"] for r in log if r["kind"] == "step"]
+        weights[amp] = torch.load(tmp_path / str(amp) / "run" / "resume.pt", weights_only=False)["model"]
+    # the same data and seed: the losses agree to bfloat16's precision, and not to float32's (it really ran in bf16)
+    assert len(steps[False]) == 2 and all(np.isfinite(steps["bf16"]))
+    assert steps["bf16"] == pytest.approx(steps[False], rel=0.05)
+    assert steps["bf16"] != pytest.approx(steps[False], rel=1e-5)
+    assert all(v.dtype == torch.float32 for v in weights["bf16"].values() if v.is_floating_point())
+    with pytest.raises(ConfigError, match="train.amp 'fp8' is unknown; use one of auto, true, false, bf16"):
+        train(load_train_config(None, {"model": TINY_MODEL, "train.amp": "fp8"}))
+    with pytest.raises(ConfigError, match="train.amp bf16 with train.quantization_aware"):
+        train(load_train_config(None, {"model": TINY_MODEL, "train.amp": "bf16", "train.quantization_aware": True}))

@@ -24,7 +24,12 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
                         the crop cache, recorded in the checkpoint and the exported manifest, so the live
                         pipeline crops the same way),
             augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
-    train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, amp, device, threads,
+    train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, device, threads,
+            amp: auto | true | false | bf16 (mixed precision in train_step: auto and true autocast to float16
+            with a gradient scaler on CUDA and train in float32 elsewhere; bf16 autocasts to bfloat16 on any
+            device, no scaler needed (bfloat16 keeps float32's range): on a CPU with AVX-512 BF16 spoof_trace's
+            edge train_step runs 1.75 times as fast (benchmarks/bench_training.py --amp); false: float32.
+            Validation, calibration and export stay float32 either way),
             memory_format: auto | channels_last | contiguous (the layout of the model's 4-D weights, so of its
             convolutions; auto: channels_last on the CPU, where oneDNN's convolutions run it faster, contiguous
             elsewhere, where it was never measured),
@@ -56,7 +61,7 @@ import os
 from edge_fas.config import read_yaml_sections
 from edge_fas.errors import ConfigError, did_you_mean
 
-__all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides",
+__all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "AMP", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides",
            "check_config", "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size",
            "data_params", "heldout_summary"]
 
@@ -83,6 +88,7 @@ DEFAULTS = {
 }
 SCHEDULES = ("constant", "cosine")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+AMP = ("auto", True, False, "bf16")
 KEEP = ("last", "best")
 FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
 
@@ -134,11 +140,16 @@ def check_config(cfg: dict) -> None:
     from edge_fas.data.build import SOURCES
 
     for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
-                         ("train.memory_format", MEMORY_FORMATS),
+                         ("train.memory_format", MEMORY_FORMATS), ("train.amp", AMP),
                          ("data.wmca", ("preprocessed", "raw"))):
         section, name = key.split(".")
-        if cfg[section][name] not in choices:
-            raise ConfigError(f"{key} {cfg[section][name]!r} is unknown; use one of {', '.join(choices)}")
+        value = cfg[section][name]
+        if value not in choices:
+            raise ConfigError(f"{key} {value!r} is unknown; use one of "
+                              f"{', '.join(str(c).lower() if isinstance(c, bool) else c for c in choices)}")
+    if cfg["train"]["amp"] == "bf16" and cfg["train"]["quantization_aware"]:
+        raise ConfigError("train.amp bf16 with train.quantization_aware: the simulated int8 rounding is of float32 "
+                          "values, as the export computes them; use train.amp auto or false")
     try:
         metrics.parse_target(cfg["train"]["target"])
     except ValueError as e:

@@ -97,6 +97,16 @@ def memory_format(name: str, device: torch.device) -> torch.memory_format:
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
+def autocast_dtype(amp, device: torch.device) -> torch.dtype | None:
+    """train.amp resolved for `device`: the dtype train_step autocasts to, or None for float32 (see
+    edge_fas.training.config: auto and true mean float16 on CUDA only, bf16 means bfloat16 anywhere)."""
+    if amp == "bf16":
+        return torch.bfloat16
+    if (amp == "auto" or amp is True) and device.type == "cuda":
+        return torch.float16
+    return None
+
+
 def build_model(cfg: dict, device, world: int = 1):
     """(model, PreprocessParams, AugmentParams): the model built from the config, or train.init_from's
     checkpoint (fine-tuning), with model.pretrained's backbone weights; the preprocessing is
@@ -153,8 +163,10 @@ class _Epochs:
     def __init__(self, cfg, model, optimisers, data: TrainingData, device, world: int, log: _Log, main: bool):
         self.tc, self.model, self.optimisers, self.data = cfg["train"], model, optimisers, data
         self.device, self.world, self.log, self.main = device, world, log, main
-        self.use_amp = device.type == "cuda" and self.tc["amp"] in ("auto", True)
-        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.amp_dtype = autocast_dtype(self.tc["amp"], device)
+        self.use_amp = self.amp_dtype is not None
+        # float16's narrow range needs the loss scaled; bfloat16 has float32's exponent and does not
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.accumulate = int(self.tc["accumulate"])
         max_steps = self.tc["max_steps_per_epoch"]
         self.steps = min(len(data.loader), int(max_steps)) if max_steps else len(data.loader)
@@ -192,7 +204,7 @@ class _Epochs:
             # optimiser on every accumulate-th batch and on the epoch's last
             acc = {"accumulate": self.accumulate, "apply": (step + 1) % self.accumulate == 0 or step == self.steps - 1} \
                 if self.accumulate > 1 else {}
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.use_amp):
                 terms = model.train_step(batch, self.optimisers, scaler=self.scaler, **acc)
             if world > 1:
                 terms = distributed.global_mean(terms, world, self.device)
