@@ -28,7 +28,7 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             amp: auto | true | false | bf16 (mixed precision in train_step: auto and true autocast to float16
             with a gradient scaler on CUDA and train in float32 elsewhere; bf16 autocasts to bfloat16 on any
             device, no scaler needed (bfloat16 keeps float32's range): on a CPU with AVX-512 BF16 spoof_trace's
-            edge train_step runs 1.75 times as fast (benchmarks/bench_training.py --amp); false: float32.
+            edge train_step runs 1.66 times as fast (benchmarks/bench_training.py --amp); false: float32.
             Validation, calibration and export stay float32 either way),
             memory_format: auto | channels_last | contiguous (the layout of the model's 4-D weights, so of its
             convolutions; auto: channels_last on the CPU, where oneDNN's convolutions run it faster, contiguous
