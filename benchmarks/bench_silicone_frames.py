@@ -78,9 +78,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from bench_silicone_cues import report
+    from bench_silicone_matched import refuse_benchmark_seed
 
     from edge_fas.artifact import load_artifact
-    from edge_fas.data.evaluation_sets import reserved_by
     from edge_fas.preprocess import PreprocessParams
 
     params = PreprocessParams.from_dict(load_artifact(args.model).manifest["preprocess"])
@@ -88,10 +88,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     for domain in [s.strip() for s in args.sets.split(",")]:
         for seed in seeds:
-            taken = [reserved_by(domain, seed, split) for split in ("train", "val", "test")]
-            if any(taken):
-                raise SystemExit(f"rig seed {seed} of {domain} is benchmark set {next(t for t in taken if t)}'s; "
-                                 "pass other --seeds")
+            refuse_benchmark_seed(domain, seed)
         single, averaged = {}, {}
         for seed in seeds:
             jobs = [(domain, seed, species, i, args.frames, width, height, params)

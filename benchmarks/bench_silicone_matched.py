@@ -6,8 +6,10 @@
 A diagnosis of the synthetic rig, no network involved. bench_silicone_cues.py asks whether simple measurements
 separate silicone masks from *other people's* skin; this asks the prior question: how much does a silicone mask
 change the crop of *the same person* in the same pose, light and camera, against what the sensor's noise changes
-between two frames of that person? A mask whose change is below the noise cannot be told from skin by any
-detector, however large; one well above it can be, if the detector knows what that person's skin looks like.
+between two frames of that person? The ratio is per pixel: a change below the noise in every pixel can still be
+found where it is coherent over many pixels (an edge, a texture), and a change above it is usable only by a detector
+that knows what that person's skin looks like. It says which of the mask's drawn factors reach the network's input
+at all, and in which stream; bench_silicone_frames.py then asks whether the noise is what hides them.
 
 For each scene (a silicone sample of the set's range set at --seed, index 0..N-1) it renders, at the same frame
 noise unless said otherwise:
@@ -86,7 +88,10 @@ def variants(rig, index: int) -> dict:
 
 
 def render_variant(rig, scene, noise_key: str, index: int):
-    """rig.render for a given scene, its frame noise drawn as for species `noise_key`."""
+    """rig.render for a given scene, its frame noise drawn as for species `noise_key`.
+
+    Done here by standing in for rig.sample rather than by a scene argument to RandomizedRig.render: any edit of
+    edge_fas/sim changes the rig's fingerprint, which re-renders every cached and benchmarked scene."""
     original = rig.sample
     rig.sample = lambda species, i: scene
     rig._atlases.clear()  # keyed by (species, index): a variant with other materials must build its own
@@ -148,6 +153,16 @@ def report(domain: str, rows: list[dict]) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def refuse_benchmark_seed(domain: str, seed: int) -> None:
+    """Exit naming the benchmark set whose scenes rig `seed` of `domain` draws (these audits sample every index of
+    a seed, so any split a benchmark scores there counts)."""
+    from edge_fas.data.evaluation_sets import reserved_by
+
+    taken = next((name for split in ("train", "val", "test") if (name := reserved_by(domain, seed, split))), None)
+    if taken:
+        raise SystemExit(f"rig seed {seed} of {domain} is benchmark set {taken}'s; pass another seed")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="an artifact whose preprocessing cuts the crops (its manifest)")
@@ -159,16 +174,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from edge_fas.artifact import load_artifact
-    from edge_fas.data.evaluation_sets import reserved_by
     from edge_fas.preprocess import PreprocessParams
 
     params = PreprocessParams.from_dict(load_artifact(args.model).manifest["preprocess"])
     width, height = (int(v) for v in args.size.split("x"))
     for domain in [s.strip() for s in args.sets.split(",")]:
-        taken = [reserved_by(domain, args.seed, split) for split in ("train", "val", "test")]
-        if any(taken):
-            raise SystemExit(f"rig seed {args.seed} of {domain} is benchmark set {next(t for t in taken if t)}'s; "
-                             "pass another --seed")
+        refuse_benchmark_seed(domain, args.seed)
         jobs = [(domain, args.seed, i, width, height, params) for i in range(args.scenes)]
         with Pool(args.workers) as pool:
             rows = [r for r in pool.imap(_scene_changes, jobs, chunksize=4) if r is not None]

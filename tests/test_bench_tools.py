@@ -416,3 +416,11 @@ def test_the_frame_mean_leaves_holes_out():
     assert m.ir[0, 0, 0] == 1.0 and m.ir[0, 1, 1] == 2.0
     none = FaceCrop(rgb=a.rgb, depth=0 * ones, ir=0 * ones, present=a.present)
     assert (frames.mean_crop([none, none]).depth == 0).all()  # a hole in every frame stays a hole
+
+
+def test_the_silicone_audits_refuse_a_benchmark_seed():
+    import bench_silicone_matched as matched
+
+    matched.refuse_benchmark_seed("rand_test", 300)  # no benchmark's
+    with pytest.raises(SystemExit, match="rig seed 11 of rand_test is benchmark set rand_test's"):
+        matched.refuse_benchmark_seed("rand_test", 11)
