@@ -199,9 +199,11 @@ def main() -> int:
             a, b = (mine >= thr) != base, (theirs >= thr) != base
             print(f"   paired: flipped by {args.model} only {int((a & ~b).sum())}, by {args.against} only "
                   f"{int((b & ~a).sum())}, by both {int((a & b).sum())}")
-        f16 = prec.calibrated_ort_scores(artifact, prec.fp16_onnx(artifact.onnx_path, work / "model.fp16.onnx"), batch)
+        f16 = prec.calibrated_ort_scores(artifact, prec.fp16_emulation_onnx(artifact.onnx_path, work / "model.fp16.onnx", prec.fp16_float_nodes(artifact)), batch)
         f = prec.compare(ref, f16, thr, truth)
-        print(f"   fp16 (the model TensorRT builds) on the same {args.check} crops: agreement "
+        n16 = len(prec.fp16_float_nodes(artifact))
+        print(f"   fp16 (the model TensorRT builds{f', {n16} nodes in float32' if n16 else ''}) on the same "
+              f"{args.check} crops: agreement "
               f"{f['decision_agreement']:.4f}, flips {f['flips']}, mean |change| {f['score_abs_diff_mean']:.5f}; "
               f"{prec.bound_note({**f, 'min_agreement': prec.MIN_AGREEMENT})}")
         return 0

@@ -166,22 +166,51 @@ def gate_inputs(artifact: art.Artifact, count: int, source: str = "auto", seed: 
     return prec.held_out_inputs(artifact, count, seed, quiet=quiet, keep=True)
 
 
-def measure_fp16(artifact: art.Artifact, inputs, force: bool = False) -> dict:
-    """The fp16 gate: the fp16 model TensorRT would build (precision.to_fp16) against fp32, at the
-    artifact's operating point. Never raises for a failed gate: fp32 stays usable; the manifest says
-    fp16 failed and runtimes then refuse fp16 unless forced."""
+def measure_fp16(artifact: art.Artifact, inputs, force: bool = False, mixed: bool = False, selection=None,
+                 max_flips: int | None = None, quiet: bool = True) -> dict:
+    """The fp16 gate: the fp16 model TensorRT would build (precision.to_fp16), scored on the CPU through
+    precision.emulate_fp16, against fp32, at the artifact's operating point. Never raises for a failed gate: fp32
+    stays usable; the manifest says fp16 failed and runtimes then refuse fp16 unless forced.
+
+    mixed: when the whole network in fp16 misses the gate, keep the fewest decision-sensitive nodes in float32
+    (mixed_precision.choose_float_nodes on `selection`, default the selection seed's crops) and gate that model; the
+    figures then carry the whole network's agreement and the chosen nodes (precision.fp16_float_nodes reads them)."""
     import tempfile
 
+    from edge_fas.runtime import mixed_precision
     from edge_fas.runtime import precision as prec
     batch, labels, data = inputs
+    thr = prec.operating_threshold(artifact)
     with tempfile.TemporaryDirectory() as tmp:
-        f16 = prec.fp16_onnx(artifact.onnx_path, Path(tmp) / "model.fp16.onnx")
-        figures = prec.compare(prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch),
-                               prec.calibrated_ort_scores(artifact, f16, batch), prec.operating_threshold(artifact),
-                               labels)
+        f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
+        f16 = prec.fp16_emulation_onnx(artifact.onnx_path, Path(tmp) / "model.fp16-emulated.onnx")
+        figures = prec.compare(f32, prec.calibrated_ort_scores(artifact, f16, batch), thr, labels)
+        chosen = None
+        if mixed and figures["decision_agreement"] < prec.MIN_AGREEMENT:
+            onnx = prec._onnx()
+            model = onnx.load(str(artifact.onnx_path))
+            prec._ensure_names(model)
+
+            def build(keep, dst):
+                onnx.save(prec.emulate_fp16(prec.mixed_fp16(model, keep)), str(dst))
+            try:
+                chosen = mixed_precision.choose_float_nodes(
+                    artifact, prec.fp16_candidates(model), build, "fp16", selection, quiet=quiet,
+                    max_flips=mixed_precision.SELECTION_MAX_FLIPS if max_flips is None else max_flips)
+            except EdgeFasError as e:  # no count of float nodes was enough: the whole network is judged
+                figures["mixed_precision"] = str(e)
+        if chosen:
+            whole = figures
+            prec.fp16_emulation_onnx(artifact.onnx_path, f16, chosen["nodes"])
+            figures = prec.compare(f32, prec.calibrated_ort_scores(artifact, f16, batch), thr, labels)
+            figures["whole_network_fp16"] = {"decision_agreement": whole["decision_agreement"], "flips": whole["flips"]}
+            figures["float_nodes"] = len(chosen["nodes"])
+            figures["mixed_precision"] = {"float_nodes": chosen["nodes"], "chosen_on": chosen["selection"],
+                                          "rule": mixed_precision.rule(chosen["selection"]["max_flips"])}
     figures.update(data=data, recipe=prec.FP16_RECIPE,
-                   measured_with="ONNX Runtime CPU on the fp16 ONNX model (fp16 storage, fp32 arithmetic where "
-                                 "it has no fp16 kernel); the TensorRT engine is gated again when built")
+                   measured_with="ONNX Runtime CPU on precision.emulate_fp16 of the fp16 ONNX model (every float16 "
+                                 "tensor rounded through float16, float32 arithmetic inside each op); the TensorRT "
+                                 "engine is gated again when built")
     try:
         return prec.judge(figures, "fp16", force=force)
     except prec.PrecisionRefused as e:
@@ -216,10 +245,12 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
                  threshold_split: str = "unset", training: dict | None = None, parity_count: int = 256,
                  parity_batch: int = 8, parity_source: str = "auto", atol: float = SCORE_ATOL,
                  preprocess: PreprocessParams | None = None, overwrite: bool = False, gate_count: int = GATE_FRAME_SETS,
-                 force_precision: bool = False, quiet: bool = True, decisions: dict | None = None) -> art.Artifact:
+                 force_precision: bool = False, quiet: bool = True, decisions: dict | None = None,
+                 fp16_mixed: bool = False) -> art.Artifact:
     """Write the artifact for a torch `model` (helper A's interface: name, preset, input_size, config,
     forward(rgb, depth, ir, present) -> dict) into folder `out`, after the parity check passes, with the
-    fp16 precision gate measured on `gate_count` held-out frame sets (0: not measured).
+    fp16 precision gate measured on `gate_count` held-out frame sets (0: not measured); fp16_mixed: keep the
+    decision-sensitive nodes in float32 when the whole network in fp16 misses that gate (measure_fp16).
 
     decisions: manifest sections from edge_fas.operating_point (calibration, operating_point, threshold,
     abstention, maps); its `threshold` replaces threshold/threshold_split."""
@@ -263,11 +294,20 @@ def export_model(model, out: str | Path, *, checkpoint: str | Path | None = None
     art.write_manifest(out, manifest, files)
     artifact = art.load_artifact(out)
     if gate_count:
-        fp16 = measure_fp16(artifact, gate_inputs(artifact, gate_count, parity_source, quiet=quiet), force_precision)
-        manifest["precision"] = {"min_agreement": fp16["min_agreement"], "fp16": fp16}
-        art.write_manifest(out, manifest, files)
-        artifact = art.load_artifact(out)
+        artifact = gate_fp16(artifact, gate_count, parity_source, force_precision, fp16_mixed, quiet)
     return artifact
+
+
+def gate_fp16(artifact: art.Artifact, gate_count: int = GATE_FRAME_SETS, source: str = "auto", force: bool = False,
+              mixed: bool = False, quiet: bool = True, selection=None) -> art.Artifact:
+    """Measure the artifact's fp16 gate (measure_fp16) on `gate_count` held-out frame sets and record it in the
+    manifest's precision.fp16, replacing what was there; the other precisions' figures are kept."""
+    fp16 = measure_fp16(artifact, gate_inputs(artifact, gate_count, source, quiet=quiet), force, mixed=mixed,
+                        selection=selection, quiet=quiet)
+    manifest = art.manifest_body(artifact.manifest)
+    manifest["precision"] = {**(manifest.get("precision") or {}), "min_agreement": fp16["min_agreement"], "fp16": fp16}
+    art.write_manifest(artifact.folder, manifest, list(artifact.manifest["files"]))
+    return art.load_artifact(artifact.folder)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, threshold: float | None = None,

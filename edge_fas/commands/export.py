@@ -34,6 +34,12 @@ def add_arguments(parser):
                         help="(with --int8-mixed) decisions the chosen model may still flip on the selection crops "
                              f"(default {SELECTION_MAX_FLIPS}: a margin below the gate's 99.5%%, which 300 selection crops reach "
                              "with one flip left)")
+    parser.add_argument("--fp16-mixed", action="store_true",
+                        help="when the whole network in fp16 misses its gate, keep in float32 the fewest nodes, most "
+                             "decision-sensitive first, that flip none of the held-out selection crops' decisions, then "
+                             "gate that model (a few minutes: every node is tried alone). Only runtimes that build "
+                             "the artifact's own fp16 model (runtime tensorrt) then run fp16. Also takes an "
+                             "artifact folder, to measure its fp16 gate again into --out")
     parser.add_argument("--gate", type=int, default=GATE_FRAME_SETS, metavar="N",
                         help=f"held-out frame sets for the fp16 / int8 precision gates (default {GATE_FRAME_SETS}: the "
                              "fewest that can show 99.5%% agreement at 95%% confidence; fewer are faster and the gate "
@@ -60,26 +66,30 @@ def run(args) -> int:
         raise EdgeFasError(f"--threshold {args.threshold}: an attack-score threshold lies in [0, 1]")
     if args.parity < 1:
         raise EdgeFasError("--parity must be at least 1")
-    if args.gate < 0 or (args.int8 and args.gate < 1):
-        raise EdgeFasError("--gate must be at least 1 with --int8 (and not negative)")
+    if args.gate < 0 or ((args.int8 or args.fp16_mixed) and args.gate < 1):
+        raise EdgeFasError("--gate must be at least 1 with --int8 or --fp16-mixed (and not negative)")
     if args.int8_mixed and not args.int8:
         raise EdgeFasError("--int8-mixed chooses how the int8 model is made; add --int8")
     if args.int8_mixed_flips < 0 or (args.int8_mixed_flips != SELECTION_MAX_FLIPS and not args.int8_mixed):
         raise EdgeFasError("--int8-mixed-flips N (N >= 0) says how --int8-mixed chooses; add --int8 --int8-mixed")
     if _is_artifact(args.checkpoint):
-        if not args.int8:
+        if not (args.int8 or args.fp16_mixed):
             raise EdgeFasError(f"{args.checkpoint} is an artifact, not a checkpoint: exporting it again only makes sense "
-                               "to add an int8 model (--int8); to copy it, copy the folder")
+                               "to add an int8 model (--int8) or a mixed fp16 gate (--fp16-mixed); to copy it, copy "
+                               "the folder")
         if args.threshold is not None:
             raise EdgeFasError("--threshold applies to a checkpoint's export; an artifact keeps its operating point "
                                "(`edge-fas adapt` or bench_operating_point.py --refit-into change it)")
         from edge_fas.export import copy_artifact
         art = copy_artifact(args.checkpoint, args.out, overwrite=args.force, include_checkpoint=not args.no_checkpoint)
+        if args.fp16_mixed:
+            from edge_fas.export import gate_fp16
+            art = gate_fp16(art, args.gate, args.parity_source, args.force_precision, mixed=True, quiet=args.quiet)
     else:
         art = export_checkpoint(args.checkpoint, args.out, threshold=args.threshold, parity_count=args.parity,
                                 include_checkpoint=not args.no_checkpoint, parity_source=args.parity_source,
                                 overwrite=args.force, gate_count=args.gate, force_precision=args.force_precision,
-                                quiet=args.quiet)
+                                quiet=args.quiet, fp16_mixed=args.fp16_mixed)
     if args.int8:
         from edge_fas.runtime.precision import PrecisionRefused
         from edge_fas.runtime.quantize import add_int8
@@ -115,6 +125,16 @@ def run(args) -> int:
         print(f"int8 mixed precision: {len(mixed['float_nodes'])} nodes kept in float, chosen on {chosen['frame_sets']} "
               f"{chosen['data']} ({chosen['decision_agreement']:.2%} agreement there); the whole network in int8 "
               f"agreed on {whole.get('decision_agreement', float('nan')):.2%} of the gate's frame sets")
+    mixed16 = ((m.get("precision") or {}).get("fp16") or {}).get("mixed_precision")
+    if isinstance(mixed16, dict):
+        chosen, whole = mixed16["chosen_on"], m["precision"]["fp16"].get("whole_network_fp16", {})
+        print(f"fp16 mixed precision: {len(mixed16['float_nodes'])} nodes kept in float32, chosen on "
+              f"{chosen['frame_sets']} {chosen['data']} ({chosen['decision_agreement']:.2%} agreement there); the "
+              f"whole network in fp16 agreed on {whole.get('decision_agreement', float('nan')):.2%} of the gate's "
+              "frame sets; only runtime tensorrt builds this model (PyTorch half and ONNX Runtime's TensorRT provider "
+              "refuse fp16)")
+    elif mixed16:
+        print(f"fp16 mixed precision: {mixed16}")
     for name, e in m["files"].items():
         print(f"  {name}  {e['bytes']} bytes  sha256 {e['sha256'][:16]}…")
     return 0

@@ -10,10 +10,16 @@ fp16 is produced the way TensorRT 11 wants it (strongly typed networks: the ONNX
 types): `to_fp16` rewrites a float32 ONNX model so every float tensor is float16 except graph inputs
 and outputs (kept float32, with Casts), the score head (everything between the last feature map and
 the score: a threshold near 1 needs its decimals) and a few ops that overflow or lose too much in
-half precision. The same file is built by TensorRT and measured by ONNX Runtime on the CPU here
-(ONNX Runtime computes nodes it has no fp16 kernel for in float32 and stores the results in fp16,
-which is what TensorRT's fp16 kernels do with their float32 accumulators), so the gate measures the
-model the engine is built from. The engine itself is measured again on the GPU when it is built.
+half precision. TensorRT builds that file; the gate here scores it on the CPU through `emulate_fp16`
+(float32 arithmetic inside each op, every float16 tensor rounded through float16, which is what
+TensorRT's fp16 kernels do with their float32 accumulators: ONNX Runtime run on the fp16 file itself
+skips most of that rounding), so the gate measures the model the engine is built from. The engine
+itself is measured again on the GPU when it is built.
+
+Mixed fp16 (`edge-fas export --fp16-mixed`): when the whole network in fp16 misses the gate, the
+fewest decision-sensitive nodes are kept in float32 as well (mixed_precision.py chooses them,
+`mixed_fp16` writes the model); the manifest's precision.fp16 lists them, and only runtimes that
+build that model (the native TensorRT runtime) may run fp16 (`check_allowed`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ FP16_RECIPE = "fp16-v1"  # bump when to_fp16 changes: engine keys include it
 # ops kept in float32 inside an fp16 model: exponentials and power sums overflow fp16 (max 65504)
 KEEP_FP32_OPS = frozenset({"Exp", "Log", "Pow", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2",
                            "ReduceLogSum", "ReduceLogSumExp", "Softplus"})
+# ops whose outputs are values of their inputs (or their negation): in float16 they round nothing of their own, so
+# mixed fp16 does not rank them; they follow their inputs' precision instead (mixed_fp16)
+EXACT_OPS = frozenset({"Relu", "MaxPool", "Concat", "Reshape", "Flatten", "Slice", "Gather", "Unsqueeze", "Squeeze",
+                       "Transpose", "Identity", "Split", "Expand", "Tile", "Neg", "Max", "Min"})
 # inputs that ONNX fixes to float32 whatever the data type (Resize scales, Upsample scales)
 FIXED_FLOAT_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}
 
@@ -119,8 +129,11 @@ def judge(figures: dict, precision: str, min_agreement: float = MIN_AGREEMENT, f
 
 
 class PrecisionRefused(EdgeFasError):
-    def __init__(self, precision: str, figures: dict):
+    def __init__(self, precision: str, figures: dict, why: str | None = None):
         self.precision, self.figures = precision, figures
+        if why:
+            super().__init__(why)
+            return
         extra = "".join(f", {k.split('_')[0].upper()} change {figures[k]:+.3f}" for k in ("apcer_change", "bpcer_change")
                         if k in figures)
         super().__init__(
@@ -153,8 +166,12 @@ def no_int8_file(artifact) -> str:
     return f"artifact {artifact.folder} has no int8 model; export it with `edge-fas export --int8`"
 
 
-def check_allowed(artifact, precision: str, force: bool = False) -> str:
-    """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on)."""
+def check_allowed(artifact, precision: str, force: bool = False, runs_float_nodes: bool = False) -> str:
+    """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on).
+
+    runs_float_nodes: the runtime builds the artifact's own fp16 model (artifact_fp16_onnx), float32 nodes and all,
+    as the native TensorRT runtime does. One that puts every layer in float16 (PyTorch half, ONNX Runtime's TensorRT
+    provider) runs a model the gate refused when the gate passed only with float nodes (`--fp16-mixed`)."""
     if precision == "fp32":
         return ""
     rec = recorded_gate(artifact, precision)
@@ -162,9 +179,19 @@ def check_allowed(artifact, precision: str, force: bool = False) -> str:
         return f"{precision} not measured at export (gated when the engine is built)"
     agree = float(rec.get("decision_agreement", 0.0))
     ok = rec.get("passed", agree >= MIN_AGREEMENT) and agree >= rec.get("min_agreement", MIN_AGREEMENT)
+    kept = fp16_float_nodes(artifact) if precision == "fp16" else []
+    if kept and not runs_float_nodes and (ok or rec.get("forced")):
+        whole = rec.get("whole_network_fp16") or {}
+        why = (f"fp16 refused for this runtime: the artifact's fp16 gate passed only with {len(kept)} nodes kept in "
+               f"float32 (export --fp16-mixed), and this runtime puts every layer in float16, the model that gate "
+               f"refused ({float(whole.get('decision_agreement', 0.0)):.2%} agreement); use the TensorRT runtime "
+               "(runtime tensorrt, which builds the mixed model), fp32, or accept the loss with force_precision")
+        if force:
+            return f"fp16 forced with every layer in float16 although the gate passed only with {len(kept)} float nodes"
+        raise PrecisionRefused("fp16", {**rec, "decision_agreement": float(whole.get("decision_agreement", 0.0))}, why)
     if ok or rec.get("forced"):
         return (f"{precision} gate: {agree:.2%} decision agreement with fp32 ({bound_note(rec)})"
-                + (" (forced at export)" if not ok else ""))
+                + (f", {len(kept)} nodes in float32" if kept else "") + (" (forced at export)" if not ok else ""))
     figures = {"decision_agreement": agree, "flips": rec.get("flips", "?"), "frame_sets": rec.get("frame_sets", "?"),
                "threshold": rec.get("threshold", operating_threshold(artifact)),
                "min_agreement": rec.get("min_agreement", MIN_AGREEMENT)}
@@ -273,6 +300,52 @@ def _ensure_names(model) -> None:
             n.name = f"edge_fas_node_{i}"
 
 
+def _half_nodes(model, types: dict, keep_fp32: set[str] | None = None) -> set[str]:
+    """Names of the nodes an fp16 model computes in float16: every node with a float input or output except the
+    KEEP_FP32_OPS and `keep_fp32` (default: the score head)."""
+    from onnx import TensorProto
+    keep = set(keep_fp32 if keep_fp32 is not None else score_head_nodes(model))
+    is_float = lambda t: types.get(t) in (TensorProto.FLOAT, TensorProto.FLOAT16)  # noqa: E731
+    return {n.name for n in model.graph.node if n.op_type not in KEEP_FP32_OPS and n.name not in keep
+            and any(is_float(t) for t in list(n.input) + list(n.output) if t)}
+
+
+def fp16_candidates(model) -> list[str]:
+    """What mixed fp16 ranks (mixed_precision.rank_nodes): the nodes to_fp16 puts in float16 that round (EXACT_OPS
+    aside), in graph order. `model` must have its nodes named (_ensure_names), as to_fp16 names them."""
+    half = _half_nodes(model, _types(model))
+    return [n.name for n in model.graph.node if n.name in half and n.op_type not in EXACT_OPS | {"Constant"}]
+
+
+def mixed_fp16(model, float_nodes=()):
+    """to_fp16 with the nodes `float_nodes` (names) kept in float32 too, and with them every exact op (EXACT_OPS)
+    that reads only float32 nodes' outputs or graph inputs and every Constant only float32 nodes read, so no cast to
+    float16 rounds a value between two float32 nodes. No float nodes: to_fp16's model itself (fp16-v1), byte for
+    byte."""
+    onnx = _onnx()
+    if not float_nodes:
+        return to_fp16(model)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _ensure_names(model)
+    g = model.graph
+    keep = score_head_nodes(model) | set(float_nodes)
+    producer = {o: n for n in g.node for o in n.output}
+    inputs = {i.name for i in g.input} - {t.name for t in g.initializer}
+    for n in g.node:  # graph order is topological: a producer is decided before its consumers
+        if n.op_type not in EXACT_OPS:
+            continue
+        sources = [t for t in n.input if t in inputs or (t in producer and producer[t].op_type != "Constant")]
+        if sources and all(t in inputs or producer[t].name in keep for t in sources):
+            keep.add(n.name)
+    readers: dict[str, set] = {}
+    for n in g.node:
+        for t in n.input:
+            readers.setdefault(t, set()).add(n.name)
+    keep |= {n.name for n in g.node if n.op_type == "Constant" and readers.get(n.output[0])
+             and readers[n.output[0]] <= keep}
+    return to_fp16(model, keep_fp32=keep)
+
+
 def to_fp16(model, keep_fp32: set[str] | None = None):
     """A strongly typed float16 copy of float32 ONNX `model` (I/O stay float32). keep_fp32: node names."""
     onnx = _onnx()
@@ -286,10 +359,7 @@ def to_fp16(model, keep_fp32: set[str] | None = None):
                            "does not rewrite; build it in fp32")
     F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
     types = _types(model)
-    keep = set(keep_fp32 if keep_fp32 is not None else score_head_nodes(model))
-    is_float = lambda t: types.get(t) in (F32, F16)  # noqa: E731
-    half = {n.name for n in g.node if n.op_type not in KEEP_FP32_OPS and n.name not in keep
-            and any(is_float(t) for t in list(n.input) + list(n.output) if t)}
+    half = _half_nodes(model, types, keep_fp32)
     new_type = dict(types)
     for n in g.node:
         if n.name in half:
@@ -351,12 +421,90 @@ def to_fp16(model, keep_fp32: set[str] | None = None):
     return model
 
 
-def fp16_onnx(src: Path, dst: Path) -> Path:
-    """Write the fp16 version of ONNX file `src` to `dst` (same recipe for export gate and engine build)."""
+def fp16_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
+    """Write the fp16 version of ONNX file `src` to `dst`, with `float_nodes` kept in float32 (mixed_fp16)."""
     onnx = _onnx()
-    model = to_fp16(onnx.load(str(src)))
+    model = mixed_fp16(onnx.load(str(src)), float_nodes)
     onnx.save(model, str(dst))
     return dst
+
+
+def emulate_fp16(model):
+    """A float32 copy of the strongly typed fp16 `model` (to_fp16's) that rounds through float16 wherever `model`
+    stores a value in float16: float16 weights and constants become the same values in float32, and every float16
+    tensor a node writes is rounded by a Cast pair (float32 -> float16 -> float32) that ONNX Runtime keeps.
+
+    This is what the gates measure fp16 with on a CPU. Run as it is, the fp16 model is not measured: ONNX Runtime's
+    CPU has no float16 kernel for most ops, computes them in float32, and removes the casts it inserted between two
+    such nodes, so a chain of them never rounds (x + 2048 - 2048 returned x, where float16 returns 0 for |x| < 1).
+    Each op here computes in float32 and rounds its result once, which for a single addition, multiplication or
+    division is float16's own result, and for a convolution or matrix product is TensorRT's float16 kernel with a
+    float32 accumulator; a kernel that accumulates in float16 rounds more, which the engine-build gate measures."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _ensure_names(model)
+    g = model.graph
+    types = _types(model)
+
+    def widen(t):  # a float16 tensor proto -> the same values in float32
+        if t.data_type == F16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+
+    for init in g.initializer:
+        widen(init)
+    nodes = []
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                widen(a.t)
+        if n.op_type == "Cast":
+            to = next(a for a in n.attribute if a.name == "to")
+            if to.i == F16:  # round, and stay in float32
+                rounded = f"{n.output[0]}__f16"
+                nodes += [helper.make_node("Cast", list(n.input), [rounded], name=n.name, to=F16),
+                          helper.make_node("Cast", [rounded], list(n.output), name=f"{n.name}__back", to=F32)]
+                continue
+            if types.get(n.input[0]) == F16 and to.i == F32:  # the value is float32 already
+                nodes.append(helper.make_node("Identity", list(n.input), list(n.output), name=n.name))
+                continue
+        halves = [i for i, o in enumerate(n.output) if types.get(o) == F16]
+        if n.op_type == "Constant" or not halves:  # constants were widened: their values are float16's already
+            nodes.append(n)
+            continue
+        after = []
+        for i in halves:
+            o = n.output[i]
+            n.output[i] = f"{o}__f32"
+            after += [helper.make_node("Cast", [n.output[i]], [f"{o}__f16"], name=f"{n.name}__round{i}", to=F16),
+                      helper.make_node("Cast", [f"{o}__f16"], [o], name=f"{n.name}__back{i}", to=F32)]
+        nodes += [n, *after]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
+    """Write emulate_fp16 of the fp16 model fp16_onnx writes (the one TensorRT builds) to `dst`: what to score."""
+    onnx = _onnx()
+    onnx.save(emulate_fp16(mixed_fp16(onnx.load(str(src)), float_nodes)), str(dst))
+    return dst
+
+
+def fp16_float_nodes(artifact) -> list[str]:
+    """The nodes the artifact's fp16 model keeps in float32 beyond the score head (`edge-fas export --fp16-mixed`
+    chose them; none for a model the gate passed whole)."""
+    chosen = (recorded_gate(artifact, "fp16") or {}).get("mixed_precision")
+    return list(chosen.get("float_nodes") or []) if isinstance(chosen, dict) else []
+
+
+def artifact_fp16_onnx(artifact, dst: Path) -> Path:
+    """Write `artifact`'s fp16 model, the one its gate measured, to `dst`: what export gates and TensorRT builds."""
+    return fp16_onnx(artifact.onnx_path, dst, fp16_float_nodes(artifact))
 
 
 def ort_scores(path, batch: dict, chunk: int = 16) -> np.ndarray:

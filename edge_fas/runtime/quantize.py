@@ -8,13 +8,9 @@ synthetic-rig crops (seed 0), then gated on held-out crops of another seed at th
 operating point (precision.compare / judge): below the stated decision agreement the int8 model is
 refused unless forced, and the figures go into the manifest.
 
-Mixed precision (`edge-fas export --int8 --int8-mixed`, the way `polygraphy debug precision` or an accuracy-aware
-tuner works): when the whole network in int8 misses the gate, each quantisable node is quantised alone on selection
-crops of a seed nothing else renders (SELECTION_SEED), the nodes are ranked by the decisions they flip alone, and the
-fewest of the most sensitive (FLOAT_STEPS) are kept in float that flip none of the selection crops' decisions
-(SELECTION_MAX_FLIPS), and so agree on at least the gate's share. Choosing only to the gate's 99.5% left no margin:
-300 crops allow one flip, and a model chosen to exactly that missed its held-out gate (g34e: 99.33%). The gate then
-judges that model on its own crops, as it judges any int8 model."""
+Mixed precision (`edge-fas export --int8 --int8-mixed`): when the whole network in int8 misses the gate, the fewest
+of the most decision-sensitive quantisable nodes are kept in float (mixed_precision.py says how they are chosen), and
+the gate judges that model on its own crops, as it judges any int8 model."""
 
 from __future__ import annotations
 
@@ -24,6 +20,8 @@ import numpy as np
 
 from edge_fas import artifact as art
 from edge_fas.errors import EdgeFasError
+from edge_fas.runtime import mixed_precision
+from edge_fas.runtime.mixed_precision import SELECTION_MAX_FLIPS, SELECTION_SEED  # noqa: F401 (their home before)
 
 INT8_FILE = "model.int8.onnx"
 
@@ -117,77 +115,41 @@ def quantize_onnx(src, dst, calib: dict, batch: int = 8, keep_float=(), method: 
     return head
 
 
-SELECTION_SEED = 3  # calibration renders seed 0, the gates seed 1, bench_int8 --check seed 2
-SELECTION_FRAME_SETS = 300
-SELECTION_MAX_FLIPS = 0  # decisions the chosen model may still flip on the selection crops: a margin below the gate's
-FLOAT_STEPS = (1, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
+def int8_build(artifact: art.Artifact, calib: dict):
+    """build(keep_float, dst) for mixed_precision: the int8 model with `keep_float` nodes left in float."""
+    return lambda keep, dst: quantize_onnx(artifact.onnx_path, dst, calib, keep_float=keep)
+
+
+def int8_candidates(artifact: art.Artifact, calib: dict, work) -> list[str]:
+    """The nodes int8 quantises (QDQ_OPS), score head aside."""
+    import onnx
+    from pathlib import Path
+    probe = Path(work) / "head-probe.onnx"
+    head = set(quantize_onnx(artifact.onnx_path, probe, calib))
+    probe.unlink(missing_ok=True)
+    return [n.name for n in onnx.load(str(artifact.onnx_path)).graph.node
+            if n.op_type in QDQ_OPS and n.name and n.name not in head]
 
 
 def node_sensitivity(artifact: art.Artifact, calib: dict, selection: tuple, work, quiet: bool = True,
                      ref=None) -> list[dict]:
-    """Every quantisable node (score head aside) quantised alone, the rest in float, on the selection crops:
-    [{node, flips, mean_change}] of its decisions against float32's, most flips first (then the larger mean
-    |change| of the calibrated score). ref: float32's calibrated scores on the selection crops, when known."""
-    import onnx
-
-    from edge_fas.progress import Progress
-    from edge_fas.runtime import precision as prec
-    batch, labels = selection
-    thr = prec.operating_threshold(artifact)
-    if ref is None:
-        ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
-    probe = work / "probe.onnx"
-    head = set(quantize_onnx(artifact.onnx_path, probe, calib))
-    nodes = [n.name for n in onnx.load(str(artifact.onnx_path)).graph.node
-             if n.op_type in QDQ_OPS and n.name and n.name not in head]
-    bar = Progress("int8: each node's effect on the decisions", len(nodes), quiet=quiet)
-    rows = []
-    for name in nodes:
-        bar.update()
-        quantize_onnx(artifact.onnx_path, probe, calib, keep_float=[n for n in nodes if n != name])
-        f = prec.compare(ref, prec.calibrated_ort_scores(artifact, probe, batch), thr, labels)
-        rows.append({"node": name, "flips": int(f["flips"]), "mean_change": float(f["score_abs_diff_mean"])})
-    probe.unlink(missing_ok=True)
-    return sorted(rows, key=lambda r: (r["flips"], r["mean_change"]), reverse=True)
+    """Every quantisable node (score head aside) quantised alone, the rest in float, on the selection crops
+    (mixed_precision.rank_nodes): [{node, flips, mean_change}], most flips first."""
+    return mixed_precision.rank_nodes(artifact, int8_candidates(artifact, calib, work), int8_build(artifact, calib),
+                                      selection, work, "int8", quiet, ref=ref)
 
 
 def choose_float_nodes(artifact: art.Artifact, calib: dict, selection: tuple | None = None,
                        min_agreement: float | None = None, work=None, quiet: bool = True,
                        max_flips: int = SELECTION_MAX_FLIPS) -> dict:
-    """The fewest nodes, most sensitive first (node_sensitivity), to keep in float for int8 to flip at most
-    `max_flips` of the selection crops' decisions and agree with float32's on at least `min_agreement` (the
-    gate's), trying FLOAT_STEPS counts in turn. Returns {nodes, selection: figures}; raises EdgeFasError when
+    """The fewest quantisable nodes to keep in float for int8 to flip at most `max_flips` of the selection crops'
+    decisions (mixed_precision.choose_float_nodes). Returns {nodes, selection: figures}; raises EdgeFasError when
     even every node in float misses it."""
     import tempfile
-    from pathlib import Path
-
-    from edge_fas.runtime import precision as prec
-    need = min_agreement or prec.MIN_AGREEMENT
-    data = "given selection set" if selection is not None else \
-        f"synthetic rig crops, seed {SELECTION_SEED} (rendered for this choice only)"
-    if selection is None:
-        selection = synthetic_crops(SELECTION_FRAME_SETS, artifact.preprocess, seed=SELECTION_SEED, quiet=quiet)
-    batch, labels = selection
-    with tempfile.TemporaryDirectory(prefix="int8-mixed-", dir=work) as tmp:
-        tmp = Path(tmp)
-        thr = prec.operating_threshold(artifact)
-        ref = prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch)
-        ranked = node_sensitivity(artifact, calib, selection, tmp, quiet, ref=ref)
-        tried = []
-        for count in [c for c in FLOAT_STEPS if c < len(ranked)] + [len(ranked)]:
-            keep = [r["node"] for r in ranked[:count]]
-            quantize_onnx(artifact.onnx_path, tmp / "try.onnx", calib, keep_float=keep)
-            f = prec.compare(ref, prec.calibrated_ort_scores(artifact, tmp / "try.onnx", batch), thr, labels)
-            tried.append((count, f["flips"]))
-            if f["decision_agreement"] >= need and f["flips"] <= max_flips:
-                return {"nodes": keep, "selection": {
-                    "data": data, "frame_sets": int(len(labels)), "decision_agreement": f["decision_agreement"],
-                    "flips": int(f["flips"]), "max_flips": int(max_flips), "tried": [list(t) for t in tried],
-                    "most_sensitive": ranked[:min(10, len(ranked))]}}
-    raise EdgeFasError(f"int8 mixed precision: even with every one of the {len(ranked)} quantisable nodes in float the "
-                       f"selection crops agree on less than {need:.1%} of decisions or flip more than {max_flips} "
-                       f"({tried[-1][1]} flips); the "
-                       "model's operating point is too close to its scores for int8: use fp32 or fp16")
+    with tempfile.TemporaryDirectory(prefix="int8-nodes-", dir=work) as tmp:
+        nodes = int8_candidates(artifact, calib, tmp)
+    return mixed_precision.choose_float_nodes(artifact, nodes, int8_build(artifact, calib), "int8", selection,
+                                              min_agreement, work, quiet, max_flips)
 
 
 def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
@@ -268,9 +230,7 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
         manifest["int8"]["mixed_precision"] = {
             "float_nodes": chosen["nodes"],
             "chosen_on": chosen["selection"],
-            "rule": "nodes ranked by the decisions each flips when quantised alone; the fewest of the most sensitive "
-                    f"(counts tried in turn) that flip at most {max_flips} of the selection crops' decisions and "
-                    "agree on the gate's share of them"}
+            "rule": mixed_precision.rule(max_flips)}
     manifest.setdefault("precision", {})
     manifest["precision"] = {**manifest["precision"], "int8": figures}
     files = [n for n in artifact.manifest["files"] if n != INT8_FILE] + [INT8_FILE]

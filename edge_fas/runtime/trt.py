@@ -6,7 +6,8 @@ keeps those types. That is the only mode TensorRT 11 has (it removed BuilderFlag
 already supports it. So:
 
 - fp32: the artifact's model.onnx, TF32 off (the same arithmetic the fp32 reference uses);
-- fp16: that model rewritten to float16 by `precision.to_fp16` (score head and I/O in float32);
+- fp16: that model rewritten to float16 by `precision.to_fp16` (score head and I/O in float32, and the
+  nodes `edge-fas export --fp16-mixed` chose, if any: `precision.artifact_fp16_onnx`);
 - int8: the artifact's explicit Q/DQ model (`edge-fas export --int8`: symmetric int8, score head in
   float); no calibrator is used on any version.
 
@@ -100,7 +101,7 @@ def model_for(artifact: Artifact, precision: str, workdir: Path) -> Path:
     if precision == "fp32":
         return artifact.onnx_path
     if precision == "fp16":
-        return prec.fp16_onnx(artifact.onnx_path, workdir / "model.fp16.onnx")
+        return prec.artifact_fp16_onnx(artifact, workdir / "model.fp16.onnx")
     q = artifact.manifest.get("int8")
     if not q:
         raise EdgeFasError(prec.no_int8_file(artifact) + " (explicit Q/DQ, the only int8 TensorRT 11 builds)")
@@ -199,7 +200,7 @@ class TensorRTRuntime(Runtime):
         trt = import_trt()
         index = cuda.device_index(device)
         gpu = cuda.gpu(index)
-        gate_note = prec.check_allowed(artifact, precision, force_precision)
+        gate_note = prec.check_allowed(artifact, precision, force_precision, runs_float_nodes=True)
         self.trt, self.cuda = trt, cuda.Cuda(index)
         self.max_batch, self.quiet = max_batch, quiet
         options = build_options(precision, max_batch, opt_batch)
