@@ -402,8 +402,9 @@ def main() -> int:
         g = recorded_gate(a, kind)
         if g:
             legacy = " (recorded before the gate existed, at an older threshold)" if g.get("legacy") else ""
+            kept = f"; {g['float_nodes']} nodes kept in float (mixed precision)" if g.get("float_nodes") else ""
             print(f"- {kind}: {pct(g.get('decision_agreement'))} agreement on {g.get('frame_sets', '?')} "
-                  f"held-out frame sets ({g.get('data', '?')}); passed: {g.get('passed')}{legacy}")
+                  f"held-out frame sets ({g.get('data', '?')}); passed: {g.get('passed')}{legacy}{kept}")
         else:
             print(f"- {kind}: not measured at export")
 

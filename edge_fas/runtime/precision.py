@@ -294,6 +294,18 @@ def score_head_nodes(model, outputs=("score", "logits")) -> set[str]:
     return head - cone(feature_maps)
 
 
+def _with_nodes(model, nodes: list):
+    """`model` with its graph's nodes replaced by `nodes`, shapes inferred again and checked."""
+    onnx = _onnx()
+    g = model.graph
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
 def _ensure_names(model) -> None:
     for i, n in enumerate(model.graph.node):
         if not n.name:
@@ -413,12 +425,7 @@ def to_fp16(model, keep_fp32: set[str] | None = None):
                 n.output[:] = [inner if x == o.name else x for x in n.output]
                 n.input[:] = [inner if x == o.name else x for x in n.input]
             nodes.append(helper.make_node("Cast", [inner], [o.name], name=f"edge_fas_out_{o.name}", to=F32))
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model)
-    return model
+    return _with_nodes(model, nodes)
 
 
 def fp16_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
@@ -480,12 +487,7 @@ def emulate_fp16(model):
             after += [helper.make_node("Cast", [n.output[i]], [f"{o}__f16"], name=f"{n.name}__round{i}", to=F16),
                       helper.make_node("Cast", [f"{o}__f16"], [o], name=f"{n.name}__back{i}", to=F32)]
         nodes += [n, *after]
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model)
-    return model
+    return _with_nodes(model, nodes)
 
 
 def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
