@@ -457,3 +457,20 @@ def test_fp16_mixed_on_the_command_line_needs_a_gate_and_is_offered_for_an_artif
     assert "--gate must be at least 1 with --int8 or --fp16-mixed" in capsys.readouterr().err
     assert main(["export", "demo", "--out", str(tmp_path / "x")]) == 2
     assert "--fp16-mixed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mmdg", "mmfas"])
+def test_the_fp16_emulation_and_mixed_fp16_run_on_the_transformer_and_resnet_networks(name, tmp_path):
+    """Every op of the ViT (LayerNorm, Softmax, MatMul, Erf) and ResNet networks survives the emulation and the mixed
+    rewrite; the emulation rounds (not identical to float32) and stays close."""
+    from edge_fas.export import build_and_export
+    a, _ = build_and_export(name, "edge", tmp_path / "a", parity_count=2)
+    batch = random_batch(a.input_size, 4, np.random.default_rng(0))
+    ref = prec.ort_scores(a.onnx_path, batch)
+    model = onnx.load(str(a.onnx_path))
+    prec._ensure_names(model)
+    candidates = prec.fp16_candidates(model)
+    assert len(candidates) > 100
+    for keep in ([], candidates[:5]):
+        got = prec.ort_scores(prec.fp16_emulation_onnx(a.onnx_path, tmp_path / "e.onnx", keep), batch)
+        assert 0 < np.abs(got - ref).max() < 5e-3
