@@ -187,16 +187,8 @@ def measure_fp16(artifact: art.Artifact, inputs, force: bool = False, mixed: boo
         figures = prec.compare(f32, prec.calibrated_ort_scores(artifact, f16, batch), thr, labels)
         chosen = None
         if mixed and figures["decision_agreement"] < prec.MIN_AGREEMENT:
-            onnx = prec._onnx()
-            model = onnx.load(str(artifact.onnx_path))
-            prec._ensure_names(model)
-
-            def build(keep, dst):
-                onnx.save(prec.emulate_fp16(prec.mixed_fp16(model, keep)), str(dst))
             try:
-                chosen = mixed_precision.choose_float_nodes(
-                    artifact, prec.fp16_candidates(model), build, "fp16", selection, quiet=quiet,
-                    max_flips=mixed_precision.SELECTION_MAX_FLIPS if max_flips is None else max_flips)
+                chosen = prec.choose_fp16_float_nodes(artifact, selection, quiet=quiet, max_flips=max_flips)
             except EdgeFasError as e:  # no count of float nodes was enough: the whole network is judged
                 figures["mixed_precision"] = str(e)
         if chosen:

@@ -490,6 +490,23 @@ def emulate_fp16(model):
     return _with_nodes(model, nodes)
 
 
+def choose_fp16_float_nodes(artifact, selection=None, quiet: bool = True, max_flips: int | None = None) -> dict:
+    """mixed_precision.choose_float_nodes for fp16: the fewest of the artifact's rounding nodes (fp16_candidates) to
+    keep in float32, each model scored through emulate_fp16. Returns {nodes, selection}; raises EdgeFasError when
+    even every node in float32 misses."""
+    from edge_fas.runtime import mixed_precision
+    onnx = _onnx()
+    model = onnx.load(str(artifact.onnx_path))
+    _ensure_names(model)
+
+    def build(keep, dst):
+        onnx.save(emulate_fp16(mixed_fp16(model, keep)), str(dst))
+
+    return mixed_precision.choose_float_nodes(
+        artifact, fp16_candidates(model), build, "fp16", selection, quiet=quiet,
+        max_flips=mixed_precision.SELECTION_MAX_FLIPS if max_flips is None else max_flips)
+
+
 def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
     """Write emulate_fp16 of the fp16 model fp16_onnx writes (the one TensorRT builds) to `dst`: what to score."""
     onnx = _onnx()
