@@ -199,6 +199,12 @@ def measure_fp16(artifact: art.Artifact, inputs, force: bool = False, mixed: boo
             figures["float_nodes"] = len(chosen["nodes"])
             figures["mixed_precision"] = {"float_nodes": chosen["nodes"], "chosen_on": chosen["selection"],
                                           "rule": mixed_precision.rule(chosen["selection"]["max_flips"])}
+        # what PyTorch half and ONNX Runtime's TensorRT provider run: every layer in float16, the score head included
+        prec.fp16_emulation_onnx(artifact.onnx_path, f16, every_layer=True)
+        every = prec.compare(f32, prec.calibrated_ort_scores(artifact, f16, batch), thr, labels)
+        figures["every_layer"] = {k: every[k] for k in ("decision_agreement", "flips", "agreement_low95",
+                                                        "score_abs_diff_mean", "score_abs_diff_max")}
+        figures["every_layer"]["passed"] = bool(every["decision_agreement"] >= prec.MIN_AGREEMENT)
     figures.update(data=data, recipe=prec.FP16_RECIPE,
                    measured_with="ONNX Runtime CPU on precision.emulate_fp16 of the fp16 ONNX model (every float16 "
                                  "tensor rounded through float16, float32 arithmetic inside each op); the TensorRT "

@@ -113,6 +113,15 @@ def test_a_failed_fp16_gate_in_the_manifest_stops_fp16_unless_forced(tmp_path):
     a = export_model(Tiny(), tmp_path, threshold=0.5, parity_count=4, parity_source="random", gate_count=32)
     g = a.manifest["precision"]["fp16"]
     assert g["frame_sets"] == 32 and g["passed"] and "emulate_fp16 of the fp16 ONNX" in g["measured_with"]
+    assert g["every_layer"]["passed"] and "every layer in float16" in prec.check_allowed(a, "fp16")
+    assert "every layer" not in prec.check_allowed(a, "fp16", runs_float_nodes=True)  # TensorRT: the gate itself
+    m = {k: v for k, v in a.manifest.items() if k not in ("files", "manifest_sha256")}
+    m["precision"]["fp16"] = {**g, "every_layer": {**g["every_layer"], "decision_agreement": 0.98, "passed": False}}
+    write_manifest(tmp_path, m, list(a.manifest["files"]))
+    head_rounded = load_artifact(tmp_path)  # the engine's model passes; the whole network cast to float16 does not
+    assert "fp16 gate" in prec.check_allowed(head_rounded, "fp16", runs_float_nodes=True)
+    with pytest.raises(prec.PrecisionRefused, match="every layer in float16, the score head included"):
+        prec.check_allowed(head_rounded, "fp16")
     m = {k: v for k, v in a.manifest.items() if k not in ("files", "manifest_sha256")}
     m["precision"]["fp16"] = {**g, "decision_agreement": 0.9, "flips": 3, "passed": False}
     write_manifest(tmp_path, m, list(a.manifest["files"]))
@@ -444,8 +453,9 @@ def test_mixed_fp16_keeps_the_nodes_float16_cannot_hold_and_only_tensorrt_may_ru
     mixed = prec.calibrated_ort_scores(a, tmp_path / "m16.onnx", held)
     assert prec.compare(prec.calibrated_ort_scores(a, a.onnx_path, held), mixed, prec.operating_threshold(a))[
         "flips"] <= 1
-    # a runtime that puts every layer in float16 would run the model the gate refused
-    with pytest.raises(prec.PrecisionRefused, match="only with 2 nodes kept in float32"):
+    # a runtime that casts every layer to float16 runs a model the gate refused: judged by its own figures
+    assert not gate["every_layer"]["passed"]
+    with pytest.raises(prec.PrecisionRefused, match="every layer in float16.*only with 2 nodes kept in float32"):
         prec.check_allowed(a, "fp16")
     assert "2 nodes in float32" in prec.check_allowed(a, "fp16", runs_float_nodes=True)
     assert "forced" in prec.check_allowed(a, "fp16", force=True)

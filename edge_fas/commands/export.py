@@ -126,6 +126,11 @@ def run(args) -> int:
         print(f"int8 mixed precision: {len(mixed['float_nodes'])} nodes kept in float, chosen on {chosen['frame_sets']} "
               f"{chosen['data']} ({chosen['decision_agreement']:.2%} agreement there); the whole network in int8 "
               f"agreed on {whole.get('decision_agreement', float('nan')):.2%} of the gate's frame sets")
+    every = ((m.get("precision") or {}).get("fp16") or {}).get("every_layer")
+    if every:
+        print(f"fp16 with every layer in float16, score head included (what PyTorch half and ONNX Runtime's TensorRT "
+              f"provider run): {every['decision_agreement']:.2%} agreement ({every['flips']} flips): "
+              + ("those runtimes may run fp16" if every["passed"] else "those runtimes refuse fp16"))
     mixed16 = ((m.get("precision") or {}).get("fp16") or {}).get("mixed_precision")
     if isinstance(mixed16, dict):
         chosen, whole = mixed16["chosen_on"], m["precision"]["fp16"].get("whole_network_fp16", {})

@@ -169,9 +169,11 @@ def no_int8_file(artifact) -> str:
 def check_allowed(artifact, precision: str, force: bool = False, runs_float_nodes: bool = False) -> str:
     """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on).
 
-    runs_float_nodes: the runtime builds the artifact's own fp16 model (artifact_fp16_onnx), float32 nodes and all,
-    as the native TensorRT runtime does. One that puts every layer in float16 (PyTorch half, ONNX Runtime's TensorRT
-    provider) runs a model the gate refused when the gate passed only with float nodes (`--fp16-mixed`)."""
+    runs_float_nodes: the runtime builds the artifact's own fp16 model (artifact_fp16_onnx: score head and any
+    `--fp16-mixed` nodes in float32), as the native TensorRT runtime does. One that casts every layer to float16
+    (PyTorch half, ONNX Runtime's TensorRT provider) is judged by the gate's `every_layer` figures instead, which
+    export measures on the same frame sets; an artifact from before them is judged by the gate itself, unless its
+    gate passed only with float nodes (then refused)."""
     if precision == "fp32":
         return ""
     rec = recorded_gate(artifact, precision)
@@ -180,15 +182,22 @@ def check_allowed(artifact, precision: str, force: bool = False, runs_float_node
     agree = float(rec.get("decision_agreement", 0.0))
     ok = rec.get("passed", agree >= MIN_AGREEMENT) and agree >= rec.get("min_agreement", MIN_AGREEMENT)
     kept = fp16_float_nodes(artifact) if precision == "fp16" else []
-    if kept and not runs_float_nodes and (ok or rec.get("forced")):
-        whole = rec.get("whole_network_fp16") or {}
-        why = (f"fp16 refused for this runtime: the artifact's fp16 gate passed only with {len(kept)} nodes kept in "
-               f"float32 (export --fp16-mixed), and this runtime puts every layer in float16, the model that gate "
-               f"refused ({float(whole.get('decision_agreement', 0.0)):.2%} agreement); use the TensorRT runtime "
-               "(runtime tensorrt, which builds the mixed model), fp32, or accept the loss with force_precision")
+    every = rec.get("every_layer") if precision == "fp16" else None
+    if not runs_float_nodes and (ok or rec.get("forced")) and (kept or every is not None):
+        # this runtime casts the whole network to float16, score head included: judged by what that model scored
+        agree_all = float((every or {}).get("decision_agreement", 0.0))
+        if every is not None and every.get("passed"):
+            return (f"fp16 gate, every layer in float16 as this runtime runs it: {agree_all:.2%} decision agreement "
+                    f"with fp32 ({bound_note({**every, 'frame_sets': rec.get('frame_sets'), 'min_agreement': MIN_AGREEMENT})})")
+        measured = f"{agree_all:.2%} agreement at export" if every is not None else "not measured at export"
+        why = (f"fp16 refused for this runtime: it puts every layer in float16, the score head included ({measured}; "
+               f"the gate needs {MIN_AGREEMENT:.1%})" + (f", where the gate passed only with {len(kept)} nodes kept in "
+                                                        "float32 (export --fp16-mixed)" if kept else "")
+               + "; use the TensorRT runtime (runtime tensorrt, which builds the gated model), fp32, or accept the "
+               "loss with force_precision")
         if force:
-            return f"fp16 forced with every layer in float16 although the gate passed only with {len(kept)} float nodes"
-        raise PrecisionRefused("fp16", {**rec, "decision_agreement": float(whole.get("decision_agreement", 0.0))}, why)
+            return f"fp16 forced with every layer in float16 ({measured})"
+        raise PrecisionRefused("fp16", {**rec, "decision_agreement": agree_all}, why)
     if ok or rec.get("forced"):
         return (f"{precision} gate: {agree:.2%} decision agreement with fp32 ({bound_note(rec)})"
                 + (f", {len(kept)} nodes in float32" if kept else "") + (" (forced at export)" if not ok else ""))
@@ -507,10 +516,15 @@ def choose_fp16_float_nodes(artifact, selection=None, quiet: bool = True, max_fl
         max_flips=mixed_precision.SELECTION_MAX_FLIPS if max_flips is None else max_flips)
 
 
-def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=()) -> Path:
-    """Write emulate_fp16 of the fp16 model fp16_onnx writes (the one TensorRT builds) to `dst`: what to score."""
+def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=(), every_layer: bool = False) -> Path:
+    """Write emulate_fp16 of the fp16 model fp16_onnx writes (the one TensorRT builds) to `dst`: what to score.
+
+    every_layer: the model a runtime that casts the whole network to float16 runs instead (PyTorch half, ONNX
+    Runtime's TensorRT provider): the score head in float16 too (KEEP_FP32_OPS still in float32)."""
     onnx = _onnx()
-    onnx.save(emulate_fp16(mixed_fp16(onnx.load(str(src)), float_nodes)), str(dst))
+    model = onnx.load(str(src))
+    model = to_fp16(model, keep_fp32=set()) if every_layer else mixed_fp16(model, float_nodes)
+    onnx.save(emulate_fp16(model), str(dst))
     return dst
 
 

@@ -52,9 +52,10 @@ class TorchRuntime(Runtime):
             raise EdgeFasError(f"device {device} asked for, but this PyTorch has no usable CUDA; use device=cpu")
         if (half or cuda_graph_batch) and dev.type != "cuda":
             raise EdgeFasError("half precision and CUDA graphs are GPU options; drop them or use device=cuda")
-        if half:  # the artifact's fp16 gate (measured at export) applies to every fp16 runtime
+        gate_note = ""
+        if half:  # judged by the export gate's figures for every layer in float16, the score head included
             from edge_fas.runtime.precision import check_allowed
-            check_allowed(artifact, "fp16", force_precision)
+            gate_note = check_allowed(artifact, "fp16", force_precision)
         # a given model is copied: half() and .to() must not change the caller's (or another runtime's) model
         model = copy.deepcopy(model) if model is not None else load_model(artifact)
         self.model = model.eval().to(dev)
@@ -66,7 +67,8 @@ class TorchRuntime(Runtime):
         self.graph = None
         self.graph_batch = cuda_graph_batch
         super().__init__(artifact, str(dev), reason or f"torch {torch.__version__} on {dev}"
-                         + (" half" if half else "") + (f" CUDA graph b={cuda_graph_batch}" if cuda_graph_batch else ""))
+                         + (" half" if half else "") + (f" CUDA graph b={cuda_graph_batch}" if cuda_graph_batch else "")
+                         + (f"; {gate_note}" if gate_note else ""))
 
     def _eager(self, t: dict) -> dict:
         with self.torch.inference_mode():
