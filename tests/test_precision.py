@@ -114,12 +114,12 @@ def test_a_failed_fp16_gate_in_the_manifest_stops_fp16_unless_forced(tmp_path):
     g = a.manifest["precision"]["fp16"]
     assert g["frame_sets"] == 32 and g["passed"] and "emulate_fp16 of the fp16 ONNX" in g["measured_with"]
     assert g["every_layer"]["passed"] and "every layer in float16" in prec.check_allowed(a, "fp16")
-    assert "every layer" not in prec.check_allowed(a, "fp16", runs_float_nodes=True)  # TensorRT: the gate itself
+    assert "every layer" not in prec.check_allowed(a, "fp16", runs_gated_model=True)  # TensorRT: the gate itself
     m = {k: v for k, v in a.manifest.items() if k not in ("files", "manifest_sha256")}
     m["precision"]["fp16"] = {**g, "every_layer": {**g["every_layer"], "decision_agreement": 0.98, "passed": False}}
     write_manifest(tmp_path, m, list(a.manifest["files"]))
     head_rounded = load_artifact(tmp_path)  # the engine's model passes; the whole network cast to float16 does not
-    assert "fp16 gate" in prec.check_allowed(head_rounded, "fp16", runs_float_nodes=True)
+    assert "fp16 gate" in prec.check_allowed(head_rounded, "fp16", runs_gated_model=True)
     with pytest.raises(prec.PrecisionRefused, match="every layer in float16, the score head included"):
         prec.check_allowed(head_rounded, "fp16")
     m = {k: v for k, v in a.manifest.items() if k not in ("files", "manifest_sha256")}
@@ -457,7 +457,7 @@ def test_mixed_fp16_keeps_the_nodes_float16_cannot_hold_and_only_tensorrt_may_ru
     assert not gate["every_layer"]["passed"]
     with pytest.raises(prec.PrecisionRefused, match="every layer in float16.*only with 2 nodes kept in float32"):
         prec.check_allowed(a, "fp16")
-    assert "2 nodes in float32" in prec.check_allowed(a, "fp16", runs_float_nodes=True)
+    assert "2 nodes in float32" in prec.check_allowed(a, "fp16", runs_gated_model=True)
     assert "forced" in prec.check_allowed(a, "fp16", force=True)
 
 

@@ -38,9 +38,10 @@ def add_arguments(parser):
                         help="when the whole network in fp16 misses its gate, keep in float32 the fewest nodes, most "
                              "decision-sensitive first, that flip none of the held-out selection crops' decisions, then "
                              "gate that model (every rounding node is tried alone: about 15 minutes on two cores "
-                             "for spoof_trace edge's 218 nodes, an hour for mmdg's 985). Only runtimes that build "
-                             "the artifact's own fp16 model (runtime tensorrt) then run fp16. Also takes an "
-                             "artifact folder, to measure its fp16 gate again into --out")
+                             "for spoof_trace edge's 218 nodes, an hour for mmdg's 985). Runtime tensorrt builds "
+                             "that model; PyTorch half and ONNX Runtime's TensorRT provider cast every layer to "
+                             "float16 and are judged by that model's own figures (precision.fp16.every_layer). Also "
+                             "takes an artifact folder, to measure its fp16 gate again into --out")
     parser.add_argument("--gate", type=int, default=GATE_FRAME_SETS, metavar="N",
                         help=f"held-out frame sets for the fp16 / int8 precision gates (default {GATE_FRAME_SETS}: the "
                              "fewest that can show 99.5%% agreement at 95%% confidence; fewer are faster and the gate "
@@ -137,8 +138,7 @@ def run(args) -> int:
         print(f"fp16 mixed precision: {len(mixed16['float_nodes'])} nodes kept in float32, chosen on "
               f"{chosen['frame_sets']} {chosen['data']} ({chosen['decision_agreement']:.2%} agreement there); the "
               f"whole network in fp16 agreed on {whole.get('decision_agreement', float('nan')):.2%} of the gate's "
-              "frame sets; only runtime tensorrt builds this model (PyTorch half and ONNX Runtime's TensorRT provider "
-              "refuse fp16)")
+              "frame sets; runtime tensorrt builds this model")
     elif mixed16:
         print(f"fp16 mixed precision: {mixed16}")
     for name, e in m["files"].items():

@@ -18,8 +18,10 @@ itself is measured again on the GPU when it is built.
 
 Mixed fp16 (`edge-fas export --fp16-mixed`): when the whole network in fp16 misses the gate, the
 fewest decision-sensitive nodes are kept in float32 as well (mixed_precision.py chooses them,
-`mixed_fp16` writes the model); the manifest's precision.fp16 lists them, and only runtimes that
-build that model (the native TensorRT runtime) may run fp16 (`check_allowed`).
+`mixed_fp16` writes the model); the manifest's precision.fp16 lists them, and the native TensorRT
+runtime builds that model. PyTorch half and ONNX Runtime's TensorRT provider cast every layer to
+float16, score head included: export scores that model too (precision.fp16.every_layer), and
+`check_allowed` judges those runtimes by it.
 """
 
 from __future__ import annotations
@@ -166,10 +168,10 @@ def no_int8_file(artifact) -> str:
     return f"artifact {artifact.folder} has no int8 model; export it with `edge-fas export --int8`"
 
 
-def check_allowed(artifact, precision: str, force: bool = False, runs_float_nodes: bool = False) -> str:
+def check_allowed(artifact, precision: str, force: bool = False, runs_gated_model: bool = False) -> str:
     """'' when the artifact's gate lets `precision` run, else raise PrecisionRefused (force: say why, go on).
 
-    runs_float_nodes: the runtime builds the artifact's own fp16 model (artifact_fp16_onnx: score head and any
+    runs_gated_model: the runtime builds the artifact's own fp16 model (artifact_fp16_onnx: score head and any
     `--fp16-mixed` nodes in float32), as the native TensorRT runtime does. One that casts every layer to float16
     (PyTorch half, ONNX Runtime's TensorRT provider) is judged by the gate's `every_layer` figures instead, which
     export measures on the same frame sets; an artifact from before them is judged by the gate itself, unless its
@@ -183,7 +185,7 @@ def check_allowed(artifact, precision: str, force: bool = False, runs_float_node
     ok = rec.get("passed", agree >= MIN_AGREEMENT) and agree >= rec.get("min_agreement", MIN_AGREEMENT)
     kept = fp16_float_nodes(artifact) if precision == "fp16" else []
     every = rec.get("every_layer") if precision == "fp16" else None
-    if not runs_float_nodes and (ok or rec.get("forced")) and (kept or every is not None):
+    if not runs_gated_model and (ok or rec.get("forced")) and (kept or every is not None):
         # this runtime casts the whole network to float16, score head included: judged by what that model scored
         agree_all = float((every or {}).get("decision_agreement", 0.0))
         if every is not None and every.get("passed"):

@@ -200,7 +200,7 @@ class TensorRTRuntime(Runtime):
         trt = import_trt()
         index = cuda.device_index(device)
         gpu = cuda.gpu(index)
-        gate_note = prec.check_allowed(artifact, precision, force_precision, runs_float_nodes=True)
+        gate_note = prec.check_allowed(artifact, precision, force_precision, runs_gated_model=True)
         self.trt, self.cuda = trt, cuda.Cuda(index)
         self.max_batch, self.quiet = max_batch, quiet
         options = build_options(precision, max_batch, opt_batch)
