@@ -13,7 +13,8 @@ HELP = "export a trained checkpoint to a verified model artifact (ONNX + manifes
 
 def add_arguments(parser):
     parser.add_argument("checkpoint", help="checkpoint file written by `edge-fas train`, or an artifact folder (or "
-                                           "'demo') to copy into --out with a new int8 model (--int8)")
+                                           "'demo') to copy into --out with a new int8 model (--int8) or its fp16 "
+                                           "gate measured again (--fp16-mixed)")
     parser.add_argument("--out", required=True, help="artifact folder to write")
     parser.add_argument("--threshold", type=float, default=None,
                         help="operating threshold (default: the one recorded in the checkpoint)")
