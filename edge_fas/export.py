@@ -15,6 +15,7 @@ from edge_fas import artifact as art
 from edge_fas.errors import ArtifactError, EdgeFasError
 from edge_fas.preprocess import PreprocessParams
 from edge_fas.runtime.base import OUTPUT_ORDER, check_batch
+from edge_fas.runtime.mixed_precision import SELECTION_MAX_FLIPS
 from edge_fas.runtime.precision import GATE_FRAME_SETS
 
 OPSET = 17
@@ -167,7 +168,7 @@ def gate_inputs(artifact: art.Artifact, count: int, source: str = "auto", seed: 
 
 
 def measure_fp16(artifact: art.Artifact, inputs, force: bool = False, mixed: bool = False, selection=None,
-                 max_flips: int | None = None, quiet: bool = True) -> dict:
+                 max_flips: int = SELECTION_MAX_FLIPS, quiet: bool = True) -> dict:
     """The fp16 gate: the fp16 model TensorRT would build (precision.to_fp16), scored on the CPU through
     precision.emulate_fp16, against fp32, at the artifact's operating point. Never raises for a failed gate: fp32
     stays usable; the manifest says fp16 failed and runtimes then refuse fp16 unless forced.

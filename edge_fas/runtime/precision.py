@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_fas.errors import EdgeFasError
+from edge_fas.runtime import mixed_precision
 
 MIN_AGREEMENT = 0.995
 # The fewest held-out frame sets that can show MIN_AGREEMENT: with no flip, the one-sided 95% lower bound on
@@ -501,11 +502,11 @@ def emulate_fp16(model):
     return _with_nodes(model, nodes)
 
 
-def choose_fp16_float_nodes(artifact, selection=None, quiet: bool = True, max_flips: int | None = None) -> dict:
+def choose_fp16_float_nodes(artifact, selection=None, quiet: bool = True,
+                            max_flips: int = mixed_precision.SELECTION_MAX_FLIPS) -> dict:
     """mixed_precision.choose_float_nodes for fp16: the fewest of the artifact's rounding nodes (fp16_candidates) to
     keep in float32, each model scored through emulate_fp16. Returns {nodes, selection}; raises EdgeFasError when
     even every node in float32 misses."""
-    from edge_fas.runtime import mixed_precision
     onnx = _onnx()
     model = onnx.load(str(artifact.onnx_path))
     _ensure_names(model)
@@ -513,9 +514,8 @@ def choose_fp16_float_nodes(artifact, selection=None, quiet: bool = True, max_fl
     def build(keep, dst):
         onnx.save(emulate_fp16(mixed_fp16(model, keep)), str(dst))
 
-    return mixed_precision.choose_float_nodes(
-        artifact, fp16_candidates(model), build, "fp16", selection, quiet=quiet,
-        max_flips=mixed_precision.SELECTION_MAX_FLIPS if max_flips is None else max_flips)
+    return mixed_precision.choose_float_nodes(artifact, fp16_candidates(model), build, "fp16", selection, quiet=quiet,
+                                              max_flips=max_flips)
 
 
 def fp16_emulation_onnx(src: Path, dst: Path, float_nodes=(), every_layer: bool = False) -> Path:
