@@ -12,8 +12,8 @@ def save_checkpoint(path, model, **meta):
     return _save(path, model, **meta)
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path, map_location="cpu", extend: dict | None = None):
     """Rebuild a model saved by save_checkpoint; returns (model, info) (see models/checkpoint.py)."""
     from edge_fas.models.checkpoint import load_checkpoint as _load
 
-    return _load(path, map_location=map_location)
+    return _load(path, map_location=map_location, extend=extend)

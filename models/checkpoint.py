@@ -123,11 +123,14 @@ def average_checkpoints(sources, dst) -> Path:
     return _save_whole({**first, "state_dict": state, "meta": meta}, Path(dst))
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path, map_location="cpu", extend: dict | None = None):
     """Rebuild the model saved at `path`; returns (model in eval mode, info dict).
 
     info = {"name", "preset", "config", "meta", "format"}. Unknown formats, missing keys, an unknown
     model name and state dicts that do not fit the rebuilt model raise ArtifactError naming the file.
+    `extend`: config options that add modules to the saved model (a fine-tune that adds a head, e.g.
+    spoof_trace's family_head); the model is built with them, and only the weights they add
+    (model.extension_weights) may be missing from the file: those keep their fresh initialisation.
     """
     from edge_fas.models.registry import build
 
@@ -144,13 +147,18 @@ def load_checkpoint(path, map_location="cpu"):
     missing = [k for k in KEYS if k not in data]
     if missing:
         raise ArtifactError(f"checkpoint {path} lacks {missing}; it is incomplete, re-save it with edge_fas.models.save_checkpoint")
+    extend = dict(extend or {})
     try:
-        model = build(data["name"], data["preset"], **data["config"])
+        model = build(data["name"], data["preset"], **{**data["config"], **extend})
     except EdgeFasError as e:
         raise ArtifactError(f"checkpoint {path} cannot be rebuilt: {e}") from e
+    fresh = tuple(model.extension_weights(extend)) if extend and hasattr(model, "extension_weights") else ()
+    if extend and not fresh:
+        raise ArtifactError(f"checkpoint {path}: options {sorted(extend)} add no weights to a {data['name']!r} model; "
+                            "only options that add a module (spoof_trace's family_head) extend a trained checkpoint")
     own = model.state_dict()
     bad = [k for k, v in data["state_dict"].items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing_w = sorted(set(own) - set(data["state_dict"]))
+    missing_w = sorted(k for k in set(own) - set(data["state_dict"]) if not k.startswith(fresh))
     extra = sorted(set(data["state_dict"]) - set(own))
     if bad or missing_w or extra:
         sd = data["state_dict"]
@@ -163,9 +171,10 @@ def load_checkpoint(path, map_location="cpu"):
             parts.append(f"unexpected weights: {extra[:3]}")
         raise ArtifactError(f"checkpoint {path} does not fit model {data['name']!r} ({data['preset']}): {'; '.join(parts)}; "
                             "it was written by another version of the model code, retrain or re-export it")
-    model.load_state_dict(data["state_dict"])
+    model.load_state_dict(data["state_dict"], strict=not fresh)
     model.eval()
     if isinstance(data["meta"], dict) and data["meta"].get("pretrained"):
         model.pretrained_info = data["meta"]["pretrained"]
     info = {k: data[k] for k in ("format", "name", "preset", "config", "meta")}
+    info["config"] = {**data["config"], **extend}
     return model, info

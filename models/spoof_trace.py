@@ -44,6 +44,14 @@ Interpretations / departures (the paper leaves these open):
   trace is zeroed, and every per-modality loss term ignores them.
 - Decoder widths and the discriminators' width are not given by the paper; `dec_channels`,
   `n_res`, `disc_width` are options.
+
+Not in the paper (off unless `family_head`): an attack-family head, a linear layer on the three
+streams' pooled last encoder stage (after fusion) over bona fide and the rig's six attack families
+(edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`) with the
+generator. The score's logit becomes the mean of phi's logit and the head's attack logit,
+log P(any attack) - log P(bona fide). Why: linear probes on a trained edge model's own features
+separate silicone masks better than its trace-based score does (benchmarks/bench_silicone_probe.py);
+the binary losses let phi ignore one hard family once the others are caught.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_fas.data.species import FAMILIES
 from edge_fas.errors import ConfigError
 from edge_fas.models.resnet import RESNET50_LAYERS, ResNet, iresnet18
 
@@ -66,11 +75,13 @@ PRESETS = {
         modalities=("rgb", "depth"), input_size=256, layers=RESNET50_LAYERS[:3], width=64,
         dec_channels=(256, 128, 64, 32), n_res=2, cls_width=32, disc_width=64, disc_scales=2,
         fusion_reduction=16, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
+        family_head=False, alpha_family=1.0,
     ),
     "edge": dict(
         modalities=("rgb", "depth", "ir"), input_size=128, layers=(1, 1, 1), width=16,
         dec_channels=(64, 32, 16, 8), n_res=1, cls_width=16, disc_width=16, disc_scales=2,
         fusion_reduction=8, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
+        family_head=False, alpha_family=1.0,
     ),
 }
 
@@ -238,6 +249,11 @@ class SpoofTraceNet(nn.Module):
             {m: TraceDecoder(stage_ch, cfg["dec_channels"], cfg["n_res"], MODALITY_CHANNELS[m]) for m in self.modalities}
         )
         self.aux_heads = nn.ModuleDict({m: nn.Linear(stage_ch[2], 1) for m in self.modalities})
+        self.family_head = None
+        if cfg["family_head"]:  # zero-initialised: a head added to a trained network starts by scoring 0
+            self.family_head = nn.Linear(n * stage_ch[2], len(FAMILIES))
+            nn.init.zeros_(self.family_head.weight)
+            nn.init.zeros_(self.family_head.bias)
         cw, tc = cfg["cls_width"], len(self.trace_channels)
         self.classifier = nn.Sequential(
             _cbr(tc, cw, s=2), _cbr(cw, cw, s=2), _cbr(cw, 2 * cw, s=2), _cbr(2 * cw, 2 * cw, s=2), nn.Conv2d(2 * cw, 1, 1)
@@ -321,13 +337,24 @@ class SpoofTraceNet(nn.Module):
             traces[m] = t * present[:, i, None, None, None]
             mids[m] = mid.mean(dim=(2, 3))
             aux.append(self.aux_heads[m](skips[2][i].mean(dim=(2, 3)))[:, 0])
-        return {"traces": traces, "center_feat": mids, "aux_logits": torch.stack(aux, dim=1), "gates": gates}
+        gen = {"traces": traces, "center_feat": mids, "aux_logits": torch.stack(aux, dim=1), "gates": gates}
+        if self.family_head is not None:
+            pooled = [skips[2][i].mean(dim=(2, 3)) * present[:, i, None] for i in range(len(self.modalities))]
+            gen["family_logits"] = self.family_head(torch.cat(pooled, dim=1))
+        return gen
 
-    def classify(self, traces: dict):
+    def classify(self, traces: dict, family_logits: torch.Tensor | None = None):
+        """(phi's sigmoid map, score, logit). With a family head the logit is the mean of phi's logit and the
+        head's attack logit, log P(any attack family) - log P(bona fide)."""
         cmap = torch.sigmoid(self.classifier(torch.cat([traces[m] for m in self.modalities], dim=1)))
         score = cmap.flatten(1).mean(1)
         p = score.clamp(1e-6, 1 - 1e-6)
-        return cmap, score, torch.log(p) - torch.log1p(-p)
+        logits = torch.log(p) - torch.log1p(-p)
+        if family_logits is not None:
+            attack = torch.logsumexp(family_logits[:, 1:], dim=1) - family_logits[:, 0]
+            logits = 0.5 * (logits + attack)
+            score = torch.sigmoid(logits)
+        return cmap, score, logits
 
     def forward(self, rgb, depth, ir, present=None) -> dict:
         return self._forward(rgb, depth, ir, present, extras=self.training)
@@ -341,7 +368,7 @@ class SpoofTraceNet(nn.Module):
         inputs = {"rgb": rgb, "depth": depth, "ir": ir}
         pres = self._present(rgb, present)
         gen = self.generate(inputs, pres)
-        cmap, score, logits = self.classify(gen["traces"])
+        cmap, score, logits = self.classify(gen["traces"], gen.get("family_logits"))
         for m in MODALITY_INDEX:  # keep unused inputs in the exported graph so every artifact takes rgb, depth, ir
             if m not in self.modalities:
                 score = score + 0.0 * inputs[m].flatten(1)[:, 0]
@@ -417,7 +444,25 @@ class SpoofTraceNet(nn.Module):
         l_cls = (out["_cls_map"] - y[:, None, None, None]).abs().flatten(1).mean(1).mean()  # Eq. 12
         terms = {"G": l_g, "intensity": l_int, "e": l_e, "id": l_id, "cls": l_cls, "center": l_center}
         terms["total"] = (a[0] * l_g + a[1] * l_int + a[2] * l_e + a[3] * l_id + a[4] * l_cls + a[5] * l_center)
+        if self.family_head is not None:
+            terms["family"] = self._family_loss(gen["family_logits"], batch.get("family"))
+            terms["total"] = terms["total"] + self.config["alpha_family"] * terms["family"]
         return terms
+
+    def _family_loss(self, family_logits: torch.Tensor, family) -> torch.Tensor:
+        """Cross-entropy of the family head over the samples whose family the source names (-1: not named)."""
+        if family is None:
+            raise ValueError("spoof_trace: the family head needs each sample's attack family (batch['family'], "
+                             "edge_fas.data.species.FAMILIES); this batch has none")
+        family = family.to(family_logits.device).long()
+        if not bool((family >= 0).any()):
+            return family_logits.sum() * 0.0
+        return F.cross_entropy(family_logits, family, ignore_index=-1)
+
+    def extension_weights(self, options: dict) -> tuple[str, ...]:
+        """The state-dict prefixes that config `options` add to a trained model, which start fresh when
+        train.init_from fine-tunes a checkpoint without them (edge_fas.models.checkpoint.load_checkpoint)."""
+        return ("family_head.",) if options.get("family_head") else ()
 
     def discriminator_loss(self, batch: dict, traces: dict, present: torch.Tensor, pairs) -> torch.Tensor:
         """Eq. 7 (generated -> 1, real -> 0) on detached traces, summed over modalities."""

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edge_fas.data.augment import MODALITIES, AugmentParams, augment
+from edge_fas.data.species import family_index
 from edge_fas.types import FaceCrop
 
 __all__ = ["CropSet", "CropDataset", "balanced_sampler", "collate", "drop_modalities", "MODALITIES"]
@@ -109,6 +110,7 @@ class CropDataset(Dataset):
         # integer domain ids for domain-aware losses (MMDG's prototypes); unknown domains get -1
         ids = domain_ids if domain_ids is not None else {d: k for k, d in enumerate(sorted(set(crops.domain.tolist())))}
         self.domain_id = np.array([ids.get(d, -1) for d in crops.domain.tolist()], np.int64)
+        self.family_id = np.array([family_index(s) for s in crops.species.tolist()], np.int64)
         self.drop = dict(drop or {})
         self.epoch = 0
 
@@ -127,11 +129,14 @@ class CropDataset(Dataset):
             rgb, depth, ir, present = augment(rgb, depth, ir, present, rng, self.augment_params)
         return {"rgb": torch.from_numpy(rgb), "depth": torch.from_numpy(depth), "ir": torch.from_numpy(ir),
                 "present": torch.from_numpy(present), "label": torch.tensor(int(c.label[i])),
-                "domain": torch.tensor(int(self.domain_id[i])), "index": int(i)}
+                "domain": torch.tensor(int(self.domain_id[i])), "family": torch.tensor(int(self.family_id[i])),
+                "index": int(i)}
 
 
 def collate(items: list[dict]) -> dict:
     out = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "ir", "present", "label", "domain")}
+    if all("family" in it for it in items):  # the attack family (edge_fas.data.species.FAMILIES; -1 unknown)
+        out["family"] = torch.stack([it["family"] for it in items])
     out["index"] = torch.tensor([it["index"] for it in items])
     return out
 

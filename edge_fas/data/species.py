@@ -37,8 +37,8 @@ descriptions need the sponsor's approval, so only the code is used).
 
 from __future__ import annotations
 
-__all__ = ["BONA_FIDE", "FAMILY", "WMCA_PAI", "wmca_species", "casia_surf_species", "cefa_species",
-           "padisi_species", "family"]
+__all__ = ["BONA_FIDE", "FAMILY", "FAMILIES", "WMCA_PAI", "wmca_species", "casia_surf_species", "cefa_species",
+           "padisi_species", "family", "family_index"]
 
 BONA_FIDE = "bona_fide"
 
@@ -73,9 +73,21 @@ FAMILY = {"print": "print", "print_cloth": "print", "print_photo": "print", "rep
           **{f"print_cut_{c}_{s}": "print" for c in CASIA_SURF_CUTS.values() for s in CASIA_SURF_SHAPES.values()}}
 
 
+# bona fide and the rig's six attack families, in the order a family head's classes take (models/spoof_trace.py)
+FAMILIES = (BONA_FIDE, "print", "replay", "rigid_mask", "paper_mask", "flexible_mask", "partial")
+
+
 def family(species: str) -> str | None:
     """The synthetic rig's family for a dataset species (None where the source does not say)."""
-    return BONA_FIDE if species == BONA_FIDE else FAMILY.get(species)
+    if species == BONA_FIDE or species in FAMILIES:  # the rig's own species are families already
+        return species
+    return FAMILY.get(species)
+
+
+def family_index(species: str) -> int:
+    """The species' family's index in FAMILIES, or -1 where the source does not say (a family head ignores it)."""
+    name = family(str(species))
+    return FAMILIES.index(name) if name in FAMILIES else -1
 
 
 def wmca_species(type_id: int, pai_id: int) -> str | None:

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from edge_fas.data.augment import MODALITIES, AugmentParams, appearance, draw_geometry
 from edge_fas.data.crops import collate
+from edge_fas.data.species import family_index
 from edge_fas.data.source import finish
 
 __all__ = ["SampleIndex", "StreamDataset", "BalancedSampler", "collate_present", "make_loader", "fill_cache", "detector"]
@@ -128,6 +129,7 @@ class StreamDataset(Dataset):
         self.augment_params = augment_params or AugmentParams(cutout=float(cutout), drop=dict(drop or {}))
         ids = domain_ids if domain_ids is not None else {d: k for k, d in enumerate(sorted(set(index.domain.tolist())))}
         self.domain_id = np.array([ids.get(d, -1) for d in index.domain.tolist()], np.int64)
+        self.family_id = np.array([family_index(s) for s in index.species.tolist()], np.int64)
         bad = [m for m in missing if m not in MODALITIES]
         if bad:
             raise ConfigError(f"data.test_missing: unknown modality {bad}; use some of {MODALITIES}")
@@ -194,7 +196,7 @@ class StreamDataset(Dataset):
         return {"rgb": torch.from_numpy(arrays[0]), "depth": torch.from_numpy(arrays[1]),
                 "ir": torch.from_numpy(arrays[2]), "present": torch.from_numpy(present),
                 "label": torch.tensor(int(self.index.label[i])), "domain": torch.tensor(int(self.domain_id[i])),
-                "index": i}
+                "family": torch.tensor(int(self.family_id[i])), "index": i}
 
 
 def collate_present(items: list) -> dict | None:

@@ -35,6 +35,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             elsewhere, where it was never measured),
             workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
             training process), max_steps_per_epoch, init_from, log_every,
+            init_extend: model options that add a module to init_from's checkpoint, trained from a fresh start
+            with the rest (e.g. {family_head: true}: spoof_trace's attack-family head; models/checkpoint.py),
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
             edge_fas.training.qat; for fine-tuning a model whose int8 export the precision gate refused),
             quantization_consistency: 0 | weight (with quantization_aware, spoof_trace only: a term of the
@@ -80,7 +82,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "memory_format": "auto", "workers": "auto",
               "max_steps_per_epoch": None,
-              "init_from": None, "quantization_aware": False,
+              "init_from": None, "init_extend": {}, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None},

@@ -53,10 +53,10 @@ def save_model(path, model, **meta):
     return save_checkpoint(path, model, **meta)
 
 
-def load_model(path, map_location="cpu"):
+def load_model(path, map_location="cpu", extend: dict | None = None):
     from edge_fas.models import load_checkpoint
 
-    return load_checkpoint(path, map_location=map_location)
+    return load_checkpoint(path, map_location=map_location, extend=extend)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.01) -> float:
@@ -116,8 +116,11 @@ def build_model(cfg: dict, device, world: int = 1):
     from edge_fas.models import build
 
     mc, tc = cfg["model"], cfg["train"]
+    if tc.get("init_extend") and not tc["init_from"]:
+        raise ConfigError("train.init_extend adds modules to train.init_from's checkpoint; without init_from, put "
+                          f"{dict(tc['init_extend'])} in model.overrides instead")
     if tc["init_from"]:
-        model, info = load_model(tc["init_from"])
+        model, info = load_model(tc["init_from"], extend=tc.get("init_extend") or None)
         if model.name != mc["name"]:
             raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
     else:

@@ -1,0 +1,240 @@
+"""Does the network see silicone and then not use it, or does it not see it? Linear probes on its own features.
+
+    .venv/bin/python benchmarks/bench_silicone_probe.py --checkpoint checkpoints/randomized-edge-line.pt \
+        --model runs/ARTIFACT [--sets rand,rand_heldout] [--seeds 302,303] [--per-species 500] [--workers 2]
+
+A diagnosis on the synthetic rig. Every candidate of the spoof_trace line scores silicone masks against bona fide
+at AUC 0.60-0.69 while catching the other species. Two explanations call for different remedies:
+- the encoder's features carry what tells silicone from skin, and the trace decoder and classifier (phi) do not
+  pass it on: then a head trained on those features (cheap, on the CPU) would gain;
+- the features do not carry it: then only a network that learns more (more people, more capacity, the GPU recipe)
+  would.
+
+This renders bona fide and silicone scenes (rig.sample of each range set at each --seed, indices 0..N-1; bona fide
+index i and silicone index i share a person), cuts each with the artifact's preprocessing, runs the checkpoint's
+PyTorch model in float32, and keeps, per crop, groups of features (global average pools):
+- score: the network's own logit (the baseline a probe has to beat);
+- aux: the three per-modality auxiliary logits on the encoder's last stage (Eq. 11);
+- stage1, stage2, stage3: the fused encoder features after each stage, every modality;
+- stage3_rgb, stage3_depth, stage3_ir: the last stage, one modality at a time;
+- trace: the spoof trace's mean and mean absolute value per channel; phi: the classifier's last hidden layer;
+- all: every group above;
+- controls: stage3 and all of the same architecture freshly initialised (what any random features give), and
+  pixels (each modality's crop pooled to 16 x 16: what no network gives).
+
+For each group an L2-regularised logistic regression is fitted on one rig seed (its ridge chosen by 5-fold
+cross-validation on that seed alone) and scored on the other, both ways, pooled. It prints silicone's AUC and
+APCER where BPCER is 5%, with 95% bootstrap intervals (bench_demo.py's conventions). Seeds 302 and 303 are no
+benchmark's (edge_fas/data/evaluation_sets.py) and no training's. A probe fitted to silicone alone says what the
+features hold, not what a network that must catch every species would reach; nothing here says what a real
+camera would show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RIDGES = (1e-1, 1.0, 10.0, 100.0, 1000.0)
+GROUPS = ("score", "aux", "stage1", "stage2", "stage3", "stage3_rgb", "stage3_depth", "stage3_ir", "trace", "phi", "all",
+          "random stage3", "random all", "pixels")
+
+
+def _crop(args):
+    """The FaceCrop of one scene, or None where the rig drew no face."""
+    from edge_fas.data.synthetic import _rig, register
+    from edge_fas.preprocess import crop_face
+
+    domain, seed, species, index, width, height, params = args
+    f = _rig(domain, seed, width, height).render(species, index)
+    if f.truth is None or f.truth.face_box is None:
+        return None
+    return crop_face(register(f), f.truth.face_box, params)
+
+
+def features(model, crops, batch: int = 64) -> dict[str, np.ndarray]:
+    """{group: (N, D) features} of `crops` through a spoof_trace model (eval mode, float32)."""
+    import torch
+
+    groups: dict[str, list] = {k: [] for k in ("score", "aux", "stage1", "stage2", "stage3", "trace", "phi")}
+    hidden = []
+    hook = model.classifier[-2].register_forward_hook(lambda _m, _i, o: hidden.append(o.mean(dim=(2, 3))))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(crops), batch):
+                part = crops[i:i + batch]
+                x = {k: torch.from_numpy(np.stack([getattr(c, k) for c in part])) for k in ("rgb", "depth", "ir")}
+                pres = model._present(x["rgb"], torch.from_numpy(np.stack([c.present for c in part])).float())
+                gen = model.generate(x, pres)
+                _cmap, _score, logits = model.classify(gen["traces"])
+                groups["score"].append(logits[:, None])
+                groups["aux"].append(gen["aux_logits"])
+                # the fusions' outputs, re-run to keep every stage (generate returns only the decoder's traces)
+                feats = [model.encoders[m].stem(x[m] * pres[:, j, None, None, None]) for j, m in enumerate(model.modalities)]
+                for s, fusion in enumerate(model.fusions):
+                    feats = [getattr(model.encoders[m], f"layer{s + 1}")(f) for m, f in zip(model.modalities, feats)]
+                    feats, _g = fusion(feats, pres)
+                    groups[f"stage{s + 1}"].append(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1))
+                t = torch.cat([gen["traces"][m] for m in model.modalities], dim=1)
+                groups["trace"].append(torch.cat([t.mean(dim=(2, 3)), t.abs().mean(dim=(2, 3))], dim=1))
+                groups["phi"].append(hidden.pop())
+    finally:
+        hook.remove()
+    out = {k: torch.cat(v).numpy().astype(np.float64) for k, v in groups.items()}
+    width = out["stage3"].shape[1] // len(model.modalities)
+    for j, m in enumerate(model.modalities):
+        out[f"stage3_{m}"] = out["stage3"][:, j * width:(j + 1) * width]
+    out["all"] = np.hstack([out[k] for k in ("score", "aux", "stage1", "stage2", "stage3", "trace", "phi")])
+    return out
+
+
+def pixels(crops, size: int = 16) -> np.ndarray:
+    """Each modality's crop average-pooled to size x size, flattened: a probe with no network at all."""
+    import cv2
+
+    rows = []
+    for c in crops:
+        planes = [p for p in np.concatenate([c.rgb, c.depth, c.ir])]
+        rows.append(np.concatenate([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA).ravel() for p in planes]))
+    return np.array(rows, dtype=np.float64)
+
+
+def _auc(score, y) -> float:
+    from edge_fas.metrics import auc
+
+    return auc(score, y)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float, steps: int = 30, tol: float = 1e-6):
+    """(mean, std, weights with bias last): bench_silicone_cues.fit_logistic's L2-regularised logistic regression
+    by Newton's method, stopped once a step changes no weight by more than `tol` (hundreds of features)."""
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
+    w = np.zeros(z.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-z @ w))
+        grad = z.T @ (p - y) + ridge * np.r_[w[:-1], 0.0]
+        hess = (z * (p * (1 - p))[:, None]).T @ z + ridge * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < tol:
+            break
+    return mu, sd, w
+
+
+def choose_ridge(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """The ridge from RIDGES with the best mean held-out-fold AUC, on the fitting seed's samples only."""
+    from bench_silicone_cues import logistic_score
+
+    order = np.random.default_rng(seed).permutation(len(y))
+    parts = np.array_split(order, folds)
+    best, best_auc = RIDGES[0], -1.0
+    for ridge in RIDGES:
+        aucs = []
+        for k in range(folds):
+            test = parts[k]
+            train = np.concatenate([parts[j] for j in range(folds) if j != k])
+            model = fit_logistic(x[train], y[train], ridge=ridge)
+            aucs.append(_auc(logistic_score(model, x[test]), y[test]))
+        if np.mean(aucs) > best_auc:
+            best, best_auc = ridge, float(np.mean(aucs))
+    return best
+
+
+def held_out(by_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """(scores, labels, ridges): each seed scored by the probe fitted on the other seed(s)."""
+    from bench_silicone_cues import logistic_score
+
+    scores, labels, ridges = [], [], []
+    for s in by_seed:
+        xs = np.vstack([by_seed[t][0] for t in by_seed if t != s])
+        ys = np.concatenate([by_seed[t][1] for t in by_seed if t != s])
+        ridge = choose_ridge(xs, ys)
+        scores.append(logistic_score(fit_logistic(xs, ys, ridge=ridge), by_seed[s][0]))
+        labels.append(by_seed[s][1])
+        ridges.append(ridge)
+    return np.concatenate(scores), np.concatenate(labels), ridges
+
+
+def report(name: str, table: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], resamples: int = 1000) -> None:
+    from bench_demo import apcer_at_bpcer, bootstrap
+
+    first = next(iter(table.values()))
+    y_all = np.concatenate([v[1] for v in first.values()])
+    print(f"\n## {name}: {int((y_all == 0).sum())} bona fide, {int(y_all.sum())} silicone (synthetic rig)\n")
+    print("| features | dims | ridge per held-out seed | silicone AUC [95%] | APCER at BPCER 5% [95%] |\n|---|---|---|---|---|")
+    for group, by_seed in table.items():
+        score, y, ridges = held_out(by_seed)
+        species = np.where(y == 1, "flexible_mask", "bona_fide")
+        a = _auc(score, y)
+        ap = apcer_at_bpcer(score, y, species)[1]["flexible_mask"]
+        (alo, ahi), (plo, phi) = bootstrap(score, y, species, resamples)["flexible_mask"]
+        dims = next(iter(by_seed.values()))[0].shape[1]
+        print(f"| {group} | {dims} | {', '.join(f'{r:g}' for r in ridges)} | {a:.3f} [{alo:.3f}, {ahi:.3f}] | "
+              f"{100 * ap:.1f}% [{100 * plo:.1f}, {100 * phi:.1f}] |", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="a spoof_trace checkpoint (.pt) whose features are probed")
+    ap.add_argument("--model", required=True, help="an artifact whose preprocessing cuts the crops (its manifest)")
+    ap.add_argument("--sets", default="rand,rand_heldout", help="range sets of the randomised family")
+    ap.add_argument("--seeds", default="302,303", help="two or more rig seeds: each probe is fitted on one, scored "
+                                                      "on the other")
+    ap.add_argument("--per-species", type=int, default=500, help="bona fide and silicone scenes per seed")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
+    args = ap.parse_args()
+
+    import torch
+    from bench_silicone_matched import refuse_benchmark_seed
+
+    from edge_fas.artifact import load_artifact
+    from edge_fas.models import build
+    from edge_fas.models.checkpoint import load_checkpoint
+    from edge_fas.preprocess import PreprocessParams
+
+    params = PreprocessParams.from_dict(load_artifact(args.model).manifest["preprocess"])
+    model, info = load_checkpoint(args.checkpoint)
+    if info["name"] != "spoof_trace":
+        raise SystemExit(f"{args.checkpoint} is a {info['name']} checkpoint; this probe reads spoof_trace's features")
+    torch.manual_seed(0)
+    fresh = build(info["name"], info["preset"], **info["config"]).eval()
+    width, height = (int(v) for v in args.size.split("x"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for domain in [s.strip() for s in args.sets.split(",")]:
+        for seed in seeds:
+            refuse_benchmark_seed(domain, seed)
+        table: dict[str, dict] = {g: {} for g in GROUPS}
+        for seed in seeds:
+            jobs = [(domain, seed, species, i, width, height, params)
+                    for species in ("bona_fide", "flexible_mask") for i in range(args.per_species)]
+            with Pool(args.workers) as pool:
+                crops = pool.map(_crop, jobs, chunksize=8)
+            kept = [(c, int(j[2] == "flexible_mask")) for c, j in zip(crops, jobs) if c is not None]
+            y = np.array([k[1] for k in kept])
+            crops = [k[0] for k in kept]
+            trained, random = features(model, crops), features(fresh, crops)
+            for g in GROUPS:
+                if g == "pixels":
+                    x = pixels(crops)
+                elif g.startswith("random "):
+                    x = random[g.split(" ", 1)[1]]
+                else:
+                    x = trained[g]
+                table[g][seed] = (x, y)
+            print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone)", flush=True)
+        report(f"{domain}, rig seeds {args.seeds}", table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
