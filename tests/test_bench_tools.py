@@ -88,6 +88,48 @@ def test_the_silicone_cue_audit_measures_fine_relief_and_combines_held_out():
     assert 0.43 < auc(s, label[1000:]) < 0.57
 
 
+def test_the_silicone_probe_reads_every_feature_group_and_fits_on_one_seed_only():
+    import warnings
+
+    import numpy as np
+    import torch
+
+    import bench_silicone_probe as probe
+    from edge_fas.models import build
+    from edge_fas.types import FaceCrop
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = build("spoof_trace", "edge", input_size=32, width=8, dec_channels=(16, 8, 8, 8), cls_width=8,
+                      disc_width=4, fusion_reduction=4).eval()
+    rng = np.random.default_rng(0)
+    crops = [FaceCrop(rgb=rng.standard_normal((3, 32, 32)).astype(np.float32),
+                      depth=rng.standard_normal((1, 32, 32)).astype(np.float32),
+                      ir=rng.standard_normal((1, 32, 32)).astype(np.float32), present=np.ones(3, bool)) for _ in range(5)]
+    feats = probe.features(model, crops, batch=2)
+    with torch.no_grad():
+        logits = model(*(torch.from_numpy(np.stack([getattr(c, k) for c in crops])) for k in ("rgb", "depth", "ir")))["logits"]
+    np.testing.assert_allclose(feats["score"][:, 0], logits.numpy(), rtol=1e-5, atol=1e-5)  # the network's own logit
+    width = model.encoders["rgb"].stage_channels[2]
+    assert feats["stage3"].shape == (5, 3 * width) and feats["stage3_ir"].shape == (5, width)
+    np.testing.assert_array_equal(feats["stage3_depth"], feats["stage3"][:, width:2 * width])
+    assert feats["aux"].shape == (5, 3) and feats["phi"].shape == (5, 16) and feats["trace"].shape == (5, 10)
+    assert feats["all"].shape[1] == sum(feats[k].shape[1] for k in ("score", "aux", "stage1", "stage2", "stage3",
+                                                                        "trace", "phi"))
+    assert probe.pixels(crops).shape == (5, 5 * 16 * 16)
+    # each seed is scored by a probe fitted on the other: a feature that carries the label in both seeds gives AUC
+    # near 1, a feature that carries it in one seed only (a seed's own artefact) gives chance
+    y = np.repeat([0, 1], 200)
+    carried = {s: (np.c_[y + 0.5 * rng.standard_normal(400), rng.standard_normal((400, 4))], y) for s in (1, 2)}
+    score, label, ridges = probe.held_out(carried)
+    assert probe._auc(score, label) > 0.9 and len(ridges) == 2 and set(ridges) <= set(probe.RIDGES)
+    one_seed = {1: (np.c_[y + 0.5 * rng.standard_normal(400), rng.standard_normal(400)], y),
+                2: (np.c_[rng.standard_normal(400), y + 0.5 * rng.standard_normal(400)], y)}
+    score, label, _ = probe.held_out(one_seed)
+    assert probe._auc(score, label) < 0.7
+
+
 def test_the_scene_helpers_name_the_randomised_sets_only():
     # bench_colour_stats and bench_silicone_cues read a set's scenes through these, in eval's order
     assert bench_demo.randomised_set("rand_test") == ("rand_test", [11, 12], "test")

@@ -36,6 +36,10 @@ def test_species_tables():
     # every species maps onto a synthetic-rig family except PADISI's unpublished codes
     assert species.family("flexible_mask") == "flexible_mask" and species.family("print_cut_eyes_flat") == "print"
     assert species.family("glasses") == "partial" and species.family("padisi_pai_03") is None
+    # the rig's own species are families, and a family head's class index names each (-1: the source does not say)
+    assert species.family("partial") == "partial" and species.family_index("bona_fide") == 0
+    assert species.FAMILIES[species.family_index("fake_head")] == "rigid_mask"
+    assert species.FAMILIES[species.family_index("print_photo")] == "print" and species.family_index("padisi_pai_03") == -1
 
 
 def test_casia_surf_own_release_and_lists(tree):

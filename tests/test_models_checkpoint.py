@@ -150,3 +150,26 @@ def test_checkpoints_are_row_major_whatever_layout_the_model_trained_in(tmp_path
     for name in ("c.pt", "h.pt"):
         state = torch.load(tmp_path / name, weights_only=True)["state_dict"]
         assert all(v.is_contiguous() for v in state.values()), name
+
+
+def test_extend_adds_a_fresh_head_to_a_trained_checkpoint_and_nothing_else(tmp_path):
+    small = dict(input_size=32, layers=(1, 1, 1), width=8, dec_channels=(16, 8, 8, 8), n_res=1, cls_width=8,
+                 disc_width=4, fusion_reduction=4)
+    torch.manual_seed(0)
+    trained = build("spoof_trace", "edge", **small).eval()
+    path = save_checkpoint(tmp_path / "st.pt", trained)
+    model, info = load_checkpoint(path, extend={"family_head": True})
+    assert info["config"]["family_head"] is True and float(model.family_head.weight.abs().sum()) == 0.0
+    for k, v in trained.state_dict().items():  # every trained weight kept
+        torch.testing.assert_close(model.state_dict()[k], v)
+    # saved again, it loads as it is, head and all, without `extend`
+    again, _ = load_checkpoint(save_checkpoint(tmp_path / "st2.pt", model))
+    assert again.family_head is not None
+    # an option that adds no weights cannot extend a checkpoint, and a missing trained weight is still refused
+    with pytest.raises(ArtifactError, match="add no weights"):
+        load_checkpoint(path, extend={"cls_width": 8})
+    raw = torch.load(path, weights_only=True)
+    del raw["state_dict"]["classifier.4.weight"]
+    torch.save(raw, tmp_path / "cut.pt")
+    with pytest.raises(ArtifactError, match="missing weights"):
+        load_checkpoint(tmp_path / "cut.pt", extend={"family_head": True})

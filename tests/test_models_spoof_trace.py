@@ -295,3 +295,48 @@ def test_train_step_single_class_batch_and_grad_scaler():
     before = net.decoders["rgb"].out.weight.clone()
     r = net.train_step(make_batch(n=2), opts, scaler=torch.amp.GradScaler("cpu"))
     assert np.isfinite(r["total"]) and not torch.equal(before, net.decoders["rgb"].out.weight)
+
+
+def test_family_head_starts_at_phis_ranking_and_learns_the_families():
+    from edge_fas.data.species import FAMILIES
+
+    plain, headed = tiny().eval(), tiny(family_head=True).eval()
+    headed.load_state_dict(plain.state_dict(), strict=False)  # the same network, a zero head added
+    b = make_batch(n=6)
+    with torch.no_grad():
+        ref, got = plain(b["rgb"], b["depth"], b["ir"]), headed(b["rgb"], b["depth"], b["ir"])
+    # a zero head gives every family the same logit: attack logit log 6, so the score keeps phi's order
+    torch.testing.assert_close(got["logits"], 0.5 * (ref["logits"] + torch.log(torch.tensor(6.0))))
+    torch.testing.assert_close(got["score"], torch.sigmoid(got["logits"]))
+    # trained, the head's cross-entropy falls and its term is in the generator's total
+    headed.train()
+    b["family"] = torch.tensor([0, FAMILIES.index("flexible_mask"), 0, FAMILIES.index("print"), 0, -1])
+    b["label"] = torch.tensor([0, 1, 0, 1, 0, 1])
+    opts = headed.make_optimisers(lr=5e-3)
+    first = headed.train_step(b, opts)
+    for _ in range(6):
+        last = headed.train_step(b, opts)
+    assert "family" in first and last["family"] < first["family"]
+    out = headed(b["rgb"], b["depth"], b["ir"])
+    terms = headed.loss(b, out)
+    assert float(terms["total"]) > float(terms["total"] - terms["family"])
+    # every family unnamed (-1): no term, and a batch without families is refused by name
+    assert float(headed.loss({**b, "family": torch.full((6,), -1)}, out)["family"]) == 0.0
+    with pytest.raises(ValueError, match="family"):
+        headed.loss({k: v for k, v in b.items() if k != "family"}, out)
+
+
+def test_family_head_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = tiny(family_head=True)
+    torch.nn.init.normal_(net.family_head.weight, std=0.5)  # a head that moves the score
+    net.eval()
+    b = make_batch(n=2)
+    names = ["rgb", "depth", "ir", "present"]
+    path = tmp_path / "st.onnx"
+    torch.onnx.export(net, tuple(b[n] for n in names), str(path), opset_version=17, dynamo=False, input_names=names,
+                      output_names=list(net.output_names), dynamic_axes={n: {0: "batch"} for n in names})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {n: b[n].numpy() for n in names})))
+    ref = net(b["rgb"], b["depth"], b["ir"], b["present"])
+    np.testing.assert_allclose(got["logits"], ref["logits"].detach().numpy(), atol=1e-4, rtol=1e-3)

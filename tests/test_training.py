@@ -400,3 +400,24 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path):
         train(load_train_config(None, {"model": TINY_MODEL, "train.amp": "fp8"}))
     with pytest.raises(ConfigError, match="train.amp bf16 with train.quantization_aware"):
         train(load_train_config(None, {"model": TINY_MODEL, "train.amp": "bf16", "train.quantization_aware": True}))
+
+
+def test_init_extend_fine_tunes_a_checkpoint_with_a_family_head_added(tmp_path):
+    base = tiny_config(tmp_path / "base", seed=3, memory_format="contiguous")
+    base["model"] = {"name": "spoof_trace", "preset": "edge", "overrides": {"input_size": 32}}
+    (tmp_path / "base").mkdir()
+    train(load_train_config(write_cfg(tmp_path / "base", base)))
+    parent = tmp_path / "base" / "run" / "checkpoint.pt"
+    ft = tiny_config(tmp_path / "ft", seed=3, memory_format="contiguous", init_from=str(parent),
+                     init_extend={"family_head": True})
+    ft["model"] = base["model"]
+    (tmp_path / "ft").mkdir()
+    train(load_train_config(write_cfg(tmp_path / "ft", ft)))
+    saved = torch.load(tmp_path / "ft" / "run" / "checkpoint.pt", weights_only=True)
+    # the head is in the fine-tuned checkpoint, trained away from its zero start on the samples' families
+    assert saved["config"]["family_head"] is True
+    assert float(saved["state_dict"]["family_head.weight"].abs().sum()) > 0
+    log = [json.loads(x) for x in (tmp_path / "ft" / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["family"]) for r in log if r["kind"] == "step")
+    with pytest.raises(ConfigError, match="init_extend adds modules to train.init_from"):
+        train(load_train_config(None, {"model": base["model"], "train.init_extend": {"family_head": True}}))

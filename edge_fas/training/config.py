@@ -82,7 +82,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "memory_format": "auto", "workers": "auto",
               "max_steps_per_epoch": None,
-              "init_from": None, "init_extend": {}, "quantization_aware": False,
+              "init_from": None, "init_extend": None, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None},
