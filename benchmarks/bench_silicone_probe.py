@@ -1,7 +1,8 @@
 """Does the network see silicone and then not use it, or does it not see it? Linear probes on its own features.
 
     .venv/bin/python benchmarks/bench_silicone_probe.py --checkpoint checkpoints/randomized-edge-line.pt \
-        --model runs/ARTIFACT [--sets rand,rand_heldout] [--seeds 302,303] [--per-species 500] [--workers 2]
+        --model runs/ARTIFACT [--sets rand,rand_heldout | --transfer rand:rand_heldout] [--seeds 302,303] \
+        [--per-species 500] [--workers 2]
 
 A diagnosis on the synthetic rig. Every candidate of the spoof_trace line scores silicone masks against bona fide
 at AUC 0.60-0.69 while catching the other species. Two explanations call for different remedies:
@@ -23,7 +24,9 @@ PyTorch model in float32, and keeps, per crop, groups of features (global averag
   pixels (each modality's crop pooled to 16 x 16: what no network gives).
 
 For each group an L2-regularised logistic regression is fitted on one rig seed (its ridge chosen by 5-fold
-cross-validation on that seed alone) and scored on the other, both ways, pooled. It prints silicone's AUC and
+cross-validation on that seed alone) and scored on the other, both ways, pooled. Fitted and scored on one range
+set, a probe meets no range shift, which the network does; `--transfer rand:rand_heldout` fits on the training
+ranges and scores on the held-out ones, as a head trained with the network would have to. It prints silicone's AUC and
 APCER where BPCER is 5%, with 95% bootstrap intervals (bench_demo.py's conventions). Seeds 302 and 303 are no
 benchmark's (edge_fas/data/evaluation_sets.py) and no training's. A probe fitted to silicone alone says what the
 features hold, not what a network that must catch every species would reach; nothing here says what a real
@@ -149,12 +152,12 @@ def choose_ridge(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) ->
     return best
 
 
-def held_out(by_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """(scores, labels, ridges): each seed scored by the probe fitted on the other seed(s)."""
+def held_out(by_seed: dict[int, tuple[np.ndarray, np.ndarray]], directions=None) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """(scores, labels, ridges): each seed (or each of `directions`) scored by the probe fitted on the other(s)."""
     from bench_silicone_cues import logistic_score
 
     scores, labels, ridges = [], [], []
-    for s in by_seed:
+    for s in (by_seed if directions is None else directions):
         xs = np.vstack([by_seed[t][0] for t in by_seed if t != s])
         ys = np.concatenate([by_seed[t][1] for t in by_seed if t != s])
         ridge = choose_ridge(xs, ys)
@@ -164,15 +167,16 @@ def held_out(by_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
     return np.concatenate(scores), np.concatenate(labels), ridges
 
 
-def report(name: str, table: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], resamples: int = 1000) -> None:
+def report(name: str, table: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], resamples: int = 1000,
+           directions=None) -> None:
     from bench_demo import apcer_at_bpcer, bootstrap
 
     first = next(iter(table.values()))
-    y_all = np.concatenate([v[1] for v in first.values()])
+    y_all = np.concatenate([first[k][1] for k in (first if directions is None else directions)])
     print(f"\n## {name}: {int((y_all == 0).sum())} bona fide, {int(y_all.sum())} silicone (synthetic rig)\n")
     print("| features | dims | ridge per held-out seed | silicone AUC [95%] | APCER at BPCER 5% [95%] |\n|---|---|---|---|---|")
     for group, by_seed in table.items():
-        score, y, ridges = held_out(by_seed)
+        score, y, ridges = held_out(by_seed, directions)
         species = np.where(y == 1, "flexible_mask", "bona_fide")
         a = _auc(score, y)
         ap = apcer_at_bpcer(score, y, species)[1]["flexible_mask"]
@@ -182,6 +186,27 @@ def report(name: str, table: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
               f"{100 * ap:.1f}% [{100 * plo:.1f}, {100 * phi:.1f}] |", flush=True)
 
 
+def seed_features(domain: str, seed: int, per_species: int, workers: int, size, params, model, fresh) -> dict:
+    """{group: (features, label: 1 silicone, 0 bona fide)} of one range set's scenes at one rig seed."""
+    jobs = [(domain, seed, species, i, *size, params) for species in ("bona_fide", "flexible_mask") for i in range(per_species)]
+    with Pool(workers) as pool:
+        crops = pool.map(_crop, jobs, chunksize=8)
+    kept = [(c, int(j[2] == "flexible_mask")) for c, j in zip(crops, jobs) if c is not None]
+    y = np.array([k[1] for k in kept])
+    crops = [k[0] for k in kept]
+    trained, random = features(model, crops), features(fresh, crops)
+    out = {}
+    for g in GROUPS:
+        if g == "pixels":
+            out[g] = (pixels(crops), y)
+        elif g.startswith("random "):
+            out[g] = (random[g.split(" ", 1)[1]], y)
+        else:
+            out[g] = (trained[g], y)
+    print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone)", flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="a spoof_trace checkpoint (.pt) whose features are probed")
@@ -189,6 +214,9 @@ def main() -> int:
     ap.add_argument("--sets", default="rand,rand_heldout", help="range sets of the randomised family")
     ap.add_argument("--seeds", default="302,303", help="two or more rig seeds: each probe is fitted on one, scored "
                                                       "on the other")
+    ap.add_argument("--transfer", metavar="FIT:SCORE", help="instead: fit each probe on range set FIT at the first "
+                    "seed and score it on range set SCORE at the second (does a read-out learnt on one range set "
+                    "carry to another, as a head trained on the training ranges must?)")
     ap.add_argument("--per-species", type=int, default=500, help="bona fide and silicone scenes per seed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
@@ -208,31 +236,23 @@ def main() -> int:
         raise SystemExit(f"{args.checkpoint} is a {info['name']} checkpoint; this probe reads spoof_trace's features")
     torch.manual_seed(0)
     fresh = build(info["name"], info["preset"], **info["config"]).eval()
-    width, height = (int(v) for v in args.size.split("x"))
+    size = tuple(int(v) for v in args.size.split("x"))
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.transfer:
+        fit_set, score_set = (v.strip() for v in args.transfer.split(":"))
+        refuse_benchmark_seed(fit_set, seeds[0])
+        refuse_benchmark_seed(score_set, seeds[1])
+        fit = seed_features(fit_set, seeds[0], args.per_species, args.workers, size, params, model, fresh)
+        scored = seed_features(score_set, seeds[1], args.per_species, args.workers, size, params, model, fresh)
+        report(f"fitted on {fit_set} (rig seed {seeds[0]}), scored on {score_set} (rig seed {seeds[1]})",
+               {g: {0: fit[g], 1: scored[g]} for g in GROUPS}, directions=(1,))
+        return 0
     for domain in [s.strip() for s in args.sets.split(",")]:
         for seed in seeds:
             refuse_benchmark_seed(domain, seed)
-        table: dict[str, dict] = {g: {} for g in GROUPS}
-        for seed in seeds:
-            jobs = [(domain, seed, species, i, width, height, params)
-                    for species in ("bona_fide", "flexible_mask") for i in range(args.per_species)]
-            with Pool(args.workers) as pool:
-                crops = pool.map(_crop, jobs, chunksize=8)
-            kept = [(c, int(j[2] == "flexible_mask")) for c, j in zip(crops, jobs) if c is not None]
-            y = np.array([k[1] for k in kept])
-            crops = [k[0] for k in kept]
-            trained, random = features(model, crops), features(fresh, crops)
-            for g in GROUPS:
-                if g == "pixels":
-                    x = pixels(crops)
-                elif g.startswith("random "):
-                    x = random[g.split(" ", 1)[1]]
-                else:
-                    x = trained[g]
-                table[g][seed] = (x, y)
-            print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone)", flush=True)
-        report(f"{domain}, rig seeds {args.seeds}", table)
+        by_seed = {seed: seed_features(domain, seed, args.per_species, args.workers, size, params, model, fresh)
+                   for seed in seeds}
+        report(f"{domain}, rig seeds {args.seeds}", {g: {seed: by_seed[seed][g] for seed in seeds} for g in GROUPS})
     return 0
 
 
