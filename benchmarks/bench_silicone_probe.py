@@ -116,21 +116,11 @@ def _auc(score, y) -> float:
     return auc(score, y)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float, steps: int = 30, tol: float = 1e-6):
-    """(mean, std, weights with bias last): bench_silicone_cues.fit_logistic's L2-regularised logistic regression
-    by Newton's method, stopped once a step changes no weight by more than `tol` (hundreds of features)."""
-    mu, sd = x.mean(0), x.std(0) + 1e-9
-    z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
-    w = np.zeros(z.shape[1])
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-z @ w))
-        grad = z.T @ (p - y) + ridge * np.r_[w[:-1], 0.0]
-        hess = (z * (p * (1 - p))[:, None]).T @ z + ridge * np.eye(len(w))
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < tol:
-            break
-    return mu, sd, w
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float):
+    """bench_silicone_cues.fit_logistic, stopped once converged."""
+    from bench_silicone_cues import fit_logistic as fit
+
+    return fit(x, y, ridge=ridge, steps=30, tol=1e-6)
 
 
 def choose_ridge(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
