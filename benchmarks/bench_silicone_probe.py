@@ -14,7 +14,7 @@ at AUC 0.60-0.69 while catching the other species. Two explanations call for dif
 This renders bona fide and silicone scenes (rig.sample of each range set at each --seed, indices 0..N-1; bona fide
 index i and silicone index i share a person), cuts each with the artifact's preprocessing, runs the checkpoint's
 PyTorch model in float32, and keeps, per crop, groups of features (global average pools):
-- score: the network's own logit (the baseline a probe has to beat);
+- score: the network's own logit, phi's (the baseline a probe has to beat; a family head is not in it);
 - aux: the three per-modality auxiliary logits on the encoder's last stage (Eq. 11);
 - stage1, stage2, stage3: the fused encoder features after each stage, every modality;
 - stage3_rgb, stage3_depth, stage3_ir: the last stage, one modality at a time;
@@ -68,8 +68,11 @@ def features(model, crops, batch: int = 64) -> dict[str, np.ndarray]:
     import torch
 
     groups: dict[str, list] = {k: [] for k in ("score", "aux", "stage1", "stage2", "stage3", "trace", "phi")}
-    hidden = []
-    hook = model.classifier[-2].register_forward_hook(lambda _m, _i, o: hidden.append(o.mean(dim=(2, 3))))
+    # the fused stages and phi's last hidden layer, caught as generate() and classify() compute them
+    hooks = [model.classifier[-2].register_forward_hook(lambda _m, _i, o: groups["phi"].append(o.mean(dim=(2, 3))))]
+    for s, fusion in enumerate(model.fusions):
+        hooks.append(fusion.register_forward_hook(
+            lambda _m, _i, o, s=s: groups[f"stage{s + 1}"].append(torch.cat([f.mean(dim=(2, 3)) for f in o[0]], dim=1))))
     try:
         with torch.no_grad():
             for i in range(0, len(crops), batch):
@@ -77,20 +80,14 @@ def features(model, crops, batch: int = 64) -> dict[str, np.ndarray]:
                 x = {k: torch.from_numpy(np.stack([getattr(c, k) for c in part])) for k in ("rgb", "depth", "ir")}
                 pres = model._present(x["rgb"], torch.from_numpy(np.stack([c.present for c in part])).float())
                 gen = model.generate(x, pres)
-                _cmap, _score, logits = model.classify(gen["traces"])
+                _cmap, _score, logits = model.classify(gen["traces"])  # phi's logit alone, whatever heads it has
                 groups["score"].append(logits[:, None])
                 groups["aux"].append(gen["aux_logits"])
-                # the fusions' outputs, re-run to keep every stage (generate returns only the decoder's traces)
-                feats = [model.encoders[m].stem(x[m] * pres[:, j, None, None, None]) for j, m in enumerate(model.modalities)]
-                for s, fusion in enumerate(model.fusions):
-                    feats = [getattr(model.encoders[m], f"layer{s + 1}")(f) for m, f in zip(model.modalities, feats)]
-                    feats, _g = fusion(feats, pres)
-                    groups[f"stage{s + 1}"].append(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1))
                 t = torch.cat([gen["traces"][m] for m in model.modalities], dim=1)
                 groups["trace"].append(torch.cat([t.mean(dim=(2, 3)), t.abs().mean(dim=(2, 3))], dim=1))
-                groups["phi"].append(hidden.pop())
     finally:
-        hook.remove()
+        for h in hooks:
+            h.remove()
     out = {k: torch.cat(v).numpy().astype(np.float64) for k, v in groups.items()}
     width = out["stage3"].shape[1] // len(model.modalities)
     for j, m in enumerate(model.modalities):
