@@ -21,7 +21,7 @@ PyTorch model in float32, and keeps, per crop, groups of features (global averag
 - trace: the spoof trace's mean and mean absolute value per channel; phi: the classifier's last hidden layer;
 - all: every group above;
 - controls: stage3 and all of the same architecture freshly initialised (what any random features give), and
-  pixels (each modality's crop pooled to 16 x 16: what no network gives).
+  pixels (each modality's crop pooled to 16 x 16: what no network gives), all streams and each stream alone.
 
 For each group an L2-regularised logistic regression is fitted on one rig seed (its ridge chosen by 5-fold
 cross-validation on that seed alone) and scored on the other, both ways, pooled. Fitted and scored on one range
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RIDGES = (1e-1, 1.0, 10.0, 100.0, 1000.0)
 GROUPS = ("score", "aux", "stage1", "stage2", "stage3", "stage3_rgb", "stage3_depth", "stage3_ir", "trace", "phi", "all",
-          "random stage3", "random all", "pixels")
+          "random stage3", "random all", "pixels", "pixels_rgb", "pixels_depth", "pixels_ir")
 
 
 def _crop(args):
@@ -184,8 +184,12 @@ def seed_features(domain: str, seed: int, per_species: int, workers: int, size, 
     trained, random = features(model, crops), features(fresh, crops)
     out = {}
     for g in GROUPS:
-        if g == "pixels":
-            out[g] = (pixels(crops), y)
+        if g.startswith("pixels"):
+            pooled = pixels(crops)
+            cells = pooled.shape[1] // 5  # colour's three channels, then depth, then near-IR
+            cut = {"pixels": slice(None), "pixels_rgb": slice(0, 3 * cells), "pixels_depth": slice(3 * cells, 4 * cells),
+                   "pixels_ir": slice(4 * cells, None)}[g]
+            out[g] = (pooled[:, cut], y)
         elif g.startswith("random "):
             out[g] = (random[g.split(" ", 1)[1]], y)
         else:
