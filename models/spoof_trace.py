@@ -46,7 +46,8 @@ Interpretations / departures (the paper leaves these open):
   `n_res`, `disc_width` are options.
 
 Not in the paper (off unless `family_head`): an attack-family head, a linear layer on the three
-streams' pooled last encoder stage (after fusion) over bona fide and the rig's six attack families
+streams' pooled last encoder stage (after fusion) and, with `family_pixels: N`, each stream's input
+average-pooled to N x N cells, over bona fide and the rig's six attack families
 (edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`) with the
 generator. The score's logit becomes the mean of phi's logit and the head's attack logit,
 log P(any attack) - log P(bona fide). Why: linear probes on a trained edge model's own features
@@ -75,13 +76,13 @@ PRESETS = {
         modalities=("rgb", "depth"), input_size=256, layers=RESNET50_LAYERS[:3], width=64,
         dec_channels=(256, 128, 64, 32), n_res=2, cls_width=32, disc_width=64, disc_scales=2,
         fusion_reduction=16, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0,
+        family_head=False, alpha_family=1.0, family_pixels=0,
     ),
     "edge": dict(
         modalities=("rgb", "depth", "ir"), input_size=128, layers=(1, 1, 1), width=16,
         dec_channels=(64, 32, 16, 8), n_res=1, cls_width=16, disc_width=16, disc_scales=2,
         fusion_reduction=8, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0,
+        family_head=False, alpha_family=1.0, family_pixels=0,
     ),
 }
 
@@ -227,6 +228,12 @@ class SpoofTraceNet(nn.Module):
             raise ConfigError(f"spoof_trace: input_size must be a multiple of 16 (encoder stride); got {cfg['input_size']}")
         if len(cfg["layers"]) != 3 or len(cfg["dec_channels"]) != 4 or len(cfg["alphas"]) != 8:
             raise ConfigError("spoof_trace: layers needs 3 entries, dec_channels 4, alphas 8")
+        cells = cfg["family_pixels"]
+        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 0 or (cells and cfg["input_size"] % cells):
+            raise ConfigError(f"spoof_trace: family_pixels must be 0 (off) or a side that divides input_size "
+                              f"{cfg['input_size']} (each stream pooled to that many cells a side); got {cells!r}")
+        if cells and not cfg["family_head"]:
+            raise ConfigError("spoof_trace: family_pixels feeds the family head; set family_head: true with it")
         # config is plain (lists, not tuples) so it round-trips through YAML manifests and checkpoints
         self.preset = preset
         self.config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
@@ -251,7 +258,8 @@ class SpoofTraceNet(nn.Module):
         self.aux_heads = nn.ModuleDict({m: nn.Linear(stage_ch[2], 1) for m in self.modalities})
         self.family_head = None
         if cfg["family_head"]:  # zero-initialised: a head added to a trained network starts by scoring 0
-            self.family_head = nn.Linear(n * stage_ch[2], len(FAMILIES))
+            pixels = sum(MODALITY_CHANNELS[m] for m in self.modalities) * cfg["family_pixels"] ** 2
+            self.family_head = nn.Linear(n * stage_ch[2] + pixels, len(FAMILIES))
             nn.init.zeros_(self.family_head.weight)
             nn.init.zeros_(self.family_head.bias)
         cw, tc = cfg["cls_width"], len(self.trace_channels)
@@ -322,8 +330,8 @@ class SpoofTraceNet(nn.Module):
         # basic slices, not a list index: a list becomes a CPU index tensor, which CUDA-graph capture refuses
         return torch.stack([present[:, MODALITY_INDEX[m]] for m in self.modalities], dim=1).to(rgb.dtype)
 
-    def generate(self, inputs: dict, present: torch.Tensor) -> dict:
-        """Generator only: per-modality traces, aux logits, center features, fusion gates."""
+    def _encode(self, inputs: dict, present: torch.Tensor) -> tuple[list, list]:
+        """(skips, gates): each fused encoder stage's per-stream features, and the fusion gates."""
         feats = [self.encoders[m].stem(inputs[m] * present[:, i, None, None, None]) for i, m in enumerate(self.modalities)]
         skips, gates = [], []
         for s, fusion in enumerate(self.fusions):
@@ -331,6 +339,11 @@ class SpoofTraceNet(nn.Module):
             feats, g = fusion(feats, present)
             skips.append(feats)
             gates.append(g)
+        return skips, gates
+
+    def generate(self, inputs: dict, present: torch.Tensor) -> dict:
+        """Generator only: per-modality traces, aux logits, center features, fusion gates."""
+        skips, gates = self._encode(inputs, present)
         traces, mids, aux = {}, {}, []
         for i, m in enumerate(self.modalities):
             t, mid = self.decoders[m](skips[0][i], skips[1][i], skips[2][i])
@@ -339,9 +352,30 @@ class SpoofTraceNet(nn.Module):
             aux.append(self.aux_heads[m](skips[2][i].mean(dim=(2, 3)))[:, 0])
         gen = {"traces": traces, "center_feat": mids, "aux_logits": torch.stack(aux, dim=1), "gates": gates}
         if self.family_head is not None:
-            pooled = [skips[2][i].mean(dim=(2, 3)) * present[:, i, None] for i in range(len(self.modalities))]
-            gen["family_logits"] = self.family_head(torch.cat(pooled, dim=1))
+            gen["family_logits"] = self.family_head(self._family_input(inputs, skips[2], present))
         return gen
+
+    def _family_input(self, inputs: dict, last_stage: list, present: torch.Tensor) -> torch.Tensor:
+        """The family head's input: each stream's pooled last encoder stage and, with family_pixels, its
+        input pooled to family_pixels cells a side (the coarse relief a linear read separates silicone by,
+        benchmarks/bench_silicone_probe.py); a missing stream gives zeros."""
+        parts = [last_stage[i].mean(dim=(2, 3)) * present[:, i, None] for i in range(len(self.modalities))]
+        cells = self.config["family_pixels"]
+        if cells:
+            for i, m in enumerate(self.modalities):
+                parts.append(F.adaptive_avg_pool2d(inputs[m], cells).flatten(1) * present[:, i, None])
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def family_features(self, rgb, depth, ir, present=None) -> torch.Tensor:
+        """The family head's input for a batch, from the encoder and fusion alone (no decoder or phi):
+        what edge_fas.training.head_fit fits the head on while the network stays frozen."""
+        if self.family_head is None:
+            raise ConfigError("spoof_trace: this model has no family head (family_head: false)")
+        inputs = {"rgb": rgb, "depth": depth, "ir": ir}
+        pres = self._present(rgb, present)
+        skips, _ = self._encode(inputs, pres)
+        return self._family_input(inputs, skips[2], pres)
 
     def classify(self, traces: dict, family_logits: torch.Tensor | None = None):
         """(phi's sigmoid map, score, logit). With a family head the logit is the mean of phi's logit and the

@@ -340,3 +340,39 @@ def test_family_head_exports_to_onnx(tmp_path):
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {n: b[n].numpy() for n in names})))
     ref = net(b["rgb"], b["depth"], b["ir"], b["present"])
     np.testing.assert_allclose(got["logits"], ref["logits"].detach().numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_family_pixels_feed_the_head_each_streams_pooled_cells_and_export(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = tiny(family_head=True, family_pixels=4).eval()
+    b = make_batch(n=3)
+    feats = net.family_features(b["rgb"], b["depth"], b["ir"], b["present"])
+    stage = net.family_head.in_features - 5 * 16  # rgb 3 + depth 1 + ir 1 channels, 4 x 4 cells each
+    assert feats.shape == (3, net.family_head.in_features)
+    # the pixel part is each input averaged over 8 x 8 blocks (32 / 4), colour first, then depth, then IR
+    torch.testing.assert_close(feats[:, stage + 3 * 16:stage + 4 * 16],
+                               b["depth"].reshape(3, 1, 4, 8, 4, 8).mean(dim=(3, 5)).flatten(1))
+    # a missing stream gives zeros, not its pixels
+    absent = b["present"].clone()
+    absent[:, 1] = 0
+    assert float(net.family_features(b["rgb"], b["depth"], b["ir"], absent)[:, stage + 48:stage + 64].abs().sum()) == 0
+    # the head reads the same input in the full forward pass, and the exported graph agrees
+    torch.nn.init.normal_(net.family_head.weight, std=0.2)
+    with torch.no_grad():
+        ref = net(b["rgb"], b["depth"], b["ir"], b["present"])
+        attack = torch.logsumexp(net.family_head(feats)[:, 1:], 1) - net.family_head(feats)[:, 0]
+        phi = tiny().eval()
+        phi.load_state_dict(net.state_dict(), strict=False)
+        torch.testing.assert_close(ref["logits"], 0.5 * (phi(b["rgb"], b["depth"], b["ir"], b["present"])["logits"] + attack))
+    names = ["rgb", "depth", "ir", "present"]
+    path = tmp_path / "px.onnx"
+    torch.onnx.export(net, tuple(b[n] for n in names), str(path), opset_version=17, dynamo=False, input_names=names,
+                      output_names=list(net.output_names), dynamic_axes={n: {0: "batch"} for n in names})
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {n: b[n].numpy() for n in names})
+    np.testing.assert_allclose(got[0], ref["logits"].numpy(), atol=1e-4, rtol=1e-3)
+    with pytest.raises(ConfigError, match="family_pixels must be 0 .off. or a side that divides input_size 32"):
+        tiny(family_head=True, family_pixels=5)
+    with pytest.raises(ConfigError, match="family_pixels feeds the family head"):
+        tiny(family_pixels=4)
+    with pytest.raises(ConfigError, match="no family head"):
+        tiny().family_features(b["rgb"], b["depth"], b["ir"])

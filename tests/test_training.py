@@ -421,3 +421,80 @@ def test_init_extend_fine_tunes_a_checkpoint_with_a_family_head_added(tmp_path):
     assert all(np.isfinite(r["family"]) for r in log if r["kind"] == "step")
     with pytest.raises(ConfigError, match="init_extend adds modules to train.init_from"):
         train(load_train_config(None, {"model": base["model"], "train.init_extend": {"family_head": True}}))
+
+
+def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standardisation():
+    import warnings
+    from types import SimpleNamespace
+
+    from edge_fas import metrics
+    from edge_fas.data.species import FAMILIES
+    from edge_fas.models.spoof_trace import SpoofTraceNet
+    from edge_fas.training.head_fit import RIDGES, fit_head
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # no identity net: the loss is not run here
+        warnings.simplefilter("ignore")
+        net = SpoofTraceNet("edge", input_size=32, layers=(1, 1, 1), width=8, dec_channels=(16, 8, 8, 8), n_res=1,
+                            cls_width=8, disc_width=4, fusion_reduction=4, family_head=True, family_pixels=4)
+        bare = SpoofTraceNet("edge", input_size=32, layers=(1, 1, 1), width=8)
+    frozen = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("family_head.")}
+    gen = torch.Generator().manual_seed(1)
+    silicone = FAMILIES.index("flexible_mask")
+
+    def batch(i):  # a silicone mask's depth sits 0.5 nearer in its centre cells; nothing else tells it apart
+        fam = torch.tensor([0, silicone] * 4)
+        depth = torch.randn(8, 1, 32, 32, generator=gen)
+        depth[fam == silicone, :, 8:24, 8:24] += 0.5
+        return {"rgb": torch.randn(8, 3, 32, 32, generator=gen), "depth": depth,
+                "ir": torch.randn(8, 1, 32, 32, generator=gen), "present": torch.ones(8, 3), "family": fam,
+                "label": (fam > 0).long(), "index": torch.arange(8 * i, 8 * i + 8)}
+
+    batches = [batch(i) for i in range(30)]
+    data = SimpleNamespace(loader=batches, train=range(240), set_epoch=lambda epoch: None)
+    rec = fit_head(net, data, passes=1, device="cpu", progress=False)
+    assert rec["rows"] == 240 and rec["ridge"] in RIDGES and set(rec["cv_loss"]) == {str(r) for r in RIDGES}
+    assert rec["family_rows"][0] == rec["family_rows"][silicone] == 120
+    # the standardisation is folded into the head exactly: on the rows it was fitted to, its loss is the fit's
+    with torch.no_grad():
+        rows = torch.cat([net.family_features(b["rgb"], b["depth"], b["ir"], b["present"]) for b in batches])
+        fitted = torch.nn.functional.cross_entropy(net.family_head(rows), torch.cat([b["family"] for b in batches]))
+    assert float(fitted) == pytest.approx(rec["train_loss"], rel=1e-3, abs=1e-4)
+    # the head separates fresh samples the fit never saw
+    fresh = [batch(100 + i) for i in range(10)]
+    with torch.no_grad():
+        attack = torch.cat([net(b["rgb"], b["depth"], b["ir"], b["present"])["logits"] for b in fresh])
+    y = torch.cat([b["label"] for b in fresh]).numpy()
+    assert metrics.auc(attack.numpy(), y) > 0.95
+    # and nothing but the head moved
+    after = net.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())
+    # a model without a head is refused by name
+    with pytest.raises(ConfigError, match="train.fit head fits a family head"):
+        fit_head(bare, data, 1, "cpu", progress=False)
+
+
+def test_train_fit_head_fits_only_the_added_head_through_the_config(tmp_path):
+    base = tiny_config(tmp_path / "base", seed=3, memory_format="contiguous")
+    base["model"] = {"name": "spoof_trace", "preset": "edge", "overrides": {"input_size": 32}}
+    (tmp_path / "base").mkdir()
+    train(load_train_config(write_cfg(tmp_path / "base", base)))
+    parent = tmp_path / "base" / "run" / "checkpoint.pt"
+    ft = tiny_config(tmp_path / "ft", seed=3, init_from=str(parent), fit="head", epochs=2,
+                     init_extend={"family_head": True, "family_pixels": 4})
+    ft["model"] = base["model"]
+    (tmp_path / "ft").mkdir()
+    assert cli_main(["train", "--config", str(write_cfg(tmp_path / "ft", ft))]) == 0
+    before = torch.load(parent, weights_only=True)["state_dict"]
+    saved = torch.load(tmp_path / "ft" / "run" / "checkpoint.pt", weights_only=False)
+    # the network is the parent's to the bit; only the head (with its pixel inputs) is new and fitted
+    assert all(torch.equal(v, saved["state_dict"][k]) for k, v in before.items())
+    assert saved["config"]["family_pixels"] == 4 and float(saved["state_dict"]["family_head.weight"].abs().sum()) > 0
+    assert saved["meta"]["training"]["fit"] == "head"
+    log = [json.loads(x) for x in (tmp_path / "ft" / "run" / "log.jsonl").read_text().splitlines()]
+    fit = [r for r in log if r["kind"] == "head_fit"]
+    assert len(fit) == 1 and fit[0]["epoch"] == 1 and np.isfinite(fit[0]["val_auc"]) and fit[0]["rows"] > 0
+    with pytest.raises(ConfigError, match="train.fit head fits only the family head of train.init_from"):
+        train(load_train_config(None, {"model": base["model"], "train.fit": "head"}))
+    with pytest.raises(ConfigError, match="train.fit 'probe' is unknown; use one of all, head"):
+        train(load_train_config(None, {"model": base["model"], "train.fit": "probe"}))

@@ -45,6 +45,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             of linear warm-up), keep: last | best (the epoch with the lowest validation EER, AUC breaking
             ties, as timm's checkpoint saver keeps its best),
             target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE,
+            fit: all | head (head: the network of train.init_from stays frozen and only its family head
+            is fitted, a linear probe on features read in train.epochs augmented passes, with its L2 penalty
+            chosen by cross-validation on the training split; edge_fas.training.head_fit),
             time_budget_min: null | minutes (a lease on a lent GPU, say: after this run's first epoch and its
             validation, the run's epochs are cut to those that fit in the budget, the closing decision
             included; the schedule then spans the cut count, recorded in the log and the checkpoint)}
@@ -63,7 +66,7 @@ import os
 from edge_fas.config import read_yaml_sections
 from edge_fas.errors import ConfigError, did_you_mean
 
-__all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "AMP", "KEEP", "FREE_FORM", "load_train_config", "apply_overrides",
+__all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "AMP", "KEEP", "FITS", "FREE_FORM", "load_train_config", "apply_overrides",
            "check_config", "protocol_config", "resolve_workers", "train_domain_names", "real_protocol", "model_input_size",
            "data_params", "heldout_summary"]
 
@@ -85,13 +88,14 @@ DEFAULTS = {
               "init_from": None, "init_extend": None, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
-              "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None},
+              "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None, "fit": "all"},
     "out": "runs/train",
 }
 SCHEDULES = ("constant", "cosine")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 AMP = ("auto", True, False, "bf16")
 KEEP = ("last", "best")
+FITS = ("all", "head")
 FREE_FORM = ("overrides", "drop", "randomization", "preprocess", "augment_params")  # checked by their owners
 
 
@@ -141,7 +145,7 @@ def check_config(cfg: dict) -> None:
     from edge_fas import metrics
     from edge_fas.data.build import SOURCES
 
-    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("data.source", SOURCES),
+    for key, choices in (("train.schedule", SCHEDULES), ("train.keep", KEEP), ("train.fit", FITS), ("data.source", SOURCES),
                          ("train.memory_format", MEMORY_FORMATS), ("train.amp", AMP),
                          ("data.wmca", ("preprocessed", "raw"))):
         section, name = key.split(".")
@@ -156,6 +160,10 @@ def check_config(cfg: dict) -> None:
         metrics.parse_target(cfg["train"]["target"])
     except ValueError as e:
         raise ConfigError(f"train.target: {e}") from None
+    if cfg["train"]["fit"] == "head" and (cfg["train"]["quantization_aware"] or not cfg["train"]["init_from"]):
+        raise ConfigError("train.fit head fits only the family head of train.init_from's trained network (frozen), "
+                          "so it needs train.init_from and no train.quantization_aware; use train.fit all to train "
+                          "the whole network")
     if not isinstance(cfg["train"]["quantization_aware"], bool):
         raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
     _check_consistency(cfg["train"])

@@ -299,6 +299,9 @@ def train(cfg: dict) -> dict:
     epochs = _Epochs(cfg, model, optimisers, data, device, world, log, main)
     budget_s = float(tc["time_budget_min"]) * 60.0 if tc["time_budget_min"] is not None else None
     t_run, epoch = time.perf_counter(), start_epoch
+    if tc["fit"] == "head":  # the network frozen; its family head fitted on features of train.epochs passes
+        history = [_fitted_head(model, data, tc, device, log, main, world)]
+        epoch = epochs.total
     while epoch < epochs.total:
         rec = {"kind": "epoch", "epoch": epoch, **epochs.run(epoch)}
         # validation: threshold fixed here, on the source domains' validation split
@@ -344,6 +347,19 @@ def train(cfg: dict) -> dict:
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))
     log.close()
     return result
+
+
+def _fitted_head(model, data: TrainingData, tc: dict, device, log: _Log, main: bool, world: int) -> dict:
+    """train.fit head: edge_fas.training.head_fit, then validation as an epoch's; the log's one record."""
+    from edge_fas.training.head_fit import fit_head
+
+    if world > 1:
+        raise ConfigError("train.fit head reads features and fits once, in one process; run it without torchrun")
+    rec = fit_head(model, data, int(tc["epochs"]), device, progress=main and bool(tc["progress"]))
+    val, _ = data.evaluate(model, data.val, data.domain_ids)
+    rec.update(val_eer=val["eer"], val_auc=val["auc"], val_threshold=val["threshold"])
+    log.write(**rec)
+    return rec
 
 
 def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tuple[dict, dict, int]:
@@ -399,7 +415,7 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
                                f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
             **{k: v for k, v in record.items() if k != "threshold"},
             "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
-                         "quantization_aware": bool(tc["quantization_aware"]),
+                         "quantization_aware": bool(tc["quantization_aware"]), "fit": tc["fit"],
                          "quantization_consistency": float(tc["quantization_consistency"]),
                          "model": mc["name"], "preset": mc["preset"], "epochs": n_epochs,
                          "kept_epoch": kept_epoch, "keep": tc["keep"], "schedule": tc["schedule"],
