@@ -4,6 +4,9 @@
         --model runs/ARTIFACT [--sets rand,rand_heldout | --transfer rand:rand_heldout] [--seeds 302,303] \
         [--per-species 500] [--workers 2]
 
+The figures in docs/demo-model.md ("r48") are r46's: the line's copy in git before r49 replaced it
+(`git show 02beb3f:checkpoints/randomized-edge-line.pt > r46.pt`).
+
 A diagnosis on the synthetic rig. Every candidate of the spoof_trace line scores silicone masks against bona fide
 at AUC 0.60-0.69 while catching the other species. Two explanations call for different remedies:
 - the encoder's features carry what tells silicone from skin, and the trace decoder and classifier (phi) do not

@@ -49,8 +49,9 @@ Not in the paper (off unless `family_head`): an attack-family head, a linear lay
 streams' pooled last encoder stage (after fusion) and, with `family_pixels: N`, each stream's input
 average-pooled to N x N cells, over bona fide and the rig's six attack families
 (edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`) with the
-generator. The score's logit becomes the mean of phi's logit and the head's attack logit,
-log P(any attack) - log P(bona fide). Why: linear probes on a trained edge model's own features
+generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit). The
+score's logit becomes the mean of phi's logit and the head's attack logit, log P(any attack) -
+log P(bona fide). Why: linear probes on a trained edge model's own features
 separate silicone masks better than its trace-based score does (benchmarks/bench_silicone_probe.py);
 the binary losses let phi ignore one hard family once the others are caught.
 """
