@@ -51,7 +51,7 @@ average-pooled to N x N cells, over bona fide and the rig's six attack families
 (edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`) with the
 generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit). The
 score's logit becomes the mean of phi's logit and the head's attack logit, log P(any attack) -
-log P(bona fide). Why: linear probes on a trained edge model's own features
+log P(bona fide), weighted by `family_weight` (the head's share; 0.5 by default, 1 the head alone). Why: linear probes on a trained edge model's own features
 separate silicone masks better than its trace-based score does (benchmarks/bench_silicone_probe.py);
 the binary losses let phi ignore one hard family once the others are caught.
 """
@@ -77,13 +77,13 @@ PRESETS = {
         modalities=("rgb", "depth"), input_size=256, layers=RESNET50_LAYERS[:3], width=64,
         dec_channels=(256, 128, 64, 32), n_res=2, cls_width=32, disc_width=64, disc_scales=2,
         fusion_reduction=16, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0, family_pixels=0,
+        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5,
     ),
     "edge": dict(
         modalities=("rgb", "depth", "ir"), input_size=128, layers=(1, 1, 1), width=16,
         dec_channels=(64, 32, 16, 8), n_res=1, cls_width=16, disc_width=16, disc_scales=2,
         fusion_reduction=8, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0, family_pixels=0,
+        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5,
     ),
 }
 
@@ -233,6 +233,10 @@ class SpoofTraceNet(nn.Module):
         if isinstance(cells, bool) or not isinstance(cells, int) or cells < 0 or (cells and cfg["input_size"] % cells):
             raise ConfigError(f"spoof_trace: family_pixels must be 0 (off) or a side that divides input_size "
                               f"{cfg['input_size']} (each stream pooled to that many cells a side); got {cells!r}")
+        fw = cfg["family_weight"]
+        if isinstance(fw, bool) or not isinstance(fw, (int, float)) or not 0.0 <= fw <= 1.0:
+            raise ConfigError(f"spoof_trace: family_weight is the family head's share of the score's logit, a number "
+                              f"from 0 to 1 (0.5: the mean with phi's; 1: the head alone); got {fw!r}")
         if cells and not cfg["family_head"]:
             raise ConfigError("spoof_trace: family_pixels feeds the family head; set family_head: true with it")
         # config is plain (lists, not tuples) so it round-trips through YAML manifests and checkpoints
@@ -379,15 +383,16 @@ class SpoofTraceNet(nn.Module):
         return self._family_input(inputs, skips[2], pres)
 
     def classify(self, traces: dict, family_logits: torch.Tensor | None = None):
-        """(phi's sigmoid map, score, logit). With a family head the logit is the mean of phi's logit and the
-        head's attack logit, log P(any attack family) - log P(bona fide)."""
+        """(phi's sigmoid map, score, logit). With a family head the logit is the weighted mean of phi's logit and
+        the head's attack logit, log P(any attack family) - log P(bona fide), the head's weight family_weight."""
         cmap = torch.sigmoid(self.classifier(torch.cat([traces[m] for m in self.modalities], dim=1)))
         score = cmap.flatten(1).mean(1)
         p = score.clamp(1e-6, 1 - 1e-6)
         logits = torch.log(p) - torch.log1p(-p)
         if family_logits is not None:
             attack = torch.logsumexp(family_logits[:, 1:], dim=1) - family_logits[:, 0]
-            logits = 0.5 * (logits + attack)
+            w = float(self.config["family_weight"])
+            logits = (1.0 - w) * logits + w * attack
             score = torch.sigmoid(logits)
         return cmap, score, logits
 

@@ -308,6 +308,16 @@ def test_family_head_starts_at_phis_ranking_and_learns_the_families():
     # a zero head gives every family the same logit: attack logit log 6, so the score keeps phi's order
     torch.testing.assert_close(got["logits"], 0.5 * (ref["logits"] + torch.log(torch.tensor(6.0))))
     torch.testing.assert_close(got["score"], torch.sigmoid(got["logits"]))
+    # family_weight is the head's share of the logit: 1 scores by the head alone, whatever phi says
+    alone = tiny(family_head=True, family_weight=1.0).eval()
+    alone.load_state_dict(headed.state_dict())
+    torch.nn.init.normal_(alone.family_head.weight, std=0.5)
+    with torch.no_grad():
+        fam = alone.family_head(alone.family_features(b["rgb"], b["depth"], b["ir"]))
+        torch.testing.assert_close(alone(b["rgb"], b["depth"], b["ir"])["logits"],
+                                   torch.logsumexp(fam[:, 1:], 1) - fam[:, 0])
+    with pytest.raises(ConfigError, match="family_weight is the family head's share"):
+        tiny(family_head=True, family_weight=1.5)
     # trained, the head's cross-entropy falls and its term is in the generator's total
     headed.train()
     b["family"] = torch.tensor([0, FAMILIES.index("flexible_mask"), 0, FAMILIES.index("print"), 0, -1])
