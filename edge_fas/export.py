@@ -203,8 +203,8 @@ def measure_fp16(artifact: art.Artifact, inputs, force: bool = False, mixed: boo
         # what PyTorch half and ONNX Runtime's TensorRT provider run: every layer in float16, the score head included
         prec.fp16_emulation_onnx(artifact.onnx_path, f16, every_layer=True)
         every = prec.compare(f32, prec.calibrated_ort_scores(artifact, f16, batch), thr, labels)
-        figures["every_layer"] = {k: every[k] for k in ("decision_agreement", "flips", "agreement_low95",
-                                                        "score_abs_diff_mean", "score_abs_diff_max")}
+        figures["every_layer"] = {k: every[k] for k in ("decision_agreement", "flips", "agreement_low95", "non_finite_scores",
+                                                        "score_abs_diff_mean", "score_abs_diff_max") if k in every}
         figures["every_layer"]["passed"] = bool(every["decision_agreement"] >= prec.MIN_AGREEMENT)
     figures.update(data=data, recipe=prec.FP16_RECIPE,
                    measured_with="ONNX Runtime CPU on precision.emulate_fp16 of the fp16 ONNX model (every float16 "

@@ -392,7 +392,8 @@ class SpoofTraceNet(nn.Module):
         if family_logits is not None:
             attack = torch.logsumexp(family_logits[:, 1:], dim=1) - family_logits[:, 0]
             w = float(self.config["family_weight"])
-            logits = (1.0 - w) * logits + w * attack
+            # the head alone skips phi's term: in float16 phi's logit reaches +-inf (1 - 1e-6 rounds to 1), and 0 * inf is NaN
+            logits = attack if w == 1.0 else (1.0 - w) * logits + w * attack
             score = torch.sigmoid(logits)
         return cmap, score, logits
 

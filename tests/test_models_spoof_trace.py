@@ -386,3 +386,14 @@ def test_family_pixels_feed_the_head_each_streams_pooled_cells_and_export(tmp_pa
         tiny(family_pixels=4)
     with pytest.raises(ConfigError, match="no family head"):
         tiny().family_features(b["rgb"], b["depth"], b["ir"])
+
+
+def test_the_head_alone_stays_finite_where_phis_float16_logit_is_infinite():
+    net = tiny(family_head=True, family_weight=1.0).eval()
+    torch.nn.init.normal_(net.family_head.weight, std=0.5)
+    b = make_batch(n=2)
+    net.half()  # in float16 phi's clamp to 1 - 1e-6 rounds to 1, so a saturated phi's logit is +inf
+    with torch.no_grad():
+        fam = net.family_head(net.family_features(*(b[m].half() for m in ("rgb", "depth", "ir"))))
+        _, _, logits = net.classify({m: torch.full_like(b[m], 1e4).half() for m in net.modalities}, fam)
+    assert torch.isfinite(logits).all()

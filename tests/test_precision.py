@@ -484,3 +484,24 @@ def test_the_fp16_emulation_and_mixed_fp16_run_on_the_transformer_and_resnet_net
     for keep in ([], candidates[:5]):
         got = prec.ort_scores(prec.fp16_emulation_onnx(a.onnx_path, tmp_path / "e.onnx", keep), batch)
         assert 0 < np.abs(got - ref).max() < 5e-3
+
+
+class NaNInHalf(HalfSensitive):
+    """HalfSensitive, plus a term that is 0 in float32 and NaN in float16 (0 * an offset float16 cannot hold)."""
+
+    def forward(self, rgb, depth, ir, present=None):
+        out = super().forward(rgb, depth, ir, present)
+        logits = out["logits"] + 0.0 * (rgb.mean((1, 2, 3)) + 1.0e5)
+        return {"logits": logits, "score": torch.sigmoid(logits)}
+
+
+def test_every_layer_in_fp16_scoring_nan_is_recorded_and_refused_not_a_crash(tmp_path):
+    from edge_fas.export import export_model, measure_fp16
+    torch.manual_seed(0)
+    held = random_batch(32, 16, np.random.default_rng(6))
+    a = export_model(NaNInHalf(), tmp_path / "n", threshold=0.5, parity_count=4, parity_source="random", gate_count=0)
+    figures = measure_fp16(a, (held, np.zeros(16, int), "given"))
+    # the engine's model keeps the score head in float32 and stays finite; every layer in float16 scores NaN,
+    # which the record says and those runtimes' gate refuses
+    assert figures["flips"] == 0 and "non_finite_scores" not in figures
+    assert figures["every_layer"]["non_finite_scores"] == 16 and not figures["every_layer"]["passed"]
