@@ -47,7 +47,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             target: the operating point chosen on validation: eer | apcer=RATE | bpcer=RATE,
             fit: all | head (head: the network of train.init_from stays frozen and only its family head
             is fitted, a linear probe on features read in train.epochs augmented passes, with its L2 penalty
-            chosen by cross-validation on the training split; edge_fas.training.head_fit),
+            chosen by cross-validation on the training split; edge_fas.training.head_fit; it has no epochs,
+            so it refuses train.resume, train.keep best, a time budget and quantization_consistency),
             time_budget_min: null | minutes (a lease on a lent GPU, say: after this run's first epoch and its
             validation, the run's epochs are cut to those that fit in the budget, the closing decision
             included; the schedule then spans the cut count, recorded in the log and the checkpoint)}
@@ -138,6 +139,20 @@ def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
     return cfg
 
 
+def _check_head_fit(tc: dict) -> None:
+    """train.fit head reads features and fits once: it has no epochs to resume, keep, cut to a budget or add a
+    loss term to, so options that would change a full run are refused by name rather than silently ignored."""
+    ignored = {"train.resume": (tc["resume"], False), "train.keep": (tc["keep"], "last"),
+               "train.time_budget_min": (tc["time_budget_min"], None),
+               "train.quantization_consistency": (tc["quantization_consistency"], 0.0)}
+    set_ = [f"{k} {v!r}" for k, (v, default) in ignored.items() if v != default]
+    if set_:
+        raise ConfigError(f"train.fit head fits the family head once, with no epochs, so {', '.join(set_)} would "
+                          f"be ignored; leave {'them' if len(set_) > 1 else 'it'} at the default (train.resume false, "
+                          "train.keep last, train.time_budget_min null, train.quantization_consistency 0), or use "
+                          "train.fit all")
+
+
 def check_config(cfg: dict) -> None:
     """The choices, the operating-point target, the attack mix, the worker count, the data section's
     preprocessing, augmentation and range sets and the synthetic domains, checked before any rendering,
@@ -164,6 +179,8 @@ def check_config(cfg: dict) -> None:
         raise ConfigError("train.fit head fits only the family head of train.init_from's trained network (frozen), "
                           "so it needs train.init_from and no train.quantization_aware; use train.fit all to train "
                           "the whole network")
+    if cfg["train"]["fit"] == "head":
+        _check_head_fit(cfg["train"])
     if not isinstance(cfg["train"]["quantization_aware"], bool):
         raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
     _check_consistency(cfg["train"])
