@@ -499,7 +499,7 @@ def test_train_fit_head_fits_only_the_added_head_through_the_config(tmp_path):
     with pytest.raises(ConfigError, match="train.fit 'probe' is unknown; use one of all, head"):
         train(load_train_config(None, {"model": base["model"], "train.fit": "probe"}))
     # options a head fit has no epochs for are refused by name, not silently ignored
-    for key, value in (("train.resume", True), ("train.keep", "best"), ("train.time_budget_min", 30),
+    for key, value in (("train.resume", True), ("train.time_budget_min", 30),
                        ("train.quantization_consistency", 0.1)):
         with pytest.raises(ConfigError, match=f"train.fit head fits the family head once, with no epochs, so {key} "):
             train(load_train_config(None, {"model": base["model"], "train.fit": "head", "train.init_from": str(parent),

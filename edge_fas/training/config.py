@@ -48,7 +48,7 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             fit: all | head (head: the network of train.init_from stays frozen and only its family head
             is fitted, a linear probe on features read in train.epochs augmented passes, with its L2 penalty
             chosen by cross-validation on the training split; edge_fas.training.head_fit; it has no epochs,
-            so it refuses train.resume, train.keep best, a time budget and quantization_consistency),
+            so it refuses train.resume, a time budget and quantization_consistency; keep is moot),
             time_budget_min: null | minutes (a lease on a lent GPU, say: after this run's first epoch and its
             validation, the run's epochs are cut to those that fit in the budget, the closing decision
             included; the schedule then spans the cut count, recorded in the log and the checkpoint)}
@@ -140,17 +140,16 @@ def apply_overrides(cfg: dict, overrides: dict | None) -> dict:
 
 
 def _check_head_fit(tc: dict) -> None:
-    """train.fit head reads features and fits once: it has no epochs to resume, keep, cut to a budget or add a
-    loss term to, so options that would change a full run are refused by name rather than silently ignored."""
-    ignored = {"train.resume": (tc["resume"], False), "train.keep": (tc["keep"], "last"),
-               "train.time_budget_min": (tc["time_budget_min"], None),
+    """train.fit head reads features and fits once: it has no epochs to resume, cut to a budget or add a loss term
+    to, so options that would change a full run are refused by name rather than silently ignored. (train.keep
+    needs no check: the one fit is both the last and the best.)"""
+    ignored = {"train.resume": (tc["resume"], False), "train.time_budget_min": (tc["time_budget_min"], None),
                "train.quantization_consistency": (tc["quantization_consistency"], 0.0)}
     set_ = [f"{k} {v!r}" for k, (v, default) in ignored.items() if v != default]
     if set_:
         raise ConfigError(f"train.fit head fits the family head once, with no epochs, so {', '.join(set_)} would "
                           f"be ignored; leave {'them' if len(set_) > 1 else 'it'} at the default (train.resume false, "
-                          "train.keep last, train.time_budget_min null, train.quantization_consistency 0), or use "
-                          "train.fit all")
+                          "train.time_budget_min null, train.quantization_consistency 0), or use train.fit all")
 
 
 def check_config(cfg: dict) -> None:
