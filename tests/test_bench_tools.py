@@ -466,3 +466,22 @@ def test_the_silicone_audits_refuse_a_benchmark_seed():
     matched.refuse_benchmark_seed("rand_test", 300)  # no benchmark's
     with pytest.raises(SystemExit, match="rig seed 11 of rand_test is benchmark set rand_test's"):
         matched.refuse_benchmark_seed("rand_test", 11)
+
+
+def test_the_silicone_probe_frames_crops_at_the_detectors_box_unless_told_the_truth():
+    import numpy as np
+
+    import bench_silicone_probe as probe
+    from edge_fas.data.synthetic import _rig, detected_face_box, register
+    from edge_fas.preprocess import PreprocessParams, crop_face
+
+    params = PreprocessParams(size=64)
+    frames = _rig("rand", 0, 640, 480).render("bona_fide", 0)
+    truth = frames.truth.face_box
+    found = detected_face_box(frames.rgb, truth)
+    assert found is not None and tuple(found) != tuple(truth)  # the detector frames the face its own way
+    by_truth = probe._crop(("rand", 0, "bona_fide", 0, 640, 480, params, "truth"))
+    by_detector = probe._crop(("rand", 0, "bona_fide", 0, 640, 480, params, "detector"))
+    np.testing.assert_array_equal(by_truth.rgb, crop_face(register(frames), truth, params).rgb)
+    np.testing.assert_array_equal(by_detector.rgb, crop_face(register(frames), found, params).rgb)
+    assert not np.array_equal(by_truth.rgb, by_detector.rgb)
