@@ -9,9 +9,11 @@ standardised features, its L2 penalty chosen from RIDGES by FOLDS-fold cross-val
 alone (each fold a block of samples, so a sample's views and its neighbouring renders stay together). The
 standardisation is folded into the head's weights, so the exported graph is the model's own.
 
-Why: linear probes read silicone masks from a trained edge model's frozen features and pooled pixels better
-than its score does (benchmarks/bench_silicone_probe.py), and training the head jointly for one epoch on two
-CPU cores did not carry that over (docs/demo-model.md, r48). Reading the features is one forward pass of the
+Why: linear probes read silicone masks from a trained edge model's frozen features better than its score does
+(benchmarks/bench_silicone_probe.py), and training the head jointly for one epoch on two CPU cores did not carry
+that over (docs/demo-model.md, r48). (The probes' pooled-pixel read needs crops cut at the rig's true face box; at
+the detector's box, where the product cuts, it mostly goes: docs/demo-model.md, "Where the probes' silicone came
+from".) Reading the features is one forward pass of the
 encoder per sample; the fit itself takes seconds.
 """
 
