@@ -153,6 +153,7 @@ class SyntheticSample:
     species: str
     t: float
     ranges: RangeSet | None = None
+    missed_face: str = "truth"  # where the detector finds no face: cut at the rig's true box, or "skip" the sample
 
     @property
     def label(self) -> int:
@@ -171,7 +172,8 @@ class SyntheticSample:
 
         return {"kind": "synthetic", "sim": fingerprint(), "version": CACHE_VERSION, "domain": self.domain,
                 "seed": self.seed, "size": [self.width, self.height], "index": self.index, "species": self.species,
-                "t": self.t, **({"ranges": self.ranges.to_dict()} if self.ranges is not None else {})}
+                "t": self.t, **({"ranges": self.ranges.to_dict()} if self.ranges is not None else {}),
+                **({"missed_face": self.missed_face} if self.missed_face != "truth" else {})}
 
     def needs_detector(self, detect: bool = False) -> bool:
         return True
@@ -192,18 +194,31 @@ class SyntheticSample:
         truth = frames.truth
         if truth is None or truth.face_box is None:
             return None
-        box = detected_face_box(frames.rgb, truth.face_box, detector=detector) or truth.face_box
+        box = detected_face_box(frames.rgb, truth.face_box, detector=detector)
+        if box is None:
+            # the product scores no frame whose face it does not detect; the true box frames a face more exactly
+            # than any detector (docs/demo-model.md, "Where the probes' silicone came from"), so "skip" keeps
+            # training and validation to the product's framing
+            if self.missed_face == "skip":
+                return None
+            box = truth.face_box
         return face_source(register(frames), box, params)
 
 
+MISSED_FACE = ("truth", "skip")
+
+
 def synthetic_samples(domain: str, split: str, n: int, seed: int = 0, width: int = 320, height: int = 240,
-                      attack_mix="domain", ranges: dict | None = None) -> list[SyntheticSample]:
+                      attack_mix="domain", ranges: dict | None = None, missed_face: str = "truth") -> list[SyntheticSample]:
     """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily).
 
     ranges: custom range sets of the randomised family {name: RangeSet} (edge_fas.sim.ranges.parse_custom),
-    usable as domain names."""
+    usable as domain names. missed_face: truth (a face the detector misses is cut at the rig's true box) | skip
+    (such a sample has no face, as the product would see it)."""
+    if missed_face not in MISSED_FACE:
+        raise ValueError(f"missed_face {missed_face!r} is unknown; use one of {', '.join(MISSED_FACE)}")
     rs = range_set(domain, ranges)
-    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t), rs)
+    return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t), rs, missed_face)
             for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix)]
 
 
@@ -258,13 +273,14 @@ def _rig(domain, seed, width, height, ranges=None):
 
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
-                    workers: int = 1, progress=None, attack_mix="domain", ranges: dict | None = None) -> CropSet:
+                    workers: int = 1, progress=None, attack_mix="domain", ranges: dict | None = None,
+                    missed_face: str = "truth") -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
     px). workers > 1 renders in a process pool. progress: optional callable(done, total).
     attack_mix: see sample_plan. ranges: custom range sets of the randomised family {name: RangeSet}
-    (edge_fas.sim.ranges.parse_custom), usable as domain names."""
+    (edge_fas.sim.ranges.parse_custom), usable as domain names. missed_face: see synthetic_samples."""
     from edge_fas.sim import fingerprint
 
     params = params or PreprocessParams()
@@ -273,7 +289,8 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
         range_set(d, ranges)
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
-                      "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {})},
+                      "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {}),
+                      **({"missed_face": missed_face} if missed_face != "truth" else {})},
                      sort_keys=True)
     sets = []
     for d in domains:
@@ -286,7 +303,7 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
                 sets.append(CropSet.load(path))
                 continue
         jobs = [(sample, params) for sample in synthetic_samples(d, split, per_domain, seed, width, height,
-                                                                 attack_mix, ranges)]
+                                                                 attack_mix, ranges, missed_face)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 

@@ -10,6 +10,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             protocol: null (datasets: a protocol name, edge_fas/data/protocols.py), root: null (datasets: the
             folder holding the public datasets), lists: null (the protocol lists' folder; default: root),
             frames_per_video: 3 (video sources), detect: false (re-detect faces in releases that ship crops),
+            missed_face: truth | skip (synthetic: a face the detector misses is cut at the rig's true box, a framing
+                        more exact than the product ever sees, or the sample is skipped as the product skips it;
+                        truth keeps every cached set of earlier runs),
             wmca: preprocessed | raw (which WMCA release the WMCA partitions read),
             train_domains: [...], val_domains: null (= train), test_domains: [],
             test_missing: [] (modalities removed at test, e.g. [depth]),
@@ -74,7 +77,7 @@ __all__ = ["DEFAULTS", "SCHEDULES", "MEMORY_FORMATS", "AMP", "KEEP", "FITS", "FR
 DEFAULTS = {
     "model": {"name": "spoof_trace", "preset": "edge", "overrides": {}, "pretrained": None},
     "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
-             "detect": False, "wmca": "preprocessed",
+             "detect": False, "wmca": "preprocessed", "missed_face": "truth",
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
              "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "crop_cache": True, "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
@@ -188,6 +191,7 @@ def check_config(cfg: dict) -> None:
                                or not math.isfinite(budget) or budget <= 0):
         raise ConfigError(f"train.time_budget_min must be a number of minutes > 0, or null for no budget; got {budget!r}")
     _check_attack_mix(cfg)
+    _check_missed_face(cfg)
     resolve_workers(cfg["train"]["workers"])
     data_params(cfg, 64)  # data.preprocess and data.augment_params
     _check_synthetic_domains(cfg)
@@ -221,6 +225,18 @@ def _check_consistency(tc: dict) -> None:
     if w > 0 and not tc["quantization_aware"]:
         raise ConfigError("train.quantization_consistency compares the float and the simulated-int8 model, so it "
                           "needs train.quantization_aware: true (or set it to 0)")
+
+
+def _check_missed_face(cfg: dict) -> None:
+    """data.missed_face: a choice, and the synthetic source's only (other sources have no true face box)."""
+    from edge_fas.data.synthetic import MISSED_FACE
+
+    value = cfg["data"]["missed_face"]
+    if value not in MISSED_FACE:
+        raise ConfigError(f"data.missed_face {value!r} is unknown; use one of {', '.join(MISSED_FACE)}")
+    if value != "truth" and cfg["data"]["source"] != "synthetic":
+        raise ConfigError(f"data.missed_face {value} applies to the synthetic source, which knows each face's true box; "
+                          f"data.source is {cfg['data']['source']} (use data.detect for its faces)")
 
 
 def _check_attack_mix(cfg: dict) -> None:
