@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_silicone_probe.py --checkpoint checkpoints/randomized-edge-line.pt \
         --model runs/ARTIFACT [--sets rand,rand_heldout | --transfer rand:rand_heldout] [--seeds 302,303] \
-        [--framing detector | truth] [--per-species 500] [--workers 2]
+        [--framing detector | truth | metric] [--per-species 500] [--workers 2]
 
 The figures in docs/demo-model.md ("r48") are r46's (the line's copy in git before r49 replaced it: `git show
 02beb3f:checkpoints/randomized-edge-line.pt > r46.pt`), framed at the true face box, which aligns faces more exactly
@@ -18,8 +18,9 @@ at AUC 0.60-0.69 while catching the other species. Two explanations call for dif
 
 This renders bona fide and silicone scenes (rig.sample of each range set at each --seed, indices 0..N-1; bona fide
 index i and silicone index i share a person), cuts each with the artifact's preprocessing at the face detector's
-box (--framing detector, the default: where the product and its training cut; no crop where it finds no face) or at
-the rig's true face box (--framing truth: the eighteenth session's figures), runs the checkpoint's
+box (--framing detector, the default: where the product and its training cut; no crop where it finds no face), at
+the rig's true face box (--framing truth: the eighteenth session's figures) or at the detector's centre with a side
+set by the face's depth (--framing metric, a candidate framing), runs the checkpoint's
 PyTorch model in float32, and keeps, per crop, groups of features (global average pools):
 - score: the network's own logit, phi's (the baseline a probe has to beat; a family head is not in it);
 - aux: the three per-modality auxiliary logits on the encoder's last stage (Eq. 11);
@@ -67,12 +68,34 @@ def _crop(args):
     f = _rig(domain, seed, width, height).render(species, index)
     if f.truth is None or f.truth.face_box is None:
         return None
-    box = f.truth.face_box
-    if framing == "detector":  # the product's framing: the face detector's box, and no crop where it finds no face
+    box, reg = f.truth.face_box, register(f)
+    if framing in ("detector", "metric"):  # the product's framing: the face detector's box, no crop where it finds none
         box = detected_face_box(f.rgb, box)
         if box is None:
             return None
-    return crop_face(register(f), box, params)
+    if framing == "metric":
+        box = metric_box(reg, box)
+        if box is None:
+            return None
+    return crop_face(reg, box, params)
+
+
+METRIC_FACE_M = 0.150  # the detector's median box width in metres on bona fide faces (docs/demo-model.md)
+
+
+def metric_box(frames, box, face_m: float = METRIC_FACE_M):
+    """A square centred on the detector's `box`, its side face_m * fx / z, where z is the median registered depth over
+    the box's middle half: the face framed by its distance, not by the detector's size estimate. None where the
+    middle half holds fewer than 20 depth pixels."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    d = frames.depth[int(y0 + 0.25 * h):int(y1 - 0.25 * h), int(x0 + 0.25 * w):int(x1 - 0.25 * w)]
+    d = d[d > 0].astype(np.float64) * frames.depth_scale
+    if d.size < 20:
+        return None
+    side = face_m * frames.calibration.color.fx / float(np.median(d))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
 def features(model, crops, batch: int = 64) -> dict[str, np.ndarray]:
@@ -223,10 +246,12 @@ def main() -> int:
                     "seed and score it on range set SCORE at the second (does a read-out learnt on one range set "
                     "carry to another, as a head trained on the training ranges must?)")
     ap.add_argument("--per-species", type=int, default=500, help="bona fide and silicone scenes per seed")
-    ap.add_argument("--framing", choices=("detector", "truth"), default="detector",
+    ap.add_argument("--framing", choices=("detector", "truth", "metric"), default="detector",
                     help="where each crop is cut: the face detector's box, as the product and the training cache cut "
-                         "it (default), or the rig's true face box, which aligns faces more exactly than any detector "
-                         "and lets a probe read silicone no deployed model is shown (the eighteenth session's figures)")
+                         "it (default); the rig's true face box, which aligns faces more exactly than any detector "
+                         "and lets a probe read silicone no deployed model is shown (the eighteenth session's figures); "
+                         "or metric: the detector's centre with a side set by the face's measured depth (metric_box; "
+                         "no product path frames this way yet)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()
