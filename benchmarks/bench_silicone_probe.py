@@ -231,7 +231,9 @@ def seed_features(domain: str, seed: int, per_species: int, workers: int, size, 
             out[g] = (random[g.split(" ", 1)[1]], y)
         else:
             out[g] = (trained[g], y)
-    print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone), framed at the {framing}'s box", flush=True)
+    where = {"detector": "the detector's box", "truth": "the rig's true face box",
+             "metric": "the detector's centre, sized by the face's depth"}[framing]
+    print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone), framed at {where}", flush=True)
     return out
 
 
