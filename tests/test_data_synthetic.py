@@ -143,6 +143,23 @@ def test_a_face_the_detector_misses_is_cut_at_the_truth_or_skipped_as_the_produc
         check_config(load_train_config(None, {"data.missed_face": "skip", "data.source": "sessions"}))
 
 
+def test_eval_scores_faces_the_detector_misses_as_the_product_does_when_told():
+    import argparse
+
+    from edge_fas.commands import eval as eval_command
+    from edge_fas.data.build import test_indices
+    from edge_fas.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    meta = {"training": {"source": "synthetic", "domains": ["rand"]}}
+    for flag, expected in (([], "truth"), (["--missed-face", "skip"], "skip")):
+        d = eval_command.data_config(parser.parse_args(["model.pt", "--per-domain", "2", *flag]), meta)
+        assert d["missed_face"] == expected and test_indices(d)["rand"].sample(0).missed_face == expected
+    with pytest.raises(ConfigError, match="--missed-face skip applies to the synthetic rig"):
+        eval_command.data_config(parser.parse_args(["model.pt", "--sessions", "s1", "--missed-face", "skip"]), meta)
+
+
 def test_zoom_shift_augmentation_moves_all_modalities_together():
     from edge_fas.data.augment import zoom_shift
 

@@ -59,6 +59,10 @@ def add_arguments(parser):
                              "models: use another for subjects never seen in training)")
     parser.add_argument("--attack-mix", default="domain", choices=["domain", "uniform"],
                         help="synthetic attack species mix (uniform: every species equally often)")
+    parser.add_argument("--missed-face", default="truth", choices=["truth", "skip"],
+                        help="synthetic: a face the detector misses is cut at the rig's true box (truth, the default, "
+                             "as every earlier report was scored) or has no face, as the live pipeline sees it (skip; "
+                             "its crops are cached apart, so the first run renders again)")
     parser.add_argument("--missing", default=None, metavar="MODALITY[,MODALITY]",
                         help="remove these modalities (rgb, depth, ir) from every test sample, as MMDG's Protocol 2 "
                              "does: what the model decides when a sensor stream is lost, and which stream a species' "
@@ -98,7 +102,11 @@ def data_config(args, meta: dict) -> dict:
             d[k] = trained[k]
     if args.ranges:
         d["randomization"] = with_range_file(d.get("randomization"), args.ranges)
+    synthetic_only = getattr(args, "missed_face", "truth") != "truth"
     if args.sessions:
+        if synthetic_only:
+            raise ConfigError("--missed-face skip applies to the synthetic rig, which knows each face's true box; "
+                              "recorded sessions are cut where the detector finds the face")
         if args.protocol or args.domains:
             raise ConfigError("--sessions evaluates recorded sessions: leave out --protocol and --domains")
         if args.frames_per_take < 1:
@@ -120,6 +128,9 @@ def data_config(args, meta: dict) -> dict:
             if not root:
                 raise ConfigError(f"protocol {protocol} reads the real datasets: pass --data-root DIR, or --synthetic "
                                   "for its synthetic stand-in")
+            if synthetic_only:
+                raise ConfigError(f"--missed-face skip applies to the synthetic rig; protocol {protocol}'s real data "
+                                  "has no true face box")
             d.update(source="datasets", protocol=protocol, root=root,
                      lists=args.lists or (trained.get("lists") if not args.data_root else None))
             return d
@@ -139,7 +150,8 @@ def data_config(args, meta: dict) -> dict:
         raise ConfigError(f"--rig-size {args.rig_size!r}: expected WxH, e.g. 320x240") from None
     per_domain = {"val": args.per_domain, args.split: args.per_domain}  # val: where --target chooses
     d.update(source="synthetic", test_domains=list(domains), per_domain=per_domain, rig_size=[w, h],
-             cache_dir=args.cache_dir, seed=args.seed, attack_mix=args.attack_mix)
+             cache_dir=args.cache_dir, seed=args.seed, attack_mix=args.attack_mix,
+             missed_face=getattr(args, "missed_face", "truth"))
     return d
 
 
