@@ -35,6 +35,8 @@ PHYSICS = "physics"  # the model argument that scores the model-free physics che
 
 
 def add_arguments(parser):
+    from edge_fas.data.synthetic import MISSED_FACE
+
     parser.add_argument("model", nargs="?",
                         help="checkpoint (.pt) from `edge-fas train`, artifact folder from `edge-fas export`, "
                              "'demo' (the bundled artifact, scored through its runtime), or 'physics' (the model-free "
@@ -59,7 +61,7 @@ def add_arguments(parser):
                              "models: use another for subjects never seen in training)")
     parser.add_argument("--attack-mix", default="domain", choices=["domain", "uniform"],
                         help="synthetic attack species mix (uniform: every species equally often)")
-    parser.add_argument("--missed-face", default="truth", choices=["truth", "skip"],
+    parser.add_argument("--missed-face", default="truth", choices=MISSED_FACE,
                         help="synthetic: a face the detector misses is cut at the rig's true box (truth, the default, "
                              "as every earlier report was scored) or has no face, as the live pipeline sees it (skip; "
                              "its crops are cached apart, so the first run renders again)")
@@ -102,7 +104,7 @@ def data_config(args, meta: dict) -> dict:
             d[k] = trained[k]
     if args.ranges:
         d["randomization"] = with_range_file(d.get("randomization"), args.ranges)
-    synthetic_only = getattr(args, "missed_face", "truth") != "truth"
+    synthetic_only = args.missed_face != "truth"
     if args.sessions:
         if synthetic_only:
             raise ConfigError("--missed-face skip applies to the synthetic rig, which knows each face's true box; "
@@ -151,7 +153,7 @@ def data_config(args, meta: dict) -> dict:
     per_domain = {"val": args.per_domain, args.split: args.per_domain}  # val: where --target chooses
     d.update(source="synthetic", test_domains=list(domains), per_domain=per_domain, rig_size=[w, h],
              cache_dir=args.cache_dir, seed=args.seed, attack_mix=args.attack_mix,
-             missed_face=getattr(args, "missed_face", "truth"))
+             missed_face=args.missed_face)
     return d
 
 
