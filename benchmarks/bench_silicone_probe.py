@@ -20,7 +20,8 @@ This renders bona fide and silicone scenes (rig.sample of each range set at each
 index i and silicone index i share a person), cuts each with the artifact's preprocessing at the face detector's
 box (--framing detector, the default: where the product and its training cut; no crop where it finds no face), at
 the rig's true face box (--framing truth: the eighteenth session's figures) or at the detector's centre with a side
-set by the face's depth (--framing metric, a candidate framing), runs the checkpoint's
+set by the face's depth (--framing metric: the product's preprocessing framing 'metric', edge_fas.preprocess.framed_box,
+whatever framing the artifact has), runs the checkpoint's
 PyTorch model in float32, and keeps, per crop, groups of features (global average pools):
 - score: the network's own logit, phi's (the baseline a probe has to beat; a family head is not in it);
 - aux: the three per-modality auxiliary logits on the encoder's last stage (Eq. 11);
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -62,7 +64,7 @@ GROUPS = ("score", "aux", "stage1", "stage2", "stage3", "stage3_rgb", "stage3_de
 def _crop(args):
     """The FaceCrop of one scene, or None where the rig drew no face."""
     from edge_fas.data.synthetic import _rig, detected_face_box, register
-    from edge_fas.preprocess import crop_face
+    from edge_fas.preprocess import crop_face, framed_box
 
     domain, seed, species, index, width, height, params, framing = args
     f = _rig(domain, seed, width, height).render(species, index)
@@ -73,29 +75,9 @@ def _crop(args):
         box = detected_face_box(f.rgb, box)
         if box is None:
             return None
-    if framing == "metric":
-        box = metric_box(reg, box)
-        if box is None:
-            return None
+    if framing == "metric":  # the product's metric framing (preprocess.framed_box), whatever the artifact's
+        box = framed_box(reg, box, replace(params, framing="metric"))
     return crop_face(reg, box, params)
-
-
-METRIC_FACE_M = 0.150  # the detector's median box width in metres on bona fide faces (docs/demo-model.md)
-
-
-def metric_box(frames, box, face_m: float = METRIC_FACE_M):
-    """A square centred on the detector's `box`, its side face_m * fx / z, where z is the median registered depth over
-    the box's middle half: the face framed by its distance, not by the detector's size estimate. None where the
-    middle half holds fewer than 20 depth pixels."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    w, h = x1 - x0, y1 - y0
-    d = frames.depth[int(y0 + 0.25 * h):int(y1 - 0.25 * h), int(x0 + 0.25 * w):int(x1 - 0.25 * w)]
-    d = d[d > 0].astype(np.float64) * frames.depth_scale
-    if d.size < 20:
-        return None
-    side = face_m * frames.calibration.color.fx / float(np.median(d))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
 def features(model, crops, batch: int = 64) -> dict[str, np.ndarray]:

@@ -46,6 +46,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTH_NORMS = ("median_mad", "plane_mm")
 IR_NORMS = ("crop", "face_log")
 RGB_NORMS = ("imagenet", "face")
+FRAMINGS = ("detector", "metric")
+FRAMING_KEYS = ("framing", "framing_face_m")  # how the face is cut, not how its pixels are normalised
+METRIC_FACE_M = 0.150  # metres: the detector's median box width on bona fide faces of the randomised rig (docs/demo-model.md)
+MIN_FRAMING_DEPTH_PIXELS = 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class PreprocessParams:
     depth_unit_mm: float = 20.0  # plane_mm: millimetres per unit
     ir_norm: str = "crop"  # or "face_log"
     ir_log_unit: float = 0.5  # face_log: natural-log units per unit
+    framing: str = "detector"  # or "metric" (see framed_box)
+    framing_face_m: float = METRIC_FACE_M  # metric: the box side in metres at the face's distance
 
     def __post_init__(self):
         if self.depth_norm not in DEPTH_NORMS:
@@ -72,10 +78,20 @@ class PreprocessParams:
             raise ConfigError(f"preprocessing: ir_norm {self.ir_norm!r} is unknown; use one of {IR_NORMS}")
         if self.depth_unit_mm <= 0 or self.ir_log_unit <= 0:
             raise ConfigError("preprocessing: depth_unit_mm and ir_log_unit must be > 0")
+        if self.framing not in FRAMINGS:
+            raise ConfigError(f"preprocessing: framing {self.framing!r} is unknown; use one of {FRAMINGS}")
+        if not 0.03 <= self.framing_face_m <= 0.5:
+            raise ConfigError(f"preprocessing: framing_face_m {self.framing_face_m} is not a face's width in metres; "
+                              f"use a value in [0.03, 0.5] (default {METRIC_FACE_M})")
 
     def to_dict(self) -> dict:
+        """Every parameter, but the framing keys only where the framing is not the detector's: the framing came after
+        many artifacts and crop caches, whose manifests and cache keys keep their identity this way."""
         d = asdict(self)
         d["rgb_mean"], d["rgb_std"] = list(self.rgb_mean), list(self.rgb_std)
+        if self.framing == "detector":
+            for k in FRAMING_KEYS:
+                d.pop(k)
         return d
 
     @classmethod
@@ -89,6 +105,38 @@ class PreprocessParams:
             if k in d:
                 d[k] = tuple(float(v) for v in d[k])
         return cls(**d)
+
+
+def framed_box(frames: FrameSet, box, params: PreprocessParams):
+    """The box crop_face cuts for the face the detector found at `box` (colour pixels), by params.framing.
+
+    detector: `box` itself. metric: the square on the box's centre whose side is framing_face_m * fx / z, where fx is
+    the colour camera's focal length and z the median registered depth (metres) over the box's middle half: the face
+    framed by its measured distance rather than by the detector's size estimate, which wanders by about 12% (log
+    scale) from the face's true extent (docs/demo-model.md, "Depth-sized framing"). Where that middle half holds
+    fewer than MIN_FRAMING_DEPTH_PIXELS depth pixels, or there is no depth stream, the face is framed as the detector
+    boxed it."""
+    if params.framing == "detector":
+        return box
+    if frames.depth is None:
+        return box
+    if not frames.registered:
+        raise CalibrationError("metric framing reads the face's depth in colour pixels; register depth to colour "
+                               "first (edge_fas.calibration.register_to_color)")
+    if frames.calibration is None or frames.calibration.color is None:
+        raise CalibrationError("metric framing (preprocessing framing: metric) sizes the face by its distance and needs "
+                               "the colour camera's focal length, but these frames carry no calibration: give the "
+                               "source its rig calibration, or use a model whose preprocessing framing is 'detector'")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    mid = frames.depth[max(int(y0 + 0.25 * h), 0):max(int(y1 - 0.25 * h), 0),
+                       max(int(x0 + 0.25 * w), 0):max(int(x1 - 0.25 * w), 0)]
+    z = mid[mid > 0]
+    if z.size < MIN_FRAMING_DEPTH_PIXELS:
+        return box
+    side = params.framing_face_m * float(frames.calibration.color.fx) / (float(np.median(z)) * frames.depth_scale)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
 def square_box(box, scale: float) -> tuple[float, float, float, float]:

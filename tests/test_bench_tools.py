@@ -473,7 +473,7 @@ def test_the_silicone_probe_frames_crops_at_the_detectors_box_unless_told_the_tr
 
     import bench_silicone_probe as probe
     from edge_fas.data.synthetic import _rig, detected_face_box, register
-    from edge_fas.preprocess import PreprocessParams, crop_face
+    from edge_fas.preprocess import PreprocessParams, crop_face, framed_box
 
     params = PreprocessParams(size=64)
     frames = _rig("rand", 0, 640, 480).render("bona_fide", 0)
@@ -485,14 +485,8 @@ def test_the_silicone_probe_frames_crops_at_the_detectors_box_unless_told_the_tr
     np.testing.assert_array_equal(by_truth.rgb, crop_face(register(frames), truth, params).rgb)
     np.testing.assert_array_equal(by_detector.rgb, crop_face(register(frames), found, params).rgb)
     assert not np.array_equal(by_truth.rgb, by_detector.rgb)
-    # metric: the detector's centre, a side of METRIC_FACE_M at the face's depth; twice as far, half the side
+    # metric: the product's framing, preprocess.framed_box, whatever the artifact's own framing
     reg = register(frames)
-    x0, y0, x1, y1 = probe.metric_box(reg, found)
-    assert abs((x0 + x1) / 2 - (found[0] + found[2]) / 2) < 1e-6 and abs((x1 - x0) - (y1 - y0)) < 1e-6
-    farther = type(reg)(**{**vars(reg), "depth": reg.depth * 2})
-    fx0, _, fx1, _ = probe.metric_box(farther, found)
-    assert abs((fx1 - fx0) - (x1 - x0) / 2) < 1e-3 * (x1 - x0)
-    no_depth = type(reg)(**{**vars(reg), "depth": np.zeros_like(reg.depth)})
-    assert probe.metric_box(no_depth, found) is None  # no depth at the face: no metric crop
+    x0, y0, x1, y1 = framed_box(reg, found, PreprocessParams(size=64, framing="metric"))
     by_metric = probe._crop(("rand", 0, "bona_fide", 0, 640, 480, params, "metric"))
     np.testing.assert_array_equal(by_metric.rgb, crop_face(reg, (x0, y0, x1, y1), params).rgb)

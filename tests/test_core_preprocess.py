@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from edge_fas.errors import CalibrationError
-from edge_fas.preprocess import PreprocessParams, crop_face, normalise_crop, square_box
-from edge_fas.types import FrameSet
+from edge_fas.errors import CalibrationError, ConfigError
+from edge_fas.preprocess import PreprocessParams, crop_face, framed_box, normalise_crop, square_box
+from edge_fas.types import FrameSet, Intrinsics, RigCalibration
 
 
 def test_square_box_is_centred_and_scaled():
@@ -88,3 +88,68 @@ def test_unknown_colour_norm_names_the_choices():
         PreprocessParams(size=64, rgb_norm="grey")
     p = PreprocessParams(size=64, rgb_norm="face")
     assert PreprocessParams.from_dict(p.to_dict()) == p
+
+
+def _calibrated_scene(fx=300.0):
+    k = Intrinsics(320, 240, fx, fx, 160.0, 120.0)
+    return FrameSet(**{**vars(_scene()), "calibration": RigCalibration(color=k, depth=k, ir=k)})
+
+
+def test_detector_framing_cuts_the_detectors_box_and_keeps_earlier_manifests_and_caches():
+    box = (110, 70, 210, 170)
+    assert framed_box(_scene(), box, PreprocessParams(size=64)) == box  # needs no calibration
+    d = PreprocessParams(size=64).to_dict()
+    assert "framing" not in d and "framing_face_m" not in d  # manifests and cache keys as before framing existed
+    m = PreprocessParams(size=64, framing="metric", framing_face_m=0.14)
+    assert PreprocessParams.from_dict(m.to_dict()) == m and m.to_dict()["framing"] == "metric"
+    with pytest.raises(ConfigError, match="framing 'truth' is unknown"):
+        PreprocessParams(framing="truth")
+    with pytest.raises(ConfigError, match="framing_face_m 150.0 is not a face's width in metres"):
+        PreprocessParams(framing="metric", framing_face_m=150.0)
+
+
+def test_metric_framing_sizes_the_face_by_its_measured_distance():
+    p = PreprocessParams(size=64, framing="metric", framing_face_m=0.15)
+    frames = _calibrated_scene(fx=300.0)
+    box = (120, 60, 220, 190)  # off-square, off the dome's centre: metric keeps the detector's centre, not its size
+    x0, y0, x1, y1 = framed_box(frames, box, p)
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == (170.0, 125.0)
+    # the box's middle half: the dome's front, median depth z; side = 0.15 m * 300 px / z
+    mid = frames.depth[int(60 + 0.25 * 130):int(190 - 0.25 * 130), int(120 + 25):int(220 - 25)]
+    z = float(np.median(mid[mid > 0])) / 1000.0
+    assert x1 - x0 == pytest.approx(0.15 * 300.0 / z) and y1 - y0 == pytest.approx(x1 - x0)
+    farther = FrameSet(**{**vars(frames), "depth": frames.depth * 2})  # twice as far: half the side
+    fx0, _, fx1, _ = framed_box(farther, box, p)
+    assert fx1 - fx0 == pytest.approx((x1 - x0) / 2)
+    # no depth at the face, or no depth stream: framed as the detector boxed it
+    holed = FrameSet(**{**vars(frames), "depth": np.zeros_like(frames.depth)})
+    assert framed_box(holed, box, p) == box
+    assert framed_box(FrameSet(**{**vars(frames), "depth": None}), box, p) == box
+    # a source without the colour camera's focal length, or unregistered depth, is refused by name
+    with pytest.raises(CalibrationError, match="framing: metric.*no calibration"):
+        framed_box(_scene(), box, p)
+    with pytest.raises(CalibrationError, match="register depth to colour"):
+        framed_box(FrameSet(**{**vars(frames), "registered": False}), box, p)
+
+
+def test_training_crops_and_the_live_pipeline_cut_the_same_metric_frame():
+    """face_source (training, the crop cache, edge-fas eval) and the pipeline's crop both frame by the parameters."""
+    from types import SimpleNamespace
+
+    from edge_fas.data.cache import crop_key
+    from edge_fas.data.source import face_source, finish
+    from edge_fas.pipeline.pipeline import Pipeline
+
+    p = PreprocessParams(size=64, framing="metric")
+    frames, box = _calibrated_scene(), (120, 60, 220, 190)
+    framed = framed_box(frames, box, p)
+    assert framed != box
+    src = face_source(frames, box, p)
+    assert src.box == pytest.approx(framed)
+    np.testing.assert_array_equal(finish(src, p).depth, crop_face(frames, framed, p).depth)
+    live = Pipeline._crop(SimpleNamespace(runtime=SimpleNamespace(preprocess=p)), frames, box)
+    np.testing.assert_array_equal(live.depth, crop_face(frames, framed, p).depth)
+    assert live.box == crop_face(frames, framed, p).box != crop_face(frames, box, p).box
+    # a crop cached at one framing is never read for another
+    ident = {"sample": "x"}
+    assert crop_key(ident, p, True) != crop_key(ident, PreprocessParams(size=64), True)

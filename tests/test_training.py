@@ -304,6 +304,14 @@ def test_fine_tuning_keeps_the_models_input_normalisation_and_refuses_another(tm
     cfg["data"]["preprocess"] = {"ir_norm": "crop", "depth_norm": "plane_mm"}
     with pytest.raises(ConfigError, match=r"base/checkpoint.pt.*ir_norm is 'crop' in the config, 'face_log' in the model"):
         data_params(cfg, 64, parent)
+    # how the face is cut is the config's to choose: a fine-tune may reframe, and inherits the framing otherwise
+    cfg["data"]["preprocess"] = {"framing": "metric", "framing_face_m": 0.16}
+    reframed = data_params(cfg, 64, parent)[0]
+    assert (reframed.framing, reframed.framing_face_m, reframed.ir_norm) == ("metric", 0.16, "face_log")
+    cfg["data"]["preprocess"] = {}
+    assert data_params(cfg, 64, {**parent, "framing": "metric"})[0].framing == "metric"
+    cfg["data"]["preprocess"] = {"framing": "detector"}
+    assert data_params(cfg, 64, {**parent, "framing": "metric"})[0].framing == "detector"
 
 
 def test_init_from_reads_only_a_checkpoint_and_names_the_key_otherwise(tmp_path):

@@ -3,7 +3,7 @@ once and reused by every later epoch and run.
 
 An entry's key is the SHA-256 of everything its pixels depend on: the sample's identity (the files it
 reads with their sizes and modification times, or the synthetic rig's version and render parameters,
-or the session take and frame), the crop parameters (model input size, crop scale, context, the
+or the session take and frame), the crop parameters (model input size, crop scale, framing, context, the
 whole-image size limit), the face detector's model hash and search version where a detector frames
 the face, and CACHE_VERSION. Changing any of them gives new keys, so a stale crop is never reused; the
 old entries are simply not read again (delete the folder to reclaim the space). The normalisation (mean/std,
@@ -43,6 +43,8 @@ def crop_key(identity: dict, params, detector: bool) -> str:
     """The cache key of one sample under the preprocessing parameters `params`."""
     parts = {"v": CACHE_VERSION, "sample": identity, "size": int(params.size), "crop_scale": float(params.crop_scale),
              "context": CONTEXT, "max_side": MAX_SIDE_FACTOR}
+    if params.framing != "detector":  # the detector's framing keeps the keys it had before framing was a parameter
+        parts["framing"] = [params.framing, float(params.framing_face_m)]
     if detector:
         from edge_fas.face import FACE_MODEL_SHA256, SEARCH_VERSION
 

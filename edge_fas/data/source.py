@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from edge_fas.preprocess import PreprocessParams, crop_face, normalise_crop, square_box
+from edge_fas.preprocess import PreprocessParams, crop_face, framed_box, normalise_crop, square_box
 from edge_fas.types import FaceCrop, FrameSet
 
 __all__ = ["SourceCrop", "CONTEXT", "MAX_SIDE_FACTOR", "face_source", "whole_source", "finish", "compact_depth"]
@@ -83,13 +83,15 @@ def compact_depth(depth_mm: np.ndarray) -> np.ndarray:
 
 
 def face_source(frames: FrameSet, box, params: PreprocessParams, context: float = CONTEXT) -> SourceCrop:
-    """The pixels crop_face(frames, box, params) reads, widened by `context`, cut from a registered
-    frame (outside the frame stays outside: the cut is clipped and crop_face pads with 0 as live)."""
+    """The pixels crop_face reads for the face the detector found at `box` (framed as params.framing says,
+    edge_fas.preprocess.framed_box), widened by `context`, cut from a registered frame (outside the frame stays
+    outside: the cut is clipped and crop_face pads with 0 as live)."""
     if (frames.depth is not None or frames.ir is not None) and not frames.registered and frames.rgb is not None:
         from edge_fas.errors import CalibrationError
 
         raise CalibrationError("a face crop needs depth and IR registered to colour; call "
                                "edge_fas.calibration.register_to_color(frames) first")
+    box = framed_box(frames, box, params)
     first = next(a for a in (frames.rgb, frames.depth, frames.ir) if a is not None)
     h, w = first.shape[:2]
     sx0, sy0, sx1, sy1 = square_box(box, params.crop_scale)

@@ -591,7 +591,8 @@ class Pipeline:
             return None, [reason(D.PIPELINE_ERROR, f"registration failed: {e}")]
 
     def _crop(self, reg: FrameSet, box):
-        from edge_fas.preprocess import crop_face
-        return crop_face(reg, box, self.runtime.preprocess)
+        from edge_fas.preprocess import crop_face, framed_box
+        params = self.runtime.preprocess
+        return crop_face(reg, framed_box(reg, box, params), params)
 
 

@@ -46,7 +46,7 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0, quiet: b
         raise EdgeFasError("int8 calibration on synthetic crops needs edge_fas.calibration.register_to_color, "
                            "which this build lacks") from e
     from edge_fas.data.synthetic import detected_face_box
-    from edge_fas.preprocess import crop_face
+    from edge_fas.preprocess import crop_face, framed_box
     from edge_fas.sim import SPECIES
     from edge_fas.progress import Progress
     rigs = _rigs(seed)
@@ -58,7 +58,7 @@ def synthetic_crops(count: int, params, seed: int = 0, offset: int = 0, quiet: b
         species = SPECIES[(i // len(rigs)) % len(SPECIES)]
         frames = register_to_color(rig.render(species, index=i + 1000 * seed))
         box = detected_face_box(frames.rgb, frames.truth.face_box) or frames.truth.face_box  # live framing
-        crops.append(crop_face(frames, box, params))
+        crops.append(crop_face(frames, framed_box(frames, box, params), params))
         labels.append(int(frames.truth.label))
     batch = {k: np.stack([getattr(c, k) for c in crops]).astype(np.float32) for k in ("rgb", "depth", "ir", "present")}
     return batch, np.array(labels)

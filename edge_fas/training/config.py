@@ -23,9 +23,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
                         | {species: weight} (relative to uniform, unlisted species 1: hard-class emphasis),
             randomization: {rand_NAME: {base: rand, factor: [low, high]}} (custom range sets of the
                         randomised family; domains may be rand, rand_heldout or these names),
-            preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; applied after
-                        the crop cache, recorded in the checkpoint and the exported manifest, so the live
-                        pipeline crops the same way),
+            preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; the
+                        normalisation applied after the crop cache, framing: metric before it; recorded in the
+                        checkpoint and the exported manifest, so the live pipeline crops the same way),
             augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
     train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, device, threads,
             amp: auto | true | false | bf16 (mixed precision in train_step: auto and true autocast to float16
@@ -284,9 +284,10 @@ def data_params(cfg: dict, size: int, inherited: dict | None = None):
     inherited: preprocessing a model brings with it, which wins over the defaults: the RGB mean/std of a
     pretrained backbone, or every preprocessing parameter (but the size) of the checkpoint that
     train.init_from fine-tunes, since a network trained on one input normalisation is wrong on another.
-    A data.preprocess key that contradicts it is an error that names both values."""
+    A data.preprocess key that contradicts it is an error that names both values; but the framing keys
+    (framing, framing_face_m: how the face is cut) are the config's to set, so a fine-tune may reframe."""
     from edge_fas.data.augment import AugmentParams
-    from edge_fas.preprocess import PreprocessParams
+    from edge_fas.preprocess import FRAMING_KEYS, PreprocessParams
 
     d = cfg["data"]
     pre = dict(d["preprocess"] or {})
@@ -298,14 +299,16 @@ def data_params(cfg: dict, size: int, inherited: dict | None = None):
     def same(a, b):
         return [float(x) for x in a] == [float(x) for x in b] if isinstance(a, (list, tuple)) else a == b
 
-    clash = sorted(k for k in set(pre) & set(inherited) if not same(pre[k], inherited[k]))
+    # how the face is cut (preprocess.FRAMING_KEYS) is the config's to choose: a fine-tune may reframe its parent
+    clash = sorted(k for k in set(pre) & set(inherited) - set(FRAMING_KEYS) if not same(pre[k], inherited[k]))
     if clash:
         where = cfg["train"].get("init_from") or "the pretrained backbone"
         raise ConfigError("data.preprocess contradicts the preprocessing of the model it starts from (" + where + "): "
                           + "; ".join(f"{k} is {pre[k]!r} in the config, {inherited[k]!r} in the model" for k in clash)
                           + ". A network is only right on the input normalisation it was trained with: remove these "
                             "keys from data.preprocess, or train from scratch to change them")
-    params = PreprocessParams.from_dict({**pre, **inherited, "size": int(size)})
+    params = PreprocessParams.from_dict({**pre, **inherited, **{k: pre[k] for k in FRAMING_KEYS if k in pre},
+                                         "size": int(size)})
     owned = sorted({"ir_log_unit", "ir_clip"} & set(d["augment_params"] or {}))
     if owned:
         raise ConfigError(f"data.augment_params: {owned} follow the preprocessing; set data.preprocess.ir_log_unit "
