@@ -41,6 +41,19 @@ def test_manifest_records_parity_and_refuses_overwrite(tmp_path):
         export_model(Tiny(), tmp_path, parity_count=8, parity_source="random")
 
 
+def test_the_manifest_carries_the_framing_to_the_runtime(tmp_path):
+    """A model trained on depth-sized crops is cut that way live: the framing travels in the manifest."""
+    from edge_fas.preprocess import PreprocessParams
+
+    torch.manual_seed(0)
+    metric = PreprocessParams(size=32, framing="metric", framing_face_m=0.16)
+    export_model(Tiny(), tmp_path / "m", parity_count=8, parity_source="random", preprocess=metric)
+    runtime = load_runtime(load_artifact(tmp_path / "m"), "onnxruntime")
+    assert (runtime.preprocess.framing, runtime.preprocess.framing_face_m) == ("metric", 0.16)
+    export_model(Tiny(), tmp_path / "d", parity_count=8, parity_source="random")
+    assert load_runtime(load_artifact(tmp_path / "d"), "onnxruntime").preprocess.framing == "detector"
+
+
 def test_int8_is_written_hashed_and_measured(tmp_path):
     torch.manual_seed(0)
     a = export_model(Tiny(), tmp_path, parity_count=8, parity_source="random", threshold=0.4)
