@@ -58,6 +58,7 @@ from edge_fas.data.evaluation_sets import REPORT_SETS as TEST_SETS  # noqa: E402
 # range set the models are selected and calibrated on, at rig seeds training refuses, so a choice can be made
 # on many more people than a run's own validation split.
 from edge_fas.data.evaluation_sets import SELECTION_SETS  # noqa: E402
+from edge_fas.data.synthetic import MISSED_FACE  # noqa: E402
 
 RESULT_SETS = {t[0] for t in TEST_SETS}
 # domains that are custom range sets, defined in a file `edge-fas eval --ranges` reads (not built into the rig, so
@@ -271,7 +272,7 @@ def bpcer_by_skin(rows: list, score: np.ndarray, threshold: float) -> None:
 
 
 def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_domain: int, workers: int,
-             missing: str | None = None, ranges: Path | None = None) -> list[Path]:
+             missing: str | None = None, ranges: Path | None = None, missed_face: str = "truth") -> list[Path]:
     """Score `model` with `edge-fas eval` at each rig seed into out/seedN; `ranges`: the --ranges file defining a
     custom domain (default: RANGE_FILES' file for the domain, if it has one)."""
     from edge_fas.cli import main as cli
@@ -284,6 +285,7 @@ def run_eval(model: str, out: Path, domains: str, seeds: str, split: str, per_do
         argv = ["eval", model, "--out", str(folder), "--domains", domains, "--seed", seed, "--split", split,
                 "--per-domain", str(per_domain), "--attack-mix", "uniform", "--rig-size", "640x480",
                 "--workers", str(workers)] + (["--missing", missing] if missing else []) + \
+            (["--missed-face", missed_face] if missed_face != "truth" else []) + \
             (["--ranges", str(ranges)] if ranges else [])
         print("$ edge-fas " + " ".join(argv), flush=True)
         if cli(argv) != 0:
@@ -347,7 +349,14 @@ def main() -> int:
     ap.add_argument("--missing", default=None, metavar="MODALITY[,MODALITY]",
                     help="remove these modalities from every test sample (edge-fas eval --missing): which stream "
                          "each species' detection rests on")
+    ap.add_argument("--missed-face", default="truth", choices=MISSED_FACE,
+                    help="a scene whose face the detector misses: scored at the rig's true box (truth, the default, "
+                         "as every reported table) or not scored, as the live pipeline would not (skip; edge-fas eval "
+                         "--missed-face)")
     args = ap.parse_args()
+    if args.missed_face != "truth" and args.factors:
+        raise SystemExit("--factors reads the drawn factors of every scene in the rig's plan; with --missed-face "
+                         f"{args.missed_face} some scenes are not scored, so the two cannot be lined up: drop --factors")
 
     from edge_fas.artifact import load_artifact
 
@@ -370,10 +379,11 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         folders = run_eval(args.model, Path(args.out) / name, domains, seeds, split, args.per_domain, args.workers,
-                           args.missing)
+                           args.missing, missed_face=args.missed_face)
         m, scores = merged(folders)
         d = m["detail"]
         removed = f", modalities removed: {args.missing}" if args.missing else ""
+        removed += ", faces the detector misses not scored" if args.missed_face == "skip" else ""
         role = " (SELECTION set: for choosing between candidates, not a result)" if name not in RESULT_SETS else ""
         print(f"\n## {name}{role}: domains {domains}, rig seeds {seeds}, split {split}{removed} "
               f"({m['n_bona_fide']} bona fide, {m['n_attack']} attacks; {time.perf_counter() - t0:.0f} s)\n")

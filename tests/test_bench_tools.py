@@ -490,3 +490,17 @@ def test_the_silicone_probe_frames_crops_at_the_detectors_box_unless_told_the_tr
     x0, y0, x1, y1 = framed_box(reg, found, PreprocessParams(size=64, framing="metric"))
     by_metric = probe._crop(("rand", 0, "bona_fide", 0, 640, 480, params, "metric"))
     np.testing.assert_array_equal(by_metric.rgb, crop_face(reg, (x0, y0, x1, y1), params).rgb)
+
+
+def test_bench_demo_scores_at_the_products_framing_when_told_and_refuses_factors_then(tmp_path, monkeypatch):
+    import edge_fas.cli
+
+    calls = []
+    monkeypatch.setattr(edge_fas.cli, "main", lambda argv: calls.append(argv) or 0)
+    bench_demo.run_eval("m", tmp_path, "rand_heldout", "3,4", "val", 10, 1, missed_face="skip")
+    bench_demo.run_eval("m", tmp_path, "rand_heldout", "3", "val", 10, 1)
+    assert [a[a.index("--seed") + 1] for a in calls] == ["3", "4", "3"]
+    assert all(a[a.index("--missed-face") + 1] == "skip" for a in calls[:2]) and "--missed-face" not in calls[2]
+    monkeypatch.setattr(sys, "argv", ["bench_demo.py", "--missed-face", "skip", "--factors", "8"])
+    with pytest.raises(SystemExit, match="cannot be lined up: drop --factors"):
+        bench_demo.main()
