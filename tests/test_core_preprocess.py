@@ -153,3 +153,40 @@ def test_training_crops_and_the_live_pipeline_cut_the_same_metric_frame():
     # a crop cached at one framing is never read for another
     ident = {"sample": "x"}
     assert crop_key(ident, p, True) != crop_key(ident, PreprocessParams(size=64), True)
+
+
+def test_the_live_crop_registers_again_where_a_metric_frame_outgrows_the_registered_region():
+    """The pipeline registers only around the detector's box; a depth-sized frame wider than that region is
+    registered again around itself, so its crop has depth wherever the fully registered training crop has."""
+    from types import SimpleNamespace
+
+    from edge_fas.calibration import register_to_color
+    from edge_fas.data.synthetic import _rig, detected_face_box
+    from edge_fas.pipeline.pipeline import ROI_MARGIN, Pipeline
+
+    frames = _rig("rand", 0, 640, 480).render("bona_fide", 0)
+    box = detected_face_box(frames.rgb, frames.truth.face_box)
+    p = PreprocessParams(size=64, framing="metric", framing_face_m=0.30)  # twice the usual frame: past the region
+    roi = tuple(int(round(v)) for v in square_box(box, p.crop_scale * ROI_MARGIN))
+    calls = []
+
+    def register(f, roi=None):
+        calls.append(roi)
+        return register_to_color(f, roi=roi)
+
+    live = SimpleNamespace(runtime=SimpleNamespace(preprocess=p), register=register)
+    near = register(frames, roi=roi)
+    framed = framed_box(near, box, p)
+    whole = register_to_color(frames)
+    assert framed == framed_box(whole, box, p)  # the face's depth, read inside the region, is the same
+    cut_short = crop_face(near, framed, p)
+    crop = Pipeline._crop(live, near, box, frames)
+    assert len(calls) == 2 and calls[1] != roi  # registered again, around the metric frame
+    expected = crop_face(whole, framed, p)
+    assert cut_short.depth_valid.sum() < expected.depth_valid.sum()  # the first region leaves edges without depth
+    np.testing.assert_array_equal(crop.depth, expected.depth)
+    # a frame inside the region is not registered again
+    calls.clear()
+    small = PreprocessParams(size=64, framing="metric", framing_face_m=0.10)
+    Pipeline._crop(SimpleNamespace(runtime=SimpleNamespace(preprocess=small), register=register), near, box, frames)
+    assert calls == []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -514,7 +515,7 @@ class Pipeline:
                 p.faults.append(reason(D.PIPELINE_ERROR, f"head pose failed: {e!r}"))
             lap("pose")
             try:
-                p.crop = self._crop(reg, p.box)
+                p.crop = self._crop(reg, p.box, frames)
             except Exception as e:
                 p.faults.append(reason(D.PIPELINE_ERROR, f"crop failed: {e}"))
             lap("crop")
@@ -590,9 +591,22 @@ class Pipeline:
         except Exception as e:
             return None, [reason(D.PIPELINE_ERROR, f"registration failed: {e}")]
 
-    def _crop(self, reg: FrameSet, box):
+    def _crop(self, reg: FrameSet, box, frames: FrameSet | None = None):
+        """The network's crop of the face at `box`, framed as the artifact's preprocessing says. A depth-sized
+        (metric) frame can reach past the region registered around the detector's box; then `frames` are registered
+        again around that frame, so the crop never lacks depth where training's fully registered crops had it."""
         from edge_fas.preprocess import crop_face, framed_box
         params = self.runtime.preprocess
-        return crop_face(reg, framed_box(reg, box, params), params)
+        framed = framed_box(reg, box, params)
+        roi = reg.meta.get("registration_roi")
+        if frames is not None and roi is not None and framed is not box:
+            first = next(a for a in (reg.rgb, reg.depth, reg.ir) if a is not None)
+            h, w = first.shape[:2]
+            x0, y0, x1, y1 = square_box(framed, params.crop_scale)
+            needed = (max(0, math.floor(x0)), max(0, math.floor(y0)), min(w, math.ceil(x1)), min(h, math.ceil(y1)))
+            if needed[0] < roi[0] or needed[1] < roi[1] or needed[2] > roi[2] or needed[3] > roi[3]:
+                sq = square_box(framed, params.crop_scale * ROI_MARGIN)
+                reg = self.register(frames, roi=tuple(int(round(v)) for v in sq))
+        return crop_face(reg, framed, params)
 
 
