@@ -378,6 +378,18 @@ def test_doctor_says_whether_a_site_config_would_start_without_opening_the_camer
                         model={"artifact": str(artifact)})
     check = check_deployment(load_config(fixed))
     assert check.ok and "production: would start with a realsense camera and model tiny" in check.detail, check.detail
+    assert "framed by their depth" not in check.detail
+    from edge_fas.export import export_model
+    from edge_fas.preprocess import PreprocessParams
+    from toy_model import Tiny
+
+    metric = tmp_path / "metric_art"
+    export_model(Tiny(), metric, parity_count=4, parity_source="random",
+                 preprocess=PreprocessParams(size=32, framing="metric"))
+    framed = _production(tmp_path, camera={"spec": "realsense", "allowed_serials": ["8123"]},
+                         model={"artifact": str(metric)})
+    check = check_deployment(load_config(framed))
+    assert check.ok and "faces framed by their depth (preprocessing framing: metric)" in check.detail, check.detail
     missing = _config(tmp_path, calibration={"file": str(tmp_path / "rig.yaml")})
     check = check_deployment(load_config(missing))
     assert not check.ok and "rig.yaml does not exist" in check.detail
