@@ -18,7 +18,8 @@ at AUC 0.60-0.69 while catching the other species. Two explanations call for dif
 
 This renders bona fide and silicone scenes (rig.sample of each range set at each --seed, indices 0..N-1; bona fide
 index i and silicone index i share a person), cuts each with the artifact's preprocessing at the face detector's
-box (--framing detector, the default: where the product and its training cut; no crop where it finds no face), at
+box (--framing detector, the default: where the product cut before `framing: metric`, whatever framing the artifact
+has; no crop where it finds no face), at
 the rig's true face box (--framing truth: the eighteenth session's figures) or at the detector's centre with a side
 set by the face's depth (--framing metric: the product's preprocessing framing 'metric', edge_fas.preprocess.framed_box,
 whatever framing the artifact has), runs the checkpoint's
