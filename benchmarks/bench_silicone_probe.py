@@ -235,8 +235,8 @@ def main() -> int:
                     help="where each crop is cut: the face detector's box, as the product and the training cache cut "
                          "it (default); the rig's true face box, which aligns faces more exactly than any detector "
                          "and lets a probe read silicone no deployed model is shown (the eighteenth session's figures); "
-                         "or metric: the detector's centre with a side set by the face's measured depth (metric_box; "
-                         "no product path frames this way yet)")
+                         "or metric: the detector's centre with a side set by the face's measured depth (the "
+                         "product's preprocessing framing 'metric', edge_fas.preprocess.framed_box)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()

@@ -600,10 +600,10 @@ class Pipeline:
         framed = framed_box(reg, box, params)
         roi = reg.meta.get("registration_roi")
         if frames is not None and roi is not None and framed is not box:
+            from edge_fas.calibration.registration import clip_roi
             first = next(a for a in (reg.rgb, reg.depth, reg.ir) if a is not None)
-            h, w = first.shape[:2]
             x0, y0, x1, y1 = square_box(framed, params.crop_scale)
-            needed = (max(0, math.floor(x0)), max(0, math.floor(y0)), min(w, math.ceil(x1)), min(h, math.ceil(y1)))
+            needed = clip_roi((math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)), first.shape[1], first.shape[0])
             if needed[0] < roi[0] or needed[1] < roi[1] or needed[2] > roi[2] or needed[3] > roi[3]:
                 sq = square_box(framed, params.crop_scale * ROI_MARGIN)
                 reg = self.register(frames, roi=tuple(int(round(v)) for v in sq))
