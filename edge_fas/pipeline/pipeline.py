@@ -603,7 +603,8 @@ class Pipeline:
             from edge_fas.calibration.registration import clip_roi
             first = next(a for a in (reg.rgb, reg.depth, reg.ir) if a is not None)
             x0, y0, x1, y1 = square_box(framed, params.crop_scale)
-            needed = clip_roi((math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)), first.shape[1], first.shape[0])
+            needed = clip_roi((math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)),
+                              first.shape[1], first.shape[0])
             if needed[0] < roi[0] or needed[1] < roi[1] or needed[2] > roi[2] or needed[3] > roi[3]:
                 sq = square_box(framed, params.crop_scale * ROI_MARGIN)
                 reg = self.register(frames, roi=tuple(int(round(v)) for v in sq))
