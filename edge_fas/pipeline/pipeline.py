@@ -46,7 +46,7 @@ from edge_fas.pipeline.physics import PhysicsCheck, choose_mode, face_depth
 from edge_fas.pipeline.pose import head_pose, pose_faults
 from edge_fas.pipeline.registration_monitor import RegistrationMonitor
 from edge_fas.pipeline.tracker import BOX_CHANGES, FaceTracker, face_distance_m, select
-from edge_fas.preprocess import square_box
+from edge_fas.preprocess import crop_face, framed_box, square_box
 from edge_fas.types import FrameSet, Verdict
 from edge_fas.uncertainty import face_statistic
 
@@ -595,7 +595,6 @@ class Pipeline:
         """The network's crop of the face at `box`, framed as the artifact's preprocessing says. A depth-sized
         (metric) frame can reach past the region registered around the detector's box; then `frames` are registered
         again around that frame, so the crop never lacks depth where training's fully registered crops had it."""
-        from edge_fas.preprocess import crop_face, framed_box
         params = self.runtime.preprocess
         framed = framed_box(reg, box, params)
         roi = reg.meta.get("registration_roi")
