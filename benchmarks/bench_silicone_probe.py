@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_silicone_probe.py --checkpoint checkpoints/randomized-edge-line.pt \
         --model runs/ARTIFACT [--sets rand,rand_heldout | --transfer rand:rand_heldout] [--seeds 302,303] \
-        [--framing detector | truth | metric] [--per-species 500] [--workers 2]
+        [--framing detector | truth | metric | silhouette] [--per-species 500] [--workers 2]
 
 The figures in docs/demo-model.md ("r48") are r46's (the line's copy in git before r49 replaced it: `git show
 02beb3f:checkpoints/randomized-edge-line.pt > r46.pt`), framed at the true face box, which aligns faces more exactly
@@ -22,7 +22,8 @@ box (--framing detector, the default: where the product cut before `framing: met
 has; no crop where it finds no face), at
 the rig's true face box (--framing truth: the eighteenth session's figures) or at the detector's centre with a side
 set by the face's depth (--framing metric: the product's preprocessing framing 'metric', edge_fas.preprocess.framed_box,
-whatever framing the artifact has), runs the checkpoint's
+whatever framing the artifact has) or with that square moved sideways onto the head's outline in depth
+(--framing silhouette, framing 'silhouette'), runs the checkpoint's
 PyTorch model in float32, and keeps, per crop, groups of features (global average pools):
 - score: the network's own logit, phi's (the baseline a probe has to beat; a family head is not in it);
 - aux: the three per-modality auxiliary logits on the encoder's last stage (Eq. 11);
@@ -72,12 +73,13 @@ def _crop(args):
     if f.truth is None or f.truth.face_box is None:
         return None
     box, reg = f.truth.face_box, register(f)
-    if framing in ("detector", "metric"):  # the product's framing: the face detector's box, no crop where it finds none
+    if framing in ("detector", "metric", "silhouette"):  # the product's framings start at the detector's box: no crop
+        # where it finds none
         box = detected_face_box(f.rgb, box)
         if box is None:
             return None
-    if framing == "metric":  # the product's metric framing (preprocess.framed_box), whatever the artifact's
-        box = framed_box(reg, box, replace(params, framing="metric"))
+    if framing in ("metric", "silhouette"):  # the product's framings (preprocess.framed_box), whatever the artifact's
+        box = framed_box(reg, box, replace(params, framing=framing))
     return crop_face(reg, box, params)
 
 
@@ -215,7 +217,9 @@ def seed_features(domain: str, seed: int, per_species: int, workers: int, size, 
         else:
             out[g] = (trained[g], y)
     where = {"detector": "the detector's box", "truth": "the rig's true face box",
-             "metric": "the detector's centre, sized by the face's depth"}[framing]
+             "metric": "the detector's centre, sized by the face's depth",
+             "silhouette": "the head's outline in depth across, the detector's centre down, sized by the face's "
+                           "depth"}[framing]
     print(f"{domain} seed {seed}: {len(y)} crops ({int(y.sum())} silicone), framed at {where}", flush=True)
     return out
 
@@ -231,12 +235,13 @@ def main() -> int:
                     "seed and score it on range set SCORE at the second (does a read-out learnt on one range set "
                     "carry to another, as a head trained on the training ranges must?)")
     ap.add_argument("--per-species", type=int, default=500, help="bona fide and silicone scenes per seed")
-    ap.add_argument("--framing", choices=("detector", "truth", "metric"), default="detector",
+    ap.add_argument("--framing", choices=("detector", "truth", "metric", "silhouette"), default="detector",
                     help="where each crop is cut: the face detector's box, as the product and the training cache cut "
                          "it (default); the rig's true face box, which aligns faces more exactly than any detector "
                          "and lets a probe read silicone no deployed model is shown (the eighteenth session's figures); "
                          "or metric: the detector's centre with a side set by the face's measured depth (the "
-                         "product's preprocessing framing 'metric', edge_fas.preprocess.framed_box)")
+                         "product's preprocessing framing 'metric', edge_fas.preprocess.framed_box); or silhouette: "
+                         "metric's square moved sideways onto the head's outline in depth (framing 'silhouette')")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()

@@ -495,8 +495,9 @@ def check_deployment(config) -> Check:
               f"(manifest {artifact.digest[:12]}, trained on {source} data"
               f"{', the bundled demo' if artifact.is_demo else ''})"
               + calibration
-              + ("; faces framed by their depth (preprocessing framing: metric): the crop's size follows the "
-                 "calibration's focal length and depth scale" if artifact.preprocess.framing == "metric" else "")
+              + (f"; faces framed by their depth (preprocessing framing: {artifact.preprocess.framing}): the crop's "
+                 "size follows the calibration's focal length and depth scale"
+                 if artifact.preprocess.framing in ("metric", "silhouette") else "")
               + (f"; accepted risks (development only): {', '.join(risks)}" if risks else ""))
     return Check("deployment", True, detail, info={"mode": mode, "camera": kind, "artifact": artifact.digest,
                                                    "risks": risks})

@@ -46,10 +46,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTH_NORMS = ("median_mad", "plane_mm")
 IR_NORMS = ("crop", "face_log")
 RGB_NORMS = ("imagenet", "face")
-FRAMINGS = ("detector", "metric")
+FRAMINGS = ("detector", "metric", "silhouette")
 FRAMING_KEYS = ("framing", "framing_face_m")  # how the face is cut, not how its pixels are normalised
 METRIC_FACE_M = 0.150  # metres: the detector's median box width on bona fide faces of the randomised rig (docs/demo-model.md)
 MIN_FRAMING_DEPTH_PIXELS = 20
+# silhouette framing: the head is the pixels within this depth of the face's distance (front of the face to its sides
+# and hair is 40-100 mm; the body and background stand farther), on rows within SILHOUETTE_ROWS sides of the centre
+SILHOUETTE_DEPTH_M = 0.08
+SILHOUETTE_ROWS = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class PreprocessParams:
     depth_unit_mm: float = 20.0  # plane_mm: millimetres per unit
     ir_norm: str = "crop"  # or "face_log"
     ir_log_unit: float = 0.5  # face_log: natural-log units per unit
-    framing: str = "detector"  # or "metric" (see framed_box)
-    framing_face_m: float = METRIC_FACE_M  # metric: the box side in metres at the face's distance
+    framing: str = "detector"  # or "metric", "silhouette" (see framed_box)
+    framing_face_m: float = METRIC_FACE_M  # metric, silhouette: the box side in metres at the face's distance
 
     def __post_init__(self):
         if self.depth_norm not in DEPTH_NORMS:
@@ -115,18 +119,27 @@ def framed_box(frames: FrameSet, box, params: PreprocessParams):
     framed by its measured distance rather than by the detector's size estimate, which wanders by about 12% (log
     scale) from the face's true extent (docs/demo-model.md, "Depth-sized framing"). Where that middle half holds
     fewer than MIN_FRAMING_DEPTH_PIXELS depth pixels, or there is no depth stream, the face is framed as the detector
-    boxed it."""
+    boxed it.
+
+    silhouette: the metric square moved sideways onto the head as depth outlines it. On each row within SILHOUETTE_ROWS
+    sides of the centre, the run of pixels within SILHOUETTE_DEPTH_M of z that holds the centre column, searched no
+    farther than the crop square (crop_scale sides); the square's horizontal centre is the median of the runs'
+    midpoints. The detector's horizontal centre wanders about 0.06 face widths from the face's true one, the head's
+    outline about 0.04 (docs/demo-model.md, "A crop centred on the head's outline in depth"). Its vertical centre stays
+    the detector's: the head's outline in depth has no edge there that is steadier (hair above, the neck below). Where
+    no row has depth at the centre column, the metric square is kept."""
     if params.framing == "detector":
         return box
     if frames.depth is None:
         return box
     if not frames.registered:
-        raise CalibrationError("metric framing reads the face's depth in colour pixels; register depth to colour "
-                               "first (edge_fas.calibration.register_to_color)")
+        raise CalibrationError(f"{params.framing} framing reads the face's depth in colour pixels; register depth to "
+                               "colour first (edge_fas.calibration.register_to_color)")
     if frames.calibration is None or frames.calibration.color is None:
-        raise CalibrationError("metric framing (preprocessing framing: metric) sizes the face by its distance and needs "
-                               "the colour camera's focal length, but these frames carry no calibration: give the "
-                               "source its rig calibration, or use a model whose preprocessing framing is 'detector'")
+        raise CalibrationError(f"{params.framing} framing (preprocessing framing: {params.framing}) sizes the face by "
+                               "its distance and needs the colour camera's focal length, but these frames carry no "
+                               "calibration: give the source its rig calibration, or use a model whose preprocessing "
+                               "framing is 'detector'")
     x0, y0, x1, y1 = (float(v) for v in box)
     w, h = x1 - x0, y1 - y0
     mid = frames.depth[max(int(y0 + 0.25 * h), 0):max(int(y1 - 0.25 * h), 0),
@@ -134,9 +147,41 @@ def framed_box(frames: FrameSet, box, params: PreprocessParams):
     z = mid[mid > 0]
     if z.size < MIN_FRAMING_DEPTH_PIXELS:
         return box
-    side = params.framing_face_m * float(frames.calibration.color.fx) / (float(np.median(z)) * frames.depth_scale)
+    z_m = float(np.median(z)) * frames.depth_scale
+    side = params.framing_face_m * float(frames.calibration.color.fx) / z_m
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if params.framing == "silhouette":
+        cx = _silhouette_centre(frames.depth, frames.depth_scale, z_m, cx, cy, side, params.crop_scale)
     return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
+def _silhouette_centre(depth: np.ndarray, depth_scale: float, z_m: float, cx: float, cy: float, side: float,
+                       crop_scale: float) -> float:
+    """The horizontal centre of the head's outline in depth near (cx, cy) (framed_box, silhouette); cx where the
+    centre column has no depth near z_m on any row searched."""
+    h, w = depth.shape[:2]
+    half = crop_scale * side / 2
+    wx0, wx1 = max(int(cx - half), 0), min(int(cx + half) + 1, w)
+    wy0, wy1 = max(int(cy - SILHOUETTE_ROWS * side), 0), min(int(cy + SILHOUETTE_ROWS * side) + 1, h)
+    c = int(cx)
+    if not (wx0 <= c < wx1 and wy0 < wy1):
+        return cx
+    pad = 3  # the closing below sees the same neighbours at the window's edge as inside it
+    px0, py0, px1, py1 = max(wx0 - pad, 0), max(wy0 - pad, 0), min(wx1 + pad, w), min(wy1 + pad, h)
+    patch = depth[py0:py1, px0:px1].astype(np.float32) * depth_scale
+    head = ((patch > 0) & (np.abs(patch - z_m) < SILHOUETTE_DEPTH_M)).astype(np.uint8)
+    head = cv2.morphologyEx(head, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))  # stereo's small holes
+    head = head[wy0 - py0:wy1 - py0, wx0 - px0:wx1 - px0] > 0
+    c -= wx0
+    mids = []
+    for row in head:
+        if not row[c]:
+            continue
+        gaps_left, gaps_right = np.flatnonzero(~row[:c]), np.flatnonzero(~row[c:])
+        left = gaps_left[-1] + 1 if gaps_left.size else 0
+        right = c + gaps_right[0] - 1 if gaps_right.size else row.size - 1
+        mids.append(wx0 + (left + right) / 2)
+    return float(np.median(mids)) if mids else cx
 
 
 def square_box(box, scale: float) -> tuple[float, float, float, float]:

@@ -132,7 +132,8 @@ def test_metric_framing_sizes_the_face_by_its_measured_distance():
         framed_box(FrameSet(**{**vars(frames), "registered": False}), box, p)
 
 
-def test_training_crops_and_the_live_pipeline_cut_the_same_metric_frame():
+@pytest.mark.parametrize("framing", ["metric", "silhouette"])
+def test_training_crops_and_the_live_pipeline_cut_the_same_metric_frame(framing):
     """face_source (training, the crop cache, edge-fas eval) and the pipeline's crop both frame by the parameters."""
     from types import SimpleNamespace
 
@@ -140,7 +141,7 @@ def test_training_crops_and_the_live_pipeline_cut_the_same_metric_frame():
     from edge_fas.data.source import face_source, finish
     from edge_fas.pipeline.pipeline import Pipeline
 
-    p = PreprocessParams(size=64, framing="metric")
+    p = PreprocessParams(size=64, framing=framing)
     frames, box = _calibrated_scene(), (120, 60, 220, 190)
     framed = framed_box(frames, box, p)
     assert framed != box
@@ -190,3 +191,58 @@ def test_the_live_crop_registers_again_where_a_metric_frame_outgrows_the_registe
     small = PreprocessParams(size=64, framing="metric", framing_face_m=0.10)
     Pipeline._crop(SimpleNamespace(runtime=SimpleNamespace(preprocess=small), register=register), near, box, frames)
     assert calls == []
+
+
+def test_silhouette_framing_moves_the_metric_square_sideways_onto_the_heads_outline_in_depth():
+    frames = _calibrated_scene(fx=300.0)  # the dome (the head) is centred at x = 160 on a wall 300 mm behind it
+    box = (120, 60, 220, 190)  # the detector's box, 10 px right of the head and 5 px below its centre
+    metric = framed_box(frames, box, PreprocessParams(size=64, framing="metric"))
+    s = PreprocessParams(size=64, framing="silhouette")
+    x0, y0, x1, y1 = framed_box(frames, box, s)
+    assert (x1 - x0, y1 - y0) == pytest.approx((metric[2] - metric[0], metric[3] - metric[1]))  # metric's size
+    assert (x0 + x1) / 2 == pytest.approx(160.0, abs=1.0)  # across: the head's outline, not the detector's 170
+    assert (y0 + y1) / 2 == pytest.approx(125.0)  # down: the detector's centre
+    assert s.to_dict()["framing"] == "silhouette" and PreprocessParams.from_dict(s.to_dict()) == s
+    # the outline is searched no farther than the crop square: a wall as near as the face gives the square's middle
+    flat = FrameSet(**{**vars(frames), "depth": np.full_like(frames.depth, 600)})
+    fx0, _, fx1, _ = framed_box(flat, box, s)
+    assert (fx0 + fx1) / 2 == pytest.approx(170.0, abs=1.0)
+    # no depth near the face's distance at the centre column on any row searched: metric's square
+    ringed = frames.depth.copy()
+    ringed[110:140, 165:175] = 0  # a hole at the centre column (the median over the box's middle half survives)
+    holed = FrameSet(**{**vars(frames), "depth": ringed})
+    assert framed_box(holed, box, s) == framed_box(holed, box, PreprocessParams(size=64, framing="metric"))
+    # no depth stream: the detector's box, as metric framing; no calibration: refused by name
+    assert framed_box(FrameSet(**{**vars(frames), "depth": None}), box, s) == box
+    with pytest.raises(CalibrationError, match="framing: silhouette.*no calibration"):
+        framed_box(_scene(), box, s)
+
+
+def test_the_live_silhouette_crop_reads_the_outline_over_the_same_region_as_training():
+    """The pipeline registers only around the detector's box; the silhouette framing reads the head's outline over
+    the metric square's crop region, so the live crop registers that first and cuts what fully registered training
+    frames give."""
+    from types import SimpleNamespace
+
+    from edge_fas.calibration import register_to_color
+    from edge_fas.data.synthetic import _rig, detected_face_box
+    from edge_fas.pipeline.pipeline import Pipeline
+
+    frames = _rig("rand", 0, 640, 480).render("bona_fide", 0)
+    box = detected_face_box(frames.rgb, frames.truth.face_box)
+    s = PreprocessParams(size=64, framing="silhouette")
+    x0, y0, x1, y1 = box
+    roi = (int(x0 + 0.2 * (x1 - x0)), int(y0), int(x1), int(y1))  # a first region that cuts off the head's left side
+    calls = []
+
+    def register(f, roi=None):
+        calls.append(roi)
+        return register_to_color(f, roi=roi)
+
+    whole = register_to_color(frames)
+    expected = crop_face(whole, framed_box(whole, box, s), s)
+    crop = Pipeline._crop(SimpleNamespace(runtime=SimpleNamespace(preprocess=s), register=register),
+                          register(frames, roi=roi), box, frames)
+    assert len(calls) >= 2  # registered again before the outline was read
+    assert crop.box == expected.box
+    np.testing.assert_array_equal(crop.depth, expected.depth)

@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -594,19 +594,32 @@ class Pipeline:
     def _crop(self, reg: FrameSet, box, frames: FrameSet | None = None):
         """The network's crop of the face at `box`, framed as the artifact's preprocessing says. A depth-sized
         (metric) frame can reach past the region registered around the detector's box; then `frames` are registered
-        again around that frame, so the crop never lacks depth where training's fully registered crops had it."""
+        again around that frame, so the crop never lacks depth where training's fully registered crops had it. The
+        silhouette framing searches the head's outline over the metric frame's crop square, so that square is
+        registered before the outline is read."""
         params = self.runtime.preprocess
         framed = framed_box(reg, box, params)
-        roi = reg.meta.get("registration_roi")
-        if frames is not None and roi is not None and framed is not box:
-            from edge_fas.calibration.registration import clip_roi
-            first = next(a for a in (reg.rgb, reg.depth, reg.ir) if a is not None)
-            x0, y0, x1, y1 = square_box(framed, params.crop_scale)
-            needed = clip_roi((math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)),
-                              first.shape[1], first.shape[0])
-            if needed[0] < roi[0] or needed[1] < roi[1] or needed[2] > roi[2] or needed[3] > roi[3]:
-                sq = square_box(framed, params.crop_scale * ROI_MARGIN)
-                reg = self.register(frames, roi=tuple(int(round(v)) for v in sq))
+        if frames is not None and framed is not box:
+            if params.framing == "silhouette":
+                metric = framed_box(reg, box, replace(params, framing="metric"))
+                wider = _register_around(self.register, params, reg, frames, metric)
+                if wider is not reg:
+                    reg, framed = wider, framed_box(wider, box, params)
+            reg = _register_around(self.register, params, reg, frames, framed)
         return crop_face(reg, framed, params)
 
 
+def _register_around(register, params, reg: FrameSet, frames: FrameSet, framed) -> FrameSet:
+    """`reg`, or `frames` registered again (by `register`) around `framed` where its crop square reaches past the
+    region `reg` was registered over."""
+    roi = reg.meta.get("registration_roi")
+    if roi is None:
+        return reg
+    from edge_fas.calibration.registration import clip_roi
+
+    first = next(a for a in (reg.rgb, reg.depth, reg.ir) if a is not None)
+    x0, y0, x1, y1 = square_box(framed, params.crop_scale)
+    needed = clip_roi((math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)), first.shape[1], first.shape[0])
+    if needed[0] < roi[0] or needed[1] < roi[1] or needed[2] > roi[2] or needed[3] > roi[3]:
+        return register(frames, roi=tuple(int(round(v)) for v in square_box(framed, params.crop_scale * ROI_MARGIN)))
+    return reg

@@ -24,8 +24,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             randomization: {rand_NAME: {base: rand, factor: [low, high]}} (custom range sets of the
                         randomised family; domains may be rand, rand_heldout or these names),
             preprocess: {depth_norm: plane_mm, ir_norm: face_log, ...} (edge_fas.preprocess; the
-                        normalisation applied after the crop cache, framing: metric before it; recorded in the
-                        checkpoint and the exported manifest, so the live pipeline crops the same way),
+                        normalisation applied after the crop cache, framing: metric or silhouette before it;
+                        recorded in the checkpoint and the exported manifest, so the live pipeline crops the same
+                        way),
             augment_params: {photometric: 0.8, ...} (edge_fas.data.augment.AugmentParams)}
     train: {epochs, batch_size (per process), lr, weight_decay, accumulate, seed, device, threads,
             amp: auto | true | false | bf16 (mixed precision in train_step: auto and true autocast to float16
