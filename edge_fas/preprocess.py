@@ -125,7 +125,7 @@ def framed_box(frames: FrameSet, box, params: PreprocessParams):
     sides of the centre, the run of pixels within SILHOUETTE_DEPTH_M of z that holds the centre column, searched no
     farther than the crop square (crop_scale sides); the square's horizontal centre is the median of the runs'
     midpoints. The detector's horizontal centre wanders about 0.06 face widths from the face's true one, the head's
-    outline about 0.04 (docs/demo-model.md, "A crop centred on the head's outline in depth"). Its vertical centre stays
+    outline about 0.04 (docs/demo-model.md, "Where the crop's centre comes from"). Its vertical centre stays
     the detector's: the head's outline in depth has no edge there that is steadier (hair above, the neck below). Where
     no row has depth at the centre column, the metric square is kept."""
     if params.framing == "detector":
