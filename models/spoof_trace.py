@@ -71,6 +71,7 @@ from edge_fas.models.resnet import RESNET50_LAYERS, ResNet, iresnet18
 MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "ir": 1}
 MODALITY_INDEX = {"rgb": 0, "depth": 1, "ir": 2}
 ALPHAS = (0.25, 100.0, 1.0, 100.0, 1.0, 10.0, 1.0, 1.0)
+PHI_LOGIT_MAX = 13.82  # just above the float32 logit of phi's clamp, ln((1 - 1e-6) / 1e-6) = 13.8155
 
 PRESETS = {
     "paper": dict(
@@ -388,11 +389,13 @@ class SpoofTraceNet(nn.Module):
         cmap = torch.sigmoid(self.classifier(torch.cat([traces[m] for m in self.modalities], dim=1)))
         score = cmap.flatten(1).mean(1)
         p = score.clamp(1e-6, 1 - 1e-6)
-        logits = torch.log(p) - torch.log1p(-p)
+        # the logit's own clamp changes nothing in float32 (|logit| <= 13.8155 there), but in float16 1 - 1e-6 rounds
+        # to 1 and a saturated phi's logit is +inf: bounded, it stays a number the head's logit can outweigh
+        logits = (torch.log(p) - torch.log1p(-p)).clamp(-PHI_LOGIT_MAX, PHI_LOGIT_MAX)
         if family_logits is not None:
             attack = torch.logsumexp(family_logits[:, 1:], dim=1) - family_logits[:, 0]
             w = float(self.config["family_weight"])
-            # the head alone skips phi's term: in float16 phi's logit reaches +-inf (1 - 1e-6 rounds to 1), and 0 * inf is NaN
+            # the head alone skips phi's term, so its graph has no phi arithmetic to round
             logits = attack if w == 1.0 else (1.0 - w) * logits + w * attack
             score = torch.sigmoid(logits)
         return cmap, score, logits

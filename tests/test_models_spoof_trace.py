@@ -397,3 +397,26 @@ def test_the_head_alone_stays_finite_where_phis_float16_logit_is_infinite():
         fam = net.family_head(net.family_features(*(b[m].half() for m in ("rgb", "depth", "ir"))))
         _, _, logits = net.classify({m: torch.full_like(b[m], 1e4).half() for m in net.modalities}, fam)
     assert torch.isfinite(logits).all()
+
+
+def test_phis_float16_logit_is_bounded_where_it_saturates():
+    """In float16 phi's clamp to 1 - 1e-6 rounds to 1, so a saturated phi's logit was +inf; it must be the float32
+    bound instead, so the weighted mean with the head's logit is a number the head can still move."""
+    from models.spoof_trace import PHI_LOGIT_MAX
+
+    b = make_batch(n=2)
+    for overrides in ({}, {"family_head": True}):
+        net = tiny(**overrides).eval()
+        fam = None
+        with torch.no_grad():
+            if net.family_head is not None:
+                torch.nn.init.normal_(net.family_head.weight, std=0.5)
+                fam = net.family_head(net.family_features(b["rgb"], b["depth"], b["ir"]))
+            net.half()
+            traces = {m: torch.full_like(b[m], 1e4).half() for m in net.modalities}
+            _, _, got = net.classify(traces, None if fam is None else fam.half())
+        assert torch.isfinite(got).all(), overrides
+        want = torch.full((2,), PHI_LOGIT_MAX)
+        if fam is not None:
+            want = 0.5 * want + 0.5 * (torch.logsumexp(fam[:, 1:], 1) - fam[:, 0])
+        torch.testing.assert_close(got.float(), want, atol=0.02, rtol=0.002)
