@@ -365,6 +365,43 @@ def test_mixed_precision_chooses_to_no_flips_not_just_to_the_gates_share(tmp_pat
     assert strict["nodes"] == ["/model/b/Conv", "/model/d/Conv"]
     assert strict["selection"]["flips"] == 0 and strict["selection"]["max_flips"] == 0
     assert strict["selection"]["tried"] == [[1, 1], [2, 0]]
+    assert strict["selection"]["confirmed_on"] is None  # a given selection is confirmed only on a given set
+
+
+def test_mixed_precision_confirms_a_count_on_crops_its_ranking_never_saw(tmp_path):
+    """The first count to flip nothing on the selection crops can do so by luck; it is chosen only if it also flips
+    nothing on the confirmation crops, else the next count is tried."""
+    from edge_fas.runtime.quantize import choose_float_nodes
+    torch.manual_seed(0)
+    rng = np.random.default_rng(6)
+    calib, select = random_batch(32, 16, rng), random_batch(32, 120, rng)
+    a = export_model(Tailed(mild=100.0), tmp_path / "t", threshold=0.5, parity_count=4, parity_source="random",
+                     gate_count=0)
+    a = export_model(Tailed(mild=100.0), tmp_path / "t",
+                     threshold=float(np.median(prec.ort_scores(a.onnx_path, select))),
+                     parity_count=4, parity_source="random", gate_count=0, overwrite=True)
+    # count 1 flips one of these 120 decisions (the test above); the crops without it flip none at count 1
+    f32 = prec.calibrated_ort_scores(a, a.onnx_path, select)
+    keep = choose_float_nodes(a, calib, (select, np.zeros(120, int)), 0.99, work=tmp_path, max_flips=1)
+    assert keep["nodes"] == ["/model/b/Conv"]
+    import tempfile
+    from pathlib import Path
+
+    from edge_fas.runtime.quantize import quantize_onnx
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        one = Path(tmp) / "one.onnx"
+        quantize_onnx(a.onnx_path, one, calib, keep_float=["/model/b/Conv"])
+        thr = prec.operating_threshold(a)
+        flipped = (prec.calibrated_ort_scores(a, one, select) >= thr) != (f32 >= thr)
+    assert flipped.sum() == 1
+    lucky = {k: v[~flipped] for k, v in select.items()}
+    unlucky = {k: v[flipped] for k, v in select.items()}
+    lucky_only = choose_float_nodes(a, calib, (lucky, np.zeros(len(lucky["rgb"]), int)), 0.99, work=tmp_path)
+    assert lucky_only["nodes"] == ["/model/b/Conv"] and lucky_only["selection"]["flips"] == 0
+    confirmed = choose_float_nodes(a, calib, (lucky, np.zeros(len(lucky["rgb"]), int)), 0.99, work=tmp_path,
+                                   confirm=(unlucky, np.zeros(1, int)))
+    assert confirmed["nodes"] == ["/model/b/Conv", "/model/d/Conv"]
+    assert confirmed["selection"]["confirmed_on"] == {"frame_sets": 1, "tried": [[1, 1], [2, 0]]}
 
 
 def test_an_artifact_is_copied_with_a_new_int8_model_and_says_where_from(tmp_path, capsys):

@@ -141,15 +141,15 @@ def node_sensitivity(artifact: art.Artifact, calib: dict, selection: tuple, work
 
 def choose_float_nodes(artifact: art.Artifact, calib: dict, selection: tuple | None = None,
                        min_agreement: float | None = None, work=None, quiet: bool = True,
-                       max_flips: int = SELECTION_MAX_FLIPS) -> dict:
+                       max_flips: int = SELECTION_MAX_FLIPS, confirm: tuple | None = None) -> dict:
     """The fewest quantisable nodes to keep in float for int8 to flip at most `max_flips` of the selection crops'
-    decisions (mixed_precision.choose_float_nodes). Returns {nodes, selection: figures}; raises EdgeFasError when
-    even every node in float misses it."""
+    decisions, and of `confirm`'s (mixed_precision.choose_float_nodes). Returns {nodes, selection: figures}; raises
+    EdgeFasError when even every node in float misses it."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="int8-nodes-", dir=work) as tmp:
         nodes = int8_candidates(artifact, calib, tmp)
     return mixed_precision.choose_float_nodes(artifact, nodes, int8_build(artifact, calib), "int8", selection,
-                                              min_agreement, work, quiet, max_flips)
+                                              min_agreement, work, quiet, max_flips, confirm)
 
 
 def _record_refused_int8(artifact: art.Artifact, figures: dict) -> None:
