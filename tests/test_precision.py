@@ -345,19 +345,26 @@ def test_mixed_precision_keeps_the_sensitive_node_in_float_and_passes_the_gate(t
     assert "int8" in rt.reason
 
 
-def test_mixed_precision_chooses_to_no_flips_not_just_to_the_gates_share(tmp_path):
-    """Choosing only to the gate's agreement stops at the first count whose flips the gate allows, so a held-out
-    gate falls on either side by chance; by default the choice goes on until the selection crops flip nothing."""
-    from edge_fas.runtime.quantize import choose_float_nodes
+def _tailed_at_its_median(tmp_path):
+    """(artifact, calibration batch, 120 selection inputs): Tailed exported with its threshold at the median of its
+    scores on those inputs, where int8's small changes flip decisions. The threshold comes from one draw of the
+    weights, the model exported with it from another (as in the test above)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(6)
     calib, select = random_batch(32, 16, rng), random_batch(32, 120, rng)
-    # the threshold from one draw of the weights, the model exported with it another (as in the test above)
     a = export_model(Tailed(mild=100.0), tmp_path / "t", threshold=0.5, parity_count=4, parity_source="random",
                      gate_count=0)
     a = export_model(Tailed(mild=100.0), tmp_path / "t",
                      threshold=float(np.median(prec.ort_scores(a.onnx_path, select))),
                      parity_count=4, parity_source="random", gate_count=0, overwrite=True)
+    return a, calib, select
+
+
+def test_mixed_precision_chooses_to_no_flips_not_just_to_the_gates_share(tmp_path):
+    """Choosing only to the gate's agreement stops at the first count whose flips the gate allows, so a held-out
+    gate falls on either side by chance; by default the choice goes on until the selection crops flip nothing."""
+    from edge_fas.runtime.quantize import choose_float_nodes
+    a, calib, select = _tailed_at_its_median(tmp_path)
     selection = (select, np.zeros(120, int))
     loose = choose_float_nodes(a, calib, selection, 0.99, work=tmp_path, max_flips=1)
     assert loose["nodes"] == ["/model/b/Conv"] and loose["selection"]["flips"] == 1  # 119 of 120 meets 99%
@@ -372,14 +379,7 @@ def test_mixed_precision_confirms_a_count_on_crops_its_ranking_never_saw(tmp_pat
     """The first count to flip nothing on the selection crops can do so by luck; it is chosen only if it also flips
     nothing on the confirmation crops, else the next count is tried."""
     from edge_fas.runtime.quantize import choose_float_nodes
-    torch.manual_seed(0)
-    rng = np.random.default_rng(6)
-    calib, select = random_batch(32, 16, rng), random_batch(32, 120, rng)
-    a = export_model(Tailed(mild=100.0), tmp_path / "t", threshold=0.5, parity_count=4, parity_source="random",
-                     gate_count=0)
-    a = export_model(Tailed(mild=100.0), tmp_path / "t",
-                     threshold=float(np.median(prec.ort_scores(a.onnx_path, select))),
-                     parity_count=4, parity_source="random", gate_count=0, overwrite=True)
+    a, calib, select = _tailed_at_its_median(tmp_path)
     # count 1 flips one of these 120 decisions (the test above); the crops without it flip none at count 1
     f32 = prec.calibrated_ort_scores(a, a.onnx_path, select)
     keep = choose_float_nodes(a, calib, (select, np.zeros(120, int)), 0.99, work=tmp_path, max_flips=1)
