@@ -402,6 +402,12 @@ def test_mixed_precision_confirms_a_count_on_crops_its_ranking_never_saw(tmp_pat
                                    confirm=(unlucky, np.zeros(1, int)))
     assert confirmed["nodes"] == ["/model/b/Conv", "/model/d/Conv"]
     assert confirmed["selection"]["confirmed_on"] == {"frame_sets": 1, "tried": [[1, 1], [2, 0]]}
+    # a choice the gate then refuses is kept in the manifest beside the refusal, to read the refusal against
+    with pytest.raises(prec.PrecisionRefused):
+        add_int8(a, calibration=calib, held_out=(select, np.zeros(120, int)), min_agreement=0.995, mixed=True,
+                 selection=(lucky, np.zeros(len(lucky["rgb"]), int)))
+    refused = load_artifact(a.folder).manifest["precision"]["int8"]
+    assert refused["float_nodes"] == 1 and refused["flips"] == 1 and refused["mixed_choice"]["tried"][0] == [1, 0]
 
 
 def test_an_artifact_is_copied_with_a_new_int8_model_and_says_where_from(tmp_path, capsys):

@@ -209,6 +209,8 @@ def add_int8(artifact: art.Artifact, calibration=None, held_out=None, calib_coun
         try:
             figures = prec.judge(figures, "int8", min_agreement or prec.MIN_AGREEMENT, force)
         except prec.PrecisionRefused as refused:
+            if chosen:  # what the choice saw, so a refusal can be read against it
+                refused.figures["mixed_choice"] = chosen["selection"]
             _record_refused_int8(artifact, refused.figures)
             raise
         candidate.replace(folder / INT8_FILE)
