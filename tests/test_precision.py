@@ -401,7 +401,8 @@ def test_mixed_precision_confirms_a_count_on_crops_its_ranking_never_saw(tmp_pat
     confirmed = choose_float_nodes(a, calib, (lucky, np.zeros(len(lucky["rgb"]), int)), 0.99, work=tmp_path,
                                    confirm=(unlucky, np.zeros(1, int)))
     assert confirmed["nodes"] == ["/model/b/Conv", "/model/d/Conv"]
-    assert confirmed["selection"]["confirmed_on"] == {"frame_sets": 1, "tried": [[1, 1], [2, 0]]}
+    assert confirmed["selection"]["confirmed_on"] == {"data": "given confirmation set", "frame_sets": 1,
+                                                      "tried": [[1, 1], [2, 0]]}
     # a choice the gate then refuses is kept in the manifest beside the refusal, to read the refusal against
     with pytest.raises(prec.PrecisionRefused):
         add_int8(a, calibration=calib, held_out=(select, np.zeros(120, int)), min_agreement=0.995, mixed=True,

@@ -6,10 +6,11 @@ seed nothing else renders (SELECTION_SEED), and the nodes are ranked by the deci
 mean |change| of the calibrated score. The fewest of the most sensitive (counts FLOAT_STEPS in turn) are kept in
 float32 that flip at most SELECTION_MAX_FLIPS of the selection crops' decisions, and so agree on at least the gate's
 share. Choosing only to the gate's 99.5% left no margin: 300 crops allow one flip, and a model chosen to exactly that
-missed its held-out gate (g34e: 99.33%). The counts are tried in turn and the first to flip nothing would win, so a
-count that reaches zero on 300 crops by luck was taken (r56: 30 nodes, 0 of 300 flipped, then 8 of 600 at its gate):
-a count must also flip at most as many of CONFIRM_FRAME_SETS further crops of the same seed, which the ranking never
-saw, before it is chosen. The gate then judges the chosen model on its own crops, as it judges any.
+missed its held-out gate (g34e: 99.33%). A seed's crops come from one set of rigs (cameras, people), so a choice made
+on one seed can fit that seed's rigs: r56's 30 nodes flipped none of 600 crops of the selection seed and 8 of 600 at
+its gate's seed. So a count must also flip at most as many of CONFIRM_FRAME_SETS crops of another seed
+(CONFIRM_SEED: other rigs, never ranked on) before it is chosen. The gate then judges the chosen model on its own
+crops, as it judges any.
 
 The precision is given by `build(keep_float, dst)`, which writes the model with the nodes `keep_float` (names) in
 float32 and every other candidate in the lower precision: quantize.py (int8) and precision.py (fp16) each give one."""
@@ -23,8 +24,9 @@ from typing import Callable
 from edge_fas.errors import EdgeFasError
 
 SELECTION_SEED = 3  # calibration renders seed 0, the gates seed 1, bench_int8 --check seed 2
+CONFIRM_SEED = 38  # other rigs than the selection seed's; benchmarks' check seeds so far ran to 37
 SELECTION_FRAME_SETS = 300
-CONFIRM_FRAME_SETS = 300  # the selection seed's next crops, which confirm a count the ranking crops chose
+CONFIRM_FRAME_SETS = 300  # crops of CONFIRM_SEED, which confirm a count the ranking crops chose
 SELECTION_MAX_FLIPS = 0  # decisions the chosen model may still flip on the selection crops: a margin below the gate's
 FLOAT_STEPS = (1, 2, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
 
@@ -38,10 +40,9 @@ def selection_crops(artifact, quiet: bool = True):
 
 
 def confirmation_crops(artifact, quiet: bool = True):
-    """(batch, labels): the CONFIRM_FRAME_SETS crops of SELECTION_SEED after the selection crops."""
+    """(batch, labels): CONFIRM_FRAME_SETS synthetic-rig crops of CONFIRM_SEED, rendered for a choice only."""
     from edge_fas.runtime.quantize import synthetic_crops
-    return synthetic_crops(CONFIRM_FRAME_SETS, artifact.preprocess, seed=SELECTION_SEED, offset=SELECTION_FRAME_SETS,
-                           quiet=quiet)
+    return synthetic_crops(CONFIRM_FRAME_SETS, artifact.preprocess, seed=CONFIRM_SEED, quiet=quiet)
 
 
 def rank_nodes(artifact, nodes: list[str], build: Build, selection: tuple, work: Path, precision: str,
@@ -74,16 +75,20 @@ def choose_float_nodes(artifact, nodes: list[str], build: Build, precision: str,
     """The fewest nodes of `nodes`, most sensitive first (rank_nodes), to keep in float32 for `precision` to flip at
     most `max_flips` of the selection crops' decisions and agree with float32's on at least `min_agreement` (the
     gate's), trying FLOAT_STEPS counts in turn; a count that does is chosen only if it does on `confirm` (batch,
-    labels) too. Without a given selection both are the selection seed's crops (selection_crops, confirmation_crops);
+    labels) too. Without a given selection they are the selection seed's and the confirmation seed's crops
+    (selection_crops, confirmation_crops);
     a given selection is confirmed only on a given `confirm`. Returns {nodes, selection: figures}; raises EdgeFasError
     when even every node in float32 misses it."""
     from edge_fas.runtime import precision as prec
     need = min_agreement or prec.MIN_AGREEMENT
     data = "given selection set" if selection is not None else \
         f"synthetic rig crops, seed {SELECTION_SEED} (rendered for this choice only)"
+    confirm_data = "given confirmation set"
     if selection is None:
         selection = selection_crops(artifact, quiet)
-        confirm = confirm if confirm is not None else confirmation_crops(artifact, quiet)
+        if confirm is None:
+            confirm = confirmation_crops(artifact, quiet)
+            confirm_data = f"synthetic rig crops, seed {CONFIRM_SEED} (rendered for this choice only)"
     batch, labels = selection
     with tempfile.TemporaryDirectory(prefix=f"{precision}-mixed-", dir=work) as tmp:
         tmp = Path(tmp)
@@ -108,7 +113,7 @@ def choose_float_nodes(artifact, nodes: list[str], build: Build, precision: str,
             return {"nodes": keep, "selection": {
                 "data": data, "frame_sets": int(len(labels)), "decision_agreement": f["decision_agreement"],
                 "flips": int(f["flips"]), "max_flips": int(max_flips), "tried": [list(t) for t in tried],
-                "confirmed_on": None if confirm is None else {"frame_sets": int(len(confirm[1])),
+                "confirmed_on": None if confirm is None else {"data": confirm_data, "frame_sets": int(len(confirm[1])),
                                                               "tried": [list(t) for t in confirmed]},
                 "most_sensitive": ranked[:min(10, len(ranked))]}}
     raise EdgeFasError(f"{precision} mixed precision: even with every one of the {len(ranked)} candidate nodes in "
