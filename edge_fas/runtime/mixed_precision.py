@@ -75,10 +75,9 @@ def choose_float_nodes(artifact, nodes: list[str], build: Build, precision: str,
     """The fewest nodes of `nodes`, most sensitive first (rank_nodes), to keep in float32 for `precision` to flip at
     most `max_flips` of the selection crops' decisions and agree with float32's on at least `min_agreement` (the
     gate's), trying FLOAT_STEPS counts in turn; a count that does is chosen only if it does on `confirm` (batch,
-    labels) too. Without a given selection they are the selection seed's and the confirmation seed's crops
-    (selection_crops, confirmation_crops);
-    a given selection is confirmed only on a given `confirm`. Returns {nodes, selection: figures}; raises EdgeFasError
-    when even every node in float32 misses it."""
+    labels) too. Without a given selection both are rendered (selection_crops, confirmation_crops); a given selection
+    is confirmed only on a given `confirm`. Returns {nodes, selection: figures}; raises EdgeFasError when even every
+    node in float32 misses it."""
     from edge_fas.runtime import precision as prec
     need = min_agreement or prec.MIN_AGREEMENT
     data = "given selection set" if selection is not None else \
