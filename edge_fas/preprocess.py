@@ -147,12 +147,22 @@ def framed_box(frames: FrameSet, box, params: PreprocessParams):
     z = mid[mid > 0]
     if z.size < MIN_FRAMING_DEPTH_PIXELS:
         return box
-    z_m = float(np.median(z)) * frames.depth_scale
-    side = params.framing_face_m * float(frames.calibration.color.fx) / z_m
+    side = params.framing_face_m * float(frames.calibration.color.fx) / (float(np.median(z)) * frames.depth_scale)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if params.framing == "silhouette":
-        cx = _silhouette_centre(frames.depth, frames.depth_scale, z_m, cx, cy, side, params.crop_scale)
-    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+    square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return outline_centred(frames, square, params) if params.framing == "silhouette" else square
+
+
+def outline_centred(frames: FrameSet, square, params: PreprocessParams):
+    """The metric framing's `square` moved sideways onto the head's outline in depth (framed_box, silhouette), for a
+    caller that has the square already: the live pipeline registers the frames around it before the outline is read.
+    The face's distance is the one the square's side was set from."""
+    x0, y0, x1, y1 = square
+    side = x1 - x0
+    z_m = params.framing_face_m * float(frames.calibration.color.fx) / side
+    cx = _silhouette_centre(frames.depth, frames.depth_scale, z_m, (x0 + x1) / 2, (y0 + y1) / 2, side,
+                            params.crop_scale)
+    return cx - side / 2, y0, cx + side / 2, y1
 
 
 def _silhouette_centre(depth: np.ndarray, depth_scale: float, z_m: float, cx: float, cy: float, side: float,

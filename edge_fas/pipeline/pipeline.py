@@ -46,7 +46,7 @@ from edge_fas.pipeline.physics import PhysicsCheck, choose_mode, face_depth
 from edge_fas.pipeline.pose import head_pose, pose_faults
 from edge_fas.pipeline.registration_monitor import RegistrationMonitor
 from edge_fas.pipeline.tracker import BOX_CHANGES, FaceTracker, face_distance_m, select
-from edge_fas.preprocess import crop_face, framed_box, square_box
+from edge_fas.preprocess import crop_face, framed_box, outline_centred, square_box
 from edge_fas.types import FrameSet, Verdict
 from edge_fas.uncertainty import face_statistic
 
@@ -598,14 +598,19 @@ class Pipeline:
         silhouette framing searches the head's outline over the metric frame's crop square, so that square is
         registered before the outline is read."""
         params = self.runtime.preprocess
-        framed = framed_box(reg, box, params)
-        if frames is not None and framed is not box:
-            if params.framing == "silhouette":
-                metric = framed_box(reg, box, replace(params, framing="metric"))
-                wider = _register_around(self.register, params, reg, frames, metric)
-                if wider is not reg:
-                    reg, framed = wider, framed_box(wider, box, params)
-            reg = _register_around(self.register, params, reg, frames, framed)
+        if params.framing != "silhouette":
+            framed = framed_box(reg, box, params)
+            if frames is not None and framed is not box:
+                reg = _register_around(self.register, params, reg, frames, framed)
+            return crop_face(reg, framed, params)
+        # the outline is read once, on frames registered over the metric square it searches
+        framed = framed_box(reg, box, replace(params, framing="metric"))
+        if framed is not box:
+            if frames is not None:
+                reg = _register_around(self.register, params, reg, frames, framed)
+            framed = outline_centred(reg, framed, params)
+            if frames is not None:  # moved sideways, the square can reach past that region
+                reg = _register_around(self.register, params, reg, frames, framed)
         return crop_face(reg, framed, params)
 
 
