@@ -22,7 +22,7 @@ with the decision agreement, the flips and the mean |change| of the calibrated s
 5. with `--check N`, instead of 1-4: the artifact's own int8 model when it has one that its gate passed
    (what the runtimes run; a mixed-precision one included), else the export's recipe, on the gate crops and on
    N crops of seed `--seed` (default 2; the randomised family's held-out ranges and the named domains, like the
-   gate; rendered by neither the export, nor its mixed-precision choice (seed 3), nor sections 1-4), with the
+   gate; rendered by neither the export, nor its mixed-precision choice (seeds 3 and 38), nor sections 1-4), with the
    agreement's 95% Clopper-Pearson interval: a larger, untouched sample for a model changed to pass the gate;
    and the fp16 model's agreement on those N crops with its 95% lower bound (600 or more can show 99.5%); with
    `--against OTHER` also OTHER's int8 model (same float model, another int8 recipe) on the same crops, paired;
@@ -96,7 +96,7 @@ def main() -> int:
     ap.add_argument("--check", type=int, default=0, metavar="N",
                     help="only the artifact's int8 model (or the export's recipe), on the gate crops and on N crops "
                          "of --seed, with intervals")
-    ap.add_argument("--seed", type=int, default=2, help="rig seed of --check's crops (not 0, 1 or 3: export uses them)")
+    ap.add_argument("--seed", type=int, default=2, help="rig seed of --check's crops (not 0, 1, 3 or 38: export uses them)")
     ap.add_argument("--against", default=None, metavar="ARTIFACT",
                     help="with --check: another artifact of the same float model whose int8 model is scored on the "
                          "same crops, paired (which crops each flips): two int8 recipes compared")
@@ -107,8 +107,14 @@ def main() -> int:
     from edge_fas import artifact as art
     from edge_fas.metrics import binomial_interval
     from edge_fas.runtime import precision as prec
+    from edge_fas.runtime import mixed_precision
     from edge_fas.runtime import quantize as q
 
+    if args.check and args.seed in (0, 1, mixed_precision.SELECTION_SEED, mixed_precision.CONFIRM_SEED):
+        print(f"--seed {args.seed}: export renders that seed (calibration 0, gate 1, mixed-precision choice "
+              f"{mixed_precision.SELECTION_SEED} and its confirmation {mixed_precision.CONFIRM_SEED}); pick another",
+              file=sys.stderr)
+        return 2
     artifact = art.load_artifact(args.model)
     rival = None
     if args.against:
@@ -148,10 +154,6 @@ def main() -> int:
     f32 = prec.calibrated_ort_scores(artifact, artifact.onnx_path, gate)
     other = None
     if args.keep_float or args.check:  # --check takes precedence
-        if args.check and args.seed in (0, 1, q.SELECTION_SEED):
-            print(f"--seed {args.seed}: export renders that seed (calibration 0, gate 1, mixed-precision choice "
-                  f"{q.SELECTION_SEED}); pick another", file=sys.stderr)
-            return 2
         batch, other_labels = q.synthetic_crops(args.check, artifact.preprocess, seed=args.seed) if args.check else \
             q.synthetic_crops(128, artifact.preprocess, seed=0, offset=5000)
         other = (batch, other_labels, prec.calibrated_ort_scores(artifact, artifact.onnx_path, batch))

@@ -504,3 +504,15 @@ def test_bench_demo_scores_at_the_products_framing_when_told_and_refuses_factors
     monkeypatch.setattr(sys, "argv", ["bench_demo.py", "--missed-face", "skip", "--factors", "8"])
     with pytest.raises(SystemExit, match="cannot be lined up: drop --factors"):
         bench_demo.main()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 38])
+def test_the_int8_check_refuses_a_seed_the_export_renders(monkeypatch, capsys, seed):
+    # export calibrates on seed 0, gates on 1, chooses mixed-precision nodes on 3 and confirms them on 38: a check
+    # on one of those is not untouched, and it is refused before anything is loaded or rendered
+    import bench_int8
+
+    monkeypatch.setattr(sys, "argv", ["bench_int8.py", "--model", "no-such-artifact", "--check", "600",
+                                      "--seed", str(seed)])
+    assert bench_int8.main() == 2
+    assert f"--seed {seed}: export renders that seed" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from typing import Callable
 from edge_fas.errors import EdgeFasError
 
 SELECTION_SEED = 3  # calibration renders seed 0, the gates seed 1, bench_int8 --check seed 2
-CONFIRM_SEED = 38  # other rigs than the selection seed's; benchmarks' check seeds so far ran to 37
+CONFIRM_SEED = 38  # other rigs than the selection seed's (bench_int8.py --check refuses both)
 SELECTION_FRAME_SETS = 300
 CONFIRM_FRAME_SETS = 300  # crops of CONFIRM_SEED, which confirm a count the ranking crops chose
 SELECTION_MAX_FLIPS = 0  # decisions the chosen model may still flip on the selection crops: a margin below the gate's
