@@ -184,3 +184,40 @@ def test_randomised_crops_key_their_cache_on_the_range_values(tmp_path):
     assert set(a.domain) == {"rand_x"}
     with pytest.raises(ValueError, match="rand_heldout"):
         synthetic_crops(["rand_y"], "test", 1, params=P)
+
+
+def test_a_split_can_start_at_a_later_row_of_the_same_plan():
+    """data.start trains on the people after an earlier run's rows: the same rows (index, species, moment, so the
+    same per-sample cache entries) the longer plan has there, and only the synthetic source takes it."""
+    from edge_fas.data.build import split_index
+    from edge_fas.errors import ConfigError
+    from edge_fas.training.config import check_config, load_train_config
+
+    whole = sample_plan("rand", "train", 30, seed=5)
+    assert sample_plan("rand", "train", 12, seed=5, start=18) == whole[18:]
+    assert sample_plan("rand", "train", 18, seed=5) == whole[:18]
+    cfg = load_train_config(None, {"data.train_domains": ["rand"], "data.per_domain": {"train": 4, "val": 2, "test": 0},
+                                   "data.start": {"train": 6}})
+    check_config(cfg)
+    later = split_index(cfg["data"], "train")
+    cfg["data"]["per_domain"] = {"train": 10, "val": 2, "test": 0}
+    cfg["data"]["start"] = {"train": 0}
+    first_ten = split_index(cfg["data"], "train")
+    assert [s.identity() for s in later.samples()] == [s.identity() for s in list(first_ten.samples())[6:]]
+    assert "from row 6" in later.meta["data"] and "from row" not in first_ten.meta["data"]
+    for bad, message in (({"train": -1}, "data.start.train must be a whole row number >= 0"),
+                         ({"train": 1.5}, "data.start.train must be a whole row number"),
+                         ({"holdout": 3}, "unknown split.*holdout"),
+                         (12000, "data.start must be a mapping")):
+        with pytest.raises(ConfigError, match=message):
+            check_config(load_train_config(None, {"data.start": bad}))
+    with pytest.raises(ConfigError, match="data.start applies to the synthetic source"):
+        check_config(load_train_config(None, {"data.start": {"train": 3}, "data.source": "sessions"}))
+
+
+def test_a_later_start_keys_its_own_cached_set(tmp_path):
+    first = synthetic_crops(["cefa"], "train", 2, params=P, width=160, height=120, cache_dir=tmp_path)
+    later = synthetic_crops(["cefa"], "train", 2, params=P, width=160, height=120, cache_dir=tmp_path, start=2)
+    whole = synthetic_crops(["cefa"], "train", 4, params=P, width=160, height=120)
+    assert len(list(tmp_path.glob("*.npz"))) == 2 and later.meta["start"] == 2 and "start" not in first.meta
+    assert np.array_equal(later.rgb, whole.rgb[2:]) and np.array_equal(first.rgb, whole.rgb[:2])

@@ -188,8 +188,18 @@ def _synthetic_description(d: dict, domains, split: str) -> str:
 
     w, h = d["rig_size"]  # the rig's version: a change to its physics changes every number computed on it
     return (f"synthetic rig {fingerprint()}, domains {', '.join(domains)} ({split} split, "
-            f"{d['per_domain'][split]} per domain, seed {d['seed']}, rig {w}x{h}"
+            f"{d['per_domain'][split]} per domain{_rows_from(d, split)}, seed {d['seed']}, rig {w}x{h}"
             + (", faces the detector misses skipped" if d.get("missed_face", "truth") == "skip" else "") + ")")
+
+
+def first_row(d: dict, split: str) -> int:
+    """data.start's row for `split`: where each synthetic domain's plan starts (0: its beginning)."""
+    return int((d.get("start") or {}).get(split, 0))
+
+
+def _rows_from(d: dict, split: str) -> str:
+    start = first_row(d, split)
+    return f" from row {start}" if start else ""
 
 
 def _custom_ranges(d: dict) -> dict:
@@ -229,7 +239,7 @@ def split_index(d: dict, split: str, domains=None) -> SampleIndex:
     ranges = _custom_ranges(d)
     samples = [s for dom in domains for s in synthetic_samples(dom, split, int(d["per_domain"][split]), int(d["seed"]),
                                                                 int(w), int(h), d["attack_mix"], ranges,
-                                                                d.get("missed_face", "truth"))]
+                                                                d.get("missed_face", "truth"), first_row(d, split))]
     return SampleIndex(samples, {"source": "synthetic", "domains": domains, "split": split,
                                  "data": _synthetic_description(d, domains, split)})
 
@@ -296,7 +306,7 @@ def build_split(d: dict, split: str, params, domains=None, progress=None) -> Cro
     cs = synthetic_crops(domains, split, int(d["per_domain"][split]), seed=int(d["seed"]), params=params,
                          width=int(w), height=int(h), cache_dir=d["cache_dir"], workers=int(d["render_workers"]),
                          attack_mix=d["attack_mix"], progress=progress, ranges=_custom_ranges(d),
-                         missed_face=d.get("missed_face", "truth"))
+                         missed_face=d.get("missed_face", "truth"), start=first_row(d, split))
     cs.meta["data"] = _synthetic_description(d, domains, split)
     return cs
 

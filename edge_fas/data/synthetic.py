@@ -122,19 +122,23 @@ def attack_probabilities(domain: str, attack_mix) -> dict[str, float]:
 
 
 def sample_plan(domain: str, split: str, n: int, seed: int = 0, attack_share: float = 0.5,
-                attack_mix="domain"):
+                attack_mix="domain", start: int = 0):
     """[(index, species, t)] for `n` samples of `domain` in `split`; deterministic in its arguments.
 
-    attack_mix: see attack_probabilities."""
+    attack_mix: see attack_probabilities. start: the plan's rows from `start` on (rows start .. start + n - 1 of
+    the plan that start=0 gives: a plan is a prefix of any longer one, so a later run can train on the people an
+    earlier one's `n` stopped before)."""
     if split not in SPLIT_OFFSETS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLIT_OFFSETS)}")
     probs = attack_probabilities(domain, attack_mix)
     names, p = list(probs), np.array(list(probs.values()))
     rng = np.random.default_rng([seed, SPLIT_OFFSETS[split], *domain.encode()])
     plan = []
-    for i in range(n):
+    for i in range(int(start) + n):
         species = "bona_fide" if rng.random() >= attack_share else str(rng.choice(names, p=p / p.sum()))
-        plan.append((SPLIT_OFFSETS[split] + i, species, round(float(rng.uniform(0.0, 2.0)), 3)))
+        t = round(float(rng.uniform(0.0, 2.0)), 3)  # drawn for every row, kept or not, so rows never shift
+        if i >= start:
+            plan.append((SPLIT_OFFSETS[split] + i, species, t))
     return plan
 
 
@@ -209,17 +213,18 @@ MISSED_FACE = ("truth", "skip")
 
 
 def synthetic_samples(domain: str, split: str, n: int, seed: int = 0, width: int = 320, height: int = 240,
-                      attack_mix="domain", ranges: dict | None = None, missed_face: str = "truth") -> list[SyntheticSample]:
+                      attack_mix="domain", ranges: dict | None = None, missed_face: str = "truth",
+                      start: int = 0) -> list[SyntheticSample]:
     """The samples of sample_plan as SyntheticSamples (what streaming training renders lazily).
 
     ranges: custom range sets of the randomised family {name: RangeSet} (edge_fas.sim.ranges.parse_custom),
     usable as domain names. missed_face: truth (a face the detector misses is cut at the rig's true box) | skip
-    (such a sample has no face, as the product would see it)."""
+    (such a sample has no face, as the product would see it). start: see sample_plan."""
     if missed_face not in MISSED_FACE:
         raise ValueError(f"missed_face {missed_face!r} is unknown; use one of {', '.join(MISSED_FACE)}")
     rs = range_set(domain, ranges)
     return [SyntheticSample(domain, int(seed), int(width), int(height), int(i), str(s), float(t), rs, missed_face)
-            for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix)]
+            for i, s, t in sample_plan(domain, split, n, seed, attack_mix=attack_mix, start=start)]
 
 
 def range_set(domain: str, ranges: dict | None = None) -> RangeSet | None:
@@ -274,13 +279,14 @@ def _rig(domain, seed, width, height, ranges=None):
 def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params: PreprocessParams | None = None,
                     width: int = 320, height: int = 240, cache_dir: str | Path | None = None,
                     workers: int = 1, progress=None, attack_mix="domain", ranges: dict | None = None,
-                    missed_face: str = "truth") -> CropSet:
+                    missed_face: str = "truth", start: int = 0) -> CropSet:
     """Render `per_domain` samples of each domain in `split` and crop their faces.
 
     width/height: rig resolution (320x240 renders ~4x faster than VGA and still gives the face ~60-100
     px). workers > 1 renders in a process pool. progress: optional callable(done, total).
     attack_mix: see sample_plan. ranges: custom range sets of the randomised family {name: RangeSet}
-    (edge_fas.sim.ranges.parse_custom), usable as domain names. missed_face: see synthetic_samples."""
+    (edge_fas.sim.ranges.parse_custom), usable as domain names. missed_face: see synthetic_samples.
+    start: the first row of each domain's plan (sample_plan)."""
     from edge_fas.sim import fingerprint
 
     params = params or PreprocessParams()
@@ -290,7 +296,8 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
 
     key = json.dumps({"v": CACHE_VERSION, "sim": fingerprint(), "split": split, "n": per_domain, "seed": seed, "w": width, "h": height,
                       "p": params.to_dict(), **({"mix": attack_mix} if attack_mix != "domain" else {}),
-                      **({"missed_face": missed_face} if missed_face != "truth" else {})},
+                      **({"missed_face": missed_face} if missed_face != "truth" else {}),
+                      **({"start": int(start)} if start else {})},
                      sort_keys=True)
     sets = []
     for d in domains:
@@ -298,12 +305,13 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
         rs = range_set(d, ranges)
         if cache_dir is not None:
             h = hashlib.sha256((key + d + (rs.key() if rs is not None else "")).encode()).hexdigest()[:12]
-            path = Path(cache_dir) / f"synthetic-{d}-{split}-{per_domain}-{h}.npz"
+            rows = f"{per_domain}" if not start else f"{int(start)}+{per_domain}"
+            path = Path(cache_dir) / f"synthetic-{d}-{split}-{rows}-{h}.npz"
             if path.exists():
                 sets.append(CropSet.load(path))
                 continue
         jobs = [(sample, params) for sample in synthetic_samples(d, split, per_domain, seed, width, height,
-                                                                 attack_mix, ranges, missed_face)]
+                                                                 attack_mix, ranges, missed_face, start)]
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -326,6 +334,7 @@ def synthetic_crops(domains, split: str, per_domain: int, seed: int = 0, params:
             cs.save(path)
         sets.append(cs)
     out = CropSet.concat(sets)
-    out.meta = {"source": "synthetic", "domains": domains, "split": split, "per_domain": per_domain, "seed": seed,
+    out.meta = {"source": "synthetic", "domains": domains, "split": split, "per_domain": per_domain,
+                **({"start": int(start)} if start else {}), "seed": seed,
                 "rig_size": [width, height], "preprocess": params.to_dict(), "attack_mix": attack_mix}
     return out

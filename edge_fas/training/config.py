@@ -17,6 +17,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             train_domains: [...], val_domains: null (= train), test_domains: [],
             test_missing: [] (modalities removed at test, e.g. [depth]),
             per_domain: {train: 240, val: 60, test: 60}, rig_size: [320, 240], cache_dir: runs/cache,
+            start: {train: 0, val: 0, test: 0} (synthetic: the row of each domain's plan a split starts at, so a
+                        later run trains on the people after an earlier run's per_domain rows; those rows are
+                        the same whatever per_domain is),
             crop_cache: true (decoded, detected and cut faces kept under cache_dir/crops, edge_fas.data.cache),
             augment: true, drop: {depth: 0.1, ir: 0.1},
             attack_mix: domain (each domain's own species mix) | uniform (every attack species equally)
@@ -80,7 +83,8 @@ DEFAULTS = {
     "data": {"source": "synthetic", "protocol": None, "root": None, "lists": None, "frames_per_video": 3,
              "detect": False, "wmca": "preprocessed", "missed_face": "truth",
              "train_domains": ["surf", "cefa", "wmca", "padisi"], "val_domains": None,
-             "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60}, "rig_size": [320, 240],
+             "test_domains": [], "test_missing": [], "per_domain": {"train": 240, "val": 60, "test": 60},
+             "start": {"train": 0, "val": 0, "test": 0}, "rig_size": [320, 240],
              "seed": 0, "cache_dir": "runs/cache", "crop_cache": True, "augment": True, "drop": {"depth": 0.1, "ir": 0.1},
              "render_workers": 1, "attack_mix": "domain", "sessions": {"train": [], "val": [], "test": []}, "frames_per_take": 10,
              # randomised rig and invariance training (edge_fas.sim.ranges, edge_fas.data.augment):
@@ -193,6 +197,7 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"train.time_budget_min must be a number of minutes > 0, or null for no budget; got {budget!r}")
     _check_attack_mix(cfg)
     _check_missed_face(cfg)
+    _check_start(cfg)
     resolve_workers(cfg["train"]["workers"])
     data_params(cfg, 64)  # data.preprocess and data.augment_params
     _check_synthetic_domains(cfg)
@@ -226,6 +231,23 @@ def _check_consistency(tc: dict) -> None:
     if w > 0 and not tc["quantization_aware"]:
         raise ConfigError("train.quantization_consistency compares the float and the simulated-int8 model, so it "
                           "needs train.quantization_aware: true (or set it to 0)")
+
+
+def _check_start(cfg: dict) -> None:
+    """data.start: whole rows >= 0 for the splits train, val and test, and the synthetic source's only (the other
+    sources' rows are files on disk, chosen by their lists)."""
+    start = cfg["data"]["start"]
+    if not isinstance(start, dict):
+        raise ConfigError(f"data.start must be a mapping such as {{train: 12000}}; got {start!r}")
+    unknown = sorted(set(start) - {"train", "val", "test"})
+    if unknown:
+        raise ConfigError(f"data.start: unknown split(s) {unknown}; use train, val and test")
+    for split, row in start.items():
+        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+            raise ConfigError(f"data.start.{split} must be a whole row number >= 0; got {row!r}")
+    if any(start.values()) and cfg["data"]["source"] != "synthetic":
+        raise ConfigError(f"data.start applies to the synthetic source, whose rows are a plan; data.source is "
+                          f"{cfg['data']['source']} (choose its rows with its lists, or set data.start to 0)")
 
 
 def _check_missed_face(cfg: dict) -> None:
