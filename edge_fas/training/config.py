@@ -236,7 +236,7 @@ def _check_consistency(tc: dict) -> None:
 def _check_start(cfg: dict) -> None:
     """data.start: whole rows >= 0 for the splits train, val and test, and the synthetic source's only (the other
     sources' rows are files on disk, chosen by their lists)."""
-    start = cfg["data"]["start"]
+    start = cfg["data"].get("start", {})  # a config saved before data.start existed has none: every split at row 0
     if not isinstance(start, dict):
         raise ConfigError(f"data.start must be a mapping such as {{train: 12000}}; got {start!r}")
     unknown = sorted(set(start) - {"train", "val", "test"})
