@@ -431,6 +431,19 @@ def test_init_extend_fine_tunes_a_checkpoint_with_a_family_head_added(tmp_path):
         train(load_train_config(None, {"model": base["model"], "train.init_extend": {"family_head": True}}))
 
 
+def test_a_fine_tune_refuses_model_overrides_its_checkpoint_would_leave_unused(tmp_path):
+    from edge_fas.training.loop import build_model
+
+    path = save_checkpoint(tmp_path / "st.pt", build("spoof_trace", "edge", input_size=32))
+    cfg = load_train_config(None, {"model": {"name": "spoof_trace", "preset": "edge", "overrides": {"input_size": 32}},
+                                   "train.init_from": str(path)})
+    assert build_model(cfg, "cpu")[0].input_size == 32  # a config reused for its own checkpoint: equal values pass
+    cfg["model"]["overrides"] = {"input_size": 32, "alpha_family": 2.0}
+    with pytest.raises(ConfigError, match=r"model.overrides \{'alpha_family': 2.0\} differ from train.init_from .*"
+                                          r"\(alpha_family: 1.0\).*drop them from model.overrides"):
+        build_model(cfg, "cpu")
+
+
 def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standardisation():
     import warnings
     from types import SimpleNamespace

@@ -41,7 +41,9 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             convolutions; auto: channels_last on the CPU, where oneDNN's convolutions run it faster, contiguous
             elsewhere, where it was never measured),
             workers: auto | N (DataLoader processes decoding samples; auto: cores - 1, at most 8; 0: in the
-            training process), max_steps_per_epoch, init_from, log_every,
+            training process), max_steps_per_epoch, log_every,
+            init_from: a checkpoint to fine-tune, whose network and options it keeps (a model.overrides value that
+            differs from the saved one is refused rather than left unused),
             init_extend: model options that add a module to init_from's checkpoint, trained from a fresh start
             with the rest (e.g. {family_head: true}: spoof_trace's attack-family head; models/checkpoint.py),
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,

@@ -107,6 +107,22 @@ def autocast_dtype(amp, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def _check_overrides_match(overrides, saved: dict, init_from) -> None:
+    """A fine-tune keeps train.init_from's network and options: a model.overrides value that differs from the saved
+    one would be silently unused, so it is refused by name (an equal one, a config reused for its own checkpoint,
+    passes)."""
+    def same(a, b):
+        return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    differ = {k: v for k, v in dict(overrides or {}).items() if k not in saved or not same(v, saved[k])}
+    if differ:
+        saved_values = ", ".join(f"{k}: {saved[k]!r}" if k in saved else f"{k}: (none)" for k in differ)
+        raise ConfigError(f"model.overrides {differ} differ from train.init_from {init_from}'s saved model "
+                          f"({saved_values}); a fine-tune keeps the checkpoint's network and options, so they would go "
+                          "unused: drop them from model.overrides (or give the saved values), or train from scratch "
+                          "without train.init_from; train.init_extend adds a module such as family_head")
+
+
 def build_model(cfg: dict, device, world: int = 1):
     """(model, PreprocessParams, AugmentParams): the model built from the config, or train.init_from's
     checkpoint (fine-tuning), with model.pretrained's backbone weights; the preprocessing is
@@ -123,6 +139,7 @@ def build_model(cfg: dict, device, world: int = 1):
         model, info = load_model(tc["init_from"], extend=tc.get("init_extend") or None)
         if model.name != mc["name"]:
             raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
+        _check_overrides_match(mc["overrides"], info["config"], tc["init_from"])
     else:
         overrides = dict(mc["overrides"] or {})
         model = build(mc["name"], mc["preset"], **overrides)
