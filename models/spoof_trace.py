@@ -206,6 +206,9 @@ class SpoofTraceNet(nn.Module):
     name = "spoof_trace"
     output_names = ("logits", "score", "trace")
     training_only_modules = ("disc_live", "disc_spoof", "aux_heads")  # not in the exported graph
+    # options only the training losses read (from self.config, at each step): a fine-tune may change them
+    # (train.init_options) without touching the network or what it scores
+    loss_options = ("alphas", "lambda_t", "center_alpha", "mix_prob", "alpha_family")
     # {name: fn(batch, out) -> scalar tensor}: terms training adds to the generator's Eq. 13 total in the same
     # step (edge_fas.training.qat's float/int8 consistency); empty for the paper's training
     extra_losses: dict = {}

@@ -444,6 +444,32 @@ def test_a_fine_tune_refuses_model_overrides_its_checkpoint_would_leave_unused(t
         build_model(cfg, "cpu")
 
 
+def test_a_fine_tune_trains_with_the_loss_weights_init_options_gives(tmp_path):
+    from edge_fas.training.loop import build_model
+
+    path = save_checkpoint(tmp_path / "st.pt", build("spoof_trace", "edge", input_size=32, family_head=True))
+    model_section = {"name": "spoof_trace", "preset": "edge", "overrides": {}}
+    cfg = load_train_config(None, {"model": model_section, "train.init_from": str(path),
+                                   "train.init_options": {"alpha_family": 2.0}})
+    model = build_model(cfg, "cpu")[0]
+    assert model.config["alpha_family"] == 2.0  # read by the loss at each step, and saved with the new checkpoint
+    for options, message in (({"family_weight": 0.9}, r"may change only the options its 'spoof_trace' training "
+                                                       r"losses read \(alphas, lambda_t, center_alpha, mix_prob, "
+                                                       r"alpha_family\)"),
+                             ({"alpha_family": "high"}, "init_options.alpha_family must be a loss weight"),
+                             ({"alphas": [1.0, -1.0]}, r"init_options.alphas must be .*\(or a list of them\)")):
+        cfg["train"]["init_options"] = options
+        with pytest.raises(ConfigError, match=message):
+            build_model(cfg, "cpu")
+    from edge_fas.training.config import check_config
+
+    with pytest.raises(ConfigError, match="train.init_options .*with train.init_from set"):
+        check_config(load_train_config(None, {"model": model_section, "train.init_options": {"alpha_family": 2.0}}))
+    with pytest.raises(ConfigError, match="train.init_options .* would be ignored"):
+        check_config(load_train_config(None, {"model": model_section, "train.init_from": str(path), "train.fit": "head",
+                                              "train.init_options": {"alpha_family": 2.0}}))
+
+
 def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standardisation():
     import warnings
     from types import SimpleNamespace

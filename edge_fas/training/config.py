@@ -44,6 +44,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             training process), max_steps_per_epoch, log_every,
             init_from: a checkpoint to fine-tune, whose network and options it keeps (a model.overrides value that
             differs from the saved one is refused rather than left unused),
+            init_options: null | {option: value} (loss weights a fine-tune trains with instead of init_from's, among
+            the model's loss_options, e.g. spoof_trace's {alpha_family: 2.0}; the new checkpoint records them),
             init_extend: model options that add a module to init_from's checkpoint, trained from a fresh start
             with the rest (e.g. {family_head: true}: spoof_trace's attack-family head; models/checkpoint.py),
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,
@@ -96,7 +98,7 @@ DEFAULTS = {
     "train": {"epochs": 4, "batch_size": 16, "lr": None, "weight_decay": None, "accumulate": 1, "seed": 0,
               "amp": "auto", "device": "auto", "threads": 0, "memory_format": "auto", "workers": "auto",
               "max_steps_per_epoch": None,
-              "init_from": None, "init_extend": None, "quantization_aware": False,
+              "init_from": None, "init_extend": None, "init_options": None, "quantization_aware": False,
               "quantization_consistency": 0.0,
               "resume": False, "log_every": 10, "progress": True, "schedule": "constant", "warmup_epochs": 0,
               "min_lr_ratio": 0.01, "keep": "last", "target": "eer", "time_budget_min": None, "fit": "all"},
@@ -154,12 +156,14 @@ def _check_head_fit(tc: dict) -> None:
     to, so options that would change a full run are refused by name rather than silently ignored. (train.keep
     needs no check: the one fit is both the last and the best.)"""
     ignored = {"train.resume": (tc["resume"], False), "train.time_budget_min": (tc["time_budget_min"], None),
-               "train.quantization_consistency": (tc["quantization_consistency"], 0.0)}
+               "train.quantization_consistency": (tc["quantization_consistency"], 0.0),
+               "train.init_options": (tc.get("init_options"), None)}  # loss weights: the head fit has no such loss
     set_ = [f"{k} {v!r}" for k, (v, default) in ignored.items() if v != default]
     if set_:
         raise ConfigError(f"train.fit head fits the family head once, with no epochs, so {', '.join(set_)} would "
                           f"be ignored; leave {'them' if len(set_) > 1 else 'it'} at the default (train.resume false, "
-                          "train.time_budget_min null, train.quantization_consistency 0), or use train.fit all")
+                          "train.time_budget_min null, train.quantization_consistency 0, train.init_options null), "
+                          "or use train.fit all")
 
 
 def check_config(cfg: dict) -> None:
@@ -190,6 +194,11 @@ def check_config(cfg: dict) -> None:
                           "the whole network")
     if cfg["train"]["fit"] == "head":
         _check_head_fit(cfg["train"])
+    options = cfg["train"].get("init_options")
+    if options is not None and (not isinstance(options, dict) or not cfg["train"]["init_from"]):
+        raise ConfigError(f"train.init_options {options!r}: loss weights for a fine-tune, a mapping such as "
+                          "{alpha_family: 2.0} with train.init_from set (a model trained from scratch takes them in "
+                          "model.overrides)")
     if not isinstance(cfg["train"]["quantization_aware"], bool):
         raise ConfigError(f"train.quantization_aware must be true or false; got {cfg['train']['quantization_aware']!r}")
     _check_consistency(cfg["train"])

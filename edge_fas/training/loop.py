@@ -123,6 +123,31 @@ def _check_overrides_match(overrides, saved: dict, init_from) -> None:
                           "without train.init_from; train.init_extend adds a module such as family_head")
 
 
+def _apply_loss_options(model, info: dict, options: dict, init_from) -> None:
+    """train.init_options: loss weights the fine-tune trains with instead of the checkpoint's (the model's
+    loss_options only; each value checked by the model's own constructor). The new checkpoint records them."""
+    import torch
+
+    from edge_fas.models import build
+
+    allowed = tuple(getattr(model, "loss_options", ()))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"train.init_options {unknown}: a fine-tune of {init_from} may change only the options its "
+                          f"{model.name!r} training losses read ({', '.join(allowed) or 'none'}); an option that "
+                          "changes the network or its score needs a model trained from scratch")
+    for k, v in options.items():  # loss weights are numbers >= 0 (alphas: a list of them)
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if not values or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0
+                             for x in values):
+            raise ConfigError(f"train.init_options.{k} must be a loss weight, a number >= 0"
+                              f"{' (or a list of them)' if isinstance(v, (list, tuple)) else ''}; got {v!r}")
+    with torch.device("meta"):  # the model's own checks of the values, no weights allocated
+        checked = build(info["name"], info["preset"], **{**info["config"], **options}).config
+    model.config.update({k: checked[k] for k in options})
+    info["config"] = {**info["config"], **{k: checked[k] for k in options}}
+
+
 def build_model(cfg: dict, device, world: int = 1):
     """(model, PreprocessParams, AugmentParams): the model built from the config, or train.init_from's
     checkpoint (fine-tuning), with model.pretrained's backbone weights; the preprocessing is
@@ -140,6 +165,8 @@ def build_model(cfg: dict, device, world: int = 1):
         if model.name != mc["name"]:
             raise ConfigError(f"train.init_from {tc['init_from']} holds a {model.name!r} model, config says {mc['name']!r}")
         _check_overrides_match(mc["overrides"], info["config"], tc["init_from"])
+        if tc.get("init_options"):
+            _apply_loss_options(model, info, dict(tc["init_options"]), tc["init_from"])
     else:
         overrides = dict(mc["overrides"] or {})
         model = build(mc["name"], mc["preset"], **overrides)
