@@ -126,8 +126,6 @@ def _check_overrides_match(overrides, saved: dict, init_from) -> None:
 def _apply_loss_options(model, info: dict, options: dict, init_from) -> None:
     """train.init_options: loss weights the fine-tune trains with instead of the checkpoint's (the model's
     loss_options only; each value checked by the model's own constructor). The new checkpoint records them."""
-    import torch
-
     from edge_fas.models import build
 
     allowed = tuple(getattr(model, "loss_options", ()))
