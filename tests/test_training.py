@@ -452,7 +452,14 @@ def test_a_fine_tune_trains_with_the_loss_weights_init_options_gives(tmp_path):
     cfg = load_train_config(None, {"model": model_section, "train.init_from": str(path),
                                    "train.init_options": {"alpha_family": 2.0}})
     model = build_model(cfg, "cpu")[0]
-    assert model.config["alpha_family"] == 2.0  # read by the loss at each step, and saved with the new checkpoint
+    assert model.config["alpha_family"] == 2.0  # read by the loss at each step
+    ft = tiny_config(tmp_path / "ft", seed=3, memory_format="contiguous", init_from=str(path),
+                     init_options={"alpha_family": 2.0})
+    ft["model"] = model_section
+    (tmp_path / "ft").mkdir()
+    train(load_train_config(write_cfg(tmp_path / "ft", ft)))
+    saved = torch.load(tmp_path / "ft" / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["config"]["alpha_family"] == 2.0  # and recorded with the network it trained
     for options, message in (({"family_weight": 0.9}, r"may change only the options its 'spoof_trace' training "
                                                        r"losses read \(alphas, lambda_t, center_alpha, mix_prob, "
                                                        r"alpha_family\)"),
