@@ -48,8 +48,9 @@ Interpretations / departures (the paper leaves these open):
 Not in the paper (off unless `family_head`): an attack-family head, a linear layer on the three
 streams' pooled last encoder stage (after fusion) and, with `family_pixels: N`, each stream's input
 average-pooled to N x N cells, over bona fide and the rig's six attack families
-(edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`) with the
-generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit). The
+(edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`; with
+`family_class_weights: {rigid_mask: 2.0}` a class-weighted one, PyTorch's weighted mean; the head fit
+of train.fit: head stays unweighted) with the generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit). The
 score's logit becomes the mean of phi's logit and the head's attack logit, log P(any attack) -
 log P(bona fide), weighted by `family_weight` (the head's share; 0.5 by default, 1 the head alone). Why: linear probes on a trained edge model's own features
 separate silicone masks better than its trace-based score does (benchmarks/bench_silicone_probe.py);
@@ -58,6 +59,7 @@ the binary losses let phi ignore one hard family once the others are caught.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -78,13 +80,13 @@ PRESETS = {
         modalities=("rgb", "depth"), input_size=256, layers=RESNET50_LAYERS[:3], width=64,
         dec_channels=(256, 128, 64, 32), n_res=2, cls_width=32, disc_width=64, disc_scales=2,
         fusion_reduction=16, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5,
+        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5, family_class_weights={},
     ),
     "edge": dict(
         modalities=("rgb", "depth", "ir"), input_size=128, layers=(1, 1, 1), width=16,
         dec_channels=(64, 32, 16, 8), n_res=1, cls_width=16, disc_width=16, disc_scales=2,
         fusion_reduction=8, alphas=ALPHAS, lambda_t=1e-4, center_alpha=0.5, mix_prob=0.5,
-        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5,
+        family_head=False, alpha_family=1.0, family_pixels=0, family_weight=0.5, family_class_weights={},
     ),
 }
 
@@ -92,6 +94,25 @@ PAPER_TRAINING = dict(
     optimiser="Adam", lr=5e-5, betas=(0.9, 0.999), weight_decay=0.0, schedule="constant",
     iterations=40_000, batch_size=4, input_size=256, steps_per_batch=("generator", "discriminator", "consistency"),
 )
+
+
+def _checked_class_weights(weights) -> dict:
+    """family_class_weights as a plain {family: weight} (each name in FAMILIES, each weight a number > 0)."""
+    if weights is None:
+        return {}
+    if not isinstance(weights, dict):
+        raise ConfigError(f"spoof_trace: family_class_weights is a mapping of attack families to loss weights, e.g. "
+                          f"{{rigid_mask: 2.0}} (families: {', '.join(FAMILIES)}); got {weights!r}")
+    unknown = sorted(str(k) for k in weights if k not in FAMILIES)
+    if unknown:
+        raise ConfigError(f"spoof_trace: family_class_weights names unknown families {unknown}; use some of "
+                          f"{', '.join(FAMILIES)}")
+    bad = {k: v for k, v in weights.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0}
+    if bad:
+        raise ConfigError(f"spoof_trace: family_class_weights {bad}: each weight must be a number > 0 "
+                          "(leave a family out for weight 1)")
+    return {str(k): float(v) for k, v in weights.items()}
 
 
 def _cbr(cin, cout, k=3, s=1):
@@ -208,7 +229,7 @@ class SpoofTraceNet(nn.Module):
     training_only_modules = ("disc_live", "disc_spoof", "aux_heads")  # not in the exported graph
     # options only the training losses read (from self.config, at each step): a fine-tune may change them
     # (train.init_options) without touching the network or what it scores
-    loss_options = ("alphas", "lambda_t", "center_alpha", "mix_prob", "alpha_family")
+    loss_options = ("alphas", "lambda_t", "center_alpha", "mix_prob", "alpha_family", "family_class_weights")
     # {name: fn(batch, out) -> scalar tensor}: terms training adds to the generator's Eq. 13 total in the same
     # step (edge_fas.training.qat's float/int8 consistency); empty for the paper's training
     extra_losses: dict = {}
@@ -243,6 +264,7 @@ class SpoofTraceNet(nn.Module):
                               f"from 0 to 1 (0.5: the mean with phi's; 1: the head alone); got {fw!r}")
         if cells and not cfg["family_head"]:
             raise ConfigError("spoof_trace: family_pixels feeds the family head; set family_head: true with it")
+        cfg["family_class_weights"] = _checked_class_weights(cfg["family_class_weights"])
         # config is plain (lists, not tuples) so it round-trips through YAML manifests and checkpoints
         self.preset = preset
         self.config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
@@ -504,7 +526,11 @@ class SpoofTraceNet(nn.Module):
         family = family.to(family_logits.device).long()
         if not bool((family >= 0).any()):
             return family_logits.sum() * 0.0
-        return F.cross_entropy(family_logits, family, ignore_index=-1)
+        given = self.config["family_class_weights"]
+        weight = None
+        if given:  # a family not named keeps weight 1
+            weight = family_logits.new_tensor([float(given.get(name, 1.0)) for name in FAMILIES])
+        return F.cross_entropy(family_logits, family, weight=weight, ignore_index=-1)
 
     def extension_weights(self, options: dict) -> tuple[str, ...]:
         """The state-dict prefixes that config `options` add to a trained model, which start fresh when

@@ -336,6 +336,33 @@ def test_family_head_starts_at_phis_ranking_and_learns_the_families():
         headed.loss({k: v for k, v in b.items() if k != "family"}, out)
 
 
+def test_family_class_weights_weight_the_family_cross_entropy_by_class():
+    import torch.nn.functional as F
+
+    from edge_fas.data.species import FAMILIES
+
+    rigid, paper = FAMILIES.index("rigid_mask"), FAMILIES.index("paper_mask")
+    family = torch.tensor([0, rigid, paper, rigid, -1])
+    logits = torch.randn(5, len(FAMILIES), generator=torch.Generator().manual_seed(0))
+    plain = tiny(family_head=True)
+    weighted = tiny(family_head=True, family_class_weights={"rigid_mask": 3.0})
+    expected = torch.ones(len(FAMILIES))
+    expected[rigid] = 3.0
+    got = weighted._family_loss(logits, family)
+    torch.testing.assert_close(got, F.cross_entropy(logits, family, weight=expected, ignore_index=-1))
+    # a weighted mean: the named class counts 3 times as much, so the loss moves toward its samples' terms
+    per_sample = F.cross_entropy(logits, family, ignore_index=-1, reduction="none")
+    assert float((got - plain._family_loss(logits, family)).abs()) > 1e-4
+    torch.testing.assert_close(got, (per_sample[0] + 3 * per_sample[1] + per_sample[2] + 3 * per_sample[3]) / 8)
+    assert weighted.config["family_class_weights"] == {"rigid_mask": 3.0}  # plain, so it round-trips in YAML
+    for bad, message in (({"silicone": 2.0}, r"unknown families \['silicone'\]"),
+                         ({"rigid_mask": 0.0}, "each weight must be a number > 0"),
+                         ({"rigid_mask": True}, "each weight must be a number > 0"),
+                         ([2.0], "mapping of attack families to loss weights")):
+        with pytest.raises(ConfigError, match=message):
+            tiny(family_head=True, family_class_weights=bad)
+
+
 def test_family_head_exports_to_onnx(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     net = tiny(family_head=True)

@@ -460,11 +460,14 @@ def test_a_fine_tune_trains_with_the_loss_weights_init_options_gives(tmp_path):
     train(load_train_config(write_cfg(tmp_path / "ft", ft)))
     saved = torch.load(tmp_path / "ft" / "run" / "checkpoint.pt", weights_only=True)
     assert saved["config"]["alpha_family"] == 2.0  # and recorded with the network it trained
+    cfg["train"]["init_options"] = {"family_class_weights": {"rigid_mask": 2.0}}
+    assert build_model(cfg, "cpu")[0].config["family_class_weights"] == {"rigid_mask": 2.0}
     for options, message in (({"family_weight": 0.9}, r"may change only the options its 'spoof_trace' training "
                                                        r"losses read \(alphas, lambda_t, center_alpha, mix_prob, "
-                                                       r"alpha_family\)"),
+                                                       r"alpha_family, family_class_weights\)"),
                              ({"alpha_family": "high"}, "init_options.alpha_family must be a loss weight"),
-                             ({"alphas": [1.0, -1.0]}, r"init_options.alphas must be .*\(or a list of them\)")):
+                             ({"alphas": [1.0, -1.0]}, r"init_options.alphas must be .*\(or a list of them\)"),
+                             ({"family_class_weights": {"rigid_mask": -1.0}}, "each weight must be a number > 0")):
         cfg["train"]["init_options"] = options
         with pytest.raises(ConfigError, match=message):
             build_model(cfg, "cpu")

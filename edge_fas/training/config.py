@@ -45,7 +45,8 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             init_from: a checkpoint to fine-tune, whose network and options it keeps (a model.overrides value that
             differs from the saved one is refused rather than left unused),
             init_options: null | {option: value} (loss weights a fine-tune trains with instead of init_from's, among
-            the model's loss_options, e.g. spoof_trace's {alpha_family: 2.0}; the new checkpoint records them),
+            the model's loss_options, e.g. spoof_trace's {alpha_family: 2.0} or
+            {family_class_weights: {rigid_mask: 2.0}}; the new checkpoint records them),
             init_extend: model options that add a module to init_from's checkpoint, trained from a fresh start
             with the rest (e.g. {family_head: true}: spoof_trace's attack-family head; models/checkpoint.py),
             quantization_aware: false | true (int8 rounding simulated where the export's int8 recipe rounds,

@@ -135,6 +135,8 @@ def _apply_loss_options(model, info: dict, options: dict, init_from) -> None:
                           f"{model.name!r} training losses read ({', '.join(allowed) or 'none'}); an option that "
                           "changes the network or its score needs a model trained from scratch")
     for k, v in options.items():  # loss weights are numbers >= 0 (alphas: a list of them)
+        if isinstance(v, dict):  # per-class weights (family_class_weights): the constructor checks names and values
+            continue
         values = v if isinstance(v, (list, tuple)) else [v]
         if not values or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0
                              for x in values):
