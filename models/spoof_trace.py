@@ -49,8 +49,9 @@ Not in the paper (off unless `family_head`): an attack-family head, a linear lay
 streams' pooled last encoder stage (after fusion) and, with `family_pixels: N`, each stream's input
 average-pooled to N x N cells, over bona fide and the rig's six attack families
 (edge_fas.data.species.FAMILIES), trained by cross-entropy (weight `alpha_family`; with
-`family_class_weights: {rigid_mask: 2.0}` a class-weighted one, PyTorch's weighted mean; the head fit
-of train.fit: head stays unweighted) with the generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit). The
+`family_class_weights: {rigid_mask: 2.0}` a class-weighted one, PyTorch's weighted mean) with the
+generator, or alone on the frozen network (train.fit: head, edge_fas.training.head_fit, which stays
+unweighted). The
 score's logit becomes the mean of phi's logit and the head's attack logit, log P(any attack) -
 log P(bona fide), weighted by `family_weight` (the head's share; 0.5 by default, 1 the head alone). Why: linear probes on a trained edge model's own features
 separate silicone masks better than its trace-based score does (benchmarks/bench_silicone_probe.py);
@@ -265,6 +266,9 @@ class SpoofTraceNet(nn.Module):
         if cells and not cfg["family_head"]:
             raise ConfigError("spoof_trace: family_pixels feeds the family head; set family_head: true with it")
         cfg["family_class_weights"] = _checked_class_weights(cfg["family_class_weights"])
+        if cfg["family_class_weights"] and not cfg["family_head"]:
+            raise ConfigError("spoof_trace: family_class_weights weights the family head's loss; set family_head: true "
+                              "with it")
         # config is plain (lists, not tuples) so it round-trips through YAML manifests and checkpoints
         self.preset = preset
         self.config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

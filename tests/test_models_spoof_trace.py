@@ -361,6 +361,8 @@ def test_family_class_weights_weight_the_family_cross_entropy_by_class():
                          ([2.0], "mapping of attack families to loss weights")):
         with pytest.raises(ConfigError, match=message):
             tiny(family_head=True, family_class_weights=bad)
+    with pytest.raises(ConfigError, match="weights the family head's loss; set family_head: true"):
+        tiny(family_class_weights={"rigid_mask": 2.0})
 
 
 def test_family_head_exports_to_onnx(tmp_path):
