@@ -480,7 +480,7 @@ def test_a_fine_tune_trains_with_the_loss_weights_init_options_gives(tmp_path):
                                               "train.init_options": {"alpha_family": 2.0}}))
 
 
-def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standardisation():
+def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standardisation(capsys):
     import warnings
     from types import SimpleNamespace
 
@@ -509,7 +509,10 @@ def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standar
 
     batches = [batch(i) for i in range(30)]
     data = SimpleNamespace(loader=batches, train=range(240), set_epoch=lambda epoch: None)
-    rec = fit_head(net, data, passes=1, device="cpu", progress=False)
+    rec = fit_head(net, data, passes=1, device="cpu", progress=True)
+    said = capsys.readouterr().err
+    assert said.count("held-out cross-entropy") == len(RIDGES)  # a line per penalty while the fits run
+    assert f"head fit: penalty {rec['ridge']:g} chosen; fitting it on all 240 rows" in said
     assert rec["rows"] == 240 and rec["ridge"] in RIDGES and set(rec["cv_loss"]) == {str(r) for r in RIDGES}
     assert rec["family_rows"][0] == rec["family_rows"][silicone] == 120
     # the standardisation is folded into the head exactly: on the rows it was fitted to, its loss is the fit's

@@ -84,16 +84,22 @@ def fit_logistic(z: torch.Tensor, y: torch.Tensor, classes: int, ridge: float, s
     return w.detach(), b.detach()
 
 
-def choose_ridge(z: torch.Tensor, y: torch.Tensor, groups: np.ndarray, classes: int) -> tuple[float, dict]:
-    """(ridge, {ridge: mean held-out cross-entropy}) over RIDGES by FOLDS-fold cross-validation, folds by group."""
+def choose_ridge(z: torch.Tensor, y: torch.Tensor, groups: np.ndarray, classes: int,
+                 progress: bool = False) -> tuple[float, dict]:
+    """(ridge, {ridge: mean held-out cross-entropy}) over RIDGES by FOLDS-fold cross-validation, folds by group.
+    With progress, a line per penalty on stderr (the fits take minutes to most of an hour on a small CPU)."""
     losses = {}
-    for ridge in RIDGES:
+    t0 = time.perf_counter()
+    for i, ridge in enumerate(RIDGES, 1):
         held = []
         for k in range(FOLDS):
             out = torch.from_numpy(groups == k)
             w, b = fit_logistic(z[~out], y[~out], classes, ridge)
             held.append(float(F.cross_entropy(z[out] @ w + b, y[out], reduction="sum")))
         losses[ridge] = sum(held) / len(y)
+        if progress:
+            print(f"head fit: penalty {ridge:g}, held-out cross-entropy {losses[ridge]:.4f} ({i} of {len(RIDGES)} "
+                  f"penalties by {FOLDS} folds, {(time.perf_counter() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
     return min(losses, key=losses.get), losses
 
 
@@ -113,7 +119,9 @@ def fit_head(model, data, passes: int, device, progress: bool = True) -> dict:
     y = torch.from_numpy(fam.astype(np.int64))
     groups = (idx.astype(np.int64) * FOLDS) // max(len(data.train), 1)
     classes = head.out_features
-    ridge, cv = choose_ridge(z, y, groups, classes)
+    ridge, cv = choose_ridge(z, y, groups, classes, progress)
+    if progress:
+        print(f"head fit: penalty {ridge:g} chosen; fitting it on all {len(y)} rows", file=sys.stderr, flush=True)
     w, b = fit_logistic(z, y, classes, ridge)
     train_loss = float(F.cross_entropy(z @ w + b, y))
     # fold the standardisation in: W'x + b' = W((x - mu) / sd) + b
