@@ -529,6 +529,17 @@ def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standar
     # and nothing but the head moved
     after = net.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in frozen.items())
+    # the chosen penalty given (train.head_penalties: [it]) skips the cross-validation and fits the same head
+    chosen = {k: v.clone() for k, v in net.family_head.state_dict().items()}
+    given = fit_head(net, data, passes=1, device="cpu", progress=True, ridges=[rec["ridge"]])
+    said = capsys.readouterr().err
+    assert "held-out cross-entropy" not in said and given["cv_loss"] == {} and given["ridge"] == rec["ridge"]
+    assert f"head fit: penalty {rec['ridge']:g} given (train.head_penalties), no cross-validation" in said
+    assert all(torch.equal(v, net.family_head.state_dict()[k]) for k, v in chosen.items())
+    # a different penalty fits a different head
+    other = max(RIDGES, key=lambda r: abs(r - rec["ridge"]))
+    fit_head(net, data, passes=1, device="cpu", progress=False, ridges=[other])
+    assert not torch.equal(chosen["weight"], net.family_head.weight)
     # a model without a head is refused by name
     with pytest.raises(ConfigError, match="train.fit head fits a family head"):
         fit_head(bare, data, 1, "cpu", progress=False)
@@ -558,6 +569,14 @@ def test_train_fit_head_fits_only_the_added_head_through_the_config(tmp_path):
         train(load_train_config(None, {"model": base["model"], "train.fit": "head"}))
     with pytest.raises(ConfigError, match="train.fit 'probe' is unknown; use one of all, head"):
         train(load_train_config(None, {"model": base["model"], "train.fit": "probe"}))
+    # a run that fits no head refuses train.head_penalties by name; so does a penalty that is not one
+    with pytest.raises(ConfigError, match="train.head_penalties \\[0.01\\] chooses the family head's penalty in "
+                                          "train.fit head, and this run has train.fit 'all'"):
+        train(load_train_config(None, {"model": base["model"], "train.head_penalties": [0.01]}))
+    for bad in ([], [0], [-0.1], 0.01, ["a"], [True]):
+        with pytest.raises(ConfigError, match="train.head_penalties .*: a list of positive L2 penalties"):
+            train(load_train_config(None, {"model": base["model"], "train.fit": "head", "train.init_from": str(parent),
+                                           "train.head_penalties": bad}))
     # options a head fit has no epochs for are refused by name, not silently ignored
     for key, value in (("train.resume", True), ("train.time_budget_min", 30),
                        ("train.quantization_consistency", 0.1)):

@@ -86,12 +86,12 @@ def fit_logistic(z: torch.Tensor, y: torch.Tensor, classes: int, ridge: float, s
 
 
 def choose_ridge(z: torch.Tensor, y: torch.Tensor, groups: np.ndarray, classes: int,
-                 progress: bool = False) -> tuple[float, dict]:
-    """(ridge, {ridge: mean held-out cross-entropy}) over RIDGES by FOLDS-fold cross-validation, folds by group.
+                 progress: bool = False, ridges=RIDGES) -> tuple[float, dict]:
+    """(ridge, {ridge: mean held-out cross-entropy}) over `ridges` by FOLDS-fold cross-validation, folds by group.
     With progress, a line per penalty on stderr (the fits take minutes to most of an hour on a small CPU)."""
     losses = {}
     t0 = time.perf_counter()
-    for i, ridge in enumerate(RIDGES, 1):
+    for i, ridge in enumerate(ridges, 1):
         held = []
         for k in range(FOLDS):
             out = torch.from_numpy(groups == k)
@@ -99,14 +99,17 @@ def choose_ridge(z: torch.Tensor, y: torch.Tensor, groups: np.ndarray, classes: 
             held.append(float(F.cross_entropy(z[out] @ w + b, y[out], reduction="sum")))
         losses[ridge] = sum(held) / len(y)
         if progress:
-            print(f"head fit: penalty {ridge:g}, held-out cross-entropy {losses[ridge]:.4f} ({i} of {len(RIDGES)} "
+            print(f"head fit: penalty {ridge:g}, held-out cross-entropy {losses[ridge]:.4f} ({i} of {len(ridges)} "
                   f"penalties by {FOLDS} folds, {(time.perf_counter() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
     return min(losses, key=losses.get), losses
 
 
-def fit_head(model, data, passes: int, device, progress: bool = True) -> dict:
+def fit_head(model, data, passes: int, device, progress: bool = True, ridges=None) -> dict:
     """Fit `model`'s family head on its frozen network over `passes` passes of `data`'s training loader, in
-    place; returns the fit's record for the training log."""
+    place; returns the fit's record for the training log. `ridges` (train.head_penalties): the penalties
+    cross-validation chooses from, RIDGES when None; one penalty is taken as given, with no cross-validation
+    (the fit's 25 held-out solves are most of its time: a rule that fixes a penalty a series of fits kept
+    choosing pays for the one fit on all rows only)."""
     head = getattr(model, "family_head", None)
     if head is None or not hasattr(model, "family_features"):
         raise ConfigError(f"train.fit head fits a family head, and this {model.name} model has none; add one with "
@@ -120,9 +123,16 @@ def fit_head(model, data, passes: int, device, progress: bool = True) -> dict:
     y = torch.from_numpy(fam.astype(np.int64))
     groups = (idx.astype(np.int64) * FOLDS) // max(len(data.train), 1)
     classes = head.out_features
-    ridge, cv = choose_ridge(z, y, groups, classes, progress)
-    if progress:
-        print(f"head fit: penalty {ridge:g} chosen; fitting it on all {len(y)} rows", file=sys.stderr, flush=True)
+    ridges = tuple(float(r) for r in ridges) if ridges else RIDGES
+    if len(ridges) == 1:
+        ridge, cv = ridges[0], {}
+        if progress:
+            print(f"head fit: penalty {ridge:g} given (train.head_penalties), no cross-validation; fitting it on all "
+                  f"{len(y)} rows", file=sys.stderr, flush=True)
+    else:
+        ridge, cv = choose_ridge(z, y, groups, classes, progress, ridges)
+        if progress:
+            print(f"head fit: penalty {ridge:g} chosen; fitting it on all {len(y)} rows", file=sys.stderr, flush=True)
     w, b = fit_logistic(z, y, classes, ridge)
     train_loss = float(F.cross_entropy(z @ w + b, y))
     # fold the standardisation in: W'x + b' = W((x - mu) / sd) + b

@@ -399,7 +399,8 @@ def _fitted_head(model, data: TrainingData, tc: dict, device, log: _Log, main: b
 
     if world > 1:
         raise ConfigError("train.fit head reads features and fits once, in one process; run it without torchrun")
-    rec = fit_head(model, data, int(tc["epochs"]), device, progress=main and bool(tc["progress"]))
+    rec = fit_head(model, data, int(tc["epochs"]), device, progress=main and bool(tc["progress"]),
+                   ridges=tc["head_penalties"])
     val, _ = data.evaluate(model, data.val, data.domain_ids)
     rec.update(val_eer=val["eer"], val_auc=val["auc"], val_threshold=val["threshold"])
     log.write(**rec)
