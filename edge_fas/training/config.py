@@ -63,7 +63,7 @@ A training config is YAML with four sections (defaults in DEFAULTS; unknown keys
             so it refuses train.resume, a time budget and quantization_consistency; keep is moot),
             head_penalties: null | [penalty, ...] (train.fit head only: the L2 penalties its cross-validation
             chooses from, null for head_fit.RIDGES; one penalty is used as given, without cross-validation,
-            which cuts a 48,000-row fit on two CPU cores from about 55 min to about 10),
+            which cuts a 48,000-row fit on two CPU cores from about 55 min to about 7),
             time_budget_min: null | minutes (a lease on a lent GPU, say: after this run's first epoch and its
             validation, the run's epochs are cut to those that fit in the budget, the closing decision
             included; the schedule then spans the cut count, recorded in the log and the checkpoint)}

@@ -14,7 +14,8 @@ Why: linear probes read silicone masks from a trained edge model's frozen featur
 that over (docs/demo-model.md, r48). (The probes' pooled-pixel read needs crops cut at the rig's true face box; at
 the detector's box, where the product cuts, it mostly goes: docs/demo-model.md, "Where the probes' silicone came
 from".) Reading the features is one forward pass of the
-encoder per sample. The fit is 26 full-batch L-BFGS solves (RIDGES x FOLDS, then all rows): on 48,000 rows of 2,048
+encoder per sample. The fit is 26 full-batch L-BFGS solves (RIDGES x FOLDS, then all rows; one with a penalty given,
+train.head_penalties): on 48,000 rows of 2,048
 features that is 15 to 50 minutes on two CPU cores, bound by memory bandwidth (each pass reads the float64 rows).
 """
 
