@@ -536,6 +536,9 @@ def test_head_fit_learns_a_pixel_cue_on_the_frozen_network_and_folds_its_standar
     assert "held-out cross-entropy" not in said and given["cv_loss"] == {} and given["ridge"] == rec["ridge"]
     assert f"head fit: penalty {rec['ridge']:g} given (train.head_penalties), no cross-validation" in said
     assert all(torch.equal(v, net.family_head.state_dict()[k]) for k, v in chosen.items())
+    # a list of several is chosen among by cross-validation, over those penalties only
+    among = fit_head(net, data, passes=1, device="cpu", progress=False, ridges=[1e-3, 1.0])
+    assert set(among["cv_loss"]) == {"0.001", "1.0"} and among["ridge"] in (1e-3, 1.0)
     # a different penalty fits a different head
     other = max(RIDGES, key=lambda r: abs(r - rec["ridge"]))
     fit_head(net, data, passes=1, device="cpu", progress=False, ridges=[other])
