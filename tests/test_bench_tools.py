@@ -414,6 +414,50 @@ def test_models_are_compared_pair_by_pair_on_the_named_domains_too(tmp_path, cap
         bench_compare.compare("named_domains", "surf,cefa,wmca,padisi", "7", "test", weak, other, 900, 200)
 
 
+def test_recipes_of_several_runs_are_compared_with_the_runs_spread_in_each_interval(tmp_path, capsys):
+    # recipe mode: each side's figure is its runs' mean, and the interval widens by the runs' spread, so a change
+    # the scenes alone would call real is not called real when the runs of one recipe disagree about it
+    import bench_compare
+
+    a = [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
+    b = [{"x": 5.0}, {"x": 7.0}]
+    # pooled s = sqrt((2 + 2) / 3); t(0.975, 3) = 3.182; sqrt(1/3 + 1/2)
+    assert bench_compare.runs_spread(a, b, "x") == pytest.approx(3.182 * np.sqrt(4 / 3) * np.sqrt(5 / 6))
+    assert bench_compare.runs_spread(a[:1], b[:1], "x") == 0.0  # one run a side: no spread to measure
+
+    rng = np.random.default_rng(1)
+    species = ["bona_fide", "rigid_mask"] * 40
+    attack = np.array([s != "bona_fide" for s in species])
+    base = rng.random(80)
+
+    def folder(name, lift):  # the same scenes' noise in every run; runs differ only by how far attacks are lifted
+        _report(tmp_path / name / "named_domains" / "seed7", "", rig=fingerprint())
+        rows = ["index,path,dataset,label,species,score,decision"]
+        rows += [f"{i},,surf,{int(s != 'bona_fide')},{s},{v:.6f},1"
+                 for i, (s, v) in enumerate(zip(species, base + lift * attack))]
+        (tmp_path / name / "named_domains" / "pooled_scores.csv").write_text("\n".join(rows) + "\n")
+        return tmp_path / name
+
+    def auc_line(a, b):
+        bench_compare.compare("named_domains", "surf", "7", "test", a, b, 900, 200)
+        out = capsys.readouterr().out
+        return next(x for x in out.splitlines() if x.startswith("- AUC rigid_mask"))
+
+    weak = [folder(f"weak{i}", 0.10 + 0.01 * i) for i in range(3)]
+    agreeing = [folder(f"agree{i}", 0.60 + 0.01 * i) for i in range(2)]
+    line = auc_line(weak, agreeing)
+    assert "(interval excludes 0)" in line
+    assert "runs' spread" in line and line.count(", ") >= 3  # every run's own figure is printed
+    disagreeing = [folder("lucky", 0.90), folder("unlucky", 0.0)]  # the same mean lift, runs far apart
+    line = auc_line(weak, disagreeing)
+    assert "(interval excludes 0)" not in line
+    # the scenes alone (one run a side) would have called the lucky run's rise real
+    assert "(interval excludes 0)" in auc_line(weak[0], disagreeing[0])
+    with pytest.raises(SystemExit, match="seed-floor"):
+        bench_compare.compare("named_domains", "surf", "7", "test", weak, agreeing, 900, 200,
+                              seed_floor=(weak[0], weak[1]))
+
+
 def test_the_matched_silicone_audit_renders_the_scene_it_is_given():
     import bench_silicone_matched as matched
 
