@@ -10,6 +10,7 @@ torch.load(weights_only=True); `build(name, preset, **config)` gives the same ar
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -68,6 +69,16 @@ def _save_whole(data: dict, path: Path) -> Path:
 FP16_MAX = 65504.0
 
 
+def file_sha256(path) -> str:
+    """A file's sha256, read in blocks: how a checkpoint names its parent (meta.training.init_from_sha256) and a
+    half copy its original (meta.copied_from_sha256), since run directories stay on the machine that trained."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_half_copy(src, dst) -> Path:
     """A copy of checkpoint `src` to carry a training line between machines (train.init_from continues from it):
     floating-point weights stored as float16, half the size; everything else as it was. load_checkpoint casts
@@ -86,7 +97,8 @@ def save_half_copy(src, dst) -> Path:
                                     "carry the float32 file itself")
             value = value.half()
         state[key] = value.contiguous()
-    data = {**data, "state_dict": state, "meta": {**data["meta"], "stored_as": "float16", "copied_from": src.name}}
+    data = {**data, "state_dict": state, "meta": {**data["meta"], "stored_as": "float16", "copied_from": src.name,
+                                                        "copied_from_sha256": file_sha256(src)}}
     return _save_whole(data, dst)
 
 

@@ -1,5 +1,7 @@
 """Checkpoints round-trip through the registry and refuse files that do not fit."""
 
+import hashlib
+
 import pytest
 import torch
 
@@ -80,6 +82,7 @@ def test_a_half_copy_loads_into_the_float_model_at_half_the_size(tmp_path, model
     assert half.stat().st_size < 0.6 * path.stat().st_size
     loaded, info = load_checkpoint(half)
     assert info["meta"]["stored_as"] == "float16" and info["meta"]["epoch"] == 2 and info["meta"]["copied_from"] == "c.pt"
+    assert info["meta"]["copied_from_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     for key, value in loaded.state_dict().items():
         assert value.dtype == model.state_dict()[key].dtype  # cast back: training continues in float32
         torch.testing.assert_close(value, model.state_dict()[key], rtol=1e-3, atol=1e-4)

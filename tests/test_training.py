@@ -1,6 +1,7 @@
 """`edge-fas train` then `edge-fas eval` end to end at a tiny size; resume, accumulation, config errors,
 and a two-process torchrun (gloo, CPU) run whose replicas must stay identical."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -239,6 +240,9 @@ def test_finetune_from_checkpoint_on_sessions(tmp_path):
     assert r["val"]["n_attack"] == 4 and r["val"]["n_bona_fide"] == 4 and "test" in r
     meta = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["meta"]
     assert meta["training"]["source"] == "sessions"
+    # the parent is named by its digest too, since its path is a run directory only this machine has
+    parent_bytes = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    assert meta["training"]["init_from_sha256"] == hashlib.sha256(parent_bytes).hexdigest()
     # the fine-tune config names no preprocessing: the network's own normalisation comes with it (adapt's case)
     assert meta["preprocess"]["ir_norm"] == "face_log" and meta["preprocess"]["rgb_norm"] == "face"
     assert meta["preprocess"]["crop_scale"] == 1.3

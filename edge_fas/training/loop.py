@@ -443,6 +443,13 @@ def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tu
     return result, record, len(scored_val)
 
 
+def _parent_sha256(init_from) -> str | None:
+    """The parent checkpoint's sha256 (None without one): init_from's path is often a run directory only the
+    training machine has, while the digest names the parent wherever its file or its half copy travels."""
+    from edge_fas.models.checkpoint import file_sha256
+    return file_sha256(init_from) if init_from else None
+
+
 def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result: dict, kept_epoch: int,
                      n_val: int, n_epochs: int) -> dict:
     """What the checkpoint says about itself: the decision and the split it was fitted on, what it was
@@ -460,6 +467,7 @@ def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result
                                f"{'' if real else ', seed ' + str(d['seed'])}), disjoint from training",
             **{k: v for k, v in record.items() if k != "threshold"},
             "training": {"source": d["source"], "domains": td, "samples": len(data.train), "init_from": tc["init_from"],
+                         "init_from_sha256": _parent_sha256(tc["init_from"]),
                          "quantization_aware": bool(tc["quantization_aware"]), "fit": tc["fit"],
                          "quantization_consistency": float(tc["quantization_consistency"]),
                          "model": mc["name"], "preset": mc["preset"], "epochs": n_epochs,
