@@ -10,7 +10,6 @@ torch.load(weights_only=True); `build(name, preset, **config)` gives the same ar
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -69,22 +68,13 @@ def _save_whole(data: dict, path: Path) -> Path:
 FP16_MAX = 65504.0
 
 
-def file_sha256(path) -> str:
-    """A file's sha256, read in blocks: how a checkpoint names its parent (meta.training.init_from_sha256) and a
-    half copy its original (meta.copied_from_sha256), since run directories stay on the machine that trained."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_half_copy(src, dst) -> Path:
     """A copy of checkpoint `src` to carry a training line between machines (train.init_from continues from it):
     floating-point weights stored as float16, half the size; everything else as it was. load_checkpoint casts
     them back into the float32 model. Refuses a weight beyond float16's range. The rounding (relative 5e-4) is
     far below one fine-tuning step's change, but an artifact exported from the copy is not the original's:
     export from the original where it is at hand."""
+    from edge_fas.artifact import sha256_file  # names the original (meta.copied_from_sha256) wherever the copy goes
     src, dst = Path(src), Path(dst)
     load_checkpoint(src)  # the same checks, names and fixes as any checkpoint
     data = torch.load(src, map_location="cpu", weights_only=True)
@@ -98,7 +88,7 @@ def save_half_copy(src, dst) -> Path:
             value = value.half()
         state[key] = value.contiguous()
     data = {**data, "state_dict": state, "meta": {**data["meta"], "stored_as": "float16", "copied_from": src.name,
-                                                        "copied_from_sha256": file_sha256(src)}}
+                                                        "copied_from_sha256": sha256_file(src)}}
     return _save_whole(data, dst)
 
 

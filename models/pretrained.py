@@ -26,7 +26,6 @@ preprocessing parameters that the checkpoint and then the exported artifact carr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -135,11 +134,8 @@ def _three_numbers(v) -> bool:
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from edge_fas.artifact import sha256_file
+    return sha256_file(path)
 
 
 def load_pretrained(model, source) -> dict:

@@ -446,8 +446,8 @@ def _decide_and_test(cfg: dict, model, params, data: TrainingData, device) -> tu
 def _parent_sha256(init_from) -> str | None:
     """The parent checkpoint's sha256 (None without one): init_from's path is often a run directory only the
     training machine has, while the digest names the parent wherever its file or its half copy travels."""
-    from edge_fas.models.checkpoint import file_sha256
-    return file_sha256(init_from) if init_from else None
+    from edge_fas.artifact import sha256_file
+    return sha256_file(init_from) if init_from else None
 
 
 def _checkpoint_meta(cfg: dict, data: TrainingData, params, record: dict, result: dict, kept_epoch: int,
