@@ -32,7 +32,9 @@ PyTorch model in float32, and keeps, per crop, groups of features (global averag
 - trace: the spoof trace's mean and mean absolute value per channel; phi: the classifier's last hidden layer;
 - all: every group above;
 - controls: stage3 and all of the same architecture freshly initialised (what any random features give), and
-  pixels (each modality's crop pooled to 16 x 16: what no network gives), all streams and each stream alone.
+  pixels (each modality's crop pooled to 16 x 16: what no network gives), all streams and each stream alone;
+  with `--fine-grid N`, depth and near-IR alone also pooled to N x N (`pixels_depth@N`, `pixels_ir@N`: does the
+  cue grow at a finer grid than the family head's 16 x 16?).
 
 For each group an L2-regularised logistic regression is fitted on one rig seed (its ridge chosen by 5-fold
 cross-validation on that seed alone) and scored on the other, both ways, pooled. Fitted and scored on one range
@@ -127,6 +129,17 @@ def pixels(crops, size: int = 16) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+def pixel_group(crops, group: str) -> np.ndarray:
+    """A pixels group's features: "pixels", "pixels_rgb", "pixels_depth" or "pixels_ir" at 16 x 16, or "@N" after
+    the name for an N x N grid."""
+    stream, _, grid = group.partition("@")
+    grid = int(grid or 16)
+    pooled, cells = pixels(crops, grid), grid * grid  # colour's three channels, then depth, then near-IR
+    cut = {"pixels": slice(None), "pixels_rgb": slice(0, 3 * cells), "pixels_depth": slice(3 * cells, 4 * cells),
+           "pixels_ir": slice(4 * cells, None)}[stream]
+    return pooled[:, cut]
+
+
 def _auc(score, y) -> float:
     from edge_fas.metrics import auc
 
@@ -193,8 +206,13 @@ def report(name: str, table: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
               f"{100 * ap:.1f}% [{100 * plo:.1f}, {100 * phi:.1f}] |", flush=True)
 
 
+def groups(fine_grid: int | None = None) -> tuple[str, ...]:
+    """GROUPS, with depth and near-IR pooled to fine_grid x fine_grid as two more groups where one is given."""
+    return GROUPS + ((f"pixels_depth@{fine_grid}", f"pixels_ir@{fine_grid}") if fine_grid else ())
+
+
 def seed_features(domain: str, seed: int, per_species: int, workers: int, size, params, model, fresh,
-                  framing: str = "detector") -> dict:
+                  framing: str = "detector", fine_grid: int | None = None) -> dict:
     """{group: (features, label: 1 silicone, 0 bona fide)} of one range set's scenes at one rig seed."""
     jobs = [(domain, seed, species, i, *size, params, framing) for species in ("bona_fide", "flexible_mask")
             for i in range(per_species)]
@@ -205,13 +223,9 @@ def seed_features(domain: str, seed: int, per_species: int, workers: int, size, 
     crops = [k[0] for k in kept]
     trained, random = features(model, crops), features(fresh, crops)
     out = {}
-    for g in GROUPS:
+    for g in groups(fine_grid):
         if g.startswith("pixels"):
-            pooled = pixels(crops)
-            cells = pooled.shape[1] // 5  # colour's three channels, then depth, then near-IR
-            cut = {"pixels": slice(None), "pixels_rgb": slice(0, 3 * cells), "pixels_depth": slice(3 * cells, 4 * cells),
-                   "pixels_ir": slice(4 * cells, None)}[g]
-            out[g] = (pooled[:, cut], y)
+            out[g] = (pixel_group(crops, g), y)
         elif g.startswith("random "):
             out[g] = (random[g.split(" ", 1)[1]], y)
         else:
@@ -242,6 +256,9 @@ def main() -> int:
                          "or metric: the detector's centre with a side set by the face's measured depth (the "
                          "product's preprocessing framing 'metric', edge_fas.preprocess.framed_box); or silhouette: "
                          "metric's square moved sideways onto the head's outline in depth (framing 'silhouette')")
+    ap.add_argument("--fine-grid", type=int, default=None, metavar="N",
+                    help="also probe depth and near-IR alone pooled to N x N (one stream's N*N cells: keep N <= 40, "
+                         "the logistic fit solves an N^2-sized system)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()
@@ -266,18 +283,21 @@ def main() -> int:
         fit_set, score_set = (v.strip() for v in args.transfer.split(":"))
         refuse_benchmark_seed(fit_set, seeds[0])
         refuse_benchmark_seed(score_set, seeds[1])
-        fit = seed_features(fit_set, seeds[0], args.per_species, args.workers, size, params, model, fresh, args.framing)
-        scored = seed_features(score_set, seeds[1], args.per_species, args.workers, size, params, model, fresh, args.framing)
+        fit = seed_features(fit_set, seeds[0], args.per_species, args.workers, size, params, model, fresh, args.framing,
+                            args.fine_grid)
+        scored = seed_features(score_set, seeds[1], args.per_species, args.workers, size, params, model, fresh,
+                               args.framing, args.fine_grid)
         report(f"fitted on {fit_set} (rig seed {seeds[0]}), scored on {score_set} (rig seed {seeds[1]})",
-               {g: {0: fit[g], 1: scored[g]} for g in GROUPS}, directions=(1,))
+               {g: {0: fit[g], 1: scored[g]} for g in groups(args.fine_grid)}, directions=(1,))
         return 0
     for domain in [s.strip() for s in args.sets.split(",")]:
         for seed in seeds:
             refuse_benchmark_seed(domain, seed)
         by_seed = {seed: seed_features(domain, seed, args.per_species, args.workers, size, params, model, fresh,
-                                          args.framing)
+                                          args.framing, args.fine_grid)
                    for seed in seeds}
-        report(f"{domain}, rig seeds {args.seeds}", {g: {seed: by_seed[seed][g] for seed in seeds} for g in GROUPS})
+        report(f"{domain}, rig seeds {args.seeds}",
+               {g: {seed: by_seed[seed][g] for seed in seeds} for g in groups(args.fine_grid)})
     return 0
 
 

@@ -118,6 +118,11 @@ def test_the_silicone_probe_reads_every_feature_group_and_fits_on_one_seed_only(
     assert feats["all"].shape[1] == sum(feats[k].shape[1] for k in ("score", "aux", "stage1", "stage2", "stage3",
                                                                         "trace", "phi"))
     assert probe.pixels(crops).shape == (5, 5 * 16 * 16)
+    # a finer grid's groups are one stream's cells of that grid: depth is the fourth plane, near-IR the fifth
+    assert probe.groups(8)[-2:] == ("pixels_depth@8", "pixels_ir@8") and probe.groups() == probe.GROUPS
+    np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_depth@8"), probe.pixels(crops, 8)[:, 3 * 64:4 * 64])
+    np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_ir@8"), probe.pixels(crops, 8)[:, 4 * 64:])
+    np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_depth"), probe.pixels(crops)[:, 3 * 256:4 * 256])
     # each seed is scored by a probe fitted on the other: a feature that carries the label in both seeds gives AUC
     # near 1, a feature that carries it in one seed only (a seed's own artefact) gives chance
     y = np.repeat([0, 1], 200)
