@@ -262,6 +262,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()
+    if args.fine_grid is not None and not 2 <= args.fine_grid <= 64:
+        ap.error(f"--fine-grid {args.fine_grid}: a grid of 2 to 64 cells a side (32 doubles the family head's 16)")
 
     import torch
     from bench_silicone_matched import refuse_benchmark_seed
