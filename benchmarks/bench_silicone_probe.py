@@ -129,12 +129,16 @@ def pixels(crops, size: int = 16) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def pixel_group(crops, group: str) -> np.ndarray:
+def pixel_group(crops, group: str, pooled_by_grid: dict | None = None) -> np.ndarray:
     """A pixels group's features: "pixels", "pixels_rgb", "pixels_depth" or "pixels_ir" at 16 x 16, or "@N" after
-    the name for an N x N grid."""
+    the name for an N x N grid. pooled_by_grid: {grid: pixels(crops, grid)} shared by the groups of one set of
+    crops, so each grid is pooled once."""
     stream, _, grid = group.partition("@")
     grid = int(grid or 16)
-    pooled, cells = pixels(crops, grid), grid * grid  # colour's three channels, then depth, then near-IR
+    pooled_by_grid = {} if pooled_by_grid is None else pooled_by_grid
+    if grid not in pooled_by_grid:
+        pooled_by_grid[grid] = pixels(crops, grid)
+    pooled, cells = pooled_by_grid[grid], grid * grid  # colour's three channels, then depth, then near-IR
     cut = {"pixels": slice(None), "pixels_rgb": slice(0, 3 * cells), "pixels_depth": slice(3 * cells, 4 * cells),
            "pixels_ir": slice(4 * cells, None)}[stream]
     return pooled[:, cut]
@@ -222,10 +226,10 @@ def seed_features(domain: str, seed: int, per_species: int, workers: int, size, 
     y = np.array([k[1] for k in kept])
     crops = [k[0] for k in kept]
     trained, random = features(model, crops), features(fresh, crops)
-    out = {}
+    out, pooled_by_grid = {}, {}
     for g in groups(fine_grid):
         if g.startswith("pixels"):
-            out[g] = (pixel_group(crops, g), y)
+            out[g] = (pixel_group(crops, g, pooled_by_grid), y)
         elif g.startswith("random "):
             out[g] = (random[g.split(" ", 1)[1]], y)
         else:
@@ -257,8 +261,8 @@ def main() -> int:
                          "product's preprocessing framing 'metric', edge_fas.preprocess.framed_box); or silhouette: "
                          "metric's square moved sideways onto the head's outline in depth (framing 'silhouette')")
     ap.add_argument("--fine-grid", type=int, default=None, metavar="N",
-                    help="also probe depth and near-IR alone pooled to N x N (one stream's N*N cells: keep N <= 40, "
-                         "the logistic fit solves an N^2-sized system)")
+                    help="also probe depth and near-IR alone pooled to N x N, N from 2 to 64 (one stream's N*N "
+                         "cells: above 40 the logistic fit, an N^2-sized system, is slow)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="640x480", help="the rig's frame size (the recipe's data.rig_size)")
     args = ap.parse_args()

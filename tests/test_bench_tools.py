@@ -123,6 +123,10 @@ def test_the_silicone_probe_reads_every_feature_group_and_fits_on_one_seed_only(
     np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_depth@8"), probe.pixels(crops, 8)[:, 3 * 64:4 * 64])
     np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_ir@8"), probe.pixels(crops, 8)[:, 4 * 64:])
     np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_depth"), probe.pixels(crops)[:, 3 * 256:4 * 256])
+    shared = {}  # one pooling per grid, shared by that grid's groups
+    probe.pixel_group(crops, "pixels_depth@8", shared)
+    np.testing.assert_array_equal(probe.pixel_group(crops, "pixels_ir@8", shared), probe.pixels(crops, 8)[:, 4 * 64:])
+    assert list(shared) == [8]
     # each seed is scored by a probe fitted on the other: a feature that carries the label in both seeds gives AUC
     # near 1, a feature that carries it in one seed only (a seed's own artefact) gives chance
     y = np.repeat([0, 1], 200)
