@@ -176,3 +176,29 @@ def test_extend_adds_a_fresh_head_to_a_trained_checkpoint_and_nothing_else(tmp_p
     torch.save(raw, tmp_path / "cut.pt")
     with pytest.raises(ArtifactError, match="missing weights"):
         load_checkpoint(tmp_path / "cut.pt", extend={"family_head": True})
+
+
+def test_the_line_files_kept_selection_scores_are_that_files():
+    """checkpoints/randomized-edge-line-sel holds the line's file scored on the selection families, so a new machine
+    pairs a candidate against it unscored (checkpoints/README.md). Replacing the file without its scores would pair
+    the candidate against another model: this fails until both are replaced."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from edge_fas.artifact import sha256_file
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    kept = root / "randomized-edge-line-sel"
+    record = yaml.safe_load((kept / "scored.yaml").read_text())
+    assert record["checkpoint_sha256"] == sha256_file(root / "randomized-edge-line.pt"), (
+        "checkpoints/randomized-edge-line.pt changed but randomized-edge-line-sel/ holds the old file's scores: score "
+        "the new file as scored.yaml's commands say and replace the folder (checkpoints/README.md)")
+    sets = sorted(p.parent for p in kept.glob("*/pooled_scores.csv"))
+    assert [p.name for p in sets] == ["rand_heldout_skinlevel_val", "rand_heldout_val"]
+    for folder in sets:
+        reports = sorted(folder.glob("seed*/metrics.json"))
+        assert len(reports) == 2, folder
+        assert {json.loads(r.read_text())["meta"]["rig"] for r in reports} == {record["rig"]}, folder
+        rows = (folder / "pooled_scores.csv").read_text().splitlines()
+        assert rows[0].startswith("index,") and len(rows) - 1 == 2 * record["per_domain"], folder
